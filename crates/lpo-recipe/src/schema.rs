@@ -1,0 +1,616 @@
+//! The typed recipe: what one experiment family configures.
+//!
+//! Every key, its type, default and range is also listed in [`crate::keys::KEYS`],
+//! which drives validation and docs/recipes.md; a unit test keeps the two in step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::Coef;
+
+/// A resolved recipe: one experiment family (before its sweep is expanded) or one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Recipe {
+    /// Family name; results land in `results/<name>/`. Cosmetic: not part of run ids.
+    pub name: String,
+    /// Free text. Cosmetic.
+    pub description: String,
+    /// Method label used by reports to group runs (default: the loss kind). Cosmetic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Another recipe merged underneath this one, relative to this file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// Policy and reference architecture.
+    pub model: ModelConfig,
+    /// Training objective and its coefficients.
+    pub loss: LossConfig,
+    /// Data form and sources.
+    pub data: DataConfig,
+    /// Optimisation settings.
+    pub train: TrainConfig,
+    /// Held-out evaluation settings.
+    pub eval: EvalConfig,
+    /// How the family expands into runs.
+    pub sweep: SweepConfig,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            name: "unnamed".into(),
+            description: String::new(),
+            label: None,
+            extends: None,
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+            data: DataConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+            sweep: SweepConfig::default(),
+        }
+    }
+}
+
+impl Recipe {
+    /// The method label reports group by: `label`, else the loss kind.
+    pub fn method_label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.loss.kind.as_str().to_string())
+    }
+}
+
+/// Named model sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SizePreset {
+    /// ~0.1M parameters: tests, seconds on a CPU.
+    Nano,
+    /// ~0.8M parameters: quickstart on 2 CPU cores.
+    Tiny,
+    /// ~5M parameters.
+    Small,
+    /// ~125M parameters (32k vocabulary).
+    Base,
+    /// Mistral 7B v0.1 (GPU only).
+    Mistral7b,
+}
+
+/// Model section: a size preset with optional per-field overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Size preset the other fields override.
+    pub size: SizePreset,
+    /// Decoder blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<u32>,
+    /// Residual width.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_model: Option<u32>,
+    /// Query heads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads: Option<u32>,
+    /// Key/value heads (grouped-query attention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<u32>,
+    /// SwiGLU hidden width.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_ff: Option<u32>,
+    /// Vocabulary size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<u32>,
+    /// Longest sequence (prompt + response) in tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<u32>,
+    /// Rotary embedding base.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// Sliding attention window in tokens (0 = full causal attention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<u32>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            size: SizePreset::Nano,
+            layers: None,
+            d_model: None,
+            heads: None,
+            kv_heads: None,
+            d_ff: None,
+            vocab: None,
+            max_len: None,
+            rope_theta: None,
+            sliding_window: None,
+        }
+    }
+}
+
+/// Concrete architecture: a preset with its overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelDims {
+    /// Decoder blocks.
+    pub layers: u32,
+    /// Residual width.
+    pub d_model: u32,
+    /// Query heads.
+    pub heads: u32,
+    /// Key/value heads.
+    pub kv_heads: u32,
+    /// SwiGLU hidden width.
+    pub d_ff: u32,
+    /// Vocabulary size.
+    pub vocab: u32,
+    /// Longest sequence in tokens.
+    pub max_len: u32,
+    /// Rotary embedding base.
+    pub rope_theta: f64,
+    /// Sliding attention window (0 = none).
+    pub sliding_window: u32,
+}
+
+impl SizePreset {
+    /// The preset's architecture.
+    pub fn dims(self) -> ModelDims {
+        let (layers, d_model, heads, kv_heads, d_ff, vocab, max_len, rope_theta, sliding_window) = match self {
+            SizePreset::Nano => (2, 64, 4, 2, 176, 64, 128, 10_000.0, 0),
+            SizePreset::Tiny => (4, 128, 4, 2, 352, 64, 256, 10_000.0, 0),
+            SizePreset::Small => (6, 256, 8, 4, 704, 64, 256, 10_000.0, 0),
+            SizePreset::Base => (12, 768, 12, 4, 2048, 32_000, 1024, 10_000.0, 0),
+            SizePreset::Mistral7b => (32, 4096, 32, 8, 14_336, 32_000, 32_768, 10_000.0, 4096),
+        };
+        ModelDims { layers, d_model, heads, kv_heads, d_ff, vocab, max_len, rope_theta, sliding_window }
+    }
+
+    /// The name recipes use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SizePreset::Nano => "nano",
+            SizePreset::Tiny => "tiny",
+            SizePreset::Small => "small",
+            SizePreset::Base => "base",
+            SizePreset::Mistral7b => "mistral-7b",
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The architecture after overrides.
+    pub fn dims(&self) -> ModelDims {
+        let p = self.size.dims();
+        ModelDims {
+            layers: self.layers.unwrap_or(p.layers),
+            d_model: self.d_model.unwrap_or(p.d_model),
+            heads: self.heads.unwrap_or(p.heads),
+            kv_heads: self.kv_heads.unwrap_or(p.kv_heads),
+            d_ff: self.d_ff.unwrap_or(p.d_ff),
+            vocab: self.vocab.unwrap_or(p.vocab),
+            max_len: self.max_len.unwrap_or(p.max_len),
+            rope_theta: self.rope_theta.unwrap_or(p.rope_theta),
+            sliding_window: self.sliding_window.unwrap_or(p.sliding_window),
+        }
+    }
+}
+
+impl ModelDims {
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> u64 {
+        u64::from(self.d_model / self.heads.max(1))
+    }
+
+    /// Trainable parameters of the Mistral-style decoder (untied embeddings).
+    ///
+    /// Per block: two RMSNorm gains, Q and O (d x d), K and V (d x kv_heads*head_dim),
+    /// and the SwiGLU gate, up and down projections (3 x d x d_ff).
+    pub fn parameter_count(&self) -> u64 {
+        let d = u64::from(self.d_model);
+        let kv = u64::from(self.kv_heads) * self.head_dim();
+        let block = 2 * d + 2 * d * d + 2 * d * kv + 3 * d * u64::from(self.d_ff);
+        let embeddings = 2 * u64::from(self.vocab) * d;
+        u64::from(self.layers) * block + embeddings + d
+    }
+
+    /// Cross-field problems (divisibility of heads), as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.heads == 0 || self.d_model % self.heads != 0 {
+            problems.push(("model.heads", format!("d_model {} is not divisible by heads {}", self.d_model, self.heads)));
+        } else if self.head_dim() % 2 != 0 {
+            problems.push(("model.heads", format!("head width {} must be even for rotary embeddings", self.head_dim())));
+        }
+        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+            problems.push(("model.kv_heads", format!("heads {} is not divisible by kv_heads {}", self.heads, self.kv_heads)));
+        }
+        problems
+    }
+}
+
+/// The training objective (docs/losses.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Listwise preference optimization with explicit rewards.
+    Lpo,
+    /// Direct preference optimization on pairs.
+    Dpo,
+    /// Plackett-Luce likelihood of the reward ordering.
+    Listmle,
+    /// Noise-contrastive alignment, InfoNCA form.
+    Infonca,
+    /// Noise-contrastive alignment, NCA form.
+    Nca,
+}
+
+impl LossKind {
+    /// The name recipes use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossKind::Lpo => "lpo",
+            LossKind::Dpo => "dpo",
+            LossKind::Listmle => "listmle",
+            LossKind::Infonca => "infonca",
+            LossKind::Nca => "nca",
+        }
+    }
+
+    /// The `[loss]` keys this loss reads; the others do not affect a run.
+    pub fn relevant_keys(self, margin_weight: bool) -> &'static [&'static str] {
+        match self {
+            LossKind::Lpo if margin_weight => {
+                &["kind", "beta", "alpha", "gamma", "coefficient", "margin_weight", "reward_scale", "normalize"]
+            }
+            LossKind::Lpo => &["kind", "beta", "alpha", "gamma", "coefficient", "margin_weight", "normalize"],
+            LossKind::Dpo => &["kind", "beta", "pairing", "normalize"],
+            LossKind::Listmle => &["kind", "beta", "normalize"],
+            LossKind::Infonca | LossKind::Nca => &["kind", "beta", "alpha", "normalize"],
+        }
+    }
+}
+
+/// LPO's per-response weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoefficientMode {
+    /// `c_i = p_i / sum_W p_k` (reward-adaptive).
+    Adaptive,
+    /// `c_i = 1 / |W|`.
+    Uniform,
+}
+
+/// How DPO reduces a list to pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pairing {
+    /// Highest against lowest reward.
+    BestWorst,
+    /// Highest against each other response.
+    BestRest,
+    /// Every ordered pair with r_i > r_j.
+    All,
+}
+
+/// How sequence log-probabilities aggregate tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// Sum over response tokens.
+    Sum,
+    /// Mean over response tokens.
+    Mean,
+}
+
+/// Loss section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Which objective.
+    pub kind: LossKind,
+    /// Implicit-reward scale beta (> 0).
+    pub beta: Coef,
+    /// Reward temperature alpha of the target distribution softmax(r / alpha) (> 0).
+    pub alpha: Coef,
+    /// Weight of LPO's anchor term (>= 0).
+    pub gamma: Coef,
+    /// LPO's loss coefficient.
+    pub coefficient: CoefficientMode,
+    /// Weight each prompt by its reward spread (LPO).
+    pub margin_weight: bool,
+    /// Reward scale dividing the spread when `margin_weight` is on.
+    pub reward_scale: f64,
+    /// DPO pair construction for K > 2.
+    pub pairing: Pairing,
+    /// Token aggregation of sequence log-probabilities.
+    pub normalize: Normalize,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            kind: LossKind::Lpo,
+            beta: Coef::Value(0.1),
+            alpha: Coef::Value(1.0),
+            gamma: Coef::Value(0.0),
+            coefficient: CoefficientMode::Adaptive,
+            margin_weight: false,
+            reward_scale: 10.0,
+            pairing: Pairing::BestWorst,
+            normalize: Normalize::Sum,
+        }
+    }
+}
+
+/// Whether the trainer sees scored lists or binarized pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataForm {
+    /// K responses with scalar rewards.
+    Reward,
+    /// Each list binarized to (best, random other), as binarized UltraFeedback.
+    Preference,
+}
+
+/// File formats the importers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileFormat {
+    /// `{"prompt": …, "responses": [{"text": …, "reward": …}]}` per line.
+    Native,
+    /// UltraFeedback raw: instruction + completions with scores.
+    Ultrafeedback,
+    /// UltraFeedback binarized: prompt/chosen/rejected with scores.
+    UltrafeedbackBinarized,
+}
+
+/// What to do with a malformed dataset line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBadRecord {
+    /// Stop with an error naming file and line.
+    Error,
+    /// Skip it and count it.
+    Skip,
+}
+
+/// The built-in explicit-reward tasks a data source may name.
+pub const BUILTIN_TASKS: &[&str] = &["arith", "program", "rating"];
+
+/// One entry of `data.mix`: a built-in task or a file, with a sampling weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    /// Built-in task name (one of [`BUILTIN_TASKS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// JSONL file, relative to the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Format of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FileFormat>,
+    /// Relative sampling weight (> 0).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Data section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Reward lists or preference pairs.
+    pub form: DataForm,
+    /// Responses per prompt K (>= 2).
+    pub list_size: u32,
+    /// Training prompts drawn from the mix.
+    pub train_prompts: u32,
+    /// Weighted sources.
+    pub mix: Vec<DataSource>,
+    /// Malformed line policy.
+    pub on_bad_record: OnBadRecord,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            form: DataForm::Reward,
+            list_size: 4,
+            train_prompts: 512,
+            mix: vec![DataSource { task: Some("arith".into()), path: None, format: None, weight: 1.0 }],
+            on_bad_record: OnBadRecord::Error,
+        }
+    }
+}
+
+/// Learning-rate decay after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// Constant after warmup.
+    Constant,
+    /// Linear decay to zero.
+    Linear,
+    /// Cosine decay to zero.
+    Cosine,
+}
+
+/// Where a run computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    /// CPU.
+    Cpu,
+    /// CUDA (error without a GPU).
+    Cuda,
+}
+
+/// Train section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: u32,
+    /// Prompts per optimizer step (each with its K responses).
+    pub batch_size: u32,
+    /// Peak AdamW learning rate.
+    pub learning_rate: f64,
+    /// Decay after warmup.
+    pub lr_schedule: LrSchedule,
+    /// Linear learning-rate warmup steps.
+    pub warmup_steps: u32,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Micro-batches accumulated per step.
+    pub grad_accum: u32,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Device (an execution setting: not part of run ids).
+    pub device: DeviceChoice,
+    /// CPU threads (0 = all; an execution setting: not part of run ids).
+    pub threads: u32,
+    /// Seed of data sampling, initialisation and evaluation.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 200,
+            batch_size: 8,
+            learning_rate: 1e-4,
+            lr_schedule: LrSchedule::Cosine,
+            warmup_steps: 10,
+            grad_clip: 1.0,
+            grad_accum: 1,
+            weight_decay: 0.0,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            seed: 0,
+        }
+    }
+}
+
+/// Decoding at evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoding {
+    /// Argmax.
+    Greedy,
+    /// Temperature / top-p sampling.
+    Sample,
+}
+
+/// Eval section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Held-out prompts.
+    pub prompts: u32,
+    /// Decoding strategy.
+    pub decoding: Decoding,
+    /// Sampling temperature (> 0).
+    pub temperature: f64,
+    /// Nucleus mass (0, 1].
+    pub top_p: f64,
+    /// Longest generated response in tokens.
+    pub max_new_tokens: u32,
+    /// `reference` (the SFT model) or another run's label in the same sweep.
+    pub baseline: String,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            prompts: 200,
+            decoding: Decoding::Greedy,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 32,
+            baseline: "reference".into(),
+        }
+    }
+}
+
+/// One group of axes that move together.
+pub type ZipGroup = BTreeMap<String, Vec<toml::Value>>;
+
+/// Sweep section: how a family expands into runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Cartesian product over dotted keys.
+    pub grid: BTreeMap<String, Vec<toml::Value>>,
+    /// Groups of equal-length axes that move together; groups cross each other.
+    #[serde(deserialize_with = "zip_groups")]
+    pub zip: Vec<ZipGroup>,
+    /// Replicate seeds (override `train.seed`); empty = the recipe's seed once.
+    pub seeds: Vec<u64>,
+    /// Runs matching every key of any entry are dropped.
+    pub exclude: Vec<BTreeMap<String, toml::Value>>,
+}
+
+/// Accepts `zip` as one table or an array of tables.
+fn zip_groups<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ZipGroup>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(ZipGroup),
+        Many(Vec<ZipGroup>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(group) if group.is_empty() => Vec::new(),
+        OneOrMany::One(group) => vec![group],
+        OneOrMany::Many(groups) => groups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mistral_7b_has_its_published_parameter_count() {
+        // Mistral 7B v0.1: 7,241,732,096 parameters (Hugging Face model card / safetensors index).
+        assert_eq!(SizePreset::Mistral7b.dims().parameter_count(), 7_241_732_096);
+    }
+
+    #[test]
+    fn presets_are_consistent_and_grow() {
+        let sizes = [SizePreset::Nano, SizePreset::Tiny, SizePreset::Small, SizePreset::Base, SizePreset::Mistral7b];
+        let counts: Vec<u64> = sizes.iter().map(|s| s.dims().parameter_count()).collect();
+        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+        for size in sizes {
+            assert!(size.dims().problems().is_empty(), "{size:?}: {:?}", size.dims().problems());
+        }
+        let base = SizePreset::Base.dims().parameter_count();
+        assert!((100_000_000..150_000_000).contains(&base), "base has {base}");
+    }
+
+    #[test]
+    fn overrides_replace_preset_fields() {
+        let m = ModelConfig { size: SizePreset::Tiny, layers: Some(7), ..ModelConfig::default() };
+        assert_eq!(m.dims().layers, 7);
+        assert_eq!(m.dims().d_model, SizePreset::Tiny.dims().d_model);
+    }
+
+    #[test]
+    fn head_problems_are_reported() {
+        let dims = ModelDims { heads: 3, ..SizePreset::Nano.dims() };
+        assert_eq!(dims.problems()[0].0, "model.heads");
+    }
+
+    #[test]
+    fn zip_accepts_table_or_array() {
+        let one: SweepConfig = toml::from_str("zip = { \"loss.kind\" = [\"lpo\", \"dpo\"] }").unwrap();
+        assert_eq!(one.zip.len(), 1);
+        let many: SweepConfig = toml::from_str("[[zip]]\na = [1]\n[[zip]]\nb = [2]").unwrap();
+        assert_eq!(many.zip.len(), 2);
+    }
+}
