@@ -20,8 +20,12 @@ fn main() {
     let version = std::fs::read_to_string(&version_file)
         .ok()
         .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("set(PACKAGE_VERSION \"")?.split('"').next().map(str::to_string))
+            text.lines().find_map(|line| {
+                line.strip_prefix("set(PACKAGE_VERSION \"")?
+                    .split('"')
+                    .next()
+                    .map(str::to_string)
+            })
         })
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=LPO_LIBTORCH_LIB={lib}");

@@ -27,7 +27,9 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let results = std::path::absolute(&args.results).unwrap_or_else(|_| args.results.clone());
     let cuda_note = match backend {
         CudaBackend::Loaded => "libtorch_cuda loaded".to_string(),
-        CudaBackend::Unavailable(why) => format!("CUDA backend not installed ({})", first_line(why)),
+        CudaBackend::Unavailable(why) => {
+            format!("CUDA backend not installed ({})", first_line(why))
+        }
     };
 
     if args.json {

@@ -1,6 +1,7 @@
 //! `lpo`: the command-line front end of the lpo research framework.
 
 mod doctor;
+mod recipes;
 
 use std::process::ExitCode;
 
@@ -18,18 +19,40 @@ struct Cli {
 enum Command {
     /// Show the lpo and libtorch versions, CPU threads, CUDA devices and the results directory.
     Doctor(doctor::DoctorArgs),
+    /// Print a recipe with all its layers resolved, or explain where keys come from.
+    Config(recipes::ConfigArgs),
+    /// Expand a recipe's sweep into runs and list them with their ids.
+    Plan(recipes::PlanArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(&args),
+        Command::Config(args) => recipe_outcome(recipes::config(&args)),
+        Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Recipe problems print as a list and exit with status 2.
+fn recipe_outcome(result: Result<(), recipes::RecipeError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(recipes::RecipeError(diagnostics)) => {
+            for d in &diagnostics.0 {
+                eprintln!("error: {d}");
+            }
+            if diagnostics.0.len() > 1 {
+                eprintln!("{} problems found", diagnostics.0.len());
+            }
+            Ok(ExitCode::from(2))
         }
     }
 }

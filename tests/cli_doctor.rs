@@ -8,11 +8,22 @@ fn lpo() -> Command {
 
 #[test]
 fn doctor_reports_libtorch_and_threads() {
-    let out = lpo().arg("doctor").env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let out = lpo()
+        .arg("doctor")
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "doctor failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "doctor failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("libtorch    2.11.0"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("cpu threads ")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("cpu threads ")),
+        "{stdout}"
+    );
     assert!(stdout.lines().any(|l| l.starts_with("cuda")), "{stdout}");
 }
 

@@ -2,5 +2,14 @@
 //! layered loading (defaults < extends chain < file < `LPO_` environment <
 //! `--set`), and diagnostics that name the file, line and key.
 
+pub mod diag;
+pub mod keys;
+pub mod load;
 pub mod schedule;
 pub mod schema;
+pub mod validate;
+
+pub use diag::{Diagnostic, Diagnostics};
+pub use load::{load, Explanation, Loaded, Overrides};
+pub use schedule::{Coef, Schedule};
+pub use schema::*;

@@ -68,7 +68,9 @@ impl Coef {
         match self {
             Coef::Value(v) => vec![*v],
             Coef::Schedule(Schedule::Constant { value }) => vec![*value],
-            Coef::Schedule(Schedule::Linear { from, to } | Schedule::Cosine { from, to }) => vec![*from, *to],
+            Coef::Schedule(Schedule::Linear { from, to } | Schedule::Cosine { from, to }) => {
+                vec![*from, *to]
+            }
             Coef::Schedule(Schedule::Step { values, .. }) => values.clone(),
             Coef::Schedule(Schedule::Warmup { to, .. }) => vec![*to],
         }
@@ -99,11 +101,17 @@ impl Coef {
 impl Schedule {
     /// The value at optimizer step `step` of `total` steps (`step` is clamped to `total`).
     pub fn at(&self, step: u64, total: u64) -> f64 {
-        let fraction = if total == 0 { 1.0 } else { step.min(total) as f64 / total as f64 };
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            step.min(total) as f64 / total as f64
+        };
         match self {
             Schedule::Constant { value } => *value,
             Schedule::Linear { from, to } => from + (to - from) * fraction,
-            Schedule::Cosine { from, to } => to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos()),
+            Schedule::Cosine { from, to } => {
+                to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
+            }
             Schedule::Step { values, at } => {
                 let piece = at.iter().take_while(|&&boundary| step >= boundary).count();
                 values[piece.min(values.len() - 1)]
@@ -152,12 +160,18 @@ mod tests {
         assert!(close(s.at(4, 8), 0.5));
         assert!(close(s.at(8, 8), 0.0));
         // A quarter of the way: 0.5 * (1 + cos(pi/4)).
-        assert!(close(s.at(2, 8), 0.5 * (1.0 + std::f64::consts::FRAC_1_SQRT_2)));
+        assert!(close(
+            s.at(2, 8),
+            0.5 * (1.0 + std::f64::consts::FRAC_1_SQRT_2)
+        ));
     }
 
     #[test]
     fn step_switches_at_boundaries() {
-        let s = Schedule::Step { values: vec![1.0, 0.5, 0.1], at: vec![10, 20] };
+        let s = Schedule::Step {
+            values: vec![1.0, 0.5, 0.1],
+            at: vec![10, 20],
+        };
         assert_eq!(s.at(0, 30), 1.0);
         assert_eq!(s.at(9, 30), 1.0);
         assert_eq!(s.at(10, 30), 0.5);
@@ -178,7 +192,10 @@ mod tests {
 
     #[test]
     fn step_schedule_shape_is_checked() {
-        let bad = Coef::Schedule(Schedule::Step { values: vec![1.0], at: vec![3, 2] });
+        let bad = Coef::Schedule(Schedule::Step {
+            values: vec![1.0],
+            at: vec![3, 2],
+        });
         let problems = bad.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
     }
@@ -190,8 +207,13 @@ mod tests {
             beta: Coef,
             alpha: Coef,
         }
-        let h: Holder = toml::from_str("beta = 0.1\nalpha = { kind = \"linear\", from = 1.0, to = 0.5 }").unwrap();
+        let h: Holder =
+            toml::from_str("beta = 0.1\nalpha = { kind = \"linear\", from = 1.0, to = 0.5 }")
+                .unwrap();
         assert_eq!(h.beta, Coef::Value(0.1));
-        assert_eq!(h.alpha, Coef::Schedule(Schedule::Linear { from: 1.0, to: 0.5 }));
+        assert_eq!(
+            h.alpha,
+            Coef::Schedule(Schedule::Linear { from: 1.0, to: 0.5 })
+        );
     }
 }

@@ -57,7 +57,9 @@ impl Default for Recipe {
 impl Recipe {
     /// The method label reports group by: `label`, else the loss kind.
     pub fn method_label(&self) -> String {
-        self.label.clone().unwrap_or_else(|| self.loss.kind.as_str().to_string())
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.loss.kind.as_str().to_string())
     }
 }
 
@@ -155,14 +157,25 @@ pub struct ModelDims {
 impl SizePreset {
     /// The preset's architecture.
     pub fn dims(self) -> ModelDims {
-        let (layers, d_model, heads, kv_heads, d_ff, vocab, max_len, rope_theta, sliding_window) = match self {
-            SizePreset::Nano => (2, 64, 4, 2, 176, 64, 128, 10_000.0, 0),
-            SizePreset::Tiny => (4, 128, 4, 2, 352, 64, 256, 10_000.0, 0),
-            SizePreset::Small => (6, 256, 8, 4, 704, 64, 256, 10_000.0, 0),
-            SizePreset::Base => (12, 768, 12, 4, 2048, 32_000, 1024, 10_000.0, 0),
-            SizePreset::Mistral7b => (32, 4096, 32, 8, 14_336, 32_000, 32_768, 10_000.0, 4096),
-        };
-        ModelDims { layers, d_model, heads, kv_heads, d_ff, vocab, max_len, rope_theta, sliding_window }
+        let (layers, d_model, heads, kv_heads, d_ff, vocab, max_len, rope_theta, sliding_window) =
+            match self {
+                SizePreset::Nano => (2, 64, 4, 2, 176, 64, 128, 10_000.0, 0),
+                SizePreset::Tiny => (4, 128, 4, 2, 352, 64, 256, 10_000.0, 0),
+                SizePreset::Small => (6, 256, 8, 4, 704, 64, 256, 10_000.0, 0),
+                SizePreset::Base => (12, 768, 12, 4, 2048, 32_000, 1024, 10_000.0, 0),
+                SizePreset::Mistral7b => (32, 4096, 32, 8, 14_336, 32_000, 32_768, 10_000.0, 4096),
+            };
+        ModelDims {
+            layers,
+            d_model,
+            heads,
+            kv_heads,
+            d_ff,
+            vocab,
+            max_len,
+            rope_theta,
+            sliding_window,
+        }
     }
 
     /// The name recipes use.
@@ -216,13 +229,31 @@ impl ModelDims {
     /// Cross-field problems (divisibility of heads), as (key, message).
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        if self.heads == 0 || self.d_model % self.heads != 0 {
-            problems.push(("model.heads", format!("d_model {} is not divisible by heads {}", self.d_model, self.heads)));
-        } else if self.head_dim() % 2 != 0 {
-            problems.push(("model.heads", format!("head width {} must be even for rotary embeddings", self.head_dim())));
+        if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
+            problems.push((
+                "model.heads",
+                format!(
+                    "d_model {} is not divisible by heads {}",
+                    self.d_model, self.heads
+                ),
+            ));
+        } else if !self.head_dim().is_multiple_of(2) {
+            problems.push((
+                "model.heads",
+                format!(
+                    "head width {} must be even for rotary embeddings",
+                    self.head_dim()
+                ),
+            ));
         }
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
-            problems.push(("model.kv_heads", format!("heads {} is not divisible by kv_heads {}", self.heads, self.kv_heads)));
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            problems.push((
+                "model.kv_heads",
+                format!(
+                    "heads {} is not divisible by kv_heads {}",
+                    self.heads, self.kv_heads
+                ),
+            ));
         }
         problems
     }
@@ -259,10 +290,25 @@ impl LossKind {
     /// The `[loss]` keys this loss reads; the others do not affect a run.
     pub fn relevant_keys(self, margin_weight: bool) -> &'static [&'static str] {
         match self {
-            LossKind::Lpo if margin_weight => {
-                &["kind", "beta", "alpha", "gamma", "coefficient", "margin_weight", "reward_scale", "normalize"]
-            }
-            LossKind::Lpo => &["kind", "beta", "alpha", "gamma", "coefficient", "margin_weight", "normalize"],
+            LossKind::Lpo if margin_weight => &[
+                "kind",
+                "beta",
+                "alpha",
+                "gamma",
+                "coefficient",
+                "margin_weight",
+                "reward_scale",
+                "normalize",
+            ],
+            LossKind::Lpo => &[
+                "kind",
+                "beta",
+                "alpha",
+                "gamma",
+                "coefficient",
+                "margin_weight",
+                "normalize",
+            ],
             LossKind::Dpo => &["kind", "beta", "pairing", "normalize"],
             LossKind::Listmle => &["kind", "beta", "normalize"],
             LossKind::Infonca | LossKind::Nca => &["kind", "beta", "alpha", "normalize"],
@@ -421,7 +467,12 @@ impl Default for DataConfig {
             form: DataForm::Reward,
             list_size: 4,
             train_prompts: 512,
-            mix: vec![DataSource { task: Some("arith".into()), path: None, format: None, weight: 1.0 }],
+            mix: vec![DataSource {
+                task: Some("arith".into()),
+                path: None,
+                format: None,
+                weight: 1.0,
+            }],
             on_bad_record: OnBadRecord::Error,
         }
     }
@@ -557,7 +608,9 @@ pub struct SweepConfig {
 }
 
 /// Accepts `zip` as one table or an array of tables.
-fn zip_groups<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ZipGroup>, D::Error> {
+fn zip_groups<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ZipGroup>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -578,37 +631,61 @@ mod tests {
     #[test]
     fn mistral_7b_has_its_published_parameter_count() {
         // Mistral 7B v0.1: 7,241,732,096 parameters (Hugging Face model card / safetensors index).
-        assert_eq!(SizePreset::Mistral7b.dims().parameter_count(), 7_241_732_096);
+        assert_eq!(
+            SizePreset::Mistral7b.dims().parameter_count(),
+            7_241_732_096
+        );
     }
 
     #[test]
     fn presets_are_consistent_and_grow() {
-        let sizes = [SizePreset::Nano, SizePreset::Tiny, SizePreset::Small, SizePreset::Base, SizePreset::Mistral7b];
+        let sizes = [
+            SizePreset::Nano,
+            SizePreset::Tiny,
+            SizePreset::Small,
+            SizePreset::Base,
+            SizePreset::Mistral7b,
+        ];
         let counts: Vec<u64> = sizes.iter().map(|s| s.dims().parameter_count()).collect();
         assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
         for size in sizes {
-            assert!(size.dims().problems().is_empty(), "{size:?}: {:?}", size.dims().problems());
+            assert!(
+                size.dims().problems().is_empty(),
+                "{size:?}: {:?}",
+                size.dims().problems()
+            );
         }
         let base = SizePreset::Base.dims().parameter_count();
-        assert!((100_000_000..150_000_000).contains(&base), "base has {base}");
+        assert!(
+            (100_000_000..150_000_000).contains(&base),
+            "base has {base}"
+        );
     }
 
     #[test]
     fn overrides_replace_preset_fields() {
-        let m = ModelConfig { size: SizePreset::Tiny, layers: Some(7), ..ModelConfig::default() };
+        let m = ModelConfig {
+            size: SizePreset::Tiny,
+            layers: Some(7),
+            ..ModelConfig::default()
+        };
         assert_eq!(m.dims().layers, 7);
         assert_eq!(m.dims().d_model, SizePreset::Tiny.dims().d_model);
     }
 
     #[test]
     fn head_problems_are_reported() {
-        let dims = ModelDims { heads: 3, ..SizePreset::Nano.dims() };
+        let dims = ModelDims {
+            heads: 3,
+            ..SizePreset::Nano.dims()
+        };
         assert_eq!(dims.problems()[0].0, "model.heads");
     }
 
     #[test]
     fn zip_accepts_table_or_array() {
-        let one: SweepConfig = toml::from_str("zip = { \"loss.kind\" = [\"lpo\", \"dpo\"] }").unwrap();
+        let one: SweepConfig =
+            toml::from_str("zip = { \"loss.kind\" = [\"lpo\", \"dpo\"] }").unwrap();
         assert_eq!(one.zip.len(), 1);
         let many: SweepConfig = toml::from_str("[[zip]]\na = [1]\n[[zip]]\nb = [2]").unwrap();
         assert_eq!(many.zip.len(), 2);

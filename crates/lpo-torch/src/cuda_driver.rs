@@ -29,14 +29,24 @@ fn driver() -> Option<&'static Driver> {
                 if handle.is_null() {
                     return None;
                 }
-                let init: CuInit = std::mem::transmute::<*mut c_void, CuInit>(symbol(handle, "cuInit")?);
+                let init: CuInit =
+                    std::mem::transmute::<*mut c_void, CuInit>(symbol(handle, "cuInit")?);
                 if init(0) != 0 {
                     return None;
                 }
                 Some(Driver {
-                    device_get: std::mem::transmute::<*mut c_void, CuDeviceGet>(symbol(handle, "cuDeviceGet")?),
-                    get_name: std::mem::transmute::<*mut c_void, CuGetName>(symbol(handle, "cuDeviceGetName")?),
-                    total_mem: std::mem::transmute::<*mut c_void, CuTotalMem>(symbol(handle, "cuDeviceTotalMem_v2")?),
+                    device_get: std::mem::transmute::<*mut c_void, CuDeviceGet>(symbol(
+                        handle,
+                        "cuDeviceGet",
+                    )?),
+                    get_name: std::mem::transmute::<*mut c_void, CuGetName>(symbol(
+                        handle,
+                        "cuDeviceGetName",
+                    )?),
+                    total_mem: std::mem::transmute::<*mut c_void, CuTotalMem>(symbol(
+                        handle,
+                        "cuDeviceTotalMem_v2",
+                    )?),
                 })
             }
         })
@@ -66,6 +76,11 @@ pub(crate) fn describe(index: usize) -> Option<(String, u64)> {
         if (driver.total_mem)(&mut bytes, device) != 0 {
             return None;
         }
-        Some((CStr::from_ptr(buffer.as_ptr()).to_string_lossy().into_owned(), bytes as u64))
+        Some((
+            CStr::from_ptr(buffer.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+            bytes as u64,
+        ))
     }
 }

@@ -44,7 +44,8 @@ pub fn load_cuda_backend() -> &'static CudaBackend {
             let c_path = CString::new(path).expect("library path has no NUL");
             // SAFETY: dlopen with a valid C string; the handle is kept for the
             // life of the process on purpose (it is never dlclosed).
-            let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            let handle =
+                unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
             if !handle.is_null() {
                 return CudaBackend::Loaded;
             }
@@ -61,7 +62,9 @@ fn dl_error() -> String {
         return "unknown dynamic loader error".into();
     }
     // SAFETY: non-null dlerror result is a valid NUL-terminated string.
-    unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Where a run's tensors live, as a recipe asks for it.
@@ -79,7 +82,11 @@ pub enum DeviceRequest {
 pub fn resolve_device(request: DeviceRequest) -> Result<tch::Device> {
     match request {
         DeviceRequest::Cpu => Ok(tch::Device::Cpu),
-        DeviceRequest::Auto => Ok(if cuda_device_count() > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu }),
+        DeviceRequest::Auto => Ok(if cuda_device_count() > 0 {
+            tch::Device::Cuda(0)
+        } else {
+            tch::Device::Cpu
+        }),
         DeviceRequest::Cuda => {
             if cuda_device_count() > 0 {
                 return Ok(tch::Device::Cuda(0));
@@ -119,8 +126,13 @@ pub fn cuda_devices() -> Vec<CudaDeviceInfo> {
     let count = cuda_device_count();
     (0..count)
         .map(|index| {
-            let (name, total_memory) = cuda_driver::describe(index).unwrap_or_else(|| ("unknown CUDA device".into(), 0));
-            CudaDeviceInfo { index, name, total_memory }
+            let (name, total_memory) =
+                cuda_driver::describe(index).unwrap_or_else(|| ("unknown CUDA device".into(), 0));
+            CudaDeviceInfo {
+                index,
+                name,
+                total_memory,
+            }
         })
         .collect()
 }
@@ -136,7 +148,9 @@ pub fn loaded_libtorch_path() -> Option<String> {
 
 /// Runs a tiny forward and backward pass to prove libtorch works on `device`.
 pub fn smoke_test(device: tch::Device) -> Result<()> {
-    let x = tch::Tensor::f_from_slice(&[1.0f32, 2.0, 3.0])?.f_to_device(device)?.set_requires_grad(true);
+    let x = tch::Tensor::f_from_slice(&[1.0f32, 2.0, 3.0])?
+        .f_to_device(device)?
+        .set_requires_grad(true);
     let y = x.f_mul(&x)?.f_sum(tch::Kind::Float)?;
     y.f_backward()?;
     let grad: Vec<f32> = Vec::<f32>::try_from(x.grad().to_device(tch::Device::Cpu))?;
@@ -162,7 +176,9 @@ mod tests {
     #[test]
     fn matmul_gradient_matches_closed_form() {
         // d/dA sum(A @ B) = 1 @ B^T: every row equals the row sums of B.
-        let a = tch::Tensor::from_slice(&[1.0f64, 2.0, 3.0, 4.0]).view([2, 2]).set_requires_grad(true);
+        let a = tch::Tensor::from_slice(&[1.0f64, 2.0, 3.0, 4.0])
+            .view([2, 2])
+            .set_requires_grad(true);
         let b = tch::Tensor::from_slice(&[5.0f64, 6.0, 7.0, 8.0]).view([2, 2]);
         a.matmul(&b).sum(tch::Kind::Double).backward();
         let grad = Vec::<f64>::try_from(a.grad().view([-1])).unwrap();
@@ -171,13 +187,19 @@ mod tests {
 
     #[test]
     fn version_and_paths_are_known() {
-        assert!(LIBTORCH_VERSION.starts_with("2.11"), "linked libtorch {LIBTORCH_VERSION}");
+        assert!(
+            LIBTORCH_VERSION.starts_with("2.11"),
+            "linked libtorch {LIBTORCH_VERSION}"
+        );
         let loaded = loaded_libtorch_path().expect("libtorch_cpu.so is mapped");
         assert!(loaded.contains("libtorch_cpu.so"));
     }
 
     #[test]
     fn cpu_request_never_needs_cuda() {
-        assert_eq!(resolve_device(DeviceRequest::Cpu).unwrap(), tch::Device::Cpu);
+        assert_eq!(
+            resolve_device(DeviceRequest::Cpu).unwrap(),
+            tch::Device::Cpu
+        );
     }
 }

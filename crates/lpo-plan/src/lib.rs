@@ -1,0 +1,342 @@
+//! The sweep planner: expands a recipe's `[sweep]` (grid x zip groups x seeds,
+//! minus exclusions) into concrete, validated runs in a deterministic order.
+//!
+//! A run's id is a short hash of its canonical configuration: everything that
+//! changes what the run computes, and nothing cosmetic. So the same run in two
+//! recipes has the same id, and comments, key order, the recipe's name or a
+//! label never change it. Execution settings (`train.device`,
+//! `train.threads`) are not part of the id either.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use lpo_recipe::{Coef, Diagnostic, Diagnostics, Recipe, Schedule};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use toml::Value;
+
+/// Hashed in front of every canonical configuration; bump when the id scheme changes.
+const ID_SCHEME: &str = "lpo-run-v1";
+
+/// One concrete run.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    /// Position in the sweep's order (0-based).
+    pub index: usize,
+    /// Stable identity: 12 hex digits of the canonical configuration's SHA-256.
+    pub id: String,
+    /// The swept keys and the values this run takes (seed included when swept).
+    pub assignments: Vec<(String, Value)>,
+    /// The run's full resolved recipe (its `sweep` section emptied).
+    pub recipe: Box<Recipe>,
+}
+
+/// An expanded sweep.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The runs in order.
+    pub runs: Vec<PlannedRun>,
+    /// Swept keys, in column order.
+    pub axes: Vec<String>,
+    /// Combinations dropped by `sweep.exclude`.
+    pub excluded: usize,
+    /// Combinations that resolved to an earlier run's configuration (kept once).
+    pub duplicates: usize,
+}
+
+/// One choice along an axis: the assignments it makes.
+type Choice = Vec<(String, Value)>;
+
+/// One `sweep.exclude` entry.
+type ExcludeFilter = BTreeMap<String, Value>;
+
+/// Expands `recipe`'s sweep. Every run is validated; all problems are reported together.
+pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
+    let sweep = &recipe.sweep;
+    let mut axes: Vec<Vec<Choice>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (key, values) in &sweep.grid {
+        axes.push(
+            values
+                .iter()
+                .map(|v| vec![(key.clone(), v.clone())])
+                .collect(),
+        );
+        names.push(key.clone());
+    }
+    for group in &sweep.zip {
+        let len = group.values().map(Vec::len).min().unwrap_or(0);
+        axes.push(
+            (0..len)
+                .map(|i| {
+                    group
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v[i].clone()))
+                        .collect()
+                })
+                .collect(),
+        );
+        names.extend(group.keys().cloned());
+    }
+    if !sweep.seeds.is_empty() {
+        axes.push(
+            sweep
+                .seeds
+                .iter()
+                .map(|&s| vec![("train.seed".to_string(), Value::Integer(s as i64))])
+                .collect(),
+        );
+        names.push("train.seed".into());
+    }
+
+    let mut base = Value::try_from(recipe)
+        .map_err(|e| Diagnostics::one(e.to_string(), "the merged recipe"))?;
+    if let Some(table) = base.as_table_mut() {
+        table.remove("sweep");
+    }
+
+    let total: usize = axes.iter().map(Vec::len).product();
+    // Resolving and hashing runs is independent work: split it across threads,
+    // then merge in sweep order so the result does not depend on the split.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(total.div_ceil(1024))
+        .max(1);
+    let chunk = total.div_ceil(threads);
+    let resolved: Vec<Vec<Resolved>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (axes, base, exclude) = (&axes, &base, &sweep.exclude);
+                scope.spawn(move || {
+                    resolve_range(t * chunk..((t + 1) * chunk).min(total), axes, base, exclude)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("planner thread panicked"))
+            .collect()
+    });
+
+    let mut runs = Vec::with_capacity(total);
+    let mut seen: HashSet<String> = HashSet::with_capacity(total);
+    let (mut excluded, mut duplicates) = (0, 0);
+    let mut problems = Vec::new();
+    for item in resolved.into_iter().flatten() {
+        match item {
+            Resolved::Excluded => excluded += 1,
+            Resolved::Invalid(mut found) => problems.append(&mut found),
+            Resolved::Run {
+                id,
+                assignments,
+                recipe,
+            } => {
+                if seen.insert(id.clone()) {
+                    runs.push(PlannedRun {
+                        index: runs.len(),
+                        id,
+                        assignments,
+                        recipe,
+                    });
+                } else {
+                    duplicates += 1;
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems));
+    }
+    Ok(Plan {
+        runs,
+        axes: names,
+        excluded,
+        duplicates,
+    })
+}
+
+/// One combination after resolution.
+enum Resolved {
+    Excluded,
+    Invalid(Vec<Diagnostic>),
+    Run {
+        id: String,
+        assignments: Choice,
+        recipe: Box<Recipe>,
+    },
+}
+
+fn resolve_range(
+    range: std::ops::Range<usize>,
+    axes: &[Vec<Choice>],
+    base: &Value,
+    exclude: &[ExcludeFilter],
+) -> Vec<Resolved> {
+    let mut odometer = position(range.start, axes);
+    let mut out = Vec::with_capacity(range.len());
+    for _ in range {
+        let assignments: Choice = odometer
+            .iter()
+            .zip(axes)
+            .flat_map(|(&i, axis)| axis[i].iter().cloned())
+            .collect();
+        advance(&mut odometer, axes);
+        out.push(resolve(assignments, base, exclude));
+    }
+    out
+}
+
+fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Resolved {
+    let mut value = base.clone();
+    for (key, v) in &assignments {
+        set_path(&mut value, key, v.clone());
+    }
+    if exclude.iter().any(|filter| {
+        filter
+            .iter()
+            .all(|(k, want)| get_path(&value, k).is_some_and(|have| same(have, want)))
+    }) {
+        return Resolved::Excluded;
+    }
+    let describe = || {
+        assignments
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let recipe: Recipe = match value.try_into() {
+        Ok(run) => run,
+        Err(e) => {
+            let message = format!("run [{}]: {e}", describe());
+            return Resolved::Invalid(vec![Diagnostic {
+                message,
+                location: "sweep".into(),
+                help: None,
+            }]);
+        }
+    };
+    let problems: Vec<Diagnostic> = lpo_recipe::validate::problems(&recipe)
+        .into_iter()
+        .map(|(key, message)| Diagnostic {
+            message: format!("run [{}]: `{key}` {message}", describe()),
+            location: "sweep".into(),
+            help: None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Resolved::Invalid(problems);
+    }
+    Resolved::Run {
+        id: run_id(&recipe),
+        assignments,
+        recipe: Box::new(recipe),
+    }
+}
+
+/// The odometer reading of combination number `n` (last axis fastest).
+fn position(mut n: usize, axes: &[Vec<Choice>]) -> Vec<usize> {
+    let mut odometer = vec![0; axes.len()];
+    for (slot, axis) in odometer.iter_mut().zip(axes).rev() {
+        *slot = n % axis.len();
+        n /= axis.len();
+    }
+    odometer
+}
+
+fn advance(odometer: &mut [usize], axes: &[Vec<Choice>]) {
+    for position in (0..odometer.len()).rev() {
+        odometer[position] += 1;
+        if odometer[position] < axes[position].len() {
+            return;
+        }
+        odometer[position] = 0;
+    }
+}
+
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => {
+            *x as f64 == *y
+        }
+        _ => a == b,
+    }
+}
+
+/// Sets a dotted key inside a TOML value, creating tables on the way.
+pub fn set_path(root: &mut Value, dotted: &str, value: Value) {
+    let mut node = root;
+    let mut segments = dotted.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        let table = node
+            .as_table_mut()
+            .expect("recipe paths run through tables");
+        if segments.peek().is_none() {
+            table.insert(segment.to_string(), value);
+            return;
+        }
+        node = table
+            .entry(segment.to_string())
+            .or_insert_with(|| Value::Table(toml::Table::new()));
+    }
+}
+
+/// The value at a dotted key, if present.
+pub fn get_path<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted
+        .split('.')
+        .try_fold(root, |node, segment| node.as_table()?.get(segment))
+}
+
+/// The canonical configuration a run id hashes: what the run computes, nothing else.
+pub fn canonical(recipe: &Recipe) -> Json {
+    let mut json = serde_json::to_value(recipe).expect("recipes serialize");
+    let root = json.as_object_mut().expect("a recipe is an object");
+    for cosmetic in ["name", "description", "label", "extends", "sweep"] {
+        root.remove(cosmetic);
+    }
+    root.insert(
+        "model".into(),
+        serde_json::to_value(recipe.model.dims()).expect("dims serialize"),
+    );
+    if let Some(train) = root.get_mut("train").and_then(Json::as_object_mut) {
+        train.remove("device");
+        train.remove("threads");
+    }
+    let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
+    if let Some(loss) = root.get_mut("loss").and_then(Json::as_object_mut) {
+        loss.retain(|k, _| relevant.contains(&k.as_str()));
+        for (name, coef) in [
+            ("beta", &recipe.loss.beta),
+            ("alpha", &recipe.loss.alpha),
+            ("gamma", &recipe.loss.gamma),
+        ] {
+            if let (Some(slot), Coef::Schedule(Schedule::Constant { value })) =
+                (loss.get_mut(name), coef)
+            {
+                *slot = Json::from(*value);
+            }
+        }
+    }
+    json
+}
+
+/// The run id: 12 hex digits of SHA-256 over the canonical configuration.
+///
+/// serde_json's maps are ordered by key (its `preserve_order` feature is off;
+/// a test guards this), so the serialized text is canonical.
+pub fn run_id(recipe: &Recipe) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(ID_SCHEME.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(&canonical(recipe)).expect("JSON values serialize"));
+    hasher.finalize()[..6]
+        .iter()
+        .fold(String::with_capacity(12), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+use super::*;
+use lpo_recipe::{load, Overrides};
+use proptest::prelude::*;
+
+fn recipe(text: &str) -> Recipe {
+    let table: toml::Table = toml::from_str(text).unwrap();
+    assert!(
+        lpo_recipe::keys::check_table(&table).is_empty(),
+        "{:?}",
+        lpo_recipe::keys::check_table(&table)
+    );
+    toml::Value::Table(table).try_into().unwrap()
+}
+
+#[test]
+fn no_sweep_is_one_run() {
+    let p = plan(&Recipe::default()).unwrap();
+    assert_eq!(p.runs.len(), 1);
+    assert!(p.axes.is_empty());
+}
+
+#[test]
+fn grid_zip_and_seeds_multiply_in_a_fixed_order() {
+    let r = recipe(
+        "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"], \"train.learning_rate\" = [1e-4, 1e-3, 1e-2] }\n\
+         zip = { \"model.layers\" = [2, 3], \"model.d_model\" = [64, 96] }\nseeds = [1, 2]\n",
+    );
+    let p = plan(&r).unwrap();
+    assert_eq!(p.runs.len(), 2 * 3 * 2 * 2);
+    assert_eq!(
+        p.axes,
+        [
+            "loss.kind",
+            "train.learning_rate",
+            "model.d_model",
+            "model.layers",
+            "train.seed"
+        ]
+    );
+    // The last axis moves fastest.
+    assert_eq!(p.runs[0].recipe.train.seed, 1);
+    assert_eq!(p.runs[1].recipe.train.seed, 2);
+    assert_eq!(
+        (
+            p.runs[2].recipe.model.dims().layers,
+            p.runs[2].recipe.model.dims().d_model
+        ),
+        (3, 96)
+    );
+    let ids: std::collections::HashSet<_> = p.runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), p.runs.len());
+    assert_eq!(
+        plan(&r)
+            .unwrap()
+            .runs
+            .iter()
+            .map(|r| &r.id)
+            .collect::<Vec<_>>(),
+        p.runs.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn exclusions_drop_matching_runs() {
+    let r = recipe(
+        "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"], \"loss.gamma\" = [0.0, 0.5] }\n\
+         exclude = [{ \"loss.kind\" = \"dpo\", \"loss.gamma\" = 0.5 }]\n",
+    );
+    let p = plan(&r).unwrap();
+    // dpo ignores gamma, so (dpo, 0.0) is kept and (dpo, 0.5) excluded.
+    assert_eq!((p.runs.len(), p.excluded, p.duplicates), (3, 1, 0));
+}
+
+#[test]
+fn parameters_a_loss_ignores_do_not_split_runs() {
+    let r = recipe("[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"], \"loss.coefficient\" = [\"adaptive\", \"uniform\"] }\n");
+    let p = plan(&r).unwrap();
+    assert_eq!(
+        (p.runs.len(), p.duplicates),
+        (3, 1),
+        "DPO does not read the coefficient"
+    );
+}
+
+#[test]
+fn ids_ignore_cosmetics_and_execution_settings() {
+    let a = recipe("name = \"a\"\nlabel = \"x\"\n[train]\ndevice = \"cpu\"\nthreads = 2\n");
+    let b = recipe("name = \"b\"\ndescription = \"other\"\n[train]\ndevice = \"cuda\"\n");
+    assert_eq!(run_id(&a), run_id(&b));
+    let explicit = recipe("[model]\nsize = \"nano\"\nlayers = 2\n[loss]\nbeta = { kind = \"constant\", value = 0.1 }\n");
+    assert_eq!(
+        run_id(&explicit),
+        run_id(&Recipe::default()),
+        "a preset and its explicit fields are the same run"
+    );
+    let different = recipe("[loss]\nbeta = 0.2\n");
+    assert_ne!(run_id(&different), run_id(&Recipe::default()));
+}
+
+#[test]
+fn ids_survive_key_reordering_and_comments_in_files() {
+    let dir = std::env::temp_dir().join(format!("lpo-plan-ids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let one = dir.join("one.toml");
+    let two = dir.join("two.toml");
+    std::fs::write(&one, "name = \"one\"\n[loss]\nkind = \"lpo\"\nbeta = 0.1\n[train]\nsteps = 50\n[sweep]\ngrid = { \"loss.alpha\" = [0.5, 1.0] }\nseeds = [1, 2]\n").unwrap();
+    std::fs::write(
+        &two,
+        "# reordered, renamed, commented\n[sweep]\nseeds = [1, 2]\ngrid = { \"loss.alpha\" = [0.5, 1.0] } # axis\n\
+         [train]\nsteps = 50\n[loss]\nbeta = 0.1\nkind = \"lpo\"\nname_is_not_here = false\n",
+    )
+    .unwrap();
+    assert!(
+        load(&two, &Overrides::default()).is_err(),
+        "an unknown key is still an error"
+    );
+    std::fs::write(
+        &two,
+        "# reordered, renamed, commented\nname = \"two\"\n[sweep]\nseeds = [1, 2]\ngrid = { \"loss.alpha\" = [0.5, 1.0] } # axis\n\
+         [train]\nsteps = 50\n[loss]\nbeta = 0.1\nkind = \"lpo\"\n",
+    )
+    .unwrap();
+    let ids = |p: &std::path::Path| {
+        plan(&load(p, &Overrides::default()).unwrap().recipe)
+            .unwrap()
+            .runs
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&one), ids(&two));
+}
+
+#[test]
+fn invalid_runs_are_reported_together() {
+    let r = recipe("[sweep]\ngrid = { \"model.heads\" = [3, 5], \"model.d_model\" = [64] }\n");
+    let err = plan(&r).unwrap_err();
+    assert_eq!(err.0.len(), 4, "{err}");
+    assert!(err.to_string().contains("run [model.d_model=64, model.heads=3]: `model.heads` d_model 64 is not divisible by heads 3"), "{err}");
+}
+
+#[test]
+fn set_and_get_paths() {
+    let mut v = toml::Value::Table(toml::Table::new());
+    set_path(&mut v, "a.b.c", Value::Integer(3));
+    assert_eq!(get_path(&v, "a.b.c"), Some(&Value::Integer(3)));
+    assert_eq!(get_path(&v, "a.x"), None);
+}
+
+proptest! {
+    #[test]
+    fn run_count_is_the_product_of_axis_lengths(grid_a in 1usize..5, grid_b in 1usize..5, zip in 1usize..4, seeds in 0usize..4) {
+        let mut r = Recipe::default();
+        r.sweep.grid.insert("train.steps".into(), (1..=grid_a).map(|i| Value::Integer(i as i64)).collect());
+        r.sweep.grid.insert("train.learning_rate".into(), (1..=grid_b).map(|i| Value::Float(i as f64 * 1e-4)).collect());
+        let mut group = lpo_recipe::ZipGroup::new();
+        group.insert("loss.beta".into(), (1..=zip).map(|i| Value::Float(i as f64 / 10.0)).collect());
+        group.insert("eval.prompts".into(), (1..=zip).map(|i| Value::Integer(i as i64)).collect());
+        r.sweep.zip.push(group);
+        r.sweep.seeds = (0..seeds as u64).collect();
+        let p = plan(&r).unwrap();
+        prop_assert_eq!(p.runs.len(), grid_a * grid_b * zip * seeds.max(1));
+        let ids: std::collections::HashSet<_> = p.runs.iter().map(|r| r.id.clone()).collect();
+        prop_assert_eq!(ids.len(), p.runs.len());
+    }
+}
+
+#[test]
+fn canonical_json_has_sorted_keys() {
+    // run_id relies on serde_json's key-ordered maps (no `preserve_order`).
+    let text = serde_json::to_string(&canonical(&Recipe::default())).unwrap();
+    let top: Vec<&str> = ["\"data\"", "\"eval\"", "\"loss\"", "\"model\"", "\"train\""].into();
+    let positions: Vec<usize> = top.iter().map(|k| text.find(k).unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+#[test]
+fn odometer_positions_count_in_mixed_radix() {
+    assert_eq!(run_id(&Recipe::default()).len(), 12);
+    assert_eq!(position(5, &[vec![vec![]; 2], vec![vec![]; 3]]), vec![1, 2]);
+}

@@ -1,0 +1,763 @@
+//! The key table: every recipe key with its type, default, range and meaning.
+//!
+//! It drives validation of each layer (unknown keys with suggestions, wrong
+//! types, out-of-range values), sweep-axis checks, and docs/recipes.md.
+
+use toml::Value;
+
+use crate::schedule::Coef;
+use crate::schema::BUILTIN_TASKS;
+
+/// The type and range a key accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ty {
+    /// A table of further keys.
+    Section,
+    /// Any string.
+    Str,
+    /// true or false.
+    Bool,
+    /// Integer in `[min, max]`.
+    Int {
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// Number (integer or float) in the range; `open_min` excludes `min`.
+    Float {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound (inclusive).
+        max: f64,
+        /// Whether `min` itself is excluded.
+        open_min: bool,
+    },
+    /// One of the listed strings.
+    Enum(&'static [&'static str]),
+    /// A number or a schedule table; values must be `> min` (`open_min`) or `>= min`.
+    Coef {
+        /// Lower bound for every value the schedule takes.
+        min: f64,
+        /// Whether `min` itself is excluded.
+        open_min: bool,
+    },
+    /// Array of data-source tables (`data.mix`).
+    Sources,
+    /// Table of dotted recipe keys to arrays of values.
+    Axes,
+    /// One axes table or an array of them (`sweep.zip`).
+    ZipAxes,
+    /// Array of non-negative integers.
+    Seeds,
+    /// Array of tables of dotted recipe keys to values.
+    Filters,
+}
+
+/// One documented recipe key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Dotted path; `data.mix[].task` for fields of array entries.
+    pub path: &'static str,
+    /// Accepted type and range.
+    pub ty: Ty,
+    /// Default as TOML text ("preset" where the size preset decides, "-" for none).
+    pub default: &'static str,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+const fn key(path: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> KeySpec {
+    KeySpec {
+        path,
+        ty,
+        default,
+        doc,
+    }
+}
+
+const POSITIVE: Ty = Ty::Float {
+    min: 0.0,
+    max: f64::MAX,
+    open_min: true,
+};
+const NON_NEGATIVE: Ty = Ty::Float {
+    min: 0.0,
+    max: f64::MAX,
+    open_min: false,
+};
+const COUNT: Ty = Ty::Int {
+    min: 1,
+    max: u32::MAX as i64,
+};
+const OPTIONAL_COUNT: Ty = Ty::Int {
+    min: 0,
+    max: u32::MAX as i64,
+};
+
+/// Every key a recipe may set.
+pub const KEYS: &[KeySpec] = &[
+    key("name", Ty::Str, "\"unnamed\"", "Family name; results land in `results/<name>/`. Not part of run ids."),
+    key("description", Ty::Str, "\"\"", "Free text. Not part of run ids."),
+    key("label", Ty::Str, "loss.kind", "Method label that reports group runs by. Not part of run ids."),
+    key("extends", Ty::Str, "-", "Recipe merged underneath this one (path relative to this file); chains allowed, cycles are an error."),
+    key("model", Ty::Section, "", "Policy and reference architecture."),
+    key("model.size", Ty::Enum(&["nano", "tiny", "small", "base", "mistral-7b"]), "\"nano\"", "Size preset; the keys below override single fields."),
+    key("model.layers", COUNT, "preset", "Decoder blocks."),
+    key("model.d_model", COUNT, "preset", "Residual width."),
+    key("model.heads", COUNT, "preset", "Query heads; must divide d_model."),
+    key("model.kv_heads", COUNT, "preset", "Key/value heads (grouped-query attention); must divide heads."),
+    key("model.d_ff", COUNT, "preset", "SwiGLU hidden width."),
+    key("model.vocab", COUNT, "preset", "Vocabulary size."),
+    key("model.max_len", COUNT, "preset", "Longest sequence (prompt + response) in tokens."),
+    key("model.rope_theta", POSITIVE, "preset", "Rotary embedding base."),
+    key("model.sliding_window", OPTIONAL_COUNT, "preset", "Sliding attention window in tokens; 0 = full causal attention."),
+    key("loss", Ty::Section, "", "Training objective (docs/losses.md)."),
+    key("loss.kind", Ty::Enum(&["lpo", "dpo", "listmle", "infonca", "nca"]), "\"lpo\"", "Which objective."),
+    key("loss.beta", Ty::Coef { min: 0.0, open_min: true }, "0.1", "Implicit-reward scale beta > 0: a number or a schedule."),
+    key("loss.alpha", Ty::Coef { min: 0.0, open_min: true }, "1.0", "Reward temperature alpha > 0 of p = softmax(r / alpha): a number or a schedule."),
+    key("loss.gamma", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight gamma >= 0 of LPO's anchor term: a number or a schedule."),
+    key("loss.coefficient", Ty::Enum(&["adaptive", "uniform"]), "\"adaptive\"", "LPO's loss coefficient c_i."),
+    key("loss.margin_weight", Ty::Bool, "false", "LPO: weight each prompt by (r_max - r_min) / reward_scale."),
+    key("loss.reward_scale", POSITIVE, "10.0", "Reward scale used by margin_weight."),
+    key("loss.pairing", Ty::Enum(&["best-worst", "best-rest", "all"]), "\"best-worst\"", "DPO: how a list of K > 2 becomes pairs."),
+    key("loss.normalize", Ty::Enum(&["sum", "mean"]), "\"sum\"", "Sequence log-probability: sum over response tokens, or their mean."),
+    key("data", Ty::Section, "", "Data form and sources."),
+    key("data.form", Ty::Enum(&["reward", "preference"]), "\"reward\"", "Scored lists, or lists binarized to (best, random other) pairs."),
+    key("data.list_size", Ty::Int { min: 2, max: 64 }, "4", "Responses per prompt K."),
+    key("data.train_prompts", COUNT, "512", "Training prompts drawn from the mix."),
+    key("data.mix", Ty::Sources, "[{ task = \"arith\", weight = 1.0 }]", "Weighted sources: each a built-in task or a JSONL file."),
+    key("data.mix[].task", Ty::Enum(BUILTIN_TASKS), "-", "Built-in task name."),
+    key("data.mix[].path", Ty::Str, "-", "JSONL file (instead of task)."),
+    key("data.mix[].format", Ty::Enum(&["native", "ultrafeedback", "ultrafeedback-binarized"]), "-", "Format of path."),
+    key("data.mix[].weight", POSITIVE, "1.0", "Relative sampling weight."),
+    key("data.on_bad_record", Ty::Enum(&["error", "skip"]), "\"error\"", "A malformed dataset line stops the run, or is skipped and counted."),
+    key("train", Ty::Section, "", "Optimisation."),
+    key("train.steps", COUNT, "200", "Optimizer steps."),
+    key("train.batch_size", COUNT, "8", "Prompts per optimizer step, each with its K responses."),
+    key("train.learning_rate", Ty::Float { min: 0.0, max: 1.0e3, open_min: true }, "1e-4", "Peak AdamW learning rate."),
+    key("train.lr_schedule", Ty::Enum(&["constant", "linear", "cosine"]), "\"cosine\"", "Decay after warmup."),
+    key("train.warmup_steps", OPTIONAL_COUNT, "10", "Linear learning-rate warmup steps."),
+    key("train.grad_clip", NON_NEGATIVE, "1.0", "Global gradient-norm clip; 0 = off."),
+    key("train.grad_accum", COUNT, "1", "Micro-batches accumulated per optimizer step."),
+    key("train.weight_decay", NON_NEGATIVE, "0.0", "AdamW weight decay."),
+    key("train.device", Ty::Enum(&["auto", "cpu", "cuda"]), "\"auto\"", "auto = CUDA when available. Not part of run ids."),
+    key("train.threads", OPTIONAL_COUNT, "0", "CPU threads; 0 = all. Not part of run ids."),
+    key("train.seed", Ty::Int { min: 0, max: i64::MAX }, "0", "Seed of data, initialisation and evaluation."),
+    key("eval", Ty::Section, "", "Held-out evaluation."),
+    key("eval.prompts", COUNT, "200", "Held-out prompts."),
+    key("eval.decoding", Ty::Enum(&["greedy", "sample"]), "\"greedy\"", "Decoding strategy."),
+    key("eval.temperature", POSITIVE, "1.0", "Sampling temperature."),
+    key("eval.top_p", Ty::Float { min: 0.0, max: 1.0, open_min: true }, "1.0", "Nucleus mass."),
+    key("eval.max_new_tokens", COUNT, "32", "Longest generated response in tokens."),
+    key("eval.baseline", Ty::Str, "\"reference\"", "`reference` (the SFT model) or another run's label in the same sweep."),
+    key("sweep", Ty::Section, "", "How the family expands into runs. Not part of run ids."),
+    key("sweep.grid", Ty::Axes, "{}", "Cartesian product: `\"dotted.key\" = [values]`."),
+    key("sweep.zip", Ty::ZipAxes, "[]", "Axes that move together (equal lengths); a table, or an array of tables that cross each other."),
+    key("sweep.seeds", Ty::Seeds, "[]", "Replicates: each run once per seed (overrides train.seed)."),
+    key("sweep.exclude", Ty::Filters, "[]", "Drop runs matching every key of any entry, e.g. `{ \"loss.kind\" = \"dpo\" }`."),
+];
+
+/// The spec of a dotted path, if it is a key.
+pub fn spec(path: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.path == path)
+}
+
+/// Keys a sweep may vary: every leaf outside `sweep`, except `extends`.
+pub fn sweepable(path: &str) -> Option<&'static KeySpec> {
+    spec(path).filter(|k| {
+        !matches!(k.ty, Ty::Section)
+            && !k.path.starts_with("sweep")
+            && !k.path.contains("[]")
+            && k.path != "extends"
+    })
+}
+
+/// Names of the keys directly under `parent` ("" for the top level).
+pub fn children(parent: &str) -> impl Iterator<Item = &'static str> + '_ {
+    KEYS.iter().filter_map(move |k| {
+        let rest = if parent.is_empty() {
+            Some(k.path)
+        } else {
+            k.path.strip_prefix(parent)?.strip_prefix('.')
+        };
+        rest.filter(|r| !r.contains('.') && !r.contains("[]"))
+    })
+}
+
+/// A problem found by [`check_table`], located by its key path segments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Path segments to the key (array entries as `[i]`).
+    pub path: Vec<String>,
+    /// What is wrong.
+    pub message: String,
+    /// A suggestion.
+    pub help: Option<String>,
+}
+
+fn problem(path: &[String], message: String, help: Option<String>) -> Problem {
+    Problem {
+        path: path.to_vec(),
+        message,
+        help,
+    }
+}
+
+/// Checks one layer's table against [`KEYS`]: unknown keys, types, ranges, sweep axes.
+pub fn check_table(table: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_section("", table, &mut Vec::new(), &mut problems);
+    problems
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+fn check_section(parent: &str, table: &toml::Table, at: &mut Vec<String>, out: &mut Vec<Problem>) {
+    for (name, value) in table {
+        at.push(name.clone());
+        let path = join(parent, name);
+        match spec(&path) {
+            None => {
+                let help = did_you_mean_key(parent, name);
+                out.push(problem(at, format!("unknown key `{path}`"), help));
+            }
+            Some(spec) => check_value(spec, &path, value, at, out),
+        }
+        at.pop();
+    }
+}
+
+fn did_you_mean_key(parent: &str, name: &str) -> Option<String> {
+    crate::diag::did_you_mean(name, children(parent)).or_else(|| {
+        // A key put in the wrong section: look for it everywhere.
+        let leaves = KEYS
+            .iter()
+            .filter(|k| !k.path.contains("[]"))
+            .map(|k| k.path);
+        leaves
+            .clone()
+            .find(|p| p.rsplit('.').next() == Some(name))
+            .map(|p| format!("did you mean `{p}`?"))
+    })
+}
+
+fn check_value(
+    spec: &KeySpec,
+    path: &str,
+    value: &Value,
+    at: &mut Vec<String>,
+    out: &mut Vec<Problem>,
+) {
+    match spec.ty {
+        Ty::Section => match value.as_table() {
+            Some(table) => check_section(path, table, at, out),
+            None => out.push(problem(
+                at,
+                format!("`{path}` must be a table, found {}", describe(value)),
+                None,
+            )),
+        },
+        Ty::Sources => match value.as_array() {
+            Some(entries) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    at.push(format!("[{i}]"));
+                    check_source(path, entry, at, out);
+                    at.pop();
+                }
+            }
+            None => out.push(problem(
+                at,
+                format!(
+                    "`{path}` must be an array of tables, found {}",
+                    describe(value)
+                ),
+                None,
+            )),
+        },
+        Ty::Axes => check_axes(path, value, at, out),
+        Ty::ZipAxes => match value {
+            Value::Array(groups) => {
+                for (i, group) in groups.iter().enumerate() {
+                    at.push(format!("[{i}]"));
+                    check_axes(path, group, at, out);
+                    at.pop();
+                }
+            }
+            other => check_axes(path, other, at, out),
+        },
+        Ty::Seeds => match value.as_array() {
+            Some(seeds) if seeds.iter().all(|s| s.as_integer().is_some_and(|s| s >= 0)) => {}
+            _ => out.push(problem(
+                at,
+                format!("`{path}` must be an array of non-negative integers, found {value}"),
+                None,
+            )),
+        },
+        Ty::Filters => match value.as_array() {
+            Some(filters) => {
+                for (i, filter) in filters.iter().enumerate() {
+                    at.push(format!("[{i}]"));
+                    match filter.as_table() {
+                        Some(table) => {
+                            for (axis, wanted) in table {
+                                at.push(axis.clone());
+                                if let Some(axis_spec) = check_axis_name(axis, at, out) {
+                                    if let Err(message) = leaf(axis_spec, wanted) {
+                                        out.push(problem(
+                                            at,
+                                            format!("exclude filter on `{axis}`: {message}"),
+                                            None,
+                                        ));
+                                    }
+                                }
+                                at.pop();
+                            }
+                        }
+                        None => out.push(problem(
+                            at,
+                            format!(
+                                "`{path}` entries must be tables, found {}",
+                                describe(filter)
+                            ),
+                            None,
+                        )),
+                    }
+                    at.pop();
+                }
+            }
+            None => out.push(problem(
+                at,
+                format!(
+                    "`{path}` must be an array of tables, found {}",
+                    describe(value)
+                ),
+                None,
+            )),
+        },
+        _ => {
+            if let Err(message) = leaf(spec, value) {
+                out.push(problem(at, format!("`{path}` {message}"), None));
+            }
+        }
+    }
+}
+
+fn check_source(path: &str, entry: &Value, at: &mut Vec<String>, out: &mut Vec<Problem>) {
+    let Some(table) = entry.as_table() else {
+        out.push(problem(
+            at,
+            format!("`{path}` entries must be tables, found {}", describe(entry)),
+            None,
+        ));
+        return;
+    };
+    for (name, value) in table {
+        at.push(name.clone());
+        let field = format!("{path}[].{name}");
+        match spec(&field) {
+            None => {
+                let names = KEYS
+                    .iter()
+                    .filter_map(|k| k.path.strip_prefix("data.mix[]."))
+                    .collect::<Vec<_>>();
+                let help = crate::diag::did_you_mean(name, names.iter().copied());
+                out.push(problem(
+                    at,
+                    format!("unknown key `{name}` in a `{path}` entry"),
+                    help,
+                ));
+            }
+            Some(spec) => {
+                if let Err(message) = leaf(spec, value) {
+                    out.push(problem(at, format!("`{path}.{name}` {message}"), None));
+                }
+            }
+        }
+        at.pop();
+    }
+    match (table.get("task"), table.get("path"), table.get("format")) {
+        (Some(_), Some(_), _) | (None, None, _) => out.push(problem(
+            at,
+            format!("a `{path}` entry needs exactly one of `task` or `path`"),
+            None,
+        )),
+        (None, Some(_), None) => out.push(problem(
+            at,
+            format!("a `{path}` entry with `path` needs a `format`"),
+            None,
+        )),
+        _ => {}
+    }
+}
+
+fn check_axis_name(axis: &str, at: &[String], out: &mut Vec<Problem>) -> Option<&'static KeySpec> {
+    let found = sweepable(axis);
+    if found.is_none() {
+        let help = crate::diag::did_you_mean(
+            axis,
+            KEYS.iter()
+                .filter(|k| sweepable(k.path).is_some())
+                .map(|k| k.path),
+        );
+        out.push(problem(
+            at,
+            format!("sweep axis `{axis}` is not a recipe key that can be swept"),
+            help,
+        ));
+    }
+    found
+}
+
+fn check_axes(path: &str, value: &Value, at: &mut Vec<String>, out: &mut Vec<Problem>) {
+    let Some(table) = value.as_table() else {
+        out.push(problem(
+            at,
+            format!(
+                "`{path}` must be a table of `\"dotted.key\" = [values]`, found {}",
+                describe(value)
+            ),
+            None,
+        ));
+        return;
+    };
+    for (axis, values) in table {
+        at.push(axis.clone());
+        if let Some(axis_spec) = check_axis_name(axis, at, out) {
+            match values.as_array() {
+                None => out.push(problem(
+                    at,
+                    format!("sweep axis `{axis}` must list its values in an array, found {values}"),
+                    None,
+                )),
+                Some(list) if list.is_empty() => out.push(problem(
+                    at,
+                    format!("sweep axis `{axis}` has no values"),
+                    None,
+                )),
+                Some(list) => {
+                    for (i, v) in list.iter().enumerate() {
+                        let result = if matches!(axis_spec.ty, Ty::Sources) {
+                            let mut inner = Vec::new();
+                            check_value(axis_spec, axis, v, &mut at.clone(), &mut inner);
+                            inner.first().map_or(Ok(()), |p| Err(p.message.clone()))
+                        } else {
+                            leaf(axis_spec, v)
+                        };
+                        if let Err(message) = result {
+                            out.push(problem(
+                                at,
+                                format!("sweep axis `{axis}` value {} {message}", i + 1),
+                                None,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        at.pop();
+    }
+}
+
+/// Checks a leaf value against its spec; the error says what was found and what is allowed.
+pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
+    match spec.ty {
+        Ty::Str => value
+            .as_str()
+            .map(|_| ())
+            .ok_or_else(|| format!("must be a string, found {}", describe(value))),
+        Ty::Bool => value
+            .as_bool()
+            .map(|_| ())
+            .ok_or_else(|| format!("must be true or false, found {}", describe(value))),
+        Ty::Int { min, max } => match value.as_integer() {
+            Some(n) if (min..=max).contains(&n) => Ok(()),
+            Some(n) => Err(format!("is {n}, outside the allowed range {min}..={max}")),
+            None => Err(format!("must be an integer, found {}", describe(value))),
+        },
+        Ty::Float { min, max, open_min } => {
+            let n = number(value)
+                .ok_or_else(|| format!("must be a number, found {}", describe(value)))?;
+            in_range(n, min, max, open_min)
+        }
+        Ty::Enum(options) => match value.as_str() {
+            Some(s) if options.contains(&s) => Ok(()),
+            Some(s) => Err(format!(
+                "is \"{s}\", expected one of {}{}",
+                list(options),
+                crate::diag::did_you_mean(s, options.iter().copied())
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default()
+            )),
+            None => Err(format!(
+                "must be one of {}, found {}",
+                list(options),
+                describe(value)
+            )),
+        },
+        Ty::Coef { min, open_min } => {
+            let coef: Coef = value.clone().try_into().map_err(|e: toml::de::Error| {
+                format!("must be a number or a schedule table (kind = constant|linear|cosine|step|warmup): {}", e.message())
+            })?;
+            if let Some(problem) = coef.problems().into_iter().next() {
+                return Err(problem);
+            }
+            coef.extremes()
+                .into_iter()
+                .try_for_each(|v| in_range(v, min, f64::MAX, open_min))
+        }
+        Ty::Section | Ty::Sources | Ty::Axes | Ty::ZipAxes | Ty::Seeds | Ty::Filters => Ok(()),
+    }
+}
+
+fn number(value: &Value) -> Option<f64> {
+    value
+        .as_float()
+        .or_else(|| value.as_integer().map(|i| i as f64))
+}
+
+fn in_range(n: f64, min: f64, max: f64, open_min: bool) -> Result<(), String> {
+    let low_ok = if open_min { n > min } else { n >= min };
+    if n.is_finite() && low_ok && n <= max {
+        return Ok(());
+    }
+    let low = if open_min {
+        format!("> {min}")
+    } else {
+        format!(">= {min}")
+    };
+    let high = if max < f64::MAX {
+        format!(" and <= {max}")
+    } else {
+        String::new()
+    };
+    Err(format!("is {n}, but must be {low}{high}"))
+}
+
+fn list(options: &[&str]) -> String {
+    options
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A short description of a value for messages: its type and the value.
+pub fn describe(value: &Value) -> String {
+    let kind = match value {
+        Value::String(_) => "string",
+        Value::Integer(_) => "integer",
+        Value::Float(_) => "float",
+        Value::Boolean(_) => "boolean",
+        Value::Datetime(_) => "datetime",
+        Value::Array(_) => "array",
+        Value::Table(_) => "table",
+    };
+    format!("{kind} {value}")
+}
+
+/// docs/recipes.md's key reference, generated from [`KEYS`].
+pub fn reference_markdown() -> String {
+    let mut out = String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
+    for k in KEYS.iter().filter(|k| !matches!(k.ty, Ty::Section)) {
+        let ty = match k.ty {
+            Ty::Str => "string".to_string(),
+            Ty::Bool => "bool".to_string(),
+            Ty::Int { min, max } if max >= u32::MAX as i64 => format!("integer >= {min}"),
+            Ty::Int { min, max } => format!("integer {min}..={max}"),
+            Ty::Float { min, max, open_min } => {
+                let low = if open_min {
+                    format!("> {min}")
+                } else {
+                    format!(">= {min}")
+                };
+                if max < 1e300 {
+                    format!("number {low}, <= {max}")
+                } else {
+                    format!("number {low}")
+                }
+            }
+            Ty::Enum(options) => options.join(" \\| "),
+            Ty::Coef { min, open_min } => format!(
+                "number or schedule, {} {min}",
+                if open_min { ">" } else { ">=" }
+            ),
+            Ty::Sources => "array of tables".to_string(),
+            Ty::Axes => "table of arrays".to_string(),
+            Ty::ZipAxes => "table or array of tables".to_string(),
+            Ty::Seeds => "array of integers".to_string(),
+            Ty::Filters => "array of tables".to_string(),
+            Ty::Section => unreachable!(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} |\n",
+            k.path, ty, k.default, k.doc
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Recipe;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        check_table(&toml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn a_valid_recipe_has_no_problems() {
+        let p = problems(
+            "name = \"x\"\n[model]\nsize = \"tiny\"\n[loss]\nkind = \"dpo\"\nbeta = { kind = \"linear\", from = 0.1, to = 0.5 }\n\
+             [data]\nmix = [{ task = \"arith\", weight = 2 }, { path = \"a.jsonl\", format = \"native\" }]\n\
+             [sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"], \"train.learning_rate\" = [1e-4, 1] }\nseeds = [1, 2]\n\
+             exclude = [{ \"loss.kind\" = \"dpo\" }]",
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_keys_get_suggestions() {
+        let p = problems("[train]\nlerning_rate = 1e-4\n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].message, "unknown key `train.lerning_rate`");
+        assert_eq!(p[0].help.as_deref(), Some("did you mean `learning_rate`?"));
+        assert_eq!(p[0].path, vec!["train", "lerning_rate"]);
+        let misplaced = problems("[model]\nbeta = 0.1\n");
+        assert_eq!(
+            misplaced[0].help.as_deref(),
+            Some("did you mean `loss.beta`?")
+        );
+    }
+
+    #[test]
+    fn types_and_ranges_are_checked() {
+        let p = problems(
+            "[train]\nlearning_rate = \"fast\"\nsteps = 0\n[loss]\nkind = \"dop\"\nbeta = -1\n",
+        );
+        let messages: Vec<_> = p.iter().map(|p| p.message.as_str()).collect();
+        assert!(
+            messages.contains(&"`train.learning_rate` must be a number, found string \"fast\""),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("`train.steps` is 0, outside")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("(did you mean `dpo`?)")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("`loss.beta` is -1, but must be > 0")),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn schedules_are_checked() {
+        let p = problems("[loss]\nalpha = { kind = \"linear\", from = 1.0, too = 0.5 }\ngamma = { kind = \"step\", values = [1.0], at = [5] }\n");
+        assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn sweep_axes_must_exist_and_type_check() {
+        let p =
+            problems("[sweep]\ngrid = { \"loss.betta\" = [0.1], \"train.steps\" = [\"many\"] }\n");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p
+            .iter()
+            .any(|p| p.message.contains("`loss.betta` is not a recipe key")
+                && p.help.as_deref() == Some("did you mean `loss.beta`?")));
+        assert!(p.iter().any(|p| p
+            .message
+            .contains("sweep axis `train.steps` value 1 must be an integer")));
+    }
+
+    #[test]
+    fn data_sources_need_task_or_path() {
+        let p = problems("[data]\nmix = [{ weight = 1 }, { path = \"x.jsonl\" }, { task = \"arith\", wieght = 1 }]\n");
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn every_serialized_default_key_is_documented_and_matches() {
+        // The key table and the typed defaults must agree.
+        let defaults = toml::Value::try_from(Recipe::default()).unwrap();
+        fn walk(prefix: &str, value: &toml::Value, seen: &mut Vec<String>) {
+            if let Some(table) = value.as_table() {
+                for (k, v) in table {
+                    let path = join(prefix, k);
+                    let is_section = spec(&path).is_some_and(|s| s.ty == Ty::Section);
+                    if is_section {
+                        walk(&path, v, seen);
+                    } else {
+                        seen.push(path);
+                    }
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        walk("", &defaults, &mut seen);
+        for path in &seen {
+            let spec = spec(path).unwrap_or_else(|| panic!("`{path}` is missing from KEYS"));
+            if spec.default != "-" && spec.default != "preset" && !matches!(spec.ty, Ty::Sources) {
+                let documented: toml::Value =
+                    toml::from_str::<toml::Table>(&format!("v = {}", spec.default))
+                        .map(|t| t["v"].clone())
+                        .unwrap_or_else(|_| panic!("default of {path} is not TOML"));
+                let mut actual = defaults.clone();
+                for segment in path.split('.') {
+                    actual = actual[segment].clone();
+                }
+                let same = match (number(&documented), number(&actual)) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => documented == actual,
+                };
+                assert!(
+                    same,
+                    "{path}: KEYS says {documented}, Default says {actual}"
+                );
+            }
+        }
+        assert!(check_table(defaults.as_table().unwrap()).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    /// docs/recipes.md carries the generated key reference between markers.
+    #[test]
+    fn docs_recipes_md_lists_every_key() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/recipes.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (begin, end) = ("<!-- keys:begin -->\n", "<!-- keys:end -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let expected = super::reference_markdown();
+        if std::env::var_os("LPO_BLESS").is_some() {
+            std::fs::write(
+                &path,
+                format!("{}{}{}", &doc[..start], expected, &doc[stop..]),
+            )
+            .unwrap();
+            return;
+        }
+        assert_eq!(
+            &doc[start..stop],
+            expected,
+            "docs/recipes.md is stale: run LPO_BLESS=1 cargo test -p lpo-recipe"
+        );
+    }
+}

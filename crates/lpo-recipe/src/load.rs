@@ -1,0 +1,567 @@
+//! Layered loading: built-in defaults < extends chain < the recipe <
+//! `LPO_SECTION__KEY` environment variables < `--set key.path=value`.
+//!
+//! Each layer is checked on its own against [`crate::keys`] so problems name
+//! their file, line and column (or the variable / `--set` argument); figment
+//! then merges the layers, remembers which one set each key, and extracts the
+//! typed [`Recipe`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use toml::Value;
+
+use crate::diag::{line_col, Diagnostic, Diagnostics};
+use crate::keys::{self, Ty};
+use crate::schema::Recipe;
+
+/// Layers above the recipe files.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `key.path=value` assignments, in order (later wins).
+    pub sets: Vec<String>,
+    /// `(name, value)` environment variables; only `LPO_<SECTION>__<KEY>` ones are read.
+    pub env: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// `--set` arguments plus the `LPO_…__…` variables of this process.
+    pub fn from_process(sets: Vec<String>) -> Self {
+        Overrides {
+            sets,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// A recipe with its layers merged.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The typed, merged recipe (its sweep not yet expanded).
+    pub recipe: Recipe,
+    /// The recipe files, base of the extends chain first.
+    pub files: Vec<PathBuf>,
+    figment: Figment,
+}
+
+/// Which layer set a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The key asked about.
+    pub key: String,
+    /// Its value after merging, as TOML.
+    pub value: String,
+    /// The layer: "built-in defaults", "recipe file", "environment variable", "--set".
+    pub layer: String,
+    /// The file, when the layer is one.
+    pub file: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Says which layer set `key` and what its merged value is.
+    pub fn explain(&self, key: &str) -> Result<Explanation, Diagnostics> {
+        let value = self.figment.find_value(key).map_err(|_| {
+            let help = crate::diag::did_you_mean(key, keys::KEYS.iter().map(|k| k.path));
+            Diagnostics(vec![Diagnostic {
+                message: format!("no key `{key}` in the resolved recipe"),
+                location: "--explain".into(),
+                help,
+            }])
+        })?;
+        let metadata = self
+            .figment
+            .get_metadata(value.tag())
+            .or_else(|| self.figment.find_metadata(key));
+        let value: Value = value.deserialize().unwrap_or(Value::String("?".into()));
+        let (layer, file) = match metadata {
+            Some(m) => (
+                m.name.to_string(),
+                match &m.source {
+                    Some(Source::File(path)) => Some(path.clone()),
+                    _ => None,
+                },
+            ),
+            None => ("built-in defaults".to_string(), None),
+        };
+        Ok(Explanation {
+            key: key.to_string(),
+            value: value.to_string(),
+            layer,
+            file,
+        })
+    }
+}
+
+/// One layer as figment sees it.
+struct Layer {
+    name: String,
+    file: Option<PathBuf>,
+    table: toml::Table,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        let metadata = Metadata::named(self.name.clone());
+        match &self.file {
+            Some(file) => metadata.source(Source::File(file.clone())),
+            None => metadata,
+        }
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict: Dict = Value::Table(self.table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Loads `path` with its extends chain and the overrides, checking every layer.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Diagnostics> {
+    let mut problems = Vec::new();
+    let mut layers = Vec::new();
+    let mut files = Vec::new();
+    read_chain(
+        path,
+        &mut Vec::new(),
+        &mut layers,
+        &mut files,
+        &mut problems,
+    );
+
+    for (name, raw) in &overrides.env {
+        let Some(rest) = name.strip_prefix("LPO_").filter(|r| r.contains("__")) else {
+            continue;
+        };
+        let dotted = rest
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+            .join(".");
+        let origin = format!("environment variable {name}");
+        push_assignment(
+            &dotted,
+            raw,
+            "environment variable",
+            &origin,
+            &mut layers,
+            &mut problems,
+        );
+    }
+    for set in &overrides.sets {
+        let origin = format!("--set {set}");
+        match set.split_once('=') {
+            Some((dotted, raw)) if !dotted.trim().is_empty() => push_assignment(
+                dotted.trim(),
+                raw,
+                "--set",
+                &origin,
+                &mut layers,
+                &mut problems,
+            ),
+            _ => problems.push(Diagnostic {
+                message: format!("`{set}` is not an assignment"),
+                location: "--set".into(),
+                help: Some("write --set key.path=value, e.g. --set train.steps=100".into()),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems));
+    }
+
+    replace_coefficient_tables(&mut layers);
+    let defaults = match Value::try_from(Recipe::default()) {
+        Ok(Value::Table(table)) => table,
+        _ => unreachable!("a recipe serializes to a table"),
+    };
+    let mut figment = Figment::from(Layer {
+        name: "built-in defaults".into(),
+        file: None,
+        table: defaults,
+    });
+    for layer in layers {
+        figment = figment.merge(layer);
+    }
+    let recipe: Recipe = figment.extract().map_err(|errors| {
+        Diagnostics(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let location = e.metadata.as_ref().map_or_else(
+                        || "the merged recipe".to_string(),
+                        |m| match &m.source {
+                            Some(Source::File(p)) => p.display().to_string(),
+                            _ => m.name.to_string(),
+                        },
+                    );
+                    let key = if e.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("`{}`: ", e.path.join("."))
+                    };
+                    Diagnostic {
+                        message: format!("{key}{}", e.kind),
+                        location,
+                        help: None,
+                    }
+                })
+                .collect(),
+        )
+    })?;
+    let cross = crate::validate::problems(&recipe);
+    if !cross.is_empty() {
+        let location = files
+            .last()
+            .map_or_else(|| "the merged recipe".into(), |f| f.display().to_string());
+        return Err(Diagnostics(
+            cross
+                .into_iter()
+                .map(|(key, message)| Diagnostic {
+                    message: format!("`{key}` {message}"),
+                    location: location.clone(),
+                    help: None,
+                })
+                .collect(),
+        ));
+    }
+    Ok(Loaded {
+        recipe,
+        files,
+        figment,
+    })
+}
+
+/// A coefficient set as a table (a schedule) replaces the layers below it
+/// instead of merging with their table: a `linear` schedule must not inherit
+/// a `step` schedule's fields.
+fn replace_coefficient_tables(layers: &mut [Layer]) {
+    let coefficients = keys::KEYS
+        .iter()
+        .filter(|k| matches!(k.ty, Ty::Coef { .. }))
+        .map(|k| k.path);
+    for path in coefficients {
+        let (section, name) = path
+            .split_once('.')
+            .expect("coefficients live in a section");
+        let Some(top) = layers
+            .iter()
+            .rposition(|l| l.table.get(section).and_then(|s| s.get(name)).is_some())
+        else {
+            continue;
+        };
+        for lower in &mut layers[..top] {
+            if let Some(Value::Table(s)) = lower.table.get_mut(section) {
+                s.remove(name);
+            }
+        }
+    }
+}
+
+fn read_chain(
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+    layers: &mut Vec<Layer>,
+    files: &mut Vec<PathBuf>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let display = path.display().to_string();
+    let identity = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if stack.contains(&identity) {
+        let cycle = stack
+            .iter()
+            .chain([&identity])
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        problems.push(Diagnostic {
+            message: format!("`extends` forms a cycle: {cycle}"),
+            location: display,
+            help: None,
+        });
+        return;
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(Diagnostic {
+                message: format!("cannot read recipe: {e}"),
+                location: display,
+                help: None,
+            });
+            return;
+        }
+    };
+    let table: toml::Table = match toml::from_str(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            let location = e.span().map_or(display.clone(), |s| {
+                let (line, col) = line_col(&text, s.start);
+                format!("{display}:{line}:{col}")
+            });
+            problems.push(Diagnostic {
+                message: format!("invalid TOML: {}", e.message().trim()),
+                location,
+                help: None,
+            });
+            return;
+        }
+    };
+    let spans = key_spans(&text);
+    for p in keys::check_table(&table) {
+        let location = match spans.get(&p.path) {
+            Some(&offset) => {
+                let (line, col) = line_col(&text, offset);
+                format!("{display}:{line}:{col}")
+            }
+            None => display.clone(),
+        };
+        problems.push(Diagnostic {
+            message: p.message,
+            location,
+            help: p.help,
+        });
+    }
+    if let Some(parent) = table.get("extends") {
+        if let Some(relative) = parent.as_str() {
+            let base = path.parent().unwrap_or(Path::new(".")).join(relative);
+            stack.push(identity);
+            read_chain(&base, stack, layers, files, problems);
+            stack.pop();
+        }
+    }
+    files.push(path.to_path_buf());
+    layers.push(Layer {
+        name: "recipe file".into(),
+        file: Some(path.to_path_buf()),
+        table,
+    });
+}
+
+/// Byte offset of every key in `text`, by its path segments (array entries as `[i]`).
+fn key_spans(text: &str) -> HashMap<Vec<String>, usize> {
+    use toml::de::{DeTable, DeValue};
+    fn walk(table: &DeTable<'_>, at: &mut Vec<String>, out: &mut HashMap<Vec<String>, usize>) {
+        for (key, value) in table {
+            at.push(key.get_ref().to_string());
+            out.entry(at.clone()).or_insert(key.span().start);
+            walk_value(value.get_ref(), value.span().start, at, out);
+            at.pop();
+        }
+    }
+    fn walk_value(
+        value: &DeValue<'_>,
+        start: usize,
+        at: &mut Vec<String>,
+        out: &mut HashMap<Vec<String>, usize>,
+    ) {
+        match value {
+            DeValue::Table(t) => walk(t, at, out),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    at.push(format!("[{i}]"));
+                    out.entry(at.clone())
+                        .or_insert(item.span().start.max(start));
+                    walk_value(item.get_ref(), item.span().start, at, out);
+                    at.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    if let Ok(table) = DeTable::parse(text) {
+        walk(table.get_ref(), &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+/// Parses `raw` as a TOML value, falling back to a bare string (`--set loss.kind=dpo`).
+pub fn parse_value(raw: &str) -> Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+/// Builds the nested table for `a.b.c = value`.
+pub fn nest(dotted: &str, value: Value) -> toml::Table {
+    let mut segments: Vec<&str> = dotted.split('.').collect();
+    let last = segments.pop().unwrap_or_default();
+    let mut table = toml::Table::new();
+    table.insert(last.to_string(), value);
+    while let Some(segment) = segments.pop() {
+        let mut outer = toml::Table::new();
+        outer.insert(segment.to_string(), Value::Table(table));
+        table = outer;
+    }
+    table
+}
+
+fn push_assignment(
+    dotted: &str,
+    raw: &str,
+    layer: &str,
+    origin: &str,
+    layers: &mut Vec<Layer>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let table = nest(dotted, parse_value(raw));
+    for p in keys::check_table(&table) {
+        problems.push(Diagnostic {
+            message: p.message,
+            location: origin.to_string(),
+            help: p.help,
+        });
+    }
+    layers.push(Layer {
+        name: layer.into(),
+        file: None,
+        table,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lpo-recipe-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn layers_override_in_order_and_explain_says_who() {
+        let dir = tempdir("layers");
+        write(&dir, "base.toml", "[train]\nsteps = 10\nbatch_size = 4\n[loss]\nalpha = { kind = \"step\", values = [1.0, 0.5], at = [3] }\n");
+        let child = write(&dir, "child.toml", "extends = \"base.toml\"\n[train]\nsteps = 20\n[loss]\nalpha = { kind = \"linear\", from = 2.0, to = 1.0 }\n");
+        let overrides = Overrides {
+            sets: vec!["train.learning_rate=0.5".into(), "loss.kind=dpo".into()],
+            env: vec![
+                ("LPO_TRAIN__SEED".into(), "7".into()),
+                ("LPO_UNRELATED".into(), "x".into()),
+            ],
+        };
+        let loaded = load(&child, &overrides).unwrap();
+        let r = &loaded.recipe;
+        assert_eq!(
+            (r.train.steps, r.train.batch_size, r.train.seed),
+            (20, 4, 7)
+        );
+        assert_eq!(r.train.learning_rate, 0.5);
+        assert_eq!(r.loss.kind, crate::schema::LossKind::Dpo);
+        assert_eq!(
+            r.loss.alpha,
+            crate::schedule::Coef::Schedule(crate::schedule::Schedule::Linear {
+                from: 2.0,
+                to: 1.0
+            })
+        );
+        assert_eq!(loaded.files.len(), 2);
+
+        let e = loaded.explain("train.steps").unwrap();
+        assert_eq!(
+            (e.layer.as_str(), e.file.as_deref(), e.value.as_str()),
+            ("recipe file", Some(child.as_path()), "20")
+        );
+        let e = loaded.explain("train.batch_size").unwrap();
+        assert_eq!(e.file.as_deref(), Some(dir.join("base.toml").as_path()));
+        assert_eq!(
+            loaded.explain("train.learning_rate").unwrap().layer,
+            "--set"
+        );
+        assert_eq!(
+            loaded.explain("train.seed").unwrap().layer,
+            "environment variable"
+        );
+        assert_eq!(
+            loaded.explain("eval.prompts").unwrap().layer,
+            "built-in defaults"
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_with_file_line_col() {
+        let dir = tempdir("problems");
+        let path = write(&dir, "x.toml", "name = \"x\"\n\n[train]\nlerning_rate = 1e-4\nsteps = \"many\"\n[sweep]\ngrid = { \"loss.bta\" = [1.0] }\n");
+        let err = load(&path, &Overrides::default()).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 3, "{text}");
+        let file = path.display().to_string();
+        assert!(
+            text.contains(&format!(
+                "unknown key `train.lerning_rate` at {file}:4:1; did you mean `learning_rate`?"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "`train.steps` must be an integer, found string \"many\" at {file}:5:1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "sweep axis `loss.bta` is not a recipe key that can be swept at {file}:7:10"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cycles_and_syntax_errors_are_diagnosed() {
+        let dir = tempdir("cycle");
+        let a = write(&dir, "a.toml", "extends = \"b.toml\"\n");
+        write(&dir, "b.toml", "extends = \"a.toml\"\n");
+        assert!(load(&a, &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("forms a cycle"));
+        let bad = write(&dir, "bad.toml", "[train]\nsteps = = 3\n");
+        let text = load(&bad, &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            text.contains("invalid TOML") && text.contains("bad.toml:2:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_overrides_name_their_origin() {
+        let dir = tempdir("overrides");
+        let path = write(&dir, "ok.toml", "");
+        let overrides = Overrides {
+            sets: vec!["trian.steps=3".into(), "noequals".into()],
+            env: vec![("LPO_TRAIN__STEPS".into(), "lots".into())],
+        };
+        let text = load(&path, &overrides).unwrap_err().to_string();
+        assert!(
+            text.contains("unknown key `trian` at --set trian.steps=3; did you mean `train`?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("at environment variable LPO_TRAIN__STEPS"),
+            "{text}"
+        );
+        assert!(text.contains("`noequals` is not an assignment"), "{text}");
+    }
+
+    #[test]
+    fn parse_value_reads_toml_or_falls_back_to_string() {
+        assert_eq!(parse_value("3"), Value::Integer(3));
+        assert_eq!(
+            parse_value("[1, 2]"),
+            Value::Array(vec![Value::Integer(1), Value::Integer(2)])
+        );
+        assert_eq!(parse_value("dpo"), Value::String("dpo".into()));
+        assert_eq!(parse_value("\"quoted\""), Value::String("quoted".into()));
+    }
+}

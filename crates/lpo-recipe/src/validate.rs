@@ -1,0 +1,42 @@
+//! Cross-field checks on a resolved recipe (single keys are checked by [`crate::keys`]).
+
+use crate::schema::Recipe;
+
+/// Problems as (key path, message).
+pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = recipe
+        .model
+        .dims()
+        .problems()
+        .into_iter()
+        .map(|(k, m)| (k.to_string(), m))
+        .collect();
+    let dims = recipe.model.dims();
+    if recipe.eval.max_new_tokens >= dims.max_len {
+        out.push((
+            "eval.max_new_tokens".into(),
+            format!(
+                "is {}, but must be below model.max_len ({})",
+                recipe.eval.max_new_tokens, dims.max_len
+            ),
+        ));
+    }
+    if recipe.data.mix.is_empty() {
+        out.push(("data.mix".into(), "needs at least one source".into()));
+    }
+    for (i, group) in recipe.sweep.zip.iter().enumerate() {
+        let lengths: Vec<usize> = group.values().map(Vec::len).collect();
+        if lengths.windows(2).any(|w| w[0] != w[1]) {
+            let axes = group
+                .iter()
+                .map(|(k, v)| format!("{k} ({})", v.len()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push((
+                format!("sweep.zip[{i}]"),
+                format!("axes must have equal lengths: {axes}"),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! `lpo config` and `lpo plan`: resolve a recipe's layers and expand its sweep.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use lpo_recipe::{Diagnostics, Loaded, Overrides};
+
+/// Arguments shared by every command that reads a recipe.
+#[derive(Debug, Args)]
+pub struct RecipeArgs {
+    /// The recipe file (TOML).
+    pub recipe: PathBuf,
+    /// Override a key: `--set train.steps=100` (value parsed as TOML, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+impl RecipeArgs {
+    /// Loads the recipe with `--set` and `LPO_…__…` layers.
+    pub fn load(&self) -> Result<Loaded, Diagnostics> {
+        lpo_recipe::load(&self.recipe, &Overrides::from_process(self.sets.clone()))
+    }
+}
+
+/// Options of `lpo config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Say which layer (and file) set this key instead of printing the recipe.
+    #[arg(long, value_name = "KEY")]
+    pub explain: Vec<String>,
+}
+
+/// Output format of `lpo plan`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PlanFormat {
+    /// Aligned text table.
+    Table,
+    /// Every run's id and full resolved configuration.
+    Json,
+}
+
+/// Options of `lpo plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PlanFormat,
+}
+
+/// Recipe problems are reported together and exit with status 2.
+pub struct RecipeError(pub Diagnostics);
+
+/// `lpo config`: print the resolved recipe, or explain keys.
+pub fn config(args: &ConfigArgs) -> Result<(), RecipeError> {
+    let loaded = args.recipe.load().map_err(RecipeError)?;
+    if args.explain.is_empty() {
+        let text = toml::to_string_pretty(&loaded.recipe).expect("recipes serialize to TOML");
+        print!("{text}");
+        return Ok(());
+    }
+    for key in &args.explain {
+        let e = loaded.explain(key).map_err(RecipeError)?;
+        match e.file {
+            Some(file) => println!(
+                "{} = {}  (set by {} {})",
+                e.key,
+                e.value,
+                e.layer,
+                file.display()
+            ),
+            None => println!("{} = {}  (set by {})", e.key, e.value, e.layer),
+        }
+    }
+    Ok(())
+}
+
+/// `lpo plan`: list every run of the sweep.
+pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
+    let loaded = args.recipe.load().map_err(RecipeError)?;
+    let plan = lpo_plan::plan(&loaded.recipe).map_err(RecipeError)?;
+    match args.format {
+        PlanFormat::Json => {
+            let runs: Vec<_> = plan
+                .runs
+                .iter()
+                .map(|run| {
+                    serde_json::json!({
+                        "index": run.index,
+                        "id": run.id,
+                        "label": run.recipe.method_label(),
+                        "swept": run.assignments.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                        "parameters": run.recipe.model.dims().parameter_count(),
+                        "config": run.recipe,
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({ "recipe": loaded.recipe.name, "runs": runs, "excluded": plan.excluded, "duplicates": plan.duplicates });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("plans serialize")
+            );
+        }
+        PlanFormat::Table => {
+            // `label` already has its own column.
+            let axes: Vec<&String> = plan.axes.iter().filter(|a| a.as_str() != "label").collect();
+            let mut header = vec!["#".to_string(), "id".into(), "label".into()];
+            header.extend(axes.iter().map(|a| a.to_string()));
+            header.push("params".into());
+            let rows: Vec<Vec<String>> = plan
+                .runs
+                .iter()
+                .map(|run| {
+                    let mut row = vec![
+                        run.index.to_string(),
+                        run.id.clone(),
+                        run.recipe.method_label(),
+                    ];
+                    for axis in &axes {
+                        let value = run
+                            .assignments
+                            .iter()
+                            .find(|(k, _)| k == *axis)
+                            .map(|(_, v)| short(v))
+                            .unwrap_or_default();
+                        row.push(value);
+                    }
+                    row.push(human_count(run.recipe.model.dims().parameter_count()));
+                    row
+                })
+                .collect();
+            print_table(&header, &rows);
+            let mut summary = format!(
+                "{} runs in recipe `{}`",
+                plan.runs.len(),
+                loaded.recipe.name
+            );
+            if plan.excluded > 0 {
+                summary.push_str(&format!("; {} excluded", plan.excluded));
+            }
+            if plan.duplicates > 0 {
+                summary.push_str(&format!(
+                    "; {} duplicate combinations merged (the loss ignores the swept key)",
+                    plan.duplicates
+                ));
+            }
+            println!("{summary}");
+        }
+    }
+    Ok(())
+}
+
+fn short(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// 1234567 -> "1.23M".
+pub fn human_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}K", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}B", n as f64 / 1e9),
+    }
+}
+
+/// Prints left-aligned columns separated by two spaces.
+pub fn print_table(header: &[String], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header);
+    for row in rows {
+        line(row);
+    }
+}

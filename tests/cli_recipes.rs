@@ -1,0 +1,250 @@
+//! End-to-end: `lpo plan` and `lpo config` on the shipped recipes and on broken ones.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lpo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("LPO_TRAIN__STEPS")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn plan_ids(recipe: &str) -> Vec<String> {
+    let out = lpo(&["plan", recipe, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn shipped_recipes_plan_with_distinct_ids() {
+    for (recipe, runs) in [
+        ("recipes/quickstart.toml", 3),
+        ("recipes/ablation.toml", 28),
+        ("recipes/paper/main.toml", 45),
+    ] {
+        let ids = plan_ids(recipe);
+        assert_eq!(ids.len(), runs, "{recipe}");
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{recipe} has repeated ids");
+    }
+    let table = text(&lpo(&["plan", "recipes/ablation.toml"]).stdout);
+    assert!(
+        table
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("28 runs in recipe `ablation`"),
+        "{table}"
+    );
+}
+
+#[test]
+fn reordering_keys_and_comments_keeps_every_id() {
+    let dir = scratch("reorder");
+    let original = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/ablation.toml"),
+    )
+    .unwrap();
+    // Same content: sections in another order, comments changed, the name changed.
+    let zip_start = original.find("# One column per method").unwrap();
+    let (head, zip) = original.split_at(zip_start);
+    let reordered = format!(
+        "# a different comment\n{}\n{}",
+        zip.replace(
+            "# One column per method: the axes move together.",
+            "# methods"
+        ),
+        head.replace("name = \"ablation\"", "name = \"ablation-copy\"")
+            .replace(
+                "extends = \"base.toml\"",
+                &format!(
+                    "extends = \"{}/recipes/base.toml\"",
+                    env!("CARGO_MANIFEST_DIR")
+                )
+            )
+    );
+    // Top-level keys must stay above the first table header: move them first.
+    let mut top = String::new();
+    let mut rest = String::new();
+    for line in reordered.lines() {
+        if line.starts_with("extends")
+            || line.starts_with("name")
+            || line.starts_with("description")
+        {
+            top.push_str(line);
+            top.push('\n');
+        } else {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    let copy = dir.join("ablation-reordered.toml");
+    std::fs::write(&copy, format!("{top}{rest}")).unwrap();
+    assert_eq!(
+        plan_ids(copy.to_str().unwrap()),
+        plan_ids("recipes/ablation.toml")
+    );
+}
+
+#[test]
+fn misspelled_key_exits_2_with_file_line_and_suggestion() {
+    let dir = scratch("misspelled");
+    let path = dir.join("x.toml");
+    std::fs::write(
+        &path,
+        "name = \"x\"\n\n[train]\nsteps = 10\nlerning_rate = 1e-4\n",
+    )
+    .unwrap();
+    let out = lpo(&["plan", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "unknown key `train.lerning_rate` at {}:5:1; did you mean `learning_rate`?",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn string_where_a_number_belongs_exits_2() {
+    let dir = scratch("wrongtype");
+    let path = dir.join("x.toml");
+    std::fs::write(
+        &path,
+        "[loss]\nbeta = \"high\"\n[train]\nlearning_rate = \"fast\"\n",
+    )
+    .unwrap();
+    let out = lpo(&["plan", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "`train.learning_rate` must be a number, found string \"fast\" at {}:4:1",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("`loss.beta` must be a number or a schedule table"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 problems found"),
+        "both problems are reported: {err}"
+    );
+}
+
+#[test]
+fn sweep_over_missing_key_exits_2() {
+    let dir = scratch("missingaxis");
+    let path = dir.join("x.toml");
+    std::fs::write(
+        &path,
+        "[sweep]\ngrid = { \"loss.temperature\" = [0.5, 1.0] }\n",
+    )
+    .unwrap();
+    let out = lpo(&["plan", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "sweep axis `loss.temperature` is not a recipe key that can be swept at {}:2:10",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn set_and_environment_override_and_explain_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args([
+            "config",
+            "recipes/quickstart.toml",
+            "--set",
+            "train.learning_rate=0.003",
+            "--explain",
+            "train.learning_rate",
+        ])
+        .args([
+            "--explain",
+            "train.steps",
+            "--explain",
+            "train.batch_size",
+            "--explain",
+            "loss.beta",
+            "--explain",
+            "eval.top_p",
+        ])
+        .env("LPO_TRAIN__BATCH_SIZE", "16")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("train.learning_rate = 0.003  (set by --set)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("train.steps = 60  (set by recipe file recipes/quickstart.toml)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("train.batch_size = 16  (set by environment variable)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("loss.beta = 0.1  (set by recipe file recipes/base.toml)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("eval.top_p = 1.0  (set by built-in defaults)"),
+        "{stdout}"
+    );
+
+    let resolved = lpo(&[
+        "config",
+        "recipes/quickstart.toml",
+        "--set",
+        "train.steps=7",
+    ]);
+    let config: toml::Table = toml::from_str(&text(&resolved.stdout)).unwrap();
+    assert_eq!(config["train"]["steps"].as_integer(), Some(7));
+}
+
+#[test]
+fn loss_contract_copy_matches_the_shared_one_when_present() {
+    // docs/losses.md is the project's copy of ../shared/docs/losses.md; CI has both.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/docs/losses.md");
+    let ours = std::fs::read_to_string(root.join("docs/losses.md")).unwrap();
+    assert!(ours.contains("## LPO: listwise preference optimization with explicit rewards"));
+    if let Ok(theirs) = std::fs::read_to_string(shared) {
+        assert_eq!(
+            ours, theirs,
+            "docs/losses.md drifted from ../shared/docs/losses.md"
+        );
+    }
+}
