@@ -1,0 +1,53 @@
+//! Loss forward + backward throughput for B = 64 lists of K = 8.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use lpo_loss::{compute, LossInput, LossParams};
+use lpo_recipe::{LossConfig, LossKind};
+use tch::{Kind, Tensor};
+
+fn bench(c: &mut Criterion) {
+    tch::manual_seed(0);
+    let (b, k) = (64, 8);
+    let lr = Tensor::randn([b, k], (Kind::Float, tch::Device::Cpu)) * 5.0 - 40.0;
+    let r = Tensor::randint(11, [b, k], (Kind::Float, tch::Device::Cpu));
+    let mask = Tensor::ones([b, k], (Kind::Bool, tch::Device::Cpu));
+    let mut group = c.benchmark_group("loss_fwd_bwd_b64_k8");
+    group.throughput(Throughput::Elements(b as u64));
+    for kind in [
+        LossKind::Lpo,
+        LossKind::Dpo,
+        LossKind::Listmle,
+        LossKind::Infonca,
+        LossKind::Nca,
+    ] {
+        let params = LossParams::at_step(
+            &LossConfig {
+                kind,
+                ..LossConfig::default()
+            },
+            0,
+            1,
+        );
+        group.bench_function(kind.as_str(), |bench| {
+            bench.iter(|| {
+                let lp = (&lr + Tensor::randn([b, k], (Kind::Float, tch::Device::Cpu)))
+                    .set_requires_grad(true);
+                let out = compute(
+                    &params,
+                    &LossInput {
+                        policy_logps: &lp,
+                        reference_logps: &lr,
+                        rewards: &r,
+                        mask: &mask,
+                    },
+                );
+                out.loss.backward();
+                lp.grad()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,306 @@
+//! The alignment losses of docs/losses.md on libtorch tensors.
+//!
+//! Inputs are `[B, K]` tensors: policy and reference sequence
+//! log-probabilities, explicit rewards, and a validity mask (lists shorter
+//! than K are padded and masked). Everything is batched: no per-prompt loop.
+//! Half-precision inputs are upcast to f32; f64 stays f64 (the tests use it).
+//! Masked entries are filled with a large finite negative number rather than
+//! -inf, so no gradient ever sees inf - inf.
+
+use lpo_recipe::{CoefficientMode, LossConfig, LossKind, Pairing};
+use tch::{Kind, Tensor};
+
+/// Fill value for masked logits: exp(FILL - x) is 0 in f32 and f64, and finite.
+const FILL: f64 = -1.0e9;
+
+/// A loss's parameters at one optimizer step (schedules evaluated).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossParams {
+    /// Which objective.
+    pub kind: LossKind,
+    /// Implicit-reward scale.
+    pub beta: f64,
+    /// Reward temperature of p = softmax(r / alpha).
+    pub alpha: f64,
+    /// LPO anchor weight.
+    pub gamma: f64,
+    /// LPO coefficient.
+    pub coefficient: CoefficientMode,
+    /// LPO prompt weighting by reward spread.
+    pub margin_weight: bool,
+    /// Reward scale for `margin_weight`.
+    pub reward_scale: f64,
+    /// DPO pair construction.
+    pub pairing: Pairing,
+}
+
+impl LossParams {
+    /// Evaluates the configured schedules at optimizer step `step` of `total`.
+    pub fn at_step(config: &LossConfig, step: u64, total: u64) -> Self {
+        LossParams {
+            kind: config.kind,
+            beta: config.beta.at(step, total),
+            alpha: config.alpha.at(step, total),
+            gamma: config.gamma.at(step, total),
+            coefficient: config.coefficient,
+            margin_weight: config.margin_weight,
+            reward_scale: config.reward_scale,
+            pairing: config.pairing,
+        }
+    }
+}
+
+/// One batch of lists.
+pub struct LossInput<'a> {
+    /// log pi_theta(y_i | x), `[B, K]`.
+    pub policy_logps: &'a Tensor,
+    /// log pi_ref(y_i | x), `[B, K]`.
+    pub reference_logps: &'a Tensor,
+    /// Explicit rewards, `[B, K]`.
+    pub rewards: &'a Tensor,
+    /// Valid responses, `[B, K]` bool.
+    pub mask: &'a Tensor,
+}
+
+/// The loss and what the trainer logs about it.
+pub struct LossOutput {
+    /// Mean over contributing prompts (0 when none contributes), scalar.
+    pub loss: Tensor,
+    /// Each prompt's loss, `[B]` (0 for prompts that contribute nothing).
+    pub per_prompt: Tensor,
+    /// Whether each prompt contributes a term, `[B]` bool.
+    pub contributes: Tensor,
+    /// Diagnostics (detached scalars, as f64).
+    pub stats: LossStats,
+}
+
+/// Detached diagnostics of a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossStats {
+    /// Mean implicit reward s of the highest-reward response.
+    pub chosen_reward: f64,
+    /// Mean implicit reward s of the lowest-reward response.
+    pub rejected_reward: f64,
+    /// Mean policy log-likelihood of the highest-reward response.
+    pub chosen_logp: f64,
+    /// Mean policy log-likelihood of the lowest-reward response.
+    pub rejected_logp: f64,
+    /// Share of strictly ordered pairs (r_i > r_j) with s_i > s_j.
+    pub ranking_accuracy: f64,
+}
+
+/// Computes the configured loss on a batch.
+pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
+    let kind = working_kind(input.policy_logps.kind());
+    let lp = input.policy_logps.to_kind(kind);
+    let lr = input.reference_logps.to_kind(kind);
+    let r = input.rewards.to_kind(kind);
+    let mask = input.mask.to_kind(Kind::Bool);
+    let s = (&lp - &lr) * params.beta; // [B, K]
+    let valid = mask.to_kind(kind);
+    let n_valid = valid.sum_dim_intlist(-1, false, kind); // [B]
+
+    // better[b, i, j] = both valid and r_i > r_j.
+    let pair_mask = mask.unsqueeze(2).logical_and(&mask.unsqueeze(1));
+    let better = r
+        .unsqueeze(2)
+        .gt_tensor(&r.unsqueeze(1))
+        .logical_and(&pair_mask); // [B, K, K]
+
+    let (per_prompt, contributes) = match params.kind {
+        LossKind::Dpo => dpo(&s, &r, &mask, &better, params.pairing),
+        LossKind::Lpo => lpo(params, &s, &r, &mask, &better, &n_valid),
+        LossKind::Listmle => listmle(&s, &r, &mask),
+        LossKind::Infonca => {
+            let p = target_distribution(&r, &mask, params.alpha);
+            let log_q = s
+                .masked_fill(&mask.logical_not(), FILL)
+                .log_softmax(-1, kind);
+            let loss = -(p * log_q)
+                .masked_fill(&mask.logical_not(), 0.0)
+                .sum_dim_intlist(-1, false, kind);
+            (loss, n_valid.ge(2.0))
+        }
+        LossKind::Nca => {
+            let p = target_distribution(&r, &mask, params.alpha);
+            let attract = (&p * s.log_sigmoid())
+                .masked_fill(&mask.logical_not(), 0.0)
+                .sum_dim_intlist(-1, false, kind);
+            let repel = (-&s)
+                .log_sigmoid()
+                .masked_fill(&mask.logical_not(), 0.0)
+                .sum_dim_intlist(-1, false, kind);
+            (-attract - repel / n_valid.clamp_min(1.0), n_valid.ge(2.0))
+        }
+    };
+    let per_prompt = per_prompt.masked_fill(&contributes.logical_not(), 0.0);
+    let count = contributes.to_kind(kind).sum(kind);
+    let loss = per_prompt.sum(kind) / count.clamp_min(1.0);
+    let stats = stats(&lp, &s, &r, &mask, &better);
+    LossOutput {
+        loss,
+        per_prompt,
+        contributes,
+        stats,
+    }
+}
+
+/// f32 for half precision (accumulate in f32), f64 stays f64.
+fn working_kind(kind: Kind) -> Kind {
+    match kind {
+        Kind::Double => Kind::Double,
+        _ => Kind::Float,
+    }
+}
+
+/// p = softmax(r / alpha) over the valid responses; 0 on padding.
+pub fn target_distribution(r: &Tensor, mask: &Tensor, alpha: f64) -> Tensor {
+    (r / alpha)
+        .masked_fill(&mask.logical_not(), FILL)
+        .softmax(-1, r.kind())
+        .masked_fill(&mask.logical_not(), 0.0)
+}
+
+/// softplus(-(s_i - s_j)) averaged over the pairs `weights` selects.
+fn pairwise(s: &Tensor, weights: &Tensor) -> (Tensor, Tensor) {
+    let kind = s.kind();
+    let gap = s.unsqueeze(2) - s.unsqueeze(1); // s_i - s_j, [B, K, K]
+    let terms = (-gap).softplus().masked_fill(&weights.logical_not(), 0.0);
+    let pairs = weights
+        .to_kind(kind)
+        .sum_dim_intlist([1i64, 2].as_slice(), false, kind);
+    let loss = terms.sum_dim_intlist([1i64, 2].as_slice(), false, kind) / pairs.clamp_min(1.0);
+    (loss, pairs.gt(0.0))
+}
+
+fn dpo(
+    s: &Tensor,
+    r: &Tensor,
+    mask: &Tensor,
+    better: &Tensor,
+    pairing: Pairing,
+) -> (Tensor, Tensor) {
+    let k = s.size()[1];
+    let best = r
+        .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
+        .argmax(-1, false); // first maximum
+    let worst = r
+        .masked_fill(&mask.logical_not(), f64::INFINITY)
+        .argmin(-1, false); // first minimum
+    let is_best = best
+        .unsqueeze(1)
+        .eq_tensor(&Tensor::arange(k, (Kind::Int64, s.device())).unsqueeze(0)); // [B, K]
+    let is_worst = worst
+        .unsqueeze(1)
+        .eq_tensor(&Tensor::arange(k, (Kind::Int64, s.device())).unsqueeze(0));
+    let weights = match pairing {
+        Pairing::All => better.shallow_clone(),
+        Pairing::BestRest => better.logical_and(&is_best.unsqueeze(2)),
+        Pairing::BestWorst => better
+            .logical_and(&is_best.unsqueeze(2))
+            .logical_and(&is_worst.unsqueeze(1)),
+    };
+    pairwise(s, &weights)
+}
+
+fn lpo(
+    params: &LossParams,
+    s: &Tensor,
+    r: &Tensor,
+    mask: &Tensor,
+    better: &Tensor,
+    n_valid: &Tensor,
+) -> (Tensor, Tensor) {
+    let kind = s.kind();
+    // log(1 + sum_{j: r_j < r_i} exp(s_j - s_i)) as a logsumexp over {0} and the gaps.
+    let gaps = (s.unsqueeze(1) - s.unsqueeze(2)).masked_fill(&better.logical_not(), FILL); // [b,i,j] = s_j - s_i
+    let zeros = Tensor::zeros_like(&gaps.narrow(2, 0, 1));
+    let term = Tensor::cat(&[zeros, gaps], 2).logsumexp([2i64].as_slice(), false); // [B, K]
+    let in_w = better.any_dim(2, false); // i has a worse response
+    let in_w_f = in_w.to_kind(kind);
+    let c = match params.coefficient {
+        CoefficientMode::Adaptive => {
+            let p = target_distribution(r, mask, params.alpha) * &in_w_f;
+            let total = p.sum_dim_intlist(-1, true, kind);
+            p / total.clamp_min(f64::MIN_POSITIVE)
+        }
+        CoefficientMode::Uniform => &in_w_f / in_w_f.sum_dim_intlist(-1, true, kind).clamp_min(1.0),
+    };
+    let mut loss = (c * term)
+        .masked_fill(&in_w.logical_not(), 0.0)
+        .sum_dim_intlist(-1, false, kind);
+    if params.margin_weight {
+        let high = r
+            .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
+            .amax(-1, false);
+        let low = r
+            .masked_fill(&mask.logical_not(), f64::INFINITY)
+            .amin(-1, false);
+        let spread = (high - low).masked_fill(&in_w.any_dim(1, false).logical_not(), 0.0);
+        loss = loss * (spread / params.reward_scale);
+    }
+    let mut contributes = in_w.any_dim(1, false);
+    if params.gamma > 0.0 {
+        let p = target_distribution(r, mask, params.alpha);
+        let anchor_terms: Tensor = &p * s.log_sigmoid() + (p.ones_like() - &p) * (-s).log_sigmoid();
+        let anchor = -anchor_terms
+            .masked_fill(&mask.logical_not(), 0.0)
+            .sum_dim_intlist(-1, false, kind)
+            / n_valid.clamp_min(1.0);
+        loss = loss + anchor * params.gamma;
+        contributes = n_valid.ge(2.0);
+    }
+    (loss, contributes)
+}
+
+fn listmle(s: &Tensor, r: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    let kind = s.kind();
+    // Sort by reward, descending, ties by position (stable); padding last.
+    let key = r.masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
+    let (_, order) = key.sort_stable(true, -1, true);
+    let s_sorted = s.gather(-1, &order, false);
+    let valid_sorted = mask.gather(-1, &order, false);
+    let filled = s_sorted.masked_fill(&valid_sorted.logical_not(), FILL);
+    let suffix = filled
+        .flip([-1i64].as_slice())
+        .logcumsumexp(-1)
+        .flip([-1i64].as_slice()); // logsumexp(s_pi(k..K))
+    let terms = (suffix - &s_sorted).masked_fill(&valid_sorted.logical_not(), 0.0);
+    let n_valid = mask.to_kind(kind).sum_dim_intlist(-1, false, kind);
+    (terms.sum_dim_intlist(-1, false, kind), n_valid.ge(2.0))
+}
+
+fn stats(lp: &Tensor, s: &Tensor, r: &Tensor, mask: &Tensor, better: &Tensor) -> LossStats {
+    tch::no_grad(|| {
+        let kind = s.kind();
+        let best = r
+            .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
+            .argmax(-1, true);
+        let worst = r
+            .masked_fill(&mask.logical_not(), f64::INFINITY)
+            .argmin(-1, true);
+        let mean_at =
+            |t: &Tensor, idx: &Tensor| t.gather(-1, idx, false).mean(kind).double_value(&[]);
+        let ordered = better.to_kind(kind).sum(kind).double_value(&[]);
+        let correct = (s.unsqueeze(2) - s.unsqueeze(1))
+            .gt(0.0)
+            .logical_and(better)
+            .to_kind(kind)
+            .sum(kind)
+            .double_value(&[]);
+        LossStats {
+            chosen_reward: mean_at(s, &best),
+            rejected_reward: mean_at(s, &worst),
+            chosen_logp: mean_at(lp, &best),
+            rejected_logp: mean_at(lp, &worst),
+            ranking_accuracy: if ordered > 0.0 {
+                correct / ordered
+            } else {
+                0.0
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
