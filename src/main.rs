@@ -1,6 +1,7 @@
 //! `lpo`: the command-line front end of the lpo research framework.
 
 mod doctor;
+mod loss_cmd;
 mod recipes;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     Config(recipes::ConfigArgs),
     /// Expand a recipe's sweep into runs and list them with their ids.
     Plan(recipes::PlanArgs),
+    /// Evaluate a loss on given log-probabilities and rewards; print loss and gradient as JSON.
+    Loss(loss_cmd::LossArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(&args),
         Command::Config(args) => recipe_outcome(recipes::config(&args)),
         Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
+        Command::Loss(args) => loss_cmd::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

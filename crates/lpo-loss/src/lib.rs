@@ -237,7 +237,7 @@ fn lpo(
             .masked_fill(&mask.logical_not(), f64::INFINITY)
             .amin(-1, false);
         let spread = (high - low).masked_fill(&in_w.any_dim(1, false).logical_not(), 0.0);
-        loss = loss * (spread / params.reward_scale);
+        loss *= spread / params.reward_scale;
     }
     let mut contributes = in_w.any_dim(1, false);
     if params.gamma > 0.0 {
@@ -247,7 +247,7 @@ fn lpo(
             .masked_fill(&mask.logical_not(), 0.0)
             .sum_dim_intlist(-1, false, kind)
             / n_valid.clamp_min(1.0);
-        loss = loss + anchor * params.gamma;
+        loss += anchor * params.gamma;
         contributes = n_valid.ge(2.0);
     }
     (loss, contributes)

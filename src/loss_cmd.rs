@@ -1,0 +1,184 @@
+//! `lpo loss`: evaluate a configured loss on given values, for parity checks.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use lpo_loss::{compute, LossInput, LossParams};
+use lpo_recipe::{LossConfig, LossKind, Recipe};
+use tch::Tensor;
+
+/// Options of `lpo loss`.
+#[derive(Debug, Args)]
+pub struct LossArgs {
+    /// Loss kind: lpo, dpo, listmle, infonca or nca.
+    #[arg(long = "loss", value_name = "KIND")]
+    pub kind: String,
+    /// Loss parameters: `--set loss.alpha=0.5` (any `loss.` key; schedules allowed).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// JSON with policy_logps, reference_logps, rewards and optional mask, each [[...]].
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Optimizer step at which schedules are evaluated.
+    #[arg(long, default_value_t = 0)]
+    pub step: u64,
+    /// Total optimizer steps for schedules.
+    #[arg(long, default_value_t = 1)]
+    pub steps: u64,
+}
+
+/// Runs `lpo loss` and prints JSON.
+pub fn run(args: &LossArgs) -> Result<()> {
+    let config = loss_config(args)?;
+    let params = LossParams::at_step(&config, args.step, args.steps);
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", args.input.display()))?;
+    let file = args.input.display().to_string();
+    let lp = matrix(&json, "policy_logps", &file)?;
+    let (rows, k) = (lp.len(), lp[0].len());
+    let lr = matrix(&json, "reference_logps", &file)?;
+    let r = matrix(&json, "rewards", &file)?;
+    for (name, m) in [("reference_logps", &lr), ("rewards", &r)] {
+        if m.len() != rows || m[0].len() != k {
+            bail!(
+                "{file}: `{name}` is {}x{}, but policy_logps is {rows}x{k}",
+                m.len(),
+                m[0].len()
+            );
+        }
+    }
+    let mask: Vec<Vec<bool>> = match json.get("mask") {
+        None => vec![vec![true; k]; rows],
+        Some(m) => bool_matrix(m, rows, k, &file)?,
+    };
+    for (b, row) in mask.iter().enumerate() {
+        let valid = row.iter().filter(|v| **v).count();
+        if valid < 2 {
+            bail!("{file}: row {b} has {valid} valid response(s); every loss needs K >= 2");
+        }
+        for (name, m) in [
+            ("policy_logps", &lp),
+            ("reference_logps", &lr),
+            ("rewards", &r),
+        ] {
+            if let Some(i) = (0..k).find(|&i| row[i] && !m[b][i].is_finite()) {
+                bail!(
+                    "{file}: `{name}`[{b}][{i}] is {}, not a finite number",
+                    m[b][i]
+                );
+            }
+        }
+    }
+    let tensor = |m: &Vec<Vec<f64>>| Tensor::from_slice(&m.concat()).view([rows as i64, k as i64]);
+    let policy = tensor(&lp).set_requires_grad(true);
+    let mask_t = Tensor::from_slice(&mask.concat()).view([rows as i64, k as i64]);
+    let out = compute(
+        &params,
+        &LossInput {
+            policy_logps: &policy,
+            reference_logps: &tensor(&lr),
+            rewards: &tensor(&r),
+            mask: &mask_t,
+        },
+    );
+    out.loss.backward();
+    let grad = policy.grad().masked_fill(&mask_t.logical_not(), 0.0);
+    let grad_rows: Vec<Vec<f64>> = (0..rows as i64)
+        .map(|b| Vec::<f64>::try_from(grad.get(b)).unwrap_or_default())
+        .collect();
+    let report = serde_json::json!({
+        "loss": out.loss.double_value(&[]),
+        "per_prompt": Vec::<f64>::try_from(&out.per_prompt)?,
+        "contributes": Vec::<bool>::try_from(&out.contributes)?,
+        "grad_policy_logps": grad_rows,
+        "params": {
+            "kind": params.kind.as_str(), "beta": params.beta, "alpha": params.alpha, "gamma": params.gamma,
+            "step": args.step, "steps": args.steps,
+        },
+        "ranking_accuracy": out.stats.ranking_accuracy,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn loss_config(args: &LossArgs) -> Result<LossConfig> {
+    let kind: LossKind = serde_json::from_value(serde_json::Value::String(args.kind.clone()))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "unknown loss `{}`; expected one of lpo, dpo, listmle, infonca, nca",
+                args.kind
+            )
+        })?;
+    let mut value = toml::Value::try_from(Recipe::default())?;
+    for set in &args.sets {
+        let (key, raw) = set
+            .split_once('=')
+            .with_context(|| format!("`--set {set}` is not key=value"))?;
+        if !key.starts_with("loss.") {
+            bail!("`--set {set}`: lpo loss only takes `loss.` keys");
+        }
+        let table = lpo_recipe::load::nest(key, lpo_recipe::load::parse_value(raw));
+        if let Some(problem) = lpo_recipe::keys::check_table(&table).into_iter().next() {
+            bail!(
+                "--set {set}: {}{}",
+                problem.message,
+                problem.help.map(|h| format!("; {h}")).unwrap_or_default()
+            );
+        }
+        lpo_plan::set_path(&mut value, key, lpo_recipe::load::parse_value(raw));
+    }
+    let recipe: Recipe = value.try_into()?;
+    Ok(LossConfig {
+        kind,
+        ..recipe.loss
+    })
+}
+
+fn matrix(json: &serde_json::Value, name: &str, file: &str) -> Result<Vec<Vec<f64>>> {
+    let rows = json
+        .get(name)
+        .and_then(|v| v.as_array())
+        .with_context(|| format!("{file}: `{name}` is missing or not an array of rows"))?;
+    if rows.is_empty() {
+        bail!("{file}: `{name}` has no rows");
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (b, row) in rows.iter().enumerate() {
+        let row = row
+            .as_array()
+            .with_context(|| format!("{file}: `{name}`[{b}] is not an array"))?;
+        let values: Vec<f64> = row
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_f64().with_context(|| {
+                    format!("{file}: `{name}`[{b}][{i}] is {v}, not a number (NaN is not allowed)")
+                })
+            })
+            .collect::<Result<_>>()?;
+        if let Some(first) = out.first().map(Vec::len) {
+            if values.len() != first {
+                bail!("{file}: `{name}` is ragged: row {b} has {} entries, row 0 has {first}; pad rows and use `mask`", values.len());
+            }
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+fn bool_matrix(
+    value: &serde_json::Value,
+    rows: usize,
+    k: usize,
+    file: &str,
+) -> Result<Vec<Vec<bool>>> {
+    let parsed: Vec<Vec<bool>> = serde_json::from_value(value.clone())
+        .with_context(|| format!("{file}: `mask` must be [[true/false, ...]]"))?;
+    if parsed.len() != rows || parsed.iter().any(|row| row.len() != k) {
+        bail!("{file}: `mask` must be {rows}x{k} like policy_logps");
+    }
+    Ok(parsed)
+}
