@@ -1,0 +1,115 @@
+//! Reward-list data: what the trainer learns from, independent of torch.
+//!
+//! - [`RewardList`]: a prompt with K scored responses (the unit of every loss).
+//! - [`import`]: JSONL readers for UltraFeedback (raw and binarized) and the
+//!   native format, with file:line errors or counted skips.
+//! - [`mix`]: deterministic weighted sampling across sources.
+//! - [`tokenizer`]: the character tokenizer of the built-in tasks and
+//!   Hugging Face `tokenizer.json` files.
+//! - [`stats`]: reward statistics per source (mean, spread, ties).
+
+pub mod import;
+pub mod mix;
+pub mod stats;
+pub mod tokenizer;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// One response and its explicit score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// Response text.
+    pub text: String,
+    /// Scalar reward.
+    pub reward: f64,
+}
+
+/// A prompt with its scored responses: one line of the native JSONL format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardList {
+    /// Prompt text.
+    pub prompt: String,
+    /// Scored responses (at least two).
+    pub responses: Vec<Scored>,
+}
+
+impl RewardList {
+    /// Binarizes the list as binarized UltraFeedback does: the highest-reward
+    /// response against a random response with a strictly lower reward.
+    /// `None` when every reward ties (there is no preference to learn).
+    pub fn binarize(&self, rng: &mut impl Rng) -> Option<RewardList> {
+        let best =
+            self.responses
+                .iter()
+                .enumerate()
+                .fold(None::<usize>, |acc, (i, s)| match acc {
+                    Some(j) if self.responses[j].reward >= s.reward => Some(j),
+                    _ => Some(i),
+                })?;
+        let top = self.responses[best].reward;
+        let lower: Vec<usize> = (0..self.responses.len())
+            .filter(|&i| self.responses[i].reward < top)
+            .collect();
+        if lower.is_empty() {
+            return None;
+        }
+        let other = lower[rng.random_range(0..lower.len())];
+        Some(RewardList {
+            prompt: self.prompt.clone(),
+            responses: vec![self.responses[best].clone(), self.responses[other].clone()],
+        })
+    }
+
+    /// Whether every response has the same reward.
+    pub fn all_tied(&self) -> bool {
+        self.responses
+            .windows(2)
+            .all(|w| w[0].reward == w[1].reward)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn list(rewards: &[f64]) -> RewardList {
+        RewardList {
+            prompt: "p".into(),
+            responses: rewards
+                .iter()
+                .enumerate()
+                .map(|(i, &reward)| Scored {
+                    text: format!("r{i}"),
+                    reward,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn binarize_takes_best_against_a_strictly_worse_one() {
+        let l = list(&[3.0, 9.0, 9.0, 1.0, 5.0]);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rng = StdRng::seed_from_u64(0);
+        for _ in 0..200 {
+            let pair = l.binarize(&mut rng).unwrap();
+            assert_eq!(pair.responses[0].text, "r1"); // first of the tied best
+            assert!(pair.responses[1].reward < 9.0);
+            seen.insert(pair.responses[1].text.clone());
+        }
+        // Every strictly worse response is drawn sometimes.
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["r0", "r3", "r4"]);
+    }
+
+    #[test]
+    fn binarize_drops_all_tied_lists() {
+        assert!(list(&[4.0, 4.0, 4.0])
+            .binarize(&mut StdRng::seed_from_u64(0))
+            .is_none());
+        assert!(list(&[4.0, 4.0]).all_tied());
+        assert!(!list(&[4.0, 5.0]).all_tied());
+    }
+}
