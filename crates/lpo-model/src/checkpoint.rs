@@ -1,0 +1,185 @@
+//! Checkpoints as Hugging Face Mistral directories: `config.json` plus
+//! safetensors weights (one file, or shards listed by
+//! `model.safetensors.index.json`), tensor names as in `MistralForCausalLM`.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use safetensors::tensor::{Dtype, View};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::{Config, Mistral};
+
+/// File name of a single-file checkpoint.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// File name of a sharded checkpoint's index.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// Host copy of one tensor, ready to serialize.
+struct HostTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &HostTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn to_host(t: &Tensor) -> Result<HostTensor> {
+    let (dtype, kind) = match t.kind() {
+        Kind::Float => (Dtype::F32, Kind::Float),
+        Kind::BFloat16 => (Dtype::BF16, Kind::BFloat16),
+        Kind::Half => (Dtype::F16, Kind::Half),
+        Kind::Double => (Dtype::F64, Kind::Double),
+        Kind::Int64 => (Dtype::I64, Kind::Int64),
+        other => bail!("cannot save tensors of kind {other:?}"),
+    };
+    let t = t.to_device(Device::Cpu).to_kind(kind).contiguous();
+    let numel = t.numel();
+    let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
+    t.copy_data_u8(&mut bytes, numel);
+    Ok(HostTensor {
+        dtype,
+        shape: t.size().iter().map(|&d| d as usize).collect(),
+        bytes,
+    })
+}
+
+/// Writes named tensors to a safetensors file (with `format = pt` metadata),
+/// atomically: a temporary file in the same directory, then a rename.
+pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let host: Vec<(String, HostTensor)> = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), to_host(t)?)))
+        .collect::<Result<_>>()?;
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let tmp = temporary_sibling(path);
+    safetensors::tensor::serialize_to_file(
+        host.iter().map(|(n, t)| (n.as_str(), t)),
+        &metadata,
+        &tmp,
+    )
+    .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads every tensor of a safetensors file onto `device`.
+pub fn read_tensors(path: &Path, device: Device) -> Result<BTreeMap<String, Tensor>> {
+    let tensors = Tensor::read_safetensors(path)
+        .with_context(|| format!("reading safetensors {}", path.display()))?;
+    Ok(tensors
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(device)))
+        .collect())
+}
+
+fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
+/// Saves a model's variables and configuration as a Hugging Face directory.
+pub fn save(vs: &nn::VarStore, config: &Config, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    write_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
+    let json = serde_json::to_string_pretty(&config.to_hf_json())?;
+    let config_path = dir.join("config.json");
+    let tmp = temporary_sibling(&config_path);
+    std::fs::write(&tmp, json + "\n")?;
+    std::fs::rename(&tmp, &config_path)?;
+    Ok(())
+}
+
+/// The weight files of a checkpoint directory.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join(INDEX_FILE);
+    if index.exists() {
+        let text = std::fs::read_to_string(&index)
+            .with_context(|| format!("reading {}", index.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
+        let map = value
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .with_context(|| format!("{}: no `weight_map` object", index.display()))?;
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .filter_map(|f| f.as_str())
+            .map(|f| dir.join(f))
+            .collect();
+        files.sort();
+        files.dedup();
+        return Ok(files);
+    }
+    let single = dir.join(WEIGHTS_FILE);
+    ensure!(
+        single.exists(),
+        "{}: neither {WEIGHTS_FILE} nor {INDEX_FILE}",
+        dir.display()
+    );
+    Ok(vec![single])
+}
+
+/// Copies a checkpoint's weights into `vs`, converting to each variable's kind.
+/// Every variable must be present with its shape; unused tensors (e.g.
+/// `rotary_emb.inv_freq`) are ignored.
+pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
+    let mut variables = vs.variables();
+    let mut missing: Vec<String> = variables.keys().cloned().collect();
+    for file in weight_files(dir)? {
+        for (name, src) in read_tensors(&file, Device::Cpu)? {
+            let Some(var) = variables.get_mut(&name) else {
+                continue;
+            };
+            ensure!(
+                var.size() == src.size(),
+                "{}: tensor {name} has shape {:?}, the model needs {:?}",
+                file.display(),
+                src.size(),
+                var.size()
+            );
+            tch::no_grad(|| var.copy_(&src.to_kind(var.kind()).to_device(var.device())));
+            missing.retain(|m| m != &name);
+        }
+    }
+    missing.sort();
+    ensure!(
+        missing.is_empty(),
+        "{}: checkpoint lacks {} tensors, e.g. {}",
+        dir.display(),
+        missing.len(),
+        missing[..missing.len().min(3)].join(", ")
+    );
+    Ok(())
+}
+
+/// Loads a checkpoint directory: its `config.json` and weights, on `device`.
+pub fn load(dir: &Path, device: Device) -> Result<(nn::VarStore, Mistral)> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let config =
+        Config::from_hf_json(&text).with_context(|| format!("in {}", config_path.display()))?;
+    let vs = nn::VarStore::new(device);
+    let model = Mistral::new(&vs.root(), &config);
+    load_into(&vs, dir)?;
+    Ok((vs, model))
+}

@@ -1,0 +1,89 @@
+//! The architecture of a decoder, and its Hugging Face `config.json` form.
+
+use lpo_recipe::ModelDims;
+use serde::{Deserialize, Serialize};
+
+/// Decoder hyper-parameters (names as in Hugging Face's `MistralConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// Residual width.
+    pub hidden_size: i64,
+    /// SwiGLU hidden width.
+    pub intermediate_size: i64,
+    /// Decoder blocks.
+    pub num_hidden_layers: i64,
+    /// Query heads.
+    pub num_attention_heads: i64,
+    /// Key/value heads.
+    pub num_key_value_heads: i64,
+    /// Longest sequence.
+    pub max_position_embeddings: i64,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Sliding attention window (`null`/absent = full attention).
+    #[serde(default)]
+    pub sliding_window: Option<i64>,
+}
+
+impl Config {
+    /// The configuration of a recipe's model section.
+    pub fn from_dims(d: &ModelDims) -> Config {
+        Config {
+            vocab_size: i64::from(d.vocab),
+            hidden_size: i64::from(d.d_model),
+            intermediate_size: i64::from(d.d_ff),
+            num_hidden_layers: i64::from(d.layers),
+            num_attention_heads: i64::from(d.heads),
+            num_key_value_heads: i64::from(d.kv_heads),
+            max_position_embeddings: i64::from(d.max_len),
+            rope_theta: d.rope_theta,
+            rms_norm_eps: 1e-5,
+            sliding_window: (d.sliding_window > 0).then_some(i64::from(d.sliding_window)),
+        }
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The `config.json` a Hugging Face `MistralForCausalLM` reads.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serializes");
+        let o = v.as_object_mut().expect("object");
+        o.insert(
+            "architectures".into(),
+            serde_json::json!(["MistralForCausalLM"]),
+        );
+        o.insert("model_type".into(), "mistral".into());
+        o.insert("hidden_act".into(), "silu".into());
+        o.insert("head_dim".into(), self.head_dim().into());
+        o.insert("tie_word_embeddings".into(), false.into());
+        o.insert("torch_dtype".into(), "float32".into());
+        v
+    }
+
+    /// Reads a Hugging Face `config.json` (extra keys are ignored).
+    pub fn from_hf_json(text: &str) -> anyhow::Result<Config> {
+        let config: Config = serde_json::from_str(text)?;
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(kind) = value.get("model_type").and_then(|v| v.as_str()) {
+            anyhow::ensure!(
+                kind == "mistral" || kind == "llama",
+                "model_type `{kind}` is not a Mistral-style decoder"
+            );
+        }
+        if let Some(head_dim) = value.get("head_dim").and_then(|v| v.as_i64()) {
+            anyhow::ensure!(
+                head_dim == config.head_dim(),
+                "head_dim {head_dim} differs from hidden_size / num_attention_heads = {}",
+                config.head_dim()
+            );
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,80 @@
+//! Sequence log-probabilities of K responses per prompt, computing each
+//! prompt once: the prompt's keys and values are cached and shared by its K
+//! continuations (gradients flow through the shared prefix).
+
+use tch::{Device, Kind, Tensor};
+
+use crate::generate::left_pad;
+use crate::model::{positions_of, KvCache, Mistral};
+
+/// Summed log-probabilities and token counts of responses, both `[B, K]`.
+pub struct ResponseLogps {
+    /// Sum over response tokens of log p(token | prompt, earlier tokens).
+    pub sum: Tensor,
+    /// Number of response tokens (0 for an empty slot).
+    pub tokens: Tensor,
+}
+
+/// Right-pads token rows: `([N, T] tokens, [N, T] bool validity)`.
+pub fn right_pad(rows: &[Vec<i64>], pad: i64, device: Device) -> (Tensor, Tensor) {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut tokens = Vec::with_capacity(rows.len() * width);
+    let mut valid = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        let fill = width - row.len();
+        tokens.extend(row.iter().copied().chain(std::iter::repeat_n(pad, fill)));
+        valid.extend(std::iter::repeat_n(true, row.len()).chain(std::iter::repeat_n(false, fill)));
+    }
+    let shape = [rows.len() as i64, width as i64];
+    (
+        Tensor::from_slice(&tokens).view(shape).to_device(device),
+        Tensor::from_slice(&valid).view(shape).to_device(device),
+    )
+}
+
+/// Log-probabilities of `responses` (B*K rows, prompt-major: rows b*K..(b+1)*K
+/// continue `prompts[b]`). Prompts must be non-empty; responses may be empty.
+pub fn response_logps(
+    model: &Mistral,
+    prompts: &[Vec<i64>],
+    responses: &[Vec<i64>],
+    k: usize,
+    pad: i64,
+) -> ResponseLogps {
+    let b = prompts.len() as i64;
+    let k = k as i64;
+    assert_eq!(responses.len() as i64, b * k, "B*K responses");
+    let device = model.device();
+    // The prompt once per row: [B, Tp], its last column a real token.
+    let (prompt_tokens, prompt_valid) = left_pad(prompts, pad, device);
+    let tp = prompt_tokens.size()[1];
+    let prompt_positions = positions_of(&prompt_valid);
+    let mut cache = KvCache::new(model);
+    let prompt_hidden = model.hidden(&prompt_tokens, &prompt_positions, &prompt_valid, &mut cache);
+    let last = prompt_hidden
+        .select(1, tp - 1)
+        .repeat_interleave_self_int(k, 0, None)
+        .unsqueeze(1); // [B*K, 1, D]
+    cache.repeat_rows(k);
+    // The K continuations: [B*K, Tr].
+    let (tokens, valid) = right_pad(responses, pad, device);
+    let tr = tokens.size()[1];
+    let start = (prompt_positions.select(1, tp - 1) + 1).repeat_interleave_self_int(k, 0, None); // [B*K]
+    let positions = start.unsqueeze(1) + Tensor::arange(tr, (Kind::Int64, device)).unsqueeze(0);
+    let hidden = model.hidden(&tokens, &positions, &valid, &mut cache); // [B*K, Tr, D]
+                                                                        // Token t is predicted from the state before it: the prompt's last for t = 0.
+    let predictors = Tensor::cat(&[last, hidden.narrow(1, 0, tr - 1)], 1); // [B*K, Tr, D]
+    let logp = model
+        .logits(&predictors)
+        .to_kind(Kind::Float)
+        .log_softmax(-1, Kind::Float)
+        .gather(2, &tokens.unsqueeze(2), false)
+        .squeeze_dim(2); // [B*K, Tr]
+    let valid_f = valid.to_kind(Kind::Float);
+    ResponseLogps {
+        sum: (logp * &valid_f)
+            .sum_dim_intlist(1, false, Kind::Float)
+            .view([b, k]),
+        tokens: valid_f.sum_dim_intlist(1, false, Kind::Float).view([b, k]),
+    }
+}

@@ -1,0 +1,380 @@
+//! The decoder, block by block (names follow Hugging Face's Mistral, so the
+//! variable paths are its checkpoint tensor names).
+//!
+//! Shapes: B batch, T new tokens, S keys (cached + new), D hidden, H query
+//! heads, G key/value heads, E head width, V vocabulary.
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::Config;
+
+/// Standard deviation of the normal initialisation (as Hugging Face's `initializer_range`).
+const INIT_STD: f64 = 0.02;
+
+fn linear(vs: nn::Path, input: i64, output: i64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: INIT_STD,
+        },
+        bs_init: None,
+        bias: false,
+    };
+    nn::linear(vs, input, output, config)
+}
+
+/// Root-mean-square layer norm with a learned gain.
+#[derive(Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(vs: nn::Path, size: i64, eps: f64) -> RmsNorm {
+        RmsNorm {
+            weight: vs.var("weight", &[size], nn::Init::Const(1.0)),
+            eps,
+        }
+    }
+
+    /// `[.., D] -> [.., D]`, normalised in f32 whatever the input kind.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let x = x.to_kind(Kind::Float);
+        let rms = (x.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
+        (x * rms).to_kind(kind) * &self.weight
+    }
+}
+
+/// Rotary position embeddings (the "rotate half" layout Hugging Face uses).
+#[derive(Debug)]
+pub struct Rotary {
+    /// `[max_len, E]`.
+    cos: Tensor,
+    /// `[max_len, E]`.
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(config: &Config, device: Device) -> Rotary {
+        let half = config.head_dim() / 2;
+        let inv_freq = (Tensor::arange(half, (Kind::Double, device))
+            * (-2.0 / (2 * half) as f64)
+            * config.rope_theta.ln())
+        .exp(); // theta^(-2i/E)
+        let t = Tensor::arange(config.max_position_embeddings, (Kind::Double, device));
+        let freqs = t.outer(&inv_freq); // [max_len, E/2]
+        let emb = Tensor::cat(&[&freqs, &freqs], -1); // [max_len, E]
+        Rotary {
+            cos: emb.cos().to_kind(Kind::Float),
+            sin: emb.sin().to_kind(Kind::Float),
+        }
+    }
+
+    /// Rotates `x: [B, heads, T, E]` by the positions `[B, T]`.
+    fn apply(&self, x: &Tensor, positions: &Tensor) -> Tensor {
+        let (b, _, t, e) = x.size4().expect("4-d");
+        let flat = positions.flatten(0, -1);
+        let cos = self.cos.index_select(0, &flat).view([b, 1, t, e]);
+        let sin = self.sin.index_select(0, &flat).view([b, 1, t, e]);
+        let halves = x.chunk(2, -1);
+        let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], -1);
+        (x.to_kind(Kind::Float) * cos + rotated.to_kind(Kind::Float) * sin).to_kind(x.kind())
+    }
+}
+
+/// Cached keys and values of one block, `[B, G, S, E]` each.
+#[derive(Debug, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+/// Grouped-query causal self-attention.
+#[derive(Debug)]
+pub struct Attention {
+    q_proj: nn::Linear,
+    k_proj: nn::Linear,
+    v_proj: nn::Linear,
+    o_proj: nn::Linear,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    fn new(vs: nn::Path, c: &Config) -> Attention {
+        let e = c.head_dim();
+        Attention {
+            q_proj: linear(&vs / "q_proj", c.hidden_size, c.num_attention_heads * e),
+            k_proj: linear(&vs / "k_proj", c.hidden_size, c.num_key_value_heads * e),
+            v_proj: linear(&vs / "v_proj", c.hidden_size, c.num_key_value_heads * e),
+            o_proj: linear(&vs / "o_proj", c.num_attention_heads * e, c.hidden_size),
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: e,
+        }
+    }
+
+    /// `x: [B, T, D]`, `positions: [B, T]`, `mask: [B, 1, T, S]` (true = may
+    /// attend) -> `[B, T, D]`. Appends this step's keys and values to `cache`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut LayerCache,
+    ) -> Tensor {
+        let (b, t, _) = x.size3().expect("3-d");
+        let split = |proj: &nn::Linear, heads: i64| {
+            proj.forward(x)
+                .view([b, t, heads, self.head_dim])
+                .transpose(1, 2)
+        };
+        let q = rotary.apply(&split(&self.q_proj, self.heads), positions); // [B, H, T, E]
+        let k = rotary.apply(&split(&self.k_proj, self.kv_heads), positions); // [B, G, T, E]
+        let v = split(&self.v_proj, self.kv_heads); // [B, G, T, E]
+        let (k, v) = match cache.kv.take() {
+            Some((k0, v0)) => (Tensor::cat(&[k0, k], 2), Tensor::cat(&[v0, v], 2)), // [B, G, S, E]
+            None => (k, v),
+        };
+        cache.kv = Some((k.shallow_clone(), v.shallow_clone()));
+        let groups = self.heads / self.kv_heads;
+        let k = k.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
+        let v = v.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
+        let y =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false); // [B, H, T, E]
+        self.o_proj.forward(
+            &y.transpose(1, 2)
+                .reshape([b, t, self.heads * self.head_dim]),
+        )
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Debug)]
+pub struct Mlp {
+    gate_proj: nn::Linear,
+    up_proj: nn::Linear,
+    down_proj: nn::Linear,
+}
+
+impl Mlp {
+    fn new(vs: nn::Path, c: &Config) -> Mlp {
+        Mlp {
+            gate_proj: linear(&vs / "gate_proj", c.hidden_size, c.intermediate_size),
+            up_proj: linear(&vs / "up_proj", c.hidden_size, c.intermediate_size),
+            down_proj: linear(&vs / "down_proj", c.intermediate_size, c.hidden_size),
+        }
+    }
+
+    /// `[B, T, D] -> [B, T, D]`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.down_proj
+            .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+    }
+}
+
+/// Pre-norm decoder block: attention then MLP, each with a residual.
+#[derive(Debug)]
+pub struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(vs: nn::Path, c: &Config) -> Block {
+        Block {
+            input_layernorm: RmsNorm::new(&vs / "input_layernorm", c.hidden_size, c.rms_norm_eps),
+            self_attn: Attention::new(&vs / "self_attn", c),
+            post_attention_layernorm: RmsNorm::new(
+                &vs / "post_attention_layernorm",
+                c.hidden_size,
+                c.rms_norm_eps,
+            ),
+            mlp: Mlp::new(&vs / "mlp", c),
+        }
+    }
+
+    /// `[B, T, D] -> [B, T, D]`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut LayerCache,
+    ) -> Tensor {
+        let h = x + self.self_attn.forward(
+            &self.input_layernorm.forward(x),
+            rotary,
+            positions,
+            mask,
+            cache,
+        );
+        &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h))
+    }
+}
+
+/// Keys and values of every block for incremental decoding.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    /// Which cached key positions hold real tokens, `[B, S]` bool.
+    valid: Option<Tensor>,
+}
+
+impl KvCache {
+    /// An empty cache for `model`.
+    pub fn new(model: &Mistral) -> KvCache {
+        KvCache {
+            layers: (0..model.blocks.len())
+                .map(|_| LayerCache::default())
+                .collect(),
+            valid: None,
+        }
+    }
+
+    /// Cached positions S.
+    pub fn len(&self) -> i64 {
+        self.valid.as_ref().map_or(0, |v| v.size()[1])
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Repeats every row `times` times (row b becomes rows b*times..(b+1)*times),
+    /// so K continuations share one computed prefix.
+    pub fn repeat_rows(&mut self, times: i64) {
+        for layer in &mut self.layers {
+            if let Some((k, v)) = layer.kv.take() {
+                layer.kv = Some((
+                    k.repeat_interleave_self_int(times, 0, None),
+                    v.repeat_interleave_self_int(times, 0, None),
+                ));
+            }
+        }
+        self.valid = self
+            .valid
+            .take()
+            .map(|v| v.repeat_interleave_self_int(times, 0, None));
+    }
+}
+
+/// The Mistral-style decoder: embeddings, blocks, final norm, output head.
+#[derive(Debug)]
+pub struct Mistral {
+    embed_tokens: nn::Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: nn::Linear,
+    rotary: Rotary,
+    config: Config,
+}
+
+impl Mistral {
+    /// Creates the variables under `vs` (randomly initialised from torch's seed).
+    pub fn new(vs: &nn::Path, config: &Config) -> Mistral {
+        let model = vs / "model";
+        let embed = nn::EmbeddingConfig {
+            ws_init: nn::Init::Randn {
+                mean: 0.0,
+                stdev: INIT_STD,
+            },
+            ..Default::default()
+        };
+        Mistral {
+            embed_tokens: nn::embedding(
+                &model / "embed_tokens",
+                config.vocab_size,
+                config.hidden_size,
+                embed,
+            ),
+            blocks: (0..config.num_hidden_layers)
+                .map(|i| Block::new(&model / "layers" / i, config))
+                .collect(),
+            norm: RmsNorm::new(&model / "norm", config.hidden_size, config.rms_norm_eps),
+            lm_head: linear(vs / "lm_head", config.hidden_size, config.vocab_size),
+            rotary: Rotary::new(config, vs.device()),
+            config: config.clone(),
+        }
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.rotary.cos.device()
+    }
+
+    /// Final hidden states of new tokens.
+    ///
+    /// `tokens: [B, T]` (i64) at `positions: [B, T]`; `valid: [B, T]` marks real
+    /// tokens (padding is never attended to). Keys already in `cache` come
+    /// first; the new keys are appended. Returns `[B, T, D]`.
+    pub fn hidden(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        valid: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
+        let (_, t) = tokens.size2().expect("tokens are [B, T]");
+        let past = cache.len();
+        let key_valid = match cache.valid.take() {
+            Some(old) => Tensor::cat(&[old, valid.to_kind(Kind::Bool)], 1),
+            None => valid.to_kind(Kind::Bool),
+        }; // [B, S]
+        let mask = self.attention_mask(past, t, &key_valid);
+        cache.valid = Some(key_valid);
+        let mut x = self.embed_tokens.forward(tokens); // [B, T, D]
+        for (block, layer_cache) in self.blocks.iter().zip(&mut cache.layers) {
+            x = block.forward(&x, &self.rotary, positions, &mask, layer_cache);
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Next-token logits from hidden states: `[.., D] -> [.., V]`.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        self.lm_head.forward(hidden)
+    }
+
+    /// Logits of every position of right-padded sequences, no cache: `[B, T] -> [B, T, V]`.
+    pub fn forward(&self, tokens: &Tensor, valid: &Tensor) -> Tensor {
+        let positions = positions_of(valid);
+        let mut cache = KvCache::new(self);
+        self.logits(&self.hidden(tokens, &positions, valid, &mut cache))
+    }
+
+    /// `[B, 1, T, S]` bool: query i (cache index past + i) may see key j when
+    /// j <= past + i, j is a real token, and j is within the sliding window.
+    /// Every query also sees itself, so padding rows never softmax over nothing.
+    fn attention_mask(&self, past: i64, t: i64, key_valid: &Tensor) -> Tensor {
+        let device = key_valid.device();
+        let s = past + t;
+        let q = (Tensor::arange(t, (Kind::Int64, device)) + past).unsqueeze(1); // [T, 1]
+        let k = Tensor::arange(s, (Kind::Int64, device)).unsqueeze(0); // [1, S]
+        let mut allowed = k.le_tensor(&q); // [T, S]
+        if let Some(window) = self.config.sliding_window {
+            allowed = allowed.logical_and(&(&q - &k).lt(window));
+        }
+        let own = k.eq_tensor(&q); // [T, S]
+        let allowed = allowed.unsqueeze(0).logical_and(&key_valid.unsqueeze(1)); // [B, T, S]
+        allowed.logical_or(&own.unsqueeze(0)).unsqueeze(1)
+    }
+}
+
+/// Positions of tokens given a validity mask `[B, T]`: real tokens count up
+/// from 0 whatever padding precedes them; padding gets the previous position.
+pub fn positions_of(valid: &Tensor) -> Tensor {
+    (valid.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0)
+}

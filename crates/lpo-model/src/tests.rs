@@ -1,0 +1,396 @@
+use std::collections::BTreeMap;
+
+use lpo_recipe::{ModelDims, SizePreset};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::generate::{generate, sample_top_p, Decoding, GenerateOptions};
+use crate::logps::response_logps;
+use crate::{checkpoint, Config, Mistral};
+
+const PAD: i64 = 0;
+const EOS: i64 = 2;
+
+fn nano(seed: i64, window: u32, layers: u32) -> (nn::VarStore, Mistral) {
+    tch::manual_seed(seed);
+    let dims = ModelDims {
+        sliding_window: window,
+        layers,
+        ..SizePreset::Nano.dims()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Mistral::new(&vs.root(), &Config::from_dims(&dims));
+    // Larger weights than the 0.02 init so logits vary visibly between inputs.
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 2 {
+                let scaled = &v * 10.0;
+                v.copy_(&scaled);
+            }
+        }
+    });
+    (vs, model)
+}
+
+fn row(tokens: &[i64]) -> Tensor {
+    Tensor::from_slice(tokens).view([1, tokens.len() as i64])
+}
+
+fn logits_of(model: &Mistral, tokens: &[i64]) -> Tensor {
+    let t = row(tokens);
+    model.forward(&t, &t.ones_like().to_kind(Kind::Bool))
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn parameter_count_matches_the_config_formula() {
+    let (vs, _) = nano(0, 0, 2);
+    let numel: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    assert_eq!(numel as u64, SizePreset::Nano.dims().parameter_count());
+}
+
+#[test]
+fn attention_is_causal() {
+    let (_, model) = nano(1, 0, 2);
+    let a: Vec<i64> = (0..20).map(|i| 4 + (i * 7) % 50).collect();
+    for changed in [5usize, 12, 19] {
+        let mut b = a.clone();
+        b[changed] = 4 + (b[changed] + 13) % 50;
+        let la = logits_of(&model, &a);
+        let lb = logits_of(&model, &b);
+        let earlier = max_diff(
+            &la.narrow(1, 0, changed as i64),
+            &lb.narrow(1, 0, changed as i64),
+        );
+        assert!(earlier < 1e-6, "position < {changed} moved by {earlier}");
+        let later = max_diff(
+            &la.narrow(1, changed as i64, 1),
+            &lb.narrow(1, changed as i64, 1),
+        );
+        assert!(
+            later > 1e-3,
+            "the changed position itself must move ({later})"
+        );
+    }
+}
+
+#[test]
+fn sliding_window_limits_what_a_position_sees() {
+    let window = 4;
+    let (_, model) = nano(2, window, 1);
+    let a: Vec<i64> = (0..16).map(|i| 4 + (i * 5) % 50).collect();
+    let mut b = a.clone();
+    b[3] = 40; // a one-block model at position 3 + window sees nothing of position 3
+    let la = logits_of(&model, &a);
+    let lb = logits_of(&model, &b);
+    let inside = max_diff(
+        &la.narrow(1, 3 + window as i64 - 1, 1),
+        &lb.narrow(1, 3 + window as i64 - 1, 1),
+    );
+    let outside = max_diff(
+        &la.narrow(1, 3 + window as i64, 9),
+        &lb.narrow(1, 3 + window as i64, 9),
+    );
+    assert!(
+        inside > 1e-3,
+        "position 3 is inside the window of position 6"
+    );
+    assert!(outside < 1e-6, "beyond the window: {outside}");
+}
+
+#[test]
+fn left_padding_does_not_change_logits() {
+    let (_, model) = nano(3, 0, 2);
+    let short = vec![5i64, 9, 11];
+    let long: Vec<i64> = (0..9).map(|i| 4 + i).collect();
+    let (tokens, valid) =
+        crate::generate::left_pad(&[short.clone(), long.clone()], PAD, Device::Cpu);
+    let positions = crate::model::positions_of(&valid);
+    let mut cache = crate::KvCache::new(&model);
+    let batched = model.logits(&model.hidden(&tokens, &positions, &valid, &mut cache));
+    let alone = logits_of(&model, &short);
+    let padded_rows = batched.get(0).narrow(0, 6, 3).unsqueeze(0);
+    assert!(max_diff(&padded_rows, &alone) < 1e-5);
+    assert!(max_diff(&batched.get(1).unsqueeze(0), &logits_of(&model, &long)) < 1e-5);
+}
+
+/// Greedy decoding by recomputing the whole sequence every step (no cache).
+fn greedy_without_cache(
+    model: &Mistral,
+    prompt: &[i64],
+    max_new: usize,
+) -> (Vec<i64>, Vec<Tensor>) {
+    let mut seq = prompt.to_vec();
+    let mut out = Vec::new();
+    let mut step_logits = Vec::new();
+    for _ in 0..max_new {
+        let logits = logits_of(model, &seq).get(0).get(seq.len() as i64 - 1);
+        let next = logits.argmax(-1, false).int64_value(&[]);
+        step_logits.push(logits);
+        if next == EOS {
+            break;
+        }
+        out.push(next);
+        seq.push(next);
+    }
+    (out, step_logits)
+}
+
+#[test]
+fn kv_cache_generation_equals_full_recomputation() {
+    let (_, model) = nano(4, 0, 2);
+    let prompts = vec![
+        vec![1i64, 7, 8, 9],
+        vec![1, 20],
+        vec![1, 30, 31, 32, 33, 34, 35],
+    ];
+    let options = GenerateOptions {
+        max_new_tokens: 12,
+        eos: EOS,
+        pad: PAD,
+        decoding: Decoding::Greedy,
+    };
+    let cached = generate(&model, &prompts, &options, &mut StdRng::seed_from_u64(0));
+    for (prompt, got) in prompts.iter().zip(&cached) {
+        let (expected, _) = greedy_without_cache(&model, prompt, 12);
+        assert_eq!(got, &expected, "prompt {prompt:?}");
+    }
+    assert!(cached.iter().any(|r| r.len() > 3), "{cached:?}");
+}
+
+#[test]
+fn kv_cache_generation_respects_the_sliding_window() {
+    let (_, model) = nano(5, 3, 2);
+    let prompt = vec![1i64, 10, 11, 12, 13, 14];
+    let options = GenerateOptions {
+        max_new_tokens: 10,
+        eos: EOS,
+        pad: PAD,
+        decoding: Decoding::Greedy,
+    };
+    let cached = generate(
+        &model,
+        &[prompt.clone()],
+        &options,
+        &mut StdRng::seed_from_u64(0),
+    );
+    assert_eq!(cached[0], greedy_without_cache(&model, &prompt, 10).0);
+}
+
+#[test]
+fn sampling_is_seeded_and_top_p_narrows_to_greedy() {
+    let (_, model) = nano(6, 0, 2);
+    let prompts = vec![vec![1i64, 5, 6]; 4];
+    let sample = |seed, top_p| {
+        let options = GenerateOptions {
+            max_new_tokens: 8,
+            eos: EOS,
+            pad: PAD,
+            decoding: Decoding::Sample {
+                temperature: 1.0,
+                top_p,
+            },
+        };
+        generate(&model, &prompts, &options, &mut StdRng::seed_from_u64(seed))
+    };
+    assert_eq!(sample(1, 1.0), sample(1, 1.0));
+    assert_ne!(sample(1, 1.0), sample(2, 1.0));
+    let greedy = generate(
+        &model,
+        &prompts,
+        &GenerateOptions {
+            max_new_tokens: 8,
+            eos: EOS,
+            pad: PAD,
+            decoding: Decoding::Greedy,
+        },
+        &mut StdRng::seed_from_u64(0),
+    );
+    // A nucleus of (almost) zero mass keeps only the most likely token.
+    assert_eq!(sample(3, 1e-9), greedy);
+}
+
+#[test]
+fn top_p_sampling_follows_the_truncated_distribution() {
+    let probs = [0.5f32, 0.3, 0.15, 0.05];
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut counts = [0usize; 4];
+    let n = 20_000;
+    for _ in 0..n {
+        counts[sample_top_p(&probs, 0.8, &mut rng) as usize] += 1;
+    }
+    // Nucleus {0, 1} with mass 0.8: renormalised 0.625 / 0.375.
+    assert_eq!(counts[2] + counts[3], 0);
+    let share = counts[0] as f64 / n as f64;
+    assert!((share - 0.625).abs() < 0.02, "{share}");
+}
+
+#[test]
+fn shared_prefix_logps_equal_full_sequence_logps() {
+    let (vs, model) = nano(7, 0, 2);
+    let prompts = vec![vec![1i64, 4, 5, 6, 7], vec![1, 9]];
+    let responses = vec![
+        vec![10i64, 11, EOS],
+        vec![12, EOS],
+        vec![EOS],
+        vec![13, 14, 15, 16, EOS],
+        vec![],
+        vec![17, EOS],
+    ];
+    let got = response_logps(&model, &prompts, &responses, 3, PAD);
+    assert_eq!(got.sum.size(), [2, 3]);
+    for (i, response) in responses.iter().enumerate() {
+        let prompt = &prompts[i / 3];
+        let seq: Vec<i64> = prompt.iter().chain(response).copied().collect();
+        let logp = logits_of(&model, &seq).get(0).log_softmax(-1, Kind::Float);
+        let expected: f64 = response
+            .iter()
+            .enumerate()
+            .map(|(j, &tok)| {
+                logp.get((prompt.len() + j - 1) as i64)
+                    .get(tok)
+                    .double_value(&[])
+            })
+            .sum();
+        let actual = got
+            .sum
+            .get((i / 3) as i64)
+            .get((i % 3) as i64)
+            .double_value(&[]);
+        assert!(
+            (actual - expected).abs() < 1e-4,
+            "response {i}: {actual} vs {expected}"
+        );
+        let count = got
+            .tokens
+            .get((i / 3) as i64)
+            .get((i % 3) as i64)
+            .double_value(&[]);
+        assert_eq!(count, response.len() as f64);
+    }
+    // Gradients reach every parameter through the shared prefix.
+    got.sum.sum(Kind::Float).backward();
+    for (name, v) in vs.variables() {
+        assert!(
+            v.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "{name} has no gradient"
+        );
+    }
+}
+
+#[test]
+fn safetensors_save_then_load_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vs, model) = nano(8, 0, 2);
+    checkpoint::save(&vs, model.config(), dir.path()).unwrap();
+    let (loaded_vs, loaded) = checkpoint::load(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(loaded.config(), model.config());
+    let original = vs.variables();
+    for (name, t) in loaded_vs.variables() {
+        assert!(t.equal(&original[&name]), "{name} differs");
+    }
+    let tokens = [1i64, 4, 5, 6];
+    assert!(logits_of(&model, &tokens).equal(&logits_of(&loaded, &tokens)));
+    // Hugging Face names and metadata.
+    let bytes = std::fs::read(dir.path().join(checkpoint::WEIGHTS_FILE)).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
+    let names: Vec<String> = meta.tensors().keys().cloned().collect();
+    for expected in [
+        "model.embed_tokens.weight",
+        "model.layers.1.self_attn.k_proj.weight",
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.post_attention_layernorm.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "mistral");
+    assert_eq!(config["num_key_value_heads"], 2);
+}
+
+#[test]
+fn sharded_hugging_face_directories_load_in_bf16_or_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vs, model) = nano(9, 0, 2);
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&model.config().to_hf_json()).unwrap(),
+    )
+    .unwrap();
+    // Two shards, stored in bf16 as released checkpoints usually are.
+    let mut shards = [BTreeMap::new(), BTreeMap::new()];
+    let mut weight_map = serde_json::Map::new();
+    for (i, (name, t)) in vs.variables().into_iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i % 2 + 1);
+        weight_map.insert(name.clone(), file.into());
+        shards[i % 2].insert(name, t.to_kind(Kind::BFloat16));
+    }
+    shards[0].insert(
+        "model.layers.0.self_attn.rotary_emb.inv_freq".into(),
+        Tensor::ones([4], (Kind::Float, Device::Cpu)),
+    );
+    for (i, shard) in shards.iter().enumerate() {
+        let path = dir
+            .path()
+            .join(format!("model-0000{}-of-00002.safetensors", i + 1));
+        checkpoint::write_tensors(&path, shard).unwrap();
+    }
+    std::fs::write(
+        dir.path().join(checkpoint::INDEX_FILE),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let (loaded_vs, _) = checkpoint::load(dir.path(), Device::Cpu).unwrap();
+    let original = vs.variables();
+    for (name, t) in loaded_vs.variables() {
+        assert_eq!(t.kind(), Kind::Float);
+        let expected = original[&name].to_kind(Kind::BFloat16).to_kind(Kind::Float);
+        assert!(t.equal(&expected), "{name}");
+    }
+    // A missing tensor is named.
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let err = checkpoint::load(dir.path(), Device::Cpu).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("model-00002-of-00002.safetensors"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn wrong_shapes_and_foreign_configs_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vs, model) = nano(10, 0, 2);
+    checkpoint::save(&vs, model.config(), dir.path()).unwrap();
+    let mut other = model.config().clone();
+    other.intermediate_size += 8;
+    std::fs::write(
+        dir.path().join("config.json"),
+        other.to_hf_json().to_string(),
+    )
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        checkpoint::load(dir.path(), Device::Cpu).unwrap_err()
+    );
+    assert!(err.contains("has shape"), "{err}");
+    let mut json = model.config().to_hf_json();
+    json["model_type"] = "gpt2".into();
+    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
+    let err = format!(
+        "{:#}",
+        checkpoint::load(dir.path(), Device::Cpu).unwrap_err()
+    );
+    assert!(err.contains("gpt2"), "{err}");
+}
