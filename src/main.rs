@@ -1,8 +1,11 @@
 //! `lpo`: the command-line front end of the lpo research framework.
 
+mod data_cmd;
 mod doctor;
 mod loss_cmd;
+mod progress;
 mod recipes;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,9 @@ enum Command {
     Plan(recipes::PlanArgs),
     /// Evaluate a loss on given log-probabilities and rewards; print loss and gradient as JSON.
     Loss(loss_cmd::LossArgs),
+    /// Inspect the data a recipe trains on.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
         Command::Config(args) => recipe_outcome(recipes::config(&args)),
         Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
         Command::Loss(args) => loss_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Data(command) => data_cmd::run(&command),
     };
     match result {
         Ok(code) => code,
@@ -50,13 +57,18 @@ fn recipe_outcome(result: Result<(), recipes::RecipeError>) -> anyhow::Result<Ex
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(recipes::RecipeError(diagnostics)) => {
-            for d in &diagnostics.0 {
-                eprintln!("error: {d}");
-            }
-            if diagnostics.0.len() > 1 {
-                eprintln!("{} problems found", diagnostics.0.len());
-            }
+            print_diagnostics(&diagnostics);
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// Prints recipe problems, one per line, with a count when there are several.
+fn print_diagnostics(diagnostics: &lpo_recipe::Diagnostics) {
+    for d in &diagnostics.0 {
+        eprintln!("error: {d}");
+    }
+    if diagnostics.0.len() > 1 {
+        eprintln!("{} problems found", diagnostics.0.len());
     }
 }

@@ -55,6 +55,21 @@ pub struct PlanArgs {
 /// Recipe problems are reported together and exit with status 2.
 pub struct RecipeError(pub Diagnostics);
 
+/// Loads and plans a recipe; recipe problems are printed and give `None`
+/// (the caller exits with status 2).
+pub fn plan_or_report(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
+    let planned = args
+        .load()
+        .and_then(|loaded| lpo_plan::plan(&loaded.recipe));
+    match planned {
+        Ok(plan) => Ok(Some(plan)),
+        Err(diagnostics) => {
+            crate::print_diagnostics(&diagnostics);
+            Ok(None)
+        }
+    }
+}
+
 /// `lpo config`: print the resolved recipe, or explain keys.
 pub fn config(args: &ConfigArgs) -> Result<(), RecipeError> {
     let loaded = args.recipe.load().map_err(RecipeError)?;

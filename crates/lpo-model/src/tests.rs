@@ -174,7 +174,7 @@ fn kv_cache_generation_respects_the_sliding_window() {
     };
     let cached = generate(
         &model,
-        &[prompt.clone()],
+        std::slice::from_ref(&prompt),
         &options,
         &mut StdRng::seed_from_u64(0),
     );

@@ -25,6 +25,8 @@ pub struct Recipe {
     pub extends: Option<String>,
     /// Policy and reference architecture.
     pub model: ModelConfig,
+    /// How the frozen reference (the SFT model) is obtained.
+    pub reference: ReferenceConfig,
     /// Training objective and its coefficients.
     pub loss: LossConfig,
     /// Data form and sources.
@@ -45,6 +47,7 @@ impl Default for Recipe {
             label: None,
             extends: None,
             model: ModelConfig::default(),
+            reference: ReferenceConfig::default(),
             loss: LossConfig::default(),
             data: DataConfig::default(),
             train: TrainConfig::default(),
@@ -259,6 +262,39 @@ impl ModelDims {
     }
 }
 
+/// Reference section: supervised fine-tuning on demonstrations, some of them
+/// wrong, so the reference is good but imperfect; or a checkpoint directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// SFT optimizer steps on built-in task demonstrations.
+    pub sft_steps: u32,
+    /// Demonstrations per SFT step.
+    pub sft_batch_size: u32,
+    /// SFT AdamW learning rate.
+    pub sft_learning_rate: f64,
+    /// Share of demonstrations replaced by a wrong answer.
+    pub error_rate: f64,
+    /// Temperature when sampling the K responses of each training prompt.
+    pub sample_temperature: f64,
+    /// A Hugging Face Mistral checkpoint directory used instead of SFT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+impl Default for ReferenceConfig {
+    fn default() -> Self {
+        ReferenceConfig {
+            sft_steps: 2000,
+            sft_batch_size: 32,
+            sft_learning_rate: 3e-3,
+            error_rate: 0.2,
+            sample_temperature: 1.0,
+            checkpoint: None,
+        }
+    }
+}
+
 /// The training objective (docs/losses.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -459,6 +495,9 @@ pub struct DataConfig {
     pub mix: Vec<DataSource>,
     /// Malformed line policy.
     pub on_bad_record: OnBadRecord,
+    /// Hugging Face `tokenizer.json` for text data (default: the character tokenizer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
 }
 
 impl Default for DataConfig {
@@ -474,6 +513,7 @@ impl Default for DataConfig {
                 weight: 1.0,
             }],
             on_bad_record: OnBadRecord::Error,
+            tokenizer: None,
         }
     }
 }

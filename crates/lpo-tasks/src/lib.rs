@@ -153,8 +153,8 @@ fn standard_normal(rng: &mut impl Rng) -> f64 {
 }
 
 fn arith_example(rng: &mut impl Rng) -> Example {
-    let digits_a = rng.random_range(1..=3);
-    let digits_b = rng.random_range(1..=3);
+    let digits_a = rng.random_range(1..=2);
+    let digits_b = rng.random_range(1..=2);
     let a: i64 = rng.random_range(10i64.pow(digits_a - 1)..10i64.pow(digits_a));
     let b: i64 = rng.random_range(10i64.pow(digits_b - 1)..10i64.pow(digits_b));
     let (prompt, value) = if rng.random_bool(0.5) {

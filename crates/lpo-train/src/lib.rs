@@ -1,0 +1,31 @@
+//! Turns a run's recipe into results on libtorch.
+//!
+//! - [`reference`]: the frozen reference (SFT with errors, cached; or a checkpoint).
+//! - [`lists`]: the reward-list dataset (K sampled responses per prompt,
+//!   scored by the task; or imported lists), cached; held-out eval prompts.
+//! - [`sources`]: data sources, tokenizer, encoding.
+//! - [`optim`]: AdamW with schedules and clipping, checkpointable.
+
+pub mod lists;
+pub mod optim;
+pub mod reference;
+pub mod sources;
+
+/// Reports the progress of a long phase (SFT, generation, training).
+pub trait Progress {
+    /// A phase of `total` units begins.
+    fn start(&mut self, phase: &str, total: u64);
+    /// `done` units are complete; `detail` is a short status (e.g. the loss).
+    fn update(&mut self, done: u64, detail: &str);
+    /// The phase ended.
+    fn finish(&mut self);
+}
+
+/// Progress that reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &str, _: u64) {}
+    fn update(&mut self, _: u64, _: &str) {}
+    fn finish(&mut self) {}
+}

@@ -1,0 +1,234 @@
+//! The frozen reference: supervised fine-tuning on demonstrations (a set
+//! share of them wrong, so the reference is good but imperfect), cached by a
+//! hash of everything that produced it; or a checkpoint directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use lpo_data::tokenizer::Tokenize;
+use lpo_model::{checkpoint, Config, Mistral};
+use lpo_recipe::{LrSchedule, Recipe};
+use lpo_results::{content_id, derive_seed, write_atomic, FileLock, Layout};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind};
+
+use crate::optim::{learning_rate, AdamW};
+use crate::sources::{encode_pair, Source, SourceKind};
+use crate::Progress;
+
+/// What is known about a reference model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferenceMeta {
+    /// Content identity.
+    pub id: String,
+    /// `sft` or `checkpoint`.
+    pub origin: String,
+    /// SFT steps taken (0 for a checkpoint).
+    pub sft_steps: u32,
+    /// Mean token cross-entropy over the last tenth of SFT (nats).
+    pub final_loss: Option<f64>,
+    /// Seconds spent producing it.
+    pub seconds: f64,
+}
+
+/// A loaded reference model.
+pub struct Reference {
+    /// Its directory (config.json + model.safetensors).
+    pub dir: PathBuf,
+    /// How it was made.
+    pub meta: ReferenceMeta,
+    /// Its (frozen) variables.
+    pub vs: nn::VarStore,
+    /// The model.
+    pub model: Mistral,
+}
+
+impl Reference {
+    /// A trainable copy of the reference's weights: the policy's starting point.
+    pub fn policy(&self, device: Device) -> Result<(nn::VarStore, Mistral)> {
+        checkpoint::load(&self.dir, device)
+    }
+}
+
+#[derive(Serialize)]
+struct SftIdentity<'a> {
+    version: u32,
+    model: lpo_recipe::ModelDims,
+    sft_steps: u32,
+    sft_batch_size: u32,
+    sft_learning_rate: f64,
+    error_rate: f64,
+    sources: Vec<crate::sources::SourceIdentity>,
+    seed: u64,
+    tokenizer: &'a str,
+}
+
+/// The reference a run uses: the configured checkpoint, or the SFT model
+/// from the cache (trained now if it is not there; concurrent runs wait for
+/// one another instead of training it twice).
+pub fn obtain(
+    recipe: &Recipe,
+    sources: &[Source],
+    tokenizer: &dyn Tokenize,
+    tokenizer_id: &str,
+    layout: &Layout,
+    device: Device,
+    progress: &mut dyn Progress,
+) -> Result<Reference> {
+    if let Some(dir) = &recipe.reference.checkpoint {
+        return from_checkpoint(Path::new(dir), device);
+    }
+    let r = &recipe.reference;
+    let id = content_id(
+        "reference",
+        &SftIdentity {
+            version: 1,
+            model: recipe.model.dims(),
+            sft_steps: r.sft_steps,
+            sft_batch_size: r.sft_batch_size,
+            sft_learning_rate: r.sft_learning_rate,
+            error_rate: r.error_rate,
+            sources: sources.iter().map(Source::identity).collect(),
+            seed: recipe.train.seed,
+            tokenizer: tokenizer_id,
+        },
+    );
+    let dir = layout.reference_dir(&id);
+    let meta_path = dir.join("meta.json");
+    let _lock = FileLock::acquire(&layout.cache_lock(&format!("reference-{id}")))?;
+    let meta: ReferenceMeta = if meta_path.exists() {
+        serde_json::from_slice(&std::fs::read(&meta_path)?)
+            .with_context(|| format!("reading {}", meta_path.display()))?
+    } else {
+        let meta = train_sft(recipe, sources, tokenizer, &id, &dir, device, progress)?;
+        write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        meta
+    };
+    let (mut vs, model) = checkpoint::load(&dir, device)?;
+    vs.freeze();
+    Ok(Reference {
+        dir,
+        meta,
+        vs,
+        model,
+    })
+}
+
+fn from_checkpoint(dir: &Path, device: Device) -> Result<Reference> {
+    let config = std::fs::read(dir.join("config.json"))
+        .with_context(|| format!("reading reference.checkpoint {}", dir.display()))?;
+    let canonical = dir.canonicalize()?.display().to_string();
+    let id = content_id("checkpoint", &(canonical, config));
+    let (mut vs, model) = checkpoint::load(dir, device)?;
+    vs.freeze();
+    Ok(Reference {
+        dir: dir.to_path_buf(),
+        meta: ReferenceMeta {
+            id,
+            origin: "checkpoint".into(),
+            sft_steps: 0,
+            final_loss: None,
+            seconds: 0.0,
+        },
+        vs,
+        model,
+    })
+}
+
+/// One demonstration: a prompt and the answer shown for it.
+fn demonstration(
+    sources: &[Source],
+    weights: &[f64],
+    error_rate: f64,
+    rng: &mut StdRng,
+) -> (String, String) {
+    let source = &sources[lpo_data::mix::assign(weights, 1, rng)[0]];
+    match &source.kind {
+        SourceKind::Task(task) => {
+            let example = task.generate(rng);
+            let answer = if rng.random_bool(error_rate) {
+                task.corrupt(&example, rng)
+            } else {
+                example.solution.clone()
+            };
+            (example.prompt, answer)
+        }
+        SourceKind::File { records, .. } => {
+            let record = &records[rng.random_range(0..records.len())];
+            let best = record
+                .responses
+                .iter()
+                .max_by(|a, b| a.reward.total_cmp(&b.reward))
+                .expect("records have responses");
+            (record.prompt.clone(), best.text.clone())
+        }
+    }
+}
+
+fn train_sft(
+    recipe: &Recipe,
+    sources: &[Source],
+    tokenizer: &dyn Tokenize,
+    id: &str,
+    dir: &Path,
+    device: Device,
+    progress: &mut dyn Progress,
+) -> Result<ReferenceMeta> {
+    let started = Instant::now();
+    let r = &recipe.reference;
+    let config = Config::from_dims(&recipe.model.dims());
+    let max_len = config.max_position_embeddings as usize;
+    tch::manual_seed(derive_seed(recipe.train.seed, "reference-init") as i64);
+    let vs = nn::VarStore::new(device);
+    let model = Mistral::new(&vs.root(), &config);
+    let mut opt = AdamW::new(&vs, 0.0);
+    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "sft-demonstrations"));
+    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
+    let warmup = r.sft_steps / 20;
+    let tail = (r.sft_steps / 10).max(1);
+    let mut tail_losses = Vec::new();
+    progress.start("reference SFT", u64::from(r.sft_steps));
+    for step in 0..r.sft_steps {
+        let (prompts, responses): (Vec<_>, Vec<_>) = (0..r.sft_batch_size)
+            .map(|_| {
+                let (p, a) = demonstration(sources, &weights, r.error_rate, &mut rng);
+                encode_pair(tokenizer, &p, Some(&a), max_len)
+            })
+            .unzip();
+        let out =
+            lpo_model::logps::response_logps(&model, &prompts, &responses, 1, tokenizer.pad());
+        let loss = -out.sum.sum(Kind::Float) / out.tokens.sum(Kind::Float);
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm(1.0);
+        let lr = learning_rate(
+            r.sft_learning_rate,
+            LrSchedule::Cosine,
+            warmup,
+            step,
+            r.sft_steps,
+        );
+        opt.step(lr);
+        let value = loss.double_value(&[]);
+        anyhow::ensure!(
+            value.is_finite(),
+            "reference SFT diverged at step {step} (loss {value})"
+        );
+        if step + tail >= r.sft_steps {
+            tail_losses.push(value);
+        }
+        progress.update(u64::from(step + 1), &format!("loss {value:.3}"));
+    }
+    progress.finish();
+    checkpoint::save(&vs, &config, dir)?;
+    Ok(ReferenceMeta {
+        id: id.to_string(),
+        origin: "sft".into(),
+        sft_steps: r.sft_steps,
+        final_loss: Some(tail_losses.iter().sum::<f64>() / tail_losses.len().max(1) as f64),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
