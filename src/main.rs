@@ -29,6 +29,10 @@ enum Command {
     Plan(recipes::PlanArgs),
     /// Evaluate a loss on given log-probabilities and rewards; print loss and gradient as JSON.
     Loss(loss_cmd::LossArgs),
+    /// Train and evaluate every planned run of a recipe; complete runs are skipped, interrupted ones resume.
+    Sweep(sweep::SweepArgs),
+    /// Train and evaluate one planned run (the unit a cluster scheduler calls).
+    Run(sweep::RunArgs),
     /// Inspect the data a recipe trains on.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
         Command::Loss(args) => loss_cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Data(command) => data_cmd::run(&command),
+        Command::Sweep(args) => sweep::sweep(&args),
+        Command::Run(args) => sweep::run_one(&args),
     };
     match result {
         Ok(code) => code,

@@ -12,9 +12,15 @@ pub struct Bars {
     phase: String,
     started: Instant,
     detail: String,
+    hidden: bool,
 }
 
 impl Bars {
+    /// Hides the bars (phase summary lines are still printed).
+    pub fn set_hidden(&mut self, hidden: bool) {
+        self.hidden = hidden;
+    }
+
     /// Bars labelled with `prefix`.
     pub fn new(prefix: impl Into<String>) -> Bars {
         Bars {
@@ -23,13 +29,18 @@ impl Bars {
             phase: String::new(),
             started: Instant::now(),
             detail: String::new(),
+            hidden: false,
         }
     }
 }
 
 impl lpo_train::Progress for Bars {
     fn start(&mut self, phase: &str, total: u64) {
-        let bar = ProgressBar::new(total);
+        let bar = if self.hidden {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix} {msg:<22} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {wide_msg}",

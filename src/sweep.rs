@@ -1,17 +1,433 @@
-//! Running planned runs: devices and threads.
+//! `lpo sweep` and `lpo run`: executing planned runs.
+//!
+//! `lpo run` executes one run in this process. `lpo sweep` executes every
+//! run of a plan, each as an `lpo run` child process (so a crash or an
+//! out-of-memory kill takes down one run, not the sweep, and `--jobs N` runs
+//! N at once). Children die with the sweep (PR_SET_PDEATHSIG); an
+//! interrupted run resumes from its last checkpoint on the next sweep, and a
+//! complete run is never redone.
 
-use anyhow::Result;
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use lpo_plan::{Plan, PlannedRun};
 use lpo_recipe::{DeviceChoice, Recipe};
+use lpo_results::{content_id, write_atomic, Layout, Status, Summary};
 use lpo_torch::DeviceRequest;
+use lpo_train::run::{Baseline, RunOutcome, RunRequest};
+
+use crate::progress::Bars;
+use crate::recipes::RecipeArgs;
+
+/// Exit status of `lpo run` when another process holds the run's lock.
+const EXIT_LOCKED: u8 = 3;
 
 /// The device a run computes on; sets the CPU thread count when configured.
 pub fn device_for(recipe: &Recipe) -> Result<tch::Device> {
     if recipe.train.threads > 0 {
         tch::set_num_threads(recipe.train.threads as i32);
     }
-    lpo_torch::resolve_device(match recipe.train.device {
+    let device = lpo_torch::resolve_device(match recipe.train.device {
         DeviceChoice::Auto => DeviceRequest::Auto,
         DeviceChoice::Cpu => DeviceRequest::Cpu,
         DeviceChoice::Cuda => DeviceRequest::Cuda,
+    })?;
+    if device == tch::Device::Cpu && recipe.model.size == lpo_recipe::SizePreset::Mistral7b {
+        bail!("model.size = \"mistral-7b\" needs a CUDA GPU; none is available");
+    }
+    Ok(device)
+}
+
+/// Options of `lpo run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The run's id (from `lpo plan`).
+    #[arg(long, conflicts_with = "index", required_unless_present = "index")]
+    pub id: Option<String>,
+    /// The run's index in the plan.
+    #[arg(long)]
+    pub index: Option<usize>,
+    /// Results root.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// CPU threads (overrides train.threads; not part of the run id).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Log one line per phase instead of drawing progress bars.
+    #[arg(long)]
+    pub no_bars: bool,
+}
+
+/// Options of `lpo sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Runs executed at once; CPU threads are divided between them.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Results root.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// CPU threads per run (default: all cores divided by --jobs).
+    #[arg(long)]
+    pub threads: Option<u32>,
+}
+
+/// Identity of what a run evaluates on: runs with equal keys see the same
+/// held-out prompts, so one can be the other's baseline.
+fn eval_key(recipe: &Recipe) -> String {
+    let mut eval = recipe.eval.clone();
+    eval.baseline = String::new();
+    content_id(
+        "eval-key",
+        &(
+            recipe.model.dims(),
+            &recipe.reference,
+            &recipe.data,
+            eval,
+            recipe.train.seed,
+        ),
+    )
+}
+
+/// The baseline of `run`: the reference, or the run of the plan labelled
+/// `eval.baseline` that shares its data, model, evaluation and seed.
+pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Result<Baseline> {
+    let label = &run.recipe.eval.baseline;
+    if label == "reference" {
+        return Ok(Baseline::Reference);
+    }
+    if &run.recipe.method_label() == label {
+        return Ok(Baseline::Reference);
+    }
+    let key = eval_key(&run.recipe);
+    let matches: Vec<&PlannedRun> = plan
+        .runs
+        .iter()
+        .filter(|r| &r.recipe.method_label() == label && eval_key(&r.recipe) == key)
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(Baseline::Run {
+            id: one.id.clone(),
+            dir: layout.run_dir(&one.recipe.name, &one.id),
+        }),
+        [] => bail!(
+            "run {}: eval.baseline = \"{label}\" but no run labelled `{label}` shares its data, model, evaluation and seed",
+            run.id
+        ),
+        many => bail!(
+            "run {}: eval.baseline = \"{label}\" matches {} runs ({}); make labels distinct",
+            run.id,
+            many.len(),
+            many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn assignments(run: &PlannedRun) -> BTreeMap<String, serde_json::Value> {
+    run.assignments
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+        .collect()
+}
+
+/// `lpo run`: one planned run in this process.
+pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
+    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let run = match (&args.id, args.index) {
+        (Some(id), _) => plan.runs.iter().find(|r| &r.id == id).with_context(|| {
+            format!(
+                "no run {id} in the plan of {}",
+                args.recipe.recipe.display()
+            )
+        })?,
+        (None, Some(i)) => plan
+            .runs
+            .get(i)
+            .with_context(|| format!("--index {i} but the plan has {} runs", plan.runs.len()))?,
+        (None, None) => bail!("give --id or --index"),
+    };
+    let layout = Layout::new(&args.results);
+    let mut recipe = (*run.recipe).clone();
+    if let Some(threads) = args.threads {
+        recipe.train.threads = threads;
+    }
+    let device = device_for(&recipe)?;
+    let baseline = baseline_for(&plan, run, &layout)?;
+    let request = RunRequest {
+        recipe: &recipe,
+        run_id: &run.id,
+        assignments: assignments(run),
+        layout: &layout,
+        device,
+        baseline,
+    };
+    let mut bars = Bars::new(format!("[{} {}]", run.id, recipe.method_label()));
+    bars.set_hidden(args.no_bars);
+    match lpo_train::run::execute(&request, &mut bars)? {
+        RunOutcome::Complete(summary) => {
+            report_line(&summary, "complete");
+            Ok(ExitCode::SUCCESS)
+        }
+        RunOutcome::AlreadyComplete(summary) => {
+            report_line(&summary, "already complete");
+            Ok(ExitCode::SUCCESS)
+        }
+        RunOutcome::Failed(summary) => {
+            report_line(&summary, "FAILED");
+            Ok(ExitCode::FAILURE)
+        }
+        RunOutcome::Locked => {
+            eprintln!(
+                "run {} is being written by another process; not touching it",
+                run.id
+            );
+            Ok(ExitCode::from(EXIT_LOCKED))
+        }
+    }
+}
+
+fn report_line(summary: &Summary, what: &str) {
+    match (&summary.headline, &summary.error) {
+        (_, Some(error)) => eprintln!(
+            "{} {} {what} at step {}: {error}",
+            summary.run_id,
+            summary.label,
+            summary.failed_step.map_or("-".into(), |s| s.to_string())
+        ),
+        (Some(h), None) => eprintln!(
+            "{} {} {what}: win rate {:.3} vs {} (reward {:.2} vs {:.2})",
+            summary.run_id,
+            summary.label,
+            h.win_rate,
+            h.baseline,
+            h.policy_reward,
+            h.baseline_reward
+        ),
+        (None, None) => eprintln!("{} {} {what}", summary.run_id, summary.label),
+    }
+}
+
+/// What the sweep knows about one run.
+#[derive(Debug, Clone, PartialEq)]
+enum RunState {
+    Pending,
+    Running,
+    Done(&'static str),
+}
+
+/// `lpo sweep`: every run of the plan.
+pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
+    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let layout = Layout::new(&args.results);
+    let Some(first) = plan.runs.first() else {
+        bail!("the plan has no runs");
+    };
+    let name = first.recipe.name.clone();
+    write_plan(&layout, &name, &plan)?;
+    let baselines: Vec<Option<usize>> = plan
+        .runs
+        .iter()
+        .map(|run| {
+            Ok(match baseline_for(&plan, run, &layout)? {
+                Baseline::Reference => None,
+                Baseline::Run { id, .. } => plan.runs.iter().position(|r| r.id == id),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let jobs = args.jobs.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or(((cores / jobs).max(1)) as u32);
+    let total = plan.runs.len();
+    let mut states: Vec<RunState> = vec![RunState::Pending; total];
+    for (i, run) in plan.runs.iter().enumerate() {
+        if let Some(s) = Summary::read(&layout.run_dir(&name, &run.id))? {
+            if s.status == Status::Complete {
+                states[i] = RunState::Done("done earlier");
+            }
+        }
+    }
+    let earlier = states.iter().filter(|s| **s != RunState::Pending).count();
+    eprintln!(
+        "sweep {name}: {total} runs ({earlier} complete already), {jobs} at a time, {threads} threads each; results in {}",
+        layout.recipe_dir(&name).display()
+    );
+    let started = Instant::now();
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    let mut finished = earlier;
+    loop {
+        // Start what may start.
+        while children.len() < jobs {
+            let next = (0..total).find(|&i| {
+                states[i] == RunState::Pending
+                    && baselines[i].is_none_or(|b| matches!(states[b], RunState::Done(_)))
+            });
+            let Some(i) = next else { break };
+            if let Some(b) = baselines[i] {
+                if states[b] != RunState::Done("done earlier")
+                    && states[b] != RunState::Done("complete")
+                {
+                    states[i] = RunState::Done("failed: its baseline run failed");
+                    finished += 1;
+                    eprintln!(
+                        "[{finished}/{total}] {} skipped: baseline run {} did not complete",
+                        plan.runs[i].id, plan.runs[b].id
+                    );
+                    continue;
+                }
+            }
+            children.push((i, spawn_run(args, &plan.runs[i], threads, jobs > 1)?));
+            states[i] = RunState::Running;
+        }
+        if children.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut still = Vec::new();
+        for (i, mut child) in children {
+            match child.try_wait()? {
+                None => still.push((i, child)),
+                Some(status) => {
+                    finished += 1;
+                    let run = &plan.runs[i];
+                    let outcome = match (status.code(), status.signal()) {
+                        (Some(0), _) => "complete",
+                        (Some(c), _) if c == i32::from(EXIT_LOCKED) => "locked by another process",
+                        (Some(2), _) => "failed: recipe problem",
+                        (Some(_), _) => "failed",
+                        (None, Some(_)) => "failed: killed by a signal",
+                        (None, None) => "failed",
+                    };
+                    states[i] = RunState::Done(outcome);
+                    eprintln!(
+                        "[{finished}/{total}] {} {} {outcome}",
+                        run.id,
+                        run.recipe.method_label()
+                    );
+                }
+            }
+        }
+        children = still;
+    }
+    print_sweep_table(&plan, &layout, &name, &states)?;
+    eprintln!(
+        "sweep took {:.1}s; `lpo report {}` tabulates it",
+        started.elapsed().as_secs_f64(),
+        args.recipe.recipe.display()
+    );
+    let bad = states
+        .iter()
+        .filter(|s| !matches!(s, RunState::Done("complete" | "done earlier")))
+        .count();
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
+}
+
+fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32, quiet: bool) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating the lpo executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("run")
+        .arg(&args.recipe.recipe)
+        .args(["--id", &run.id])
+        .arg("--results")
+        .arg(&args.results)
+        .args(["--threads", &threads.to_string()]);
+    for set in &args.recipe.sets {
+        command.args(["--set", set]);
+    }
+    if quiet {
+        command.arg("--no-bars");
+    }
+    // SAFETY: prctl is async-signal-safe; the child dies when the sweep does,
+    // so an interrupted sweep leaves no orphan writing results.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().context("starting `lpo run`")
+}
+
+fn write_plan(layout: &Layout, name: &str, plan: &Plan) -> Result<()> {
+    let runs: Vec<serde_json::Value> = plan
+        .runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "index": r.index,
+                "id": r.id,
+                "label": r.recipe.method_label(),
+                "seed": r.recipe.train.seed,
+                "assignments": assignments(r),
+            })
+        })
+        .collect();
+    let json = serde_json::json!({ "recipe": name, "runs": runs });
+    write_atomic(
+        &layout.recipe_dir(name).join("plan.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )
+}
+
+fn print_sweep_table(plan: &Plan, layout: &Layout, name: &str, states: &[RunState]) -> Result<()> {
+    let header: Vec<String> = [
+        "id",
+        "label",
+        "status",
+        "win rate",
+        "reward",
+        "baseline reward",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    for (run, state) in plan.runs.iter().zip(states) {
+        if !seen.insert(run.id.clone()) {
+            continue;
+        }
+        let summary = Summary::read(&layout.run_dir(name, &run.id))?;
+        let status = match state {
+            RunState::Done(s) => s.to_string(),
+            _ => "not run".into(),
+        };
+        let (win, reward, base) = match summary.as_ref().and_then(|s| s.headline.as_ref()) {
+            Some(h) => (
+                format!("{:.3}", h.win_rate),
+                format!("{:.2}", h.policy_reward),
+                format!("{:.2}", h.baseline_reward),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        rows.push(vec![
+            run.id.clone(),
+            run.recipe.method_label(),
+            status,
+            win,
+            reward,
+            base,
+        ]);
+    }
+    crate::recipes::print_table(&header, &rows);
+    Ok(())
 }

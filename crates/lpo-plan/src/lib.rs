@@ -5,7 +5,7 @@
 //! changes what the run computes, and nothing cosmetic. So the same run in two
 //! recipes has the same id, and comments, key order, the recipe's name or a
 //! label never change it. Execution settings (`train.device`,
-//! `train.threads`) are not part of the id either.
+//! `train.threads`, `train.checkpoint_every`) are not part of the id either.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -302,6 +302,7 @@ pub fn canonical(recipe: &Recipe) -> Json {
     if let Some(train) = root.get_mut("train").and_then(Json::as_object_mut) {
         train.remove("device");
         train.remove("threads");
+        train.remove("checkpoint_every");
     }
     let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
     if let Some(loss) = root.get_mut("loss").and_then(Json::as_object_mut) {

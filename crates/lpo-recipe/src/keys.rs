@@ -151,6 +151,7 @@ pub const KEYS: &[KeySpec] = &[
     key("train.weight_decay", NON_NEGATIVE, "0.0", "AdamW weight decay."),
     key("train.device", Ty::Enum(&["auto", "cpu", "cuda"]), "\"auto\"", "auto = CUDA when available. Not part of run ids."),
     key("train.threads", OPTIONAL_COUNT, "0", "CPU threads; 0 = all. Not part of run ids."),
+    key("train.checkpoint_every", OPTIONAL_COUNT, "25", "Save a resumable checkpoint every N steps; 0 = only at the end. Not part of run ids."),
     key("train.seed", Ty::Int { min: 0, max: i64::MAX }, "0", "Seed of data, initialisation and evaluation."),
     key("eval", Ty::Section, "", "Held-out evaluation."),
     key("eval.prompts", COUNT, "200", "Held-out prompts."),

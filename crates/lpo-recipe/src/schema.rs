@@ -566,6 +566,9 @@ pub struct TrainConfig {
     pub device: DeviceChoice,
     /// CPU threads (0 = all; an execution setting: not part of run ids).
     pub threads: u32,
+    /// Save a resumable checkpoint every this many steps (0 = only at the
+    /// end; an execution setting: not part of run ids).
+    pub checkpoint_every: u32,
     /// Seed of data sampling, initialisation and evaluation.
     pub seed: u64,
 }
@@ -583,6 +586,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             device: DeviceChoice::Auto,
             threads: 0,
+            checkpoint_every: 25,
             seed: 0,
         }
     }

@@ -11,6 +11,7 @@
 //! are kept apart with `flock` ([`FileLock`]).
 
 mod fsutil;
+pub mod records;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use fsutil::{temporary_sibling, write_atomic, FileLock};
+pub use records::{EvalRecord, Headline, MetricsRow, Outcome, Status, Summary, TimingRow, Timings};
 
 /// Paths inside a results root.
 #[derive(Debug, Clone)]

@@ -5,10 +5,13 @@
 //!   scored by the task; or imported lists), cached; held-out eval prompts.
 //! - [`sources`]: data sources, tokenizer, encoding.
 //! - [`optim`]: AdamW with schedules and clipping, checkpointable.
+//! - [`run`]: one planned run: training with checkpoints, evaluation, results files.
 
+pub mod batch;
 pub mod lists;
 pub mod optim;
 pub mod reference;
+pub mod run;
 pub mod sources;
 
 /// Reports the progress of a long phase (SFT, generation, training).

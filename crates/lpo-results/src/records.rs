@@ -1,0 +1,250 @@
+//! The files of one run directory, as types (see results/README.md).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// `summary.json` file name.
+pub const SUMMARY: &str = "summary.json";
+/// `eval.csv` file name.
+pub const EVAL: &str = "eval.csv";
+/// `metrics.csv` file name.
+pub const METRICS: &str = "metrics.csv";
+/// `timing.csv` file name.
+pub const TIMING: &str = "timing.csv";
+/// `config.toml` file name.
+pub const CONFIG: &str = "config.toml";
+/// Checkpoint directory name.
+pub const CHECKPOINT: &str = "checkpoint";
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Started, not finished (or interrupted).
+    Running,
+    /// Trained and evaluated.
+    Complete,
+    /// Stopped by an error (see `error` and `failed_step`).
+    Failed,
+}
+
+/// Headline numbers of a finished run's evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    /// What the policy was compared with: `reference` or a run id.
+    pub baseline: String,
+    /// Held-out prompts.
+    pub prompts: usize,
+    /// Prompts where the policy's reward is higher.
+    pub wins: usize,
+    /// Equal rewards.
+    pub ties: usize,
+    /// Lower rewards.
+    pub losses: usize,
+    /// (wins + ties / 2) / prompts.
+    pub win_rate: f64,
+    /// Mean reward of the policy's responses.
+    pub policy_reward: f64,
+    /// Mean reward of the baseline's responses.
+    pub baseline_reward: f64,
+    /// Share of policy responses with the full reward (tasks with accuracy).
+    pub policy_accuracy: Option<f64>,
+    /// Same for the baseline.
+    pub baseline_accuracy: Option<f64>,
+}
+
+/// Seconds spent per phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Obtaining the reference (0 when cached).
+    pub reference: f64,
+    /// Obtaining the lists and reference log-probabilities.
+    pub data: f64,
+    /// Training (this process only, after any resume).
+    pub train: f64,
+    /// Evaluation.
+    pub eval: f64,
+}
+
+/// `summary.json`: a run's status, timings and headline numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The run id.
+    pub run_id: String,
+    /// The recipe family name.
+    pub recipe: String,
+    /// Method label reports group by.
+    pub label: String,
+    /// Swept keys and their values for this run.
+    pub assignments: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Seed.
+    pub seed: u64,
+    /// Status.
+    pub status: Status,
+    /// Optimizer steps completed.
+    pub steps_done: u32,
+    /// Steps configured.
+    pub steps: u32,
+    /// The step that failed, if any.
+    pub failed_step: Option<u32>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Step a resumed run continued from.
+    pub resumed_from: Option<u32>,
+    /// Device it ran on.
+    pub device: String,
+    /// Reference id.
+    pub reference: String,
+    /// Reward-list dataset id.
+    pub lists: String,
+    /// Seconds per phase.
+    pub timings: Timings,
+    /// Evaluation headline (complete runs).
+    pub headline: Option<Headline>,
+}
+
+impl Summary {
+    /// Reads `dir/summary.json`, `None` if absent.
+    pub fn read(dir: &Path) -> Result<Option<Summary>> {
+        let path = dir.join(SUMMARY);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", path.display()))
+            .map(Some)
+    }
+
+    /// Writes `dir/summary.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        crate::write_atomic(&dir.join(SUMMARY), text.as_bytes())
+    }
+}
+
+/// Outcome of one held-out prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Policy reward higher.
+    Win,
+    /// Equal.
+    Tie,
+    /// Lower.
+    Loss,
+}
+
+impl Outcome {
+    /// Compares a policy reward with a baseline reward.
+    pub fn of(policy: f64, baseline: f64) -> Outcome {
+        if policy > baseline {
+            Outcome::Win
+        } else if policy < baseline {
+            Outcome::Loss
+        } else {
+            Outcome::Tie
+        }
+    }
+}
+
+/// One row of `eval.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Stable id of the held-out prompt (same across the runs of a sweep
+    /// that share data and seed).
+    pub prompt_id: String,
+    /// Task name.
+    pub task: String,
+    /// Prompt text.
+    pub prompt: String,
+    /// The policy's response.
+    pub policy_response: String,
+    /// Its reward.
+    pub policy_reward: f64,
+    /// `reference` or the baseline run's id.
+    pub baseline: String,
+    /// The baseline's response.
+    pub baseline_response: String,
+    /// Its reward.
+    pub baseline_reward: f64,
+    /// Win, tie or loss for the policy.
+    pub outcome: Outcome,
+}
+
+/// Reads `eval.csv`.
+pub fn read_eval(dir: &Path) -> Result<Vec<EvalRecord>> {
+    let path = dir.join(EVAL);
+    let mut reader =
+        csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(i, r)| r.with_context(|| format!("{}: record {}", path.display(), i + 1)))
+        .collect()
+}
+
+/// Serializes rows as CSV with a header.
+pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// One optimizer step of `metrics.csv` (deterministic: no wall-clock values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    /// Optimizer step (0-based).
+    pub step: u32,
+    /// Loss (mean over micro-batches).
+    pub loss: f64,
+    /// beta at this step.
+    pub beta: f64,
+    /// alpha at this step.
+    pub alpha: f64,
+    /// gamma at this step.
+    pub gamma: f64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Mean policy log-likelihood of the highest-reward response.
+    pub chosen_logp: f64,
+    /// Mean policy log-likelihood of the lowest-reward response.
+    pub rejected_logp: f64,
+    /// Mean implicit reward of the highest-reward response.
+    pub chosen_reward: f64,
+    /// Mean implicit reward of the lowest-reward response.
+    pub rejected_reward: f64,
+    /// Share of strictly ordered pairs the implicit reward orders correctly.
+    pub ranking_accuracy: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens processed (prompts once, responses K times).
+    pub tokens: u64,
+}
+
+/// One optimizer step of `timing.csv` (wall clock: differs between runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimingRow {
+    /// Optimizer step.
+    pub step: u32,
+    /// Seconds the step took.
+    pub seconds: f64,
+    /// Tokens per second.
+    pub tokens_per_s: f64,
+}
+
+/// Reads a CSV file of rows.
+pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(i, r)| r.with_context(|| format!("{}: record {}", path.display(), i + 1)))
+        .collect()
+}

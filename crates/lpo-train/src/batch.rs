@@ -1,0 +1,172 @@
+//! Training lists as token ids, and the deterministic batch order.
+
+use lpo_data::tokenizer::Tokenize;
+use lpo_results::derive_seed;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tch::{Device, Kind, Tensor};
+
+use crate::lists::SourcedList;
+use crate::sources::encode_pair;
+
+/// Every training list, tokenized, with K response slots per prompt.
+pub struct TrainSet {
+    /// Responses per prompt (slots beyond a list's length are masked).
+    pub k: usize,
+    /// `[bos] + prompt` per list.
+    pub prompts: Vec<Vec<i64>>,
+    /// `response + [eos]`, N*K rows (empty for masked slots).
+    pub responses: Vec<Vec<i64>>,
+    /// Rewards, N*K (0 for masked slots).
+    pub rewards: Vec<f64>,
+    /// Whether a slot holds a response, N*K.
+    pub mask: Vec<bool>,
+}
+
+impl TrainSet {
+    /// Tokenizes `lists` into K slots each, fitting `max_len`.
+    pub fn build(
+        lists: &[SourcedList],
+        tokenizer: &dyn Tokenize,
+        k: usize,
+        max_len: usize,
+    ) -> TrainSet {
+        let mut set = TrainSet {
+            k,
+            prompts: Vec::with_capacity(lists.len()),
+            responses: Vec::with_capacity(lists.len() * k),
+            rewards: Vec::with_capacity(lists.len() * k),
+            mask: Vec::with_capacity(lists.len() * k),
+        };
+        for l in lists {
+            let mut prompt = Vec::new();
+            for slot in 0..k {
+                match l.list.responses.get(slot) {
+                    Some(r) => {
+                        let (p, tokens) =
+                            encode_pair(tokenizer, &l.list.prompt, Some(&r.text), max_len);
+                        // The shortest kept prompt suffix works for every response.
+                        if prompt.is_empty() || p.len() < prompt.len() {
+                            prompt = p;
+                        }
+                        set.responses.push(tokens);
+                        set.rewards.push(r.reward);
+                        set.mask.push(true);
+                    }
+                    None => {
+                        set.responses.push(Vec::new());
+                        set.rewards.push(0.0);
+                        set.mask.push(false);
+                    }
+                }
+            }
+            set.prompts.push(prompt);
+        }
+        set
+    }
+
+    /// Lists.
+    pub fn len(&self) -> usize {
+        self.prompts.len()
+    }
+
+    /// Whether there are no lists.
+    pub fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+
+    /// The prompts and flattened responses of the lists at `indices`.
+    pub fn select(&self, indices: &[usize]) -> (Vec<Vec<i64>>, Vec<Vec<i64>>) {
+        let prompts = indices.iter().map(|&i| self.prompts[i].clone()).collect();
+        let responses = indices
+            .iter()
+            .flat_map(|&i| self.responses[i * self.k..(i + 1) * self.k].iter().cloned())
+            .collect();
+        (prompts, responses)
+    }
+
+    /// Rewards `[B, K]` and mask `[B, K]` of the lists at `indices`.
+    pub fn targets(&self, indices: &[usize], device: Device) -> (Tensor, Tensor) {
+        let k = self.k;
+        let rewards: Vec<f64> = indices
+            .iter()
+            .flat_map(|&i| self.rewards[i * k..(i + 1) * k].iter().copied())
+            .collect();
+        let mask: Vec<bool> = indices
+            .iter()
+            .flat_map(|&i| self.mask[i * k..(i + 1) * k].iter().copied())
+            .collect();
+        let shape = [indices.len() as i64, k as i64];
+        (
+            Tensor::from_slice(&rewards)
+                .view(shape)
+                .to_kind(Kind::Float)
+                .to_device(device),
+            Tensor::from_slice(&mask).view(shape).to_device(device),
+        )
+    }
+
+    /// Tokens processed for these lists: each prompt once, every response.
+    pub fn token_count(&self, indices: &[usize]) -> u64 {
+        indices
+            .iter()
+            .map(|&i| {
+                self.prompts[i].len()
+                    + self.responses[i * self.k..(i + 1) * self.k]
+                        .iter()
+                        .map(Vec::len)
+                        .sum::<usize>()
+            })
+            .sum::<usize>() as u64
+    }
+}
+
+/// The lists of micro-batch `micro` of optimizer step `step`: consecutive
+/// slices of a stream of seeded per-epoch permutations. A pure function of
+/// its arguments, so a resumed run sees the batches it would have seen.
+pub fn batch_indices(
+    n: usize,
+    batch_size: usize,
+    grad_accum: usize,
+    step: usize,
+    micro: usize,
+    seed: u64,
+) -> Vec<usize> {
+    let start = (step * grad_accum + micro) * batch_size;
+    let mut out = Vec::with_capacity(batch_size);
+    let mut epoch_perm: Option<(usize, Vec<usize>)> = None;
+    for g in start..start + batch_size {
+        let epoch = g / n;
+        if epoch_perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut rng = StdRng::seed_from_u64(derive_seed(seed, &format!("epoch-{epoch}")));
+            epoch_perm = Some((epoch, lpo_data::mix::permutation(n, &mut rng)));
+        }
+        out.push(epoch_perm.as_ref().expect("set above").1[g % n]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_each_epoch_once_and_are_reproducible() {
+        let n = 10;
+        let mut epoch0: Vec<usize> = (0..5)
+            .flat_map(|step| batch_indices(n, 2, 1, step, 0, 3))
+            .collect();
+        assert_eq!(
+            batch_indices(n, 2, 1, 3, 0, 3),
+            batch_indices(n, 2, 1, 3, 0, 3)
+        );
+        epoch0.sort();
+        assert_eq!(epoch0, (0..10).collect::<Vec<_>>());
+        // Accumulation splits a step into consecutive micro-batches.
+        let whole = batch_indices(n, 4, 1, 1, 0, 3);
+        let parts: Vec<usize> = (0..2)
+            .flat_map(|m| batch_indices(n, 2, 2, 1, m, 3))
+            .collect();
+        assert_eq!(whole, parts);
+    }
+}

@@ -1,0 +1,245 @@
+//! End-to-end: `lpo sweep` and `lpo run` on the nano model: failures are
+//! isolated, interrupted sweeps resume without redoing or duplicating runs,
+//! and CPU runs are deterministic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn lpo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A recipe small enough for seconds on a CPU.
+fn small(steps: u32, checkpoint_every: u32, sweep: &str) -> String {
+    format!(
+        r#"
+name = "small"
+[reference]
+sft_steps = 30
+sft_batch_size = 16
+[data]
+list_size = 3
+train_prompts = 32
+[train]
+steps = {steps}
+batch_size = 4
+learning_rate = 1e-3
+warmup_steps = 2
+checkpoint_every = {checkpoint_every}
+threads = 1
+[eval]
+prompts = 12
+max_new_tokens = 5
+[sweep]
+{sweep}
+"#
+    )
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn run_dirs(results: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results.join("small"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn a_nan_run_fails_with_its_step_while_the_others_complete() {
+    let dir = scratch("sweep-nan");
+    // beta jumps to 1e39 (infinite in f32) at step 3: the loss becomes NaN there.
+    let sweep = r#"zip = { "label" = ["lpo", "dpo", "broken"], "loss.kind" = ["lpo", "dpo", "dpo"], "loss.beta" = [0.1, 0.1, { kind = "step", values = [0.1, 1e39], at = [3] }] }"#;
+    std::fs::write(dir.join("r.toml"), small(6, 0, sweep)).unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml", "--jobs", "2"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let mut statuses = Vec::new();
+    for run in run_dirs(&dir.join("results")) {
+        let s = summary(&run);
+        statuses.push((
+            s["label"].as_str().unwrap().to_string(),
+            s["status"].as_str().unwrap().to_string(),
+        ));
+        if s["label"] == "broken" {
+            assert_eq!(s["status"], "failed");
+            assert_eq!(s["failed_step"], 3, "{s}");
+            assert!(
+                s["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("loss is NaN at step 3"),
+                "{s}"
+            );
+            // Steps before the failure are kept.
+            let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+            assert_eq!(metrics.lines().count(), 1 + 3);
+        } else {
+            assert_eq!(s["status"], "complete", "{s}");
+            let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
+            assert_eq!(eval.lines().count(), 1 + 12);
+            assert!(run.join("checkpoint/model.safetensors").exists());
+            assert!(run.join("config.toml").exists());
+        }
+    }
+    statuses.sort();
+    assert_eq!(statuses.len(), 3, "{statuses:?}");
+    assert!(stderr.contains("failed"), "{stderr}");
+}
+
+#[test]
+fn sigkill_mid_sweep_then_rerun_finishes_without_redoing_or_duplicating() {
+    let dir = scratch("sweep-kill");
+    std::fs::write(
+        dir.join("r.toml"),
+        small(
+            300,
+            10,
+            r#"grid = { "loss.kind" = ["lpo", "dpo", "listmle"] }"#,
+        ),
+    )
+    .unwrap();
+    let results = dir.join("results");
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(["sweep", "r.toml"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until one run is complete and another has a checkpoint, then kill.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (complete, partial) = loop {
+        assert!(Instant::now() < deadline, "sweep made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+        if !results.join("small").is_dir() {
+            continue;
+        }
+        let dirs = run_dirs(&results);
+        let complete: Vec<&PathBuf> = dirs
+            .iter()
+            .filter(|d| d.join("summary.json").exists() && summary(d)["status"] == "complete")
+            .collect();
+        let partial: Vec<&PathBuf> = dirs
+            .iter()
+            .filter(|d| {
+                d.join("checkpoint/state.json").exists() && summary(d)["status"] == "running"
+            })
+            .collect();
+        if !complete.is_empty() && !partial.is_empty() {
+            break (complete[0].clone(), partial[0].clone());
+        }
+    };
+    sweep.kill().unwrap(); // SIGKILL
+    sweep.wait().unwrap();
+    // The child `lpo run` dies with the sweep and releases the run's lock.
+    let lock = partial.join(".lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if lpo_results::FileLock::try_acquire(&lock).unwrap().is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted run still holds its lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let complete_before = std::fs::read(complete.join("summary.json")).unwrap();
+    let eval_before = std::fs::read(complete.join("eval.csv")).unwrap();
+
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dirs = run_dirs(&results);
+    assert_eq!(dirs.len(), 3, "no duplicated run directories: {dirs:?}");
+    // The complete run was not redone: its files are byte-identical.
+    assert_eq!(
+        std::fs::read(complete.join("summary.json")).unwrap(),
+        complete_before
+    );
+    assert_eq!(
+        std::fs::read(complete.join("eval.csv")).unwrap(),
+        eval_before
+    );
+    // The interrupted run resumed from its checkpoint, and has every step once.
+    let s = summary(&partial);
+    assert_eq!(s["status"], "complete");
+    assert!(s["resumed_from"].as_u64().unwrap() > 0, "{s}");
+    let metrics = std::fs::read_to_string(partial.join("metrics.csv")).unwrap();
+    let steps: Vec<u32> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(steps, (0..300).collect::<Vec<_>>());
+    for d in &dirs {
+        assert_eq!(summary(d)["status"], "complete");
+    }
+    // A third sweep has nothing to do.
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(
+        text(&out.stderr).contains("(3 complete already)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn same_seed_gives_byte_identical_metrics_and_eval_on_cpu() {
+    let dir = scratch("sweep-determinism");
+    std::fs::write(dir.join("r.toml"), small(8, 3, "")).unwrap();
+    let mut files = Vec::new();
+    for results in ["a", "b"] {
+        let out = lpo(
+            &dir,
+            &[
+                "run",
+                "r.toml",
+                "--index",
+                "0",
+                "--results",
+                results,
+                "--no-bars",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let run = run_dirs(&dir.join(results)).remove(0);
+        files.push((
+            std::fs::read(run.join("metrics.csv")).unwrap(),
+            std::fs::read(run.join("eval.csv")).unwrap(),
+        ));
+    }
+    assert_eq!(files[0].0, files[1].0, "metrics.csv differs");
+    assert_eq!(files[0].1, files[1].1, "eval.csv differs");
+    assert_eq!(text(&files[0].0).lines().count(), 1 + 8);
+}
+
+#[test]
+fn run_by_id_and_unknown_ids() {
+    let dir = scratch("run-by-id");
+    std::fs::write(dir.join("r.toml"), small(2, 0, "")).unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--id", "000000000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no run 000000000000 in the plan of r.toml"));
+}
