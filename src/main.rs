@@ -5,6 +5,7 @@ mod doctor;
 mod loss_cmd;
 mod progress;
 mod recipes;
+mod report_cmd;
 mod sweep;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Train and evaluate one planned run (the unit a cluster scheduler calls).
     Run(sweep::RunArgs),
+    /// Tabulate a sweep's results: win rates with intervals and significance, paper tables, plots.
+    Report(report_cmd::ReportArgs),
     /// Inspect the data a recipe trains on.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Data(command) => data_cmd::run(&command),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Run(args) => sweep::run_one(&args),
+        Command::Report(args) => report_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use lpo_plan::{Plan, PlannedRun};
 use lpo_recipe::{DeviceChoice, Recipe};
-use lpo_results::{content_id, write_atomic, Layout, Status, Summary};
+use lpo_results::{write_atomic, Layout, Status, Summary};
 use lpo_torch::DeviceRequest;
 use lpo_train::run::{Baseline, RunOutcome, RunRequest};
 
@@ -81,23 +81,6 @@ pub struct SweepArgs {
     pub threads: Option<u32>,
 }
 
-/// Identity of what a run evaluates on: runs with equal keys see the same
-/// held-out prompts, so one can be the other's baseline.
-fn eval_key(recipe: &Recipe) -> String {
-    let mut eval = recipe.eval.clone();
-    eval.baseline = String::new();
-    content_id(
-        "eval-key",
-        &(
-            recipe.model.dims(),
-            &recipe.reference,
-            &recipe.data,
-            eval,
-            recipe.train.seed,
-        ),
-    )
-}
-
 /// The baseline of `run`: the reference, or the run of the plan labelled
 /// `eval.baseline` that shares its data, model, evaluation and seed.
 pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Result<Baseline> {
@@ -108,11 +91,11 @@ pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Result<Ba
     if &run.recipe.method_label() == label {
         return Ok(Baseline::Reference);
     }
-    let key = eval_key(&run.recipe);
+    let key = lpo_plan::eval_key(&run.recipe);
     let matches: Vec<&PlannedRun> = plan
         .runs
         .iter()
-        .filter(|r| &r.recipe.method_label() == label && eval_key(&r.recipe) == key)
+        .filter(|r| &r.recipe.method_label() == label && lpo_plan::eval_key(&r.recipe) == key)
         .collect();
     match matches.as_slice() {
         [one] => Ok(Baseline::Run {

@@ -292,7 +292,7 @@ pub fn get_path<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
 pub fn canonical(recipe: &Recipe) -> Json {
     let mut json = serde_json::to_value(recipe).expect("recipes serialize");
     let root = json.as_object_mut().expect("a recipe is an object");
-    for cosmetic in ["name", "description", "label", "extends", "sweep"] {
+    for cosmetic in ["name", "description", "label", "extends", "sweep", "report"] {
         root.remove(cosmetic);
     }
     root.insert(
@@ -334,6 +334,30 @@ pub fn run_id(recipe: &Recipe) -> String {
     hasher.finalize()[..6]
         .iter()
         .fold(String::with_capacity(12), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Identity of what a run is evaluated on: its model, reference, data,
+/// evaluation settings (not the baseline) and seed. Runs with equal keys
+/// answer the same held-out prompts, so they can be compared prompt by prompt.
+pub fn eval_key(recipe: &Recipe) -> String {
+    let mut eval = recipe.eval.clone();
+    eval.baseline = String::new();
+    let mut hasher = Sha256::new();
+    hasher.update(b"lpo-eval-key-v1\n");
+    let value = (
+        recipe.model.dims(),
+        &recipe.reference,
+        &recipe.data,
+        eval,
+        recipe.train.seed,
+    );
+    hasher.update(serde_json::to_vec(&value).expect("JSON values serialize"));
+    hasher.finalize()[..8]
+        .iter()
+        .fold(String::with_capacity(16), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })

@@ -44,6 +44,8 @@ pub enum Ty {
     },
     /// Array of data-source tables (`data.mix`).
     Sources,
+    /// Array of tables whose fields are the `path[].field` keys (`report.tables`).
+    Tables,
     /// Table of dotted recipe keys to arrays of values.
     Axes,
     /// One axes table or an array of them (`sweep.zip`).
@@ -160,6 +162,12 @@ pub const KEYS: &[KeySpec] = &[
     key("eval.top_p", Ty::Float { min: 0.0, max: 1.0, open_min: true }, "1.0", "Nucleus mass."),
     key("eval.max_new_tokens", COUNT, "32", "Longest generated response in tokens."),
     key("eval.baseline", Ty::Str, "\"reference\"", "`reference` (the SFT model) or another run's label in the same sweep."),
+    key("report", Ty::Section, "", "Paper-style tables `lpo report RECIPE` regenerates. Not part of run ids."),
+    key("report.tables", Ty::Tables, "[]", "Tables written to `results/tables/<name>.{md,tex,csv}`: rows are methods, columns tasks."),
+    key("report.tables[].name", Ty::Str, "-", "File stem of the table (required)."),
+    key("report.tables[].metric", Ty::Enum(&["win-rate", "reward", "accuracy"]), "\"win-rate\"", "What each cell shows."),
+    key("report.tables[].baseline", Ty::Str, "eval.baseline", "`reference` or a method label to compare against."),
+    key("report.tables[].caption", Ty::Str, "-", "Caption (LaTeX and Markdown)."),
     key("sweep", Ty::Section, "", "How the family expands into runs. Not part of run ids."),
     key("sweep.grid", Ty::Axes, "{}", "Cartesian product: `\"dotted.key\" = [values]`."),
     key("sweep.zip", Ty::ZipAxes, "[]", "Axes that move together (equal lengths); a table, or an array of tables that cross each other."),
@@ -290,6 +298,30 @@ fn check_value(
                 None,
             )),
         },
+        Ty::Tables => match value.as_array() {
+            Some(entries) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    at.push(format!("[{i}]"));
+                    match entry.as_table() {
+                        Some(table) => check_entry_fields(path, table, at, out),
+                        None => out.push(problem(
+                            at,
+                            format!("`{path}` entries must be tables, found {}", describe(entry)),
+                            None,
+                        )),
+                    }
+                    at.pop();
+                }
+            }
+            None => out.push(problem(
+                at,
+                format!(
+                    "`{path}` must be an array of tables, found {}",
+                    describe(value)
+                ),
+                None,
+            )),
+        },
         Ty::Axes => check_axes(path, value, at, out),
         Ty::ZipAxes => match value {
             Value::Array(groups) => {
@@ -367,14 +399,38 @@ fn check_source(path: &str, entry: &Value, at: &mut Vec<String>, out: &mut Vec<P
         ));
         return;
     };
+    check_entry_fields(path, table, at, out);
+    match (table.get("task"), table.get("path"), table.get("format")) {
+        (Some(_), Some(_), _) | (None, None, _) => out.push(problem(
+            at,
+            format!("a `{path}` entry needs exactly one of `task` or `path`"),
+            None,
+        )),
+        (None, Some(_), None) => out.push(problem(
+            at,
+            format!("a `{path}` entry with `path` needs a `format`"),
+            None,
+        )),
+        _ => {}
+    }
+}
+
+/// Checks the fields of one entry of an array-of-tables key against the
+/// `path[].field` keys.
+fn check_entry_fields(
+    path: &str,
+    table: &toml::Table,
+    at: &mut Vec<String>,
+    out: &mut Vec<Problem>,
+) {
+    let prefix = format!("{path}[].");
     for (name, value) in table {
         at.push(name.clone());
-        let field = format!("{path}[].{name}");
-        match spec(&field) {
+        match spec(&format!("{prefix}{name}")) {
             None => {
                 let names = KEYS
                     .iter()
-                    .filter_map(|k| k.path.strip_prefix("data.mix[]."))
+                    .filter_map(|k| k.path.strip_prefix(prefix.as_str()))
                     .collect::<Vec<_>>();
                 let help = crate::diag::did_you_mean(name, names.iter().copied());
                 out.push(problem(
@@ -390,19 +446,6 @@ fn check_source(path: &str, entry: &Value, at: &mut Vec<String>, out: &mut Vec<P
             }
         }
         at.pop();
-    }
-    match (table.get("task"), table.get("path"), table.get("format")) {
-        (Some(_), Some(_), _) | (None, None, _) => out.push(problem(
-            at,
-            format!("a `{path}` entry needs exactly one of `task` or `path`"),
-            None,
-        )),
-        (None, Some(_), None) => out.push(problem(
-            at,
-            format!("a `{path}` entry with `path` needs a `format`"),
-            None,
-        )),
-        _ => {}
     }
 }
 
@@ -521,7 +564,13 @@ pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
                 .into_iter()
                 .try_for_each(|v| in_range(v, min, f64::MAX, open_min))
         }
-        Ty::Section | Ty::Sources | Ty::Axes | Ty::ZipAxes | Ty::Seeds | Ty::Filters => Ok(()),
+        Ty::Section
+        | Ty::Sources
+        | Ty::Tables
+        | Ty::Axes
+        | Ty::ZipAxes
+        | Ty::Seeds
+        | Ty::Filters => Ok(()),
     }
 }
 
@@ -597,7 +646,7 @@ pub fn reference_markdown() -> String {
                 "number or schedule, {} {min}",
                 if open_min { ">" } else { ">=" }
             ),
-            Ty::Sources => "array of tables".to_string(),
+            Ty::Sources | Ty::Tables => "array of tables".to_string(),
             Ty::Axes => "table of arrays".to_string(),
             Ty::ZipAxes => "table or array of tables".to_string(),
             Ty::Seeds => "array of integers".to_string(),
@@ -721,7 +770,10 @@ mod tests {
         walk("", &defaults, &mut seen);
         for path in &seen {
             let spec = spec(path).unwrap_or_else(|| panic!("`{path}` is missing from KEYS"));
-            if spec.default != "-" && spec.default != "preset" && !matches!(spec.ty, Ty::Sources) {
+            if spec.default != "-"
+                && spec.default != "preset"
+                && !matches!(spec.ty, Ty::Sources | Ty::Tables)
+            {
                 let documented: toml::Value =
                     toml::from_str::<toml::Table>(&format!("v = {}", spec.default))
                         .map(|t| t["v"].clone())

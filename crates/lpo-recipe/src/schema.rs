@@ -37,6 +37,8 @@ pub struct Recipe {
     pub eval: EvalConfig,
     /// How the family expands into runs.
     pub sweep: SweepConfig,
+    /// Paper-style tables `lpo report` regenerates. Cosmetic.
+    pub report: ReportConfig,
 }
 
 impl Default for Recipe {
@@ -53,6 +55,7 @@ impl Default for Recipe {
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
             sweep: SweepConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -631,6 +634,47 @@ impl Default for EvalConfig {
             baseline: "reference".into(),
         }
     }
+}
+
+/// What a paper table's cells show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableMetric {
+    /// Win rate against the baseline, with its interval and significance.
+    WinRate,
+    /// Mean reward of the method's responses.
+    Reward,
+    /// Share of responses with the full reward (tasks with an exact answer).
+    Accuracy,
+}
+
+/// One paper table: rows are methods, columns tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// File stem under `results/tables/`.
+    pub name: String,
+    /// Cell contents.
+    #[serde(default = "win_rate")]
+    pub metric: TableMetric,
+    /// `reference` or a method label (default: `eval.baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// Caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+}
+
+fn win_rate() -> TableMetric {
+    TableMetric::WinRate
+}
+
+/// Report section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Tables to regenerate.
+    pub tables: Vec<TableSpec>,
 }
 
 /// One group of axes that move together.

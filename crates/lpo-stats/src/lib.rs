@@ -65,7 +65,11 @@ impl Tally {
 
     /// Wilson 95% interval of the win rate (ties count half a success).
     pub fn wilson(&self) -> Interval {
-        wilson(self.wins as f64 + 0.5 * self.ties as f64, self.n() as f64, 0.95)
+        wilson(
+            self.wins as f64 + 0.5 * self.ties as f64,
+            self.n() as f64,
+            0.95,
+        )
     }
 
     /// Exact two-sided sign test p-value (ties dropped).
@@ -288,7 +292,10 @@ mod tests {
         // Width close to the normal approximation 2 * 1.96 * sd / sqrt(n).
         let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 199.0).sqrt();
         let expected = 2.0 * 1.96 * sd / 200f64.sqrt();
-        assert!(((a.hi - a.lo) - expected).abs() < 0.1 * expected, "{a:?} vs width {expected}");
+        assert!(
+            ((a.hi - a.lo) - expected).abs() < 0.1 * expected,
+            "{a:?} vs width {expected}"
+        );
         // A constant difference has a degenerate interval.
         let c = paired_bootstrap(&[1.5; 10], 100, 0);
         assert_eq!((c.lo, c.hi), (1.5, 1.5));

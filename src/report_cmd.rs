@@ -1,0 +1,171 @@
+//! `lpo report`: tables, paper tables and plots from a sweep's results.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use lpo_recipe::{Overrides, TableSpec};
+use lpo_report::collect::{self, Collection, PlannedId};
+use lpo_report::Format;
+
+/// Output format of `lpo report`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Markdown.
+    Md,
+    /// LaTeX (booktabs).
+    Latex,
+    /// CSV, one row per (method, task).
+    Csv,
+}
+
+/// Options of `lpo report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A recipe (.toml) or one family's results directory; default: every
+    /// family under --results.
+    pub target: Option<PathBuf>,
+    /// Compare with this method label instead of the recipe's eval.baseline
+    /// (`reference` = the SFT model), prompt by prompt.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Printed format (all three are written next to the results).
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: FormatArg,
+    /// Recipe overrides, as for `lpo sweep` (so the plan matches).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Results root.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+}
+
+struct Family {
+    dir: PathBuf,
+    planned: Option<Vec<PlannedId>>,
+    specs: Vec<TableSpec>,
+    baseline: Option<String>,
+}
+
+fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
+    let loaded = match lpo_recipe::load(path, &Overrides::from_process(args.sets.clone())) {
+        Ok(l) => l,
+        Err(d) => {
+            crate::print_diagnostics(&d);
+            return Ok(None);
+        }
+    };
+    let plan = match lpo_plan::plan(&loaded.recipe) {
+        Ok(p) => p,
+        Err(d) => {
+            crate::print_diagnostics(&d);
+            return Ok(None);
+        }
+    };
+    let planned = plan
+        .runs
+        .iter()
+        .map(|r| (r.id.clone(), r.recipe.method_label()))
+        .collect();
+    Ok(Some(Family {
+        dir: args.results.join(&loaded.recipe.name),
+        planned: Some(planned),
+        specs: loaded.recipe.report.tables.clone(),
+        baseline: Some(loaded.recipe.eval.baseline.clone()),
+    }))
+}
+
+fn from_dir(dir: &Path) -> Result<Family> {
+    Ok(Family {
+        dir: dir.to_path_buf(),
+        planned: collect::read_plan_json(dir)?,
+        specs: Vec::new(),
+        baseline: None,
+    })
+}
+
+/// Runs `lpo report`.
+pub fn run(args: &ReportArgs) -> Result<ExitCode> {
+    let families = match &args.target {
+        Some(path) if path.is_file() => match from_recipe(args, path)? {
+            Some(f) => vec![f],
+            None => return Ok(ExitCode::from(2)),
+        },
+        Some(path) if path.is_dir() => vec![from_dir(path)?],
+        Some(path) => bail!(
+            "{} is neither a recipe file nor a results directory",
+            path.display()
+        ),
+        None => {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&args.results)
+                .with_context(|| format!("reading {}", args.results.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir() && p.join("plan.json").exists())
+                .collect();
+            dirs.sort();
+            if dirs.is_empty() {
+                bail!(
+                    "no sweep results under {} (run `lpo sweep RECIPE` first)",
+                    args.results.display()
+                );
+            }
+            dirs.iter().map(|d| from_dir(d)).collect::<Result<_>>()?
+        }
+    };
+    let format = match args.format {
+        FormatArg::Md => Format::Markdown,
+        FormatArg::Latex => Format::Latex,
+        FormatArg::Csv => Format::Csv,
+    };
+    for family in families {
+        let collection: Collection = collect::collect(&family.dir, family.planned.as_deref())?;
+        let baseline = args
+            .baseline
+            .clone()
+            .or(family.baseline)
+            .or_else(|| {
+                collection
+                    .runs
+                    .first()
+                    .map(|r| r.recipe.eval.baseline.clone())
+            })
+            .unwrap_or_else(|| "reference".into());
+        let specs = if family.specs.is_empty() {
+            collection
+                .runs
+                .first()
+                .map(|r| r.recipe.report.tables.clone())
+                .unwrap_or_default()
+        } else {
+            family.specs
+        };
+        let written =
+            lpo_report::write_report(&collection, &baseline, format, &specs, &args.results)?;
+        print!("{}", written.text);
+        for a in &written.absent {
+            eprintln!(
+                "not in the report: {} ({}) {}{}",
+                a.id,
+                a.label,
+                a.state,
+                a.detail
+                    .as_ref()
+                    .map_or(String::new(), |d| format!(": {d}"))
+            );
+        }
+        for (id, why) in &written.unpaired {
+            eprintln!("not compared: {id}: {why}");
+        }
+        eprintln!(
+            "wrote {}",
+            written
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
