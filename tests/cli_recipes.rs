@@ -208,7 +208,7 @@ fn set_and_environment_override_and_explain_says_so() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("train.steps = 60  (set by recipe file recipes/quickstart.toml)"),
+        stdout.contains("train.steps = 200  (set by recipe file recipes/quickstart.toml)"),
         "{stdout}"
     );
     assert!(
