@@ -58,7 +58,7 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     let device = crate::sweep::device_for(recipe)?;
     let sources = lpo_train::sources::load_sources(recipe)?;
     let (tokenizer, tokenizer_id) = lpo_train::sources::tokenizer(recipe)?;
-    let mut bars = Bars::new(format!("[{}]", run.id));
+    let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
     let reference = lpo_train::reference::obtain(
         recipe,
         &sources,

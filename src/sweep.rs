@@ -8,20 +8,24 @@
 //! complete run is never redone.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::ProgressBar;
 use lpo_plan::{Plan, PlannedRun};
 use lpo_recipe::{DeviceChoice, Recipe};
 use lpo_results::{write_atomic, Layout, Status, Summary};
 use lpo_torch::DeviceRequest;
 use lpo_train::run::{Baseline, RunOutcome, RunRequest};
 
-use crate::progress::Bars;
+use crate::progress::{Bars, Mode, SweepBars};
 use crate::recipes::RecipeArgs;
 
 /// Exit status of `lpo run` when another process holds the run's lock.
@@ -63,6 +67,9 @@ pub struct RunArgs {
     /// Log one line per phase instead of drawing progress bars.
     #[arg(long)]
     pub no_bars: bool,
+    /// Write machine-readable progress to stdout (used by `lpo sweep`).
+    #[arg(long, hide = true)]
+    pub progress_pipe: bool,
 }
 
 /// Options of `lpo sweep`.
@@ -155,19 +162,32 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         device,
         baseline,
     };
-    let mut bars = Bars::new(format!("[{} {}]", run.id, recipe.method_label()));
-    bars.set_hidden(args.no_bars);
+    let mode = if args.progress_pipe {
+        Mode::Pipe
+    } else if args.no_bars {
+        Mode::Lines
+    } else {
+        Mode::Bars
+    };
+    let mut bars = Bars::new(format!("[{} {}]", run.id, recipe.method_label()), mode);
+    let say = |line: String| {
+        if mode == Mode::Pipe {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
     match lpo_train::run::execute(&request, &mut bars)? {
         RunOutcome::Complete(summary) => {
-            report_line(&summary, "complete");
+            say(report_line(&summary, "complete"));
             Ok(ExitCode::SUCCESS)
         }
         RunOutcome::AlreadyComplete(summary) => {
-            report_line(&summary, "already complete");
+            say(report_line(&summary, "already complete"));
             Ok(ExitCode::SUCCESS)
         }
         RunOutcome::Failed(summary) => {
-            report_line(&summary, "FAILED");
+            say(report_line(&summary, "FAILED"));
             Ok(ExitCode::FAILURE)
         }
         RunOutcome::Locked => {
@@ -180,15 +200,15 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
     }
 }
 
-fn report_line(summary: &Summary, what: &str) {
+fn report_line(summary: &Summary, what: &str) -> String {
     match (&summary.headline, &summary.error) {
-        (_, Some(error)) => eprintln!(
+        (_, Some(error)) => format!(
             "{} {} {what} at step {}: {error}",
             summary.run_id,
             summary.label,
             summary.failed_step.map_or("-".into(), |s| s.to_string())
         ),
-        (Some(h), None) => eprintln!(
+        (Some(h), None) => format!(
             "{} {} {what}: win rate {:.3} vs {} (reward {:.2} vs {:.2})",
             summary.run_id,
             summary.label,
@@ -197,7 +217,7 @@ fn report_line(summary: &Summary, what: &str) {
             h.policy_reward,
             h.baseline_reward
         ),
-        (None, None) => eprintln!("{} {} {what}", summary.run_id, summary.label),
+        (None, None) => format!("{} {} {what}", summary.run_id, summary.label),
     }
 }
 
@@ -248,7 +268,8 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         layout.recipe_dir(&name).display()
     );
     let started = Instant::now();
-    let mut children: Vec<(usize, Child)> = Vec::new();
+    let bars = Arc::new(SweepBars::new(total as u64, earlier as u64));
+    let mut children: Vec<(usize, Child, ProgressBar, JoinHandle<()>)> = Vec::new();
     let mut finished = earlier;
     loop {
         // Start what may start.
@@ -264,14 +285,24 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 {
                     states[i] = RunState::Done("failed: its baseline run failed");
                     finished += 1;
-                    eprintln!(
+                    bars.println(&format!(
                         "[{finished}/{total}] {} skipped: baseline run {} did not complete",
                         plan.runs[i].id, plan.runs[b].id
-                    );
+                    ));
                     continue;
                 }
             }
-            children.push((i, spawn_run(args, &plan.runs[i], threads, jobs > 1)?));
+            let run = &plan.runs[i];
+            let mut child = spawn_run(args, run, threads)?;
+            let bar = bars.run_bar(&format!("[{} {}]", run.id, run.recipe.method_label()));
+            let stdout = child.stdout.take().expect("piped stdout");
+            let (feed_bars, feed_bar) = (Arc::clone(&bars), bar.clone());
+            let reader = std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    feed_bars.feed(&feed_bar, &line);
+                }
+            });
+            children.push((i, child, bar, reader));
             states[i] = RunState::Running;
         }
         if children.is_empty() {
@@ -279,10 +310,12 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(100));
         let mut still = Vec::new();
-        for (i, mut child) in children {
+        for (i, mut child, bar, reader) in children {
             match child.try_wait()? {
-                None => still.push((i, child)),
+                None => still.push((i, child, bar, reader)),
                 Some(status) => {
+                    let _ = reader.join();
+                    bars.run_finished(&bar);
                     finished += 1;
                     let run = &plan.runs[i];
                     let outcome = match (status.code(), status.signal()) {
@@ -294,16 +327,17 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                         (None, None) => "failed",
                     };
                     states[i] = RunState::Done(outcome);
-                    eprintln!(
+                    bars.println(&format!(
                         "[{finished}/{total}] {} {} {outcome}",
                         run.id,
                         run.recipe.method_label()
-                    );
+                    ));
                 }
             }
         }
         children = still;
     }
+    bars.finish();
     print_sweep_table(&plan, &layout, &name, &states)?;
     eprintln!(
         "sweep took {:.1}s; `lpo report {}` tabulates it",
@@ -321,7 +355,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     })
 }
 
-fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32, quiet: bool) -> Result<Child> {
+fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32) -> Result<Child> {
     let exe = std::env::current_exe().context("locating the lpo executable")?;
     let mut command = Command::new(exe);
     command
@@ -334,9 +368,7 @@ fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32, quiet: bool) -> R
     for set in &args.recipe.sets {
         command.args(["--set", set]);
     }
-    if quiet {
-        command.arg("--no-bars");
-    }
+    command.arg("--progress-pipe").stdout(Stdio::piped());
     // SAFETY: prctl is async-signal-safe; the child dies when the sweep does,
     // so an interrupted sweep leaves no orphan writing results.
     unsafe {

@@ -1,26 +1,7 @@
 //! End-to-end: `lpo data preview` on built-in tasks and on imported files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn lpo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{lpo, scratch, text};
 
 const SMALL: &str = r#"
 name = "preview-test"

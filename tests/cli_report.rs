@@ -2,22 +2,13 @@
 //! agreement with eval.csv, head-to-head baselines, paper tables, plots and
 //! partial sweeps.
 
+mod common;
+use common::{lpo, text};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
-
-fn lpo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 const RECIPE: &str = r#"
 name = "rep"

@@ -2,28 +2,12 @@
 //! isolated, interrupted sweeps resume without redoing or duplicating runs,
 //! and CPU runs are deterministic.
 
+mod common;
+use common::{lpo, scratch, text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn lpo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A recipe small enough for seconds on a CPU.
 fn small(steps: u32, checkpoint_every: u32, sweep: &str) -> String {
@@ -242,4 +226,39 @@ fn run_by_id_and_unknown_ids() {
     let out = lpo(&dir, &["run", "r.toml", "--id", "000000000000"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no run 000000000000 in the plan of r.toml"));
+}
+
+#[test]
+fn a_label_baseline_is_run_first_and_compared_prompt_by_prompt() {
+    let dir = scratch("sweep-label-baseline");
+    let recipe = small(
+        3,
+        0,
+        r#"zip = { "label" = ["lpo", "dpo"], "loss.kind" = ["lpo", "dpo"] }"#,
+    )
+    .replace("[eval]\n", "[eval]\nbaseline = \"dpo\"\n");
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dirs = run_dirs(&dir.join("results"));
+    let by_label = |label: &str| {
+        dirs.iter()
+            .find(|d| summary(d)["label"] == label)
+            .unwrap()
+            .clone()
+    };
+    let (lpo_dir, dpo_dir) = (by_label("lpo"), by_label("dpo"));
+    let dpo_id = dpo_dir.file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(summary(&lpo_dir)["headline"]["baseline"], dpo_id.as_str());
+    // The DPO run itself is compared with the reference.
+    assert_eq!(summary(&dpo_dir)["headline"]["baseline"], "reference");
+    // The baseline columns of the LPO run are the DPO run's responses.
+    let read = |d: &Path| {
+        let mut r = csv::Reader::from_path(d.join("eval.csv")).unwrap();
+        r.records().map(|r| r.unwrap()).collect::<Vec<_>>()
+    };
+    for (l, d) in read(&lpo_dir).iter().zip(read(&dpo_dir)) {
+        assert_eq!(&l[0], &d[0]); // prompt id
+        assert_eq!(&l[6], &d[3]); // baseline_response == dpo's policy_response
+    }
 }

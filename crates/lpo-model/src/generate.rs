@@ -37,21 +37,36 @@ pub struct GenerateOptions {
     pub decoding: Decoding,
 }
 
-/// Left-pads token rows: `([B, T] tokens, [B, T] bool validity)`.
-pub fn left_pad(rows: &[Vec<i64>], pad: i64, device: Device) -> (Tensor, Tensor) {
+/// Pads token rows to a common width: `([N, T] tokens, [N, T] bool validity)`.
+/// Left padding puts every row's last token in the last column (prompts);
+/// right padding puts every row's first token in the first (responses).
+pub fn pad_rows(rows: &[Vec<i64>], pad: i64, device: Device, left: bool) -> (Tensor, Tensor) {
     let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let mut tokens = Vec::with_capacity(rows.len() * width);
     let mut valid = Vec::with_capacity(rows.len() * width);
     for row in rows {
         let fill = width - row.len();
-        tokens.extend(std::iter::repeat_n(pad, fill).chain(row.iter().copied()));
-        valid.extend(std::iter::repeat_n(false, fill).chain(std::iter::repeat_n(true, row.len())));
+        if left {
+            tokens.extend(std::iter::repeat_n(pad, fill));
+            valid.extend(std::iter::repeat_n(false, fill));
+        }
+        tokens.extend(row.iter().copied());
+        valid.extend(std::iter::repeat_n(true, row.len()));
+        if !left {
+            tokens.extend(std::iter::repeat_n(pad, fill));
+            valid.extend(std::iter::repeat_n(false, fill));
+        }
     }
     let shape = [rows.len() as i64, width as i64];
     (
         Tensor::from_slice(&tokens).view(shape).to_device(device),
         Tensor::from_slice(&valid).view(shape).to_device(device),
     )
+}
+
+/// Left-pads token rows (see [`pad_rows`]).
+pub fn left_pad(rows: &[Vec<i64>], pad: i64, device: Device) -> (Tensor, Tensor) {
+    pad_rows(rows, pad, device, true)
 }
 
 /// Generates one response per prompt (token ids, without the end token).

@@ -4,7 +4,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::generate::left_pad;
+use crate::generate::{left_pad, pad_rows};
 use crate::model::{positions_of, KvCache, Mistral};
 
 /// Summed log-probabilities and token counts of responses, both `[B, K]`.
@@ -15,21 +15,9 @@ pub struct ResponseLogps {
     pub tokens: Tensor,
 }
 
-/// Right-pads token rows: `([N, T] tokens, [N, T] bool validity)`.
+/// Right-pads token rows (see [`pad_rows`]).
 pub fn right_pad(rows: &[Vec<i64>], pad: i64, device: Device) -> (Tensor, Tensor) {
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let mut tokens = Vec::with_capacity(rows.len() * width);
-    let mut valid = Vec::with_capacity(rows.len() * width);
-    for row in rows {
-        let fill = width - row.len();
-        tokens.extend(row.iter().copied().chain(std::iter::repeat_n(pad, fill)));
-        valid.extend(std::iter::repeat_n(true, row.len()).chain(std::iter::repeat_n(false, fill)));
-    }
-    let shape = [rows.len() as i64, width as i64];
-    (
-        Tensor::from_slice(&tokens).view(shape).to_device(device),
-        Tensor::from_slice(&valid).view(shape).to_device(device),
-    )
+    pad_rows(rows, pad, device, false)
 }
 
 /// Log-probabilities of `responses` (B*K rows, prompt-major: rows b*K..(b+1)*K

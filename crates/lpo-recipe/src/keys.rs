@@ -281,35 +281,11 @@ fn check_value(
                 None,
             )),
         },
-        Ty::Sources => match value.as_array() {
+        Ty::Sources | Ty::Tables => match value.as_array() {
             Some(entries) => {
                 for (i, entry) in entries.iter().enumerate() {
                     at.push(format!("[{i}]"));
-                    check_source(path, entry, at, out);
-                    at.pop();
-                }
-            }
-            None => out.push(problem(
-                at,
-                format!(
-                    "`{path}` must be an array of tables, found {}",
-                    describe(value)
-                ),
-                None,
-            )),
-        },
-        Ty::Tables => match value.as_array() {
-            Some(entries) => {
-                for (i, entry) in entries.iter().enumerate() {
-                    at.push(format!("[{i}]"));
-                    match entry.as_table() {
-                        Some(table) => check_entry_fields(path, table, at, out),
-                        None => out.push(problem(
-                            at,
-                            format!("`{path}` entries must be tables, found {}", describe(entry)),
-                            None,
-                        )),
-                    }
+                    check_entry(path, entry, matches!(spec.ty, Ty::Sources), at, out);
                     at.pop();
                 }
             }
@@ -390,7 +366,15 @@ fn check_value(
     }
 }
 
-fn check_source(path: &str, entry: &Value, at: &mut Vec<String>, out: &mut Vec<Problem>) {
+/// Checks one entry of an array-of-tables key; `source` adds the `data.mix`
+/// rules (exactly one of task and path; a path needs a format).
+fn check_entry(
+    path: &str,
+    entry: &Value,
+    source: bool,
+    at: &mut Vec<String>,
+    out: &mut Vec<Problem>,
+) {
     let Some(table) = entry.as_table() else {
         out.push(problem(
             at,
@@ -400,6 +384,9 @@ fn check_source(path: &str, entry: &Value, at: &mut Vec<String>, out: &mut Vec<P
         return;
     };
     check_entry_fields(path, table, at, out);
+    if !source {
+        return;
+    }
     match (table.get("task"), table.get("path"), table.get("format")) {
         (Some(_), Some(_), _) | (None, None, _) => out.push(problem(
             at,

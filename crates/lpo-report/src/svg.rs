@@ -32,12 +32,14 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
         .map(|m| m * mag)
         .find(|s| span / s <= 6.0)
         .unwrap_or(10.0 * mag);
-    let mut t = (lo / step).ceil() * step;
-    let mut out = Vec::new();
-    while t <= hi + 1e-9 * span {
-        out.push(if t.abs() < 1e-12 * step { 0.0 } else { t });
-        t += step;
-    }
+    // Integer multiples of the step, rounded to its decimals so 3 x 0.2
+    // prints (and compares) as 0.6.
+    let decimals = 10f64.powi((-step.log10().floor()).max(0.0) as i32);
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    let out: Vec<f64> = (first..=last)
+        .map(|k| (k as f64 * step * decimals).round() / decimals)
+        .collect();
     out
 }
 
@@ -284,9 +286,9 @@ mod tests {
     #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(ticks(0.0, 1.0), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
-        let t = ticks(-3.7, 12.2);
-        assert_eq!(t.first(), Some(&-2.0));
-        assert_eq!(t.last(), Some(&12.0));
+        // A step of 2 would need 8 ticks; 5 needs 3.
+        assert_eq!(ticks(-3.7, 12.2), [0.0, 5.0, 10.0]);
+        assert_eq!(ticks(-0.35, 0.1), [-0.3, -0.2, -0.1, 0.0, 0.1]);
     }
 
     #[test]

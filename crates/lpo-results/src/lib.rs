@@ -53,6 +53,14 @@ impl Layout {
         self.cache_dir().join(format!("lists-{id}.jsonl"))
     }
 
+    /// A cache entry's file (`<kind>-<id>.<ext>`) and the lock guarding its creation.
+    pub fn cache_entry(&self, kind: &str, id: &str, ext: &str) -> (PathBuf, PathBuf) {
+        (
+            self.cache_dir().join(format!("{kind}-{id}.{ext}")),
+            self.cache_lock(&format!("{kind}-{id}")),
+        )
+    }
+
     /// Lock guarding the creation of a cache entry.
     pub fn cache_lock(&self, entry: &str) -> PathBuf {
         self.cache_dir().join(format!("{entry}.lock"))

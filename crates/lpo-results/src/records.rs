@@ -177,14 +177,7 @@ pub struct EvalRecord {
 
 /// Reads `eval.csv`.
 pub fn read_eval(dir: &Path) -> Result<Vec<EvalRecord>> {
-    let path = dir.join(EVAL);
-    let mut reader =
-        csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
-    reader
-        .deserialize()
-        .enumerate()
-        .map(|(i, r)| r.with_context(|| format!("{}: record {}", path.display(), i + 1)))
-        .collect()
+    read_rows(&dir.join(EVAL))
 }
 
 /// Serializes rows as CSV with a header.

@@ -273,11 +273,10 @@ fn reference_logps(
             request.device.is_cuda(),
         ),
     );
-    let path = request
+    let (path, lock) = request
         .layout
-        .cache_dir()
-        .join(format!("reference-logps-{id}.safetensors"));
-    let _lock = FileLock::acquire(&request.layout.cache_lock(&format!("reference-logps-{id}")))?;
+        .cache_entry("reference-logps", &id, "safetensors");
+    let _lock = FileLock::acquire(&lock)?;
     if path.exists() {
         let t = checkpoint::read_tensors(&path, request.device)?;
         let sum = t
@@ -570,11 +569,8 @@ fn reference_responses(
             recipe.train.seed,
         ),
     );
-    let path = request
-        .layout
-        .cache_dir()
-        .join(format!("reference-eval-{id}.json"));
-    let _lock = FileLock::acquire(&request.layout.cache_lock(&format!("reference-eval-{id}")))?;
+    let (path, lock) = request.layout.cache_entry("reference-eval", &id, "json");
+    let _lock = FileLock::acquire(&lock)?;
     if path.exists() {
         return serde_json::from_slice(&std::fs::read(&path)?)
             .with_context(|| format!("reading {}", path.display()));
