@@ -262,3 +262,29 @@ fn a_label_baseline_is_run_first_and_compared_prompt_by_prompt() {
         assert_eq!(&l[6], &d[3]); // baseline_response == dpo's policy_response
     }
 }
+
+#[test]
+fn sampled_evaluation_uses_common_random_numbers() {
+    // A policy that does not move (lr 1e-12 changes no f32 weight) samples
+    // exactly what the reference samples: every prompt ties.
+    let dir = scratch("sweep-crn");
+    let recipe = small(2, 0, "")
+        .replace("learning_rate = 1e-3", "learning_rate = 1e-12")
+        .replace(
+            "[eval]\n",
+            "[eval]\ndecoding = \"sample\"\ntemperature = 1.5\n",
+        );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run = run_dirs(&dir.join("results")).remove(0);
+    let mut reader = csv::Reader::from_path(run.join("eval.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 12);
+    let distinct: std::collections::HashSet<&str> = rows.iter().map(|r| &r[3]).collect();
+    assert!(distinct.len() > 1, "sampling should vary across prompts");
+    for r in &rows {
+        assert_eq!(&r[3], &r[6], "policy and reference responses differ");
+        assert_eq!(&r[8], "tie");
+    }
+}

@@ -509,12 +509,17 @@ fn decoding(recipe: &Recipe) -> Decoding {
 }
 
 /// Generates one response per example, in batches.
+///
+/// Sampling uses common random numbers: chunk i of the prompts always draws
+/// from the stream seeded by (seed, i), row by row and step by step, for the
+/// policy and for the baseline alike. Paired comparisons then differ only
+/// where the models differ (a policy equal to the reference ties on every
+/// prompt), which removes the sampling noise of two independent streams.
 fn respond(
     model: &Mistral,
     tokenizer: &dyn Tokenize,
     examples: &[Example],
     recipe: &Recipe,
-    seed_purpose: &str,
     progress: &mut dyn Progress,
     phase: &str,
 ) -> Vec<String> {
@@ -526,10 +531,13 @@ fn respond(
         decoding: decoding(recipe),
     };
     let max_len = model.config().max_position_embeddings as usize;
-    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, seed_purpose));
     let mut out = Vec::with_capacity(examples.len());
     progress.start(phase, examples.len() as u64);
-    for chunk in examples.chunks(CHUNK) {
+    for (i, chunk) in examples.chunks(CHUNK).enumerate() {
+        let mut rng = StdRng::seed_from_u64(derive_seed(
+            recipe.train.seed,
+            &format!("eval-sampling-{i}"),
+        ));
         let prompts: Vec<Vec<i64>> = chunk
             .iter()
             .map(|e| encode_pair(tokenizer, &e.prompt, None, max_len).0)
@@ -580,7 +588,6 @@ fn reference_responses(
         tokenizer,
         examples,
         recipe,
-        "eval-sampling-reference",
         progress,
         "reference responses",
     );
@@ -597,15 +604,7 @@ fn evaluate(
     progress: &mut dyn Progress,
 ) -> Result<Vec<EvalRecord>> {
     let recipe = request.recipe;
-    let policy_responses = respond(
-        policy,
-        tokenizer,
-        examples,
-        recipe,
-        "eval-sampling-policy",
-        progress,
-        "evaluation",
-    );
+    let policy_responses = respond(policy, tokenizer, examples, recipe, progress, "evaluation");
     let ids: Vec<String> = (0..examples.len())
         .map(|i| format!("{}-{i:05}", examples[i].task.name()))
         .collect();
