@@ -288,3 +288,31 @@ fn sampled_evaluation_uses_common_random_numbers() {
         assert_eq!(&r[8], "tie");
     }
 }
+
+#[test]
+fn a_run_locked_by_another_process_is_left_alone() {
+    let dir = scratch("run-locked");
+    std::fs::write(dir.join("r.toml"), small(2, 0, "")).unwrap();
+    let plan = lpo(&dir, &["plan", "r.toml", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let id = plan["runs"][0]["id"].as_str().unwrap().to_string();
+    let run_dir = dir.join("results/small").join(&id);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let held = lpo_results::FileLock::try_acquire(&run_dir.join(".lock"))
+        .unwrap()
+        .unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--id", &id, "--no-bars"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("being written by another process"));
+    assert!(!run_dir.join("summary.json").exists(), "nothing written");
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("locked by another process"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(held);
+    let out = lpo(&dir, &["run", "r.toml", "--id", &id, "--no-bars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
