@@ -326,6 +326,9 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                         (None, Some(_)) => "failed: killed by a signal",
                         (None, None) => "failed",
                     };
+                    if let Some(signal) = status.signal() {
+                        record_killed(&layout.run_dir(&name, &run.id), signal)?;
+                    }
                     states[i] = RunState::Done(outcome);
                     bars.println(&format!(
                         "[{finished}/{total}] {} {} {outcome}",
@@ -353,6 +356,31 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Marks a run whose process was killed (e.g. by the kernel's out-of-memory
+/// killer) as failed, so the report says why; its checkpoint stays, and the
+/// next sweep retries it from there.
+fn record_killed(dir: &std::path::Path, signal: i32) -> Result<()> {
+    let Some(_lock) = lpo_results::FileLock::try_acquire(&dir.join(".lock"))? else {
+        return Ok(());
+    };
+    if let Some(mut summary) = Summary::read(dir)? {
+        if summary.status == Status::Running {
+            summary.status = Status::Failed;
+            summary.failed_step = Some(summary.steps_done);
+            summary.error = Some(format!(
+                "the run's process was killed by signal {signal}{}",
+                if signal == libc::SIGKILL {
+                    " (SIGKILL: out of memory?)"
+                } else {
+                    ""
+                }
+            ));
+            summary.write(dir)?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32) -> Result<Child> {

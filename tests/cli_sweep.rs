@@ -316,3 +316,74 @@ fn a_run_locked_by_another_process_is_left_alone() {
     let out = lpo(&dir, &["run", "r.toml", "--id", &id, "--no-bars"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Child processes of `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the command name: state, then parent pid.
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_killed_by_the_os_is_marked_failed_and_resumed_by_the_next_sweep() {
+    let dir = scratch("sweep-oom-kill");
+    std::fs::write(dir.join("r.toml"), small(300, 10, "")).unwrap();
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(["sweep", "r.toml"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let results = dir.join("results");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let run = loop {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+        if results.join("small").is_dir() {
+            if let Some(d) = run_dirs(&results)
+                .into_iter()
+                .find(|d| d.join("checkpoint/state.json").exists())
+            {
+                break d;
+            }
+        }
+    };
+    // Kill the `lpo run` child, as the kernel's out-of-memory killer would.
+    let child = children_of(sweep.id());
+    assert_eq!(child.len(), 1, "{child:?}");
+    Command::new("kill")
+        .args(["-9", &child[0].to_string()])
+        .status()
+        .unwrap();
+    let out = sweep.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("failed: killed by a signal"),
+        "{}",
+        text(&out.stderr)
+    );
+    let s = summary(&run);
+    assert_eq!(s["status"], "failed");
+    assert!(
+        s["error"].as_str().unwrap().contains("killed by signal 9"),
+        "{s}"
+    );
+    // The next sweep retries it from its checkpoint.
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = summary(&run);
+    assert_eq!(s["status"], "complete");
+    assert!(s["resumed_from"].as_u64().unwrap() > 0, "{s}");
+}
