@@ -339,7 +339,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 fn a_run_killed_by_the_os_is_marked_failed_and_resumed_by_the_next_sweep() {
     let dir = scratch("sweep-oom-kill");
     std::fs::write(dir.join("r.toml"), small(300, 10, "")).unwrap();
-    let mut sweep = Command::new(env!("CARGO_BIN_EXE_lpo"))
+    let sweep = Command::new(env!("CARGO_BIN_EXE_lpo"))
         .args(["sweep", "r.toml"])
         .current_dir(&dir)
         .stdout(Stdio::null())
