@@ -6,6 +6,7 @@ mod loss_cmd;
 mod progress;
 mod recipes;
 mod report_cmd;
+mod status_cmd;
 mod sweep;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Train and evaluate one planned run (the unit a cluster scheduler calls).
     Run(sweep::RunArgs),
+    /// Show where every planned run stands: complete, running, interrupted, failed or missing.
+    Status(status_cmd::StatusArgs),
     /// Tabulate a sweep's results: win rates with intervals and significance, paper tables, plots.
     Report(report_cmd::ReportArgs),
     /// Inspect the data a recipe trains on.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Data(command) => data_cmd::run(&command),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Run(args) => sweep::run_one(&args),
+        Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
     };
     match result {

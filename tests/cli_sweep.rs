@@ -90,6 +90,18 @@ fn a_nan_run_fails_with_its_step_while_the_others_complete() {
     statuses.sort();
     assert_eq!(statuses.len(), 3, "{statuses:?}");
     assert!(stderr.contains("failed"), "{stderr}");
+    // `lpo status` tells the same without running anything.
+    let out = lpo(&dir, &["status", "r.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = text(&out.stdout);
+    assert!(table.contains("2 of 3 runs complete"), "{table}");
+    let broken = table.lines().find(|l| l.contains("broken")).unwrap();
+    assert!(
+        broken.contains("failed")
+            && broken.contains("3/6")
+            && broken.contains("loss is NaN at step 3"),
+        "{broken}"
+    );
 }
 
 #[test]

@@ -1,0 +1,93 @@
+//! `lpo status`: where every planned run of a recipe stands, without running anything.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use lpo_results::{Layout, Status, Summary};
+
+use crate::recipes::RecipeArgs;
+
+/// Options of `lpo status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Results root.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+}
+
+/// Prints one line per planned run: status, progress, headline or error.
+/// Exits 0 when every run is complete, 1 otherwise.
+pub fn run(args: &StatusArgs) -> Result<ExitCode> {
+    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let layout = Layout::new(&args.results);
+    let header: Vec<String> = ["#", "id", "label", "status", "steps", "win rate", "note"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut rows = Vec::new();
+    let mut complete = 0;
+    for run in &plan.runs {
+        let dir = layout.run_dir(&run.recipe.name, &run.id);
+        let summary = Summary::read(&dir)?;
+        let locked = lpo_results::FileLock::try_acquire(&dir.join(".lock"))
+            .ok()
+            .flatten()
+            .is_none()
+            && dir.is_dir();
+        let (status, steps, win, note) = match &summary {
+            None => (
+                "missing".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+                String::new(),
+            ),
+            Some(s) => {
+                let status = match s.status {
+                    Status::Complete => {
+                        complete += 1;
+                        "complete"
+                    }
+                    Status::Failed => "failed",
+                    Status::Running if locked => "running",
+                    Status::Running => "interrupted",
+                };
+                let win = s.headline.as_ref().map_or("-".into(), |h| {
+                    format!("{:.3} vs {}", h.win_rate, h.baseline)
+                });
+                let note = match (&s.error, s.resumed_from) {
+                    (Some(e), _) => e.clone(),
+                    (None, Some(step)) => format!("resumed from step {step}"),
+                    _ => String::new(),
+                };
+                (
+                    status.to_string(),
+                    format!("{}/{}", s.steps_done, s.steps),
+                    win,
+                    note,
+                )
+            }
+        };
+        rows.push(vec![
+            run.index.to_string(),
+            run.id.clone(),
+            run.recipe.method_label(),
+            status,
+            steps,
+            win,
+            note,
+        ]);
+    }
+    crate::recipes::print_table(&header, &rows);
+    println!("{complete} of {} runs complete", plan.runs.len());
+    Ok(if complete == plan.runs.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
