@@ -79,3 +79,103 @@ fn preview_names_the_bad_line_when_records_must_be_valid() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("lists.jsonl:2: invalid JSON"), "{stderr}");
 }
+
+/// A word-level `tokenizer.json` whose words are the numbers 0..=198 and the
+/// arithmetic symbols, in the format the `tokenizers` library writes.
+fn arithmetic_tokenizer() -> String {
+    let mut vocab = vec![
+        ("<pad>".to_string(), 0),
+        ("<s>".to_string(), 1),
+        ("</s>".to_string(), 2),
+        ("[UNK]".to_string(), 3),
+    ];
+    for (i, sym) in ["+", "-", "="].iter().enumerate() {
+        vocab.push((sym.to_string(), 4 + i));
+    }
+    for n in 0..=198 {
+        vocab.push((n.to_string(), 7 + n));
+    }
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        vocab.into_iter().map(|(w, i)| (w, i.into())).collect();
+    let special = |id: usize, content: &str| {
+        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+    };
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "<pad>"), special(1, "<s>"), special(2, "</s>"), special(3, "[UNK]")],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_hugging_face_tokenizer_drives_a_whole_run() {
+    let dir = scratch("hf-tokenizer-run");
+    std::fs::write(dir.join("tokenizer.json"), arithmetic_tokenizer()).unwrap();
+    let recipe = SMALL
+        .replace(
+            "[data]",
+            "[model]\nvocab = 256\n[data]\ntokenizer = \"tokenizer.json\"",
+        )
+        .replace(
+            "[eval]",
+            "[train]\nsteps = 3\nbatch_size = 4\n[eval]\nprompts = 10",
+        );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let results = dir.join("results/preview-test");
+    let run = std::fs::read_dir(&results)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
+    assert_eq!(eval.lines().count(), 11, "{eval}");
+    // Responses are decoded words of the tokenizer: numbers, symbols or nothing.
+    let mut reader = csv::Reader::from_reader(eval.as_bytes());
+    for row in reader.records() {
+        let row = row.unwrap();
+        for word in row[3].split_whitespace() {
+            assert!(
+                word.parse::<u32>().is_ok() || ["+", "-", "="].contains(&word),
+                "{word:?}"
+            );
+        }
+    }
+    // A model vocabulary smaller than the tokenizer's is refused.
+    let small_vocab = std::fs::read_to_string(dir.join("r.toml"))
+        .unwrap()
+        .replace("vocab = 256", "vocab = 64");
+    std::fs::write(dir.join("r.toml"), small_vocab).unwrap();
+    let out = lpo(
+        &dir,
+        &[
+            "run",
+            "r.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--results",
+            "other",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let summary = std::fs::read_dir(dir.join("other/preview-test"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let s = std::fs::read_to_string(summary.join("summary.json")).unwrap();
+    assert!(
+        s.contains("the tokenizer has 206 tokens but model.vocab is 64"),
+        "{s}"
+    );
+}

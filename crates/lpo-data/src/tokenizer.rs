@@ -110,8 +110,15 @@ impl Tokenize for HfTokenizer {
             .unwrap_or_default()
     }
 
+    /// Ids outside the tokenizer's vocabulary (a model's vocabulary may be
+    /// larger) are dropped rather than failing the whole decode.
     fn decode(&self, ids: &[i64]) -> String {
-        let ids: Vec<u32> = ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
+        let size = self.vocab_size() as u32;
+        let ids: Vec<u32> = ids
+            .iter()
+            .filter_map(|&i| u32::try_from(i).ok())
+            .filter(|&i| i < size)
+            .collect();
         self.inner.decode(&ids, true).unwrap_or_default()
     }
 
@@ -163,6 +170,8 @@ mod tests {
         assert_eq!(t.encode("hello world"), [3, 4]);
         assert_eq!(t.encode("hello there"), [3, 5]); // an unknown word is [UNK]
         assert_eq!(t.decode(&[1, 3, 4, 2]), "hello world");
+        // Ids beyond the tokenizer's vocabulary (a larger model vocab) are dropped.
+        assert_eq!(t.decode(&[3, 40, 4]), "hello world");
         let err = HfTokenizer::from_file(&dir.path().join("missing.json"))
             .err()
             .unwrap();
