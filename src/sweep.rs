@@ -7,7 +7,7 @@
 //! interrupted run resumes from its last checkpoint on the next sweep, and a
 //! complete run is never redone.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -444,11 +444,7 @@ fn print_sweep_table(plan: &Plan, layout: &Layout, name: &str, states: &[RunStat
     .map(|s| s.to_string())
     .collect();
     let mut rows = Vec::new();
-    let mut seen = HashSet::new();
     for (run, state) in plan.runs.iter().zip(states) {
-        if !seen.insert(run.id.clone()) {
-            continue;
-        }
         let summary = Summary::read(&layout.run_dir(name, &run.id))?;
         let status = match state {
             RunState::Done(s) => s.to_string(),

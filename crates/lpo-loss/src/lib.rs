@@ -181,12 +181,7 @@ fn dpo(
     pairing: Pairing,
 ) -> (Tensor, Tensor) {
     let k = s.size()[1];
-    let best = r
-        .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
-        .argmax(-1, false); // first maximum
-    let worst = r
-        .masked_fill(&mask.logical_not(), f64::INFINITY)
-        .argmin(-1, false); // first minimum
+    let (best, worst) = best_and_worst(r, mask);
     let is_best = best
         .unsqueeze(1)
         .eq_tensor(&Tensor::arange(k, (Kind::Int64, s.device())).unsqueeze(0)); // [B, K]
@@ -201,6 +196,18 @@ fn dpo(
             .logical_and(&is_worst.unsqueeze(1)),
     };
     pairwise(s, &weights)
+}
+
+/// Index of each list's highest and lowest reward among valid responses
+/// (the first on ties), `[B]` each.
+fn best_and_worst(r: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    let best = r
+        .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
+        .argmax(-1, false);
+    let worst = r
+        .masked_fill(&mask.logical_not(), f64::INFINITY)
+        .argmin(-1, false);
+    (best, worst)
 }
 
 fn lpo(
@@ -273,31 +280,35 @@ fn listmle(s: &Tensor, r: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
 fn stats(lp: &Tensor, s: &Tensor, r: &Tensor, mask: &Tensor, better: &Tensor) -> LossStats {
     tch::no_grad(|| {
         let kind = s.kind();
-        let best = r
-            .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
-            .argmax(-1, true);
-        let worst = r
-            .masked_fill(&mask.logical_not(), f64::INFINITY)
-            .argmin(-1, true);
-        let mean_at =
-            |t: &Tensor, idx: &Tensor| t.gather(-1, idx, false).mean(kind).double_value(&[]);
-        let ordered = better.to_kind(kind).sum(kind).double_value(&[]);
+        let (best, worst) = best_and_worst(r, mask);
+        let (best, worst) = (best.unsqueeze(1), worst.unsqueeze(1));
+        let mean_at = |t: &Tensor, idx: &Tensor| t.gather(-1, idx, false).mean(kind);
+        let ordered = better.to_kind(kind).sum(kind);
         let correct = (s.unsqueeze(2) - s.unsqueeze(1))
             .gt(0.0)
             .logical_and(better)
             .to_kind(kind)
-            .sum(kind)
-            .double_value(&[]);
+            .sum(kind);
+        // One transfer to the host for all six numbers (one sync on a GPU).
+        let values = Tensor::stack(
+            &[
+                mean_at(s, &best),
+                mean_at(s, &worst),
+                mean_at(lp, &best),
+                mean_at(lp, &worst),
+                ordered,
+                correct,
+            ],
+            0,
+        );
+        let v = Vec::<f64>::try_from(values.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+            .expect("six numbers");
         LossStats {
-            chosen_reward: mean_at(s, &best),
-            rejected_reward: mean_at(s, &worst),
-            chosen_logp: mean_at(lp, &best),
-            rejected_logp: mean_at(lp, &worst),
-            ranking_accuracy: if ordered > 0.0 {
-                correct / ordered
-            } else {
-                0.0
-            },
+            chosen_reward: v[0],
+            rejected_reward: v[1],
+            chosen_logp: v[2],
+            rejected_logp: v[3],
+            ranking_accuracy: if v[4] > 0.0 { v[5] / v[4] } else { 0.0 },
         }
     })
 }

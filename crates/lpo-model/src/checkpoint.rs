@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
+use lpo_results::{temporary_sibling, write_atomic};
 use safetensors::tensor::{Dtype, View};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -88,24 +89,13 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<BTreeMap<String, Tens
         .collect())
 }
 
-fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
-}
-
 /// Saves a model's variables and configuration as a Hugging Face directory.
 pub fn save(vs: &nn::VarStore, config: &Config, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     write_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
-    let json = serde_json::to_string_pretty(&config.to_hf_json())?;
-    let config_path = dir.join("config.json");
-    let tmp = temporary_sibling(&config_path);
-    std::fs::write(&tmp, json + "\n")?;
-    std::fs::rename(&tmp, &config_path)?;
-    Ok(())
+    let json = serde_json::to_string_pretty(&config.to_hf_json())? + "\n";
+    write_atomic(&dir.join("config.json"), json.as_bytes())
 }
 
 /// The weight files of a checkpoint directory.

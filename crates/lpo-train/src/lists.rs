@@ -12,8 +12,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use lpo_data::import::{self, Format, OnBad};
+use anyhow::{bail, Context, Result};
 use lpo_data::tokenizer::Tokenize;
 use lpo_data::{RewardList, Scored};
 use lpo_model::generate::{generate, Decoding, GenerateOptions};
@@ -134,19 +133,18 @@ pub fn obtain(
     Ok(Lists { id, path, lists })
 }
 
+/// Reads a cache file this module wrote: one `SourcedList` per line.
 fn read_cached(path: &std::path::Path) -> Result<Vec<SourcedList>> {
-    let imported = import::read_jsonl(path, Format::Native, OnBad::Error)?;
-    let text = std::fs::read_to_string(path)?;
-    let sources = text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
-        serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("source").and_then(|s| s.as_str()).map(str::to_string))
-            .unwrap_or_default()
-    });
-    Ok(sources
-        .zip(imported.records)
-        .map(|(source, list)| SourcedList { source, list })
-        .collect())
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: corrupt cache entry", path.display(), i + 1))
+        })
+        .collect()
 }
 
 fn generate_lists(
