@@ -17,7 +17,9 @@ pub struct LossArgs {
     /// Loss parameters: `--set loss.alpha=0.5` (any `loss.` key; schedules allowed).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// JSON with policy_logps, reference_logps, rewards and optional mask, each [[...]].
+    /// JSON with policy_logps, reference_logps, rewards and optional mask and
+    /// token_counts (tokens each policy log-prob sums over, for the supervised
+    /// term; absent: log-probs are per token), each [[...]].
     #[arg(long)]
     pub input: PathBuf,
     /// Optimizer step at which schedules are evaluated.
@@ -54,6 +56,20 @@ pub fn run(args: &LossArgs) -> Result<()> {
         None => vec![vec![true; k]; rows],
         Some(m) => bool_matrix(m, rows, k, &file)?,
     };
+    let counts = match json.get("token_counts") {
+        None => None,
+        Some(_) => {
+            let m = matrix(&json, "token_counts", &file)?;
+            if m.len() != rows || m[0].len() != k {
+                bail!(
+                    "{file}: `token_counts` is {}x{}, but policy_logps is {rows}x{k}",
+                    m.len(),
+                    m[0].len()
+                );
+            }
+            Some(m)
+        }
+    };
     for (b, row) in mask.iter().enumerate() {
         let valid = row.iter().filter(|v| **v).count();
         if valid < 2 {
@@ -71,10 +87,19 @@ pub fn run(args: &LossArgs) -> Result<()> {
                 );
             }
         }
+        if let Some(m) = &counts {
+            if let Some(i) = (0..k).find(|&i| row[i] && !(m[b][i].is_finite() && m[b][i] > 0.0)) {
+                bail!(
+                    "{file}: `token_counts`[{b}][{i}] is {}, not a positive number",
+                    m[b][i]
+                );
+            }
+        }
     }
     let tensor = |m: &Vec<Vec<f64>>| Tensor::from_slice(&m.concat()).view([rows as i64, k as i64]);
     let policy = tensor(&lp).set_requires_grad(true);
     let mask_t = Tensor::from_slice(&mask.concat()).view([rows as i64, k as i64]);
+    let counts_t = counts.as_ref().map(tensor);
     let out = compute(
         &params,
         &LossInput {
@@ -82,6 +107,7 @@ pub fn run(args: &LossArgs) -> Result<()> {
             reference_logps: &tensor(&lr),
             rewards: &tensor(&r),
             mask: &mask_t,
+            token_counts: counts_t.as_ref(),
         },
     );
     out.loss.backward();
@@ -96,9 +122,10 @@ pub fn run(args: &LossArgs) -> Result<()> {
         "grad_policy_logps": grad_rows,
         "params": {
             "kind": params.kind.as_str(), "beta": params.beta, "alpha": params.alpha, "gamma": params.gamma,
-            "step": args.step, "steps": args.steps,
+            "sft_weight": params.sft_weight, "step": args.step, "steps": args.steps,
         },
         "ranking_accuracy": out.stats.ranking_accuracy,
+        "sft_loss": out.stats.sft_loss,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -1,4 +1,5 @@
-//! Loss forward + backward throughput for B = 64 lists of K = 8.
+//! Loss forward + backward throughput for B = 64 lists of K = 8 (each loss
+//! as configured by default, plus LPO with its anchor and the supervised term).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lpo_loss::{compute, LossInput, LossParams};
@@ -11,34 +12,50 @@ fn bench(c: &mut Criterion) {
     let lr = Tensor::randn([b, k], (Kind::Float, tch::Device::Cpu)) * 5.0 - 40.0;
     let r = Tensor::randint(11, [b, k], (Kind::Float, tch::Device::Cpu));
     let mask = Tensor::ones([b, k], (Kind::Bool, tch::Device::Cpu));
+    let tokens = Tensor::randint_low(1, 200, [b, k], (Kind::Int64, tch::Device::Cpu));
     let mut group = c.benchmark_group("loss_fwd_bwd_b64_k8");
     group.throughput(Throughput::Elements(b as u64));
-    for kind in [
+    let mut cases: Vec<(String, LossParams)> = [
         LossKind::Lpo,
         LossKind::Dpo,
         LossKind::Listmle,
         LossKind::Infonca,
         LossKind::Nca,
-    ] {
-        let params = LossParams::at_step(
-            &LossConfig {
-                kind,
-                ..LossConfig::default()
-            },
-            0,
-            1,
-        );
-        group.bench_function(kind.as_str(), |bench| {
+    ]
+    .into_iter()
+    .map(|kind| {
+        let config = LossConfig {
+            kind,
+            ..LossConfig::default()
+        };
+        (
+            kind.as_str().to_string(),
+            LossParams::at_step(&config, 0, 1),
+        )
+    })
+    .collect();
+    let lpo = cases[0].1;
+    cases.push((
+        "lpo+anchor+sft".to_string(),
+        LossParams {
+            gamma: 0.1,
+            sft_weight: 0.5,
+            ..lpo
+        },
+    ));
+    for (name, params) in &cases {
+        group.bench_function(name.as_str(), |bench| {
             bench.iter(|| {
                 let lp = (&lr + Tensor::randn([b, k], (Kind::Float, tch::Device::Cpu)))
                     .set_requires_grad(true);
                 let out = compute(
-                    &params,
+                    params,
                     &LossInput {
                         policy_logps: &lp,
                         reference_logps: &lr,
                         rewards: &r,
                         mask: &mask,
+                        token_counts: Some(&tokens),
                     },
                 );
                 out.loss.backward();

@@ -6,6 +6,10 @@
 //! Half-precision inputs are upcast to f32; f64 stays f64 (the tests use it).
 //! Masked entries are filled with a large finite negative number rather than
 //! -inf, so no gradient ever sees inf - inf.
+//!
+//! This implements revision 2 of the contract: the LPO anchor only pushes up
+//! (`A = - sum_i p_i log sigma(s_i)`), and every loss may add the supervised
+//! term `sft_weight * NLL_best`.
 
 use lpo_recipe::{CoefficientMode, LossConfig, LossKind, Pairing};
 use tch::{Kind, Tensor};
@@ -22,7 +26,7 @@ pub struct LossParams {
     pub beta: f64,
     /// Reward temperature of p = softmax(r / alpha).
     pub alpha: f64,
-    /// LPO anchor weight.
+    /// LPO anchor weight (anchor `A = - sum_i p_i log sigma(s_i)`).
     pub gamma: f64,
     /// LPO coefficient.
     pub coefficient: CoefficientMode,
@@ -32,6 +36,8 @@ pub struct LossParams {
     pub reward_scale: f64,
     /// DPO pair construction.
     pub pairing: Pairing,
+    /// Weight of the supervised term (length-normalised NLL of the best response).
+    pub sft_weight: f64,
 }
 
 impl LossParams {
@@ -46,6 +52,7 @@ impl LossParams {
             margin_weight: config.margin_weight,
             reward_scale: config.reward_scale,
             pairing: config.pairing,
+            sft_weight: config.sft_weight.at(step, total),
         }
     }
 }
@@ -60,15 +67,21 @@ pub struct LossInput<'a> {
     pub rewards: &'a Tensor,
     /// Valid responses, `[B, K]` bool.
     pub mask: &'a Tensor,
+    /// Tokens each policy log-probability sums over, `[B, K]`, for the
+    /// supervised term's length normalisation (`None`: the log-probabilities
+    /// are already per token, as with `normalize = "mean"`).
+    pub token_counts: Option<&'a Tensor>,
 }
 
 /// The loss and what the trainer logs about it.
 pub struct LossOutput {
     /// Mean over contributing prompts (0 when none contributes), scalar.
     pub loss: Tensor,
-    /// Each prompt's loss, `[B]` (0 for prompts that contribute nothing).
+    /// Each prompt's loss including its supervised term, `[B]` (0 for
+    /// prompts that contribute nothing).
     pub per_prompt: Tensor,
-    /// Whether each prompt contributes a term, `[B]` bool.
+    /// Whether each prompt contributes a term (the loss's own term, or a
+    /// supervised term when `sft_weight > 0`), `[B]` bool.
     pub contributes: Tensor,
     /// Diagnostics (detached scalars, as f64).
     pub stats: LossStats,
@@ -87,6 +100,9 @@ pub struct LossStats {
     pub rejected_logp: f64,
     /// Share of strictly ordered pairs (r_i > r_j) with s_i > s_j.
     pub ranking_accuracy: f64,
+    /// Mean length-normalised NLL of the best response over prompts whose
+    /// rewards do not all tie (before `sft_weight`).
+    pub sft_loss: f64,
 }
 
 /// Computes the configured loss on a batch.
@@ -134,9 +150,19 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
         }
     };
     let per_prompt = per_prompt.masked_fill(&contributes.logical_not(), 0.0);
+    // Supervised term: lambda * NLL_best on prompts whose rewards do not all tie.
+    let (nll_best, ordered) = best_nll(&lp, &r, &mask, &better, input.token_counts);
+    let (per_prompt, contributes) = if params.sft_weight > 0.0 {
+        (
+            per_prompt + nll_best.masked_fill(&ordered.logical_not(), 0.0) * params.sft_weight,
+            contributes.logical_or(&ordered),
+        )
+    } else {
+        (per_prompt, contributes)
+    };
     let count = contributes.to_kind(kind).sum(kind);
     let loss = per_prompt.sum(kind) / count.clamp_min(1.0);
-    let stats = stats(&lp, &s, &r, &mask, &better);
+    let stats = stats(&lp, &s, &r, &mask, &better, &nll_best, &ordered);
     LossOutput {
         loss,
         per_prompt,
@@ -210,6 +236,38 @@ fn best_and_worst(r: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     (best, worst)
 }
 
+/// The supervised term's `NLL_best = -lp_best / token_count_best`, `[B]`,
+/// and whether the prompt's valid rewards are not all tied, `[B]` bool (only
+/// those prompts get a supervised term). `best` is the first highest reward.
+/// Token counts are clamped to >= 1 so an empty response cannot divide by 0.
+fn best_nll(
+    lp: &Tensor,
+    r: &Tensor,
+    mask: &Tensor,
+    better: &Tensor,
+    token_counts: Option<&Tensor>,
+) -> (Tensor, Tensor) {
+    let kind = lp.kind();
+    let (best, _) = best_and_worst(r, mask);
+    let best = best.unsqueeze(1); // [B, 1]
+    let lp_best = lp.gather(-1, &best, false).squeeze_dim(-1);
+    let nll = match token_counts {
+        Some(counts) => {
+            let n = counts
+                .to_kind(kind)
+                .to_device(lp.device())
+                .gather(-1, &best, false)
+                .squeeze_dim(-1)
+                .clamp_min(1.0);
+            -lp_best / n
+        }
+        None => -lp_best,
+    };
+    // Not all tied <=> some valid pair is strictly ordered.
+    let ordered = better.any_dim(2, false).any_dim(1, false);
+    (nll, ordered)
+}
+
 fn lpo(
     params: &LossParams,
     s: &Tensor,
@@ -248,12 +306,12 @@ fn lpo(
     }
     let mut contributes = in_w.any_dim(1, false);
     if params.gamma > 0.0 {
+        // Revision 2: A = - sum_i p_i log sigma(s_i). Only pushes up
+        // (dA/ds_i = -p_i sigma(-s_i) <= 0); no 1/K, no negative part.
         let p = target_distribution(r, mask, params.alpha);
-        let anchor_terms: Tensor = &p * s.log_sigmoid() + (p.ones_like() - &p) * (-s).log_sigmoid();
-        let anchor = -anchor_terms
+        let anchor = -(p * s.log_sigmoid())
             .masked_fill(&mask.logical_not(), 0.0)
-            .sum_dim_intlist(-1, false, kind)
-            / n_valid.clamp_min(1.0);
+            .sum_dim_intlist(-1, false, kind);
         loss += anchor * params.gamma;
         contributes = n_valid.ge(2.0);
     }
@@ -277,7 +335,15 @@ fn listmle(s: &Tensor, r: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     (terms.sum_dim_intlist(-1, false, kind), n_valid.ge(2.0))
 }
 
-fn stats(lp: &Tensor, s: &Tensor, r: &Tensor, mask: &Tensor, better: &Tensor) -> LossStats {
+fn stats(
+    lp: &Tensor,
+    s: &Tensor,
+    r: &Tensor,
+    mask: &Tensor,
+    better: &Tensor,
+    nll_best: &Tensor,
+    untied: &Tensor,
+) -> LossStats {
     tch::no_grad(|| {
         let kind = s.kind();
         let (best, worst) = best_and_worst(r, mask);
@@ -289,7 +355,10 @@ fn stats(lp: &Tensor, s: &Tensor, r: &Tensor, mask: &Tensor, better: &Tensor) ->
             .logical_and(better)
             .to_kind(kind)
             .sum(kind);
-        // One transfer to the host for all six numbers (one sync on a GPU).
+        let untied = untied.to_kind(kind);
+        let sft_sum = (nll_best.detach() * &untied).sum(kind);
+        let sft_count = untied.sum(kind);
+        // One transfer to the host for all eight numbers (one sync on a GPU).
         let values = Tensor::stack(
             &[
                 mean_at(s, &best),
@@ -298,17 +367,20 @@ fn stats(lp: &Tensor, s: &Tensor, r: &Tensor, mask: &Tensor, better: &Tensor) ->
                 mean_at(lp, &worst),
                 ordered,
                 correct,
+                sft_sum,
+                sft_count,
             ],
             0,
         );
         let v = Vec::<f64>::try_from(values.to_kind(Kind::Double).to_device(tch::Device::Cpu))
-            .expect("six numbers");
+            .expect("eight numbers");
         LossStats {
             chosen_reward: v[0],
             rejected_reward: v[1],
             chosen_logp: v[2],
             rejected_logp: v[3],
             ranking_accuracy: if v[4] > 0.0 { v[5] / v[4] } else { 0.0 },
+            sft_loss: if v[7] > 0.0 { v[6] / v[7] } else { 0.0 },
         }
     })
 }

@@ -1,16 +1,18 @@
 //! Tests against an independent float64 reference written per prompt with
-//! plain loops (not the batched tensor code), the spec's identities, and
-//! central finite differences.
+//! plain loops over `Vec<f64>` (not the batched tensor code) for revision 2 of
+//! docs/losses.md, its gradient by central finite differences of that plain
+//! reference, the spec's identities, and finite differences of the library.
 
 use super::*;
 use rand::{Rng, SeedableRng};
 
-/// One prompt: policy logps, reference logps, rewards (valid entries only).
+/// One prompt: policy logps, reference logps, rewards, token counts (valid entries only).
 #[derive(Clone, Debug)]
 struct List {
     lp: Vec<f64>,
     lr: Vec<f64>,
     r: Vec<f64>,
+    n: Vec<f64>,
 }
 
 fn params(kind: LossKind) -> LossParams {
@@ -23,6 +25,7 @@ fn params(kind: LossKind) -> LossParams {
         margin_weight: false,
         reward_scale: 10.0,
         pairing: Pairing::BestWorst,
+        sft_weight: 0.0,
     }
 }
 
@@ -38,6 +41,10 @@ fn log_sigmoid(z: f64) -> f64 {
     -softplus(-z)
 }
 
+fn sigmoid(z: f64) -> f64 {
+    (log_sigmoid(z)).exp()
+}
+
 fn logsumexp(xs: &[f64]) -> f64 {
     let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
@@ -48,8 +55,9 @@ fn softmax(xs: &[f64]) -> Vec<f64> {
     xs.iter().map(|x| (x - z).exp()).collect()
 }
 
-/// The reference: (loss, contributes) for one prompt, straight from docs/losses.md.
-fn reference(p: &LossParams, list: &List) -> (f64, bool) {
+/// The method's own term for one prompt: (loss, contributes), straight from
+/// docs/losses.md revision 2 (no supervised term).
+fn method_term(p: &LossParams, list: &List) -> (f64, bool) {
     let k = list.r.len();
     let s: Vec<f64> = (0..k).map(|i| p.beta * (list.lp[i] - list.lr[i])).collect();
     let target = softmax(&list.r.iter().map(|r| r / p.alpha).collect::<Vec<_>>());
@@ -103,11 +111,12 @@ fn reference(p: &LossParams, list: &List) -> (f64, bool) {
                     loss *= (hi - lo) / p.reward_scale;
                 }
             }
-            let anchor = -(0..k)
-                .map(|i| target[i] * log_sigmoid(s[i]) + (1.0 - target[i]) * log_sigmoid(-s[i]))
-                .sum::<f64>()
-                / k as f64;
-            (loss + p.gamma * anchor, !w.is_empty() || p.gamma > 0.0)
+            // Revision 2 anchor: A = - sum_i p_i log sigma(s_i).
+            let anchor = -(0..k).map(|i| target[i] * log_sigmoid(s[i])).sum::<f64>();
+            (
+                loss + p.gamma * anchor,
+                !w.is_empty() || (p.gamma > 0.0 && k >= 2),
+            )
         }
         LossKind::Listmle => {
             let mut order: Vec<usize> = (0..k).collect();
@@ -130,8 +139,95 @@ fn reference(p: &LossParams, list: &List) -> (f64, bool) {
     }
 }
 
+/// NLL_best of one prompt (first highest reward; `per_token`: lp is already
+/// per token), or None when its rewards all tie.
+fn reference_nll_best(list: &List, per_token: bool) -> Option<f64> {
+    let mut best = 0;
+    for i in 1..list.r.len() {
+        if list.r[i] > list.r[best] {
+            best = i;
+        }
+    }
+    if list.r.iter().all(|r| *r == list.r[0]) {
+        return None;
+    }
+    Some(if per_token {
+        -list.lp[best]
+    } else {
+        -list.lp[best] / list.n[best]
+    })
+}
+
+/// The reference: (loss, contributes) for one prompt, method term plus
+/// supervised term.
+fn reference(p: &LossParams, list: &List, per_token: bool) -> (f64, bool) {
+    let (term, contributes) = method_term(p, list);
+    let mut loss = if contributes { term } else { 0.0 };
+    let mut any = contributes;
+    if p.sft_weight > 0.0 {
+        if let Some(nll) = reference_nll_best(list, per_token) {
+            loss += p.sft_weight * nll;
+            any = true;
+        }
+    }
+    (loss, any)
+}
+
+/// Batch loss of the reference: mean over contributing prompts (0 if none).
+fn reference_batch(p: &LossParams, lists: &[List], per_token: bool) -> f64 {
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for list in lists {
+        let (loss, contributes) = reference(p, list, per_token);
+        if contributes {
+            total += loss;
+            count += 1;
+        }
+    }
+    if count == 0 {
+        0.0
+    } else {
+        total / count as f64
+    }
+}
+
+/// Reference sft_loss: mean NLL_best over prompts whose rewards do not all tie.
+fn reference_sft_loss(lists: &[List], per_token: bool) -> f64 {
+    let v: Vec<f64> = lists
+        .iter()
+        .filter_map(|l| reference_nll_best(l, per_token))
+        .collect();
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// d(batch loss)/d lp by central finite differences of the plain reference.
+fn reference_grad(p: &LossParams, lists: &[List], per_token: bool) -> Vec<Vec<f64>> {
+    let h = 1e-5;
+    let mut work = lists.to_vec();
+    let mut grad = Vec::with_capacity(lists.len());
+    for b in 0..lists.len() {
+        let mut row = Vec::with_capacity(lists[b].lp.len());
+        for i in 0..lists[b].lp.len() {
+            let x = lists[b].lp[i];
+            work[b].lp[i] = x + h;
+            let up = reference_batch(p, &work, per_token);
+            work[b].lp[i] = x - h;
+            let down = reference_batch(p, &work, per_token);
+            work[b].lp[i] = x;
+            row.push((up - down) / (2.0 * h));
+        }
+        grad.push(row);
+    }
+    grad
+}
+
 /// Pads lists into [B, Kmax] f64 tensors with a mask; padding gets junk values.
-fn batch(lists: &[List]) -> (Tensor, Tensor, Tensor, Tensor) {
+/// Returns (lp, lr, r, mask, token_counts).
+fn batch(lists: &[List]) -> (Tensor, Tensor, Tensor, Tensor, Tensor) {
     let k = lists.iter().map(|l| l.r.len()).max().unwrap();
     let pad = |f: &dyn Fn(&List) -> &Vec<f64>, junk: f64| {
         let flat: Vec<f64> = lists
@@ -153,20 +249,34 @@ fn batch(lists: &[List]) -> (Tensor, Tensor, Tensor, Tensor) {
         pad(&|l| &l.lr, -77.0),
         pad(&|l| &l.r, 99.0),
         Tensor::from_slice(&mask).view([lists.len() as i64, k as i64]),
+        pad(&|l| &l.n, 0.0),
     )
 }
 
+fn input<'a>(
+    lp: &'a Tensor,
+    lr: &'a Tensor,
+    r: &'a Tensor,
+    mask: &'a Tensor,
+    n: Option<&'a Tensor>,
+) -> LossInput<'a> {
+    LossInput {
+        policy_logps: lp,
+        reference_logps: lr,
+        rewards: r,
+        mask,
+        token_counts: n,
+    }
+}
+
+/// Runs the library; `per_token` passes no token counts.
+fn run_with(p: &LossParams, lists: &[List], per_token: bool) -> LossOutput {
+    let (lp, lr, r, mask, n) = batch(lists);
+    compute(p, &input(&lp, &lr, &r, &mask, (!per_token).then_some(&n)))
+}
+
 fn run(p: &LossParams, lists: &[List]) -> LossOutput {
-    let (lp, lr, r, mask) = batch(lists);
-    compute(
-        p,
-        &LossInput {
-            policy_logps: &lp,
-            reference_logps: &lr,
-            rewards: &r,
-            mask: &mask,
-        },
-    )
+    run_with(p, lists, false)
 }
 
 fn random_lists(seed: u64, n: usize, scale: f64, ties: bool) -> Vec<List> {
@@ -187,20 +297,22 @@ fn random_lists(seed: u64, n: usize, scale: f64, ties: bool) -> Vec<List> {
                 lp: (0..k).map(|_| rng.random_range(-scale..0.0)).collect(),
                 lr: (0..k).map(|_| rng.random_range(-scale..0.0)).collect(),
                 r,
+                n: (0..k).map(|_| rng.random_range(1..=40) as f64).collect(),
             }
         })
         .collect()
 }
 
 fn all_params() -> Vec<LossParams> {
-    let mut out = Vec::new();
-    for kind in [
+    let kinds = [
         LossKind::Lpo,
         LossKind::Dpo,
         LossKind::Listmle,
         LossKind::Infonca,
         LossKind::Nca,
-    ] {
+    ];
+    let mut out = Vec::new();
+    for kind in kinds {
         out.push(params(kind));
     }
     for pairing in [Pairing::BestRest, Pairing::All] {
@@ -218,6 +330,28 @@ fn all_params() -> Vec<LossParams> {
         margin_weight: true,
         ..params(LossKind::Lpo)
     });
+    out.push(LossParams {
+        gamma: 0.8,
+        coefficient: CoefficientMode::Uniform,
+        ..params(LossKind::Lpo)
+    });
+    // The supervised term on every loss.
+    for kind in kinds {
+        out.push(LossParams {
+            sft_weight: 0.7,
+            ..params(kind)
+        });
+    }
+    out.push(LossParams {
+        gamma: 0.5,
+        sft_weight: 0.25,
+        ..params(LossKind::Lpo)
+    });
+    out.push(LossParams {
+        sft_weight: 1.5,
+        pairing: Pairing::All,
+        ..params(LossKind::Dpo)
+    });
     out
 }
 
@@ -225,36 +359,56 @@ fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
     assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}: {a} vs {b}");
 }
 
+/// Library (f64 tensors, with padding masks and ties) vs the plain reference:
+/// per-prompt losses, contributing set, batch loss, sft_loss and the gradient
+/// w.r.t. every policy log-prob (padding must get exactly 0).
 #[test]
 fn every_loss_matches_the_float64_reference() {
     for (seed, scale, ties) in [(1, 5.0, false), (2, 100.0, false), (3, 5.0, true)] {
         let lists = random_lists(seed, 40, scale, ties);
         for p in all_params() {
-            let out = run(&p, &lists);
-            let per_prompt = Vec::<f64>::try_from(&out.per_prompt).unwrap();
-            let contributes = Vec::<bool>::try_from(&out.contributes).unwrap();
-            let mut total = 0.0;
-            let mut count = 0;
-            for (b, list) in lists.iter().enumerate() {
-                let (expected, contributes_expected) = reference(&p, list);
-                assert_eq!(contributes[b], contributes_expected, "{p:?} prompt {b}");
-                if contributes_expected {
-                    assert_close(
-                        per_prompt[b],
-                        expected,
-                        1e-9,
-                        &format!("{:?} prompt {b} (seed {seed})", p.kind),
-                    );
-                    total += expected;
-                    count += 1;
+            for per_token in [false, true] {
+                let what = format!("{p:?} seed {seed} per_token {per_token}");
+                let (lp, lr, r, mask, n) = batch(&lists);
+                let lp = lp.set_requires_grad(true);
+                let out = compute(&p, &input(&lp, &lr, &r, &mask, (!per_token).then_some(&n)));
+                out.loss.backward();
+                let per_prompt = Vec::<f64>::try_from(&out.per_prompt).unwrap();
+                let contributes = Vec::<bool>::try_from(&out.contributes).unwrap();
+                for (b, list) in lists.iter().enumerate() {
+                    let (expected, contributes_expected) = reference(&p, list, per_token);
+                    assert_eq!(contributes[b], contributes_expected, "{what} prompt {b}");
+                    assert_close(per_prompt[b], expected, 1e-9, &format!("{what} prompt {b}"));
+                }
+                assert_close(
+                    out.loss.double_value(&[]),
+                    reference_batch(&p, &lists, per_token),
+                    1e-9,
+                    &format!("{what} batch"),
+                );
+                assert_close(
+                    out.stats.sft_loss,
+                    reference_sft_loss(&lists, per_token),
+                    1e-12,
+                    &format!("{what} sft_loss"),
+                );
+                let expected_grad = reference_grad(&p, &lists, per_token);
+                let grad = lp.grad();
+                for (b, list) in lists.iter().enumerate() {
+                    let row = Vec::<f64>::try_from(grad.get(b as i64)).unwrap();
+                    for (i, g) in row.iter().enumerate() {
+                        if i < list.lp.len() {
+                            assert!(
+                                (g - expected_grad[b][i]).abs() < 1e-7,
+                                "{what} d/dlp[{b}][{i}]: {g} vs reference {}",
+                                expected_grad[b][i]
+                            );
+                        } else {
+                            assert_eq!(*g, 0.0, "{what} padding [{b}][{i}] gets gradient");
+                        }
+                    }
                 }
             }
-            assert_close(
-                out.loss.double_value(&[]),
-                total / count.max(1) as f64,
-                1e-9,
-                &format!("{p:?} batch"),
-            );
         }
     }
 }
@@ -266,17 +420,10 @@ fn extreme_implicit_rewards_stay_finite_and_match() {
     for p in all_params() {
         let p = LossParams { beta: 1.0, ..p };
         for kind in [Kind::Double, Kind::Float] {
-            let (lp, lr, r, mask) = batch(&lists);
+            let (lp, lr, r, mask, n) = batch(&lists);
             let lp = lp.to_kind(kind).set_requires_grad(true);
-            let out = compute(
-                &p,
-                &LossInput {
-                    policy_logps: &lp,
-                    reference_logps: &lr.to_kind(kind),
-                    rewards: &r.to_kind(kind),
-                    mask: &mask,
-                },
-            );
+            let (lr, r, n) = (lr.to_kind(kind), r.to_kind(kind), n.to_kind(kind));
+            let out = compute(&p, &input(&lp, &lr, &r, &mask, Some(&n)));
             out.loss.backward();
             assert!(out.loss.double_value(&[]).is_finite(), "{p:?} {kind:?}");
             assert!(
@@ -284,15 +431,9 @@ fn extreme_implicit_rewards_stay_finite_and_match() {
                 "{p:?} {kind:?} gradient"
             );
             if kind == Kind::Double {
-                let expected: Vec<f64> = lists
-                    .iter()
-                    .map(|l| reference(&p, l))
-                    .filter(|(_, c)| *c)
-                    .map(|(v, _)| v)
-                    .collect();
                 assert_close(
                     out.loss.double_value(&[]),
-                    expected.iter().sum::<f64>() / expected.len() as f64,
+                    reference_batch(&p, &lists, false),
                     1e-9,
                     "extreme",
                 );
@@ -309,6 +450,7 @@ fn lpo_and_listmle_equal_dpo_on_pairs_and_infonca_in_the_limit() {
             lp: l.lp[..2].to_vec(),
             lr: l.lr[..2].to_vec(),
             r: l.r[..2].to_vec(),
+            n: l.n[..2].to_vec(),
         })
         .collect();
     let dpo = run(&params(LossKind::Dpo), &lists).loss.double_value(&[]);
@@ -342,6 +484,30 @@ fn lpo_and_listmle_equal_dpo_on_pairs_and_infonca_in_the_limit() {
     .loss
     .double_value(&[]);
     assert_close(infonca, dpo, 1e-9, "InfoNCA -> DPO as alpha -> 0");
+    // The identities survive a common supervised term (same best response).
+    let with_sft = |kind| {
+        run(
+            &LossParams {
+                sft_weight: 0.4,
+                ..params(kind)
+            },
+            &lists,
+        )
+        .loss
+        .double_value(&[])
+    };
+    assert_close(
+        with_sft(LossKind::Lpo),
+        with_sft(LossKind::Dpo),
+        1e-12,
+        "LPO = DPO with sft",
+    );
+    assert_close(
+        with_sft(LossKind::Listmle),
+        with_sft(LossKind::Dpo),
+        1e-12,
+        "ListMLE = DPO with sft",
+    );
 }
 
 #[test]
@@ -359,6 +525,7 @@ fn permutation_and_padding_do_not_change_any_loss() {
                 lp: idx.iter().map(|&i| l.lp[i]).collect(),
                 lr: idx.iter().map(|&i| l.lr[i]).collect(),
                 r: idx.iter().map(|&i| l.r[i]).collect(),
+                n: idx.iter().map(|&i| l.n[i]).collect(),
             }
         })
         .collect();
@@ -368,14 +535,15 @@ fn permutation_and_padding_do_not_change_any_loss() {
         lp: vec![-1.0; 10],
         lr: vec![-1.0; 10],
         r: (0..10).map(f64::from).collect(),
+        n: vec![3.0; 10],
     });
     for p in all_params() {
         let a = Vec::<f64>::try_from(&run(&p, &lists).per_prompt).unwrap();
         let b = Vec::<f64>::try_from(&run(&p, &permuted).per_prompt).unwrap();
         let c = Vec::<f64>::try_from(&run(&p, &padded).per_prompt).unwrap();
         for i in 0..a.len() {
-            assert_close(b[i], a[i], 1e-10, &format!("{:?} permutation", p.kind));
-            assert_close(c[i], a[i], 1e-10, &format!("{:?} padding", p.kind));
+            assert_close(b[i], a[i], 1e-10, &format!("{p:?} permutation"));
+            assert_close(c[i], a[i], 1e-10, &format!("{p:?} padding"));
         }
     }
 }
@@ -384,20 +552,9 @@ fn permutation_and_padding_do_not_change_any_loss() {
 fn gradients_match_central_finite_differences() {
     let lists = random_lists(8, 6, 5.0, false);
     for p in all_params() {
-        let (lp, lr, r, mask) = batch(&lists);
+        let (lp, lr, r, mask, n) = batch(&lists);
         let lp = lp.set_requires_grad(true);
-        let loss_of = |x: &Tensor| {
-            compute(
-                &p,
-                &LossInput {
-                    policy_logps: x,
-                    reference_logps: &lr,
-                    rewards: &r,
-                    mask: &mask,
-                },
-            )
-            .loss
-        };
+        let loss_of = |x: &Tensor| compute(&p, &input(x, &lr, &r, &mask, Some(&n))).loss;
         loss_of(&lp).backward();
         let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
         let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
@@ -424,11 +581,13 @@ fn all_equal_rewards_add_nothing_to_dpo_and_lpo() {
         lp: vec![-3.0, -5.0, -4.0],
         lr: vec![-4.0, -4.0, -4.0],
         r: vec![5.0, 5.0, 5.0],
+        n: vec![2.0, 4.0, 3.0],
     };
     let other = List {
         lp: vec![-3.0, -5.0],
         lr: vec![-4.0, -4.0],
         r: vec![7.0, 1.0],
+        n: vec![2.0, 5.0],
     };
     for p in [
         params(LossKind::Dpo),
@@ -437,45 +596,39 @@ fn all_equal_rewards_add_nothing_to_dpo_and_lpo() {
             coefficient: CoefficientMode::Uniform,
             ..params(LossKind::Lpo)
         },
+        // The supervised term skips all-tied prompts too.
+        LossParams {
+            sft_weight: 0.9,
+            ..params(LossKind::Dpo)
+        },
+        LossParams {
+            sft_weight: 0.9,
+            ..params(LossKind::Lpo)
+        },
     ] {
-        let (lp, lr, r, mask) = batch(&[tied.clone(), other.clone()]);
+        let (lp, lr, r, mask, n) = batch(&[tied.clone(), other.clone()]);
         let lp = lp.set_requires_grad(true);
-        let out = compute(
-            &p,
-            &LossInput {
-                policy_logps: &lp,
-                reference_logps: &lr,
-                rewards: &r,
-                mask: &mask,
-            },
-        );
+        let out = compute(&p, &input(&lp, &lr, &r, &mask, Some(&n)));
         out.loss.backward();
         assert_eq!(
             Vec::<bool>::try_from(&out.contributes).unwrap(),
             vec![false, true]
         );
         let grad = Vec::<f64>::try_from(lp.grad().get(0)).unwrap();
-        assert!(grad.iter().all(|g| *g == 0.0), "{:?}: {grad:?}", p.kind);
+        assert!(grad.iter().all(|g| *g == 0.0), "{p:?}: {grad:?}");
         assert_close(
             out.loss.double_value(&[]),
-            reference(&p, &other).0,
+            reference(&p, &other, false).0,
             1e-12,
             "only the untied prompt counts",
         );
         // Alone, the tied prompt gives loss 0 with a finite (zero) gradient.
-        let (lp, lr, r, mask) = batch(std::slice::from_ref(&tied));
+        let (lp, lr, r, mask, n) = batch(std::slice::from_ref(&tied));
         let lp = lp.set_requires_grad(true);
-        let alone = compute(
-            &p,
-            &LossInput {
-                policy_logps: &lp,
-                reference_logps: &lr,
-                rewards: &r,
-                mask: &mask,
-            },
-        );
+        let alone = compute(&p, &input(&lp, &lr, &r, &mask, Some(&n)));
         alone.loss.backward();
         assert_eq!(alone.loss.double_value(&[]), 0.0);
+        assert_eq!(alone.stats.sft_loss, 0.0);
         assert!(Vec::<f64>::try_from(lp.grad().view([-1]))
             .unwrap()
             .iter()
@@ -487,25 +640,219 @@ fn all_equal_rewards_add_nothing_to_dpo_and_lpo() {
         assert!(bool::try_from(out.contributes.get(0)).unwrap());
         assert_close(
             out.loss.double_value(&[]),
-            reference(&params(kind), &tied).0,
+            reference(&params(kind), &tied, false).0,
             1e-12,
             "tied",
         );
     }
 }
 
+/// Revision 2's anchor only pushes up: d(gamma * A)/d lp_i = -gamma * beta *
+/// p_i * sigma(-s_i) <= 0 for every response, so descent raises every
+/// likelihood. Revision 1's anchor pushed responses with small p_i down.
+#[test]
+fn revision_two_anchor_only_pushes_up() {
+    let grad_of = |p: &LossParams, lists: &[List]| {
+        let (lp, lr, r, mask, n) = batch(lists);
+        let lp = lp.set_requires_grad(true);
+        compute(p, &input(&lp, &lr, &r, &mask, Some(&n)))
+            .loss
+            .backward();
+        let masked = lp.grad().masked_fill(&mask.logical_not(), 0.0);
+        let rows = lists.len() as i64;
+        (0..rows)
+            .map(|b| Vec::<f64>::try_from(masked.get(b)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mut rev1_pushes_down = 0;
+    for (seed, ties) in [(11, false), (12, true)] {
+        let lists = random_lists(seed, 30, 20.0, ties);
+        for gamma in [0.1, 1.0, 5.0] {
+            for base in [
+                params(LossKind::Lpo),
+                LossParams {
+                    coefficient: CoefficientMode::Uniform,
+                    margin_weight: true,
+                    ..params(LossKind::Lpo)
+                },
+            ] {
+                let with = grad_of(&LossParams { gamma, ..base }, &lists);
+                let without = grad_of(&LossParams { gamma: 0.0, ..base }, &lists);
+                // gamma > 0 makes every prompt (K >= 2) contribute; without it
+                // all-tied prompts do not, so compare per prompt on the anchor
+                // alone: the difference of the sums of per-prompt losses.
+                let count = lists.len() as f64;
+                let count0 = lists
+                    .iter()
+                    .filter(|l| method_term(&LossParams { gamma: 0.0, ..base }, l).1)
+                    .count() as f64;
+                for (b, list) in lists.iter().enumerate() {
+                    let k = list.r.len();
+                    let s: Vec<f64> = (0..k)
+                        .map(|i| base.beta * (list.lp[i] - list.lr[i]))
+                        .collect();
+                    let target =
+                        softmax(&list.r.iter().map(|r| r / base.alpha).collect::<Vec<_>>());
+                    for i in 0..k {
+                        let anchor = with[b][i] * count - without[b][i] * count0;
+                        let expected = -gamma * base.beta * target[i] * sigmoid(-s[i]);
+                        assert!(
+                            anchor <= 0.0,
+                            "seed {seed} gamma {gamma} [{b}][{i}]: {anchor}"
+                        );
+                        assert!(
+                            (anchor - expected).abs() < 1e-9 * (1.0 + expected.abs()),
+                            "[{b}][{i}]: {anchor} vs {expected}"
+                        );
+                        // Revision 1: -(gamma/K) * beta * [p_i sigma(-s_i) - (1 - p_i) sigma(s_i)].
+                        let rev1 = -gamma / k as f64
+                            * base.beta
+                            * (target[i] * sigmoid(-s[i]) - (1.0 - target[i]) * sigmoid(s[i]));
+                        if rev1 > 0.0 {
+                            rev1_pushes_down += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        rev1_pushes_down > 0,
+        "revision 1 would also only push up here"
+    );
+    // An all-tied prompt: the anchor is LPO's only term, and every entry of
+    // the gradient is strictly negative.
+    let tied = List {
+        lp: vec![-3.0, -5.0, -4.0, -30.0],
+        lr: vec![-4.0, -4.0, -4.0, -4.0],
+        r: vec![5.0, 5.0, 5.0, 5.0],
+        n: vec![1.0; 4],
+    };
+    let g = &grad_of(
+        &LossParams {
+            gamma: 1.0,
+            ..params(LossKind::Lpo)
+        },
+        std::slice::from_ref(&tied),
+    )[0];
+    assert!(g.iter().all(|x| *x < 0.0), "{g:?}");
+}
+
+/// The supervised term: all-tied prompts add nothing, the best response is
+/// the first highest reward, token counts normalise, None uses lp as is.
+#[test]
+fn supervised_term_picks_first_best_and_normalises_by_tokens() {
+    let lambda = 0.6;
+    let list = List {
+        lp: vec![-8.0, -12.0, -20.0, -3.0],
+        lr: vec![-9.0, -9.0, -9.0, -9.0],
+        r: vec![3.0, 7.0, 7.0, 1.0],
+        n: vec![4.0, 6.0, 10.0, 2.0],
+    };
+    let tied = List {
+        lp: vec![-5.0, -6.0],
+        lr: vec![-5.0, -5.0],
+        r: vec![2.0, 2.0],
+        n: vec![5.0, 6.0],
+    };
+    for kind in [
+        LossKind::Lpo,
+        LossKind::Dpo,
+        LossKind::Listmle,
+        LossKind::Infonca,
+        LossKind::Nca,
+    ] {
+        for per_token in [false, true] {
+            let lists = [list.clone(), tied.clone()];
+            let grads = |p: &LossParams| {
+                let (lp, lr, r, mask, n) = batch(&lists);
+                let lp = lp.set_requires_grad(true);
+                let out = compute(p, &input(&lp, &lr, &r, &mask, (!per_token).then_some(&n)));
+                out.loss.backward();
+                (out, Vec::<f64>::try_from(lp.grad().view([-1])).unwrap())
+            };
+            let (off, g_off) = grads(&params(kind));
+            let (on, g_on) = grads(&LossParams {
+                sft_weight: lambda,
+                ..params(kind)
+            });
+            // Best = index 1 (first of the tied 7s), not index 2.
+            let nll = if per_token { 12.0 } else { 12.0 / 6.0 };
+            assert_eq!(on.stats.sft_loss, nll, "{kind:?}");
+            assert_eq!(off.stats.sft_loss, nll, "reported even with weight 0");
+            let pp_off = Vec::<f64>::try_from(&off.per_prompt).unwrap();
+            let pp_on = Vec::<f64>::try_from(&on.per_prompt).unwrap();
+            assert_close(pp_on[0] - pp_off[0], lambda * nll, 1e-12, "sft term");
+            assert_eq!(
+                pp_on[1], pp_off[1],
+                "{kind:?}: tied prompt gets no sft term"
+            );
+            // Contributing prompts: DPO/LPO 1 (tied one skipped), others 2.
+            let count = Vec::<bool>::try_from(&on.contributes)
+                .unwrap()
+                .iter()
+                .filter(|c| **c)
+                .count() as f64;
+            let count_off = Vec::<bool>::try_from(&off.contributes)
+                .unwrap()
+                .iter()
+                .filter(|c| **c)
+                .count() as f64;
+            assert_eq!(count, count_off);
+            let dlp = |g: &[f64], i: usize| g[i] * count;
+            let expected = -lambda / if per_token { 1.0 } else { 6.0 };
+            assert_close(
+                dlp(&g_on, 1) - dlp(&g_off, 1),
+                expected,
+                1e-12,
+                "d/dlp_best",
+            );
+            for i in [0, 2, 3, 4, 5] {
+                assert_close(dlp(&g_on, i), dlp(&g_off, i), 1e-12, "only the best moves");
+            }
+        }
+    }
+    // Integer token counts, as the trainer may pass them.
+    let (lp, lr, r, mask, n) = batch(std::slice::from_ref(&list));
+    let out = compute(
+        &LossParams {
+            sft_weight: lambda,
+            ..params(LossKind::Dpo)
+        },
+        &input(&lp, &lr, &r, &mask, Some(&n.to_kind(Kind::Int64))),
+    );
+    assert_close(
+        out.loss.double_value(&[]),
+        reference(
+            &LossParams {
+                sft_weight: lambda,
+                ..params(LossKind::Dpo)
+            },
+            &list,
+            false,
+        )
+        .0,
+        1e-12,
+        "integer token counts",
+    );
+}
+
 #[test]
 fn half_precision_inputs_are_computed_in_f32() {
     let lists = random_lists(9, 8, 5.0, false);
-    let (lp, lr, r, mask) = batch(&lists);
+    let (lp, lr, r, mask, n) = batch(&lists);
+    let (lp, lr, r) = (
+        lp.to_kind(Kind::BFloat16),
+        lr.to_kind(Kind::BFloat16),
+        r.to_kind(Kind::BFloat16),
+    );
     let out = compute(
-        &params(LossKind::Lpo),
-        &LossInput {
-            policy_logps: &lp.to_kind(Kind::BFloat16),
-            reference_logps: &lr.to_kind(Kind::BFloat16),
-            rewards: &r.to_kind(Kind::BFloat16),
-            mask: &mask,
+        &LossParams {
+            sft_weight: 0.5,
+            gamma: 0.5,
+            ..params(LossKind::Lpo)
         },
+        &input(&lp, &lr, &r, &mask, Some(&n)),
     );
     assert_eq!(out.loss.kind(), Kind::Float);
 }
@@ -516,6 +863,7 @@ fn stats_report_chosen_rejected_and_accuracy() {
         lp: vec![-1.0, -9.0, -5.0],
         lr: vec![-3.0, -3.0, -3.0],
         r: vec![9.0, 1.0, 5.0],
+        n: vec![4.0, 1.0, 1.0],
     };
     let out = run(
         &LossParams {
@@ -529,13 +877,22 @@ fn stats_report_chosen_rejected_and_accuracy() {
     assert_eq!(out.stats.chosen_reward, 2.0);
     assert_eq!(out.stats.rejected_reward, -6.0);
     assert_eq!(out.stats.ranking_accuracy, 1.0);
+    assert_eq!(out.stats.sft_loss, 0.25);
 }
 
 #[test]
 fn params_follow_schedules() {
-    let config: LossConfig =
-        toml::from_str("alpha = { kind = \"linear\", from = 2.0, to = 0.0 }\nbeta = 0.3")
-            .unwrap_or_else(|e| panic!("{e}"));
+    let config: LossConfig = toml::from_str(
+        "alpha = { kind = \"linear\", from = 2.0, to = 0.0 }\nbeta = 0.3\n\
+         sft_weight = { kind = \"warmup\", steps = 4, to = 0.8 }",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let p = LossParams::at_step(&config, 5, 10);
-    assert_eq!((p.alpha, p.beta), (1.0, 0.3));
+    assert_eq!((p.alpha, p.beta, p.sft_weight), (1.0, 0.3, 0.8));
+    let p = LossParams::at_step(&config, 1, 10);
+    assert_eq!(p.sft_weight, 0.2);
+    assert_eq!(
+        LossParams::at_step(&LossConfig::default(), 0, 1).sft_weight,
+        0.0
+    );
 }

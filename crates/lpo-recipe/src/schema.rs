@@ -409,6 +409,8 @@ pub struct LossConfig {
     pub pairing: Pairing,
     /// Token aggregation of sequence log-probabilities.
     pub normalize: Normalize,
+    /// Weight of the supervised term (length-normalised NLL of the best response) (>= 0).
+    pub sft_weight: Coef,
 }
 
 impl Default for LossConfig {
@@ -423,6 +425,7 @@ impl Default for LossConfig {
             reward_scale: 10.0,
             pairing: Pairing::BestWorst,
             normalize: Normalize::Sum,
+            sft_weight: Coef::Value(0.0),
         }
     }
 }
@@ -501,6 +504,9 @@ pub struct DataConfig {
     /// Hugging Face `tokenizer.json` for text data (default: the character tokenizer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
+    /// Share of lists held out from training for ranking metrics: of each
+    /// file's records, and of `train_prompts` for built-in tasks.
+    pub eval_fraction: f64,
 }
 
 impl Default for DataConfig {
@@ -517,6 +523,7 @@ impl Default for DataConfig {
             }],
             on_bad_record: OnBadRecord::Error,
             tokenizer: None,
+            eval_fraction: 0.1,
         }
     }
 }
@@ -611,6 +618,12 @@ pub enum Decoding {
 pub struct EvalConfig {
     /// Held-out prompts.
     pub prompts: u32,
+    /// Responses sampled per held-out prompt and model.
+    pub samples: u32,
+    /// Share of held-out prompts and lists used for validation (the rest is test).
+    pub validation_fraction: f64,
+    /// Measure the held-out list curves every this many steps (0 = off).
+    pub every: u32,
     /// Decoding strategy.
     pub decoding: Decoding,
     /// Sampling temperature (> 0).
@@ -627,7 +640,10 @@ impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             prompts: 200,
-            decoding: Decoding::Greedy,
+            samples: 8,
+            validation_fraction: 0.5,
+            every: 25,
+            decoding: Decoding::Sample,
             temperature: 1.0,
             top_p: 1.0,
             max_new_tokens: 32,

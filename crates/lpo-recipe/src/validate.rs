@@ -21,6 +21,15 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ),
         ));
     }
+    if recipe.eval.samples > 1 && recipe.eval.decoding == crate::schema::Decoding::Greedy {
+        out.push((
+            "eval.samples".into(),
+            format!(
+                "is {}, but greedy decoding gives one response: set eval.samples = 1 or eval.decoding = \"sample\"",
+                recipe.eval.samples
+            ),
+        ));
+    }
     if recipe.data.mix.is_empty() {
         out.push(("data.mix".into(), "needs at least one source".into()));
     }
