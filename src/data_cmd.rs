@@ -79,11 +79,12 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     let (shown, dropped) = lists.in_form(recipe.data.form, recipe.train.seed);
 
     println!(
-        "run {} (index {}) of {}: {} lists, form {:?}, K = {}",
+        "run {} (index {}) of {}: {} training lists, {} held out, form {:?}, K = {}",
         run.id,
         args.index,
         recipe.name,
         shown.len(),
+        lists.heldout.len(),
         recipe.data.form,
         recipe.data.list_size
     );

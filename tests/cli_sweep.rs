@@ -265,14 +265,24 @@ fn a_label_baseline_is_run_first_and_compared_prompt_by_prompt() {
     // The DPO run itself is compared with the reference.
     assert_eq!(summary(&dpo_dir)["headline"]["baseline"], "reference");
     // The baseline columns of the LPO run are the DPO run's responses.
-    let read = |d: &Path| {
-        let mut r = csv::Reader::from_path(d.join("eval.csv")).unwrap();
-        r.records().map(|r| r.unwrap()).collect::<Vec<_>>()
-    };
-    for (l, d) in read(&lpo_dir).iter().zip(read(&dpo_dir)) {
-        assert_eq!(&l[0], &d[0]); // prompt id
-        assert_eq!(&l[6], &d[3]); // baseline_response == dpo's policy_response
+    let (lpo_rows, dpo_rows) = (eval_rows(&lpo_dir), eval_rows(&dpo_dir));
+    assert!(!lpo_rows.is_empty());
+    assert_eq!(lpo_rows.len(), dpo_rows.len());
+    for (l, d) in lpo_rows.iter().zip(&dpo_rows) {
+        assert_eq!(l["prompt_id"], d["prompt_id"]);
+        assert_eq!(l["baseline_response"], d["policy_response"]);
+        assert_eq!(l["baseline_reward"], d["policy_reward"]);
+        assert_eq!(l["baseline_pass"], d["policy_pass"]);
     }
+}
+
+/// The rows of a run's eval.csv, each as column name -> value.
+fn eval_rows(run: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    csv::Reader::from_path(run.join("eval.csv"))
+        .unwrap()
+        .deserialize()
+        .map(|r| r.unwrap())
+        .collect()
 }
 
 #[test]
@@ -284,20 +294,25 @@ fn sampled_evaluation_uses_common_random_numbers() {
         .replace("learning_rate = 1e-3", "learning_rate = 1e-12")
         .replace(
             "[eval]\n",
-            "[eval]\ndecoding = \"sample\"\ntemperature = 1.5\n",
+            "[eval]\ndecoding = \"sample\"\ntemperature = 1.5\nsamples = 3\n",
         );
     std::fs::write(dir.join("r.toml"), recipe).unwrap();
     let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let run = run_dirs(&dir.join("results")).remove(0);
-    let mut reader = csv::Reader::from_path(run.join("eval.csv")).unwrap();
-    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let rows = eval_rows(&run);
     assert_eq!(rows.len(), 12);
-    let distinct: std::collections::HashSet<&str> = rows.iter().map(|r| &r[3]).collect();
+    let distinct: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r["policy_response"].as_str()).collect();
     assert!(distinct.len() > 1, "sampling should vary across prompts");
     for r in &rows {
-        assert_eq!(&r[3], &r[6], "policy and reference responses differ");
-        assert_eq!(&r[8], "tie");
+        assert_eq!(
+            r["policy_response"], r["baseline_response"],
+            "policy and reference responses differ"
+        );
+        assert_eq!(r["policy_reward"], r["baseline_reward"]);
+        assert_eq!(r["policy_kl"], "0.0");
+        assert_eq!(r["outcome"], "tie");
     }
 }
 

@@ -15,6 +15,24 @@ pub fn assign(weights: &[f64], n: usize, rng: &mut impl Rng) -> Vec<usize> {
     (0..n).map(|_| dist.sample(rng)).collect()
 }
 
+/// Splits `n` slots over sources in proportion to `weights` exactly
+/// (largest remainder, ties to the earlier source): the same counts for
+/// every seed, so stratified evaluation sets are comparable across seeds.
+pub fn apportion(weights: &[f64], n: usize) -> Vec<usize> {
+    let total: f64 = weights.iter().sum();
+    let quotas: Vec<f64> = weights.iter().map(|w| w / total * n as f64).collect();
+    let mut counts: Vec<usize> = quotas.iter().map(|q| q.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| {
+        (quotas[b] - quotas[b].floor()).total_cmp(&(quotas[a] - quotas[a].floor()))
+    });
+    let missing = n - counts.iter().sum::<usize>();
+    for &i in order.iter().take(missing) {
+        counts[i] += 1;
+    }
+    counts
+}
+
 /// A seeded permutation of `0..n` (Fisher–Yates).
 pub fn permutation(n: usize, rng: &mut impl Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -27,6 +45,15 @@ pub fn permutation(n: usize, rng: &mut impl Rng) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apportion_is_exact_and_proportional() {
+        assert_eq!(apportion(&[1.0, 1.0], 10), [5, 5]);
+        assert_eq!(apportion(&[2.0, 1.0], 10), [7, 3]); // 6.67, 3.33
+        assert_eq!(apportion(&[1.0, 1.0, 1.0], 10), [4, 3, 3]);
+        assert_eq!(apportion(&[1.0], 7), [7]);
+        assert_eq!(apportion(&[1.0, 3.0], 0), [0, 0]);
+    }
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

@@ -19,7 +19,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use fsutil::{temporary_sibling, write_atomic, FileLock};
-pub use records::{EvalRecord, Headline, MetricsRow, Outcome, Status, Summary, TimingRow, Timings};
+pub use records::{
+    CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome, Split,
+    Status, Summary, TimingRow, Timings,
+};
 
 /// Paths inside a results root.
 #[derive(Debug, Clone)]

@@ -13,6 +13,10 @@ pub const EVAL: &str = "eval.csv";
 pub const METRICS: &str = "metrics.csv";
 /// `timing.csv` file name.
 pub const TIMING: &str = "timing.csv";
+/// `heldout.csv` file name: one row per held-out list.
+pub const HELDOUT: &str = "heldout.csv";
+/// `curves.csv` file name: held-out list metrics every `eval.every` steps.
+pub const CURVES: &str = "curves.csv";
 /// `config.toml` file name.
 pub const CONFIG: &str = "config.toml";
 /// Checkpoint directory name.
@@ -35,8 +39,11 @@ pub enum Status {
 pub struct Headline {
     /// What the policy was compared with: `reference` or a run id.
     pub baseline: String,
-    /// Held-out prompts.
+    /// Held-out test prompts (validation prompts are not in the headline).
     pub prompts: usize,
+    /// Responses sampled per prompt and model.
+    #[serde(default = "one")]
+    pub samples: u32,
     /// Prompts where the policy's reward is higher.
     pub wins: usize,
     /// Equal rewards.
@@ -53,6 +60,26 @@ pub struct Headline {
     pub policy_accuracy: Option<f64>,
     /// Same for the baseline.
     pub baseline_accuracy: Option<f64>,
+    /// Mean estimated KL(policy || reference) per response, in nats.
+    #[serde(default)]
+    pub kl: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Headline numbers of the held-out lists (test split).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldoutHeadline {
+    /// Test lists with at least one strictly ordered pair.
+    pub lists: usize,
+    /// Strictly ordered pairs the implicit reward orders correctly, over all pairs.
+    pub ranking_accuracy: f64,
+    /// Mean over lists of the mean implicit-reward margin of ordered pairs.
+    pub margin: f64,
+    /// Mean reward-weighted NDCG of the policy's ordering.
+    pub ndcg: f64,
 }
 
 /// Seconds spent per phase.
@@ -101,8 +128,11 @@ pub struct Summary {
     pub lists: String,
     /// Seconds per phase.
     pub timings: Timings,
-    /// Evaluation headline (complete runs).
+    /// Evaluation headline (complete runs with a built-in task source).
     pub headline: Option<Headline>,
+    /// Held-out list headline (complete runs with held-out lists).
+    #[serde(default)]
+    pub heldout: Option<HeldoutHeadline>,
 }
 
 impl Summary {
@@ -151,28 +181,106 @@ impl Outcome {
     }
 }
 
-/// One row of `eval.csv`.
+/// Which half of the held-out data a row belongs to: tune on validation,
+/// report on test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// For choosing configurations (`lpo report --select-by validation`).
+    Validation,
+    /// For reporting.
+    Test,
+}
+
+impl Split {
+    /// `validation` or `test`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// One row of `eval.csv`: one held-out prompt, `samples` responses per model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
-    /// Stable id of the held-out prompt (same across the runs of a sweep
-    /// that share data and seed).
+    /// Id of the held-out prompt, unique across seeds (`<task>-s<seed>-<index>`);
+    /// the same across the runs of a sweep that share data and seed.
     pub prompt_id: String,
+    /// Validation or test.
+    pub split: Split,
     /// Task name.
     pub task: String,
     /// Prompt text.
     pub prompt: String,
-    /// The policy's response.
+    /// Responses sampled per model (1 for greedy decoding).
+    pub samples: u32,
+    /// The policy's first response.
     pub policy_response: String,
-    /// Its reward.
+    /// Mean reward of the policy's responses.
     pub policy_reward: f64,
+    /// Share of the policy's responses with the full reward.
+    pub policy_pass: f64,
+    /// Mean of log pi(y|x) - log pi_ref(y|x) over the policy's responses
+    /// (a Monte Carlo estimate of KL(pi || pi_ref) at temperature 1).
+    pub policy_kl: f64,
     /// `reference` or the baseline run's id.
     pub baseline: String,
-    /// The baseline's response.
+    /// The baseline's first response.
     pub baseline_response: String,
-    /// Its reward.
+    /// Mean reward of the baseline's responses.
     pub baseline_reward: f64,
-    /// Win, tie or loss for the policy.
+    /// Share of the baseline's responses with the full reward.
+    pub baseline_pass: f64,
+    /// Win, tie or loss for the policy, by mean reward.
     pub outcome: Outcome,
+}
+
+/// One row of `heldout.csv`: the trained policy's implicit reward on one
+/// held-out list (never trained on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldoutRecord {
+    /// Id of the list, unique across seeds (`<source>-s<seed>-<index>`).
+    pub list_id: String,
+    /// Validation or test.
+    pub split: Split,
+    /// Source name (task or file path).
+    pub source: String,
+    /// Responses in the list.
+    pub responses: u32,
+    /// Strictly ordered pairs (r_i > r_j).
+    pub pairs: u32,
+    /// Of those, pairs with s_i > s_j.
+    pub correct: u32,
+    /// Mean of s_i - s_j over the ordered pairs (empty when there are none).
+    pub margin: Option<f64>,
+    /// Reward-weighted NDCG of the order by s (empty when all rewards tie).
+    pub ndcg: Option<f64>,
+    /// Policy log-likelihood of the highest-reward response.
+    pub chosen_logp: f64,
+    /// Policy log-likelihood of the lowest-reward response.
+    pub rejected_logp: f64,
+}
+
+/// One row of `curves.csv`: the policy on the fixed validation held-out
+/// lists at one step (step 0 is the reference itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurveRow {
+    /// Optimizer steps taken when measured.
+    pub step: u32,
+    /// Mean policy log-likelihood of each list's highest-reward response.
+    pub chosen_logp: f64,
+    /// Mean policy log-likelihood of each list's lowest-reward response.
+    pub rejected_logp: f64,
+    /// Mean implicit reward of the highest-reward response.
+    pub chosen_reward: f64,
+    /// Mean implicit reward of the lowest-reward response.
+    pub rejected_reward: f64,
+    /// Mean implicit-reward margin of ordered pairs.
+    pub margin: f64,
+    /// Share of ordered pairs the implicit reward orders correctly.
+    pub ranking_accuracy: f64,
 }
 
 /// Reads `eval.csv`.
@@ -214,6 +322,11 @@ pub struct MetricsRow {
     pub rejected_reward: f64,
     /// Share of strictly ordered pairs the implicit reward orders correctly.
     pub ranking_accuracy: f64,
+    /// Supervised weight (`loss.sft_weight`) at this step.
+    pub sft_weight: f64,
+    /// Mean length-normalised NLL of each list's best response (logged even
+    /// when its weight is 0).
+    pub sft_loss: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
     /// Tokens processed (prompts once, responses K times).

@@ -5,9 +5,12 @@
 //!   scored by the task; or imported lists), cached; held-out eval prompts.
 //! - [`sources`]: data sources, tokenizer, encoding.
 //! - [`optim`]: AdamW with schedules and clipping, checkpointable.
+//! - [`eval`]: sampled evaluation against a baseline, KL to the reference,
+//!   implicit-reward metrics and curves on held-out lists.
 //! - [`run`]: one planned run: training with checkpoints, evaluation, results files.
 
 pub mod batch;
+pub mod eval;
 pub mod lists;
 pub mod optim;
 pub mod reference;

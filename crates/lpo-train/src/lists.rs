@@ -32,19 +32,26 @@ use crate::Progress;
 pub struct SourcedList {
     /// Source name (task or file path).
     pub source: String,
+    /// Held out from training (for ranking metrics); absent = training list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heldout: bool,
     /// The list.
     #[serde(flatten)]
     pub list: RewardList,
 }
 
-/// The training lists of a run.
+/// The lists of a run: training lists and held-out lists.
 pub struct Lists {
     /// Content identity.
     pub id: String,
     /// Where they are cached.
     pub path: PathBuf,
-    /// Lists as generated or imported (before binarization).
+    /// Training lists as generated or imported (before binarization).
     pub lists: Vec<SourcedList>,
+    /// Held-out lists, never trained on: a `data.eval_fraction` share of each
+    /// file's records, and lists sampled for fresh prompts of the built-in
+    /// tasks (scored with the true reward, without annotator noise).
+    pub heldout: Vec<SourcedList>,
 }
 
 impl Lists {
@@ -64,6 +71,7 @@ impl Lists {
                         dropped += usize::from(pair.is_none());
                         pair.map(|list| SourcedList {
                             source: l.source.clone(),
+                            heldout: false,
                             list,
                         })
                     })
@@ -73,9 +81,13 @@ impl Lists {
         }
     }
 
-    /// The prompts of the training lists.
+    /// The prompts of the training and held-out lists.
     pub fn prompts(&self) -> HashSet<&str> {
-        self.lists.iter().map(|l| l.list.prompt.as_str()).collect()
+        self.lists
+            .iter()
+            .chain(&self.heldout)
+            .map(|l| l.list.prompt.as_str())
+            .collect()
     }
 }
 
@@ -86,6 +98,7 @@ struct ListsIdentity {
     sources: Vec<crate::sources::SourceIdentity>,
     list_size: u32,
     train_prompts: u32,
+    eval_fraction: f64,
     sample_temperature: f64,
     max_new_tokens: u32,
     seed: u64,
@@ -106,11 +119,12 @@ pub fn obtain(
     let id = content_id(
         "lists",
         &ListsIdentity {
-            version: 1,
+            version: 2,
             reference: reference.meta.id.clone(),
             sources: sources.iter().map(Source::identity).collect(),
             list_size: recipe.data.list_size,
             train_prompts: recipe.data.train_prompts,
+            eval_fraction: recipe.data.eval_fraction,
             sample_temperature: recipe.reference.sample_temperature,
             max_new_tokens: recipe.eval.max_new_tokens,
             seed: recipe.train.seed,
@@ -130,7 +144,13 @@ pub fn obtain(
         write_atomic(&path, &bytes)?;
         lists
     };
-    Ok(Lists { id, path, lists })
+    let (heldout, lists) = lists.into_iter().partition(|l| l.heldout);
+    Ok(Lists {
+        id,
+        path,
+        lists,
+        heldout,
+    })
 }
 
 /// Reads a cache file this module wrote: one `SourcedList` per line.
@@ -147,6 +167,19 @@ fn read_cached(path: &std::path::Path) -> Result<Vec<SourcedList>> {
         .collect()
 }
 
+/// A file source's records split into (held out, training) indices: a
+/// seeded permutation of its `len` records whose first `ceil(fraction * len)`
+/// (leaving at least one for training) are held out. The reference's SFT
+/// and the training lists only ever see the training part.
+pub fn file_split(source: &str, len: usize, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, &format!("heldout-records:{source}")));
+    let mut order = lpo_data::mix::permutation(len, &mut rng);
+    let held = ((fraction * len as f64).ceil() as usize).min(len.saturating_sub(1));
+    let train = order.split_off(held);
+    (order, train)
+}
+
+/// Training lists (in slot order) followed by held-out lists.
 fn generate_lists(
     recipe: &Recipe,
     sources: &[Source],
@@ -157,6 +190,7 @@ fn generate_lists(
     let seed = recipe.train.seed;
     let k = recipe.data.list_size as usize;
     let n = recipe.data.train_prompts as usize;
+    let fraction = recipe.data.eval_fraction;
     let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
     let slots = lpo_data::mix::assign(
         &weights,
@@ -165,14 +199,17 @@ fn generate_lists(
     );
     let mut prompt_rng = StdRng::seed_from_u64(derive_seed(seed, "train-prompts"));
     let mut pick_rng = StdRng::seed_from_u64(derive_seed(seed, "file-records"));
-    // Per file source: a seeded order of its records, consumed in turn.
-    let mut orders: Vec<(Vec<usize>, usize)> = sources
+    // Per file source: its held-out records, and a seeded order of its
+    // training records consumed in turn.
+    let mut orders: Vec<(Vec<usize>, Vec<usize>, usize)> = sources
         .iter()
         .map(|s| match &s.kind {
             SourceKind::File { records, .. } => {
-                (lpo_data::mix::permutation(records.len(), &mut pick_rng), 0)
+                let (held, train) = file_split(&s.name, records.len(), seed, fraction);
+                let order = lpo_data::mix::permutation(train.len(), &mut pick_rng);
+                (held, order.into_iter().map(|i| train[i]).collect(), 0)
             }
-            SourceKind::Task(_) => (Vec::new(), 0),
+            SourceKind::Task(_) => (Vec::new(), Vec::new(), 0),
         })
         .collect();
     let mut out: Vec<Option<SourcedList>> = vec![None; n];
@@ -181,76 +218,204 @@ fn generate_lists(
         match &sources[s].kind {
             SourceKind::Task(task) => pending.push((slot, *task, task.generate(&mut prompt_rng))),
             SourceKind::File { records, .. } => {
-                let (order, next) = &mut orders[s];
-                let record = &records[order[*next % order.len()]];
+                let (_, train, next) = &mut orders[s];
+                let record = &records[train[*next % train.len()]];
                 *next += 1;
-                let mut responses = record.responses.clone();
-                if responses.len() > k {
-                    let keep = lpo_data::mix::permutation(responses.len(), &mut pick_rng);
-                    responses = keep[..k].iter().map(|&i| responses[i].clone()).collect();
-                }
-                out[slot] = Some(SourcedList {
-                    source: sources[s].name.clone(),
+                out[slot] = Some(file_list(&sources[s].name, record, k, false, &mut pick_rng));
+            }
+        }
+    }
+    let mut sampler = ListSampler::new(recipe, tokenizer, reference, "list-sampling");
+    progress.start("sampling reward lists", pending.len() as u64);
+    let mut annotate_rng = StdRng::seed_from_u64(derive_seed(seed, "annotation"));
+    let examples: Vec<(Task, Example)> = pending.iter().map(|(_, t, e)| (*t, e.clone())).collect();
+    let sampled = sampler.sample(&examples, Some(&mut annotate_rng), progress);
+    progress.finish();
+    for ((slot, _, _), list) in pending.iter().zip(sampled) {
+        out[*slot] = Some(list);
+    }
+    let mut lists: Vec<SourcedList> = out
+        .into_iter()
+        .map(|l| l.expect("every slot filled"))
+        .collect();
+
+    // Held-out lists of the built-in tasks: fresh prompts, true rewards.
+    let train_prompts: HashSet<String> = lists.iter().map(|l| l.list.prompt.clone()).collect();
+    let held_tasks = heldout_examples(recipe, sources, &train_prompts)?;
+    let mut sampler = ListSampler::new(recipe, tokenizer, reference, "heldout-list-sampling");
+    progress.start("sampling held-out lists", held_tasks.len() as u64);
+    let mut held = sampler.sample(&held_tasks, None, progress);
+    progress.finish();
+    // Held-out records of the files.
+    for (s, (held_records, _, _)) in sources.iter().zip(&orders) {
+        if let SourceKind::File { records, .. } = &s.kind {
+            for &i in held_records {
+                held.push(file_list(&s.name, &records[i], k, true, &mut pick_rng));
+            }
+        }
+    }
+    for l in &mut held {
+        l.heldout = true;
+    }
+    lists.extend(held);
+    Ok(lists)
+}
+
+/// A file record as a list of at most `k` responses (a random `k` when it has more).
+fn file_list(
+    source: &str,
+    record: &RewardList,
+    k: usize,
+    heldout: bool,
+    rng: &mut StdRng,
+) -> SourcedList {
+    let mut responses = record.responses.clone();
+    if responses.len() > k {
+        let keep = lpo_data::mix::permutation(responses.len(), rng);
+        responses = keep[..k].iter().map(|&i| responses[i].clone()).collect();
+    }
+    SourcedList {
+        source: source.to_string(),
+        heldout,
+        list: RewardList {
+            prompt: record.prompt.clone(),
+            responses,
+        },
+    }
+}
+
+/// Prompts for the built-in tasks' held-out lists: `round(eval_fraction *
+/// train_prompts)` slots spread over the whole mix by weight, of which the
+/// task slots are used (files hold out their own records), never repeating
+/// a training prompt or each other.
+fn heldout_examples(
+    recipe: &Recipe,
+    sources: &[Source],
+    train_prompts: &HashSet<String>,
+) -> Result<Vec<(Task, Example)>> {
+    let seed = recipe.train.seed;
+    let m = (recipe.data.eval_fraction * f64::from(recipe.data.train_prompts)).round() as usize;
+    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
+    let slots = lpo_data::mix::assign(
+        &weights,
+        m,
+        &mut StdRng::seed_from_u64(derive_seed(seed, "heldout-mix")),
+    );
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, "heldout-prompts"));
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for &s in &slots {
+        let SourceKind::Task(task) = sources[s].kind else {
+            continue;
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if attempts > 1000 {
+                bail!(
+                    "could not draw {m} held-out {} prompts distinct from the training prompts; lower data.eval_fraction",
+                    task.name()
+                );
+            }
+            let example = task.generate(&mut rng);
+            if !train_prompts.contains(&example.prompt) && seen.insert(example.prompt.clone()) {
+                out.push((task, example));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Samples K responses per prompt from the reference and scores them.
+struct ListSampler<'a> {
+    reference: &'a Reference,
+    tokenizer: &'a dyn Tokenize,
+    options: GenerateOptions,
+    k: usize,
+    rng: StdRng,
+}
+
+impl<'a> ListSampler<'a> {
+    fn new(
+        recipe: &Recipe,
+        tokenizer: &'a dyn Tokenize,
+        reference: &'a Reference,
+        purpose: &str,
+    ) -> ListSampler<'a> {
+        ListSampler {
+            reference,
+            tokenizer,
+            options: GenerateOptions {
+                max_new_tokens: recipe.eval.max_new_tokens as usize,
+                eos: tokenizer.eos(),
+                pad: tokenizer.pad(),
+                decoding: Decoding::Sample {
+                    temperature: recipe.reference.sample_temperature,
+                    top_p: 1.0,
+                },
+            },
+            k: recipe.data.list_size as usize,
+            rng: StdRng::seed_from_u64(derive_seed(recipe.train.seed, purpose)),
+        }
+    }
+
+    /// One list per example. Rewards are annotated (with the task's rater
+    /// noise) when `annotate` is given, else the true reward.
+    fn sample(
+        &mut self,
+        examples: &[(Task, Example)],
+        mut annotate: Option<&mut StdRng>,
+        progress: &mut dyn Progress,
+    ) -> Vec<SourcedList> {
+        let k = self.k;
+        let max_len = self.reference.model.config().max_position_embeddings as usize;
+        let mut out = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(GENERATION_BATCH) {
+            let prompts: Vec<Vec<i64>> = chunk
+                .iter()
+                .flat_map(|(_, ex)| {
+                    let (p, _) = encode_pair(self.tokenizer, &ex.prompt, None, max_len);
+                    std::iter::repeat_n(p, k)
+                })
+                .collect();
+            let generated = generate(
+                &self.reference.model,
+                &prompts,
+                &self.options,
+                &mut self.rng,
+            );
+            for (i, (task, example)) in chunk.iter().enumerate() {
+                let responses = generated[i * k..(i + 1) * k]
+                    .iter()
+                    .map(|ids| {
+                        let text = self.tokenizer.decode(ids);
+                        let reward = match annotate.as_deref_mut() {
+                            Some(rng) => task.annotate(example, &text, rng),
+                            None => task.reward(example, &text),
+                        };
+                        Scored { text, reward }
+                    })
+                    .collect();
+                out.push(SourcedList {
+                    source: task.name().to_string(),
+                    heldout: false,
                     list: RewardList {
-                        prompt: record.prompt.clone(),
+                        prompt: example.prompt.clone(),
                         responses,
                     },
                 });
             }
+            progress.update(out.len() as u64, "");
         }
+        out
     }
-    let options = GenerateOptions {
-        max_new_tokens: recipe.eval.max_new_tokens as usize,
-        eos: tokenizer.eos(),
-        pad: tokenizer.pad(),
-        decoding: Decoding::Sample {
-            temperature: recipe.reference.sample_temperature,
-            top_p: 1.0,
-        },
-    };
-    let max_len = reference.model.config().max_position_embeddings as usize;
-    let mut sample_rng = StdRng::seed_from_u64(derive_seed(seed, "list-sampling"));
-    let mut annotate_rng = StdRng::seed_from_u64(derive_seed(seed, "annotation"));
-    progress.start("sampling reward lists", pending.len() as u64);
-    let mut done = 0u64;
-    for chunk in pending.chunks(GENERATION_BATCH) {
-        let prompts: Vec<Vec<i64>> = chunk
-            .iter()
-            .flat_map(|(_, _, ex)| {
-                let (p, _) = encode_pair(tokenizer, &ex.prompt, None, max_len);
-                std::iter::repeat_n(p, k)
-            })
-            .collect();
-        let generated = generate(&reference.model, &prompts, &options, &mut sample_rng);
-        for (i, (slot, task, example)) in chunk.iter().enumerate() {
-            let responses = generated[i * k..(i + 1) * k]
-                .iter()
-                .map(|ids| {
-                    let text = tokenizer.decode(ids);
-                    let reward = task.annotate(example, &text, &mut annotate_rng);
-                    Scored { text, reward }
-                })
-                .collect();
-            out[*slot] = Some(SourcedList {
-                source: task.name().to_string(),
-                list: RewardList {
-                    prompt: example.prompt.clone(),
-                    responses,
-                },
-            });
-        }
-        done += chunk.len() as u64;
-        progress.update(done, "");
-    }
-    progress.finish();
-    Ok(out
-        .into_iter()
-        .map(|l| l.expect("every slot filled"))
-        .collect())
 }
 
-/// Held-out evaluation prompts: drawn from the mix's built-in tasks (by their
-/// weights) with a separate seed, never repeating a training prompt or each other.
+/// Held-out evaluation prompts: `eval.prompts` split over the mix's built-in
+/// tasks exactly by weight (the same counts for every seed), task by task,
+/// drawn with a separate seed, never repeating a training or held-out list
+/// prompt or each other. Empty when the mix has no built-in task.
 pub fn eval_examples(
     recipe: &Recipe,
     sources: &[Source],
@@ -264,25 +429,36 @@ pub fn eval_examples(
         })
         .collect();
     if tasks.is_empty() {
-        bail!("evaluation needs an explicit reward: add a built-in task (arith, program, rating) to data.mix");
+        // Files only: no reward function to score generations with; the
+        // held-out lists measure the run instead.
+        return Ok(Vec::new());
     }
     let weights: Vec<f64> = tasks.iter().map(|t| t.1).collect();
     let n = recipe.eval.prompts as usize;
+    let counts = lpo_data::mix::apportion(&weights, n);
     let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "eval-prompts"));
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::with_capacity(n);
-    let mut attempts = 0usize;
-    while out.len() < n {
-        attempts += 1;
-        if attempts > 100 * n + 1000 {
-            bail!("could not draw {n} distinct held-out prompts; lower eval.prompts");
+    for (&(task, _), &count) in tasks.iter().zip(&counts) {
+        let mut attempts = 0usize;
+        let mut drawn = 0;
+        while drawn < count {
+            attempts += 1;
+            if attempts > 100 * count + 1000 {
+                bail!(
+                    "could not draw {count} distinct held-out {} prompts; lower eval.prompts",
+                    task.name()
+                );
+            }
+            let example = task.generate(&mut rng);
+            if train_prompts.contains(example.prompt.as_str())
+                || !seen.insert(example.prompt.clone())
+            {
+                continue;
+            }
+            out.push(example);
+            drawn += 1;
         }
-        let task = tasks[lpo_data::mix::assign(&weights, 1, &mut rng)[0]].0;
-        let example = task.generate(&mut rng);
-        if train_prompts.contains(example.prompt.as_str()) || !seen.insert(example.prompt.clone()) {
-            continue;
-        }
-        out.push(example);
     }
     Ok(out)
 }

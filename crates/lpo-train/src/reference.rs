@@ -64,6 +64,9 @@ struct SftIdentity<'a> {
     sources: Vec<crate::sources::SourceIdentity>,
     seed: u64,
     tokenizer: &'a str,
+    /// `data.eval_fraction` when a file source holds records out of SFT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heldout_fraction: Option<f64>,
 }
 
 /// The reference a run uses: the configured checkpoint, or the SFT model
@@ -94,6 +97,10 @@ pub fn obtain(
             sources: sources.iter().map(Source::identity).collect(),
             seed: recipe.train.seed,
             tokenizer: tokenizer_id,
+            heldout_fraction: sources
+                .iter()
+                .any(|s| matches!(s.kind, SourceKind::File { .. }))
+                .then_some(recipe.data.eval_fraction),
         },
     );
     let dir = layout.reference_dir(&id);
@@ -141,11 +148,13 @@ fn from_checkpoint(dir: &Path, device: Device) -> Result<Reference> {
 /// One demonstration: a prompt and the answer shown for it.
 fn demonstration(
     sources: &[Source],
+    train_records: &[Vec<usize>],
     weights: &[f64],
     error_rate: f64,
     rng: &mut StdRng,
 ) -> (String, String) {
-    let source = &sources[lpo_data::mix::assign(weights, 1, rng)[0]];
+    let s = lpo_data::mix::assign(weights, 1, rng)[0];
+    let source = &sources[s];
     match &source.kind {
         SourceKind::Task(task) => {
             let example = task.generate(rng);
@@ -157,7 +166,8 @@ fn demonstration(
             (example.prompt, answer)
         }
         SourceKind::File { records, .. } => {
-            let record = &records[rng.random_range(0..records.len())];
+            let train = &train_records[s];
+            let record = &records[train[rng.random_range(0..train.len())]];
             let best = record
                 .responses
                 .iter()
@@ -187,6 +197,17 @@ fn train_sft(
     let mut opt = AdamW::new(&vs, 0.0);
     let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "sft-demonstrations"));
     let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
+    // File records held out for evaluation are never demonstrated.
+    let train_records: Vec<Vec<usize>> = sources
+        .iter()
+        .map(|s| match &s.kind {
+            SourceKind::File { records, .. } => {
+                let seed = recipe.train.seed;
+                crate::lists::file_split(&s.name, records.len(), seed, recipe.data.eval_fraction).1
+            }
+            SourceKind::Task(_) => Vec::new(),
+        })
+        .collect();
     let warmup = r.sft_steps / 20;
     let tail = (r.sft_steps / 10).max(1);
     let mut tail_losses = Vec::new();
@@ -194,7 +215,8 @@ fn train_sft(
     for step in 0..r.sft_steps {
         let (prompts, responses): (Vec<_>, Vec<_>) = (0..r.sft_batch_size)
             .map(|_| {
-                let (p, a) = demonstration(sources, &weights, r.error_rate, &mut rng);
+                let (p, a) =
+                    demonstration(sources, &train_records, &weights, r.error_rate, &mut rng);
                 encode_pair(tokenizer, &p, Some(&a), max_len)
             })
             .unzip();

@@ -1,34 +1,29 @@
 //! One planned run, start to finish: data, training with checkpoints,
 //! evaluation, and the files of its results directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use lpo_data::tokenizer::Tokenize;
 use lpo_loss::{LossInput, LossParams};
 use lpo_model::checkpoint;
-use lpo_model::generate::{generate, Decoding, GenerateOptions};
 use lpo_model::logps::response_logps;
 use lpo_model::Mistral;
-use lpo_recipe::{Decoding as EvalDecoding, Normalize, Recipe};
-use lpo_results::records::{self, CHECKPOINT, CONFIG, METRICS, TIMING};
+use lpo_recipe::{Normalize, Recipe};
+use lpo_results::records::{self, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
 use lpo_results::{
-    content_id, derive_seed, write_atomic, EvalRecord, FileLock, Headline, Layout, MetricsRow,
-    Outcome, Status, Summary, TimingRow, Timings,
+    content_id, write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status, Summary, TimingRow,
+    Timings,
 };
-use lpo_tasks::Example;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 use crate::batch::{batch_indices, TrainSet};
+use crate::eval::{self, HeldoutSet};
 use crate::optim::{learning_rate, AdamW};
 use crate::reference::Reference;
-use crate::sources::encode_pair;
 use crate::{lists, reference, sources, Progress};
 
 /// What the policy is compared with at evaluation.
@@ -79,13 +74,23 @@ struct RunState {
     summary: Summary,
     metrics: Vec<MetricsRow>,
     timing: Vec<TimingRow>,
+    curves: Vec<CurveRow>,
     dir: PathBuf,
 }
 
 impl RunState {
+    /// Writes metrics.csv, timing.csv and curves.csv into `dir`.
+    fn write_curves_to(&self, dir: &Path) -> Result<()> {
+        write_atomic(&dir.join(METRICS), &records::to_csv(&self.metrics)?)?;
+        write_atomic(&dir.join(TIMING), &records::to_csv(&self.timing)?)?;
+        if !self.curves.is_empty() {
+            write_atomic(&dir.join(CURVES), &records::to_csv(&self.curves)?)?;
+        }
+        Ok(())
+    }
+
     fn write_curves(&self) -> Result<()> {
-        write_atomic(&self.dir.join(METRICS), &records::to_csv(&self.metrics)?)?;
-        write_atomic(&self.dir.join(TIMING), &records::to_csv(&self.timing)?)
+        self.write_curves_to(&self.dir)
     }
 }
 
@@ -125,9 +130,11 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             lists: String::new(),
             timings: Timings::default(),
             headline: None,
+            heldout: None,
         },
         metrics: Vec::new(),
         timing: Vec::new(),
+        curves: Vec::new(),
         dir: dir.clone(),
     };
     state.summary.write(&dir)?;
@@ -219,36 +226,62 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer.pad(),
         progress,
     )?;
+    let heldout = HeldoutSet::build(
+        recipe,
+        &lists.heldout,
+        tokenizer.as_ref(),
+        &reference.model,
+        progress,
+    );
+    let data = TrainData {
+        set,
+        ref_sum,
+        ref_tokens,
+        heldout,
+        pad: tokenizer.pad(),
+    };
     state.summary.timings.data = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let (policy_vs, policy) = train(
-        request,
-        state,
-        &reference,
-        &set,
-        &ref_sum,
-        &ref_tokens,
-        tokenizer.pad(),
-        progress,
-    )?;
+    let (policy_vs, policy) = train(request, state, &reference, &data, progress)?;
     state.summary.timings.train = started.elapsed().as_secs_f64();
     drop(policy_vs);
 
     let started = Instant::now();
+    let final_beta = recipe
+        .loss
+        .beta
+        .at(u64::from(recipe.train.steps), u64::from(recipe.train.steps));
+    if !data.heldout.is_empty() {
+        let (rows, headline) = data.heldout.evaluate(&policy, final_beta, progress);
+        write_atomic(&state.dir.join(records::HELDOUT), &records::to_csv(&rows)?)?;
+        state.summary.heldout = Some(headline);
+    }
     let examples = lists::eval_examples(recipe, &srcs, &lists.prompts())?;
-    let records = evaluate(
-        request,
-        &reference,
-        &policy,
-        tokenizer.as_ref(),
-        &examples,
-        progress,
-    )?;
-    write_atomic(&state.dir.join(records::EVAL), &records::to_csv(&records)?)?;
-    state.summary.headline = Some(headline(&records, &examples));
+    if !examples.is_empty() {
+        let rows = eval::generations(
+            request,
+            &reference,
+            &policy,
+            tokenizer.as_ref(),
+            &examples,
+            progress,
+        )?;
+        write_atomic(&state.dir.join(records::EVAL), &records::to_csv(&rows)?)?;
+        state.summary.headline = Some(eval::headline(&rows, &examples));
+    }
     state.summary.timings.eval = started.elapsed().as_secs_f64();
     Ok(())
+}
+
+/// What the training loop reads: the tokenized lists, their reference
+/// log-probabilities, and the held-out lists the curves are measured on.
+struct TrainData {
+    set: TrainSet,
+    ref_sum: Tensor,
+    ref_tokens: Tensor,
+    heldout: HeldoutSet,
+    pad: i64,
 }
 
 /// Reference log-probabilities of every training response, computed once per
@@ -287,23 +320,8 @@ fn reference_logps(
             .context("cached reference log-probabilities lack `tokens`")?;
         return Ok((sum.shallow_clone(), tokens.shallow_clone()));
     }
-    const CHUNK: usize = 32;
-    progress.start("reference log-probs", set.len() as u64);
-    let mut sums = Vec::new();
-    let mut counts = Vec::new();
-    tch::no_grad(|| {
-        for start in (0..set.len()).step_by(CHUNK) {
-            let indices: Vec<usize> = (start..(start + CHUNK).min(set.len())).collect();
-            let (prompts, responses) = set.select(&indices);
-            let out = response_logps(&reference.model, &prompts, &responses, set.k, pad);
-            sums.push(out.sum.to_kind(Kind::Float));
-            counts.push(out.tokens);
-            progress.update((start + indices.len()) as u64, "");
-        }
-    });
-    progress.finish();
-    let sum = Tensor::cat(&sums, 0);
-    let tokens = Tensor::cat(&counts, 0);
+    let (sum, tokens) =
+        crate::eval::set_logps(&reference.model, set, pad, progress, "reference log-probs");
     let tensors = BTreeMap::from([
         ("sum".to_string(), sum.shallow_clone()),
         ("tokens".to_string(), tokens.shallow_clone()),
@@ -339,8 +357,7 @@ fn save_checkpoint(
     if let Some(opt) = opt {
         checkpoint::write_tensors(&new.join("optimizer.safetensors"), &opt.state())?;
     }
-    write_atomic(&new.join(METRICS), &records::to_csv(&state.metrics)?)?;
-    write_atomic(&new.join(TIMING), &records::to_csv(&state.timing)?)?;
+    state.write_curves_to(&new)?;
     write_atomic(
         &new.join("state.json"),
         serde_json::to_string(&CheckpointState { step })?.as_bytes(),
@@ -354,15 +371,11 @@ fn save_checkpoint(
     state.write_curves()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn train(
     request: &RunRequest<'_>,
     state: &mut RunState,
     reference: &Reference,
-    set: &TrainSet,
-    ref_sum: &Tensor,
-    ref_tokens: &Tensor,
-    pad: i64,
+    data: &TrainData,
     progress: &mut dyn Progress,
 ) -> Result<(nn::VarStore, Mistral)> {
     let recipe = request.recipe;
@@ -377,118 +390,45 @@ fn train(
         vs.bfloat16();
     }
     let mut opt = AdamW::new(&vs, t.weight_decay);
-    let mut start = 0;
-    if let Some(dir) = &resume {
-        let saved: CheckpointState =
-            serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
-        start = saved.step;
-        if saved.step < t.steps {
-            opt.load_state(&checkpoint::read_tensors(
-                &dir.join("optimizer.safetensors"),
-                device,
-            )?)?;
-        }
-        state.metrics = records::read_rows::<MetricsRow>(&dir.join(METRICS))?
-            .into_iter()
-            .filter(|r| r.step < start)
-            .collect();
-        state.timing = records::read_rows::<TimingRow>(&dir.join(TIMING))?
-            .into_iter()
-            .filter(|r| r.step < start)
-            .collect();
-        state.summary.resumed_from = Some(start);
-        state.summary.steps_done = start;
+    let start = match &resume {
+        Some(dir) => resume_from(state, dir, &mut opt, t.steps, device)?,
+        None => 0,
+    };
+    let total = u64::from(t.steps);
+    let every = recipe.eval.every;
+    let measure_curves = every > 0 && !data.heldout.is_empty();
+    if measure_curves && start == 0 {
+        let beta = recipe.loss.beta.at(0, total);
+        state
+            .curves
+            .push(data.heldout.curve(&policy, beta, 0, progress));
     }
-    let micro = t.grad_accum.max(1) as usize;
-    let per_micro = (t.batch_size as usize).div_ceil(micro).max(1);
-    progress.start("training", u64::from(t.steps));
+    progress.start("training", total);
     progress.update(u64::from(start), "");
     for step in start..t.steps {
         let step_started = Instant::now();
         state.summary.failed_step = Some(step);
-        let params = LossParams::at_step(&recipe.loss, u64::from(step), u64::from(t.steps));
-        opt.zero_grad();
-        let mut loss_sum = 0.0;
-        let mut stats = lpo_loss::LossStats::default();
-        let mut tokens = 0;
-        for m in 0..micro {
-            let indices = batch_indices(set.len(), per_micro, micro, step as usize, m, t.seed);
-            let (prompts, responses) = set.select(&indices);
-            let out = response_logps(&policy, &prompts, &responses, set.k, pad);
-            let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                .to_device(device);
-            let rs = ref_sum.index_select(0, &idx);
-            let (pol, refl) = match recipe.loss.normalize {
-                Normalize::Sum => (out.sum, rs),
-                Normalize::Mean => (
-                    out.sum / out.tokens.clamp_min(1.0),
-                    rs / ref_tokens.index_select(0, &idx).clamp_min(1.0),
-                ),
-            };
-            let (rewards, mask) = set.targets(&indices, device);
-            let result = lpo_loss::compute(
-                &params,
-                &LossInput {
-                    policy_logps: &pol,
-                    reference_logps: &refl,
-                    rewards: &rewards,
-                    mask: &mask,
-                },
-            );
-            let value = result.loss.double_value(&[]);
-            if !value.is_finite() {
-                bail!("loss is {value} at step {step}");
-            }
-            (result.loss / micro as f64).backward();
-            loss_sum += value;
-            let s = result.stats;
-            stats.chosen_logp += s.chosen_logp / micro as f64;
-            stats.rejected_logp += s.rejected_logp / micro as f64;
-            stats.chosen_reward += s.chosen_reward / micro as f64;
-            stats.rejected_reward += s.rejected_reward / micro as f64;
-            stats.ranking_accuracy += s.ranking_accuracy / micro as f64;
-            tokens += set.token_count(&indices);
-        }
-        let grad_norm = opt.clip_grad_norm(t.grad_clip);
-        if !grad_norm.is_finite() {
-            bail!("gradient norm is {grad_norm} at step {step}");
-        }
-        let lr = learning_rate(
-            t.learning_rate,
-            t.lr_schedule,
-            t.warmup_steps,
-            step,
-            t.steps,
-        );
-        opt.step(lr);
-        let loss = loss_sum / micro as f64;
-        state.metrics.push(MetricsRow {
-            step,
-            loss,
-            beta: params.beta,
-            alpha: params.alpha,
-            gamma: params.gamma,
-            lr,
-            chosen_logp: stats.chosen_logp,
-            rejected_logp: stats.rejected_logp,
-            chosen_reward: stats.chosen_reward,
-            rejected_reward: stats.rejected_reward,
-            ranking_accuracy: stats.ranking_accuracy,
-            grad_norm,
-            tokens,
-        });
+        let row = optimizer_step(request, data, &policy, &mut opt, step)?;
         let seconds = step_started.elapsed().as_secs_f64();
         state.timing.push(TimingRow {
             step,
             seconds,
-            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+            tokens_per_s: row.tokens as f64 / seconds.max(1e-9),
         });
+        progress.update(u64::from(step + 1), &format!("loss {:.4}", row.loss));
+        state.metrics.push(row);
         state.summary.steps_done = step + 1;
         state.summary.failed_step = None;
-        progress.update(u64::from(step + 1), &format!("loss {loss:.4}"));
+        let done = step + 1;
+        if measure_curves && (done % every == 0 || done == t.steps) {
+            let beta = recipe.loss.beta.at(u64::from(done), total);
+            state
+                .curves
+                .push(data.heldout.curve(&policy, beta, done, progress));
+        }
         let every = t.checkpoint_every;
-        if every > 0 && (step + 1) % every == 0 && step + 1 < t.steps {
-            save_checkpoint(state, &vs, &policy, Some(&opt), step + 1)?;
+        if every > 0 && done % every == 0 && done < t.steps {
+            save_checkpoint(state, &vs, &policy, Some(&opt), done)?;
             state.summary.write(&state.dir)?;
         }
     }
@@ -498,218 +438,136 @@ fn train(
     Ok((vs, policy))
 }
 
-fn decoding(recipe: &Recipe) -> Decoding {
-    match recipe.eval.decoding {
-        EvalDecoding::Greedy => Decoding::Greedy,
-        EvalDecoding::Sample => Decoding::Sample {
-            temperature: recipe.eval.temperature,
-            top_p: recipe.eval.top_p,
-        },
+/// Restores the optimizer and the curves of the checkpoint in `dir`; returns
+/// the step it was saved at.
+fn resume_from(
+    state: &mut RunState,
+    dir: &Path,
+    opt: &mut AdamW,
+    steps: u32,
+    device: Device,
+) -> Result<u32> {
+    let path = dir.join("state.json");
+    let saved: CheckpointState = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let start = saved.step;
+    if start < steps {
+        opt.load_state(&checkpoint::read_tensors(
+            &dir.join("optimizer.safetensors"),
+            device,
+        )?)?;
     }
-}
-
-/// Generates one response per example, in batches.
-///
-/// Sampling uses common random numbers: chunk i of the prompts always draws
-/// from the stream seeded by (seed, i), row by row and step by step, for the
-/// policy and for the baseline alike. Paired comparisons then differ only
-/// where the models differ (a policy equal to the reference ties on every
-/// prompt), which removes the sampling noise of two independent streams.
-fn respond(
-    model: &Mistral,
-    tokenizer: &dyn Tokenize,
-    examples: &[Example],
-    recipe: &Recipe,
-    progress: &mut dyn Progress,
-    phase: &str,
-) -> Vec<String> {
-    const CHUNK: usize = 64;
-    let options = GenerateOptions {
-        max_new_tokens: recipe.eval.max_new_tokens as usize,
-        eos: tokenizer.eos(),
-        pad: tokenizer.pad(),
-        decoding: decoding(recipe),
+    state.metrics = records::read_rows::<MetricsRow>(&dir.join(METRICS))?
+        .into_iter()
+        .filter(|r| r.step < start)
+        .collect();
+    state.timing = records::read_rows::<TimingRow>(&dir.join(TIMING))?
+        .into_iter()
+        .filter(|r| r.step < start)
+        .collect();
+    let curves = dir.join(CURVES);
+    state.curves = if curves.exists() {
+        records::read_rows::<CurveRow>(&curves)?
+            .into_iter()
+            .filter(|r| r.step <= start)
+            .collect()
+    } else {
+        Vec::new()
     };
-    let max_len = model.config().max_position_embeddings as usize;
-    let mut out = Vec::with_capacity(examples.len());
-    progress.start(phase, examples.len() as u64);
-    for (i, chunk) in examples.chunks(CHUNK).enumerate() {
-        let mut rng = StdRng::seed_from_u64(derive_seed(
-            recipe.train.seed,
-            &format!("eval-sampling-{i}"),
-        ));
-        let prompts: Vec<Vec<i64>> = chunk
-            .iter()
-            .map(|e| encode_pair(tokenizer, &e.prompt, None, max_len).0)
-            .collect();
-        out.extend(
-            generate(model, &prompts, &options, &mut rng)
-                .iter()
-                .map(|ids| tokenizer.decode(ids)),
-        );
-        progress.update(out.len() as u64, "");
-    }
-    progress.finish();
-    out
+    state.summary.resumed_from = Some(start);
+    state.summary.steps_done = start;
+    Ok(start)
 }
 
-/// The reference's responses to the eval prompts, cached per (reference,
-/// prompts, decoding, seed): every run of a sweep compares with the same ones.
-fn reference_responses(
+/// One optimizer step (with gradient accumulation): its metrics row.
+fn optimizer_step(
     request: &RunRequest<'_>,
-    reference: &Reference,
-    tokenizer: &dyn Tokenize,
-    examples: &[Example],
-    progress: &mut dyn Progress,
-) -> Result<Vec<String>> {
-    let recipe = request.recipe;
-    let prompts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
-    let e = &recipe.eval;
-    let id = content_id(
-        "reference-eval",
-        &(
-            &reference.meta.id,
-            &prompts,
-            format!("{:?}", e.decoding),
-            e.temperature,
-            e.top_p,
-            e.max_new_tokens,
-            recipe.train.seed,
-        ),
-    );
-    let (path, lock) = request.layout.cache_entry("reference-eval", &id, "json");
-    let _lock = FileLock::acquire(&lock)?;
-    if path.exists() {
-        return serde_json::from_slice(&std::fs::read(&path)?)
-            .with_context(|| format!("reading {}", path.display()));
-    }
-    let responses = respond(
-        &reference.model,
-        tokenizer,
-        examples,
-        recipe,
-        progress,
-        "reference responses",
-    );
-    write_atomic(&path, &serde_json::to_vec(&responses)?)?;
-    Ok(responses)
-}
-
-fn evaluate(
-    request: &RunRequest<'_>,
-    reference: &Reference,
+    data: &TrainData,
     policy: &Mistral,
-    tokenizer: &dyn Tokenize,
-    examples: &[Example],
-    progress: &mut dyn Progress,
-) -> Result<Vec<EvalRecord>> {
+    opt: &mut AdamW,
+    step: u32,
+) -> Result<MetricsRow> {
     let recipe = request.recipe;
-    let policy_responses = respond(policy, tokenizer, examples, recipe, progress, "evaluation");
-    let ids: Vec<String> = (0..examples.len())
-        .map(|i| format!("{}-{i:05}", examples[i].task.name()))
-        .collect();
-    let (baseline_name, baseline): (String, Vec<(String, f64)>) = match &request.baseline {
-        Baseline::Reference => {
-            let responses = reference_responses(request, reference, tokenizer, examples, progress)?;
-            let scored = examples
-                .iter()
-                .zip(responses)
-                .map(|(e, r)| {
-                    let reward = e.task.reward(e, &r);
-                    (r, reward)
-                })
-                .collect();
-            ("reference".into(), scored)
-        }
-        Baseline::Run { id, dir } => {
-            let summary = Summary::read(dir)?;
-            ensure!(
-                summary.is_some_and(|s| s.status == Status::Complete),
-                "baseline run {id} is not complete; run it first (lpo sweep orders baselines first)"
-            );
-            let rows: HashMap<String, EvalRecord> = records::read_eval(dir)?
-                .into_iter()
-                .map(|r| (r.prompt_id.clone(), r))
-                .collect();
-            let scored = ids
-                .iter()
-                .zip(examples)
-                .map(|(pid, e)| {
-                    let row = rows
-                        .get(pid)
-                        .with_context(|| format!("baseline run {id} has no prompt {pid}"))?;
-                    ensure!(
-                        row.prompt == e.prompt,
-                        "baseline run {id} evaluated different prompts ({pid})"
-                    );
-                    Ok((row.policy_response.clone(), row.policy_reward))
-                })
-                .collect::<Result<_>>()?;
-            (id.clone(), scored)
-        }
-    };
-    Ok(examples
-        .iter()
-        .zip(policy_responses)
-        .zip(baseline)
-        .zip(ids)
-        .map(
-            |(((e, response), (baseline_response, baseline_reward)), prompt_id)| {
-                let policy_reward = e.task.reward(e, &response);
-                EvalRecord {
-                    prompt_id,
-                    task: e.task.name().to_string(),
-                    prompt: e.prompt.clone(),
-                    policy_response: response,
-                    policy_reward,
-                    baseline: baseline_name.clone(),
-                    baseline_response,
-                    baseline_reward,
-                    outcome: Outcome::of(policy_reward, baseline_reward),
-                }
+    let t = &recipe.train;
+    let set = &data.set;
+    let params = LossParams::at_step(&recipe.loss, u64::from(step), u64::from(t.steps));
+    let micro = t.grad_accum.max(1) as usize;
+    let per_micro = (t.batch_size as usize).div_ceil(micro).max(1);
+    opt.zero_grad();
+    let mut loss_sum = 0.0;
+    let mut stats = lpo_loss::LossStats::default();
+    let mut tokens = 0;
+    for m in 0..micro {
+        let indices = batch_indices(set.len(), per_micro, micro, step as usize, m, t.seed);
+        let (prompts, responses) = set.select(&indices);
+        let out = response_logps(policy, &prompts, &responses, set.k, data.pad);
+        let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(request.device);
+        let rs = data.ref_sum.index_select(0, &idx);
+        let (pol, refl, counts) = match recipe.loss.normalize {
+            Normalize::Sum => (out.sum, rs, Some(out.tokens)),
+            Normalize::Mean => (
+                out.sum / out.tokens.clamp_min(1.0),
+                rs / data.ref_tokens.index_select(0, &idx).clamp_min(1.0),
+                None,
+            ),
+        };
+        let (rewards, mask) = set.targets(&indices, request.device);
+        let result = lpo_loss::compute(
+            &params,
+            &LossInput {
+                policy_logps: &pol,
+                reference_logps: &refl,
+                rewards: &rewards,
+                mask: &mask,
+                token_counts: counts.as_ref(),
             },
-        )
-        .collect())
-}
-
-fn headline(records: &[EvalRecord], examples: &[Example]) -> Headline {
-    let n = records.len();
-    let count = |o| records.iter().filter(|r| r.outcome == o).count();
-    let (wins, ties, losses) = (
-        count(Outcome::Win),
-        count(Outcome::Tie),
-        count(Outcome::Loss),
-    );
-    let mean =
-        |f: &dyn Fn(&EvalRecord) -> f64| records.iter().map(f).sum::<f64>() / n.max(1) as f64;
-    let with_accuracy: Vec<&EvalRecord> = records
-        .iter()
-        .zip(examples)
-        .filter(|(_, e)| e.task.has_accuracy())
-        .map(|(r, _)| r)
-        .collect();
-    let accuracy = |f: &dyn Fn(&EvalRecord) -> f64| {
-        (!with_accuracy.is_empty()).then(|| {
-            with_accuracy
-                .iter()
-                .filter(|r| f(r) >= lpo_tasks::MAX_REWARD)
-                .count() as f64
-                / with_accuracy.len() as f64
-        })
-    };
-    Headline {
-        baseline: records
-            .first()
-            .map(|r| r.baseline.clone())
-            .unwrap_or_default(),
-        prompts: n,
-        wins,
-        ties,
-        losses,
-        win_rate: (wins as f64 + 0.5 * ties as f64) / n.max(1) as f64,
-        policy_reward: mean(&|r| r.policy_reward),
-        baseline_reward: mean(&|r| r.baseline_reward),
-        policy_accuracy: accuracy(&|r| r.policy_reward),
-        baseline_accuracy: accuracy(&|r| r.baseline_reward),
+        );
+        let value = result.loss.double_value(&[]);
+        if !value.is_finite() {
+            bail!("loss is {value} at step {step}");
+        }
+        (result.loss / micro as f64).backward();
+        loss_sum += value;
+        let s = result.stats;
+        let share = 1.0 / micro as f64;
+        stats.chosen_logp += s.chosen_logp * share;
+        stats.rejected_logp += s.rejected_logp * share;
+        stats.chosen_reward += s.chosen_reward * share;
+        stats.rejected_reward += s.rejected_reward * share;
+        stats.ranking_accuracy += s.ranking_accuracy * share;
+        stats.sft_loss += s.sft_loss * share;
+        tokens += set.token_count(&indices);
     }
+    let grad_norm = opt.clip_grad_norm(t.grad_clip);
+    if !grad_norm.is_finite() {
+        bail!("gradient norm is {grad_norm} at step {step}");
+    }
+    let lr = learning_rate(
+        t.learning_rate,
+        t.lr_schedule,
+        t.warmup_steps,
+        step,
+        t.steps,
+    );
+    opt.step(lr);
+    Ok(MetricsRow {
+        step,
+        loss: loss_sum / micro as f64,
+        beta: params.beta,
+        alpha: params.alpha,
+        gamma: params.gamma,
+        lr,
+        chosen_logp: stats.chosen_logp,
+        rejected_logp: stats.rejected_logp,
+        chosen_reward: stats.chosen_reward,
+        rejected_reward: stats.rejected_reward,
+        ranking_accuracy: stats.ranking_accuracy,
+        sft_weight: params.sft_weight,
+        sft_loss: stats.sft_loss,
+        grad_norm,
+        tokens,
+    })
 }

@@ -178,4 +178,35 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
     );
     // Records with more than K = 3 responses are subsampled to K.
     assert!(from_file.iter().all(|l| l.list.responses.len() == 3));
+
+    // Held-out lists: ceil(0.1 * 5) = 1 file record, and round(0.1 * 24) slots
+    // over the mix for the task; none of their prompts is trained on.
+    let held_files: Vec<_> = built
+        .heldout
+        .iter()
+        .filter(|l| l.source != "arith")
+        .collect();
+    assert_eq!(held_files.len(), 1);
+    assert!(built.heldout.iter().all(|l| l.heldout));
+    assert!(!built.heldout.iter().any(|l| l.source == "arith") || built.heldout.len() > 1);
+    let trained: std::collections::HashSet<&str> =
+        built.lists.iter().map(|l| l.list.prompt.as_str()).collect();
+    for l in &built.heldout {
+        assert!(
+            !trained.contains(l.list.prompt.as_str()),
+            "{} was trained on",
+            l.list.prompt
+        );
+    }
+    // The cache reads back both parts.
+    let again = lists::obtain(
+        &recipe,
+        &srcs,
+        tok.as_ref(),
+        &reference,
+        &layout,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!((again.lists, again.heldout), (built.lists, built.heldout));
 }

@@ -1,0 +1,735 @@
+//! Evaluation of a policy: sampled responses to held-out prompts scored by
+//! the task's reward (against the reference or another run), a KL estimate
+//! to the reference, and implicit-reward metrics on held-out lists.
+//!
+//! Held-out prompts and lists are split into validation (the first
+//! `eval.validation_fraction` of each task's prompts and each source's lists)
+//! and test (the rest): configurations are chosen on validation and reported
+//! on test. Headlines use the test split only.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use lpo_data::tokenizer::Tokenize;
+use lpo_model::generate::{generate, Decoding, GenerateOptions};
+use lpo_model::logps::response_logps;
+use lpo_model::Mistral;
+use lpo_recipe::{Decoding as EvalDecoding, Normalize, Recipe};
+use lpo_results::records::{self, CurveRow, HeldoutRecord};
+use lpo_results::{
+    content_id, derive_seed, write_atomic, EvalRecord, FileLock, Headline, HeldoutHeadline,
+    Outcome, Split, Status, Summary,
+};
+use lpo_tasks::{Example, MAX_REWARD};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tch::{Kind, Tensor};
+
+use crate::batch::TrainSet;
+use crate::lists::SourcedList;
+use crate::reference::Reference;
+use crate::run::{Baseline, RunRequest};
+use crate::sources::encode_pair;
+use crate::Progress;
+
+/// Rows generated per batch; each batch draws from its own seeded stream.
+const GENERATION_CHUNK: usize = 64;
+/// Prompts per batch when scoring log-probabilities without gradients.
+const LOGPS_CHUNK: usize = 32;
+
+/// Validation for the first `round(fraction * n)` of `n` items, test after.
+fn split_of(index: usize, n: usize, fraction: f64) -> Split {
+    if index < (fraction * n as f64).round() as usize {
+        Split::Validation
+    } else {
+        Split::Test
+    }
+}
+
+/// Ids `<group>-s<seed>-<index>` and splits of items in `groups` order,
+/// counted within each group: the first `eval.validation_fraction` of a
+/// group's items are validation.
+fn ids_and_splits(groups: &[String], recipe: &Recipe) -> (Vec<String>, Vec<Split>) {
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for g in groups {
+        *sizes.entry(g.as_str()).or_default() += 1;
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    groups
+        .iter()
+        .map(|g| {
+            let i = seen.entry(g.as_str()).or_default();
+            let id = format!("{g}-s{}-{:05}", recipe.train.seed, *i);
+            let split = split_of(*i, sizes[g.as_str()], recipe.eval.validation_fraction);
+            *i += 1;
+            (id, split)
+        })
+        .unzip()
+}
+
+/// Short name of a source for ids: the task name or the file stem.
+fn short_source(source: &str) -> String {
+    Path::new(source)
+        .file_stem()
+        .map_or_else(|| source.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Summed log-probabilities and token counts of every list in `set`, `[N, K]`,
+/// computed without gradients in chunks.
+pub fn set_logps(
+    model: &Mistral,
+    set: &TrainSet,
+    pad: i64,
+    progress: &mut dyn Progress,
+    phase: &str,
+) -> (Tensor, Tensor) {
+    let mut sums = Vec::new();
+    let mut counts = Vec::new();
+    progress.start(phase, set.len() as u64);
+    tch::no_grad(|| {
+        for start in (0..set.len()).step_by(LOGPS_CHUNK) {
+            let indices: Vec<usize> = (start..(start + LOGPS_CHUNK).min(set.len())).collect();
+            let (prompts, responses) = set.select(&indices);
+            let out = response_logps(model, &prompts, &responses, set.k, pad);
+            sums.push(out.sum.to_kind(Kind::Float));
+            counts.push(out.tokens);
+            progress.update((start + indices.len()) as u64, "");
+        }
+    });
+    progress.finish();
+    if sums.is_empty() {
+        let device = model.device();
+        let empty = Tensor::zeros([0, set.k as i64], (Kind::Float, device));
+        return (empty.shallow_clone(), empty);
+    }
+    (Tensor::cat(&sums, 0), Tensor::cat(&counts, 0))
+}
+
+/// The held-out lists, tokenized, with their reference log-probabilities.
+pub struct HeldoutSet {
+    set: TrainSet,
+    ids: Vec<String>,
+    splits: Vec<Split>,
+    sources: Vec<String>,
+    /// Reference sequence log-probabilities as the loss sees them, `[N, K]` f64 on the host.
+    reference: Vec<f64>,
+    normalize: Normalize,
+    pad: i64,
+}
+
+impl HeldoutSet {
+    /// Tokenizes `lists` and scores them under the reference.
+    pub fn build(
+        recipe: &Recipe,
+        lists: &[SourcedList],
+        tokenizer: &dyn Tokenize,
+        reference: &Mistral,
+        progress: &mut dyn Progress,
+    ) -> HeldoutSet {
+        let k = recipe.data.list_size as usize;
+        let max_len = reference.config().max_position_embeddings as usize;
+        let set = TrainSet::build(lists, tokenizer, k, max_len);
+        let sources: Vec<String> = lists.iter().map(|l| short_source(&l.source)).collect();
+        let (ids, splits) = ids_and_splits(&sources, recipe);
+        let mut held = HeldoutSet {
+            set,
+            ids,
+            splits,
+            sources: lists.iter().map(|l| l.source.clone()).collect(),
+            reference: Vec::new(),
+            normalize: recipe.loss.normalize,
+            pad: tokenizer.pad(),
+        };
+        held.reference = held.logps(reference, progress, "held-out reference log-probs");
+        held
+    }
+
+    /// Lists held out.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// A model's sequence log-probabilities as the loss sees them, `[N*K]`.
+    fn logps(&self, model: &Mistral, progress: &mut dyn Progress, phase: &str) -> Vec<f64> {
+        let (sum, tokens) = set_logps(model, &self.set, self.pad, progress, phase);
+        let values = match self.normalize {
+            Normalize::Sum => sum,
+            Normalize::Mean => sum / tokens.clamp_min(1.0),
+        };
+        Vec::<f64>::try_from(
+            values
+                .to_kind(Kind::Double)
+                .to_device(tch::Device::Cpu)
+                .view(-1),
+        )
+        .expect("log-probabilities to the host")
+    }
+
+    /// Per-list metrics of `policy` at implicit-reward scale `beta`.
+    fn lists(
+        &self,
+        policy: &Mistral,
+        beta: f64,
+        progress: &mut dyn Progress,
+    ) -> Vec<HeldoutRecord> {
+        let lp = self.logps(policy, progress, "held-out lists");
+        let k = self.set.k;
+        (0..self.len())
+            .map(|i| {
+                let range = i * k..(i + 1) * k;
+                let valid: Vec<usize> = range.clone().filter(|&j| self.set.mask[j]).collect();
+                let r: Vec<f64> = valid.iter().map(|&j| self.set.rewards[j]).collect();
+                let l: Vec<f64> = valid.iter().map(|&j| lp[j]).collect();
+                let s: Vec<f64> = valid
+                    .iter()
+                    .map(|&j| beta * (lp[j] - self.reference[j]))
+                    .collect();
+                let m = list_metrics(&r, &s);
+                let (best, worst) = best_and_worst(&r);
+                HeldoutRecord {
+                    list_id: self.ids[i].clone(),
+                    split: self.splits[i],
+                    source: self.sources[i].clone(),
+                    responses: valid.len() as u32,
+                    pairs: m.pairs,
+                    correct: m.correct,
+                    margin: m.margin,
+                    ndcg: m.ndcg,
+                    chosen_logp: l.get(best).copied().unwrap_or(0.0),
+                    rejected_logp: l.get(worst).copied().unwrap_or(0.0),
+                }
+            })
+            .collect()
+    }
+
+    /// The training curve point at `step`: the validation lists only.
+    pub fn curve(
+        &self,
+        policy: &Mistral,
+        beta: f64,
+        step: u32,
+        progress: &mut dyn Progress,
+    ) -> CurveRow {
+        let lists = self.lists(policy, beta, progress);
+        let validation: Vec<&HeldoutRecord> = lists
+            .iter()
+            .filter(|l| l.split == Split::Validation)
+            .collect();
+        let n = validation.len().max(1) as f64;
+        let chosen_logp = mean(validation.iter().map(|l| l.chosen_logp));
+        let rejected_logp = mean(validation.iter().map(|l| l.rejected_logp));
+        // The implicit rewards of the same responses, from the stored reference.
+        let k = self.set.k;
+        let mut chosen_reward = 0.0;
+        let mut rejected_reward = 0.0;
+        for (i, l) in lists.iter().enumerate() {
+            if l.split != Split::Validation {
+                continue;
+            }
+            let valid: Vec<usize> = (i * k..(i + 1) * k).filter(|&j| self.set.mask[j]).collect();
+            let r: Vec<f64> = valid.iter().map(|&j| self.set.rewards[j]).collect();
+            let (best, worst) = best_and_worst(&r);
+            if valid.is_empty() {
+                continue;
+            }
+            chosen_reward += beta * (l.chosen_logp - self.reference[valid[best]]) / n;
+            rejected_reward += beta * (l.rejected_logp - self.reference[valid[worst]]) / n;
+        }
+        let (pairs, correct) = validation.iter().fold((0u64, 0u64), |(p, c), l| {
+            (p + u64::from(l.pairs), c + u64::from(l.correct))
+        });
+        CurveRow {
+            step,
+            chosen_logp,
+            rejected_logp,
+            chosen_reward,
+            rejected_reward,
+            margin: mean(validation.iter().filter_map(|l| l.margin)),
+            ranking_accuracy: if pairs > 0 {
+                correct as f64 / pairs as f64
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Every held-out list's metrics for the final policy, and the test headline.
+    pub fn evaluate(
+        &self,
+        policy: &Mistral,
+        beta: f64,
+        progress: &mut dyn Progress,
+    ) -> (Vec<HeldoutRecord>, HeldoutHeadline) {
+        let lists = self.lists(policy, beta, progress);
+        let test: Vec<&HeldoutRecord> = lists
+            .iter()
+            .filter(|l| l.split == Split::Test && l.pairs > 0)
+            .collect();
+        let (pairs, correct) = test.iter().fold((0u64, 0u64), |(p, c), l| {
+            (p + u64::from(l.pairs), c + u64::from(l.correct))
+        });
+        let headline = HeldoutHeadline {
+            lists: test.len(),
+            ranking_accuracy: if pairs > 0 {
+                correct as f64 / pairs as f64
+            } else {
+                0.0
+            },
+            margin: mean(test.iter().filter_map(|l| l.margin)),
+            ndcg: mean(test.iter().filter_map(|l| l.ndcg)),
+        };
+        (lists, headline)
+    }
+}
+
+/// Mean of `values`; 0 when there are none.
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+/// Index of the highest and lowest reward (first on ties); (0, 0) when empty.
+fn best_and_worst(r: &[f64]) -> (usize, usize) {
+    let mut best = 0;
+    let mut worst = 0;
+    for (i, &x) in r.iter().enumerate() {
+        if x > r[best] {
+            best = i;
+        }
+        if x < r[worst] {
+            worst = i;
+        }
+    }
+    (best, worst)
+}
+
+/// Ranking metrics of one list with rewards `r` and implicit rewards `s`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListMetrics {
+    /// Strictly ordered pairs (r_i > r_j).
+    pub pairs: u32,
+    /// Of those, s_i > s_j.
+    pub correct: u32,
+    /// Mean s_i - s_j over the ordered pairs.
+    pub margin: Option<f64>,
+    /// Reward-weighted NDCG of the order by s: gains r_i - min r, discount
+    /// 1 / log2(rank + 1), divided by the ideal order's DCG. Ties in s are
+    /// broken by list position.
+    pub ndcg: Option<f64>,
+}
+
+/// See [`ListMetrics`].
+pub fn list_metrics(r: &[f64], s: &[f64]) -> ListMetrics {
+    let mut pairs = 0;
+    let mut correct = 0;
+    let mut margin = 0.0;
+    for i in 0..r.len() {
+        for j in 0..r.len() {
+            if r[i] > r[j] {
+                pairs += 1;
+                correct += u32::from(s[i] > s[j]);
+                margin += s[i] - s[j];
+            }
+        }
+    }
+    let low = r.iter().copied().fold(f64::INFINITY, f64::min);
+    let dcg = |order: &[usize]| -> f64 {
+        order
+            .iter()
+            .enumerate()
+            .map(|(rank, &i)| (r[i] - low) / ((rank + 2) as f64).log2())
+            .sum()
+    };
+    let mut by_s: Vec<usize> = (0..r.len()).collect();
+    by_s.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+    let mut ideal: Vec<usize> = (0..r.len()).collect();
+    ideal.sort_by(|&a, &b| r[b].total_cmp(&r[a]));
+    let best = dcg(&ideal);
+    ListMetrics {
+        pairs,
+        correct,
+        margin: (pairs > 0).then(|| margin / f64::from(pairs)),
+        ndcg: (best > 0.0).then(|| dcg(&by_s) / best),
+    }
+}
+
+fn decoding(recipe: &Recipe) -> Decoding {
+    match recipe.eval.decoding {
+        EvalDecoding::Greedy => Decoding::Greedy,
+        EvalDecoding::Sample => Decoding::Sample {
+            temperature: recipe.eval.temperature,
+            top_p: recipe.eval.top_p,
+        },
+    }
+}
+
+/// `eval.samples` responses per example (example-major), as token ids.
+///
+/// Sampling uses common random numbers: batch i of the rows always draws
+/// from the stream seeded by (seed, i), row by row and step by step, for the
+/// policy and for the baseline alike. Paired comparisons then differ only
+/// where the models differ (a policy equal to the reference ties on every
+/// prompt), which removes the sampling noise of two independent streams.
+fn respond(
+    model: &Mistral,
+    tokenizer: &dyn Tokenize,
+    prompts: &[Vec<i64>],
+    recipe: &Recipe,
+    progress: &mut dyn Progress,
+    phase: &str,
+) -> Vec<Vec<i64>> {
+    let n = recipe.eval.samples as usize;
+    let options = GenerateOptions {
+        max_new_tokens: recipe.eval.max_new_tokens as usize,
+        eos: tokenizer.eos(),
+        pad: tokenizer.pad(),
+        decoding: decoding(recipe),
+    };
+    let rows: Vec<Vec<i64>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), n))
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    progress.start(phase, rows.len() as u64);
+    for (i, chunk) in rows.chunks(GENERATION_CHUNK).enumerate() {
+        let mut rng = StdRng::seed_from_u64(derive_seed(
+            recipe.train.seed,
+            &format!("eval-sampling-{i}"),
+        ));
+        out.extend(generate(model, chunk, &options, &mut rng));
+        progress.update(out.len() as u64, "");
+    }
+    progress.finish();
+    out
+}
+
+/// The reference's responses to the eval prompts, cached per (reference,
+/// prompts, decoding, samples, seed): every run of a sweep compares with the same ones.
+fn reference_responses(
+    request: &RunRequest<'_>,
+    reference: &Reference,
+    tokenizer: &dyn Tokenize,
+    examples: &[Example],
+    prompts: &[Vec<i64>],
+    progress: &mut dyn Progress,
+) -> Result<Vec<String>> {
+    let recipe = request.recipe;
+    let texts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
+    let e = &recipe.eval;
+    let id = content_id(
+        "reference-eval",
+        &(
+            &reference.meta.id,
+            &texts,
+            format!("{:?}", e.decoding),
+            e.temperature,
+            e.top_p,
+            e.max_new_tokens,
+            e.samples,
+            recipe.train.seed,
+        ),
+    );
+    let (path, lock) = request.layout.cache_entry("reference-eval", &id, "json");
+    let _lock = FileLock::acquire(&lock)?;
+    if path.exists() {
+        return serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", path.display()));
+    }
+    let ids = respond(
+        &reference.model,
+        tokenizer,
+        prompts,
+        recipe,
+        progress,
+        "reference responses",
+    );
+    let responses: Vec<String> = ids.iter().map(|r| tokenizer.decode(r)).collect();
+    write_atomic(&path, &serde_json::to_vec(&responses)?)?;
+    Ok(responses)
+}
+
+/// Mean over each example's `n` samples of log pi(y|x) - log pi_ref(y|x), the
+/// samples ending with the end token where generation stopped on it.
+fn kl_estimates(
+    policy: &Mistral,
+    reference: &Mistral,
+    tokenizer: &dyn Tokenize,
+    prompts: &[Vec<i64>],
+    samples: &[Vec<i64>],
+    recipe: &Recipe,
+    progress: &mut dyn Progress,
+) -> Vec<f64> {
+    let n = recipe.eval.samples as usize;
+    let max_len = policy.config().max_position_embeddings as usize;
+    let max_new = recipe.eval.max_new_tokens as usize;
+    let responses: Vec<Vec<i64>> = samples
+        .iter()
+        .enumerate()
+        .map(|(row, ids)| {
+            let room = max_new.min(max_len.saturating_sub(prompts[row / n].len()));
+            let mut r = ids.clone();
+            if r.len() < room {
+                r.push(tokenizer.eos());
+            }
+            r
+        })
+        .collect();
+    let set = TrainSet {
+        k: n,
+        prompts: prompts.to_vec(),
+        rewards: vec![0.0; responses.len()],
+        mask: vec![true; responses.len()],
+        responses,
+    };
+    let pad = tokenizer.pad();
+    let (policy_sum, _) = set_logps(policy, &set, pad, progress, "KL: policy log-probs");
+    let (reference_sum, _) = set_logps(reference, &set, pad, progress, "KL: reference log-probs");
+    let kl = (policy_sum - reference_sum).mean_dim(-1, false, Kind::Double);
+    Vec::<f64>::try_from(kl.to_device(tch::Device::Cpu)).expect("KL estimates to the host")
+}
+
+/// Mean reward and pass rate (share at the full reward) of `n` responses.
+fn score(example: &Example, responses: &[String]) -> (f64, f64) {
+    let rewards: Vec<f64> = responses
+        .iter()
+        .map(|r| example.task.reward(example, r))
+        .collect();
+    let n = rewards.len().max(1) as f64;
+    (
+        rewards.iter().sum::<f64>() / n,
+        rewards.iter().filter(|&&r| r >= MAX_REWARD).count() as f64 / n,
+    )
+}
+
+/// A baseline's per-prompt numbers: first response, mean reward, pass rate.
+type BaselineRow = (String, f64, f64);
+
+/// Evaluates `policy` on `examples` against the request's baseline.
+pub fn generations(
+    request: &RunRequest<'_>,
+    reference: &Reference,
+    policy: &Mistral,
+    tokenizer: &dyn Tokenize,
+    examples: &[Example],
+    progress: &mut dyn Progress,
+) -> Result<Vec<EvalRecord>> {
+    let recipe = request.recipe;
+    let n = recipe.eval.samples as usize;
+    let max_len = policy.config().max_position_embeddings as usize;
+    let prompts: Vec<Vec<i64>> = examples
+        .iter()
+        .map(|e| encode_pair(tokenizer, &e.prompt, None, max_len).0)
+        .collect();
+    let samples = respond(policy, tokenizer, &prompts, recipe, progress, "evaluation");
+    let kl = kl_estimates(
+        policy,
+        &reference.model,
+        tokenizer,
+        &prompts,
+        &samples,
+        recipe,
+        progress,
+    );
+    let texts: Vec<String> = samples.iter().map(|r| tokenizer.decode(r)).collect();
+    let tasks: Vec<String> = examples.iter().map(|e| e.task.name().to_string()).collect();
+    let (ids, splits) = ids_and_splits(&tasks, recipe);
+    let (baseline_name, baseline) = baseline_rows(
+        request, reference, tokenizer, examples, &prompts, &ids, progress,
+    )?;
+    Ok(examples
+        .iter()
+        .enumerate()
+        .zip(baseline)
+        .map(
+            |((i, e), (baseline_response, baseline_reward, baseline_pass))| {
+                let own = &texts[i * n..(i + 1) * n];
+                let (policy_reward, policy_pass) = score(e, own);
+                EvalRecord {
+                    prompt_id: ids[i].clone(),
+                    split: splits[i],
+                    task: e.task.name().to_string(),
+                    prompt: e.prompt.clone(),
+                    samples: n as u32,
+                    policy_response: own[0].clone(),
+                    policy_reward,
+                    policy_pass,
+                    policy_kl: kl[i],
+                    baseline: baseline_name.clone(),
+                    baseline_response,
+                    baseline_reward,
+                    baseline_pass,
+                    outcome: Outcome::of(policy_reward, baseline_reward),
+                }
+            },
+        )
+        .collect())
+}
+
+/// The baseline's name and per-prompt numbers: the reference's sampled
+/// responses, or another complete run's `eval.csv` (same prompts and samples).
+fn baseline_rows(
+    request: &RunRequest<'_>,
+    reference: &Reference,
+    tokenizer: &dyn Tokenize,
+    examples: &[Example],
+    prompts: &[Vec<i64>],
+    ids: &[String],
+    progress: &mut dyn Progress,
+) -> Result<(String, Vec<BaselineRow>)> {
+    let n = request.recipe.eval.samples as usize;
+    match &request.baseline {
+        Baseline::Reference => {
+            let responses =
+                reference_responses(request, reference, tokenizer, examples, prompts, progress)?;
+            ensure!(
+                responses.len() == examples.len() * n,
+                "cached reference responses hold {} rows, expected {}",
+                responses.len(),
+                examples.len() * n
+            );
+            let rows = examples
+                .iter()
+                .zip(responses.chunks(n))
+                .map(|(e, own)| {
+                    let (reward, pass) = score(e, own);
+                    (own[0].clone(), reward, pass)
+                })
+                .collect();
+            Ok(("reference".into(), rows))
+        }
+        Baseline::Run { id, dir } => {
+            let summary = Summary::read(dir)?;
+            ensure!(
+                summary.is_some_and(|s| s.status == Status::Complete),
+                "baseline run {id} is not complete; run it first (lpo sweep orders baselines first)"
+            );
+            let rows: HashMap<String, EvalRecord> = records::read_eval(dir)?
+                .into_iter()
+                .map(|r| (r.prompt_id.clone(), r))
+                .collect();
+            let scored = ids
+                .iter()
+                .zip(examples)
+                .map(|(pid, e)| {
+                    let row = rows
+                        .get(pid)
+                        .with_context(|| format!("baseline run {id} has no prompt {pid}"))?;
+                    ensure!(
+                        row.prompt == e.prompt && row.samples as usize == n,
+                        "baseline run {id} evaluated different prompts or sample counts ({pid})"
+                    );
+                    Ok((
+                        row.policy_response.clone(),
+                        row.policy_reward,
+                        row.policy_pass,
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            Ok((id.clone(), scored))
+        }
+    }
+}
+
+/// Headline numbers of the test split.
+pub fn headline(records: &[EvalRecord], examples: &[Example]) -> Headline {
+    let test: Vec<(&EvalRecord, &Example)> = records
+        .iter()
+        .zip(examples)
+        .filter(|(r, _)| r.split == Split::Test)
+        .collect();
+    let n = test.len();
+    let count = |o| test.iter().filter(|(r, _)| r.outcome == o).count();
+    let (wins, ties, losses) = (
+        count(Outcome::Win),
+        count(Outcome::Tie),
+        count(Outcome::Loss),
+    );
+    let mean = |f: &dyn Fn(&EvalRecord) -> f64| {
+        test.iter().map(|(r, _)| f(r)).sum::<f64>() / n.max(1) as f64
+    };
+    let with_accuracy: Vec<&EvalRecord> = test
+        .iter()
+        .filter(|(_, e)| e.task.has_accuracy())
+        .map(|(r, _)| *r)
+        .collect();
+    let accuracy = |f: &dyn Fn(&EvalRecord) -> f64| {
+        (!with_accuracy.is_empty())
+            .then(|| with_accuracy.iter().map(|r| f(r)).sum::<f64>() / with_accuracy.len() as f64)
+    };
+    Headline {
+        baseline: records
+            .first()
+            .map(|r| r.baseline.clone())
+            .unwrap_or_default(),
+        prompts: n,
+        samples: records.first().map_or(1, |r| r.samples),
+        wins,
+        ties,
+        losses,
+        win_rate: (wins as f64 + 0.5 * ties as f64) / n.max(1) as f64,
+        policy_reward: mean(&|r| r.policy_reward),
+        baseline_reward: mean(&|r| r.baseline_reward),
+        policy_accuracy: accuracy(&|r| r.policy_pass),
+        baseline_accuracy: accuracy(&|r| r.baseline_pass),
+        kl: mean(&|r| r.policy_kl),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_metrics_closed_forms() {
+        // Rewards 3 > 2 > 1; s orders the top two wrongly.
+        let m = list_metrics(&[3.0, 2.0, 1.0], &[0.5, 1.0, 0.0]);
+        assert_eq!((m.pairs, m.correct), (3, 2));
+        // Margins: (0.5-1) + (0.5-0) + (1-0) = 1.0 over 3 pairs.
+        assert!((m.margin.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        // Gains r - 1 = [2, 1, 0]. Order by s: 1, 0, 2 -> 1/log2(2) + 2/log2(3).
+        // Ideal: 2/log2(2) + 1/log2(3).
+        let dcg = 1.0 + 2.0 / 3f64.log2();
+        let ideal = 2.0 + 1.0 / 3f64.log2();
+        assert!((m.ndcg.unwrap() - dcg / ideal).abs() < 1e-12);
+        // A perfect order has NDCG 1 and full accuracy.
+        let m = list_metrics(&[3.0, 2.0, 1.0], &[3.0, 2.0, 1.0]);
+        assert_eq!((m.pairs, m.correct), (3, 3));
+        assert!((m.ndcg.unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tied_lists_have_no_pairs_margin_or_ndcg() {
+        let m = list_metrics(&[5.0, 5.0], &[1.0, -1.0]);
+        assert_eq!((m.pairs, m.correct, m.margin, m.ndcg), (0, 0, None, None));
+    }
+
+    #[test]
+    fn splits_put_the_first_share_in_validation() {
+        let splits: Vec<Split> = (0..5).map(|i| split_of(i, 5, 0.5)).collect();
+        // round(2.5) = 3 validation items.
+        assert_eq!(
+            splits,
+            [
+                Split::Validation,
+                Split::Validation,
+                Split::Validation,
+                Split::Test,
+                Split::Test
+            ]
+        );
+        assert_eq!(short_source("data/my lists.jsonl"), "my lists");
+        assert_eq!(short_source("arith"), "arith");
+    }
+}
