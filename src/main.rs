@@ -37,7 +37,7 @@ enum Command {
     Run(sweep::RunArgs),
     /// Show where every planned run stands: complete, running, interrupted, failed or missing.
     Status(status_cmd::StatusArgs),
-    /// Tabulate a sweep's results: win rates with intervals and significance, paper tables, plots.
+    /// Tabulate a sweep's test-split results: seed-aware intervals and tests, head-to-heads, held-out ranking metrics, plots.
     Report(report_cmd::ReportArgs),
     /// Inspect the data a recipe trains on.
     #[command(subcommand)]

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use lpo_recipe::{Overrides, TableSpec};
 use lpo_report::collect::{self, Collection, PlannedId};
-use lpo_report::Format;
+use lpo_report::select::SelectBy;
+use lpo_report::{Adjustment, Format, Options};
 
 /// Output format of `lpo report`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -16,8 +17,26 @@ pub enum FormatArg {
     Md,
     /// LaTeX (booktabs).
     Latex,
-    /// CSV, one row per (method, task).
+    /// CSV, one row per (method, task); the held-out list table when the
+    /// runs have no generation evaluation.
     Csv,
+}
+
+/// How `--select-by` picks one configuration per method.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SelectArg {
+    /// Best mean reward on the validation prompts (files only: best
+    /// ranking accuracy on the validation lists).
+    Validation,
+}
+
+/// Multiple-comparison adjustment.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AdjustArg {
+    /// Holm–Bonferroni (family-wise error rate).
+    Holm,
+    /// Benjamini–Hochberg (false discovery rate).
+    Bh,
 }
 
 /// Options of `lpo report`.
@@ -33,6 +52,17 @@ pub struct ReportArgs {
     /// Printed format (all three are written next to the results).
     #[arg(long, value_enum, default_value = "md")]
     pub format: FormatArg,
+    /// Head-to-head: method A minus method B, prompt by prompt within each
+    /// seed, per task (and ranking accuracy per held-out source); repeatable.
+    #[arg(long, value_name = "A,B")]
+    pub compare: Vec<String>,
+    /// Per method, keep the swept configuration that is best on the
+    /// validation split and report its test numbers.
+    #[arg(long, value_enum)]
+    pub select_by: Option<SelectArg>,
+    /// Adjustment of p-values over all the report's tests.
+    #[arg(long, value_enum, default_value = "holm")]
+    pub adjust: AdjustArg,
     /// Recipe overrides, as for `lpo sweep` (so the plan matches).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -113,6 +143,15 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             dirs.iter().map(|d| from_dir(d)).collect::<Result<_>>()?
         }
     };
+    let mut compare = Vec::new();
+    for pair in &args.compare {
+        match pair.split_once(',') {
+            Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+                compare.push((a.trim().to_string(), b.trim().to_string()));
+            }
+            _ => bail!("--compare {pair}: expected two method labels, `A,B`"),
+        }
+    }
     let format = match args.format {
         FormatArg::Md => Format::Markdown,
         FormatArg::Latex => Format::Latex,
@@ -140,9 +179,27 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         } else {
             family.specs
         };
-        let written =
-            lpo_report::write_report(&collection, &baseline, format, &specs, &args.results)?;
+        let options = Options {
+            baseline,
+            format,
+            specs,
+            compare: compare.clone(),
+            select_by: args
+                .select_by
+                .map(|SelectArg::Validation| SelectBy::Validation),
+            adjustment: match args.adjust {
+                AdjustArg::Holm => Adjustment::Holm,
+                AdjustArg::Bh => Adjustment::BenjaminiHochberg,
+            },
+        };
+        let written = lpo_report::write_report(&collection, &options, &args.results)?;
         print!("{}", written.text);
+        for s in &written.report.selections {
+            eprintln!(
+                "selected on validation: {} -> {} ({} {:.4})",
+                s.label, s.candidates[0].0, s.metric, s.candidates[0].1
+            );
+        }
         for a in &written.absent {
             eprintln!(
                 "not in the report: {} ({}) {}{}",

@@ -1,11 +1,16 @@
 //! Reading a recipe family's results directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use lpo_recipe::Recipe;
-use lpo_results::records::{self, CONFIG};
-use lpo_results::{EvalRecord, MetricsRow, Status, Summary};
+use lpo_results::records::{self, CONFIG, CURVES, EVAL, HELDOUT, METRICS};
+use lpo_results::{CurveRow, EvalRecord, HeldoutRecord, MetricsRow, Status, Summary};
+use serde::de::DeserializeOwned;
+
+/// The swept key that only replicates a configuration.
+pub const SEED_KEY: &str = "train.seed";
 
 /// One complete run with its evaluation.
 pub struct RunResult {
@@ -15,9 +20,14 @@ pub struct RunResult {
     pub summary: Summary,
     /// Its resolved recipe (`config.toml`).
     pub recipe: Recipe,
-    /// Per-prompt evaluation.
+    /// Per-prompt evaluation (both splits); empty without `eval.csv`.
     pub eval: Vec<EvalRecord>,
-    /// Which held-out prompts it answered ([`lpo_plan::eval_key`]).
+    /// Whether `eval.csv` exists.
+    pub has_eval: bool,
+    /// Per-list held-out metrics (both splits); empty without `heldout.csv`.
+    pub heldout: Vec<HeldoutRecord>,
+    /// Which held-out prompts it answered ([`lpo_plan::eval_key`]): runs
+    /// with equal keys share prompts, lists and seed.
     pub eval_key: String,
 }
 
@@ -27,9 +37,45 @@ impl RunResult {
         &self.summary.label
     }
 
-    /// Its training curves.
+    /// Its seed.
+    pub fn seed(&self) -> u64 {
+        self.summary.seed
+    }
+
+    /// Its swept configuration: the assignments other than the seed.
+    pub fn config(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut c = self.summary.assignments.clone();
+        c.remove(SEED_KEY);
+        c
+    }
+
+    /// Its per-batch training curves.
     pub fn metrics(&self) -> Result<Vec<MetricsRow>> {
-        records::read_rows(&self.dir.join(records::METRICS))
+        records::read_rows(&self.dir.join(METRICS))
+    }
+
+    /// Its held-out curves (`curves.csv`), `None` when absent.
+    pub fn curves(&self) -> Result<Option<Vec<CurveRow>>> {
+        let path = self.dir.join(CURVES);
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_checked(&path, |r: &CurveRow| {
+            [
+                ("chosen_logp", r.chosen_logp),
+                ("rejected_logp", r.rejected_logp),
+                ("margin", r.margin),
+                ("ranking_accuracy", r.ranking_accuracy),
+            ]
+            .into_iter()
+            .find(|(_, v)| !v.is_finite())
+        })
+        .map(Some)
+    }
+
+    /// Rows of one split.
+    pub fn eval_split(&self, split: lpo_results::Split) -> impl Iterator<Item = &EvalRecord> {
+        self.eval.iter().filter(move |r| r.split == split)
     }
 }
 
@@ -83,6 +129,72 @@ pub fn read_plan_json(dir: &Path) -> Result<Option<Vec<PlannedId>>> {
     Ok(Some(runs))
 }
 
+/// Reads a CSV file of rows, naming the file and the CSV line (1 = header)
+/// of any row that does not parse or whose `check` finds a non-finite
+/// number.
+pub fn read_checked<T: DeserializeOwned>(
+    path: &Path,
+    check: impl Fn(&T) -> Option<(&'static str, f64)>,
+) -> Result<Vec<T>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: reading the header", path.display()))?
+        .clone();
+    let mut record = csv::StringRecord::new();
+    let mut rows = Vec::new();
+    loop {
+        let more = reader
+            .read_record(&mut record)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let row: T = record
+            .deserialize(Some(&headers))
+            .with_context(|| format!("{} line {line}: malformed row", path.display()))?;
+        if let Some((column, value)) = check(&row) {
+            bail!(
+                "{} line {line}: {column} is {value}; reports need finite numbers",
+                path.display()
+            );
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Reads `eval.csv`: every reward, pass rate and KL must be finite.
+pub fn read_eval(path: &Path) -> Result<Vec<EvalRecord>> {
+    read_checked(path, |r: &EvalRecord| {
+        [
+            ("policy_reward", r.policy_reward),
+            ("baseline_reward", r.baseline_reward),
+            ("policy_pass", r.policy_pass),
+            ("baseline_pass", r.baseline_pass),
+            ("policy_kl", r.policy_kl),
+        ]
+        .into_iter()
+        .find(|(_, v)| !v.is_finite())
+    })
+}
+
+/// Reads `heldout.csv`: margins and NDCG, when present, must be finite.
+pub fn read_heldout(path: &Path) -> Result<Vec<HeldoutRecord>> {
+    read_checked(path, |r: &HeldoutRecord| {
+        [
+            ("margin", r.margin),
+            ("ndcg", r.ndcg),
+            ("chosen_logp", Some(r.chosen_logp)),
+            ("rejected_logp", Some(r.rejected_logp)),
+        ]
+        .into_iter()
+        .find_map(|(c, v)| v.filter(|v| !v.is_finite()).map(|v| (c, v)))
+    })
+}
+
 /// Reads every run directory under `dir`; `planned` (from the recipe or
 /// `plan.json`) says which runs should exist, so absent ones are listed.
 pub fn collect(dir: &Path, planned: Option<&[PlannedId]>) -> Result<Collection> {
@@ -116,13 +228,27 @@ pub fn collect(dir: &Path, planned: Option<&[PlannedId]>) -> Result<Collection> 
                     .with_context(|| format!("reading {}", run_dir.join(CONFIG).display()))?;
                 let recipe: Recipe = toml::from_str(&text)
                     .with_context(|| format!("parsing {}", run_dir.join(CONFIG).display()))?;
-                let eval = records::read_eval(&run_dir)?;
+                let eval_path = run_dir.join(EVAL);
+                let has_eval = eval_path.exists();
+                let eval = if has_eval {
+                    read_eval(&eval_path)?
+                } else {
+                    Vec::new()
+                };
+                let heldout_path = run_dir.join(HELDOUT);
+                let heldout = if heldout_path.exists() {
+                    read_heldout(&heldout_path)?
+                } else {
+                    Vec::new()
+                };
                 runs.push(RunResult {
                     eval_key: lpo_plan::eval_key(&recipe),
                     dir: run_dir,
                     summary,
                     recipe,
                     eval,
+                    has_eval,
+                    heldout,
                 });
             }
             Status::Running | Status::Failed => absent.push(Absent {

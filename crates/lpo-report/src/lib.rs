@@ -1,13 +1,18 @@
 //! Reports: a recipe family's results as tables with honest uncertainty.
 //!
-//! [`collect`] reads the run directories, [`compare`] pairs every method with
-//! a baseline prompt by prompt (per task, pooled over seeds, Holm-adjusted),
-//! [`render`] writes Markdown, LaTeX and CSV, and [`svg`] draws the training
-//! curves and win rates. [`write_report`] does all of it for one family.
+//! [`collect`] reads the run directories, [`select`] groups runs into arms
+//! (one method label and configuration, over seeds; optionally the
+//! configuration best on validation), [`compare`] pairs every arm with a
+//! baseline prompt by prompt on the test split (seed-aware intervals and
+//! tests), head-to-heads and held-out list metrics, [`render`] writes
+//! Markdown, LaTeX and CSV, and [`svg`] draws the reward-vs-KL frontier,
+//! training curves and win rates. [`write_report`] does all of it for one
+//! family. docs/results.md defines every number.
 
 pub mod collect;
 pub mod compare;
 pub mod render;
+pub mod select;
 pub mod svg;
 
 use std::collections::BTreeMap;
@@ -15,10 +20,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use lpo_recipe::TableSpec;
-use lpo_results::write_atomic;
+use lpo_results::{write_atomic, CurveRow, MetricsRow, Split};
+pub use lpo_stats::Adjustment;
 
-use crate::collect::{Absent, Collection};
-use crate::compare::TaskTable;
+use crate::collect::{Absent, Collection, RunResult};
+use crate::compare::{HeadToHead, HeldoutRow, TaskTable, Unpaired};
+use crate::select::{Arms, SelectBy, Selection};
 
 /// Output format of the printed report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +38,63 @@ pub enum Format {
     Csv,
 }
 
+/// What to report and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `reference` or a method label.
+    pub baseline: String,
+    /// Printed format.
+    pub format: Format,
+    /// Paper tables to write under `results_root/tables/`.
+    pub specs: Vec<TableSpec>,
+    /// Head-to-heads `(A, B)`: A minus B.
+    pub compare: Vec<(String, String)>,
+    /// Pick one configuration per method.
+    pub select_by: Option<SelectBy>,
+    /// Multiple-comparison adjustment over the report's tests.
+    pub adjustment: Adjustment,
+}
+
+impl Options {
+    /// Defaults: against `baseline`, Markdown, Holm, no head-to-heads.
+    pub fn new(baseline: impl Into<String>) -> Options {
+        Options {
+            baseline: baseline.into(),
+            format: Format::Markdown,
+            specs: Vec::new(),
+            compare: Vec::new(),
+            select_by: None,
+            adjustment: Adjustment::Holm,
+        }
+    }
+}
+
+/// Everything a report shows.
+pub struct Report {
+    /// Family name.
+    pub name: String,
+    /// Baseline of the main tables.
+    pub baseline: String,
+    /// Per task: every arm against the baseline.
+    pub tables: Vec<TaskTable>,
+    /// Held-out list metrics per arm and source.
+    pub heldout: Vec<HeldoutRow>,
+    /// Head-to-heads.
+    pub head_to_head: Vec<HeadToHead>,
+    /// Runs that could not be compared, and why.
+    pub unpaired: Vec<Unpaired>,
+    /// Configurations picked on validation.
+    pub selections: Vec<Selection>,
+    /// Notes for the reader (configurations, runs not compared, absent runs).
+    pub notes: Vec<String>,
+    /// The adjustment applied.
+    pub adjustment: Adjustment,
+    /// Tests in the family (main tables and head-to-heads).
+    pub family: usize,
+    /// Of those, in the main tables.
+    pub family_main: usize,
+}
+
 /// What [`write_report`] produced.
 pub struct Written {
     /// The report in the requested format.
@@ -39,10 +103,10 @@ pub struct Written {
     pub files: Vec<PathBuf>,
     /// Planned runs without results.
     pub absent: Vec<Absent>,
-    /// Runs that could not be paired with the baseline, with the reason.
+    /// Runs that could not be compared with the baseline, with the reason.
     pub unpaired: Vec<(String, String)>,
-    /// The comparisons.
-    pub tables: Vec<TaskTable>,
+    /// The report.
+    pub report: Report,
 }
 
 fn write(path: PathBuf, text: &str, files: &mut Vec<PathBuf>) -> Result<()> {
@@ -51,16 +115,42 @@ fn write(path: PathBuf, text: &str, files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Compares `collection` against `baseline` and writes `report.{md,tex,csv}`
-/// and `plots/*.svg` into its directory, and each paper table of `specs`
-/// into `results_root/tables/`.
-pub fn write_report(
-    collection: &Collection,
-    baseline: &str,
-    format: Format,
-    specs: &[TableSpec],
-    results_root: &Path,
-) -> Result<Written> {
+/// Adjusts the primary p-values of the main tables and head-to-heads as one
+/// family; returns (family size, tests in the main tables).
+fn adjust_family(
+    tables: &mut [TaskTable],
+    h2h: &mut [HeadToHead],
+    adjustment: Adjustment,
+) -> (usize, usize) {
+    let mut p = Vec::new();
+    for t in tables.iter() {
+        p.extend(t.rows.iter().map(|r| r.test.p));
+    }
+    let main = p.len();
+    for h in h2h.iter() {
+        p.extend(h.rows.iter().map(|(_, r)| r.test.p));
+        p.extend(h.heldout.iter().map(|d| d.test.p));
+    }
+    let adjusted = adjustment.adjust(&p);
+    let mut it = adjusted.into_iter();
+    for t in tables.iter_mut() {
+        for r in &mut t.rows {
+            r.p_adjusted = it.next().expect("one per test");
+        }
+    }
+    for h in h2h.iter_mut() {
+        for (_, r) in &mut h.rows {
+            r.p_adjusted = it.next().expect("one per test");
+        }
+        for d in &mut h.heldout {
+            d.p_adjusted = it.next().expect("one per test");
+        }
+    }
+    (p.len(), main)
+}
+
+/// Builds the report of `collection` (no files written).
+pub fn build<'a>(collection: &'a Collection, options: &Options) -> Result<(Report, Arms<'a>)> {
     if collection.runs.is_empty() {
         bail!(
             "no complete runs in {} ({} planned runs absent)",
@@ -68,26 +158,101 @@ pub fn write_report(
             collection.absent.len()
         );
     }
-    let (tables, unpaired) = compare::compare(collection, baseline);
-    if tables.is_empty() {
+    let arms = select::arms(collection, options.select_by)?;
+    let (mut tables, unpaired) = compare::compare(&arms, &options.baseline);
+    let heldout = compare::heldout(&arms);
+    let mut head_to_head = Vec::new();
+    for (a, b) in &options.compare {
+        match compare::head_to_head(&arms, a, b) {
+            Ok(h) => head_to_head.push(h),
+            Err(why) => bail!("--compare {a},{b}: {why}"),
+        }
+    }
+    if tables.is_empty() && heldout.is_empty() && head_to_head.is_empty() {
         bail!(
-            "no run of {} could be compared with `{baseline}`: {}",
+            "nothing to report for {}: no run could be compared with `{}` ({}) and no run has \
+             held-out lists",
             collection.name,
+            options.baseline,
             unpaired.first().map_or("no evaluations", |u| u.1.as_str())
         );
     }
+    let (family, family_main) = adjust_family(&mut tables, &mut head_to_head, options.adjustment);
+    let mut notes = arms.notes.clone();
+    for (id, why) in &unpaired {
+        notes.push(format!("not compared: run {id}: {why}"));
+    }
+    for a in &collection.absent {
+        let mut n = format!("no results: run {} ({}): {}", a.id, a.label, a.state);
+        if let Some(d) = &a.detail {
+            n.push_str(&format!(" — {d}"));
+        }
+        notes.push(n);
+    }
+    if tables.is_empty() && !heldout.is_empty() {
+        notes.push(
+            "no generation table: these runs have no eval.csv (their data has no built-in \
+             task to generate and score answers), so only held-out list metrics are reported"
+                .into(),
+        );
+    }
+    Ok((
+        Report {
+            name: collection.name.clone(),
+            baseline: tables
+                .first()
+                .map_or_else(|| options.baseline.clone(), |t| t.baseline.clone()),
+            tables,
+            heldout,
+            head_to_head,
+            unpaired,
+            selections: arms.selections.clone(),
+            notes,
+            adjustment: options.adjustment,
+            family,
+            family_main,
+        },
+        arms,
+    ))
+}
+
+/// Compares `collection` against `options.baseline` and writes
+/// `report.{md,tex,csv}`, `report-heldout.csv`, `report-compare.csv` and
+/// `plots/*.svg` into its directory, and each paper table of
+/// `options.specs` into `results_root/tables/`.
+pub fn write_report(
+    collection: &Collection,
+    options: &Options,
+    results_root: &Path,
+) -> Result<Written> {
+    let (report, arms) = build(collection, options)?;
     let mut files = Vec::new();
-    let mut md = render::markdown(&collection.name, &tables);
-    md.push_str(&absent_notes(&collection.absent, &unpaired));
-    let tex = render::latex(&collection.name, &tables);
-    let csv = render::csv(&tables)?;
+    let md = render::markdown(&report);
+    let tex = render::latex(&report);
+    let csv = render::csv(&report)?;
+    let heldout_csv = render::heldout_csv(&report.heldout)?;
     write(collection.dir.join("report.md"), &md, &mut files)?;
     write(collection.dir.join("report.tex"), &tex, &mut files)?;
     write(collection.dir.join("report.csv"), &csv, &mut files)?;
-    plots(collection, &tables, &mut files)?;
-    for spec in specs {
-        let base = spec.baseline.as_deref().unwrap_or(baseline);
-        let (spec_tables, _) = compare::compare(collection, base);
+    if !report.heldout.is_empty() {
+        write(
+            collection.dir.join("report-heldout.csv"),
+            &heldout_csv,
+            &mut files,
+        )?;
+    }
+    if !report.head_to_head.is_empty() {
+        write(
+            collection.dir.join("report-compare.csv"),
+            &render::compare_csv(&report)?,
+            &mut files,
+        )?;
+    }
+    let plot_notes = plots(collection, &arms, &report, &mut files)?;
+    for spec in &options.specs {
+        let base = spec.baseline.as_deref().unwrap_or(&options.baseline);
+        let (mut spec_tables, _) = compare::compare(&arms, base);
+        adjust_family(&mut spec_tables, &mut [], options.adjustment);
         let paper = render::paper_table(spec, &spec_tables)?;
         let dir = results_root.join("tables");
         write(
@@ -106,156 +271,326 @@ pub fn write_report(
             &mut files,
         )?;
     }
-    let text = match format {
-        Format::Markdown => md,
+    let text = match options.format {
+        Format::Markdown => {
+            let mut md = md;
+            for n in plot_notes {
+                md.push_str(&format!("- {n}\n"));
+            }
+            md
+        }
         Format::Latex => tex,
+        Format::Csv if report.tables.is_empty() => heldout_csv,
         Format::Csv => csv,
     };
     Ok(Written {
         text,
         files,
         absent: collection.absent.clone(),
-        unpaired,
-        tables,
+        unpaired: report.unpaired.clone(),
+        report,
     })
 }
 
-fn absent_notes(absent: &[Absent], unpaired: &[(String, String)]) -> String {
-    let mut out = String::new();
-    if !absent.is_empty() {
-        out.push_str(&format!(
-            "\n{} planned runs have no results:\n\n",
-            absent.len()
-        ));
-        for a in absent {
-            out.push_str(&format!("- {} ({}): {}", a.id, a.label, a.state));
-            if let Some(d) = &a.detail {
-                out.push_str(&format!(" — {d}"));
-            }
-            out.push('\n');
-        }
-    }
-    if !unpaired.is_empty() {
-        out.push_str("\nRuns left out of the comparison:\n\n");
-        for (id, why) in unpaired {
-            out.push_str(&format!("- {id}: {why}\n"));
-        }
-    }
-    out
-}
-
-/// Training curves (averaged over the runs of each method) and win rates.
-fn plots(collection: &Collection, tables: &[TaskTable], files: &mut Vec<PathBuf>) -> Result<()> {
-    let mut by_label: BTreeMap<String, Vec<Vec<lpo_results::MetricsRow>>> = BTreeMap::new();
-    for run in &collection.runs {
-        by_label
-            .entry(run.label().to_string())
-            .or_default()
-            .push(run.metrics()?);
-    }
-    let mean_curve = |runs: &[Vec<lpo_results::MetricsRow>],
-                      f: &dyn Fn(&lpo_results::MetricsRow) -> f64| {
-        let mut sums: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
-        for rows in runs {
-            for r in rows {
-                let e = sums.entry(r.step).or_default();
-                e.0 += f(r);
+/// Mean of `f` per x over several runs' rows (x = step).
+fn mean_curve<T>(
+    runs: &[Vec<T>],
+    step: impl Fn(&T) -> u32,
+    f: impl Fn(&T) -> f64,
+) -> Vec<(f64, f64)> {
+    let mut sums: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
+    for rows in runs {
+        for r in rows {
+            let v = f(r);
+            if v.is_finite() {
+                let e = sums.entry(step(r)).or_default();
+                e.0 += v;
                 e.1 += 1;
             }
         }
-        sums.into_iter()
-            .map(|(s, (v, n))| (f64::from(s), v / n as f64))
-            .collect::<Vec<_>>()
-    };
-    let mut loss = Vec::new();
-    let mut likelihood = Vec::new();
-    let mut accuracy = Vec::new();
-    for (i, (label, runs)) in by_label.iter().enumerate() {
-        loss.push(svg::Series {
-            name: label.clone(),
-            points: mean_curve(runs, &|r| r.loss),
-            dashed: false,
-            color: i,
-        });
-        likelihood.push(svg::Series {
-            name: format!("{label} chosen"),
-            points: mean_curve(runs, &|r| r.chosen_logp),
-            dashed: false,
-            color: i,
-        });
-        likelihood.push(svg::Series {
-            name: format!("{label} rejected"),
-            points: mean_curve(runs, &|r| r.rejected_logp),
-            dashed: true,
-            color: i,
-        });
-        accuracy.push(svg::Series {
-            name: label.clone(),
-            points: mean_curve(runs, &|r| r.ranking_accuracy),
-            dashed: false,
-            color: i,
-        });
     }
+    sums.into_iter()
+        .map(|(s, (v, n))| (f64::from(s), v / n as f64))
+        .collect()
+}
+
+/// Test-split means of a run: (KL, reward), `None` without test prompts.
+fn frontier_point(run: &RunResult) -> Option<(f64, f64)> {
+    let rows: Vec<_> = run.eval_split(Split::Test).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let n = rows.len() as f64;
+    Some((
+        rows.iter().map(|r| r.policy_kl).sum::<f64>() / n,
+        rows.iter().map(|r| r.policy_reward).sum::<f64>() / n,
+    ))
+}
+
+/// The plots: frontier, held-out curves, per-batch curves, win rates.
+/// Returns notes about runs whose curves could not be read.
+fn plots(
+    collection: &Collection,
+    arms: &Arms<'_>,
+    report: &Report,
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<String>> {
     let dir = collection.dir.join("plots");
-    write(
-        dir.join("loss.svg"),
-        &svg::line_chart(
-            &format!("{}: training loss", collection.name),
-            "step",
-            "loss",
-            &loss,
-        ),
-        files,
-    )?;
-    write(
-        dir.join("likelihood.svg"),
-        &svg::line_chart(
-            &format!(
-                "{}: policy log-likelihood of the best (chosen) and worst (rejected) response",
-                collection.name
+    let name = &collection.name;
+    let mut notes = Vec::new();
+    // Reward-vs-KL frontier: one point per run.
+    let mut points = Vec::new();
+    let mut legend = Vec::new();
+    let mut reference: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for (i, arm) in arms.arms.iter().enumerate() {
+        let mut any = false;
+        for run in &arm.runs {
+            if let Some((kl, reward)) = frontier_point(run) {
+                any = true;
+                points.push(svg::Point {
+                    x: kl,
+                    y: reward,
+                    color: Some(i),
+                    tip: format!("{} seed {} ({})", arm.name, run.seed(), run.summary.run_id),
+                });
+            }
+            for r in run
+                .eval_split(Split::Test)
+                .filter(|r| r.baseline == "reference")
+            {
+                reference.insert(
+                    (run.eval_key.clone(), r.prompt_id.clone()),
+                    r.baseline_reward,
+                );
+            }
+        }
+        if any {
+            legend.push((arm.name.clone(), Some(i)));
+        }
+    }
+    if !points.is_empty() {
+        if !reference.is_empty() {
+            points.push(svg::Point {
+                x: 0.0,
+                y: reference.values().sum::<f64>() / reference.len() as f64,
+                color: None,
+                tip: "reference (SFT)".into(),
+            });
+            legend.push(("reference".into(), None));
+        }
+        write(
+            dir.join("frontier.svg"),
+            &svg::scatter_chart(
+                &format!("{name}: mean test reward against KL to the reference, one point per run"),
+                "KL(π || π_ref) per response, nats (mean over test samples)",
+                "mean reward (test prompts)",
+                &points,
+                &legend,
             ),
-            "step",
-            "log-likelihood",
-            &likelihood,
-        ),
-        files,
-    )?;
-    write(
-        dir.join("ranking_accuracy.svg"),
-        &svg::line_chart(
-            &format!(
-                "{}: ranking accuracy of the implicit reward",
-                collection.name
+            files,
+        )?;
+    }
+    // Held-out curves (curves.csv), averaged over seeds.
+    let mut curves: Vec<(usize, &str, Vec<Vec<CurveRow>>)> = Vec::new();
+    let mut metrics: Vec<(usize, &str, Vec<Vec<MetricsRow>>)> = Vec::new();
+    for (i, arm) in arms.arms.iter().enumerate() {
+        let mut c = Vec::new();
+        let mut m = Vec::new();
+        for run in &arm.runs {
+            match run.curves() {
+                Ok(Some(rows)) => c.push(rows),
+                Ok(None) => {}
+                Err(e) => notes.push(format!("plots: {e:#}")),
+            }
+            match run.metrics() {
+                Ok(rows) => m.push(rows),
+                Err(e) => notes.push(format!("plots: {e:#}")),
+            }
+        }
+        if !c.is_empty() {
+            curves.push((i, arm.name.as_str(), c));
+        }
+        if !m.is_empty() {
+            metrics.push((i, arm.name.as_str(), m));
+        }
+    }
+    if !curves.is_empty() {
+        let mut likelihood = Vec::new();
+        let mut margin = Vec::new();
+        let mut accuracy = Vec::new();
+        for (i, label, runs) in &curves {
+            likelihood.push(svg::Series::line(
+                format!("{label} chosen"),
+                mean_curve(runs, |r| r.step, |r| r.chosen_logp),
+                *i,
+                false,
+            ));
+            likelihood.push(svg::Series::line(
+                format!("{label} rejected"),
+                mean_curve(runs, |r| r.step, |r| r.rejected_logp),
+                *i,
+                true,
+            ));
+            margin.push(svg::Series::line(
+                *label,
+                mean_curve(runs, |r| r.step, |r| r.margin),
+                *i,
+                false,
+            ));
+            accuracy.push(svg::Series::line(
+                *label,
+                mean_curve(runs, |r| r.step, |r| r.ranking_accuracy),
+                *i,
+                false,
+            ));
+        }
+        write(
+            dir.join("likelihood.svg"),
+            &svg::line_chart(
+                &format!("{name}: log-likelihood of the best (chosen, solid) and worst (rejected, dashed) response, held-out lists"),
+                "step (0 = reference)",
+                "mean log π(y | x)",
+                &likelihood,
             ),
-            "step",
-            "accuracy",
-            &accuracy,
-        ),
-        files,
-    )?;
-    let labels: Vec<&String> = by_label.keys().collect();
-    let bars: Vec<svg::Bar> = tables
+            files,
+        )?;
+        write(
+            dir.join("margin.svg"),
+            &svg::line_chart(
+                &format!("{name}: implicit-reward margin of ordered pairs, held-out lists"),
+                "step (0 = reference)",
+                "mean s_i − s_j",
+                &margin,
+            ),
+            files,
+        )?;
+        write(
+            dir.join("ranking_accuracy.svg"),
+            &svg::line_chart(
+                &format!("{name}: ranking accuracy of the implicit reward, held-out lists"),
+                "step (0 = reference)",
+                "accuracy",
+                &accuracy,
+            ),
+            files,
+        )?;
+    }
+    // Per-batch curves: EMA over a faint raw series.
+    if !metrics.is_empty() {
+        let steps = metrics
+            .iter()
+            .flat_map(|(_, _, runs)| runs.iter().map(Vec::len))
+            .max()
+            .unwrap_or(1);
+        let span = svg::ema_span(steps);
+        let smoothed = |series: &mut Vec<svg::Series>,
+                        name: String,
+                        raw: Vec<(f64, f64)>,
+                        i: usize,
+                        dashed: bool| {
+            series.push(svg::Series::faint(raw.clone(), i, dashed));
+            series.push(svg::Series::line(name, svg::ema(&raw, span), i, dashed));
+        };
+        let mut loss = Vec::new();
+        let mut likelihood = Vec::new();
+        let mut accuracy = Vec::new();
+        for (i, label, runs) in &metrics {
+            smoothed(
+                &mut loss,
+                label.to_string(),
+                mean_curve(runs, |r| r.step, |r| r.loss),
+                *i,
+                false,
+            );
+            smoothed(
+                &mut likelihood,
+                format!("{label} chosen"),
+                mean_curve(runs, |r| r.step, |r| r.chosen_logp),
+                *i,
+                false,
+            );
+            smoothed(
+                &mut likelihood,
+                format!("{label} rejected"),
+                mean_curve(runs, |r| r.step, |r| r.rejected_logp),
+                *i,
+                true,
+            );
+            smoothed(
+                &mut accuracy,
+                label.to_string(),
+                mean_curve(runs, |r| r.step, |r| r.ranking_accuracy),
+                *i,
+                false,
+            );
+        }
+        let sub = format!("per batch; lines: EMA (span {span:.0}), faint: raw");
+        write(
+            dir.join("loss.svg"),
+            &svg::line_chart(
+                &format!("{name}: training loss ({sub})"),
+                "step",
+                "loss",
+                &loss,
+            ),
+            files,
+        )?;
+        write(
+            dir.join("batch_likelihood.svg"),
+            &svg::line_chart(
+                &format!("{name}: log-likelihood of chosen (solid) and rejected (dashed) training responses ({sub})"),
+                "step",
+                "mean log π(y | x)",
+                &likelihood,
+            ),
+            files,
+        )?;
+        write(
+            dir.join("batch_ranking_accuracy.svg"),
+            &svg::line_chart(
+                &format!("{name}: ranking accuracy on training batches ({sub})"),
+                "step",
+                "accuracy",
+                &accuracy,
+            ),
+            files,
+        )?;
+    }
+    // Win rates W / (W + L) with their intervals.
+    let names: Vec<&str> = arms.arms.iter().map(|a| a.name.as_str()).collect();
+    let bars: Vec<svg::Bar> = report
+        .tables
         .iter()
         .flat_map(|t| {
-            t.rows.iter().map(|r| svg::Bar {
-                label: format!("{} {}", t.task, r.method),
-                value: r.win_rate,
-                lo: r.wilson.lo,
-                hi: r.wilson.hi,
-                color: labels.iter().position(|l| **l == r.method).unwrap_or(0),
+            t.rows.iter().filter_map(|r| {
+                let ci = r.win_rate_ci?;
+                Some(svg::Bar {
+                    label: format!("{} {}", t.task, r.method),
+                    value: r.win_rate?,
+                    lo: ci.lo,
+                    hi: ci.hi,
+                    color: names.iter().position(|l| *l == r.method).unwrap_or(0),
+                })
             })
         })
         .collect();
-    let baseline = tables.first().map_or("baseline", |t| t.baseline.as_str());
-    write(
-        dir.join("win_rate.svg"),
-        &svg::bar_chart(
-            &format!("{}: win rate vs {baseline} (Wilson 95%)", collection.name),
-            "win rate",
-            &bars,
-            Some(0.5),
-        ),
-        files,
-    )?;
-    Ok(())
+    if !bars.is_empty() {
+        write(
+            dir.join("win_rate.svg"),
+            &svg::bar_chart(
+                &format!(
+                    "{name}: win rate W / (W + L) against {} (test split, 95% intervals)",
+                    report.baseline
+                ),
+                "win rate",
+                &bars,
+                Some(0.5),
+            ),
+            files,
+        )?;
+    }
+    Ok(notes)
 }
+
+#[cfg(test)]
+mod tests;

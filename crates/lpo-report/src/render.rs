@@ -2,79 +2,373 @@
 
 use anyhow::Result;
 use lpo_recipe::{TableMetric, TableSpec};
-use lpo_stats::stars;
+use lpo_stats::{stars, Interval, P_FLOOR};
 
-use crate::compare::{Row, TaskTable};
+use crate::compare::{HeldoutDiff, HeldoutRow, Row, TaskTable, Test, TestKind};
+use crate::Report;
 
-fn pct(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".into(), |a| format!("{:.1}%", 100.0 * a))
+pub use lpo_stats::format_p;
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        "-".into()
+    }
 }
 
-/// A p-value with three significant digits (scientific below 0.001).
-pub fn format_p(p: f64) -> String {
-    if p < 0.001 {
-        format!("{p:.2e}")
-    } else {
-        format!("{p:.3}")
+fn pct_ci(x: f64, ci: Option<Interval>) -> String {
+    match ci {
+        Some(i) => format!("{} [{}, {}]", pct(x), pct(i.lo), pct(i.hi)),
+        None => pct(x),
     }
 }
 
 fn signed(x: f64) -> String {
-    format!("{x:+.2}")
-}
-
-fn seeds_cell(r: &Row) -> String {
-    match r.seed_win_rate.interval {
-        Some(_) => format!("{:.3} ± {:.3}", r.seed_win_rate.mean, r.seed_win_rate.sd),
-        None => "-".into(),
+    if x.is_finite() {
+        format!("{x:+.2}")
+    } else {
+        "-".into()
     }
 }
 
-/// Markdown: one section per task.
-pub fn markdown(name: &str, tables: &[TaskTable]) -> String {
-    let mut out = format!("# {name}\n\n");
-    for t in tables {
-        let pairs: u64 = t.rows.first().map_or(0, |r| r.tally.n());
-        out.push_str(&format!(
-            "## {} (baseline: {}, {} paired prompts per method)\n\n",
-            t.task, t.baseline, pairs
-        ));
-        out.push_str("| method | seeds | win rate [95% CI] | W / T / L | Δ reward [95% CI] | reward | accuracy | p (Holm) | win rate over seeds |\n");
-        out.push_str("| --- | ---: | --- | --- | --- | ---: | ---: | --- | --- |\n");
-        for r in &t.rows {
-            out.push_str(&format!(
-                "| {} | {} | {:.3} [{:.3}, {:.3}] | {} / {} / {} | {} [{}, {}] | {:.2} | {} | {} {} | {} |\n",
-                r.method,
-                r.seeds,
-                r.win_rate,
-                r.wilson.lo,
-                r.wilson.hi,
-                r.tally.wins,
-                r.tally.ties,
-                r.tally.losses,
-                signed(r.reward_diff),
-                signed(r.reward_diff_ci.lo),
-                signed(r.reward_diff_ci.hi),
-                r.reward,
-                pct(r.accuracy),
-                format_p(r.p_holm),
-                stars(r.p_holm),
-                seeds_cell(r),
-            ));
-        }
-        out.push_str(&format!(
-            "| {} (baseline) | | - | - | - | {:.2} | {} | - | - |\n\n",
-            t.baseline,
-            t.baseline_reward,
-            pct(t.baseline_accuracy)
-        ));
+fn signed_ci(x: f64, ci: Option<Interval>) -> String {
+    match ci {
+        Some(i) => format!("{} [{}, {}]", signed(x), signed(i.lo), signed(i.hi)),
+        None => signed(x),
     }
-    out.push_str(
-        "Win rate counts ties as half; interval: Wilson 95%. p: exact two-sided sign test \
-         (ties dropped), Holm-adjusted across the methods of a task; * p < 0.05, ** p < 0.01, \
-         *** p < 0.001. Δ reward: mean paired difference with a 10,000-resample bootstrap 95% \
-         interval. Win rate over seeds: mean ± sd of per-seed win rates.\n",
+}
+
+fn signed_pct_ci(x: f64, ci: Option<Interval>) -> String {
+    let s = |v: f64| format!("{:+.1}%", 100.0 * v);
+    match ci {
+        Some(i) => format!("{} [{}, {}]", s(x), s(i.lo), s(i.hi)),
+        None => s(x),
+    }
+}
+
+fn rate_ci(x: Option<f64>, ci: Option<Interval>) -> String {
+    match (x, ci) {
+        (Some(x), Some(i)) => format!("{x:.3} [{:.3}, {:.3}]", i.lo, i.hi),
+        (Some(x), None) => format!("{x:.3}"),
+        _ => "-".into(),
+    }
+}
+
+fn num(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "-".into()
+    }
+}
+
+fn opt_num(x: Option<f64>, decimals: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| num(v, decimals))
+}
+
+/// A test with its estimate and interval: `t(1): +0.12 [-1.20, +1.44]` or
+/// `sign: 0.600 [0.440, 0.750]`.
+pub fn test_cell(t: &Test) -> String {
+    match t.kind {
+        TestKind::AcrossSeeds => format!("{}: {}", t.name(), signed_ci(t.estimate, t.interval)),
+        TestKind::Sign => format!(
+            "sign: {}",
+            rate_ci(t.estimate.is_finite().then_some(t.estimate), t.interval)
+        ),
+    }
+}
+
+fn p_cell(p: f64) -> String {
+    let s = stars(p);
+    if s.is_empty() {
+        format_p(p)
+    } else {
+        format!("{} {s}", format_p(p))
+    }
+}
+
+/// A p-value for CSV: the number, or `< 1e-300` below the float floor.
+pub fn csv_p(p: f64) -> String {
+    if p < P_FLOOR {
+        "< 1e-300".into()
+    } else {
+        p.to_string()
+    }
+}
+
+fn prompts_cell(r: &Row) -> String {
+    if r.uneven_prompts() {
+        format!("{} †", r.prompts)
+    } else {
+        r.prompts.to_string()
+    }
+}
+
+fn counts(v: &[usize]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The methods footer: which test, which interval, which adjustment, over
+/// how many tests.
+pub fn footer(report: &Report) -> String {
+    let mut out = String::from(
+        "Test split only. Intervals in brackets are 95%: hierarchical bootstrap (resample \
+         seeds, then prompts or lists within each drawn seed; 10,000 resamples, SplitMix64 \
+         seed 0, percentile), except where a test states its own. ",
     );
+    if !report.tables.is_empty() || report.head_to_head.iter().any(|h| !h.rows.is_empty()) {
+        out.push_str(
+            "Δ reward: mean over prompts of (policy mean reward − baseline mean reward) over \
+             each prompt's samples; pass rate: share of samples with the full reward (10); KL: \
+             mean log π − log π_ref of the policy's samples (nats per response). W / T / L \
+             compare per-prompt mean rewards; win rate = W / (W + L), ties dropped. Test: with \
+             ≥ 2 seeds, a paired t-test across seeds on the per-seed mean Δ, df = seeds − 1, \
+             shown with its t interval (prompts of different seeds are never pooled as \
+             independent); with 1 seed, the exact two-sided sign test on prompts (ties \
+             dropped), shown with the Wilson interval of W / (W + L), which is also the \
+             win-rate interval then (with ≥ 2 seeds the win-rate interval is the bootstrap). ",
+        );
+    }
+    if !report.heldout.is_empty() {
+        out.push_str(
+            "Held-out lists (never trained on): ranking accuracy = correctly ordered pairs / \
+             strictly ordered pairs under the implicit reward s = β(log π − log π_ref); margin: \
+             mean over lists of the mean s_i − s_j over ordered pairs; NDCG: reward-weighted \
+             NDCG of the order by s. ",
+        );
+    }
+    if report.family > 0 {
+        out.push_str(&format!(
+            "p: adjusted with {} over all {} tests of this report ({} in the tables against \
+             {}, {} head-to-head); * p < 0.05, ** p < 0.01, *** p < 0.001 (adjusted). ",
+            report.adjustment.name(),
+            report.family,
+            report.family_main,
+            report.baseline,
+            report.family - report.family_main,
+        ));
+    }
+    out.push_str("Definitions and formulas: docs/results.md.\n");
+    out
+}
+
+fn selection_lines(report: &Report) -> String {
+    if report.selections.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Configurations selected on the validation split\n\n");
+    for s in &report.selections {
+        let (best, score, seeds) = &s.candidates[0];
+        out.push_str(&format!(
+            "- {}: picked `{best}` ({} {score:.4}, {seeds} seeds)",
+            s.label, s.metric
+        ));
+        let others: Vec<String> = s.candidates[1..]
+            .iter()
+            .map(|(c, v, n)| format!("`{c}` {v:.4} ({n} seeds)"))
+            .collect();
+        if !others.is_empty() {
+            out.push_str(&format!("; not picked: {}", others.join(", ")));
+        }
+        out.push('\n');
+    }
+    out.push_str("\nThe tables report the picked configurations on the test split.\n\n");
+    out
+}
+
+fn markdown_task(t: &TaskTable, adj: &str) -> String {
+    let mut out = format!(
+        "## {} (baseline: {}, test split)\n\n| method | seeds | prompts | reward | Δ reward [95% CI] | pass rate [95% CI] | KL | W / T / L | win rate [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | ---: | --- | --- | ---: | --- | --- | --- | --- |\n",
+        t.task, t.baseline
+    );
+    for r in &t.rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |\n",
+            r.method,
+            r.seeds,
+            prompts_cell(r),
+            num(r.reward, 2),
+            signed_ci(r.reward_diff, r.reward_diff_ci),
+            pct_ci(r.pass, r.pass_ci),
+            num(r.kl, 3),
+            r.tally.wins,
+            r.tally.ties,
+            r.tally.losses,
+            rate_ci(r.win_rate, r.win_rate_ci),
+            test_cell(&r.test),
+            p_cell(r.p_adjusted),
+        ));
+    }
+    out.push_str(&format!(
+        "| {} (baseline) | | {} | {} | - | {} | - | - | - | - | - |\n\n",
+        t.baseline,
+        t.baseline_prompts,
+        num(t.baseline_reward, 2),
+        pct(t.baseline_pass)
+    ));
+    let uneven: Vec<String> = t
+        .rows
+        .iter()
+        .filter(|r| r.uneven_prompts())
+        .map(|r| format!("{} ({})", r.method, counts(&r.prompt_counts)))
+        .collect();
+    if !uneven.is_empty() {
+        out.push_str(&format!(
+            "† the seeds of these rows evaluated different numbers of test prompts of this task \
+             (Δ reward pools prompts, so larger seeds weigh more; the t-test weighs seeds \
+             equally): {}\n\n",
+            uneven.join("; ")
+        ));
+    }
+    let samples: Vec<String> = t
+        .rows
+        .iter()
+        .filter(|r| r.samples.len() > 1)
+        .map(|r| format!("{} ({:?})", r.method, r.samples))
+        .collect();
+    if !samples.is_empty() {
+        out.push_str(&format!(
+            "Runs of these rows sampled different numbers of responses per prompt: {}\n\n",
+            samples.join("; ")
+        ));
+    }
+    out
+}
+
+fn markdown_heldout(rows: &[HeldoutRow]) -> String {
+    let mut out = String::from(
+        "## Held-out lists (test split)\n\n| method | source | seeds | lists | ranking accuracy [95% CI] | margin | NDCG |\n| --- | --- | ---: | ---: | --- | ---: | ---: |\n",
+    );
+    for r in rows {
+        let lists = if r.list_counts.windows(2).any(|w| w[0] != w[1]) {
+            format!("{} ({})", r.lists, counts(&r.list_counts))
+        } else {
+            r.lists.to_string()
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.method,
+            r.source,
+            r.seeds,
+            lists,
+            rate_ci(r.accuracy, r.accuracy_ci),
+            opt_num(r.margin, 3),
+            opt_num(r.ndcg, 3),
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+fn markdown_h2h(report: &Report, adj: &str) -> String {
+    let mut out = String::new();
+    for h in &report.head_to_head {
+        out.push_str(&format!(
+            "## Head-to-head: {} − {} (test split)\n\n",
+            h.a, h.b
+        ));
+        if !h.rows.is_empty() {
+            out.push_str(&format!(
+                "| task | seeds | prompts | Δ reward [95% CI] | Δ pass rate [95% CI] | W / T / L | win rate [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |\n"
+            ));
+            for (task, r) in &h.rows {
+                out.push_str(&format!(
+                    "| {task} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |\n",
+                    r.seeds,
+                    prompts_cell(r),
+                    signed_ci(r.reward_diff, r.reward_diff_ci),
+                    signed_pct_ci(r.pass_diff, r.pass_diff_ci),
+                    r.tally.wins,
+                    r.tally.ties,
+                    r.tally.losses,
+                    rate_ci(r.win_rate, r.win_rate_ci),
+                    test_cell(&r.test),
+                    p_cell(r.p_adjusted),
+                ));
+            }
+            out.push('\n');
+        }
+        if !h.heldout.is_empty() {
+            out.push_str(&format!(
+                "| source | seeds | lists | ranking accuracy {} / {} | Δ ranking accuracy [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | --- | --- | --- | --- |\n",
+                h.a, h.b
+            ));
+            for d in &h.heldout {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {:.3} / {:.3} | {} | {} | {} |\n",
+                    d.source,
+                    d.seeds,
+                    d.lists,
+                    d.a_accuracy,
+                    d.b_accuracy,
+                    diff_ci(d),
+                    heldout_test_cell(&d.test),
+                    p_cell(d.p_adjusted),
+                ));
+            }
+            out.push('\n');
+        }
+        if h.rows.is_empty() && h.heldout.is_empty() {
+            out.push_str("Nothing could be paired.\n\n");
+        }
+        for p in &h.problems {
+            out.push_str(&format!("- not paired: {p}\n"));
+        }
+        if !h.problems.is_empty() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn diff_ci(d: &HeldoutDiff) -> String {
+    let f = |v: f64| format!("{v:+.3}");
+    match d.ci {
+        Some(i) => format!("{} [{}, {}]", f(d.diff), f(i.lo), f(i.hi)),
+        None => f(d.diff),
+    }
+}
+
+fn heldout_test_cell(t: &Test) -> String {
+    match t.kind {
+        TestKind::AcrossSeeds => {
+            let f = |v: f64| format!("{v:+.3}");
+            match t.interval {
+                Some(i) => format!("{}: {} [{}, {}]", t.name(), f(t.estimate), f(i.lo), f(i.hi)),
+                None => format!("{}: {}", t.name(), f(t.estimate)),
+            }
+        }
+        TestKind::Sign => format!(
+            "sign on lists: {}",
+            rate_ci(t.estimate.is_finite().then_some(t.estimate), t.interval)
+        ),
+    }
+}
+
+/// Markdown: selections, one section per task, held-out lists,
+/// head-to-heads, the footer, then notes.
+pub fn markdown(report: &Report) -> String {
+    let adj = report.adjustment.short();
+    let mut out = format!("# {}\n\n", report.name);
+    out.push_str(&selection_lines(report));
+    for t in &report.tables {
+        out.push_str(&markdown_task(t, adj));
+    }
+    if !report.heldout.is_empty() {
+        out.push_str(&markdown_heldout(&report.heldout));
+    }
+    out.push_str(&markdown_h2h(report, adj));
+    out.push_str(&footer(report));
+    if !report.notes.is_empty() {
+        out.push('\n');
+        for n in &report.notes {
+            out.push_str(&format!("- {n}\n"));
+        }
+    }
     out
 }
 
@@ -90,6 +384,11 @@ pub fn latex_escape(s: &str) -> String {
             }
             '~' => out.push_str("\\textasciitilde{}"),
             '^' => out.push_str("\\textasciicircum{}"),
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
+            '−' => out.push('-'),
+            'Δ' => out.push_str("$\\Delta$"),
+            '†' => out.push_str("\\textdagger{}"),
             _ => out.push(c),
         }
     }
@@ -105,105 +404,328 @@ fn tex_stars(p: f64) -> String {
     }
 }
 
-/// LaTeX: one booktabs `table` per task (needs `\usepackage{booktabs}`).
-pub fn latex(name: &str, tables: &[TaskTable]) -> String {
-    let mut out = format!("% lpo report: {}\n", latex_escape(name));
-    for t in tables {
-        out.push_str("\\begin{table}[t]\n\\centering\n\\begin{tabular}{lrlrrr}\n\\toprule\n");
-        out.push_str("Method & Seeds & Win rate [95\\% CI] & $\\Delta$ reward & Reward & Accuracy \\\\\n\\midrule\n");
+fn tex_p(p: f64) -> String {
+    format!("{}{}", latex_escape(&format_p(p)), tex_stars(p))
+}
+
+/// LaTeX: one booktabs `table` per task, one for held-out lists and one per
+/// head-to-head (needs `\usepackage{booktabs}`).
+pub fn latex(report: &Report) -> String {
+    let name = latex_escape(&report.name);
+    let adj = report.adjustment.short();
+    let mut out = format!("% lpo report: {name}\n");
+    for t in &report.tables {
+        out.push_str("\\begin{table}[t]\n\\centering\n\\begin{tabular}{lrrllrlll}\n\\toprule\n");
+        out.push_str(&format!(
+            "Method & Seeds & Reward & $\\Delta$ reward [95\\% CI] & Pass rate [95\\% CI] & KL & W/T/L & Win rate [95\\% CI] & $p$ ({adj}) \\\\\n\\midrule\n"
+        ));
         for r in &t.rows {
             out.push_str(&format!(
-                "{} & {} & {:.3} [{:.3}, {:.3}]{} & {:+.2} & {:.2} & {} \\\\\n",
+                "{} & {} & {} & {} & {} & {} & {}/{}/{} & {} & {} \\\\\n",
                 latex_escape(&r.method),
                 r.seeds,
-                r.win_rate,
-                r.wilson.lo,
-                r.wilson.hi,
-                tex_stars(r.p_holm),
-                r.reward_diff,
-                r.reward,
-                latex_escape(&pct(r.accuracy)),
+                num(r.reward, 2),
+                signed_ci(r.reward_diff, r.reward_diff_ci),
+                latex_escape(&pct_ci(r.pass, r.pass_ci)),
+                num(r.kl, 3),
+                r.tally.wins,
+                r.tally.ties,
+                r.tally.losses,
+                rate_ci(r.win_rate, r.win_rate_ci),
+                tex_p(r.p_adjusted),
             ));
         }
         out.push_str(&format!(
-            "\\midrule\n{} (baseline) & & -- & -- & {:.2} & {} \\\\\n\\bottomrule\n\\end{{tabular}}\n",
+            "\\midrule\n{} (baseline) & & {} & -- & {} & -- & -- & -- & -- \\\\\n\\bottomrule\n\\end{{tabular}}\n",
             latex_escape(&t.baseline),
-            t.baseline_reward,
-            latex_escape(&pct(t.baseline_accuracy))
+            num(t.baseline_reward, 2),
+            latex_escape(&pct(t.baseline_pass))
         ));
         out.push_str(&format!(
-            "\\caption{{{}: {} against {} (Wilson 95\\% intervals; Holm-adjusted sign test: $^{{*}}p<0.05$, $^{{**}}p<0.01$, $^{{***}}p<0.001$).}}\n\\end{{table}}\n\n",
-            latex_escape(name),
+            "\\caption{{{name}: {} against {} on the test split. Intervals: 95\\% hierarchical bootstrap over seeds and prompts; $p$: paired t-test across seeds (1 seed: exact sign test), {adj}-adjusted over {} tests; $^{{*}}p<0.05$, $^{{**}}p<0.01$, $^{{***}}p<0.001$.}}\n\\end{{table}}\n\n",
             latex_escape(&t.task),
-            latex_escape(&t.baseline)
+            latex_escape(&t.baseline),
+            report.family,
+        ));
+    }
+    if !report.heldout.is_empty() {
+        out.push_str("\\begin{table}[t]\n\\centering\n\\begin{tabular}{llrrlrr}\n\\toprule\n");
+        out.push_str("Method & Source & Seeds & Lists & Ranking accuracy [95\\% CI] & Margin & NDCG \\\\\n\\midrule\n");
+        for r in &report.heldout {
+            out.push_str(&format!(
+                "{} & {} & {} & {} & {} & {} & {} \\\\\n",
+                latex_escape(&r.method),
+                latex_escape(&r.source),
+                r.seeds,
+                r.lists,
+                rate_ci(r.accuracy, r.accuracy_ci),
+                opt_num(r.margin, 3),
+                opt_num(r.ndcg, 3),
+            ));
+        }
+        out.push_str(&format!(
+            "\\bottomrule\n\\end{{tabular}}\n\\caption{{{name}: implicit-reward ranking metrics on held-out lists (test split); 95\\% hierarchical bootstrap over lists by seed.}}\n\\end{{table}}\n\n"
+        ));
+    }
+    for h in &report.head_to_head {
+        if h.rows.is_empty() {
+            continue;
+        }
+        out.push_str("\\begin{table}[t]\n\\centering\n\\begin{tabular}{lrrllll}\n\\toprule\n");
+        out.push_str(&format!(
+            "Task & Seeds & Prompts & $\\Delta$ reward [95\\% CI] & W/T/L & Win rate [95\\% CI] & $p$ ({adj}) \\\\\n\\midrule\n"
+        ));
+        for (task, r) in &h.rows {
+            out.push_str(&format!(
+                "{} & {} & {} & {} & {}/{}/{} & {} & {} \\\\\n",
+                latex_escape(task),
+                r.seeds,
+                r.prompts,
+                signed_ci(r.reward_diff, r.reward_diff_ci),
+                r.tally.wins,
+                r.tally.ties,
+                r.tally.losses,
+                rate_ci(r.win_rate, r.win_rate_ci),
+                tex_p(r.p_adjusted),
+            ));
+        }
+        out.push_str(&format!(
+            "\\bottomrule\n\\end{{tabular}}\n\\caption{{{name}: {} minus {} prompt by prompt on the test split.}}\n\\end{{table}}\n\n",
+            latex_escape(&h.a),
+            latex_escape(&h.b)
         ));
     }
     out
 }
 
-/// CSV: one row per (method, task).
-pub fn csv(tables: &[TaskTable]) -> Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "task",
-        "method",
-        "baseline",
-        "seeds",
-        "prompts",
-        "wins",
-        "ties",
-        "losses",
-        "win_rate",
-        "win_rate_lo",
-        "win_rate_hi",
-        "p_value",
-        "p_holm",
-        "reward_diff",
-        "reward_diff_lo",
-        "reward_diff_hi",
-        "reward",
-        "baseline_reward",
-        "accuracy",
-        "baseline_accuracy",
-        "seed_win_rate_mean",
-        "seed_win_rate_sd",
-        "seed_win_rate_lo",
-        "seed_win_rate_hi",
-    ])?;
-    let opt = |x: Option<f64>| x.map_or_else(String::new, |v| v.to_string());
-    for t in tables {
-        for r in &t.rows {
-            w.write_record([
-                t.task.clone(),
-                r.method.clone(),
-                t.baseline.clone(),
-                r.seeds.to_string(),
-                r.tally.n().to_string(),
-                r.tally.wins.to_string(),
-                r.tally.ties.to_string(),
-                r.tally.losses.to_string(),
-                r.win_rate.to_string(),
-                r.wilson.lo.to_string(),
-                r.wilson.hi.to_string(),
-                r.p.to_string(),
-                r.p_holm.to_string(),
-                r.reward_diff.to_string(),
-                r.reward_diff_ci.lo.to_string(),
-                r.reward_diff_ci.hi.to_string(),
-                r.reward.to_string(),
-                r.baseline_reward.to_string(),
-                opt(r.accuracy),
-                opt(r.baseline_accuracy),
-                r.seed_win_rate.mean.to_string(),
-                r.seed_win_rate.sd.to_string(),
-                opt(r.seed_win_rate.interval.map(|i| i.lo)),
-                opt(r.seed_win_rate.interval.map(|i| i.hi)),
-            ])?;
-        }
-    }
+fn finish(w: csv::Writer<Vec<u8>>) -> Result<String> {
     Ok(String::from_utf8(
         w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?,
     )?)
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or_else(String::new, |v| v.to_string())
+}
+
+fn fin(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
+}
+
+const ROW_COLUMNS: [&str; 33] = [
+    "seeds",
+    "prompts",
+    "prompt_counts",
+    "samples",
+    "wins",
+    "ties",
+    "losses",
+    "win_rate",
+    "win_rate_lo",
+    "win_rate_hi",
+    "win_rate_interval",
+    "win_rate_ties_half",
+    "reward",
+    "baseline_reward",
+    "reward_diff",
+    "reward_diff_lo",
+    "reward_diff_hi",
+    "pass_rate",
+    "pass_rate_lo",
+    "pass_rate_hi",
+    "baseline_pass_rate",
+    "pass_diff",
+    "pass_diff_lo",
+    "pass_diff_hi",
+    "kl",
+    "test",
+    "df",
+    "statistic",
+    "test_estimate",
+    "test_lo",
+    "test_hi",
+    "p_value",
+    "p_adjusted",
+];
+
+fn row_cells(r: &Row) -> Vec<String> {
+    vec![
+        r.seeds.to_string(),
+        r.prompts.to_string(),
+        r.prompt_counts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(";"),
+        r.samples
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(";"),
+        r.tally.wins.to_string(),
+        r.tally.ties.to_string(),
+        r.tally.losses.to_string(),
+        opt(r.win_rate),
+        opt(r.win_rate_ci.map(|i| i.lo)),
+        opt(r.win_rate_ci.map(|i| i.hi)),
+        r.win_rate_interval().to_string(),
+        r.tally.win_rate().to_string(),
+        fin(r.reward),
+        fin(r.baseline_reward),
+        fin(r.reward_diff),
+        opt(r.reward_diff_ci.map(|i| i.lo)),
+        opt(r.reward_diff_ci.map(|i| i.hi)),
+        fin(r.pass),
+        opt(r.pass_ci.map(|i| i.lo)),
+        opt(r.pass_ci.map(|i| i.hi)),
+        fin(r.baseline_pass),
+        fin(r.pass_diff),
+        opt(r.pass_diff_ci.map(|i| i.lo)),
+        opt(r.pass_diff_ci.map(|i| i.hi)),
+        fin(r.kl),
+        match r.test.kind {
+            TestKind::AcrossSeeds => "t-across-seeds".into(),
+            TestKind::Sign => "sign".into(),
+        },
+        if r.test.kind == TestKind::AcrossSeeds {
+            r.test.df.to_string()
+        } else {
+            String::new()
+        },
+        r.test.statistic.to_string(),
+        fin(r.test.estimate),
+        opt(r.test.interval.map(|i| i.lo)),
+        opt(r.test.interval.map(|i| i.hi)),
+        csv_p(r.test.p),
+        csv_p(r.p_adjusted),
+    ]
+}
+
+/// CSV of the main tables: one row per (task, method).
+pub fn csv(report: &Report) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["task", "method", "baseline"];
+    header.extend(ROW_COLUMNS);
+    header.extend(["adjustment", "family"]);
+    w.write_record(&header)?;
+    for t in &report.tables {
+        for r in &t.rows {
+            let mut rec = vec![t.task.clone(), r.method.clone(), t.baseline.clone()];
+            rec.extend(row_cells(r));
+            rec.push(report.adjustment.short().to_string());
+            rec.push(report.family.to_string());
+            w.write_record(&rec)?;
+        }
+    }
+    finish(w)
+}
+
+/// CSV of the held-out list table: one row per (method, source).
+pub fn heldout_csv(rows: &[HeldoutRow]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "method",
+        "source",
+        "seeds",
+        "lists",
+        "list_counts",
+        "pairs",
+        "correct",
+        "ranking_accuracy",
+        "ranking_accuracy_lo",
+        "ranking_accuracy_hi",
+        "margin",
+        "ndcg",
+    ])?;
+    for r in rows {
+        w.write_record([
+            r.method.clone(),
+            r.source.clone(),
+            r.seeds.to_string(),
+            r.lists.to_string(),
+            r.list_counts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";"),
+            r.pairs.to_string(),
+            r.correct.to_string(),
+            opt(r.accuracy),
+            opt(r.accuracy_ci.map(|i| i.lo)),
+            opt(r.accuracy_ci.map(|i| i.hi)),
+            opt(r.margin),
+            opt(r.ndcg),
+        ])?;
+    }
+    finish(w)
+}
+
+/// CSV of the head-to-heads: generation rows (per task) use the main
+/// table's columns; held-out rows fill `reward_diff*` with the
+/// ranking-accuracy difference.
+pub fn compare_csv(report: &Report) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["kind", "a", "b", "task"];
+    header.extend(ROW_COLUMNS);
+    header.extend(["adjustment", "family"]);
+    w.write_record(&header)?;
+    let tail = [
+        report.adjustment.short().to_string(),
+        report.family.to_string(),
+    ];
+    for h in &report.head_to_head {
+        for (task, r) in &h.rows {
+            let mut rec = vec!["generation".into(), h.a.clone(), h.b.clone(), task.clone()];
+            rec.extend(row_cells(r));
+            rec.extend(tail.clone());
+            w.write_record(&rec)?;
+        }
+        for d in &h.heldout {
+            let mut rec = vec![
+                "ranking-accuracy".into(),
+                h.a.clone(),
+                h.b.clone(),
+                d.source.clone(),
+            ];
+            let mut cells = vec![String::new(); ROW_COLUMNS.len()];
+            let set = |cells: &mut Vec<String>, col: &str, v: String| {
+                let i = ROW_COLUMNS.iter().position(|c| *c == col).expect("column");
+                cells[i] = v;
+            };
+            set(&mut cells, "seeds", d.seeds.to_string());
+            set(&mut cells, "prompts", d.lists.to_string());
+            set(&mut cells, "reward", d.a_accuracy.to_string());
+            set(&mut cells, "baseline_reward", d.b_accuracy.to_string());
+            set(&mut cells, "reward_diff", d.diff.to_string());
+            set(&mut cells, "reward_diff_lo", opt(d.ci.map(|i| i.lo)));
+            set(&mut cells, "reward_diff_hi", opt(d.ci.map(|i| i.hi)));
+            set(
+                &mut cells,
+                "test",
+                match d.test.kind {
+                    TestKind::AcrossSeeds => "t-across-seeds".into(),
+                    TestKind::Sign => "sign".into(),
+                },
+            );
+            if d.test.kind == TestKind::AcrossSeeds {
+                set(&mut cells, "df", d.test.df.to_string());
+            }
+            set(&mut cells, "statistic", d.test.statistic.to_string());
+            set(&mut cells, "test_estimate", fin(d.test.estimate));
+            set(&mut cells, "test_lo", opt(d.test.interval.map(|i| i.lo)));
+            set(&mut cells, "test_hi", opt(d.test.interval.map(|i| i.hi)));
+            set(&mut cells, "p_value", csv_p(d.test.p));
+            set(&mut cells, "p_adjusted", csv_p(d.p_adjusted));
+            rec.extend(cells);
+            rec.extend(tail.clone());
+            w.write_record(&rec)?;
+        }
+    }
+    finish(w)
 }
 
 /// A paper table: rows are methods, columns tasks; cells per `spec.metric`.
@@ -220,35 +742,24 @@ fn cell(r: &Row, metric: TableMetric) -> (String, String, String) {
     match metric {
         TableMetric::WinRate => (
             format!(
-                "{:.3} [{:.3}, {:.3}]{}",
-                r.win_rate,
-                r.wilson.lo,
-                r.wilson.hi,
-                stars(r.p_holm)
+                "{}{}",
+                rate_ci(r.win_rate, r.win_rate_ci),
+                stars(r.p_adjusted)
             ),
             format!(
-                "{:.3} [{:.3}, {:.3}]{}",
-                r.win_rate,
-                r.wilson.lo,
-                r.wilson.hi,
-                tex_stars(r.p_holm)
+                "{}{}",
+                rate_ci(r.win_rate, r.win_rate_ci),
+                tex_stars(r.p_adjusted)
             ),
-            r.win_rate.to_string(),
+            opt(r.win_rate),
         ),
-        TableMetric::Reward => (
-            format!("{:.2}", r.reward),
-            format!("{:.2}", r.reward),
-            r.reward.to_string(),
-        ),
-        TableMetric::Accuracy => (
-            pct(r.accuracy),
-            latex_escape(&pct(r.accuracy)),
-            r.accuracy.map_or_else(String::new, |a| a.to_string()),
-        ),
+        TableMetric::Reward => (num(r.reward, 2), num(r.reward, 2), fin(r.reward)),
+        TableMetric::Accuracy => (pct(r.pass), latex_escape(&pct(r.pass)), fin(r.pass)),
     }
 }
 
-/// Builds a paper table from per-task comparisons.
+/// Builds a paper table from per-task comparisons (their p-values adjusted
+/// over the table's own tests).
 pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable> {
     let tasks: Vec<&str> = tables.iter().map(|t| t.task.as_str()).collect();
     let mut methods: Vec<String> = Vec::new();
@@ -260,13 +771,13 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
         }
     }
     let metric_name = match spec.metric {
-        TableMetric::WinRate => "win rate vs",
+        TableMetric::WinRate => "win rate W/(W+L) vs",
         TableMetric::Reward => "mean reward; baseline",
-        TableMetric::Accuracy => "accuracy; baseline",
+        TableMetric::Accuracy => "pass rate; baseline",
     };
     let caption = spec.caption.clone().unwrap_or_else(|| {
         format!(
-            "{} ({metric_name} {})",
+            "{} ({metric_name} {}, test split)",
             spec.name,
             tables.first().map_or("-", |t| t.baseline.as_str())
         )
@@ -325,6 +836,6 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
     Ok(PaperTable {
         markdown: md,
         latex: tex,
-        csv: String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?,
+        csv: finish(w)?,
     })
 }
