@@ -50,7 +50,7 @@ pub struct Headline {
     pub ties: usize,
     /// Lower rewards.
     pub losses: usize,
-    /// (wins + ties / 2) / prompts.
+    /// wins / (wins + losses), ties dropped (0.5 when every prompt ties).
     pub win_rate: f64,
     /// Mean reward of the policy's responses.
     pub policy_reward: f64,

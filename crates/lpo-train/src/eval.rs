@@ -678,7 +678,13 @@ pub fn headline(records: &[EvalRecord], examples: &[Example]) -> Headline {
         wins,
         ties,
         losses,
-        win_rate: (wins as f64 + 0.5 * ties as f64) / n.max(1) as f64,
+        // Ties dropped, as `lpo report` and its sign test count it (0.5 when
+        // every prompt ties).
+        win_rate: if wins + losses > 0 {
+            wins as f64 / (wins + losses) as f64
+        } else {
+            0.5
+        },
         policy_reward: mean(&|r| r.policy_reward),
         baseline_reward: mean(&|r| r.baseline_reward),
         policy_accuracy: accuracy(&|r| r.policy_pass),
