@@ -83,7 +83,7 @@ pub struct SweepArgs {
     /// Results root.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
-    /// CPU threads per run (default: all cores divided by --jobs).
+    /// CPU threads per run (default: the recipe's train.threads, else all cores divided by --jobs).
     #[arg(long)]
     pub threads: Option<u32>,
 }
@@ -252,7 +252,15 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         .collect::<Result<_>>()?;
     let jobs = args.jobs.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = args.threads.unwrap_or(((cores / jobs).max(1)) as u32);
+    // --threads, else the recipe's train.threads, else the cores divided by --jobs.
+    let default_threads = ((cores / jobs).max(1)) as u32;
+    let threads_of = |run: &PlannedRun| {
+        args.threads.unwrap_or(match run.recipe.train.threads {
+            0 => default_threads,
+            n => n,
+        })
+    };
+    let threads = args.threads.unwrap_or(default_threads);
     let total = plan.runs.len();
     let mut states: Vec<RunState> = vec![RunState::Pending; total];
     for (i, run) in plan.runs.iter().enumerate() {
@@ -264,7 +272,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     }
     let earlier = states.iter().filter(|s| **s != RunState::Pending).count();
     eprintln!(
-        "sweep {name}: {total} runs ({earlier} complete already), {jobs} at a time, {threads} threads each; results in {}",
+        "sweep {name}: {total} runs ({earlier} complete already), {jobs} at a time, {threads} threads each unless train.threads says otherwise; results in {}",
         layout.recipe_dir(&name).display()
     );
     let started = Instant::now();
@@ -293,7 +301,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 }
             }
             let run = &plan.runs[i];
-            let mut child = spawn_run(args, run, threads)?;
+            let mut child = spawn_run(args, run, threads_of(run))?;
             let bar = bars.run_bar(&format!("[{} {}]", run.id, run.recipe.method_label()));
             let stdout = child.stdout.take().expect("piped stdout");
             let (feed_bars, feed_bar) = (Arc::clone(&bars), bar.clone());

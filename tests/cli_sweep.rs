@@ -125,9 +125,11 @@ fn sigkill_mid_sweep_then_rerun_finishes_without_redoing_or_duplicating() {
         .spawn()
         .unwrap();
     // Wait until one run is complete and another has a checkpoint, then kill.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let (complete, partial) = loop {
-        assert!(Instant::now() < deadline, "sweep made no progress");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let found = loop {
+        if Instant::now() > deadline {
+            break None;
+        }
         std::thread::sleep(Duration::from_millis(20));
         if !results.join("small").is_dir() {
             continue;
@@ -144,11 +146,12 @@ fn sigkill_mid_sweep_then_rerun_finishes_without_redoing_or_duplicating() {
             })
             .collect();
         if !complete.is_empty() && !partial.is_empty() {
-            break (complete[0].clone(), partial[0].clone());
+            break Some((complete[0].clone(), partial[0].clone()));
         }
     };
     sweep.kill().unwrap(); // SIGKILL
     sweep.wait().unwrap();
+    let (complete, partial) = found.expect("the sweep made no progress in 10 minutes");
     // The child `lpo run` dies with the sweep and releases the run's lock.
     let lock = partial.join(".lock");
     let deadline = Instant::now() + Duration::from_secs(30);

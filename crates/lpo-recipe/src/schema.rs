@@ -528,6 +528,16 @@ impl Default for DataConfig {
     }
 }
 
+/// The reference of on-policy rounds after the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferenceUpdate {
+    /// The SFT reference throughout.
+    Fixed,
+    /// The policy as it was at the start of the round.
+    Round,
+}
+
 /// Learning-rate decay after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -556,8 +566,14 @@ pub enum DeviceChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Optimizer steps.
+    /// Optimizer steps (per on-policy round).
     pub steps: u32,
+    /// On-policy rounds: after each, the training prompts' lists are sampled
+    /// again from the current policy (1 = offline training).
+    pub rounds: u32,
+    /// Whether the reference stays the SFT model or moves to the policy at
+    /// the start of each round.
+    pub reference_update: ReferenceUpdate,
     /// Prompts per optimizer step (each with its K responses).
     pub batch_size: u32,
     /// Peak AdamW learning rate.
@@ -587,6 +603,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             steps: 200,
+            rounds: 1,
+            reference_update: ReferenceUpdate::Fixed,
             batch_size: 8,
             learning_rate: 1e-4,
             lr_schedule: LrSchedule::Cosine,

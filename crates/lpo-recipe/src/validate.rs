@@ -30,6 +30,15 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ),
         ));
     }
+    if recipe.train.rounds > 1 && recipe.data.mix.iter().any(|s| s.task.is_none()) {
+        out.push((
+            "train.rounds".into(),
+            format!(
+                "is {}, but on-policy rounds score new responses with a built-in task's reward; data.mix has a file source",
+                recipe.train.rounds
+            ),
+        ));
+    }
     if recipe.data.mix.is_empty() {
         out.push(("data.mix".into(), "needs at least one source".into()));
     }

@@ -67,6 +67,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         device: "cpu".into(),
         reference: "r".into(),
         lists: "l".into(),
+        round_lists: vec!["l".into()],
         timings: Timings::default(),
         headline: s.headline.then(Headline::default),
         heldout: s.heldout.as_ref().map(|_| HeldoutHeadline::default()),
@@ -81,6 +82,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
     let metrics: Vec<MetricsRow> = (0..10)
         .map(|step| MetricsRow {
             step,
+            round: 0,
             loss: 1.0 / (1.0 + f64::from(step)),
             beta: 0.1,
             alpha: 0.0,

@@ -126,6 +126,10 @@ pub struct Summary {
     pub reference: String,
     /// Reward-list dataset id.
     pub lists: String,
+    /// The lists of each training round so far (the first is `lists`; later
+    /// ones were sampled from the policy).
+    #[serde(default)]
+    pub round_lists: Vec<String>,
     /// Seconds per phase.
     pub timings: Timings,
     /// Evaluation headline (complete runs with a built-in task source).
@@ -300,8 +304,11 @@ pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
 /// One optimizer step of `metrics.csv` (deterministic: no wall-clock values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
-    /// Optimizer step (0-based).
+    /// Optimizer step (0-based, counted over all rounds).
     pub step: u32,
+    /// On-policy round (0-based; always 0 with `train.rounds = 1`).
+    #[serde(default)]
+    pub round: u32,
     /// Loss (mean over micro-batches).
     pub loss: f64,
     /// beta at this step.

@@ -7,6 +7,7 @@
 //! - [`optim`]: AdamW with schedules and clipping, checkpointable.
 //! - [`eval`]: sampled evaluation against a baseline, KL to the reference,
 //!   implicit-reward metrics and curves on held-out lists.
+//! - `rounds`: the lists each (on-policy) training round reads.
 //! - [`run`]: one planned run: training with checkpoints, evaluation, results files.
 
 pub mod batch;
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod lists;
 pub mod optim;
 pub mod reference;
+mod rounds;
 pub mod run;
 pub mod sources;
 

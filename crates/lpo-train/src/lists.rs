@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use lpo_data::tokenizer::Tokenize;
 use lpo_data::{RewardList, Scored};
 use lpo_model::generate::{generate, Decoding, GenerateOptions};
+use lpo_model::Mistral;
 use lpo_recipe::{DataForm, Recipe};
 use lpo_results::{content_id, derive_seed, write_atomic, FileLock, Layout};
 use lpo_tasks::{Example, Task};
@@ -130,12 +131,66 @@ pub fn obtain(
             seed: recipe.train.seed,
         },
     );
+    cached(layout, id, || {
+        generate_lists(recipe, sources, tokenizer, reference, progress)
+    })
+}
+
+/// The lists of on-policy round `round` (>= 1) of run `run_id`: the same
+/// training prompts as `base` (round 0), with K responses sampled from
+/// `policy` (the policy at the start of the round) and scored with the
+/// task's reward (and rater noise, as in round 0). Cached by content id, so a
+/// run resumed mid-round trains on the lists it already had.
+#[allow(clippy::too_many_arguments)]
+pub fn obtain_round(
+    recipe: &Recipe,
+    sources: &[Source],
+    tokenizer: &dyn Tokenize,
+    policy: &Mistral,
+    base: &Lists,
+    run_id: &str,
+    round: u32,
+    layout: &Layout,
+    progress: &mut dyn Progress,
+) -> Result<Lists> {
+    cached(layout, round_id(&base.id, run_id, round), || {
+        let examples: Vec<(Task, Example)> = training_examples(recipe, sources)
+            .into_iter()
+            .collect::<Option<_>>()
+            .context("on-policy rounds need built-in task sources only (files cannot be scored)")?;
+        let seed = recipe.train.seed;
+        let purpose = format!("list-sampling-round-{round}");
+        let mut sampler = ListSampler::new(recipe, tokenizer, policy, &purpose);
+        let mut annotate =
+            StdRng::seed_from_u64(derive_seed(seed, &format!("annotation-round-{round}")));
+        progress.start(&format!("round {} lists", round + 1), examples.len() as u64);
+        let lists = sampler.sample(&examples, Some(&mut annotate), progress);
+        progress.finish();
+        Ok(lists)
+    })
+}
+
+/// Content id of the lists of `round` of run `run_id` (round 0 is `base_id`).
+pub fn round_id(base_id: &str, run_id: &str, round: u32) -> String {
+    match round {
+        0 => base_id.to_string(),
+        r => content_id("lists", &("round", base_id, run_id, r)),
+    }
+}
+
+/// Reads the lists cached under `id`, or computes, writes and returns them
+/// (under the entry's lock; held-out lists are split off).
+fn cached(
+    layout: &Layout,
+    id: String,
+    compute: impl FnOnce() -> Result<Vec<SourcedList>>,
+) -> Result<Lists> {
     let path = layout.lists_file(&id);
     let _lock = FileLock::acquire(&layout.cache_lock(&format!("lists-{id}")))?;
     let lists = if path.exists() {
         read_cached(&path)?
     } else {
-        let lists = generate_lists(recipe, sources, tokenizer, reference, progress)?;
+        let lists = compute()?;
         let mut bytes = Vec::new();
         for l in &lists {
             serde_json::to_writer(&mut bytes, l)?;
@@ -179,6 +234,30 @@ pub fn file_split(source: &str, len: usize, seed: u64, fraction: f64) -> (Vec<us
     (order, train)
 }
 
+/// The source of each of the `data.train_prompts` training slots.
+fn training_slots(recipe: &Recipe, sources: &[Source]) -> Vec<usize> {
+    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
+    lpo_data::mix::assign(
+        &weights,
+        recipe.data.train_prompts as usize,
+        &mut StdRng::seed_from_u64(derive_seed(recipe.train.seed, "mix")),
+    )
+}
+
+/// The built-in task example of each training slot (`None` for file slots):
+/// a pure function of the recipe, so on-policy rounds can score new
+/// responses to the same prompts.
+fn training_examples(recipe: &Recipe, sources: &[Source]) -> Vec<Option<(Task, Example)>> {
+    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "train-prompts"));
+    training_slots(recipe, sources)
+        .into_iter()
+        .map(|s| match sources[s].kind {
+            SourceKind::Task(task) => Some((task, task.generate(&mut rng))),
+            SourceKind::File { .. } => None,
+        })
+        .collect()
+}
+
 /// Training lists (in slot order) followed by held-out lists.
 fn generate_lists(
     recipe: &Recipe,
@@ -191,13 +270,7 @@ fn generate_lists(
     let k = recipe.data.list_size as usize;
     let n = recipe.data.train_prompts as usize;
     let fraction = recipe.data.eval_fraction;
-    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
-    let slots = lpo_data::mix::assign(
-        &weights,
-        n,
-        &mut StdRng::seed_from_u64(derive_seed(seed, "mix")),
-    );
-    let mut prompt_rng = StdRng::seed_from_u64(derive_seed(seed, "train-prompts"));
+    let slots = training_slots(recipe, sources);
     let mut pick_rng = StdRng::seed_from_u64(derive_seed(seed, "file-records"));
     // Per file source: its held-out records, and a seeded order of its
     // training records consumed in turn.
@@ -214,9 +287,13 @@ fn generate_lists(
         .collect();
     let mut out: Vec<Option<SourcedList>> = vec![None; n];
     let mut pending: Vec<(usize, Task, Example)> = Vec::new();
-    for (slot, &s) in slots.iter().enumerate() {
+    let examples = training_examples(recipe, sources);
+    for ((slot, &s), example) in slots.iter().enumerate().zip(examples) {
         match &sources[s].kind {
-            SourceKind::Task(task) => pending.push((slot, *task, task.generate(&mut prompt_rng))),
+            SourceKind::Task(_) => {
+                let (task, example) = example.expect("task slots have examples");
+                pending.push((slot, task, example));
+            }
             SourceKind::File { records, .. } => {
                 let (_, train, next) = &mut orders[s];
                 let record = &records[train[*next % train.len()]];
@@ -225,7 +302,7 @@ fn generate_lists(
             }
         }
     }
-    let mut sampler = ListSampler::new(recipe, tokenizer, reference, "list-sampling");
+    let mut sampler = ListSampler::new(recipe, tokenizer, &reference.model, "list-sampling");
     progress.start("sampling reward lists", pending.len() as u64);
     let mut annotate_rng = StdRng::seed_from_u64(derive_seed(seed, "annotation"));
     let examples: Vec<(Task, Example)> = pending.iter().map(|(_, t, e)| (*t, e.clone())).collect();
@@ -242,7 +319,8 @@ fn generate_lists(
     // Held-out lists of the built-in tasks: fresh prompts, true rewards.
     let train_prompts: HashSet<String> = lists.iter().map(|l| l.list.prompt.clone()).collect();
     let held_tasks = heldout_examples(recipe, sources, &train_prompts)?;
-    let mut sampler = ListSampler::new(recipe, tokenizer, reference, "heldout-list-sampling");
+    let mut sampler =
+        ListSampler::new(recipe, tokenizer, &reference.model, "heldout-list-sampling");
     progress.start("sampling held-out lists", held_tasks.len() as u64);
     let mut held = sampler.sample(&held_tasks, None, progress);
     progress.finish();
@@ -327,9 +405,9 @@ fn heldout_examples(
     Ok(out)
 }
 
-/// Samples K responses per prompt from the reference and scores them.
+/// Samples K responses per prompt from a model and scores them.
 struct ListSampler<'a> {
-    reference: &'a Reference,
+    model: &'a Mistral,
     tokenizer: &'a dyn Tokenize,
     options: GenerateOptions,
     k: usize,
@@ -340,11 +418,11 @@ impl<'a> ListSampler<'a> {
     fn new(
         recipe: &Recipe,
         tokenizer: &'a dyn Tokenize,
-        reference: &'a Reference,
+        model: &'a Mistral,
         purpose: &str,
     ) -> ListSampler<'a> {
         ListSampler {
-            reference,
+            model,
             tokenizer,
             options: GenerateOptions {
                 max_new_tokens: recipe.eval.max_new_tokens as usize,
@@ -369,7 +447,7 @@ impl<'a> ListSampler<'a> {
         progress: &mut dyn Progress,
     ) -> Vec<SourcedList> {
         let k = self.k;
-        let max_len = self.reference.model.config().max_position_embeddings as usize;
+        let max_len = self.model.config().max_position_embeddings as usize;
         let mut out = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(GENERATION_BATCH) {
             let prompts: Vec<Vec<i64>> = chunk
@@ -379,12 +457,7 @@ impl<'a> ListSampler<'a> {
                     std::iter::repeat_n(p, k)
                 })
                 .collect();
-            let generated = generate(
-                &self.reference.model,
-                &prompts,
-                &self.options,
-                &mut self.rng,
-            );
+            let generated = generate(self.model, &prompts, &self.options, &mut self.rng);
             for (i, (task, example)) in chunk.iter().enumerate() {
                 let responses = generated[i * k..(i + 1) * k]
                     .iter()

@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use lpo_loss::{LossInput, LossParams};
 use lpo_model::checkpoint;
 use lpo_model::logps::response_logps;
@@ -14,16 +14,15 @@ use lpo_model::Mistral;
 use lpo_recipe::{Normalize, Recipe};
 use lpo_results::records::{self, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
 use lpo_results::{
-    content_id, write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status, Summary, TimingRow,
-    Timings,
+    write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status, Summary, TimingRow, Timings,
 };
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
-use crate::batch::{batch_indices, TrainSet};
+use crate::batch::batch_indices;
 use crate::eval::{self, HeldoutSet};
 use crate::optim::{learning_rate, AdamW};
-use crate::reference::Reference;
+use crate::rounds::{RoundData, RunInputs};
 use crate::{lists, reference, sources, Progress};
 
 /// What the policy is compared with at evaluation.
@@ -128,6 +127,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             device: format!("{:?}", request.device).to_lowercase(),
             reference: String::new(),
             lists: String::new(),
+            round_lists: Vec::new(),
             timings: Timings::default(),
             headline: None,
             heldout: None,
@@ -180,11 +180,11 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     let recipe = request.recipe;
     let device = request.device;
     let started = Instant::now();
-    let srcs = sources::load_sources(recipe)?;
+    let sources = sources::load_sources(recipe)?;
     let (tokenizer, tokenizer_id) = sources::tokenizer(recipe)?;
     let mut reference = reference::obtain(
         recipe,
-        &srcs,
+        &sources,
         tokenizer.as_ref(),
         &tokenizer_id,
         request.layout,
@@ -200,32 +200,13 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     let started = Instant::now();
     let lists = lists::obtain(
         recipe,
-        &srcs,
+        &sources,
         tokenizer.as_ref(),
         &reference,
         request.layout,
         progress,
     )?;
     state.summary.lists = lists.id.clone();
-    let (train_lists, _dropped) = lists.in_form(recipe.data.form, recipe.train.seed);
-    ensure!(
-        !train_lists.is_empty(),
-        "no training lists (all rewards tie?)"
-    );
-    let k = match recipe.data.form {
-        lpo_recipe::DataForm::Reward => recipe.data.list_size as usize,
-        lpo_recipe::DataForm::Preference => 2,
-    };
-    let max_len = reference.model.config().max_position_embeddings as usize;
-    let set = TrainSet::build(&train_lists, tokenizer.as_ref(), k, max_len);
-    let (ref_sum, ref_tokens) = reference_logps(
-        request,
-        &reference,
-        &lists.id,
-        &set,
-        tokenizer.pad(),
-        progress,
-    )?;
     let heldout = HeldoutSet::build(
         recipe,
         &lists.heldout,
@@ -233,102 +214,56 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         &reference.model,
         progress,
     );
-    let data = TrainData {
-        set,
-        ref_sum,
-        ref_tokens,
+    let inputs = RunInputs {
+        request,
+        reference,
+        sources,
+        tokenizer,
+        lists,
         heldout,
-        pad: tokenizer.pad(),
     };
     state.summary.timings.data = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let (policy_vs, policy) = train(request, state, &reference, &data, progress)?;
+    let (policy_vs, policy) = train(&inputs, state, progress)?;
     state.summary.timings.train = started.elapsed().as_secs_f64();
     drop(policy_vs);
 
     let started = Instant::now();
-    let final_beta = recipe
-        .loss
-        .beta
-        .at(u64::from(recipe.train.steps), u64::from(recipe.train.steps));
-    if !data.heldout.is_empty() {
-        let (rows, headline) = data.heldout.evaluate(&policy, final_beta, progress);
+    evaluate(&inputs, state, &policy, progress)?;
+    state.summary.timings.eval = started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The final policy on the held-out lists and the held-out prompts.
+fn evaluate(
+    inputs: &RunInputs<'_>,
+    state: &mut RunState,
+    policy: &Mistral,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let recipe = inputs.request.recipe;
+    let total = u64::from(recipe.train.steps * recipe.train.rounds);
+    let final_beta = recipe.loss.beta.at(total, total);
+    if !inputs.heldout.is_empty() {
+        let (rows, headline) = inputs.heldout.evaluate(policy, final_beta, progress);
         write_atomic(&state.dir.join(records::HELDOUT), &records::to_csv(&rows)?)?;
         state.summary.heldout = Some(headline);
     }
-    let examples = lists::eval_examples(recipe, &srcs, &lists.prompts())?;
+    let examples = lists::eval_examples(recipe, &inputs.sources, &inputs.lists.prompts())?;
     if !examples.is_empty() {
         let rows = eval::generations(
-            request,
-            &reference,
-            &policy,
-            tokenizer.as_ref(),
+            inputs.request,
+            &inputs.reference,
+            policy,
+            inputs.tokenizer.as_ref(),
             &examples,
             progress,
         )?;
         write_atomic(&state.dir.join(records::EVAL), &records::to_csv(&rows)?)?;
         state.summary.headline = Some(eval::headline(&rows, &examples));
     }
-    state.summary.timings.eval = started.elapsed().as_secs_f64();
     Ok(())
-}
-
-/// What the training loop reads: the tokenized lists, their reference
-/// log-probabilities, and the held-out lists the curves are measured on.
-struct TrainData {
-    set: TrainSet,
-    ref_sum: Tensor,
-    ref_tokens: Tensor,
-    heldout: HeldoutSet,
-    pad: i64,
-}
-
-/// Reference log-probabilities of every training response, computed once per
-/// (reference, dataset, form) and cached.
-fn reference_logps(
-    request: &RunRequest<'_>,
-    reference: &Reference,
-    lists_id: &str,
-    set: &TrainSet,
-    pad: i64,
-    progress: &mut dyn Progress,
-) -> Result<(Tensor, Tensor)> {
-    let recipe = request.recipe;
-    let id = content_id(
-        "reference-logps",
-        &(
-            &reference.meta.id,
-            lists_id,
-            format!("{:?}", recipe.data.form),
-            recipe.train.seed,
-            set.k,
-            request.device.is_cuda(),
-        ),
-    );
-    let (path, lock) = request
-        .layout
-        .cache_entry("reference-logps", &id, "safetensors");
-    let _lock = FileLock::acquire(&lock)?;
-    if path.exists() {
-        let t = checkpoint::read_tensors(&path, request.device)?;
-        let sum = t
-            .get("sum")
-            .context("cached reference log-probabilities lack `sum`")?;
-        let tokens = t
-            .get("tokens")
-            .context("cached reference log-probabilities lack `tokens`")?;
-        return Ok((sum.shallow_clone(), tokens.shallow_clone()));
-    }
-    let (sum, tokens) =
-        crate::eval::set_logps(&reference.model, set, pad, progress, "reference log-probs");
-    let tensors = BTreeMap::from([
-        ("sum".to_string(), sum.shallow_clone()),
-        ("tokens".to_string(), tokens.shallow_clone()),
-    ]);
-    std::fs::create_dir_all(request.layout.cache_dir())?;
-    checkpoint::write_tensors(&path, &tensors)?;
-    Ok((sum, tokens))
 }
 
 /// The directory holding the newest whole checkpoint, if any. Checkpoints are
@@ -372,43 +307,51 @@ fn save_checkpoint(
 }
 
 fn train(
-    request: &RunRequest<'_>,
+    inputs: &RunInputs<'_>,
     state: &mut RunState,
-    reference: &Reference,
-    data: &TrainData,
     progress: &mut dyn Progress,
 ) -> Result<(nn::VarStore, Mistral)> {
-    let recipe = request.recipe;
+    let recipe = inputs.request.recipe;
     let t = &recipe.train;
-    let device = request.device;
+    let device = inputs.request.device;
+    let total = t.steps * t.rounds;
     let resume = existing_checkpoint(&state.dir);
     let (mut vs, policy) = match &resume {
         Some(dir) => checkpoint::load(dir, device)?,
-        None => reference.policy(device)?,
+        None => inputs.reference.policy(device)?,
     };
     if device.is_cuda() {
         vs.bfloat16();
     }
     let mut opt = AdamW::new(&vs, t.weight_decay);
     let start = match &resume {
-        Some(dir) => resume_from(state, dir, &mut opt, t.steps, device)?,
+        Some(dir) => resume_from(state, dir, &mut opt, total, device)?,
         None => 0,
     };
-    let total = u64::from(t.steps);
     let every = recipe.eval.every;
-    let measure_curves = every > 0 && !data.heldout.is_empty();
+    let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
-        let beta = recipe.loss.beta.at(0, total);
-        state
-            .curves
-            .push(data.heldout.curve(&policy, beta, 0, progress));
+        let beta = recipe.loss.beta.at(0, u64::from(total));
+        let row = inputs.heldout.curve(&policy, beta, 0, progress);
+        state.curves.push(row);
     }
-    progress.start("training", total);
+    let mut data: Option<(u32, RoundData)> = None;
+    progress.start("training", u64::from(total));
     progress.update(u64::from(start), "");
-    for step in start..t.steps {
+    for step in start..total {
+        let round = step / t.steps;
+        if data.as_ref().is_none_or(|(r, _)| *r != round) {
+            let at_start = step % t.steps == 0;
+            if at_start && round > 0 {
+                opt = AdamW::new(&vs, t.weight_decay); // each round starts afresh
+            }
+            let new = round_data(inputs, state, round, (&vs, &policy), at_start, progress)?;
+            data = Some((round, new));
+        }
+        let (_, round_data) = data.as_ref().expect("set above");
         let step_started = Instant::now();
         state.summary.failed_step = Some(step);
-        let row = optimizer_step(request, data, &policy, &mut opt, step)?;
+        let row = optimizer_step(inputs, round_data, &policy, &mut opt, step)?;
         let seconds = step_started.elapsed().as_secs_f64();
         state.timing.push(TimingRow {
             step,
@@ -420,22 +363,41 @@ fn train(
         state.summary.steps_done = step + 1;
         state.summary.failed_step = None;
         let done = step + 1;
-        if measure_curves && (done % every == 0 || done == t.steps) {
-            let beta = recipe.loss.beta.at(u64::from(done), total);
-            state
-                .curves
-                .push(data.heldout.curve(&policy, beta, done, progress));
+        if measure_curves && (done % every == 0 || done == total) {
+            let beta = recipe.loss.beta.at(u64::from(done), u64::from(total));
+            let row = inputs.heldout.curve(&policy, beta, done, progress);
+            state.curves.push(row);
         }
         let every = t.checkpoint_every;
-        if every > 0 && done % every == 0 && done < t.steps {
+        if every > 0 && done % every == 0 && done < total {
             save_checkpoint(state, &vs, &policy, Some(&opt), done)?;
             state.summary.write(&state.dir)?;
         }
     }
     progress.finish();
     // The final weights; optimizer state is no longer needed.
-    save_checkpoint(state, &vs, &policy, None, t.steps)?;
+    save_checkpoint(state, &vs, &policy, None, total)?;
     Ok((vs, policy))
+}
+
+/// The data of `round`, recorded in the summary.
+fn round_data(
+    inputs: &RunInputs<'_>,
+    state: &mut RunState,
+    round: u32,
+    policy: (&nn::VarStore, &Mistral),
+    at_start: bool,
+    progress: &mut dyn Progress,
+) -> Result<RoundData> {
+    let data = if round == 0 {
+        inputs.first_round(progress)?
+    } else {
+        inputs.later_round(round, policy, at_start, &state.dir, progress)?
+    };
+    let (base, run) = (&inputs.lists.id, inputs.request.run_id);
+    state.summary.round_lists = (0..=round).map(|r| lists::round_id(base, run, r)).collect();
+    debug_assert_eq!(state.summary.round_lists.last(), Some(&data.lists_id));
+    Ok(data)
 }
 
 /// Restores the optimizer and the curves of the checkpoint in `dir`; returns
@@ -483,16 +445,25 @@ fn resume_from(
 
 /// One optimizer step (with gradient accumulation): its metrics row.
 fn optimizer_step(
-    request: &RunRequest<'_>,
-    data: &TrainData,
+    inputs: &RunInputs<'_>,
+    data: &RoundData,
     policy: &Mistral,
     opt: &mut AdamW,
     step: u32,
 ) -> Result<MetricsRow> {
+    let request = inputs.request;
     let recipe = request.recipe;
     let t = &recipe.train;
     let set = &data.set;
-    let params = LossParams::at_step(&recipe.loss, u64::from(step), u64::from(t.steps));
+    // Loss schedules run over the whole training; the learning rate warms
+    // up and decays within each round, and each round has its own batch order.
+    let total = u64::from(t.steps * t.rounds);
+    let params = LossParams::at_step(&recipe.loss, u64::from(step), total);
+    let (round, local) = (step / t.steps, step % t.steps);
+    let seed = match round {
+        0 => t.seed,
+        r => lpo_results::derive_seed(t.seed, &format!("batches-round-{r}")),
+    };
     let micro = t.grad_accum.max(1) as usize;
     let per_micro = (t.batch_size as usize).div_ceil(micro).max(1);
     opt.zero_grad();
@@ -500,9 +471,9 @@ fn optimizer_step(
     let mut stats = lpo_loss::LossStats::default();
     let mut tokens = 0;
     for m in 0..micro {
-        let indices = batch_indices(set.len(), per_micro, micro, step as usize, m, t.seed);
+        let indices = batch_indices(set.len(), per_micro, micro, local as usize, m, seed);
         let (prompts, responses) = set.select(&indices);
-        let out = response_logps(policy, &prompts, &responses, set.k, data.pad);
+        let out = response_logps(policy, &prompts, &responses, set.k, inputs.pad());
         let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
             .to_device(request.device);
         let rs = data.ref_sum.index_select(0, &idx);
@@ -549,12 +520,13 @@ fn optimizer_step(
         t.learning_rate,
         t.lr_schedule,
         t.warmup_steps,
-        step,
+        local,
         t.steps,
     );
     opt.step(lr);
     Ok(MetricsRow {
         step,
+        round,
         loss: loss_sum / micro as f64,
         beta: params.beta,
         alpha: params.alpha,

@@ -1,0 +1,237 @@
+//! The data each training round reads: round 0 trains on the lists sampled
+//! from the reference; each later on-policy round (`train.rounds`) on lists
+//! sampled again from the policy as it was when the round began, against
+//! the SFT reference (`train.reference_update = "fixed"`) or that policy
+//! (`"round"`).
+//!
+//! The policy at a round's start is saved to `round-start/` in the run
+//! directory, so a run resumed mid-round samples from (and compares with)
+//! the same weights; the round's lists and reference log-probabilities are
+//! cached by content id, so nothing is sampled twice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{ensure, Context, Result};
+use lpo_data::tokenizer::Tokenize;
+use lpo_model::{checkpoint, Mistral};
+use lpo_recipe::{DataForm, ReferenceUpdate};
+use lpo_results::{content_id, FileLock};
+use tch::{nn, Tensor};
+
+use crate::batch::TrainSet;
+use crate::eval::HeldoutSet;
+use crate::lists::{self, Lists};
+use crate::reference::Reference;
+use crate::run::RunRequest;
+use crate::sources::Source;
+use crate::Progress;
+
+/// What stays fixed for a whole run.
+pub(crate) struct RunInputs<'a> {
+    /// The request.
+    pub request: &'a RunRequest<'a>,
+    /// The SFT reference (or checkpoint).
+    pub reference: Reference,
+    /// The data sources.
+    pub sources: Vec<Source>,
+    /// The tokenizer.
+    pub tokenizer: Arc<dyn Tokenize>,
+    /// Round 0's lists and the held-out lists.
+    pub lists: Lists,
+    /// The held-out lists, scored under the SFT reference.
+    pub heldout: HeldoutSet,
+}
+
+/// The lists one round trains on, tokenized, with their reference log-probabilities.
+pub(crate) struct RoundData {
+    /// Content id of the lists.
+    pub lists_id: String,
+    /// Tokenized lists.
+    pub set: TrainSet,
+    /// Reference sequence log-probabilities, `[N, K]`.
+    pub ref_sum: Tensor,
+    /// Their token counts, `[N, K]`.
+    pub ref_tokens: Tensor,
+}
+
+/// Where the policy at the start of the current round is kept.
+fn round_start_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("round-start")
+}
+
+impl RunInputs<'_> {
+    /// Padding id.
+    pub fn pad(&self) -> i64 {
+        self.tokenizer.pad()
+    }
+
+    /// Round 0: the lists sampled from the reference.
+    pub fn first_round(&self, progress: &mut dyn Progress) -> Result<RoundData> {
+        let r = &self.reference;
+        self.round_data(&self.lists, &r.model, &r.meta.id, progress)
+    }
+
+    /// On-policy round `round` (>= 1). `policy` is the current policy; when
+    /// `at_start` it is saved as the round's starting point first (a resumed
+    /// run mid-round reads the one saved when the round began).
+    pub fn later_round(
+        &self,
+        round: u32,
+        policy: (&nn::VarStore, &Mistral),
+        at_start: bool,
+        run_dir: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<RoundData> {
+        let dir = round_start_dir(run_dir);
+        if at_start {
+            save_round_start(policy.0, policy.1, &dir, round)?;
+        } else {
+            recover_round_start(&dir)?;
+        }
+        let saved: u32 = std::fs::read_to_string(dir.join("round.txt"))
+            .with_context(|| format!("reading {}", dir.join("round.txt").display()))?
+            .trim()
+            .parse()
+            .with_context(|| format!("parsing {}", dir.join("round.txt").display()))?;
+        ensure!(
+            saved == round,
+            "{} holds the start of round {}, not round {}",
+            dir.display(),
+            saved + 1,
+            round + 1
+        );
+        let (mut vs, start) = checkpoint::load(&dir, self.request.device)?;
+        if self.request.device.is_cuda() {
+            vs.bfloat16();
+        }
+        let request = self.request;
+        let lists = lists::obtain_round(
+            request.recipe,
+            &self.sources,
+            self.tokenizer.as_ref(),
+            &start,
+            &self.lists,
+            request.run_id,
+            round,
+            request.layout,
+            progress,
+        )?;
+        match request.recipe.train.reference_update {
+            ReferenceUpdate::Fixed => {
+                let r = &self.reference;
+                self.round_data(&lists, &r.model, &r.meta.id, progress)
+            }
+            ReferenceUpdate::Round => {
+                let id = content_id("round-reference", &(request.run_id, round));
+                self.round_data(&lists, &start, &id, progress)
+            }
+        }
+    }
+
+    /// Tokenizes `lists` in the recipe's form and scores them under the
+    /// reference `model` (whose content id is `model_id`).
+    fn round_data(
+        &self,
+        lists: &Lists,
+        model: &Mistral,
+        model_id: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<RoundData> {
+        let recipe = self.request.recipe;
+        let (train_lists, _dropped) = lists.in_form(recipe.data.form, recipe.train.seed);
+        ensure!(
+            !train_lists.is_empty(),
+            "no training lists (all rewards tie?)"
+        );
+        let k = match recipe.data.form {
+            DataForm::Reward => recipe.data.list_size as usize,
+            DataForm::Preference => 2,
+        };
+        let max_len = model.config().max_position_embeddings as usize;
+        let set = TrainSet::build(&train_lists, self.tokenizer.as_ref(), k, max_len);
+        let (ref_sum, ref_tokens) =
+            self.reference_logps(model, model_id, &lists.id, &set, progress)?;
+        Ok(RoundData {
+            lists_id: lists.id.clone(),
+            set,
+            ref_sum,
+            ref_tokens,
+        })
+    }
+
+    /// Reference log-probabilities of every training response, computed once
+    /// per (reference, dataset, form) and cached.
+    fn reference_logps(
+        &self,
+        model: &Mistral,
+        model_id: &str,
+        lists_id: &str,
+        set: &TrainSet,
+        progress: &mut dyn Progress,
+    ) -> Result<(Tensor, Tensor)> {
+        let request = self.request;
+        let recipe = request.recipe;
+        let id = content_id(
+            "reference-logps",
+            &(
+                model_id,
+                lists_id,
+                format!("{:?}", recipe.data.form),
+                recipe.train.seed,
+                set.k,
+                request.device.is_cuda(),
+            ),
+        );
+        let (path, lock) = request
+            .layout
+            .cache_entry("reference-logps", &id, "safetensors");
+        let _lock = FileLock::acquire(&lock)?;
+        if path.exists() {
+            let t = checkpoint::read_tensors(&path, request.device)?;
+            let get = |name: &str| {
+                t.get(name)
+                    .map(Tensor::shallow_clone)
+                    .with_context(|| format!("{} lacks `{name}`", path.display()))
+            };
+            return Ok((get("sum")?, get("tokens")?));
+        }
+        let (sum, tokens) =
+            crate::eval::set_logps(model, set, self.pad(), progress, "reference log-probs");
+        let tensors = BTreeMap::from([
+            ("sum".to_string(), sum.shallow_clone()),
+            ("tokens".to_string(), tokens.shallow_clone()),
+        ]);
+        let cache = request.layout.cache_dir();
+        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        checkpoint::write_tensors(&path, &tensors)?;
+        Ok((sum, tokens))
+    }
+}
+
+/// A crash between the removal and the rename of [`save_round_start`] leaves
+/// only the whole new copy: move it into place.
+fn recover_round_start(dir: &Path) -> Result<()> {
+    let new = dir.with_file_name("round-start-new");
+    if !dir.join("round.txt").exists() && new.join("round.txt").exists() {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::rename(&new, dir)
+            .with_context(|| format!("renaming {} to {}", new.display(), dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Saves the policy as the start of `round`: weights first, `round.txt`
+/// last, swapped in by a rename so a reader sees a whole one.
+fn save_round_start(vs: &nn::VarStore, model: &Mistral, dir: &Path, round: u32) -> Result<()> {
+    let new = dir.with_file_name("round-start-new");
+    let _ = std::fs::remove_dir_all(&new);
+    checkpoint::save(vs, model.config(), &new)?;
+    lpo_results::write_atomic(&new.join("round.txt"), format!("{round}\n").as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::rename(&new, dir)
+        .with_context(|| format!("renaming {} to {}", new.display(), dir.display()))
+}

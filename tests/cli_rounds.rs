@@ -1,0 +1,183 @@
+//! End-to-end: on-policy rounds (`train.rounds`) sample each later round's
+//! lists from the policy, and a run killed mid-round resumes to the same
+//! bytes as an uninterrupted one.
+
+mod common;
+use common::{lpo, scratch, text};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Two rounds of `steps` steps each, the reference moving to the policy.
+fn recipe(steps: u32) -> String {
+    format!(
+        r#"
+name = "rounds"
+[reference]
+sft_steps = 30
+sft_batch_size = 16
+[data]
+list_size = 3
+train_prompts = 24
+[train]
+steps = {steps}
+rounds = 2
+reference_update = "round"
+batch_size = 4
+learning_rate = 1e-3
+warmup_steps = 2
+checkpoint_every = 10
+threads = 1
+[eval]
+prompts = 8
+samples = 2
+max_new_tokens = 5
+every = 50
+"#
+    )
+}
+
+fn run_dir(results: &Path) -> PathBuf {
+    let family = results.join("rounds");
+    std::fs::read_dir(&family)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The bytes of the deterministic files of a finished run.
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    ["metrics.csv", "curves.csv", "eval.csv", "heldout.csv"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_mid_round_two_resumes_to_the_same_bytes() {
+    let steps = 200;
+    let dir = scratch("rounds-kill");
+    std::fs::write(dir.join("r.toml"), recipe(steps)).unwrap();
+    let args = ["run", "r.toml", "--index", "0", "--no-bars", "--results"];
+
+    // Uninterrupted.
+    let out = lpo(&dir, &[&args[..], &["whole"]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let whole = run_dir(&dir.join("whole"));
+    let summary = json(&whole.join("summary.json"));
+    let ids = summary["round_lists"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{summary}");
+    assert_eq!(ids[0], summary["lists"]);
+    assert_ne!(ids[0], ids[1], "round 2's lists are sampled anew");
+    // Round 2's lists are the same prompts answered by the policy.
+    let cache = dir.join("whole/_cache");
+    let read = |id: &serde_json::Value| {
+        let path = cache.join(format!("lists-{}.jsonl", id.as_str().unwrap()));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l.get("heldout").is_none())
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (read(&ids[0]), read(&ids[1]));
+    assert_eq!(first.len(), second.len());
+    assert!(first
+        .iter()
+        .zip(&second)
+        .all(|(a, b)| a["prompt"] == b["prompt"]));
+    assert_ne!(first, second);
+    // metrics.csv counts rounds.
+    let metrics = std::fs::read_to_string(whole.join("metrics.csv")).unwrap();
+    let rounds: Vec<&str> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert!(metrics.starts_with("step,round,"));
+    assert_eq!(rounds.len(), 2 * steps as usize);
+    assert!(rounds[..steps as usize].iter().all(|r| *r == "0"));
+    assert!(rounds[steps as usize..].iter().all(|r| *r == "1"));
+
+    // Killed once a checkpoint inside round 2 exists, then run again.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args([&args[..], &["killed"]].concat())
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let killed_at = loop {
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let Some(run) = dir
+            .join("killed/rounds")
+            .read_dir()
+            .ok()
+            .and_then(|mut d| d.next())
+        else {
+            continue;
+        };
+        let state = run.unwrap().path().join("checkpoint/state.json");
+        let Ok(bytes) = std::fs::read(&state) else {
+            continue;
+        };
+        let step = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["step"]
+            .as_u64()
+            .unwrap();
+        if step > u64::from(steps) {
+            break Some(step);
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = killed_at.expect("the run never reached round 2");
+    assert!(
+        killed_at < 2 * u64::from(steps),
+        "killed only after the end"
+    );
+    let out = lpo(&dir, &[&args[..], &["killed"]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let killed = run_dir(&dir.join("killed"));
+    let resumed = json(&killed.join("summary.json"));
+    assert!(
+        resumed["resumed_from"].as_u64().unwrap() > u64::from(steps),
+        "{resumed}"
+    );
+    assert_eq!(resumed["round_lists"], summary["round_lists"]);
+    for ((name, a), (_, b)) in outputs(&whole).iter().zip(outputs(&killed)) {
+        assert!(!a.is_empty(), "{name} is empty");
+        assert!(*a == b, "{name} differs after the resume");
+    }
+}
+
+#[test]
+fn rounds_need_built_in_tasks() {
+    let dir = scratch("rounds-files");
+    std::fs::write(
+        dir.join("l.jsonl"),
+        r#"{"prompt": "1+1=", "responses": [{"text": "2", "reward": 1}, {"text": "3", "reward": 0}]}"#,
+    )
+    .unwrap();
+    let recipe = recipe(5).replace(
+        "[data]",
+        "[data]\nmix = [{ path = \"l.jsonl\", format = \"native\" }]",
+    );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["plan", "r.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("train.rounds"),
+        "{}",
+        text(&out.stderr)
+    );
+}
