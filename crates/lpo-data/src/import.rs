@@ -162,6 +162,20 @@ pub fn parse_line(line: &str, format: Format) -> Result<RewardList, String> {
             record.responses.len()
         ));
     }
+    // Training computes in f32: a reward finite in f64 but not in f32 would
+    // surface later as "loss is NaN at step 0".
+    if let Some((i, r)) = record
+        .responses
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.reward.abs() > f64::from(f32::MAX))
+    {
+        return Err(format!(
+            "responses[{i}]: reward {:e} is beyond the f32 range training computes in (|r| <= {:e})",
+            r.reward,
+            f32::MAX
+        ));
+    }
     Ok(record)
 }
 
@@ -379,6 +393,30 @@ mod tests {
         assert_eq!(lines, [2, 3, 4]);
         assert!(got.skipped[1].1.contains("at least 2 responses"));
         assert!(got.skipped[2].1.contains("invalid JSON"));
+    }
+
+    #[test]
+    fn rewards_beyond_f32_are_errors_with_their_line() {
+        let f = file(&[
+            r#"{"prompt": "a", "responses": [{"text": "x", "reward": 1}, {"text": "y", "reward": 2}]}"#,
+            r#"{"prompt": "b", "responses": [{"text": "x", "reward": 1}, {"text": "y", "reward": 1e39}]}"#,
+        ]);
+        let msg = read_jsonl(f.path(), Format::Native, OnBad::Error)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "{}:2: responses[1]: reward 1e39 is beyond the f32 range",
+                f.path().display()
+            )),
+            "{msg}"
+        );
+        let e = parse_line(
+            r#"{"instruction": "x", "completions": [{"response": "a", "overall_score": -1e300}, {"response": "b", "overall_score": 1}]}"#,
+            Format::UltraFeedback,
+        )
+        .unwrap_err();
+        assert!(e.contains("beyond the f32 range"), "{e}");
     }
 
     #[test]

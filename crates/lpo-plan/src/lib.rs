@@ -144,6 +144,7 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
             }
         }
     }
+    problems.extend(unknown_baselines(&runs));
     if !problems.is_empty() {
         return Err(Diagnostics(problems));
     }
@@ -153,6 +154,41 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
         excluded,
         duplicates,
     })
+}
+
+/// Runs whose `eval.baseline` names a label that no run of the plan with
+/// the same held-out prompts ([`eval_key`]) carries: caught here rather than
+/// after training.
+fn unknown_baselines(runs: &[PlannedRun]) -> Vec<Diagnostic> {
+    if runs.iter().all(|r| r.recipe.eval.baseline == "reference") {
+        return Vec::new();
+    }
+    let keys: Vec<String> = runs.iter().map(|r| eval_key(&r.recipe)).collect();
+    let available: HashSet<(String, &str)> = runs
+        .iter()
+        .zip(&keys)
+        .map(|(r, k)| (r.recipe.method_label(), k.as_str()))
+        .collect();
+    let mut labels: Vec<String> = runs.iter().map(|r| r.recipe.method_label()).collect();
+    labels.sort();
+    labels.dedup();
+    runs.iter()
+        .zip(&keys)
+        .filter(|(r, k)| {
+            let b = &r.recipe.eval.baseline;
+            b != "reference" && !available.contains(&(b.clone(), k.as_str()))
+        })
+        .map(|(r, _)| Diagnostic {
+            message: format!(
+                "`eval.baseline` is \"{}\" in run {}, but no run of the plan with the same data, model, evaluation and seed is labelled so (labels: {})",
+                r.recipe.eval.baseline,
+                r.id,
+                labels.join(", ")
+            ),
+            location: "the planned sweep".into(),
+            help: Some("use `reference` or a label of the sweep".into()),
+        })
+        .collect()
 }
 
 /// One combination after resolution.

@@ -179,3 +179,21 @@ fn odometer_positions_count_in_mixed_radix() {
     assert_eq!(run_id(&Recipe::default()).len(), 12);
     assert_eq!(position(5, &[vec![vec![]; 2], vec![vec![]; 3]]), vec![1, 2]);
 }
+
+#[test]
+fn an_unknown_baseline_label_is_a_plan_error() {
+    let sweep = "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"] }\n";
+    let known = recipe(&format!("[eval]\nbaseline = \"dpo\"\n{sweep}"));
+    assert!(plan(&known).is_ok());
+    let unknown = recipe(&format!("[eval]\nbaseline = \"dpp\"\n{sweep}"));
+    let err = plan(&unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("`eval.baseline` is \"dpp\"") && err.contains("(labels: dpo, lpo)"),
+        "{err}"
+    );
+    // A label of runs with other held-out prompts (another seed) does not count.
+    let other_seed = recipe(
+        "[eval]\nbaseline = \"dpo\"\n[sweep]\nzip = { \"loss.kind\" = [\"lpo\", \"dpo\"], \"train.seed\" = [1, 2] }\n",
+    );
+    assert!(plan(&other_seed).is_err());
+}

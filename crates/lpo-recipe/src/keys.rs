@@ -15,6 +15,10 @@ pub enum Ty {
     Section,
     /// Any string.
     Str,
+    /// A string usable as one directory or file name under the results
+    /// directory: non-empty, no `/` or `\\`, not `.` or `..`, not starting
+    /// with `.` or `_` (`_cache/` is the results directory's own).
+    Name,
     /// true or false.
     Bool,
     /// Integer in `[min, max]`.
@@ -99,7 +103,7 @@ const OPTIONAL_COUNT: Ty = Ty::Int {
 
 /// Every key a recipe may set.
 pub const KEYS: &[KeySpec] = &[
-    key("name", Ty::Str, "\"unnamed\"", "Family name; results land in `results/<name>/`. Not part of run ids."),
+    key("name", Ty::Name, "\"unnamed\"", "Family name; results land in `results/<name>/`. Not part of run ids."),
     key("description", Ty::Str, "\"\"", "Free text. Not part of run ids."),
     key("label", Ty::Str, "loss.kind", "Method label that reports group runs by. Not part of run ids."),
     key("extends", Ty::Str, "-", "Recipe merged underneath this one (path relative to this file); chains allowed, cycles are an error."),
@@ -171,7 +175,7 @@ pub const KEYS: &[KeySpec] = &[
     key("eval.baseline", Ty::Str, "\"reference\"", "`reference` (the SFT model) or another run's label in the same sweep."),
     key("report", Ty::Section, "", "Paper-style tables `lpo report RECIPE` regenerates. Not part of run ids."),
     key("report.tables", Ty::Tables, "[]", "Tables written to `results/tables/<name>.{md,tex,csv}`: rows are methods, columns tasks."),
-    key("report.tables[].name", Ty::Str, "-", "File stem of the table (required)."),
+    key("report.tables[].name", Ty::Name, "-", "File stem of the table (required)."),
     key("report.tables[].metric", Ty::Enum(&["win-rate", "reward", "accuracy"]), "\"win-rate\"", "What each cell shows."),
     key("report.tables[].baseline", Ty::Str, "eval.baseline", "`reference` or a method label to compare against."),
     key("report.tables[].caption", Ty::Str, "-", "Caption (LaTeX and Markdown)."),
@@ -511,6 +515,23 @@ fn check_axes(path: &str, value: &Value, at: &mut Vec<String>, out: &mut Vec<Pro
     }
 }
 
+/// Why `s` cannot name a directory or file under the results directory.
+fn name_problem(s: &str) -> Option<String> {
+    let why = if s.is_empty() {
+        "is empty"
+    } else if s.contains(['/', '\\', '\0']) {
+        "contains a path separator"
+    } else if s.starts_with(['.', '_']) {
+        "starts with `.` or `_`"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "is \"{}\", which {why}: it must be a single file name inside the results directory",
+        s.escape_default()
+    ))
+}
+
 /// Checks a leaf value against its spec; the error says what was found and what is allowed.
 pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
     match spec.ty {
@@ -518,6 +539,10 @@ pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
             .as_str()
             .map(|_| ())
             .ok_or_else(|| format!("must be a string, found {}", describe(value))),
+        Ty::Name => match value.as_str() {
+            Some(s) => name_problem(s).map_or(Ok(()), Err),
+            None => Err(format!("must be a string, found {}", describe(value))),
+        },
         Ty::Bool => value
             .as_bool()
             .map(|_| ())
@@ -620,6 +645,7 @@ pub fn reference_markdown() -> String {
     for k in KEYS.iter().filter(|k| !matches!(k.ty, Ty::Section)) {
         let ty = match k.ty {
             Ty::Str => "string".to_string(),
+            Ty::Name => "name (one path component)".to_string(),
             Ty::Bool => "bool".to_string(),
             Ty::Int { min, max } if max >= u32::MAX as i64 => format!("integer >= {min}"),
             Ty::Int { min, max } => format!("integer {min}..={max}"),
@@ -715,6 +741,40 @@ mod tests {
                 .any(|m| m.starts_with("`loss.beta` is -1, but must be > 0")),
             "{messages:?}"
         );
+    }
+
+    #[test]
+    fn the_documented_mistral_7b_preset_can_be_selected() {
+        let text = "[model]\nsize = \"mistral-7b\"\n";
+        assert!(problems(text).is_empty());
+        let recipe: crate::Recipe = toml::from_str(text).unwrap();
+        assert_eq!(recipe.model.size, crate::SizePreset::Mistral7b);
+        assert_eq!(recipe.model.dims().layers, 32);
+    }
+
+    #[test]
+    fn names_are_single_path_components() {
+        for bad in [
+            "../../../outside/x",
+            "/abs",
+            "",
+            "a/b",
+            "..",
+            ".hidden",
+            "_cache",
+            "a\\b",
+        ] {
+            let text = format!("name = {bad:?}\n[[report.tables]]\nname = {bad:?}\n");
+            let p = problems(&text);
+            assert_eq!(p.len(), 2, "{bad:?}: {p:?}");
+            assert!(
+                p.iter().all(|p| p
+                    .message
+                    .contains("single file name inside the results directory")),
+                "{p:?}"
+            );
+        }
+        assert!(problems("name = \"my-sweep_2 (v1)\"\n").is_empty());
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub enum SizePreset {
     /// ~125M parameters (32k vocabulary).
     Base,
     /// Mistral 7B v0.1 (GPU only).
+    #[serde(rename = "mistral-7b")]
     Mistral7b,
 }
 

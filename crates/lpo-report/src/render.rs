@@ -180,6 +180,11 @@ fn selection_lines(report: &Report) -> String {
     out
 }
 
+/// Text for a Markdown table cell: a `|` in a label or source would end the cell.
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
 fn markdown_task(t: &TaskTable, adj: &str) -> String {
     let mut out = format!(
         "## {} (baseline: {}, test split)\n\n| method | seeds | prompts | reward | Δ reward [95% CI] | pass rate [95% CI] | KL | W / T / L | win rate [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | ---: | --- | --- | ---: | --- | --- | --- | --- |\n",
@@ -188,7 +193,7 @@ fn markdown_task(t: &TaskTable, adj: &str) -> String {
     for r in &t.rows {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |\n",
-            r.method,
+            md_cell(&r.method),
             r.seeds,
             prompts_cell(r),
             num(r.reward, 2),
@@ -205,7 +210,7 @@ fn markdown_task(t: &TaskTable, adj: &str) -> String {
     }
     out.push_str(&format!(
         "| {} (baseline) | | {} | {} | - | {} | - | - | - | - | - |\n\n",
-        t.baseline,
+        md_cell(&t.baseline),
         t.baseline_prompts,
         num(t.baseline_reward, 2),
         pct(t.baseline_pass)
@@ -251,8 +256,8 @@ fn markdown_heldout(rows: &[HeldoutRow]) -> String {
         };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
-            r.method,
-            r.source,
+            md_cell(&r.method),
+            md_cell(&r.source),
             r.seeds,
             lists,
             rate_ci(r.accuracy, r.accuracy_ci),
@@ -295,7 +300,7 @@ fn markdown_h2h(report: &Report, adj: &str) -> String {
         if !h.heldout.is_empty() {
             out.push_str(&format!(
                 "| source | seeds | lists | ranking accuracy {} / {} | Δ ranking accuracy [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | --- | --- | --- | --- |\n",
-                h.a, h.b
+                md_cell(&h.a), md_cell(&h.b)
             ));
             for d in &h.heldout {
                 out.push_str(&format!(
@@ -809,7 +814,8 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
             })
             .collect();
         md.push_str(&format!(
-            "| {m} | {} |\n",
+            "| {} | {} |\n",
+            md_cell(m),
             cells
                 .iter()
                 .map(|c| c.0.as_str())

@@ -861,3 +861,19 @@ fn latex_rows_have_as_many_cells_as_columns() {
     let csv = render::csv(&report).unwrap();
     assert_eq!(csv.lines().count(), 5);
 }
+
+#[test]
+fn a_pipe_in_a_label_does_not_break_markdown_rows() {
+    let (_tmp, c) = family("pipes", &[gen_spec("lpo|v2", 0, 1.0, 10)]);
+    let (report, _) = build(&c, &Options::new("reference")).unwrap();
+    let md = render::markdown(&report);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| lpo"))
+        .expect("a row for the label");
+    assert!(row.starts_with("| lpo\\|v2 |"), "{row}");
+    // Every row of the first table has the header's number of cells.
+    let header = md.lines().find(|l| l.starts_with("| method")).unwrap();
+    let cells = |l: &str| l.replace("\\|", "").matches('|').count();
+    assert_eq!(cells(row), cells(header), "{row}");
+}

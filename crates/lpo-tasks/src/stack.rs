@@ -202,8 +202,18 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_program_terminates(program in "[0-9+*dsx\\[\\]-]{0,24}", x in -20i64..20) {
-            // Never panics and always returns within the limit.
-            let _ = run(&program, x, 200);
+            // Never panics, returns (a watchdog fails the test instead of
+            // hanging it), and a stopped program reports the limit it hit.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = program.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(run(&p, x, 200));
+            });
+            let result = rx.recv_timeout(std::time::Duration::from_secs(10));
+            proptest::prop_assert!(result.is_ok(), "{program:?} did not return within 10 s");
+            if let Ok(Err(RunError::StepLimit { limit })) = result {
+                proptest::prop_assert_eq!(limit, 200);
+            }
         }
     }
 }

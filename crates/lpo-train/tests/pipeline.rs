@@ -8,6 +8,18 @@ use lpo_results::Layout;
 use lpo_train::{lists, reference, sources, Silent};
 use tch::Device;
 
+/// Records the phases a call starts.
+#[derive(Default)]
+struct Phases(Vec<String>);
+
+impl lpo_train::Progress for Phases {
+    fn start(&mut self, phase: &str, _total: u64) {
+        self.0.push(phase.to_string());
+    }
+    fn update(&mut self, _done: u64, _detail: &str) {}
+    fn finish(&mut self) {}
+}
+
 fn recipe() -> Recipe {
     let mut r = Recipe::default();
     r.reference.sft_steps = 10;
@@ -82,9 +94,17 @@ fn reference_and_lists_are_built_once_and_reused() {
             .unwrap(),
         modified
     );
-    let cached = lists::obtain(&recipe, &srcs, tok.as_ref(), &again, &layout, &mut Silent).unwrap();
+    // The lists come from the cache: nothing is sampled (no phase starts),
+    // and the file is read as it is, not regenerated.
+    let mut phases = Phases::default();
+    let cached = lists::obtain(&recipe, &srcs, tok.as_ref(), &again, &layout, &mut phases).unwrap();
     assert_eq!(cached.id, built.id);
     assert_eq!(cached.lists, built.lists);
+    assert!(
+        phases.0.is_empty(),
+        "cached lists were regenerated: {:?}",
+        phases.0
+    );
 
     // A loss setting does not change the data; a data setting does.
     let mut other_loss = recipe.clone();
