@@ -347,6 +347,7 @@ pub fn canonical(recipe: &Recipe) -> Json {
             ("beta", &recipe.loss.beta),
             ("alpha", &recipe.loss.alpha),
             ("gamma", &recipe.loss.gamma),
+            ("sft_weight", &recipe.loss.sft_weight),
         ] {
             if let (Some(slot), Coef::Schedule(Schedule::Constant { value })) =
                 (loss.get_mut(name), coef)

@@ -197,3 +197,30 @@ fn an_unknown_baseline_label_is_a_plan_error() {
     );
     assert!(plan(&other_seed).is_err());
 }
+
+#[test]
+fn every_computing_key_of_evaluation_rounds_and_the_supervised_term_moves_the_id() {
+    let base = run_id(&Recipe::default());
+    for (key, value) in [
+        ("loss", "sft_weight = 0.5"),
+        ("loss", "sft_weight = { kind = \"linear\", from = 0.0, to = 1.0 }"),
+        ("train", "rounds = 2"),
+        ("train", "reference_update = \"round\""),
+        ("data", "eval_fraction = 0.2"),
+        ("eval", "samples = 4"),
+        ("eval", "validation_fraction = 0.25"),
+        ("eval", "every = 5"),
+    ] {
+        let r = recipe(&format!("[{key}]\n{value}\n"));
+        assert_ne!(run_id(&r), base, "{key}.{value} does not move the run id");
+    }
+    for kind in ["lpo", "dpo", "listmle", "infonca", "nca"] {
+        let a = recipe(&format!("[loss]\nkind = \"{kind}\"\n"));
+        let b = recipe(&format!("[loss]\nkind = \"{kind}\"\nsft_weight = 1.0\n"));
+        assert_ne!(run_id(&a), run_id(&b), "{kind}: sft_weight left out of the id");
+    }
+    // A constant schedule is its number.
+    let plain = recipe("[loss]\nsft_weight = 0.5\n");
+    let constant = recipe("[loss]\nsft_weight = { kind = \"constant\", value = 0.5 }\n");
+    assert_eq!(run_id(&plain), run_id(&constant));
+}

@@ -339,6 +339,7 @@ impl LossKind {
                 "margin_weight",
                 "reward_scale",
                 "normalize",
+                "sft_weight",
             ],
             LossKind::Lpo => &[
                 "kind",
@@ -348,10 +349,11 @@ impl LossKind {
                 "coefficient",
                 "margin_weight",
                 "normalize",
+                "sft_weight",
             ],
-            LossKind::Dpo => &["kind", "beta", "pairing", "normalize"],
-            LossKind::Listmle => &["kind", "beta", "normalize"],
-            LossKind::Infonca | LossKind::Nca => &["kind", "beta", "alpha", "normalize"],
+            LossKind::Dpo => &["kind", "beta", "pairing", "normalize", "sft_weight"],
+            LossKind::Listmle => &["kind", "beta", "normalize", "sft_weight"],
+            LossKind::Infonca | LossKind::Nca => &["kind", "beta", "alpha", "normalize", "sft_weight"],
         }
     }
 }
