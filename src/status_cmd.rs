@@ -35,11 +35,8 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     for run in &plan.runs {
         let dir = layout.run_dir(&run.recipe.name, &run.id);
         let summary = Summary::read(&dir)?;
-        let locked = lpo_results::FileLock::try_acquire(&dir.join(".lock"))
-            .ok()
-            .flatten()
-            .is_none()
-            && dir.is_dir();
+        // Read-only: no lock file is created and no lock taken.
+        let locked = lpo_results::FileLock::is_held(&dir.join(".lock"))?;
         let (status, steps, win, note) = match &summary {
             None => (
                 "missing".to_string(),

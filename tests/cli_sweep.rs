@@ -1,6 +1,7 @@
 //! End-to-end: `lpo sweep` and `lpo run` on the nano model: failures are
 //! isolated, interrupted sweeps resume without redoing or duplicating runs,
 //! and CPU runs are deterministic.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 use common::{lpo, scratch, text};
@@ -416,4 +417,47 @@ fn a_run_killed_by_the_os_is_marked_failed_and_resumed_by_the_next_sweep() {
     let s = summary(&run);
     assert_eq!(s["status"], "complete");
     assert!(s["resumed_from"].as_u64().unwrap() > 0, "{s}");
+}
+
+/// Every path under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn status_writes_nothing_and_takes_no_lock() {
+    let dir = scratch("status-read-only");
+    std::fs::write(
+        dir.join("r.toml"),
+        small(2, 0, r#"grid = { "loss.kind" = ["lpo", "dpo"] }"#),
+    )
+    .unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run = run_dirs(&dir.join("results")).remove(0);
+    let before = tree(&dir);
+    // Another process holds the finished run's lock: status neither waits
+    // for it nor takes it.
+    let lock = lpo_results::FileLock::try_acquire(&run.join(".lock"))
+        .unwrap()
+        .unwrap();
+    let out = lpo(&dir, &["status", "r.toml"]);
+    // Exit 1: not every planned run is complete.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("complete") && table.contains("missing"), "{table}");
+    drop(lock);
+    assert_eq!(tree(&dir), before, "lpo status created or removed files");
 }
