@@ -38,8 +38,10 @@ fn plan_ids(recipe: &str) -> Vec<String> {
 fn shipped_recipes_plan_with_distinct_ids() {
     for (recipe, runs) in [
         ("recipes/quickstart.toml", 3),
-        ("recipes/ablation.toml", 28),
-        ("recipes/paper/main.toml", 45),
+        ("recipes/calibrated.toml", 1),
+        ("recipes/tuning/quickstart.toml", 36),
+        ("recipes/ablation.toml", 27),
+        ("recipes/paper/main.toml", 90),
     ] {
         let ids = plan_ids(recipe);
         assert_eq!(ids.len(), runs, "{recipe}");
@@ -52,7 +54,7 @@ fn shipped_recipes_plan_with_distinct_ids() {
             .lines()
             .last()
             .unwrap()
-            .starts_with("28 runs in recipe `ablation`"),
+            .starts_with("27 runs in recipe `ablation`"),
         "{table}"
     );
 }
@@ -75,9 +77,9 @@ fn reordering_keys_and_comments_keeps_every_id() {
         ),
         head.replace("name = \"ablation\"", "name = \"ablation-copy\"")
             .replace(
-                "extends = \"base.toml\"",
+                "extends = \"calibrated.toml\"",
                 &format!(
-                    "extends = \"{}/recipes/base.toml\"",
+                    "extends = \"{}/recipes/calibrated.toml\"",
                     env!("CARGO_MANIFEST_DIR")
                 )
             )
@@ -208,7 +210,7 @@ fn set_and_environment_override_and_explain_says_so() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("train.steps = 200  (set by recipe file recipes/quickstart.toml)"),
+        stdout.contains("train.steps = 400  (set by recipe file recipes/calibrated.toml)"),
         "{stdout}"
     );
     assert!(
