@@ -457,7 +457,41 @@ fn status_writes_nothing_and_takes_no_lock() {
     // Exit 1: not every planned run is complete.
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let table = text(&out.stdout);
-    assert!(table.contains("complete") && table.contains("missing"), "{table}");
+    assert!(
+        table.contains("complete") && table.contains("missing"),
+        "{table}"
+    );
     drop(lock);
     assert_eq!(tree(&dir), before, "lpo status created or removed files");
+}
+
+#[test]
+fn stale_temporaries_of_killed_writers_are_swept() {
+    let dir = scratch("stale-temporaries");
+    std::fs::write(dir.join("r.toml"), small(2, 0, "")).unwrap();
+    let plan = lpo(&dir, &["plan", "r.toml", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let id = plan["runs"][0]["id"].as_str().unwrap();
+    // Temporaries as a SIGKILLed writer leaves them (the pid of a process
+    // that has exited), in the cache and in the run directory.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let cache = dir.join("results/_cache");
+    let run = dir.join("results/small").join(id);
+    let stale = [
+        cache.join(format!(".reference-0123.tmp{dead}")),
+        run.join(format!(".summary.json.tmp{dead}")),
+    ];
+    for p in &stale {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"half").unwrap();
+    }
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for p in &stale {
+        assert!(!p.exists(), "{} survived", p.display());
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        assert!(text(&out.stderr).contains(&name), "{}", text(&out.stderr));
+    }
 }

@@ -75,8 +75,7 @@ pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<
         &tmp,
     )
     .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    lpo_results::publish(&tmp, path)
 }
 
 /// Reads every tensor of a safetensors file onto `device`.

@@ -15,6 +15,48 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
+/// Removes the temporaries ([`temporary_sibling`]) in `dir` whose writing
+/// process is gone: a write killed before its rename leaves one behind (a
+/// whole model copy, for a cached reference). A temporary of a live process
+/// is kept; so is any other file. Returns what was removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        let Some(pid) = temporary_pid(&path) else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        if alive {
+            continue;
+        }
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.with_context(|| format!("removing stale temporary {}", path.display()))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// The writer's pid of a temporary name `.<name>.tmp<pid>`.
+fn temporary_pid(path: &Path) -> Option<i32> {
+    let name = path.file_name()?.to_str()?;
+    let (_, pid) = name.strip_prefix('.')?.rsplit_once(".tmp")?;
+    pid.parse().ok().filter(|&p: &i32| p > 0)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
 /// Readers see the old file or the new one, never a partial one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -24,10 +66,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temporary_sibling(path);
     let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(bytes)
-        .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     drop(file);
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
+    publish(&tmp, path)
+}
+
+/// Makes the finished temporary file `tmp` durable (fsync) and renames it
+/// onto `path`: after a power loss `path` is the old file or the whole new
+/// one, never a name pointing at unwritten data.
+pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(tmp, path).with_context(|| format!("renaming onto {}", path.display()))
 }
 
 /// An exclusive advisory lock (`flock`) on a file, released when dropped or
@@ -140,6 +191,33 @@ mod tests {
     }
 
     #[test]
+    fn stale_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A writer that has exited: a child process we waited for.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale_file = dir.path().join(format!(".lists-x.jsonl.tmp{dead}"));
+        let stale_dir = dir.path().join(format!(".reference-x.tmp{dead}"));
+        let live = temporary_sibling(&dir.path().join("summary.json"));
+        let other = dir.path().join("notes.tmp123");
+        std::fs::write(&stale_file, b"half").unwrap();
+        std::fs::create_dir(&stale_dir).unwrap();
+        std::fs::write(stale_dir.join("model.safetensors"), b"half").unwrap();
+        std::fs::write(&live, b"being written").unwrap();
+        std::fs::write(&other, b"not ours").unwrap();
+        let mut removed = remove_stale_temporaries(dir.path()).unwrap();
+        removed.sort();
+        let mut expected = vec![stale_file.clone(), stale_dir.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(live.exists() && other.exists());
+        assert!(remove_stale_temporaries(&dir.path().join("absent"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
     fn holders_are_seen_without_creating_or_taking_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".lock");
@@ -154,7 +232,7 @@ mod tests {
     }
 
     #[test]
-        fn a_held_lock_refuses_a_second_holder_until_dropped() {
+    fn a_held_lock_refuses_a_second_holder_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.lock");
         let first = FileLock::try_acquire(&path).unwrap().expect("free");

@@ -14,7 +14,8 @@ use lpo_model::Mistral;
 use lpo_recipe::{Normalize, Recipe};
 use lpo_results::records::{self, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
 use lpo_results::{
-    write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status, Summary, TimingRow, Timings,
+    remove_stale_temporaries, write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status,
+    Summary, TimingRow, Timings,
 };
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
@@ -104,6 +105,13 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     let Some(_lock) = FileLock::try_acquire(&dir.join(".lock"))? else {
         return Ok(RunOutcome::Locked);
     };
+    // Writes killed before their rename (here, or of shared cache entries)
+    // leave temporaries behind; their writers are gone, so they can go.
+    for stale_dir in [dir.clone(), request.layout.cache_dir()] {
+        for path in remove_stale_temporaries(&stale_dir)? {
+            eprintln!("removed a stale temporary: {}", path.display());
+        }
+    }
     if let Some(summary) = Summary::read(&dir)? {
         if summary.status == Status::Complete && summary.run_id == request.run_id {
             return Ok(RunOutcome::AlreadyComplete(summary));
