@@ -96,6 +96,11 @@ const COUNT: Ty = Ty::Int {
     min: 1,
     max: u32::MAX as i64,
 };
+/// A count from 1 to `max`: upper bounds keep an absurd value an error at
+/// load time instead of a failed allocation (or a libtorch panic) in a run.
+const fn count_to(max: i64) -> Ty {
+    Ty::Int { min: 1, max }
+}
 const OPTIONAL_COUNT: Ty = Ty::Int {
     min: 0,
     max: u32::MAX as i64,
@@ -109,18 +114,18 @@ pub const KEYS: &[KeySpec] = &[
     key("extends", Ty::Str, "-", "Recipe merged underneath this one (path relative to this file); chains allowed, cycles are an error."),
     key("model", Ty::Section, "", "Policy and reference architecture."),
     key("model.size", Ty::Enum(&["nano", "tiny", "small", "base", "mistral-7b"]), "\"nano\"", "Size preset; the keys below override single fields."),
-    key("model.layers", COUNT, "preset", "Decoder blocks."),
-    key("model.d_model", COUNT, "preset", "Residual width."),
-    key("model.heads", COUNT, "preset", "Query heads; must divide d_model."),
-    key("model.kv_heads", COUNT, "preset", "Key/value heads (grouped-query attention); must divide heads."),
-    key("model.d_ff", COUNT, "preset", "SwiGLU hidden width."),
-    key("model.vocab", COUNT, "preset", "Vocabulary size."),
-    key("model.max_len", COUNT, "preset", "Longest sequence (prompt + response) in tokens."),
+    key("model.layers", count_to(1 << 10), "preset", "Decoder blocks."),
+    key("model.d_model", count_to(1 << 16), "preset", "Residual width."),
+    key("model.heads", count_to(1 << 10), "preset", "Query heads; must divide d_model."),
+    key("model.kv_heads", count_to(1 << 10), "preset", "Key/value heads (grouped-query attention); must divide heads."),
+    key("model.d_ff", count_to(1 << 20), "preset", "SwiGLU hidden width."),
+    key("model.vocab", count_to(1 << 22), "preset", "Vocabulary size."),
+    key("model.max_len", count_to(1 << 22), "preset", "Longest sequence (prompt + response) in tokens."),
     key("model.rope_theta", POSITIVE, "preset", "Rotary embedding base."),
     key("model.sliding_window", OPTIONAL_COUNT, "preset", "Sliding attention window in tokens; 0 = full causal attention."),
     key("reference", Ty::Section, "", "The frozen reference: SFT on demonstrations with errors, or a checkpoint."),
     key("reference.sft_steps", COUNT, "2000", "SFT optimizer steps on built-in task demonstrations."),
-    key("reference.sft_batch_size", COUNT, "32", "Demonstrations per SFT step."),
+    key("reference.sft_batch_size", count_to(1 << 16), "32", "Demonstrations per SFT step."),
     key("reference.sft_learning_rate", Ty::Float { min: 0.0, max: 1.0e3, open_min: true }, "3e-3", "SFT AdamW learning rate."),
     key("reference.error_rate", Ty::Float { min: 0.0, max: 1.0, open_min: false }, "0.2", "Share of demonstrations replaced by a wrong answer, so the reference leaves room to improve."),
     key("reference.sample_temperature", POSITIVE, "1.0", "Temperature when sampling the K responses of each training prompt."),
@@ -139,7 +144,7 @@ pub const KEYS: &[KeySpec] = &[
     key("loss.sft_weight", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight >= 0 of the supervised term: the length-normalised NLL of each prompt's best response (RPO), for every loss; a number or a schedule."),
     key("data.form", Ty::Enum(&["reward", "preference"]), "\"reward\"", "Scored lists, or lists binarized to (best, random other) pairs."),
     key("data.list_size", Ty::Int { min: 2, max: 64 }, "4", "Responses per prompt K."),
-    key("data.train_prompts", COUNT, "512", "Training prompts drawn from the mix."),
+    key("data.train_prompts", count_to(10_000_000), "512", "Training prompts drawn from the mix."),
     key("data.mix", Ty::Sources, "[{ task = \"arith\", weight = 1.0 }]", "Weighted sources: each a built-in task or a JSONL file."),
     key("data.mix[].task", Ty::Enum(BUILTIN_TASKS), "-", "Built-in task name."),
     key("data.mix[].path", Ty::Str, "-", "JSONL file (instead of task)."),
@@ -152,26 +157,26 @@ pub const KEYS: &[KeySpec] = &[
     key("train.steps", COUNT, "200", "Optimizer steps (per on-policy round)."),
     key("train.rounds", Ty::Int { min: 1, max: 64 }, "1", "On-policy rounds (iterative DPO/LPO): after each round of train.steps steps, every training prompt's K responses are sampled again from the policy and scored; 1 = offline. Built-in task sources only."),
     key("train.reference_update", Ty::Enum(&["fixed", "round"]), "\"fixed\"", "Reference of rounds after the first: the SFT model (`fixed`) or the policy at the round's start (`round`)."),
-    key("train.batch_size", COUNT, "8", "Prompts per optimizer step, each with its K responses."),
+    key("train.batch_size", count_to(1 << 16), "8", "Prompts per optimizer step, each with its K responses."),
     key("train.learning_rate", Ty::Float { min: 0.0, max: 1.0e3, open_min: true }, "1e-4", "Peak AdamW learning rate."),
     key("train.lr_schedule", Ty::Enum(&["constant", "linear", "cosine"]), "\"cosine\"", "Decay after warmup."),
     key("train.warmup_steps", OPTIONAL_COUNT, "10", "Linear learning-rate warmup steps."),
     key("train.grad_clip", NON_NEGATIVE, "1.0", "Global gradient-norm clip; 0 = off."),
-    key("train.grad_accum", COUNT, "1", "Micro-batches accumulated per optimizer step."),
+    key("train.grad_accum", count_to(1 << 16), "1", "Micro-batches accumulated per optimizer step."),
     key("train.weight_decay", NON_NEGATIVE, "0.0", "AdamW weight decay."),
     key("train.device", Ty::Enum(&["auto", "cpu", "cuda"]), "\"auto\"", "auto = CUDA when available. Not part of run ids."),
     key("train.threads", OPTIONAL_COUNT, "0", "CPU threads; 0 = all. Not part of run ids."),
     key("train.checkpoint_every", OPTIONAL_COUNT, "25", "Save a resumable checkpoint every N steps; 0 = only at the end. Not part of run ids."),
     key("train.seed", Ty::Int { min: 0, max: i64::MAX }, "0", "Seed of data, initialisation and evaluation."),
     key("eval", Ty::Section, "", "Held-out evaluation."),
-    key("eval.prompts", COUNT, "200", "Held-out prompts."),
+    key("eval.prompts", count_to(1_000_000), "200", "Held-out prompts."),
     key("eval.samples", Ty::Int { min: 1, max: 1024 }, "8", "Responses sampled per held-out prompt and model; rewards and pass rates are per-prompt means. Greedy decoding needs 1."),
     key("eval.validation_fraction", Ty::Float { min: 0.0, max: 1.0, open_min: true }, "0.5", "Share of held-out prompts and lists used for validation (model selection); the rest is the test set reports use."),
     key("eval.every", OPTIONAL_COUNT, "25", "Measure likelihood, margin and ranking accuracy on the fixed validation lists every N steps (curves.csv); 0 = off."),
     key("eval.decoding", Ty::Enum(&["greedy", "sample"]), "\"sample\"", "Decoding strategy."),
     key("eval.temperature", POSITIVE, "1.0", "Sampling temperature."),
     key("eval.top_p", Ty::Float { min: 0.0, max: 1.0, open_min: true }, "1.0", "Nucleus mass."),
-    key("eval.max_new_tokens", COUNT, "32", "Longest generated response in tokens."),
+    key("eval.max_new_tokens", count_to(1 << 20), "32", "Longest generated response in tokens."),
     key("eval.baseline", Ty::Str, "\"reference\"", "`reference` (the SFT model) or another run's label in the same sweep."),
     key("report", Ty::Section, "", "Paper-style tables `lpo report RECIPE` regenerates. Not part of run ids."),
     key("report.tables", Ty::Tables, "[]", "Tables written to `results/tables/<name>.{md,tex,csv}`: rows are methods, columns tasks."),
@@ -741,6 +746,24 @@ mod tests {
                 .any(|m| m.starts_with("`loss.beta` is -1, but must be > 0")),
             "{messages:?}"
         );
+    }
+
+    #[test]
+    fn absurd_sizes_are_load_errors_not_failed_allocations() {
+        for (section, key) in [
+            ("eval", "prompts"),
+            ("data", "train_prompts"),
+            ("train", "batch_size"),
+            ("model", "vocab"),
+            ("model", "max_len"),
+            ("model", "layers"),
+        ] {
+            let p = problems(&format!("[{section}]\n{key} = 4000000000000\n"));
+            assert!(
+                p.len() == 1 && p[0].message.contains("outside the allowed range 1..="),
+                "{section}.{key}: {p:?}"
+            );
+        }
     }
 
     #[test]
