@@ -1,12 +1,16 @@
 //! `lpo data preview`: what a run would train on, before training it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use lpo_data::stats::RewardStats;
+use lpo_plan::PlannedRun;
 use lpo_results::Layout;
+use lpo_train::lists::{Lists, SourcedList};
+use lpo_train::reference::Reference;
+use lpo_train::sources::{Source, SourceKind};
 
 use crate::progress::Bars;
 use crate::recipes::RecipeArgs;
@@ -54,51 +58,82 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         )
     })?;
     let recipe = &run.recipe;
-    let layout = Layout::new(&args.results);
-    let device = crate::sweep::device_for(recipe)?;
-    let sources = lpo_train::sources::load_sources(recipe)?;
-    let (tokenizer, tokenizer_id) = lpo_train::sources::tokenizer(recipe)?;
-    let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
-    let reference = lpo_train::reference::obtain(
-        recipe,
-        &sources,
-        tokenizer.as_ref(),
-        &tokenizer_id,
-        &layout,
-        device,
-        &mut bars,
-    )?;
-    let lists = lpo_train::lists::obtain(
-        recipe,
-        &sources,
-        tokenizer.as_ref(),
-        &reference,
-        &layout,
-        &mut bars,
-    )?;
-    let (shown, dropped) = lists.in_form(recipe.data.form, recipe.train.seed);
-
+    let data = RunData::obtain(run, &args.results)?;
+    let (shown, dropped) = data.lists.in_form(recipe.data.form, recipe.train.seed);
     println!(
         "run {} (index {}) of {}: {} training lists, {} held out, form {:?}, K = {}",
         run.id,
         args.index,
         recipe.name,
         shown.len(),
-        lists.heldout.len(),
+        data.lists.heldout.len(),
         recipe.data.form,
         recipe.data.list_size
     );
     println!(
         "reference {} ({}), lists cached at {}",
-        reference.meta.id,
-        reference.meta.origin,
-        lists.path.display()
+        data.reference.meta.id,
+        data.reference.meta.origin,
+        data.lists.path.display()
     );
     if dropped > 0 {
         println!("binarization dropped {dropped} lists whose rewards all tie");
     }
-    for source in &sources {
-        if let lpo_train::sources::SourceKind::File { path, skipped, .. } = &source.kind {
+    print_skipped_lines(&data.sources);
+    println!();
+    print_lists(&shown, args.show);
+    println!();
+    print_stats(&shown);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What a run trains on: its sources, reference model and reward lists.
+struct RunData {
+    sources: Vec<Source>,
+    reference: Reference,
+    lists: Lists,
+}
+
+impl RunData {
+    /// Builds `run`'s reference and reward lists, or loads them from the
+    /// cache under the results root `results`.
+    fn obtain(run: &PlannedRun, results: &Path) -> Result<RunData> {
+        let recipe = &run.recipe;
+        let layout = Layout::new(results);
+        let device = crate::sweep::device_for(recipe)?;
+        let sources = lpo_train::sources::load_sources(recipe)?;
+        let (tokenizer, tokenizer_id) = lpo_train::sources::tokenizer(recipe)?;
+        let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
+        let reference = lpo_train::reference::obtain(
+            recipe,
+            &sources,
+            tokenizer.as_ref(),
+            &tokenizer_id,
+            &layout,
+            device,
+            &mut bars,
+        )?;
+        let lists = lpo_train::lists::obtain(
+            recipe,
+            &sources,
+            tokenizer.as_ref(),
+            &reference,
+            &layout,
+            &mut bars,
+        )?;
+        Ok(RunData {
+            sources,
+            reference,
+            lists,
+        })
+    }
+}
+
+/// For each file source with malformed lines: how many were skipped, and
+/// the first.
+fn print_skipped_lines(sources: &[Source]) {
+    for source in sources {
+        if let SourceKind::File { path, skipped, .. } = &source.kind {
             if !skipped.is_empty() {
                 println!(
                     "{}: skipped {} bad lines (first: line {}: {})",
@@ -110,16 +145,22 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
             }
         }
     }
-    println!();
-    for l in shown.iter().take(args.show) {
+}
+
+/// The first `show` lists: each prompt with its responses and rewards.
+fn print_lists(shown: &[SourcedList], show: usize) {
+    for l in shown.iter().take(show) {
         println!("[{}] prompt: {:?}", l.source, l.list.prompt);
         for r in &l.list.responses {
             println!("    {:>5.2}  {:?}", r.reward, r.text);
         }
     }
-    println!();
+}
+
+/// A table of reward statistics per source.
+fn print_stats(shown: &[SourcedList]) {
     let mut by_source: BTreeMap<&str, Vec<&lpo_data::RewardList>> = BTreeMap::new();
-    for l in &shown {
+    for l in shown {
         by_source
             .entry(l.source.as_str())
             .or_default()
@@ -142,5 +183,4 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
             s.all_tied
         );
     }
-    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,10 +1,10 @@
 //! `lpo loss`: evaluate a configured loss on given values, for parity checks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use lpo_loss::{compute, LossInput, LossParams};
+use lpo_loss::{compute, LossInput, LossOutput, LossParams};
 use lpo_recipe::{LossConfig, LossKind, Recipe};
 use tch::Tensor;
 
@@ -34,87 +34,8 @@ pub struct LossArgs {
 pub fn run(args: &LossArgs) -> Result<()> {
     let config = loss_config(args)?;
     let params = LossParams::at_step(&config, args.step, args.steps);
-    let text = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", args.input.display()))?;
-    let file = args.input.display().to_string();
-    let lp = matrix(&json, "policy_logps", &file)?;
-    let (rows, k) = (lp.len(), lp[0].len());
-    let lr = matrix(&json, "reference_logps", &file)?;
-    let r = matrix(&json, "rewards", &file)?;
-    for (name, m) in [("reference_logps", &lr), ("rewards", &r)] {
-        if m.len() != rows || m[0].len() != k {
-            bail!(
-                "{file}: `{name}` is {}x{}, but policy_logps is {rows}x{k}",
-                m.len(),
-                m[0].len()
-            );
-        }
-    }
-    let mask: Vec<Vec<bool>> = match json.get("mask") {
-        None => vec![vec![true; k]; rows],
-        Some(m) => bool_matrix(m, rows, k, &file)?,
-    };
-    let counts = match json.get("token_counts") {
-        None => None,
-        Some(_) => {
-            let m = matrix(&json, "token_counts", &file)?;
-            if m.len() != rows || m[0].len() != k {
-                bail!(
-                    "{file}: `token_counts` is {}x{}, but policy_logps is {rows}x{k}",
-                    m.len(),
-                    m[0].len()
-                );
-            }
-            Some(m)
-        }
-    };
-    for (b, row) in mask.iter().enumerate() {
-        let valid = row.iter().filter(|v| **v).count();
-        if valid < 2 {
-            bail!("{file}: row {b} has {valid} valid response(s); every loss needs K >= 2");
-        }
-        for (name, m) in [
-            ("policy_logps", &lp),
-            ("reference_logps", &lr),
-            ("rewards", &r),
-        ] {
-            if let Some(i) = (0..k).find(|&i| row[i] && !m[b][i].is_finite()) {
-                bail!(
-                    "{file}: `{name}`[{b}][{i}] is {}, not a finite number",
-                    m[b][i]
-                );
-            }
-        }
-        if let Some(m) = &counts {
-            if let Some(i) = (0..k).find(|&i| row[i] && !(m[b][i].is_finite() && m[b][i] > 0.0)) {
-                bail!(
-                    "{file}: `token_counts`[{b}][{i}] is {}, not a positive number",
-                    m[b][i]
-                );
-            }
-        }
-    }
-    let tensor = |m: &Vec<Vec<f64>>| Tensor::from_slice(&m.concat()).view([rows as i64, k as i64]);
-    let policy = tensor(&lp).set_requires_grad(true);
-    let mask_t = Tensor::from_slice(&mask.concat()).view([rows as i64, k as i64]);
-    let counts_t = counts.as_ref().map(tensor);
-    let out = compute(
-        &params,
-        &LossInput {
-            policy_logps: &policy,
-            reference_logps: &tensor(&lr),
-            rewards: &tensor(&r),
-            mask: &mask_t,
-            token_counts: counts_t.as_ref(),
-        },
-    );
-    out.loss.backward();
-    let grad = policy.grad().masked_fill(&mask_t.logical_not(), 0.0);
-    let grad_rows: Vec<Vec<f64>> = (0..rows as i64)
-        .map(|b| Vec::<f64>::try_from(grad.get(b)).unwrap_or_default())
-        .collect();
+    let values = Values::read(&args.input)?;
+    let (out, grad_rows) = loss_and_grad(&params, &values);
     let report = serde_json::json!({
         "loss": out.loss.double_value(&[]),
         "per_prompt": Vec::<f64>::try_from(&out.per_prompt)?,
@@ -129,6 +50,131 @@ pub fn run(args: &LossArgs) -> Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// The contents of an `--input` file: `rows` lists of `k` values each.
+struct Values {
+    rows: usize,
+    k: usize,
+    policy_logps: Vec<Vec<f64>>,
+    reference_logps: Vec<Vec<f64>>,
+    rewards: Vec<Vec<f64>>,
+    mask: Vec<Vec<bool>>,
+    token_counts: Option<Vec<Vec<f64>>>,
+}
+
+impl Values {
+    /// Reads and checks the JSON file at `path`: every matrix shaped like
+    /// policy_logps, and each row valid for a loss.
+    fn read(path: &Path) -> Result<Values> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let file = path.display().to_string();
+        let lp = matrix(&json, "policy_logps", &file)?;
+        let (rows, k) = (lp.len(), lp[0].len());
+        let lr = matrix(&json, "reference_logps", &file)?;
+        let r = matrix(&json, "rewards", &file)?;
+        for (name, m) in [("reference_logps", &lr), ("rewards", &r)] {
+            check_shape(m, name, rows, k, &file)?;
+        }
+        let mask: Vec<Vec<bool>> = match json.get("mask") {
+            None => vec![vec![true; k]; rows],
+            Some(m) => bool_matrix(m, rows, k, &file)?,
+        };
+        let token_counts = match json.get("token_counts") {
+            None => None,
+            Some(_) => {
+                let m = matrix(&json, "token_counts", &file)?;
+                check_shape(&m, "token_counts", rows, k, &file)?;
+                Some(m)
+            }
+        };
+        let values = Values {
+            rows,
+            k,
+            policy_logps: lp,
+            reference_logps: lr,
+            rewards: r,
+            mask,
+            token_counts,
+        };
+        values.check_rows(&file)?;
+        Ok(values)
+    }
+
+    /// Every row has at least two valid responses, and every valid one
+    /// finite values (and a positive token count).
+    fn check_rows(&self, file: &str) -> Result<()> {
+        let k = self.k;
+        for (b, row) in self.mask.iter().enumerate() {
+            let valid = row.iter().filter(|v| **v).count();
+            if valid < 2 {
+                bail!("{file}: row {b} has {valid} valid response(s); every loss needs K >= 2");
+            }
+            for (name, m) in [
+                ("policy_logps", &self.policy_logps),
+                ("reference_logps", &self.reference_logps),
+                ("rewards", &self.rewards),
+            ] {
+                if let Some(i) = (0..k).find(|&i| row[i] && !m[b][i].is_finite()) {
+                    bail!(
+                        "{file}: `{name}`[{b}][{i}] is {}, not a finite number",
+                        m[b][i]
+                    );
+                }
+            }
+            if let Some(m) = &self.token_counts {
+                if let Some(i) = (0..k).find(|&i| row[i] && !(m[b][i].is_finite() && m[b][i] > 0.0))
+                {
+                    bail!(
+                        "{file}: `token_counts`[{b}][{i}] is {}, not a positive number",
+                        m[b][i]
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails unless `m` (the input's `name`) is `rows` x `k` like policy_logps.
+fn check_shape(m: &[Vec<f64>], name: &str, rows: usize, k: usize, file: &str) -> Result<()> {
+    if m.len() != rows || m[0].len() != k {
+        bail!(
+            "{file}: `{name}` is {}x{}, but policy_logps is {rows}x{k}",
+            m.len(),
+            m[0].len()
+        );
+    }
+    Ok(())
+}
+
+/// The loss of `values` under `params`, and its gradient with respect to
+/// the policy log-probs (zero where masked), row by row.
+fn loss_and_grad(params: &LossParams, values: &Values) -> (LossOutput, Vec<Vec<f64>>) {
+    let (rows, k) = (values.rows as i64, values.k as i64);
+    let tensor = |m: &Vec<Vec<f64>>| Tensor::from_slice(&m.concat()).view([rows, k]);
+    let policy = tensor(&values.policy_logps).set_requires_grad(true);
+    let mask_t = Tensor::from_slice(&values.mask.concat()).view([rows, k]);
+    let counts_t = values.token_counts.as_ref().map(tensor);
+    let out = compute(
+        params,
+        &LossInput {
+            policy_logps: &policy,
+            reference_logps: &tensor(&values.reference_logps),
+            rewards: &tensor(&values.rewards),
+            mask: &mask_t,
+            token_counts: counts_t.as_ref(),
+        },
+    );
+    out.loss.backward();
+    let grad = policy.grad().masked_fill(&mask_t.logical_not(), 0.0);
+    let grad_rows = (0..rows)
+        .map(|b| Vec::<f64>::try_from(grad.get(b)).unwrap_or_default())
+        .collect();
+    (out, grad_rows)
 }
 
 fn loss_config(args: &LossArgs) -> Result<LossConfig> {

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use lpo_recipe::{Overrides, TableSpec};
 use lpo_report::collect::{self, Collection, PlannedId};
 use lpo_report::select::SelectBy;
-use lpo_report::{Adjustment, Format, Options};
+use lpo_report::{Adjustment, Format, Options, Written};
 
 /// Output format of `lpo report`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -117,34 +117,59 @@ fn from_dir(dir: &Path) -> Result<Family> {
 
 /// Runs `lpo report`.
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
-    let families = match &args.target {
+    let Some(families) = families(args)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let compare = compare_pairs(&args.compare)?;
+    for family in families {
+        let collection: Collection = collect::collect(&family.dir, family.planned.as_deref())?;
+        let options = options_for(args, family, &collection, &compare);
+        let written = lpo_report::write_report(&collection, &options, &args.results)?;
+        print_written(&written);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The families `args.target` names: a recipe's, one results directory's,
+/// or (no target) every family under `--results`; `None` when the recipe
+/// has problems (printed).
+fn families(args: &ReportArgs) -> Result<Option<Vec<Family>>> {
+    Ok(Some(match &args.target {
         Some(path) if path.is_file() => match from_recipe(args, path)? {
             Some(f) => vec![f],
-            None => return Ok(ExitCode::from(2)),
+            None => return Ok(None),
         },
         Some(path) if path.is_dir() => vec![from_dir(path)?],
         Some(path) => bail!(
             "{} is neither a recipe file nor a results directory",
             path.display()
         ),
-        None => {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&args.results)
-                .with_context(|| format!("reading {}", args.results.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir() && p.join("plan.json").exists())
-                .collect();
-            dirs.sort();
-            if dirs.is_empty() {
-                bail!(
-                    "no sweep results under {} (run `lpo sweep RECIPE` first)",
-                    args.results.display()
-                );
-            }
-            dirs.iter().map(|d| from_dir(d)).collect::<Result<_>>()?
-        }
-    };
+        None => every_family(&args.results)?,
+    }))
+}
+
+/// Every family under the results root `results`: its directories with a
+/// plan.json, sorted.
+fn every_family(results: &Path) -> Result<Vec<Family>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .with_context(|| format!("reading {}", results.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.join("plan.json").exists())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        bail!(
+            "no sweep results under {} (run `lpo sweep RECIPE` first)",
+            results.display()
+        );
+    }
+    dirs.iter().map(|d| from_dir(d)).collect()
+}
+
+/// The `--compare A,B` pairs, labels trimmed.
+fn compare_pairs(pairs: &[String]) -> Result<Vec<(String, String)>> {
     let mut compare = Vec::new();
-    for pair in &args.compare {
+    for pair in pairs {
         match pair.split_once(',') {
             Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
                 compare.push((a.trim().to_string(), b.trim().to_string()));
@@ -152,77 +177,82 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             _ => bail!("--compare {pair}: expected two method labels, `A,B`"),
         }
     }
-    let format = match args.format {
-        FormatArg::Md => Format::Markdown,
-        FormatArg::Latex => Format::Latex,
-        FormatArg::Csv => Format::Csv,
+    Ok(compare)
+}
+
+/// The report options of `family`: the baseline is `--baseline`, else the
+/// recipe's, else the first run's eval.baseline, else the reference; the
+/// tables are the recipe's, else the first run's.
+fn options_for(
+    args: &ReportArgs,
+    family: Family,
+    collection: &Collection,
+    compare: &[(String, String)],
+) -> Options {
+    let first = collection.runs.first();
+    let baseline = args
+        .baseline
+        .clone()
+        .or(family.baseline)
+        .or_else(|| first.map(|r| r.recipe.eval.baseline.clone()))
+        .unwrap_or_else(|| "reference".into());
+    let specs = if family.specs.is_empty() {
+        first
+            .map(|r| r.recipe.report.tables.clone())
+            .unwrap_or_default()
+    } else {
+        family.specs
     };
-    for family in families {
-        let collection: Collection = collect::collect(&family.dir, family.planned.as_deref())?;
-        let baseline = args
-            .baseline
-            .clone()
-            .or(family.baseline)
-            .or_else(|| {
-                collection
-                    .runs
-                    .first()
-                    .map(|r| r.recipe.eval.baseline.clone())
-            })
-            .unwrap_or_else(|| "reference".into());
-        let specs = if family.specs.is_empty() {
-            collection
-                .runs
-                .first()
-                .map(|r| r.recipe.report.tables.clone())
-                .unwrap_or_default()
-        } else {
-            family.specs
-        };
-        let options = Options {
-            baseline,
-            format,
-            specs,
-            compare: compare.clone(),
-            select_by: args
-                .select_by
-                .map(|SelectArg::Validation| SelectBy::Validation),
-            adjustment: match args.adjust {
-                AdjustArg::Holm => Adjustment::Holm,
-                AdjustArg::Bh => Adjustment::BenjaminiHochberg,
-            },
-        };
-        let written = lpo_report::write_report(&collection, &options, &args.results)?;
-        print!("{}", written.text);
-        for s in &written.report.selections {
-            eprintln!(
-                "selected on validation: {} -> {} ({} {:.4})",
-                s.label, s.candidates[0].0, s.metric, s.candidates[0].1
-            );
-        }
-        for a in &written.absent {
-            eprintln!(
-                "not in the report: {} ({}) {}{}",
-                a.id,
-                a.label,
-                a.state,
-                a.detail
-                    .as_ref()
-                    .map_or(String::new(), |d| format!(": {d}"))
-            );
-        }
-        for (id, why) in &written.unpaired {
-            eprintln!("not compared: {id}: {why}");
-        }
+    Options {
+        baseline,
+        format: match args.format {
+            FormatArg::Md => Format::Markdown,
+            FormatArg::Latex => Format::Latex,
+            FormatArg::Csv => Format::Csv,
+        },
+        specs,
+        compare: compare.to_vec(),
+        select_by: args
+            .select_by
+            .map(|SelectArg::Validation| SelectBy::Validation),
+        adjustment: match args.adjust {
+            AdjustArg::Holm => Adjustment::Holm,
+            AdjustArg::Bh => Adjustment::BenjaminiHochberg,
+        },
+    }
+}
+
+/// Prints the report to stdout; selections, runs left out, unpaired runs
+/// and the files written to stderr.
+fn print_written(written: &Written) {
+    print!("{}", written.text);
+    for s in &written.report.selections {
         eprintln!(
-            "wrote {}",
-            written
-                .files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "selected on validation: {} -> {} ({} {:.4})",
+            s.label, s.candidates[0].0, s.metric, s.candidates[0].1
         );
     }
-    Ok(ExitCode::SUCCESS)
+    for a in &written.absent {
+        eprintln!(
+            "not in the report: {} ({}) {}{}",
+            a.id,
+            a.label,
+            a.state,
+            a.detail
+                .as_ref()
+                .map_or(String::new(), |d| format!(": {d}"))
+        );
+    }
+    for (id, why) in &written.unpaired {
+        eprintln!("not compared: {id}: {why}");
+    }
+    eprintln!(
+        "wrote {}",
+        written
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

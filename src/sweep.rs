@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -240,115 +240,36 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     };
     let name = first.recipe.name.clone();
     write_plan(&layout, &name, &plan)?;
-    let baselines: Vec<Option<usize>> = plan
-        .runs
-        .iter()
-        .map(|run| {
-            Ok(match baseline_for(&plan, run, &layout)? {
-                Baseline::Reference => None,
-                Baseline::Run { id, .. } => plan.runs.iter().position(|r| r.id == id),
-            })
-        })
-        .collect::<Result<_>>()?;
+    let baselines = baseline_indices(&plan, &layout)?;
     let jobs = args.jobs.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // --threads, else the recipe's train.threads, else the cores divided by --jobs.
     let default_threads = ((cores / jobs).max(1)) as u32;
-    let threads_of = |run: &PlannedRun| {
-        args.threads.unwrap_or(match run.recipe.train.threads {
-            0 => default_threads,
-            n => n,
-        })
-    };
     let threads = args.threads.unwrap_or(default_threads);
     let total = plan.runs.len();
-    let mut states: Vec<RunState> = vec![RunState::Pending; total];
-    for (i, run) in plan.runs.iter().enumerate() {
-        if let Some(s) = Summary::read(&layout.run_dir(&name, &run.id))? {
-            if s.status == Status::Complete {
-                states[i] = RunState::Done("done earlier");
-            }
-        }
-    }
+    let states = complete_earlier(&plan, &layout, &name)?;
     let earlier = states.iter().filter(|s| **s != RunState::Pending).count();
     eprintln!(
         "sweep {name}: {total} runs ({earlier} complete already), {jobs} at a time, {threads} threads each unless train.threads says otherwise; results in {}",
         layout.recipe_dir(&name).display()
     );
     let started = Instant::now();
-    let bars = Arc::new(SweepBars::new(total as u64, earlier as u64));
-    let mut children: Vec<(usize, Child, ProgressBar, JoinHandle<()>)> = Vec::new();
-    let mut finished = earlier;
-    loop {
-        // Start what may start.
-        while children.len() < jobs {
-            let next = (0..total).find(|&i| {
-                states[i] == RunState::Pending
-                    && baselines[i].is_none_or(|b| matches!(states[b], RunState::Done(_)))
-            });
-            let Some(i) = next else { break };
-            if let Some(b) = baselines[i] {
-                if states[b] != RunState::Done("done earlier")
-                    && states[b] != RunState::Done("complete")
-                {
-                    states[i] = RunState::Done("failed: its baseline run failed");
-                    finished += 1;
-                    bars.println(&format!(
-                        "[{finished}/{total}] {} skipped: baseline run {} did not complete",
-                        plan.runs[i].id, plan.runs[b].id
-                    ));
-                    continue;
-                }
-            }
-            let run = &plan.runs[i];
-            let mut child = spawn_run(args, run, threads_of(run))?;
-            let bar = bars.run_bar(&format!("[{} {}]", run.id, run.recipe.method_label()));
-            let stdout = child.stdout.take().expect("piped stdout");
-            let (feed_bars, feed_bar) = (Arc::clone(&bars), bar.clone());
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    feed_bars.feed(&feed_bar, &line);
-                }
-            });
-            children.push((i, child, bar, reader));
-            states[i] = RunState::Running;
-        }
-        if children.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let mut still = Vec::new();
-        for (i, mut child, bar, reader) in children {
-            match child.try_wait()? {
-                None => still.push((i, child, bar, reader)),
-                Some(status) => {
-                    let _ = reader.join();
-                    bars.run_finished(&bar);
-                    finished += 1;
-                    let run = &plan.runs[i];
-                    let outcome = match (status.code(), status.signal()) {
-                        (Some(0), _) => "complete",
-                        (Some(c), _) if c == i32::from(EXIT_LOCKED) => "locked by another process",
-                        (Some(2), _) => "failed: recipe problem",
-                        (Some(_), _) => "failed",
-                        (None, Some(_)) => "failed: killed by a signal",
-                        (None, None) => "failed",
-                    };
-                    if let Some(signal) = status.signal() {
-                        record_killed(&layout.run_dir(&name, &run.id), signal)?;
-                    }
-                    states[i] = RunState::Done(outcome);
-                    bars.println(&format!(
-                        "[{finished}/{total}] {} {} {outcome}",
-                        run.id,
-                        run.recipe.method_label()
-                    ));
-                }
-            }
-        }
-        children = still;
-    }
-    bars.finish();
+    let mut scheduler = Scheduler {
+        args,
+        plan: &plan,
+        layout: &layout,
+        name: &name,
+        baselines,
+        jobs,
+        default_threads,
+        states,
+        bars: Arc::new(SweepBars::new(total as u64, earlier as u64)),
+        children: Vec::new(),
+        finished: earlier,
+    };
+    scheduler.run()?;
+    scheduler.bars.finish();
+    let states = scheduler.states;
     print_sweep_table(&plan, &layout, &name, &states)?;
     eprintln!(
         "sweep took {:.1}s; `lpo report {}` tabulates it",
@@ -364,6 +285,189 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// For each run of `plan`, the index of its baseline run (`None`: the
+/// reference).
+fn baseline_indices(plan: &Plan, layout: &Layout) -> Result<Vec<Option<usize>>> {
+    plan.runs
+        .iter()
+        .map(|run| {
+            Ok(match baseline_for(plan, run, layout)? {
+                Baseline::Reference => None,
+                Baseline::Run { id, .. } => plan.runs.iter().position(|r| r.id == id),
+            })
+        })
+        .collect()
+}
+
+/// Each run's state before the sweep starts: done if a summary says it is
+/// complete, else pending.
+fn complete_earlier(plan: &Plan, layout: &Layout, name: &str) -> Result<Vec<RunState>> {
+    let mut states = vec![RunState::Pending; plan.runs.len()];
+    for (i, run) in plan.runs.iter().enumerate() {
+        if let Some(s) = Summary::read(&layout.run_dir(name, &run.id))? {
+            if s.status == Status::Complete {
+                states[i] = RunState::Done("done earlier");
+            }
+        }
+    }
+    Ok(states)
+}
+
+/// A run's `lpo run` child, its bar, and the thread that feeds the bar from
+/// the child's stdout.
+struct Running {
+    index: usize,
+    child: Child,
+    bar: ProgressBar,
+    reader: JoinHandle<()>,
+}
+
+/// The sweep's scheduler: starts runs as slots free up and their baselines
+/// complete, and records how each ended.
+struct Scheduler<'a> {
+    args: &'a SweepArgs,
+    plan: &'a Plan,
+    layout: &'a Layout,
+    name: &'a str,
+    /// Each run's baseline run, by index (`None`: the reference).
+    baselines: Vec<Option<usize>>,
+    /// Runs executed at once.
+    jobs: usize,
+    /// CPU threads of a run without `--threads` or train.threads.
+    default_threads: u32,
+    states: Vec<RunState>,
+    bars: Arc<SweepBars>,
+    children: Vec<Running>,
+    /// Runs done, including those complete before the sweep.
+    finished: usize,
+}
+
+impl Scheduler<'_> {
+    /// Runs until every run is done.
+    fn run(&mut self) -> Result<()> {
+        loop {
+            self.start_ready()?;
+            if self.children.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            self.reap()?;
+        }
+    }
+
+    /// Starts pending runs whose baseline run is done while fewer than
+    /// `jobs` run; one whose baseline run did not complete is skipped.
+    fn start_ready(&mut self) -> Result<()> {
+        while self.children.len() < self.jobs {
+            let Some(i) = self.next_ready() else { break };
+            if let Some(b) = self.baselines[i] {
+                if self.states[b] != RunState::Done("done earlier")
+                    && self.states[b] != RunState::Done("complete")
+                {
+                    self.skip(i, b);
+                    continue;
+                }
+            }
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// The first pending run whose baseline run (if any) is done.
+    fn next_ready(&self) -> Option<usize> {
+        (0..self.states.len()).find(|&i| {
+            self.states[i] == RunState::Pending
+                && self.baselines[i].is_none_or(|b| matches!(self.states[b], RunState::Done(_)))
+        })
+    }
+
+    /// Marks run `i` failed because its baseline run `b` did not complete.
+    fn skip(&mut self, i: usize, b: usize) {
+        self.states[i] = RunState::Done("failed: its baseline run failed");
+        self.finished += 1;
+        self.bars.println(&format!(
+            "[{}/{}] {} skipped: baseline run {} did not complete",
+            self.finished,
+            self.plan.runs.len(),
+            self.plan.runs[i].id,
+            self.plan.runs[b].id
+        ));
+    }
+
+    /// Spawns run `i` with a bar fed from its progress lines.
+    fn start(&mut self, i: usize) -> Result<()> {
+        let plan = self.plan;
+        let run = &plan.runs[i];
+        let threads = self.args.threads.unwrap_or(match run.recipe.train.threads {
+            0 => self.default_threads,
+            n => n,
+        });
+        let mut child = spawn_run(self.args, run, threads)?;
+        let bar = self
+            .bars
+            .run_bar(&format!("[{} {}]", run.id, run.recipe.method_label()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (feed_bars, feed_bar) = (Arc::clone(&self.bars), bar.clone());
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                feed_bars.feed(&feed_bar, &line);
+            }
+        });
+        self.children.push(Running {
+            index: i,
+            child,
+            bar,
+            reader,
+        });
+        self.states[i] = RunState::Running;
+        Ok(())
+    }
+
+    /// Records the runs whose process has exited; keeps the others.
+    fn reap(&mut self) -> Result<()> {
+        for mut running in std::mem::take(&mut self.children) {
+            match running.child.try_wait()? {
+                None => self.children.push(running),
+                Some(status) => self.exited(running, status)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Records how the run of `running` ended, from its exit `status`.
+    fn exited(&mut self, running: Running, status: ExitStatus) -> Result<()> {
+        let _ = running.reader.join();
+        self.bars.run_finished(&running.bar);
+        self.finished += 1;
+        let run = &self.plan.runs[running.index];
+        let outcome = outcome_of(status);
+        if let Some(signal) = status.signal() {
+            record_killed(&self.layout.run_dir(self.name, &run.id), signal)?;
+        }
+        self.states[running.index] = RunState::Done(outcome);
+        self.bars.println(&format!(
+            "[{}/{}] {} {} {outcome}",
+            self.finished,
+            self.plan.runs.len(),
+            run.id,
+            run.recipe.method_label()
+        ));
+        Ok(())
+    }
+}
+
+/// How a run ended, from the exit status of its `lpo run` process.
+fn outcome_of(status: ExitStatus) -> &'static str {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => "complete",
+        (Some(c), _) if c == i32::from(EXIT_LOCKED) => "locked by another process",
+        (Some(2), _) => "failed: recipe problem",
+        (Some(_), _) => "failed",
+        (None, Some(_)) => "failed: killed by a signal",
+        (None, None) => "failed",
+    }
 }
 
 /// Marks a run whose process was killed (e.g. by the kernel's out-of-memory

@@ -2,6 +2,7 @@
 //! independent plain-f64 implementation of docs/losses.md (revision 2: the
 //! push-up LPO anchor and the supervised term) on loss, per-prompt losses,
 //! gradient and sft_loss, and rejects bad input.
+#![allow(clippy::too_many_lines)]
 
 use std::process::{Command, Output};
 

@@ -1,6 +1,7 @@
 //! End-to-end: on-policy rounds (`train.rounds`) sample each later round's
 //! lists from the policy, and a run killed mid-round resumes to the same
 //! bytes as an uninterrupted one.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 use common::{lpo, scratch, text};

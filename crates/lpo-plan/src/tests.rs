@@ -203,7 +203,10 @@ fn every_computing_key_of_evaluation_rounds_and_the_supervised_term_moves_the_id
     let base = run_id(&Recipe::default());
     for (key, value) in [
         ("loss", "sft_weight = 0.5"),
-        ("loss", "sft_weight = { kind = \"linear\", from = 0.0, to = 1.0 }"),
+        (
+            "loss",
+            "sft_weight = { kind = \"linear\", from = 0.0, to = 1.0 }",
+        ),
         ("train", "rounds = 2"),
         ("train", "reference_update = \"round\""),
         ("data", "eval_fraction = 0.2"),
@@ -217,7 +220,11 @@ fn every_computing_key_of_evaluation_rounds_and_the_supervised_term_moves_the_id
     for kind in ["lpo", "dpo", "listmle", "infonca", "nca"] {
         let a = recipe(&format!("[loss]\nkind = \"{kind}\"\n"));
         let b = recipe(&format!("[loss]\nkind = \"{kind}\"\nsft_weight = 1.0\n"));
-        assert_ne!(run_id(&a), run_id(&b), "{kind}: sft_weight left out of the id");
+        assert_ne!(
+            run_id(&a),
+            run_id(&b),
+            "{kind}: sft_weight left out of the id"
+        );
     }
     // A constant schedule is its number.
     let plain = recipe("[loss]\nsft_weight = 0.5\n");

@@ -353,7 +353,9 @@ impl LossKind {
             ],
             LossKind::Dpo => &["kind", "beta", "pairing", "normalize", "sft_weight"],
             LossKind::Listmle => &["kind", "beta", "normalize", "sft_weight"],
-            LossKind::Infonca | LossKind::Nca => &["kind", "beta", "alpha", "normalize", "sft_weight"],
+            LossKind::Infonca | LossKind::Nca => {
+                &["kind", "beta", "alpha", "normalize", "sft_weight"]
+            }
         }
     }
 }

@@ -340,7 +340,7 @@ fn train(
     let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
         let beta = recipe.loss.beta.at(0, u64::from(total));
-        let row = inputs.heldout.curve(&policy, beta, 0, progress);
+        let row = inputs.heldout.curve(&policy, beta, 0, &mut crate::Silent);
         state.curves.push(row);
     }
     let mut data: Option<(u32, RoundData)> = None;
@@ -373,7 +373,9 @@ fn train(
         let done = step + 1;
         if measure_curves && (done % every == 0 || done == total) {
             let beta = recipe.loss.beta.at(u64::from(done), u64::from(total));
-            let row = inputs.heldout.curve(&policy, beta, done, progress);
+            let row = inputs
+                .heldout
+                .curve(&policy, beta, done, &mut crate::Silent);
             state.curves.push(row);
         }
         let every = t.checkpoint_every;
@@ -459,19 +461,13 @@ fn optimizer_step(
     opt: &mut AdamW,
     step: u32,
 ) -> Result<MetricsRow> {
-    let request = inputs.request;
-    let recipe = request.recipe;
-    let t = &recipe.train;
-    let set = &data.set;
+    let t = &inputs.request.recipe.train;
     // Loss schedules run over the whole training; the learning rate warms
     // up and decays within each round, and each round has its own batch order.
     let total = u64::from(t.steps * t.rounds);
-    let params = LossParams::at_step(&recipe.loss, u64::from(step), total);
+    let params = LossParams::at_step(&inputs.request.recipe.loss, u64::from(step), total);
     let (round, local) = (step / t.steps, step % t.steps);
-    let seed = match round {
-        0 => t.seed,
-        r => lpo_results::derive_seed(t.seed, &format!("batches-round-{r}")),
-    };
+    let seed = batch_seed(t.seed, round);
     let micro = t.grad_accum.max(1) as usize;
     let per_micro = (t.batch_size as usize).div_ceil(micro).max(1);
     opt.zero_grad();
@@ -479,46 +475,16 @@ fn optimizer_step(
     let mut stats = lpo_loss::LossStats::default();
     let mut tokens = 0;
     for m in 0..micro {
-        let indices = batch_indices(set.len(), per_micro, micro, local as usize, m, seed);
-        let (prompts, responses) = set.select(&indices);
-        let out = response_logps(policy, &prompts, &responses, set.k, inputs.pad());
-        let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(request.device);
-        let rs = data.ref_sum.index_select(0, &idx);
-        let (pol, refl, counts) = match recipe.loss.normalize {
-            Normalize::Sum => (out.sum, rs, Some(out.tokens)),
-            Normalize::Mean => (
-                out.sum / out.tokens.clamp_min(1.0),
-                rs / data.ref_tokens.index_select(0, &idx).clamp_min(1.0),
-                None,
-            ),
-        };
-        let (rewards, mask) = set.targets(&indices, request.device);
-        let result = lpo_loss::compute(
-            &params,
-            &LossInput {
-                policy_logps: &pol,
-                reference_logps: &refl,
-                rewards: &rewards,
-                mask: &mask,
-                token_counts: counts.as_ref(),
-            },
-        );
+        let indices = batch_indices(data.set.len(), per_micro, micro, local as usize, m, seed);
+        let result = micro_batch_loss(inputs, data, policy, &params, &indices);
         let value = result.loss.double_value(&[]);
         if !value.is_finite() {
             bail!("loss is {value} at step {step}");
         }
         (result.loss / micro as f64).backward();
         loss_sum += value;
-        let s = result.stats;
-        let share = 1.0 / micro as f64;
-        stats.chosen_logp += s.chosen_logp * share;
-        stats.rejected_logp += s.rejected_logp * share;
-        stats.chosen_reward += s.chosen_reward * share;
-        stats.rejected_reward += s.rejected_reward * share;
-        stats.ranking_accuracy += s.ranking_accuracy * share;
-        stats.sft_loss += s.sft_loss * share;
-        tokens += set.token_count(&indices);
+        add_share(&mut stats, &result.stats, 1.0 / micro as f64);
+        tokens += data.set.token_count(&indices);
     }
     let grad_norm = opt.clip_grad_norm(t.grad_clip);
     if !grad_norm.is_finite() {
@@ -550,4 +516,61 @@ fn optimizer_step(
         grad_norm,
         tokens,
     })
+}
+
+/// The seed of a round's batch order: the run's seed in round 0, one derived
+/// from it in each later round.
+fn batch_seed(seed: u64, round: u32) -> u64 {
+    match round {
+        0 => seed,
+        r => lpo_results::derive_seed(seed, &format!("batches-round-{r}")),
+    }
+}
+
+/// The loss of the training lists at `indices` (one micro-batch) under
+/// `policy`, on log-probabilities summed or averaged over tokens as
+/// `loss.normalize` says; not yet backpropagated.
+fn micro_batch_loss(
+    inputs: &RunInputs<'_>,
+    data: &RoundData,
+    policy: &Mistral,
+    params: &LossParams,
+    indices: &[usize],
+) -> lpo_loss::LossOutput {
+    let device = inputs.request.device;
+    let set = &data.set;
+    let (prompts, responses) = set.select(indices);
+    let out = response_logps(policy, &prompts, &responses, set.k, inputs.pad());
+    let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
+        .to_device(device);
+    let rs = data.ref_sum.index_select(0, &idx);
+    let (pol, refl, counts) = match inputs.request.recipe.loss.normalize {
+        Normalize::Sum => (out.sum, rs, Some(out.tokens)),
+        Normalize::Mean => (
+            out.sum / out.tokens.clamp_min(1.0),
+            rs / data.ref_tokens.index_select(0, &idx).clamp_min(1.0),
+            None,
+        ),
+    };
+    let (rewards, mask) = set.targets(indices, device);
+    lpo_loss::compute(
+        params,
+        &LossInput {
+            policy_logps: &pol,
+            reference_logps: &refl,
+            rewards: &rewards,
+            mask: &mask,
+            token_counts: counts.as_ref(),
+        },
+    )
+}
+
+/// Adds `share` of one micro-batch's statistics `s` to the step's `stats`.
+fn add_share(stats: &mut lpo_loss::LossStats, s: &lpo_loss::LossStats, share: f64) {
+    stats.chosen_logp += s.chosen_logp * share;
+    stats.rejected_logp += s.rejected_logp * share;
+    stats.chosen_reward += s.chosen_reward * share;
+    stats.rejected_reward += s.rejected_reward * share;
+    stats.ranking_accuracy += s.ranking_accuracy * share;
+    stats.sft_loss += s.sft_loss * share;
 }
