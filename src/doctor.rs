@@ -67,7 +67,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
             eprintln!("error: libtorch failed a forward/backward pass: {error:#}");
-            Ok(ExitCode::FAILURE)
+            Ok(crate::exit::code(crate::exit::FAILED))
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod data_cmd;
 mod doctor;
+mod exit;
 mod loss_cmd;
 mod progress;
 mod recipes;
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            exit::code(exit::FAILED)
         }
     }
 }
@@ -72,7 +73,7 @@ fn recipe_outcome(result: Result<(), recipes::RecipeError>) -> anyhow::Result<Ex
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(recipes::RecipeError(diagnostics)) => {
             print_diagnostics(&diagnostics);
-            Ok(ExitCode::from(2))
+            Ok(crate::exit::code(crate::exit::BAD_INPUT))
         }
     }
 }

@@ -118,7 +118,7 @@ fn from_dir(dir: &Path) -> Result<Family> {
 /// Runs `lpo report`.
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let Some(families) = families(args)? else {
-        return Ok(ExitCode::from(2));
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let compare = compare_pairs(&args.compare)?;
     for family in families {

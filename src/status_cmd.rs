@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use lpo_results::{Layout, Status, Summary};
+use lpo_results::{Layout, Status, Summary, SummaryFile};
 
 use crate::recipes::RecipeArgs;
 
@@ -23,7 +23,7 @@ pub struct StatusArgs {
 /// Exits 0 when every run is complete, 1 otherwise.
 pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
-        return Ok(ExitCode::from(2));
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let layout = Layout::new(&args.results);
     let header: Vec<String> = ["#", "id", "label", "status", "steps", "win rate", "note"]
@@ -34,17 +34,23 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     let mut complete = 0;
     for run in &plan.runs {
         let dir = layout.run_dir(&run.recipe.name, &run.id);
-        let summary = Summary::read(&dir)?;
+        let summary = Summary::load(&dir)?;
         // Read-only: no lock file is created and no lock taken.
         let locked = lpo_results::FileLock::is_held(&dir.join(".lock"))?;
         let (status, steps, win, note) = match &summary {
-            None => (
+            SummaryFile::Missing => (
                 "missing".to_string(),
                 "-".to_string(),
                 "-".to_string(),
                 String::new(),
             ),
-            Some(s) => {
+            SummaryFile::Corrupt(why) => (
+                "corrupt".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+                format!("{why} (the next sweep runs it again)"),
+            ),
+            SummaryFile::Present(s) => {
                 let status = match s.status {
                     Status::Complete => {
                         complete += 1;
@@ -85,6 +91,6 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     Ok(if complete == plan.runs.len() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        crate::exit::code(crate::exit::FAILED)
     })
 }

@@ -28,9 +28,6 @@ use lpo_train::run::{Baseline, RunOutcome, RunRequest};
 use crate::progress::{Bars, Mode, SweepBars};
 use crate::recipes::RecipeArgs;
 
-/// Exit status of `lpo run` when another process holds the run's lock.
-const EXIT_LOCKED: u8 = 3;
-
 /// The device a run computes on; sets the CPU thread count when configured.
 pub fn device_for(recipe: &Recipe) -> Result<tch::Device> {
     if recipe.train.threads > 0 {
@@ -132,7 +129,7 @@ fn assignments(run: &PlannedRun) -> BTreeMap<String, serde_json::Value> {
 /// `lpo run`: one planned run in this process.
 pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
-        return Ok(ExitCode::from(2));
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let run = match (&args.id, args.index) {
         (Some(id), _) => plan.runs.iter().find(|r| &r.id == id).with_context(|| {
@@ -188,14 +185,14 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         }
         RunOutcome::Failed(summary) => {
             say(report_line(&summary, "FAILED"));
-            Ok(ExitCode::FAILURE)
+            Ok(crate::exit::code(crate::exit::FAILED))
         }
         RunOutcome::Locked => {
             eprintln!(
                 "run {} is being written by another process; not touching it",
                 run.id
             );
-            Ok(ExitCode::from(EXIT_LOCKED))
+            Ok(crate::exit::code(crate::exit::LOCKED))
         }
     }
 }
@@ -226,13 +223,52 @@ fn report_line(summary: &Summary, what: &str) -> String {
 enum RunState {
     Pending,
     Running,
-    Done(&'static str),
+    Done(Outcome),
+}
+
+/// How a run of the sweep ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Trained and evaluated by this sweep.
+    Complete,
+    /// Complete before this sweep started.
+    DoneEarlier,
+    /// Another process holds its lock; left alone.
+    Locked,
+    /// Its recipe was rejected (exit 2 of `lpo run`).
+    RecipeProblem,
+    /// Its process was killed by a signal (e.g. out of memory).
+    Killed,
+    /// It failed (a NaN loss, bad data, an error: see its summary).
+    Failed,
+    /// Not started: the run it is compared with did not complete.
+    BaselineFailed,
+}
+
+impl Outcome {
+    fn is_complete(self) -> bool {
+        matches!(self, Outcome::Complete | Outcome::DoneEarlier)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Complete => "complete",
+            Outcome::DoneEarlier => "done earlier",
+            Outcome::Locked => "locked by another process",
+            Outcome::RecipeProblem => "failed: recipe problem",
+            Outcome::Killed => "failed: killed by a signal",
+            Outcome::Failed => "failed",
+            Outcome::BaselineFailed => "failed: its baseline run failed",
+        })
+    }
 }
 
 /// `lpo sweep`: every run of the plan.
 pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
-        return Ok(ExitCode::from(2));
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let layout = Layout::new(&args.results);
     let Some(first) = plan.runs.first() else {
@@ -276,15 +312,20 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64(),
         args.recipe.recipe.display()
     );
-    let bad = states
+    let unfinished: Vec<&RunState> = states
         .iter()
-        .filter(|s| !matches!(s, RunState::Done("complete" | "done earlier")))
-        .count();
-    Ok(if bad == 0 {
-        ExitCode::SUCCESS
+        .filter(|s| !matches!(s, RunState::Done(o) if o.is_complete()))
+        .collect();
+    Ok(crate::exit::code(if unfinished.is_empty() {
+        crate::exit::OK
+    } else if unfinished
+        .iter()
+        .all(|s| **s == RunState::Done(Outcome::Locked))
+    {
+        crate::exit::LOCKED
     } else {
-        ExitCode::FAILURE
-    })
+        crate::exit::FAILED
+    }))
 }
 
 /// For each run of `plan`, the index of its baseline run (`None`: the
@@ -308,7 +349,7 @@ fn complete_earlier(plan: &Plan, layout: &Layout, name: &str) -> Result<Vec<RunS
     for (i, run) in plan.runs.iter().enumerate() {
         if let Some(s) = Summary::read(&layout.run_dir(name, &run.id))? {
             if s.status == Status::Complete {
-                states[i] = RunState::Done("done earlier");
+                states[i] = RunState::Done(Outcome::DoneEarlier);
             }
         }
     }
@@ -363,9 +404,7 @@ impl Scheduler<'_> {
         while self.children.len() < self.jobs {
             let Some(i) = self.next_ready() else { break };
             if let Some(b) = self.baselines[i] {
-                if self.states[b] != RunState::Done("done earlier")
-                    && self.states[b] != RunState::Done("complete")
-                {
+                if !matches!(self.states[b], RunState::Done(o) if o.is_complete()) {
                     self.skip(i, b);
                     continue;
                 }
@@ -385,7 +424,7 @@ impl Scheduler<'_> {
 
     /// Marks run `i` failed because its baseline run `b` did not complete.
     fn skip(&mut self, i: usize, b: usize) {
-        self.states[i] = RunState::Done("failed: its baseline run failed");
+        self.states[i] = RunState::Done(Outcome::BaselineFailed);
         self.finished += 1;
         self.bars.println(&format!(
             "[{}/{}] {} skipped: baseline run {} did not complete",
@@ -459,14 +498,13 @@ impl Scheduler<'_> {
 }
 
 /// How a run ended, from the exit status of its `lpo run` process.
-fn outcome_of(status: ExitStatus) -> &'static str {
+fn outcome_of(status: ExitStatus) -> Outcome {
     match (status.code(), status.signal()) {
-        (Some(0), _) => "complete",
-        (Some(c), _) if c == i32::from(EXIT_LOCKED) => "locked by another process",
-        (Some(2), _) => "failed: recipe problem",
-        (Some(_), _) => "failed",
-        (None, Some(_)) => "failed: killed by a signal",
-        (None, None) => "failed",
+        (Some(0), _) => Outcome::Complete,
+        (Some(c), _) if c == i32::from(crate::exit::LOCKED) => Outcome::Locked,
+        (Some(c), _) if c == i32::from(crate::exit::BAD_INPUT) => Outcome::RecipeProblem,
+        (None, Some(_)) => Outcome::Killed,
+        (Some(_), _) | (None, None) => Outcome::Failed,
     }
 }
 

@@ -336,8 +336,9 @@ fn a_run_locked_by_another_process_is_left_alone() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("being written by another process"));
     assert!(!run_dir.join("summary.json").exists(), "nothing written");
+    // Nothing failed: the only unfinished run is another process's (exit 3).
     let out = lpo(&dir, &["sweep", "r.toml"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("locked by another process"),
         "{}",
@@ -494,4 +495,170 @@ fn stale_temporaries_of_killed_writers_are_swept() {
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         assert!(text(&out.stderr).contains(&name), "{}", text(&out.stderr));
     }
+}
+
+#[test]
+fn a_corrupt_summary_is_listed_redone_and_stops_nothing() {
+    let dir = scratch("corrupt-summary");
+    std::fs::write(
+        dir.join("r.toml"),
+        small(3, 0, r#"grid = { "loss.kind" = ["lpo", "dpo"] }"#),
+    )
+    .unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs = run_dirs(&dir.join("results"));
+    let (damaged, intact) = (&runs[0], &runs[1]);
+    let metrics = std::fs::read(damaged.join("metrics.csv")).unwrap();
+    let bytes = std::fs::read(damaged.join("summary.json")).unwrap();
+    std::fs::write(damaged.join("summary.json"), &bytes[..bytes.len() / 2]).unwrap();
+
+    // status and report go on with the other run and name the damaged one.
+    let status = lpo(&dir, &["status", "r.toml"]);
+    assert_eq!(status.status.code(), Some(1));
+    let table = text(&status.stdout);
+    assert!(table.contains("corrupt"), "{table}");
+    let report = lpo(&dir, &["report", "r.toml"]);
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    let printed = text(&report.stdout);
+    assert!(printed.contains("corrupt summary.json"), "{printed}");
+    let intact_label = summary_label(intact);
+    assert!(
+        printed.contains(&format!("| {intact_label} |")),
+        "{printed}"
+    );
+
+    // The next sweep runs it again and heals it; the intact run is untouched.
+    let intact_before = std::fs::read(intact.join("summary.json")).unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(summary(damaged)["status"], "complete");
+    assert_eq!(std::fs::read(damaged.join("metrics.csv")).unwrap(), metrics);
+    assert_eq!(
+        std::fs::read(intact.join("summary.json")).unwrap(),
+        intact_before
+    );
+}
+
+fn summary_label(run: &Path) -> String {
+    summary(run)["label"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_checkpoint_that_lost_its_weights_falls_back_and_a_thread_change_is_warned() {
+    let dir = scratch("checkpoint-fallback");
+    std::fs::write(dir.join("r.toml"), small(300, 10, "")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args([
+            "run",
+            "r.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--threads",
+            "1",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let saved = loop {
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let Some(run) = run_dirs_if_any(&dir.join("results")).pop() else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(run.join("checkpoint/state.json")) else {
+            continue;
+        };
+        let step = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["step"]
+            .as_u64()
+            .unwrap();
+        if (10..300).contains(&step) {
+            break Some((run, step));
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (run, step) = saved.expect("no checkpoint inside the run");
+    // The newest checkpoint claims to be whole but lost its weights; the
+    // previous one is the only good copy.
+    std::fs::rename(run.join("checkpoint"), run.join("checkpoint-old")).unwrap();
+    std::fs::create_dir(run.join("checkpoint-new")).unwrap();
+    std::fs::write(run.join("checkpoint-new/state.json"), r#"{"step": 250}"#).unwrap();
+    let out = lpo(
+        &dir,
+        &[
+            "run",
+            "r.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--threads",
+            "2",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("checkpoint-new is unusable"), "{stderr}");
+    assert!(
+        stderr.contains("with 2 CPU threads, but it was trained with 1"),
+        "{stderr}"
+    );
+    let s = summary(&run);
+    assert_eq!(s["status"], "complete");
+    assert_eq!(s["resumed_from"].as_u64(), Some(step), "{s}");
+    assert_eq!(s["threads"], 2);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let steps: Vec<u32> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(steps, (0..300).collect::<Vec<_>>());
+}
+
+/// The run directories of the `small` family, if it exists yet.
+fn run_dirs_if_any(results: &Path) -> Vec<PathBuf> {
+    if results.join("small").is_dir() {
+        run_dirs(results)
+    } else {
+        Vec::new()
+    }
+}
+
+#[test]
+fn failures_at_step_0_and_in_evaluation_are_recorded_as_such() {
+    let dir = scratch("failure-points");
+    let sweep = r#"zip = { "label" = ["base", "user"], "loss.beta" = [1e39, 0.1], "eval.baseline" = ["reference", "base"] }"#;
+    std::fs::write(dir.join("r.toml"), small(3, 0, sweep)).unwrap();
+    let by_label = |label: &str| {
+        run_dirs(&dir.join("results"))
+            .into_iter()
+            .find(|d| summary(d)["label"] == label)
+            .unwrap()
+    };
+    // beta = 1e39 is infinite in f32: the loss is NaN at the first step.
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
+    assert_eq!(out.status.code(), Some(1));
+    let base = by_label("base");
+    assert_eq!(summary(&base)["failed_step"], 0);
+    let metrics = std::fs::read_to_string(base.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with("step,round,loss,"), "{metrics:?}");
+    assert_eq!(metrics.lines().count(), 1, "only the header: {metrics:?}");
+    // The other run trains, then cannot be compared with the failed one:
+    // its failure belongs to evaluation, not to a training step.
+    let out = lpo(&dir, &["run", "r.toml", "--index", "1", "--no-bars"]);
+    assert_eq!(out.status.code(), Some(1));
+    let user = summary(&by_label("user"));
+    assert_eq!(user["steps_done"], 3);
+    assert!(user["failed_step"].is_null(), "{user}");
+    assert!(
+        user["error"].as_str().unwrap().starts_with("evaluation: "),
+        "{user}"
+    );
 }

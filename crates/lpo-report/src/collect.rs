@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use lpo_recipe::Recipe;
 use lpo_results::records::{self, CONFIG, CURVES, EVAL, HELDOUT, METRICS};
-use lpo_results::{CurveRow, EvalRecord, HeldoutRecord, MetricsRow, Status, Summary};
+use lpo_results::{CurveRow, EvalRecord, HeldoutRecord, MetricsRow, Status, Summary, SummaryFile};
 use serde::de::DeserializeOwned;
 
 /// The swept key that only replicates a configuration.
@@ -213,8 +213,26 @@ pub fn collect(dir: &Path, planned: Option<&[PlannedId]>) -> Result<Collection> 
     entries.sort();
     let mut seen = Vec::new();
     for run_dir in entries {
-        let Some(summary) = Summary::read(&run_dir)? else {
-            continue;
+        let summary = match Summary::load(&run_dir)? {
+            SummaryFile::Present(s) => *s,
+            SummaryFile::Missing => continue,
+            SummaryFile::Corrupt(why) => {
+                // Listed, not fatal: the other runs still report.
+                let id = run_dir
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                let label = planned
+                    .and_then(|plan| plan.iter().find(|(p, _)| *p == id))
+                    .map_or_else(|| "?".to_string(), |(_, l)| l.clone());
+                seen.push(id.clone());
+                absent.push(Absent {
+                    id,
+                    label,
+                    state: "corrupt summary.json".into(),
+                    detail: Some(why),
+                });
+                continue;
+            }
         };
         if let Some(plan) = planned {
             if !plan.iter().any(|(id, _)| *id == summary.run_id) {

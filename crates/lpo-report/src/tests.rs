@@ -65,6 +65,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         error: None,
         resumed_from: None,
         device: "cpu".into(),
+        threads: 1,
         reference: "r".into(),
         lists: "l".into(),
         round_lists: vec!["l".into()],

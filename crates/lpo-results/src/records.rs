@@ -122,6 +122,9 @@ pub struct Summary {
     pub resumed_from: Option<u32>,
     /// Device it ran on.
     pub device: String,
+    /// CPU threads libtorch used (results on CPU depend on it).
+    #[serde(default)]
+    pub threads: u32,
     /// Reference id.
     pub reference: String,
     /// Reward-list dataset id.
@@ -139,17 +142,41 @@ pub struct Summary {
     pub heldout: Option<HeldoutHeadline>,
 }
 
+/// What a run directory's `summary.json` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SummaryFile {
+    /// No summary: the run never started.
+    Missing,
+    /// A summary that does not parse (e.g. truncated); the reason.
+    Corrupt(String),
+    /// A readable summary.
+    Present(Box<Summary>),
+}
+
 impl Summary {
-    /// Reads `dir/summary.json`, `None` if absent.
-    pub fn read(dir: &Path) -> Result<Option<Summary>> {
+    /// Reads `dir/summary.json`, telling a missing file from a corrupt one.
+    /// Only failures to read the file at all are errors.
+    pub fn load(dir: &Path) -> Result<SummaryFile> {
         let path = dir.join(SUMMARY);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("parsing {}", path.display()))
-            .map(Some)
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SummaryFile::Missing),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(match serde_json::from_slice(&bytes) {
+            Ok(summary) => SummaryFile::Present(Box::new(summary)),
+            Err(e) => SummaryFile::Corrupt(format!("{}: {e}", path.display())),
+        })
+    }
+
+    /// Reads `dir/summary.json`: `None` if absent or corrupt, so a run whose
+    /// summary was damaged counts as not done and is run (resumed) again,
+    /// which rewrites it; one bad file never stops a whole sweep.
+    pub fn read(dir: &Path) -> Result<Option<Summary>> {
+        Ok(match Summary::load(dir)? {
+            SummaryFile::Present(s) => Some(*s),
+            SummaryFile::Missing | SummaryFile::Corrupt(_) => None,
+        })
     }
 
     /// Writes `dir/summary.json` atomically.
@@ -301,8 +328,23 @@ pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
     writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Like [`to_csv`], but a file with no rows still gets its header line (a
+/// run that fails at step 0 leaves a readable, empty `metrics.csv`).
+pub fn to_csv_with_header<T: Serialize + Default>(rows: &[T]) -> Result<Vec<u8>> {
+    if !rows.is_empty() {
+        return to_csv(rows);
+    }
+    let mut bytes = to_csv(&[T::default()])?;
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1);
+    bytes.truncate(end);
+    Ok(bytes)
+}
+
 /// One optimizer step of `metrics.csv` (deterministic: no wall-clock values).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     /// Optimizer step (0-based, counted over all rounds).
     pub step: u32,
@@ -341,7 +383,7 @@ pub struct MetricsRow {
 }
 
 /// One optimizer step of `timing.csv` (wall clock: differs between runs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimingRow {
     /// Optimizer step.
     pub step: u32,

@@ -76,13 +76,21 @@ struct RunState {
     timing: Vec<TimingRow>,
     curves: Vec<CurveRow>,
     dir: PathBuf,
+    /// Training is over: a failure now is the evaluation's.
+    evaluating: bool,
 }
 
 impl RunState {
     /// Writes metrics.csv, timing.csv and curves.csv into `dir`.
     fn write_curves_to(&self, dir: &Path) -> Result<()> {
-        write_atomic(&dir.join(METRICS), &records::to_csv(&self.metrics)?)?;
-        write_atomic(&dir.join(TIMING), &records::to_csv(&self.timing)?)?;
+        write_atomic(
+            &dir.join(METRICS),
+            &records::to_csv_with_header(&self.metrics)?,
+        )?;
+        write_atomic(
+            &dir.join(TIMING),
+            &records::to_csv_with_header(&self.timing)?,
+        )?;
         if !self.curves.is_empty() {
             write_atomic(&dir.join(CURVES), &records::to_csv(&self.curves)?)?;
         }
@@ -133,6 +141,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             error: None,
             resumed_from: None,
             device: format!("{:?}", request.device).to_lowercase(),
+            threads: u32::try_from(tch::get_num_threads()).unwrap_or(0),
             reference: String::new(),
             lists: String::new(),
             round_lists: Vec::new(),
@@ -144,6 +153,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         timing: Vec::new(),
         curves: Vec::new(),
         dir: dir.clone(),
+        evaluating: false,
     };
     state.summary.write(&dir)?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(request, &mut state, progress)));
@@ -167,7 +177,10 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         Some(message) => {
             state.summary.status = Status::Failed;
             state.summary.error = Some(message);
-            if state.summary.failed_step.is_none() && !state.metrics.is_empty() {
+            // An error between steps (e.g. writing a checkpoint) happened
+            // after the last finished step; one in evaluation has no step.
+            if state.summary.failed_step.is_none() && !state.metrics.is_empty() && !state.evaluating
+            {
                 state.summary.failed_step = Some(state.summary.steps_done);
             }
             state.write_curves()?;
@@ -182,6 +195,10 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     step: u32,
+    /// CPU threads the run used: libtorch's reductions depend on it, so a
+    /// resume with another count does not reproduce an uninterrupted run.
+    #[serde(default)]
+    threads: Option<i32>,
 }
 
 fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progress) -> Result<()> {
@@ -238,7 +255,8 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     drop(policy_vs);
 
     let started = Instant::now();
-    evaluate(&inputs, state, &policy, progress)?;
+    state.evaluating = true;
+    evaluate(&inputs, state, &policy, progress).context("evaluation")?;
     state.summary.timings.eval = started.elapsed().as_secs_f64();
     Ok(())
 }
@@ -274,15 +292,57 @@ fn evaluate(
     Ok(())
 }
 
-/// The directory holding the newest whole checkpoint, if any. Checkpoints are
+/// The checkpoints a run may resume from, newest first. Checkpoints are
 /// written to `checkpoint-new/` and swapped in by renames; a crash between the
 /// renames leaves `checkpoint-new/` (whole, since its state file is written
 /// last) or `checkpoint-old/`.
-fn existing_checkpoint(dir: &Path) -> Option<PathBuf> {
+fn checkpoint_candidates(dir: &Path) -> Vec<PathBuf> {
     ["checkpoint", "checkpoint-new", "checkpoint-old"]
         .iter()
         .map(|name| dir.join(name))
-        .find(|d| d.join("state.json").exists())
+        .filter(|d| d.join("state.json").exists())
+        .collect()
+}
+
+/// The policy, optimizer and step to continue from: the newest checkpoint
+/// that loads whole (one that lost its weights is skipped with a warning
+/// and an older one tried), else the reference at step 0.
+fn resume_point(
+    inputs: &RunInputs<'_>,
+    state: &mut RunState,
+) -> Result<(nn::VarStore, Mistral, AdamW, u32)> {
+    let t = &inputs.request.recipe.train;
+    let device = inputs.request.device;
+    let start_from = |dir: Option<&Path>, state: &mut RunState| -> Result<_> {
+        let (mut vs, policy) = match dir {
+            Some(dir) => checkpoint::load(dir, device)?,
+            None => inputs.reference.policy(device)?,
+        };
+        if device.is_cuda() {
+            vs.bfloat16();
+        }
+        let mut opt = AdamW::new(&vs, t.weight_decay);
+        let start = match dir {
+            Some(dir) => resume_from(state, dir, &mut opt, t.steps * t.rounds, device)?,
+            None => 0,
+        };
+        Ok((vs, policy, opt, start))
+    };
+    for dir in checkpoint_candidates(&state.dir) {
+        match start_from(Some(&dir), state) {
+            Ok(found) => return Ok(found),
+            Err(e) => eprintln!(
+                "checkpoint {} is unusable ({e:#}); trying an older one",
+                dir.display()
+            ),
+        }
+    }
+    state.metrics.clear();
+    state.timing.clear();
+    state.curves.clear();
+    state.summary.resumed_from = None;
+    state.summary.steps_done = 0;
+    start_from(None, state)
 }
 
 fn save_checkpoint(
@@ -303,7 +363,11 @@ fn save_checkpoint(
     state.write_curves_to(&new)?;
     write_atomic(
         &new.join("state.json"),
-        serde_json::to_string(&CheckpointState { step })?.as_bytes(),
+        serde_json::to_string(&CheckpointState {
+            step,
+            threads: Some(tch::get_num_threads()),
+        })?
+        .as_bytes(),
     )?;
     let _ = std::fs::remove_dir_all(&old);
     if current.exists() {
@@ -321,21 +385,8 @@ fn train(
 ) -> Result<(nn::VarStore, Mistral)> {
     let recipe = inputs.request.recipe;
     let t = &recipe.train;
-    let device = inputs.request.device;
     let total = t.steps * t.rounds;
-    let resume = existing_checkpoint(&state.dir);
-    let (mut vs, policy) = match &resume {
-        Some(dir) => checkpoint::load(dir, device)?,
-        None => inputs.reference.policy(device)?,
-    };
-    if device.is_cuda() {
-        vs.bfloat16();
-    }
-    let mut opt = AdamW::new(&vs, t.weight_decay);
-    let start = match &resume {
-        Some(dir) => resume_from(state, dir, &mut opt, total, device)?,
-        None => 0,
-    };
+    let (vs, policy, mut opt, start) = resume_point(inputs, state)?;
     let every = recipe.eval.every;
     let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
@@ -425,6 +476,15 @@ fn resume_from(
     )
     .with_context(|| format!("parsing {}", path.display()))?;
     let start = saved.step;
+    let threads = tch::get_num_threads();
+    if let Some(saved_threads) = saved.threads.filter(|&n| n != threads && start < steps) {
+        eprintln!(
+            "warning: resuming {} with {threads} CPU threads, but it was trained with {saved_threads}: \
+             floating-point reductions differ, so its files will not match an uninterrupted run \
+             (set train.threads or --threads to {saved_threads} for that)",
+            state.dir.display()
+        );
+    }
     if start < steps {
         opt.load_state(&checkpoint::read_tensors(
             &dir.join("optimizer.safetensors"),
