@@ -242,13 +242,9 @@ const LOSSES_MD_SHA256: &str = "29bfe34442d63ecc0965d56f616997e3662dc3a849a81d5a
 
 #[test]
 fn loss_contract_copy_matches_the_shared_one_and_its_recorded_hash() {
-    use sha2::{Digest, Sha256};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let ours = std::fs::read_to_string(root.join("docs/losses.md")).unwrap();
-    let hash: String = Sha256::digest(ours.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = lpo_results::sha256_hex(&[ours.as_bytes()], 32);
     assert_eq!(
         hash, LOSSES_MD_SHA256,
         "docs/losses.md changed: update LOSSES_MD_SHA256 only together with the shared contract"

@@ -8,11 +8,9 @@
 //! `train.threads`, `train.checkpoint_every`) are not part of the id either.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 
 use lpo_recipe::{Coef, Diagnostic, Diagnostics, Recipe, Schedule};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use toml::Value;
 
 /// Hashed in front of every canonical configuration; bump when the id scheme changes.
@@ -364,16 +362,8 @@ pub fn canonical(recipe: &Recipe) -> Json {
 /// serde_json's maps are ordered by key (its `preserve_order` feature is off;
 /// a test guards this), so the serialized text is canonical.
 pub fn run_id(recipe: &Recipe) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(ID_SCHEME.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(serde_json::to_vec(&canonical(recipe)).expect("JSON values serialize"));
-    hasher.finalize()[..6]
-        .iter()
-        .fold(String::with_capacity(12), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let json = serde_json::to_vec(&canonical(recipe)).expect("JSON values serialize");
+    lpo_results::sha256_hex(&[ID_SCHEME.as_bytes(), b"\n", &json], 6)
 }
 
 /// Identity of what a run is evaluated on: its model, reference, data,
@@ -382,8 +372,6 @@ pub fn run_id(recipe: &Recipe) -> String {
 pub fn eval_key(recipe: &Recipe) -> String {
     let mut eval = recipe.eval.clone();
     eval.baseline = String::new();
-    let mut hasher = Sha256::new();
-    hasher.update(b"lpo-eval-key-v1\n");
     let value = (
         recipe.model.dims(),
         &recipe.reference,
@@ -391,13 +379,8 @@ pub fn eval_key(recipe: &Recipe) -> String {
         eval,
         recipe.train.seed,
     );
-    hasher.update(serde_json::to_vec(&value).expect("JSON values serialize"));
-    hasher.finalize()[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let json = serde_json::to_vec(&value).expect("JSON values serialize");
+    lpo_results::sha256_hex(&[b"lpo-eval-key-v1\n", &json], 8)
 }
 
 #[cfg(test)]

@@ -85,11 +85,18 @@ impl Layout {
 /// (`BTreeMap`), so equal values give equal ids across runs and machines.
 pub fn content_id(domain: &str, value: &impl Serialize) -> String {
     let json = serde_json::to_vec(value).expect("identity values serialize");
+    sha256_hex(&[domain.as_bytes(), &[0], &json], 8)
+}
+
+/// Lower-case hex of the first `bytes` bytes of the SHA-256 of `parts`
+/// concatenated: the one hash-to-text helper behind content ids, run ids,
+/// evaluation keys and file digests.
+pub fn sha256_hex(parts: &[&[u8]], bytes: usize) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(domain.as_bytes());
-    hasher.update([0]);
-    hasher.update(&json);
-    hasher.finalize()[..8]
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize()[..bytes.min(32)]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -108,6 +115,16 @@ pub fn derive_seed(seed: u64, purpose: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_hex_matches_the_published_digest() {
+        // FIPS 180-2 example: SHA-256("abc").
+        assert_eq!(
+            sha256_hex(&[b"a", b"bc"], 32),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha256_hex(&[b"abc"], 4), "ba7816bf");
+    }
 
     #[test]
     fn ids_are_stable_and_domain_separated() {

@@ -11,7 +11,6 @@ use lpo_data::RewardList;
 use lpo_recipe::{FileFormat, OnBadRecord, Recipe};
 use lpo_tasks::Task;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// What one `data.mix` entry provides.
 pub enum SourceKind {
@@ -107,10 +106,7 @@ pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
 
 fn file_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(lpo_results::sha256_hex(&[&bytes], 32))
 }
 
 /// The recipe's tokenizer, checked against the model's vocabulary, with an
