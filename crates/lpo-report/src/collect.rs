@@ -113,8 +113,9 @@ pub fn read_plan_json(dir: &Path) -> Result<Option<Vec<PlannedId>>> {
     if !path.exists() {
         return Ok(None);
     }
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
     let runs = value["runs"]
         .as_array()
         .with_context(|| format!("{}: no `runs` array", path.display()))?

@@ -107,8 +107,10 @@ pub fn obtain(
     let meta_path = dir.join("meta.json");
     let _lock = FileLock::acquire(&layout.cache_lock(&format!("reference-{id}")))?;
     let meta: ReferenceMeta = if meta_path.exists() {
-        serde_json::from_slice(&std::fs::read(&meta_path)?)
-            .with_context(|| format!("reading {}", meta_path.display()))?
+        let bytes = std::fs::read(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", meta_path.display()))?
     } else {
         let meta = train_sft(recipe, sources, tokenizer, &id, &dir, device, progress)?;
         write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;

@@ -370,10 +370,14 @@ fn save_checkpoint(
         .as_bytes(),
     )?;
     let _ = std::fs::remove_dir_all(&old);
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+    };
     if current.exists() {
-        std::fs::rename(&current, &old)?;
+        rename(&current, &old)?;
     }
-    std::fs::rename(&new, &current)?;
+    rename(&new, &current)?;
     let _ = std::fs::remove_dir_all(&old);
     state.write_curves()
 }
