@@ -10,6 +10,7 @@
 //! Every file is written atomically ([`write_atomic`]); concurrent writers
 //! are kept apart with `flock` ([`FileLock`]).
 
+pub mod cache;
 mod fsutil;
 pub mod records;
 

@@ -18,8 +18,8 @@ use lpo_model::Mistral;
 use lpo_recipe::{Decoding as EvalDecoding, Normalize, Recipe};
 use lpo_results::records::{self, CurveRow, HeldoutRecord};
 use lpo_results::{
-    content_id, derive_seed, write_atomic, EvalRecord, FileLock, Headline, HeldoutHeadline,
-    Outcome, Split, Status, Summary,
+    content_id, derive_seed, write_atomic, EvalRecord, Headline, HeldoutHeadline, Outcome, Split,
+    Status, Summary,
 };
 use lpo_tasks::{Example, MAX_REWARD};
 use rand::rngs::StdRng;
@@ -440,24 +440,23 @@ fn reference_responses(
         ),
     );
     let (path, lock) = request.layout.cache_entry("reference-eval", &id, "json");
-    let _lock = FileLock::acquire(&lock)?;
-    if path.exists() {
-        return serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("parsing {}", path.display()));
-    }
-    let ids = respond(
-        &reference.model,
-        tokenizer,
-        prompts,
-        recipe,
-        progress,
-        "reference responses",
-    );
-    let responses: Vec<String> = ids.iter().map(|r| tokenizer.decode(r)).collect();
-    write_atomic(&path, &serde_json::to_vec(&responses)?)?;
-    Ok(responses)
+    let read = |path: &Path| -> Result<Vec<String>> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    };
+    lpo_results::cache::cached(&path, &lock, read, |path| {
+        let ids = respond(
+            &reference.model,
+            tokenizer,
+            prompts,
+            recipe,
+            progress,
+            "reference responses",
+        );
+        let responses: Vec<String> = ids.iter().map(|r| tokenizer.decode(r)).collect();
+        write_atomic(path, &serde_json::to_vec(&responses)?)?;
+        Ok(responses)
+    })
 }
 
 /// Mean over each example's `n` samples of log pi(y|x) - log pi_ref(y|x), the

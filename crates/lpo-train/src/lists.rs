@@ -18,7 +18,7 @@ use lpo_data::{RewardList, Scored};
 use lpo_model::generate::{generate, Decoding, GenerateOptions};
 use lpo_model::Mistral;
 use lpo_recipe::{DataForm, Recipe};
-use lpo_results::{content_id, derive_seed, write_atomic, FileLock, Layout};
+use lpo_results::{content_id, derive_seed, write_atomic, Layout};
 use lpo_tasks::{Example, Task};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -186,19 +186,17 @@ fn cached(
     compute: impl FnOnce() -> Result<Vec<SourcedList>>,
 ) -> Result<Lists> {
     let path = layout.lists_file(&id);
-    let _lock = FileLock::acquire(&layout.cache_lock(&format!("lists-{id}")))?;
-    let lists = if path.exists() {
-        read_cached(&path)?
-    } else {
+    let lock = layout.cache_lock(&format!("lists-{id}"));
+    let lists = lpo_results::cache::cached(&path, &lock, read_cached, |path| {
         let lists = compute()?;
         let mut bytes = Vec::new();
         for l in &lists {
             serde_json::to_writer(&mut bytes, l)?;
             bytes.write_all(b"\n")?;
         }
-        write_atomic(&path, &bytes)?;
-        lists
-    };
+        write_atomic(path, &bytes)?;
+        Ok(lists)
+    })?;
     let (heldout, lists) = lists.into_iter().partition(|l| l.heldout);
     Ok(Lists {
         id,

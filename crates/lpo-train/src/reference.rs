@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use lpo_data::tokenizer::Tokenize;
 use lpo_model::{checkpoint, Config, Mistral};
 use lpo_recipe::{LrSchedule, Recipe};
-use lpo_results::{content_id, derive_seed, write_atomic, FileLock, Layout};
+use lpo_results::{content_id, derive_seed, write_atomic, Layout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -104,18 +104,19 @@ pub fn obtain(
         },
     );
     let dir = layout.reference_dir(&id);
-    let meta_path = dir.join("meta.json");
-    let _lock = FileLock::acquire(&layout.cache_lock(&format!("reference-{id}")))?;
-    let meta: ReferenceMeta = if meta_path.exists() {
+    let lock = layout.cache_lock(&format!("reference-{id}"));
+    let read = |dir: &Path| -> Result<ReferenceMeta> {
+        let meta_path = dir.join("meta.json");
         let bytes = std::fs::read(&meta_path)
             .with_context(|| format!("reading {}", meta_path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("parsing {}", meta_path.display()))?
-    } else {
-        let meta = train_sft(recipe, sources, tokenizer, &id, &dir, device, progress)?;
-        write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
-        meta
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", meta_path.display()))
     };
+    let meta = lpo_results::cache::cached(&dir, &lock, read, |dir| {
+        let meta = train_sft(recipe, sources, tokenizer, &id, dir, device, progress)?;
+        let meta_path = dir.join("meta.json");
+        write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        Ok(meta)
+    })?;
     let (mut vs, model) = checkpoint::load(&dir, device)?;
     vs.freeze();
     Ok(Reference {

@@ -17,7 +17,7 @@ use anyhow::{ensure, Context, Result};
 use lpo_data::tokenizer::Tokenize;
 use lpo_model::{checkpoint, Mistral};
 use lpo_recipe::{DataForm, ReferenceUpdate};
-use lpo_results::{content_id, FileLock};
+use lpo_results::content_id;
 use tch::{nn, Tensor};
 
 use crate::batch::TrainSet;
@@ -187,26 +187,25 @@ impl RunInputs<'_> {
         let (path, lock) = request
             .layout
             .cache_entry("reference-logps", &id, "safetensors");
-        let _lock = FileLock::acquire(&lock)?;
-        if path.exists() {
-            let t = checkpoint::read_tensors(&path, request.device)?;
+        let read = |path: &Path| {
+            let t = checkpoint::read_tensors(path, request.device)?;
             let get = |name: &str| {
                 t.get(name)
                     .map(Tensor::shallow_clone)
                     .with_context(|| format!("{} lacks `{name}`", path.display()))
             };
-            return Ok((get("sum")?, get("tokens")?));
-        }
-        let (sum, tokens) =
-            crate::eval::set_logps(model, set, self.pad(), progress, "reference log-probs");
-        let tensors = BTreeMap::from([
-            ("sum".to_string(), sum.shallow_clone()),
-            ("tokens".to_string(), tokens.shallow_clone()),
-        ]);
-        let cache = request.layout.cache_dir();
-        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-        checkpoint::write_tensors(&path, &tensors)?;
-        Ok((sum, tokens))
+            Ok((get("sum")?, get("tokens")?))
+        };
+        lpo_results::cache::cached(&path, &lock, read, |path| {
+            let (sum, tokens) =
+                crate::eval::set_logps(model, set, self.pad(), progress, "reference log-probs");
+            let tensors = BTreeMap::from([
+                ("sum".to_string(), sum.shallow_clone()),
+                ("tokens".to_string(), tokens.shallow_clone()),
+            ]);
+            checkpoint::write_tensors(path, &tensors)?;
+            Ok((sum, tokens))
+        })
     }
 }
 

@@ -107,6 +107,20 @@ fn reference_and_lists_are_built_once_and_reused() {
         phases.0
     );
 
+    // A cache file with one reward flipped (same length, still valid JSON)
+    // no longer matches its manifest: it is moved aside and made again.
+    let text = std::fs::read_to_string(&built.path).unwrap();
+    let flipped = text.replacen("\"reward\":", "\"reward\":1", 1);
+    assert_ne!(flipped, text);
+    std::fs::write(&built.path, &flipped).unwrap();
+    let healed = lists::obtain(&recipe, &srcs, tok.as_ref(), &again, &layout, &mut Silent).unwrap();
+    assert_eq!(healed.lists, built.lists);
+    let aside = built.path.with_file_name(format!(
+        "{}.damaged-1",
+        built.path.file_name().unwrap().to_string_lossy()
+    ));
+    assert_eq!(std::fs::read_to_string(aside).unwrap(), flipped);
+
     // A loss setting does not change the data; a data setting does.
     let mut other_loss = recipe.clone();
     other_loss.loss.kind = lpo_recipe::LossKind::Dpo;
