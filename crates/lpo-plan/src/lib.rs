@@ -326,18 +326,23 @@ pub fn get_path<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
 pub fn canonical(recipe: &Recipe) -> Json {
     let mut json = serde_json::to_value(recipe).expect("recipes serialize");
     let root = json.as_object_mut().expect("a recipe is an object");
-    for cosmetic in ["name", "description", "label", "extends", "sweep", "report"] {
-        root.remove(cosmetic);
+    // The keys outside run ids are declared once, in the key table.
+    for spec in lpo_recipe::keys::outside_run_ids() {
+        match spec.path.split_once('.') {
+            None => {
+                root.remove(spec.path);
+            }
+            Some((section, key)) => {
+                if let Some(table) = root.get_mut(section).and_then(Json::as_object_mut) {
+                    table.remove(key);
+                }
+            }
+        }
     }
     root.insert(
         "model".into(),
         serde_json::to_value(recipe.model.dims()).expect("dims serialize"),
     );
-    if let Some(train) = root.get_mut("train").and_then(Json::as_object_mut) {
-        train.remove("device");
-        train.remove("threads");
-        train.remove("checkpoint_every");
-    }
     let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
     if let Some(loss) = root.get_mut("loss").and_then(Json::as_object_mut) {
         loss.retain(|k, _| relevant.contains(&k.as_str()));

@@ -231,3 +231,38 @@ fn every_computing_key_of_evaluation_rounds_and_the_supervised_term_moves_the_id
     let constant = recipe("[loss]\nsft_weight = { kind = \"constant\", value = 0.5 }\n");
     assert_eq!(run_id(&plain), run_id(&constant));
 }
+
+#[test]
+fn keys_outside_run_ids_do_not_move_the_id() {
+    let base = run_id(&Recipe::default());
+    // A different value for every key the key table puts outside run ids;
+    // a new such key must be added here (the test fails otherwise).
+    let changes = [
+        ("name", "name = \"other\"\n"),
+        ("description", "description = \"other\"\n"),
+        ("label", "label = \"other\"\n"),
+        ("extends", "extends = \"elsewhere.toml\"\n"),
+        ("train.device", "[train]\ndevice = \"cpu\"\n"),
+        ("train.threads", "[train]\nthreads = 3\n"),
+        ("train.checkpoint_every", "[train]\ncheckpoint_every = 7\n"),
+        (
+            "report",
+            "[[report.tables]]\nname = \"t\"\nmetric = \"reward\"\ncaption = \"c\"\n",
+        ),
+        (
+            "sweep",
+            "[sweep]\nseeds = [5]\nexclude = [{ \"loss.kind\" = \"dpo\" }]\n",
+        ),
+    ];
+    let outside: Vec<&str> = lpo_recipe::keys::outside_run_ids()
+        .map(|k| k.path)
+        .collect();
+    let covered: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
+    assert_eq!(outside, covered, "every key outside run ids is varied here");
+    for (key, text) in changes {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let r: Recipe = toml::Value::Table(table).try_into().unwrap();
+        assert_ne!(r, Recipe::default(), "{key}: the change took effect");
+        assert_eq!(run_id(&r), base, "{key} moved the run id");
+    }
+}

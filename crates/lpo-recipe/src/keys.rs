@@ -60,6 +60,16 @@ pub enum Ty {
     Filters,
 }
 
+/// Whether a key takes part in the run id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It changes what a run computes: it enters the run id.
+    Computes,
+    /// Naming, reporting, sweeping or execution settings (device, threads,
+    /// checkpoint interval): runs differing only here are the same run.
+    NotInId,
+}
+
 /// One documented recipe key.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
@@ -71,6 +81,9 @@ pub struct KeySpec {
     pub default: &'static str,
     /// What it means.
     pub doc: &'static str,
+    /// Whether it enters the run id (the planner's `canonical` drops the
+    /// others, and docs/recipes.md says so).
+    pub role: Role,
 }
 
 const fn key(path: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> KeySpec {
@@ -79,7 +92,21 @@ const fn key(path: &'static str, ty: Ty, default: &'static str, doc: &'static st
         ty,
         default,
         doc,
+        role: Role::Computes,
     }
+}
+
+/// A key outside the run id.
+const fn not_in_id(spec: KeySpec) -> KeySpec {
+    KeySpec {
+        role: Role::NotInId,
+        ..spec
+    }
+}
+
+/// The keys (and whole sections) that do not enter run ids.
+pub fn outside_run_ids() -> impl Iterator<Item = &'static KeySpec> {
+    KEYS.iter().filter(|k| k.role == Role::NotInId)
 }
 
 const POSITIVE: Ty = Ty::Float {
@@ -108,10 +135,10 @@ const OPTIONAL_COUNT: Ty = Ty::Int {
 
 /// Every key a recipe may set.
 pub const KEYS: &[KeySpec] = &[
-    key("name", Ty::Name, "\"unnamed\"", "Family name; results land in `results/<name>/`. Not part of run ids."),
-    key("description", Ty::Str, "\"\"", "Free text. Not part of run ids."),
-    key("label", Ty::Str, "loss.kind", "Method label that reports group runs by. Not part of run ids."),
-    key("extends", Ty::Str, "-", "Recipe merged underneath this one (path relative to this file); chains allowed, cycles are an error."),
+    not_in_id(key("name", Ty::Name, "\"unnamed\"", "Family name; results land in `results/<name>/`.")),
+    not_in_id(key("description", Ty::Str, "\"\"", "Free text.")),
+    not_in_id(key("label", Ty::Str, "loss.kind", "Method label that reports group runs by.")),
+    not_in_id(key("extends", Ty::Str, "-", "Recipe merged underneath this one (path relative to this file); chains allowed, cycles are an error.")),
     key("model", Ty::Section, "", "Policy and reference architecture."),
     key("model.size", Ty::Enum(&["nano", "tiny", "small", "base", "mistral-7b"]), "\"nano\"", "Size preset; the keys below override single fields."),
     key("model.layers", count_to(1 << 10), "preset", "Decoder blocks."),
@@ -164,9 +191,9 @@ pub const KEYS: &[KeySpec] = &[
     key("train.grad_clip", NON_NEGATIVE, "1.0", "Global gradient-norm clip; 0 = off."),
     key("train.grad_accum", count_to(1 << 16), "1", "Micro-batches accumulated per optimizer step."),
     key("train.weight_decay", NON_NEGATIVE, "0.0", "AdamW weight decay."),
-    key("train.device", Ty::Enum(&["auto", "cpu", "cuda"]), "\"auto\"", "auto = CUDA when available. Not part of run ids."),
-    key("train.threads", OPTIONAL_COUNT, "0", "CPU threads; 0 = all. Not part of run ids."),
-    key("train.checkpoint_every", OPTIONAL_COUNT, "25", "Save a resumable checkpoint every N steps; 0 = only at the end. Not part of run ids."),
+    not_in_id(key("train.device", Ty::Enum(&["auto", "cpu", "cuda"]), "\"auto\"", "auto = CUDA when available.")),
+    not_in_id(key("train.threads", OPTIONAL_COUNT, "0", "CPU threads; 0 = all.")),
+    not_in_id(key("train.checkpoint_every", OPTIONAL_COUNT, "25", "Save a resumable checkpoint every N steps; 0 = only at the end.")),
     key("train.seed", Ty::Int { min: 0, max: i64::MAX }, "0", "Seed of data, initialisation and evaluation."),
     key("eval", Ty::Section, "", "Held-out evaluation."),
     key("eval.prompts", count_to(1_000_000), "200", "Held-out prompts."),
@@ -178,13 +205,13 @@ pub const KEYS: &[KeySpec] = &[
     key("eval.top_p", Ty::Float { min: 0.0, max: 1.0, open_min: true }, "1.0", "Nucleus mass."),
     key("eval.max_new_tokens", count_to(1 << 20), "32", "Longest generated response in tokens."),
     key("eval.baseline", Ty::Str, "\"reference\"", "`reference` (the SFT model) or another run's label in the same sweep."),
-    key("report", Ty::Section, "", "Paper-style tables `lpo report RECIPE` regenerates. Not part of run ids."),
+    not_in_id(key("report", Ty::Section, "", "Paper-style tables `lpo report RECIPE` regenerates.")),
     key("report.tables", Ty::Tables, "[]", "Tables written to `results/tables/<name>.{md,tex,csv}`: rows are methods, columns tasks."),
     key("report.tables[].name", Ty::Name, "-", "File stem of the table (required)."),
     key("report.tables[].metric", Ty::Enum(&["win-rate", "reward", "accuracy"]), "\"win-rate\"", "What each cell shows."),
     key("report.tables[].baseline", Ty::Str, "eval.baseline", "`reference` or a method label to compare against."),
     key("report.tables[].caption", Ty::Str, "-", "Caption (LaTeX and Markdown)."),
-    key("sweep", Ty::Section, "", "How the family expands into runs. Not part of run ids."),
+    not_in_id(key("sweep", Ty::Section, "", "How the family expands into runs.")),
     key("sweep.grid", Ty::Axes, "{}", "Cartesian product: `\"dotted.key\" = [values]`."),
     key("sweep.zip", Ty::ZipAxes, "[]", "Axes that move together (equal lengths); a table, or an array of tables that cross each other."),
     key("sweep.seeds", Ty::Seeds, "[]", "Replicates: each run once per seed (overrides train.seed)."),
@@ -648,6 +675,10 @@ pub fn describe(value: &Value) -> String {
 pub fn reference_markdown() -> String {
     let mut out = String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
     for k in KEYS.iter().filter(|k| !matches!(k.ty, Ty::Section)) {
+        let doc = match k.role {
+            Role::Computes => k.doc.to_string(),
+            Role::NotInId => format!("{} Not part of run ids.", k.doc),
+        };
         let ty = match k.ty {
             Ty::Str => "string".to_string(),
             Ty::Name => "name (one path component)".to_string(),
@@ -680,7 +711,7 @@ pub fn reference_markdown() -> String {
         };
         out.push_str(&format!(
             "| `{}` | {} | `{}` | {} |\n",
-            k.path, ty, k.default, k.doc
+            k.path, ty, k.default, doc
         ));
     }
     out
