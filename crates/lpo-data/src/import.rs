@@ -47,7 +47,7 @@ pub enum OnBad {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -439,6 +439,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("cannot read /nonexistent/x.jsonl"));
+        // The cause is the error's source: a chain prints it once.
+        let err = read_jsonl(
+            Path::new("/nonexistent/x.jsonl"),
+            Format::Native,
+            OnBad::Skip,
+        )
+        .unwrap_err();
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            chain.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        assert_eq!(
+            chain.matches("No such file or directory").count(),
+            1,
+            "{chain}"
+        );
     }
 
     #[test]
