@@ -89,6 +89,14 @@ pub fn read_jsonl(path: &Path, format: Format, on_bad: OnBad) -> Result<Imported
         path: path.to_path_buf(),
         source,
     };
+    // Checked before opening: opening a FIFO blocks until a writer comes,
+    // and a device (`/dev/zero`) never ends.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let reader = BufReader::new(File::open(path).map_err(io)?);
     let mut imported = Imported {
         records: Vec::new(),
@@ -393,6 +401,19 @@ mod tests {
         assert_eq!(lines, [2, 3, 4]);
         assert!(got.skipped[1].1.contains("at least 2 responses"));
         assert!(got.skipped[2].1.contains("invalid JSON"));
+    }
+
+    #[test]
+    fn devices_and_fifos_are_refused_without_reading_them() {
+        let err = read_jsonl(Path::new("/dev/zero"), Format::Native, OnBad::Skip)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "cannot read /dev/zero");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.jsonl");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        assert!(read_jsonl(&fifo, Format::Native, OnBad::Skip).is_err());
     }
 
     #[test]

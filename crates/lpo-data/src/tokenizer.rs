@@ -76,6 +76,12 @@ impl HfTokenizer {
     /// names (`<s>`/`<|begin_of_text|>`, `</s>`/`<|end_of_text|>`/`<eos>`,
     /// `<pad>`/`<unk>`); a missing pad falls back to eos.
     pub fn from_file(path: &Path) -> Result<HfTokenizer, String> {
+        if !path.is_file() {
+            return Err(format!(
+                "cannot load tokenizer {}: missing or not a regular file",
+                path.display()
+            ));
+        }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
         let find = |names: &[&str]| {

@@ -109,11 +109,25 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .get("weight_map")
             .and_then(|m| m.as_object())
             .with_context(|| format!("{}: no `weight_map` object", index.display()))?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(|f| f.as_str())
-            .map(|f| dir.join(f))
-            .collect();
+        let mut files = Vec::new();
+        for name in map.values().filter_map(|f| f.as_str()) {
+            // A shard is a file of this directory, never a path elsewhere
+            // (`../x`, `/dev/zero`).
+            let plain = Path::new(name).file_name().is_some_and(|n| n == name);
+            ensure!(
+                plain && !name.starts_with('.'),
+                "{}: shard `{name}` is not a file name inside the checkpoint directory",
+                index.display()
+            );
+            let path = dir.join(name);
+            ensure!(
+                path.is_file(),
+                "{}: shard {} is missing or not a regular file",
+                index.display(),
+                path.display()
+            );
+            files.push(path);
+        }
         files.sort();
         files.dedup();
         return Ok(files);

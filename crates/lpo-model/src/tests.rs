@@ -366,6 +366,24 @@ fn sharded_hugging_face_directories_load_in_bf16_or_f32() {
         format!("{err:#}").contains("model-00002-of-00002.safetensors"),
         "{err:#}"
     );
+    // A shard index may not point outside the directory or at a device.
+    for bad in ["/dev/zero", "../model-00001-of-00002.safetensors"] {
+        let mut map = weight_map.clone();
+        map.insert("a.checked.first".into(), bad.into());
+        std::fs::write(
+            dir.path().join(checkpoint::INDEX_FILE),
+            serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            checkpoint::load(dir.path(), Device::Cpu).unwrap_err()
+        );
+        assert!(
+            err.contains(&format!("shard `{bad}` is not a file name inside")),
+            "{err}"
+        );
+    }
 }
 
 #[test]
