@@ -42,10 +42,19 @@ impl RunResult {
         self.summary.seed
     }
 
-    /// Its swept configuration: the assignments other than the seed.
+    /// Its swept configuration: the assignments other than the seed, and
+    /// other than a swept single-source `data.mix` (it only chooses the
+    /// task, and each task has its own table; a swept mix of several sources
+    /// stays part of the configuration).
     pub fn config(&self) -> BTreeMap<String, serde_json::Value> {
         let mut c = self.summary.assignments.clone();
         c.remove(SEED_KEY);
+        if c.get("data.mix")
+            .and_then(|m| m.as_array())
+            .is_some_and(|m| m.len() == 1)
+        {
+            c.remove("data.mix");
+        }
         c
     }
 
@@ -235,9 +244,13 @@ pub fn collect(dir: &Path, planned: Option<&[PlannedId]>) -> Result<Collection> 
                 continue;
             }
         };
+        let mut summary = summary;
         if let Some(plan) = planned {
-            if !plan.iter().any(|(id, _)| *id == summary.run_id) {
-                continue; // a run of an older version of the recipe
+            match plan.iter().find(|(id, _)| *id == summary.run_id) {
+                // Labels are cosmetic (not in run ids): the recipe's current
+                // label wins over the one recorded when the run was made.
+                Some((_, label)) => summary.label = label.clone(),
+                None => continue, // a run of an older version of the recipe
             }
         }
         seen.push(summary.run_id.clone());

@@ -878,3 +878,19 @@ fn a_pipe_in_a_label_does_not_break_markdown_rows() {
     let cells = |l: &str| l.replace("\\|", "").matches('|').count();
     assert_eq!(cells(row), cells(header), "{row}");
 }
+
+#[test]
+fn a_swept_single_task_mix_is_not_a_configuration_but_a_multi_source_mix_is() {
+    let mut one = gen_spec("lpo", 0, 1.0, 10);
+    one.config
+        .push(("data.mix", serde_json::json!([{ "task": "arith" }])));
+    let mut two = gen_spec("dpo", 0, 1.0, 10);
+    two.config.push((
+        "data.mix",
+        serde_json::json!([{ "task": "arith" }, { "task": "rating" }]),
+    ));
+    let (_tmp, c) = family("mixes", &[one, two]);
+    let config = |label: &str| c.runs.iter().find(|r| r.label() == label).unwrap().config();
+    assert!(!config("lpo").contains_key("data.mix"));
+    assert!(config("dpo").contains_key("data.mix"));
+}
