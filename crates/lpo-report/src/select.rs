@@ -90,6 +90,27 @@ fn validation_score(runs: &[&RunResult]) -> Option<(f64, &'static str)> {
 
 /// Groups the complete runs of `collection` into arms, one per label and
 /// configuration, or (with `select_by`) one per label.
+/// Whether no two configurations share a task (generation tasks and
+/// held-out list sources).
+fn tasks_are_disjoint(parsed: &[(BTreeMap<String, serde_json::Value>, Vec<&RunResult>)]) -> bool {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for (_, runs) in parsed {
+        let tasks: std::collections::HashSet<&str> = runs
+            .iter()
+            .flat_map(|r| {
+                r.eval
+                    .iter()
+                    .map(|e| e.task.as_str())
+                    .chain(r.heldout.iter().map(|h| h.source.as_str()))
+            })
+            .collect();
+        if tasks.is_empty() || tasks.iter().any(|t| !seen.insert(t)) {
+            return false;
+        }
+    }
+    true
+}
+
 pub fn arms(collection: &Collection, select_by: Option<SelectBy>) -> Result<Arms<'_>> {
     // label -> configuration (as JSON text) -> runs
     let mut by_label: BTreeMap<&str, BTreeMap<String, Vec<&RunResult>>> = BTreeMap::new();
@@ -116,6 +137,20 @@ pub fn arms(collection: &Collection, select_by: Option<SelectBy>) -> Result<Arms
                 (runs[0].config(), runs)
             })
             .collect();
+        // Configurations that evaluate disjoint tasks (e.g. a task swept
+        // together with its reference settings) never meet in one table:
+        // they are one arm, each task table taking its own runs.
+        if parsed.len() > 1 && tasks_are_disjoint(&parsed) {
+            let runs: Vec<&RunResult> =
+                parsed.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+            out.arms.push(Arm {
+                name: label.to_string(),
+                label: label.to_string(),
+                config: String::new(),
+                runs,
+            });
+            continue;
+        }
         let mut varying: Vec<String> = Vec::new();
         for (config, _) in &parsed {
             for (k, v) in config {

@@ -894,3 +894,33 @@ fn a_swept_single_task_mix_is_not_a_configuration_but_a_multi_source_mix_is() {
     assert!(!config("lpo").contains_key("data.mix"));
     assert!(config("dpo").contains_key("data.mix"));
 }
+
+#[test]
+fn configurations_on_disjoint_tasks_are_one_arm() {
+    let spec = |task: &'static str, rate: f64| Spec {
+        label: "lpo",
+        seed: 0,
+        config: vec![
+            (
+                "data.mix",
+                serde_json::json!([{ "task": task }, { "task": "x" }]),
+            ),
+            ("reference.error_rate", rate.into()),
+        ],
+        eval: Some(eval_rows("lpo", 0, &[task], 5, 10, 1.0)),
+        heldout: Some(heldout_rows("lpo", 0, &[task], 4, 1)),
+        headline: true,
+    };
+    let (_tmp, c) = family("disjoint", &[spec("arith", 0.2), spec("rating", 0.5)]);
+    let (report, _) = build(&c, &Options::new("reference")).unwrap();
+    // One row named `lpo` in each task's table, and no configuration note.
+    for t in &report.tables {
+        let names: Vec<&str> = t.rows.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(names, ["lpo"], "{}", t.task);
+    }
+    assert_eq!(report.tables.len(), 2);
+    // Two configurations evaluated on the same task stay separate rows.
+    let (_tmp, c) = family("overlap", &[spec("arith", 0.2), spec("arith", 0.5)]);
+    let (report, _) = build(&c, &Options::new("reference")).unwrap();
+    assert_eq!(report.tables[0].rows.len(), 2);
+}
