@@ -4,11 +4,9 @@
 #![allow(clippy::too_many_lines)]
 
 mod common;
-use common::{lpo, scratch, text};
+use common::{checkpoint_step, kill_when, lpo, scratch, text};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Two rounds of `steps` steps each, the reference moving to the policy.
 fn recipe(steps: u32) -> String {
@@ -107,41 +105,17 @@ fn a_run_killed_mid_round_two_resumes_to_the_same_bytes() {
     assert!(rounds[steps as usize..].iter().all(|r| *r == "1"));
 
     // Killed once a checkpoint inside round 2 exists, then run again.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args([&args[..], &["killed"]].concat())
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let killed_at = loop {
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        let Some(run) = dir
+    let killed_at = kill_when(&dir, &[&args[..], &["killed"]].concat(), || {
+        let run = dir
             .join("killed/rounds")
             .read_dir()
-            .ok()
-            .and_then(|mut d| d.next())
-        else {
-            continue;
-        };
-        let state = run.unwrap().path().join("checkpoint/state.json");
-        let Ok(bytes) = std::fs::read(&state) else {
-            continue;
-        };
-        let step = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["step"]
-            .as_u64()
-            .unwrap();
-        if step > u64::from(steps) {
-            break Some(step);
-        }
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let killed_at = killed_at.expect("the run never reached round 2");
+            .ok()?
+            .next()?
+            .ok()?
+            .path();
+        checkpoint_step(&run).filter(|&step| step > u64::from(steps))
+    })
+    .expect("the run never reached round 2");
     assert!(
         killed_at < 2 * u64::from(steps),
         "killed only after the end"

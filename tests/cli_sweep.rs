@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod common;
-use common::{lpo, scratch, text};
+use common::{checkpoint_step, kill_when, lpo, scratch, text};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -118,40 +118,20 @@ fn sigkill_mid_sweep_then_rerun_finishes_without_redoing_or_duplicating() {
     )
     .unwrap();
     let results = dir.join("results");
-    let mut sweep = Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args(["sweep", "r.toml"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait until one run is complete and another has a checkpoint, then kill.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let found = loop {
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let found = kill_when(&dir, &["sweep", "r.toml"], || {
         if !results.join("small").is_dir() {
-            continue;
+            return None;
         }
         let dirs = run_dirs(&results);
-        let complete: Vec<&PathBuf> = dirs
+        let complete = dirs
             .iter()
-            .filter(|d| d.join("summary.json").exists() && summary(d)["status"] == "complete")
-            .collect();
-        let partial: Vec<&PathBuf> = dirs
-            .iter()
-            .filter(|d| {
-                d.join("checkpoint/state.json").exists() && summary(d)["status"] == "running"
-            })
-            .collect();
-        if !complete.is_empty() && !partial.is_empty() {
-            break Some((complete[0].clone(), partial[0].clone()));
-        }
-    };
-    sweep.kill().unwrap(); // SIGKILL
-    sweep.wait().unwrap();
+            .find(|d| d.join("summary.json").exists() && summary(d)["status"] == "complete")?;
+        let partial = dirs.iter().find(|d| {
+            d.join("checkpoint/state.json").exists() && summary(d)["status"] == "running"
+        })?;
+        Some((complete.clone(), partial.clone()))
+    });
     let (complete, partial) = found.expect("the sweep made no progress in 10 minutes");
     // The child `lpo run` dies with the sweep and releases the run's lock.
     let lock = partial.join(".lock");
@@ -548,42 +528,20 @@ fn summary_label(run: &Path) -> String {
 fn a_checkpoint_that_lost_its_weights_falls_back_and_a_thread_change_is_warned() {
     let dir = scratch("checkpoint-fallback");
     std::fs::write(dir.join("r.toml"), small(300, 10, "")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args([
-            "run",
-            "r.toml",
-            "--index",
-            "0",
-            "--no-bars",
-            "--threads",
-            "1",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let saved = loop {
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        let Some(run) = run_dirs_if_any(&dir.join("results")).pop() else {
-            continue;
-        };
-        let Ok(bytes) = std::fs::read(run.join("checkpoint/state.json")) else {
-            continue;
-        };
-        let step = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["step"]
-            .as_u64()
-            .unwrap();
-        if (10..300).contains(&step) {
-            break Some((run, step));
-        }
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let args = [
+        "run",
+        "r.toml",
+        "--index",
+        "0",
+        "--no-bars",
+        "--threads",
+        "1",
+    ];
+    let saved = kill_when(&dir, &args, || {
+        let run = run_dirs_if_any(&dir.join("results")).pop()?;
+        let step = checkpoint_step(&run).filter(|s| (10..300).contains(s))?;
+        Some((run, step))
+    });
     let (run, step) = saved.expect("no checkpoint inside the run");
     // The newest checkpoint claims to be whole but lost its weights; the
     // previous one is the only good copy.

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs the `lpo` binary in `dir`.
 pub fn lpo(dir: &Path, args: &[&str]) -> Output {
@@ -24,4 +25,36 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Starts `lpo ARGS` in `dir`, polls `ready` every few milliseconds until it
+/// returns something (at most 10 minutes), then kills the process with
+/// SIGKILL and returns what `ready` found (`None` at the deadline).
+pub fn kill_when<T>(dir: &Path, args: &[&str], mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let found = loop {
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        if let Some(found) = ready() {
+            break Some(found);
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    found
+}
+
+/// The step of the newest checkpoint of `run`, if one is saved.
+pub fn checkpoint_step(run: &Path) -> Option<u64> {
+    let bytes = std::fs::read(run.join("checkpoint/state.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["step"].as_u64()
 }
