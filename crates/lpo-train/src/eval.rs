@@ -171,13 +171,15 @@ impl HeldoutSet {
         .expect("log-probabilities to the host")
     }
 
-    /// Per-list metrics of `policy` at implicit-reward scale `beta`.
+    /// Per-list metrics of `policy` at implicit-reward scale `beta`, each
+    /// with the implicit rewards of its best and worst response (`None` for
+    /// a list without responses).
     fn lists(
         &self,
         policy: &Mistral,
         beta: f64,
         progress: &mut dyn Progress,
-    ) -> Vec<HeldoutRecord> {
+    ) -> Vec<(HeldoutRecord, Option<(f64, f64)>)> {
         let lp = self.logps(policy, progress, "held-out lists");
         let k = self.set.k;
         (0..self.len())
@@ -192,7 +194,8 @@ impl HeldoutSet {
                     .collect();
                 let m = list_metrics(&r, &s);
                 let (best, worst) = best_and_worst(&r);
-                HeldoutRecord {
+                let rewards = (!s.is_empty()).then(|| (s[best], s[worst]));
+                let record = HeldoutRecord {
                     list_id: self.ids[i].clone(),
                     split: self.splits[i],
                     source: self.sources[i].clone(),
@@ -203,7 +206,8 @@ impl HeldoutSet {
                     ndcg: m.ndcg,
                     chosen_logp: l.get(best).copied().unwrap_or(0.0),
                     rejected_logp: l.get(worst).copied().unwrap_or(0.0),
-                }
+                };
+                (record, rewards)
             })
             .collect()
     }
@@ -217,45 +221,27 @@ impl HeldoutSet {
         progress: &mut dyn Progress,
     ) -> CurveRow {
         let lists = self.lists(policy, beta, progress);
-        let validation: Vec<&HeldoutRecord> = lists
+        let validation: Vec<&(HeldoutRecord, Option<(f64, f64)>)> = lists
             .iter()
-            .filter(|l| l.split == Split::Validation)
+            .filter(|(l, _)| l.split == Split::Validation)
             .collect();
         let n = validation.len().max(1) as f64;
-        let chosen_logp = mean(validation.iter().map(|l| l.chosen_logp));
-        let rejected_logp = mean(validation.iter().map(|l| l.rejected_logp));
-        // The implicit rewards of the same responses, from the stored reference.
-        let k = self.set.k;
-        let mut chosen_reward = 0.0;
-        let mut rejected_reward = 0.0;
-        for (i, l) in lists.iter().enumerate() {
-            if l.split != Split::Validation {
-                continue;
-            }
-            let valid: Vec<usize> = (i * k..(i + 1) * k).filter(|&j| self.set.mask[j]).collect();
-            let r: Vec<f64> = valid.iter().map(|&j| self.set.rewards[j]).collect();
-            let (best, worst) = best_and_worst(&r);
-            if valid.is_empty() {
-                continue;
-            }
-            chosen_reward += beta * (l.chosen_logp - self.reference[valid[best]]) / n;
-            rejected_reward += beta * (l.rejected_logp - self.reference[valid[worst]]) / n;
+        let records = || validation.iter().map(|(l, _)| l);
+        let chosen_logp = mean(records().map(|l| l.chosen_logp));
+        let rejected_logp = mean(records().map(|l| l.rejected_logp));
+        let (mut chosen_reward, mut rejected_reward) = (0.0, 0.0);
+        for (chosen, rejected) in validation.iter().filter_map(|(_, s)| *s) {
+            chosen_reward += chosen / n;
+            rejected_reward += rejected / n;
         }
-        let (pairs, correct) = validation.iter().fold((0u64, 0u64), |(p, c), l| {
-            (p + u64::from(l.pairs), c + u64::from(l.correct))
-        });
         CurveRow {
             step,
             chosen_logp,
             rejected_logp,
             chosen_reward,
             rejected_reward,
-            margin: mean(validation.iter().filter_map(|l| l.margin)),
-            ranking_accuracy: if pairs > 0 {
-                correct as f64 / pairs as f64
-            } else {
-                0.0
-            },
+            margin: mean(records().filter_map(|l| l.margin)),
+            ranking_accuracy: pooled_accuracy(records()),
         }
     }
 
@@ -266,25 +252,35 @@ impl HeldoutSet {
         beta: f64,
         progress: &mut dyn Progress,
     ) -> (Vec<HeldoutRecord>, HeldoutHeadline) {
-        let lists = self.lists(policy, beta, progress);
+        let lists: Vec<HeldoutRecord> = self
+            .lists(policy, beta, progress)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
         let test: Vec<&HeldoutRecord> = lists
             .iter()
             .filter(|l| l.split == Split::Test && l.pairs > 0)
             .collect();
-        let (pairs, correct) = test.iter().fold((0u64, 0u64), |(p, c), l| {
-            (p + u64::from(l.pairs), c + u64::from(l.correct))
-        });
         let headline = HeldoutHeadline {
             lists: test.len(),
-            ranking_accuracy: if pairs > 0 {
-                correct as f64 / pairs as f64
-            } else {
-                0.0
-            },
+            ranking_accuracy: pooled_accuracy(test.iter().copied()),
             margin: mean(test.iter().filter_map(|l| l.margin)),
             ndcg: mean(test.iter().filter_map(|l| l.ndcg)),
         };
         (lists, headline)
+    }
+}
+
+/// Correctly ordered pairs over ordered pairs, pooled over `lists`; 0
+/// without any ordered pair.
+fn pooled_accuracy<'a>(lists: impl Iterator<Item = &'a HeldoutRecord>) -> f64 {
+    let (pairs, correct) = lists.fold((0u64, 0u64), |(p, c), l| {
+        (p + u64::from(l.pairs), c + u64::from(l.correct))
+    });
+    if pairs > 0 {
+        correct as f64 / pairs as f64
+    } else {
+        0.0
     }
 }
 
