@@ -55,13 +55,43 @@ pub struct PlanArgs {
 /// Recipe problems are reported together and exit with status 2.
 pub struct RecipeError(pub Diagnostics);
 
+/// Expands a recipe's sweep and checks what only the executor knows: that
+/// the built-in tasks can supply each run's distinct prompts
+/// ([`lpo_train::lists::prompt_shortfalls`]). Runs that draw the same
+/// prompts are checked once.
+pub fn plan_recipe(loaded: &Loaded) -> Result<lpo_plan::Plan, Diagnostics> {
+    let plan = lpo_plan::plan(&loaded.recipe)?;
+    let mut checked = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for run in &plan.runs {
+        let r = &run.recipe;
+        let key = format!(
+            "{}|{:?}|{}|{}|{}",
+            r.train.seed, r.data.mix, r.data.train_prompts, r.data.eval_fraction, r.eval.prompts
+        );
+        if !checked.insert(key) {
+            continue;
+        }
+        problems.extend(
+            lpo_train::lists::prompt_shortfalls(r)
+                .into_iter()
+                .map(|message| lpo_recipe::Diagnostic {
+                    message,
+                    location: format!("run {} ({})", run.id, r.method_label()),
+                    help: Some("lower it, or raise the task's share of data.mix".into()),
+                }),
+        );
+    }
+    match problems.is_empty() {
+        true => Ok(plan),
+        false => Err(Diagnostics(problems)),
+    }
+}
+
 /// Loads and plans a recipe; recipe problems are printed and give `None`
 /// (the caller exits with status 2).
 pub fn plan_or_report(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
-    let planned = args
-        .load()
-        .and_then(|loaded| lpo_plan::plan(&loaded.recipe));
-    match planned {
+    match args.load().and_then(|loaded| plan_recipe(&loaded)) {
         Ok(plan) => Ok(Some(plan)),
         Err(diagnostics) => {
             crate::print_diagnostics(&diagnostics);
@@ -97,7 +127,7 @@ pub fn config(args: &ConfigArgs) -> Result<(), RecipeError> {
 /// `lpo plan`: list every run of the sweep.
 pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
     let loaded = args.recipe.load().map_err(RecipeError)?;
-    let plan = lpo_plan::plan(&loaded.recipe).map_err(RecipeError)?;
+    let plan = plan_recipe(&loaded).map_err(RecipeError)?;
     match args.format {
         PlanFormat::Json => {
             let runs: Vec<_> = plan

@@ -290,3 +290,44 @@ fn names_that_escape_the_results_directory_exit_2_with_file_line() {
     );
     assert!(!outside.exists());
 }
+
+#[test]
+fn more_evaluation_prompts_than_a_task_has_exit_2_at_plan_time() {
+    // arith has 14751 distinct prompts; the quickstart trains on some.
+    let out = lpo(&[
+        "plan",
+        "recipes/quickstart.toml",
+        "--set",
+        "eval.prompts=14751",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`eval.prompts` asks for 14751 evaluation arith prompts, but the task has 14751 distinct prompts"),
+        "{err}"
+    );
+    // Every run of the sweep draws the same prompts: one message, not three.
+    assert_eq!(err.matches("eval.prompts").count(), 1, "{err}");
+    // The held-out share is checked the same way.
+    let out = lpo(&[
+        "plan",
+        "recipes/quickstart.toml",
+        "--set",
+        "data.train_prompts=14000",
+        "--set",
+        "data.eval_fraction=0.9",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`data.eval_fraction` asks for 12600 held-out arith prompts")
+    );
+    // Within the limit it plans.
+    assert!(lpo(&[
+        "plan",
+        "recipes/quickstart.toml",
+        "--set",
+        "eval.prompts=13000"
+    ])
+    .status
+    .success());
+}

@@ -73,6 +73,22 @@ impl Task {
         }
     }
 
+    /// How many different prompts [`Task::generate`] can draw: the most
+    /// distinct prompts a run can ask of the task (training, held-out and
+    /// evaluation prompts are kept apart). Checked against an enumeration
+    /// in the tests.
+    pub fn distinct_prompts(self) -> usize {
+        match self {
+            // a and b in 1..=99: every a+b, and hi-lo for every hi >= lo.
+            Task::Arith => 99 * 99 + 99 * 100 / 2,
+            // 171 programs, 3 ordered example inputs of 10; programs that
+            // agree on the shown inputs give the same prompt.
+            Task::Program => PROGRAM_PROMPTS,
+            // Words of 3 to 6 letters from 8, not all one letter.
+            Task::Rating => (3..=6).map(|len| 8usize.pow(len) - 8).sum(),
+        }
+    }
+
     /// Whether "accuracy" (share of responses with the full reward) is meaningful.
     pub fn has_accuracy(self) -> bool {
         matches!(self, Task::Arith | Task::Program)
@@ -190,6 +206,9 @@ fn digit_credit(answer: &str, response: &str) -> f64 {
     0.9 * MAX_REWARD * matches as f64 / longest as f64
 }
 
+/// Distinct `program` prompts (counted by enumeration in the tests).
+const PROGRAM_PROMPTS: usize = 113_040;
+
 /// Inputs a program task draws its examples and hidden cases from.
 const PROGRAM_INPUTS: std::ops::Range<i64> = 0..10;
 /// Examples shown in a program prompt.
@@ -282,6 +301,7 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use std::collections::HashSet;
 
     fn examples(task: Task, n: usize) -> Vec<Example> {
         let mut rng = StdRng::seed_from_u64(7);
@@ -403,5 +423,78 @@ mod tests {
             assert_eq!(Task::from_name(task.name()), Some(task));
         }
         assert_eq!(Task::from_name("chess"), None);
+    }
+
+    /// Every prompt each task can draw, listed independently of `generate`.
+    fn enumerate_prompts(task: Task) -> HashSet<String> {
+        let mut out = HashSet::new();
+        match task {
+            Task::Arith => {
+                for a in 1..=99 {
+                    for b in 1..=99 {
+                        out.insert(format!("{a}+{b}="));
+                        if a >= b {
+                            out.insert(format!("{a}-{b}="));
+                        }
+                    }
+                }
+            }
+            Task::Program => {
+                let mut programs = Vec::new();
+                for a in 0..10 {
+                    for b in 0..10 {
+                        if a >= 2 {
+                            programs.push(format!("{a}*{b}+"));
+                        }
+                        if a >= 1 && b >= 2 {
+                            programs.push(format!("{a}+{b}*"));
+                        }
+                    }
+                    programs.push(format!("d*{a}+"));
+                    if a >= 1 {
+                        programs.push(format!("{a}-d*"));
+                    }
+                }
+                assert_eq!(programs.len(), 171);
+                for p in &programs {
+                    let y = |x| stack::run(p, x, stack::DEFAULT_STEP_LIMIT).unwrap();
+                    for i in 0..10 {
+                        for j in (0..10).filter(|&j| j != i) {
+                            for k in (0..10).filter(|&k| k != i && k != j) {
+                                out.insert(format!("{i}>{},{j}>{},{k}>{}:", y(i), y(j), y(k)));
+                            }
+                        }
+                    }
+                }
+            }
+            Task::Rating => {
+                for len in 3..=6u32 {
+                    for n in 0..8usize.pow(len) {
+                        let word: String = (0..len)
+                            .map(|i| char::from(b'a' + (n / 8usize.pow(i) % 8) as u8))
+                            .collect();
+                        if word.chars().any(|c| !word.starts_with(c)) {
+                            out.insert(format!("{word}<"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn distinct_prompts_counts_every_prompt_generate_can_draw() {
+        for task in Task::ALL {
+            let all = enumerate_prompts(task);
+            assert_eq!(task.distinct_prompts(), all.len(), "{task:?}");
+            for ex in examples(task, 5000) {
+                assert!(
+                    all.contains(&ex.prompt),
+                    "{task:?}: {:?} not enumerated",
+                    ex.prompt
+                );
+            }
+        }
     }
 }

@@ -144,7 +144,6 @@ pub fn obtain(
 #[allow(clippy::too_many_arguments)]
 pub fn obtain_round(
     recipe: &Recipe,
-    sources: &[Source],
     tokenizer: &dyn Tokenize,
     policy: &Mistral,
     base: &Lists,
@@ -154,7 +153,7 @@ pub fn obtain_round(
     progress: &mut dyn Progress,
 ) -> Result<Lists> {
     cached(layout, round_id(&base.id, run_id, round), || {
-        let examples: Vec<(Task, Example)> = training_examples(recipe, sources)
+        let examples: Vec<(Task, Example)> = training_examples(recipe)
             .into_iter()
             .collect::<Option<_>>()
             .context("on-policy rounds need built-in task sources only (files cannot be scored)")?;
@@ -232,28 +231,94 @@ pub fn file_split(source: &str, len: usize, seed: u64, fraction: f64) -> (Vec<us
     (order, train)
 }
 
-/// The source of each of the `data.train_prompts` training slots.
-fn training_slots(recipe: &Recipe, sources: &[Source]) -> Vec<usize> {
-    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
+/// The `data.mix` entry of each of the `data.train_prompts` training slots.
+fn training_slots(recipe: &Recipe) -> Vec<usize> {
     lpo_data::mix::assign(
-        &weights,
+        &mix_weights(recipe),
         recipe.data.train_prompts as usize,
         &mut StdRng::seed_from_u64(derive_seed(recipe.train.seed, "mix")),
     )
 }
 
+/// The sampling weight of each `data.mix` entry (the sources' weights).
+fn mix_weights(recipe: &Recipe) -> Vec<f64> {
+    recipe.data.mix.iter().map(|s| s.weight).collect()
+}
+
+/// The built-in task of each `data.mix` entry (`None` for files).
+fn mix_tasks(recipe: &Recipe) -> Vec<Option<Task>> {
+    let task = |s: &lpo_recipe::DataSource| s.task.as_deref().and_then(Task::from_name);
+    recipe.data.mix.iter().map(task).collect()
+}
+
 /// The built-in task example of each training slot (`None` for file slots):
 /// a pure function of the recipe, so on-policy rounds can score new
 /// responses to the same prompts.
-fn training_examples(recipe: &Recipe, sources: &[Source]) -> Vec<Option<(Task, Example)>> {
+fn training_examples(recipe: &Recipe) -> Vec<Option<(Task, Example)>> {
     let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "train-prompts"));
-    training_slots(recipe, sources)
+    let tasks = mix_tasks(recipe);
+    training_slots(recipe)
         .into_iter()
-        .map(|s| match sources[s].kind {
-            SourceKind::Task(task) => Some((task, task.generate(&mut rng))),
-            SourceKind::File { .. } => None,
-        })
+        .map(|s| tasks[s].map(|task| (task, task.generate(&mut rng))))
         .collect()
+}
+
+/// The `data.mix` entry of each held-out slot: `round(eval_fraction *
+/// train_prompts)` slots spread over the whole mix by weight.
+fn heldout_slots(recipe: &Recipe) -> Vec<usize> {
+    let m = (recipe.data.eval_fraction * f64::from(recipe.data.train_prompts)).round() as usize;
+    lpo_data::mix::assign(
+        &mix_weights(recipe),
+        m,
+        &mut StdRng::seed_from_u64(derive_seed(recipe.train.seed, "heldout-mix")),
+    )
+}
+
+/// Built-in tasks asked for more distinct prompts than they can draw: per
+/// task, the held-out prompts and the evaluation prompts must each fit
+/// beside the distinct training prompts ([`Task::distinct_prompts`]).
+/// Exact, so `lpo plan` refuses what would otherwise fail after training.
+pub fn prompt_shortfalls(recipe: &Recipe) -> Vec<String> {
+    let tasks = mix_tasks(recipe);
+    let mut training: std::collections::HashMap<Task, HashSet<String>> = Default::default();
+    for (task, example) in training_examples(recipe).into_iter().flatten() {
+        training.entry(task).or_default().insert(example.prompt);
+    }
+    let heldout = heldout_slots(recipe);
+    let task_weights: Vec<(Task, f64)> = recipe
+        .data
+        .mix
+        .iter()
+        .zip(&tasks)
+        .filter_map(|(s, t)| t.map(|t| (t, s.weight)))
+        .collect();
+    let weights: Vec<f64> = task_weights.iter().map(|t| t.1).collect();
+    let eval = lpo_data::mix::apportion(&weights, recipe.eval.prompts as usize);
+    let mut out = Vec::new();
+    for task in Task::ALL.into_iter().filter(|t| tasks.contains(&Some(*t))) {
+        let space = task.distinct_prompts();
+        let trained = training.get(&task).map_or(0, HashSet::len);
+        let free = space - trained;
+        let held = heldout.iter().filter(|&&s| tasks[s] == Some(task)).count();
+        let evaluated: usize = task_weights
+            .iter()
+            .zip(&eval)
+            .filter(|((t, _), _)| *t == task)
+            .map(|(_, &n)| n)
+            .sum();
+        for (n, what, key) in [
+            (held, "held-out", "data.eval_fraction"),
+            (evaluated, "evaluation", "eval.prompts"),
+        ] {
+            if n > free {
+                out.push(format!(
+                    "`{key}` asks for {n} {what} {} prompts, but the task has {space} distinct prompts and training uses {trained} of them: at most {free} are left",
+                    task.name()
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Training lists (in slot order) followed by held-out lists.
@@ -268,7 +333,7 @@ fn generate_lists(
     let k = recipe.data.list_size as usize;
     let n = recipe.data.train_prompts as usize;
     let fraction = recipe.data.eval_fraction;
-    let slots = training_slots(recipe, sources);
+    let slots = training_slots(recipe);
     let mut pick_rng = StdRng::seed_from_u64(derive_seed(seed, "file-records"));
     // Per file source: its held-out records, and a seeded order of its
     // training records consumed in turn.
@@ -285,7 +350,7 @@ fn generate_lists(
         .collect();
     let mut out: Vec<Option<SourcedList>> = vec![None; n];
     let mut pending: Vec<(usize, Task, Example)> = Vec::new();
-    let examples = training_examples(recipe, sources);
+    let examples = training_examples(recipe);
     for ((slot, &s), example) in slots.iter().enumerate().zip(examples) {
         match &sources[s].kind {
             SourceKind::Task(_) => {
@@ -316,7 +381,7 @@ fn generate_lists(
 
     // Held-out lists of the built-in tasks: fresh prompts, true rewards.
     let train_prompts: HashSet<String> = lists.iter().map(|l| l.list.prompt.clone()).collect();
-    let held_tasks = heldout_examples(recipe, sources, &train_prompts)?;
+    let held_tasks = heldout_examples(recipe, &train_prompts)?;
     let mut sampler =
         ListSampler::new(recipe, tokenizer, &reference.model, "heldout-list-sampling");
     progress.start("sampling held-out lists", held_tasks.len() as u64);
@@ -366,22 +431,17 @@ fn file_list(
 /// a training prompt or each other.
 fn heldout_examples(
     recipe: &Recipe,
-    sources: &[Source],
     train_prompts: &HashSet<String>,
 ) -> Result<Vec<(Task, Example)>> {
     let seed = recipe.train.seed;
-    let m = (recipe.data.eval_fraction * f64::from(recipe.data.train_prompts)).round() as usize;
-    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
-    let slots = lpo_data::mix::assign(
-        &weights,
-        m,
-        &mut StdRng::seed_from_u64(derive_seed(seed, "heldout-mix")),
-    );
+    let slots = heldout_slots(recipe);
+    let m = slots.len();
+    let tasks = mix_tasks(recipe);
     let mut rng = StdRng::seed_from_u64(derive_seed(seed, "heldout-prompts"));
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     for &s in &slots {
-        let SourceKind::Task(task) = sources[s].kind else {
+        let Some(task) = tasks[s] else {
             continue;
         };
         let mut attempts = 0;

@@ -109,7 +109,6 @@ impl RunInputs<'_> {
         let request = self.request;
         let lists = lists::obtain_round(
             request.recipe,
-            &self.sources,
             self.tokenizer.as_ref(),
             &start,
             &self.lists,
