@@ -331,3 +331,43 @@ fn more_evaluation_prompts_than_a_task_has_exit_2_at_plan_time() {
     .status
     .success());
 }
+
+#[test]
+fn relative_paths_in_a_recipe_file_resolve_against_that_file_and_set_against_the_working_directory()
+{
+    let dir = scratch("relative-paths");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(
+        dir.join("base.toml"),
+        "[data]\ntokenizer = \"tok/tokenizer.json\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sub/r.toml"),
+        "extends = \"../base.toml\"\n[data]\nmix = [{ path = \"../data/l.jsonl\", format = \"native\" }]\n",
+    )
+    .unwrap();
+    let recipe = dir.join("sub/r.toml");
+    let config = |extra: &[&str]| {
+        let mut args = vec!["config", recipe.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = lpo(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let value: toml::Table = toml::from_str(&text(&out.stdout)).unwrap();
+        value["data"].as_table().unwrap().clone()
+    };
+    let data = config(&[]);
+    let root = dir.display();
+    // The base's tokenizer against the base's directory, the source against sub/.
+    assert_eq!(
+        data["tokenizer"].as_str(),
+        Some(format!("{root}/tok/tokenizer.json").as_str())
+    );
+    assert_eq!(
+        data["mix"][0]["path"].as_str(),
+        Some(format!("{root}/data/l.jsonl").as_str())
+    );
+    // --set is relative to the working directory, untouched.
+    let data = config(&["--set", "data.tokenizer=other.json"]);
+    assert_eq!(data["tokenizer"].as_str(), Some("other.json"));
+}

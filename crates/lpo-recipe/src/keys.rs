@@ -19,6 +19,11 @@ pub enum Ty {
     /// directory: non-empty, no `/` or `\\`, not `.` or `..`, not starting
     /// with `.` or `_` (`_cache/` is the results directory's own).
     Name,
+    /// A file or directory path. A relative path in a recipe file is
+    /// resolved against that file's directory (as `extends` is); one from
+    /// `--set` or the environment against the working directory
+    /// ([`crate::paths`]).
+    Path,
     /// true or false.
     Bool,
     /// Integer in `[min, max]`.
@@ -138,7 +143,7 @@ pub const KEYS: &[KeySpec] = &[
     not_in_id(key("name", Ty::Name, "\"unnamed\"", "Family name; results land in `results/<name>/`.")),
     not_in_id(key("description", Ty::Str, "\"\"", "Free text.")),
     not_in_id(key("label", Ty::Str, "loss.kind", "Method label that reports group runs by.")),
-    not_in_id(key("extends", Ty::Str, "-", "Recipe merged underneath this one (path relative to this file); chains allowed, cycles are an error.")),
+    not_in_id(key("extends", Ty::Path, "-", "Recipe merged underneath this one; chains allowed, cycles are an error.")),
     key("model", Ty::Section, "", "Policy and reference architecture."),
     key("model.size", Ty::Enum(&["nano", "tiny", "small", "base", "mistral-7b"]), "\"nano\"", "Size preset; the keys below override single fields."),
     key("model.layers", count_to(1 << 10), "preset", "Decoder blocks."),
@@ -156,7 +161,7 @@ pub const KEYS: &[KeySpec] = &[
     key("reference.sft_learning_rate", Ty::Float { min: 0.0, max: 1.0e3, open_min: true }, "3e-3", "SFT AdamW learning rate."),
     key("reference.error_rate", Ty::Float { min: 0.0, max: 1.0, open_min: false }, "0.2", "Share of demonstrations replaced by a wrong answer, so the reference leaves room to improve."),
     key("reference.sample_temperature", POSITIVE, "1.0", "Temperature when sampling the K responses of each training prompt."),
-    key("reference.checkpoint", Ty::Str, "-", "Hugging Face Mistral directory (config.json + safetensors) used as the reference instead of SFT."),
+    key("reference.checkpoint", Ty::Path, "-", "Hugging Face Mistral directory (config.json + safetensors) used as the reference instead of SFT."),
     key("loss", Ty::Section, "", "Training objective (docs/losses.md)."),
     key("loss.kind", Ty::Enum(&["lpo", "dpo", "listmle", "infonca", "nca"]), "\"lpo\"", "Which objective."),
     key("loss.beta", Ty::Coef { min: 0.0, open_min: true }, "0.1", "Implicit-reward scale beta > 0: a number or a schedule."),
@@ -174,10 +179,10 @@ pub const KEYS: &[KeySpec] = &[
     key("data.train_prompts", count_to(10_000_000), "512", "Training prompts drawn from the mix."),
     key("data.mix", Ty::Sources, "[{ task = \"arith\", weight = 1.0 }]", "Weighted sources: each a built-in task or a JSONL file."),
     key("data.mix[].task", Ty::Enum(BUILTIN_TASKS), "-", "Built-in task name."),
-    key("data.mix[].path", Ty::Str, "-", "JSONL file (instead of task)."),
+    key("data.mix[].path", Ty::Path, "-", "JSONL file (instead of task)."),
     key("data.mix[].format", Ty::Enum(&["native", "ultrafeedback", "ultrafeedback-binarized"]), "-", "Format of path."),
     key("data.mix[].weight", POSITIVE, "1.0", "Relative sampling weight."),
-    key("data.tokenizer", Ty::Str, "-", "Hugging Face tokenizer.json for text data; default: the character tokenizer of the built-in tasks."),
+    key("data.tokenizer", Ty::Path, "-", "Hugging Face tokenizer.json for text data; default: the character tokenizer of the built-in tasks."),
     key("data.eval_fraction", Ty::Float { min: 0.0, max: 0.9, open_min: false }, "0.1", "Share of lists held out from training for ranking metrics (of each file's records; of train_prompts for built-in tasks)."),
     key("data.on_bad_record", Ty::Enum(&["error", "skip"]), "\"error\"", "A malformed dataset line stops the run, or is skipped and counted."),
     key("train", Ty::Section, "", "Optimisation."),
@@ -567,7 +572,7 @@ fn name_problem(s: &str) -> Option<String> {
 /// Checks a leaf value against its spec; the error says what was found and what is allowed.
 pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
     match spec.ty {
-        Ty::Str => value
+        Ty::Str | Ty::Path => value
             .as_str()
             .map(|_| ())
             .ok_or_else(|| format!("must be a string, found {}", describe(value))),
@@ -681,6 +686,7 @@ pub fn reference_markdown() -> String {
         };
         let ty = match k.ty {
             Ty::Str => "string".to_string(),
+            Ty::Path => "path (relative to the recipe file)".to_string(),
             Ty::Name => "name (one path component)".to_string(),
             Ty::Bool => "bool".to_string(),
             Ty::Int { min, max } if max >= u32::MAX as i64 => format!("integer >= {min}"),

@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod keys;
 pub mod load;
+pub mod paths;
 pub mod schedule;
 pub mod schema;
 pub mod validate;

@@ -294,7 +294,7 @@ fn read_chain(
             return;
         }
     };
-    let table: toml::Table = match toml::from_str(&text) {
+    let mut table: toml::Table = match toml::from_str(&text) {
         Ok(t) => t,
         Err(e) => {
             let location = e.span().map_or(display.clone(), |s| {
@@ -324,9 +324,12 @@ fn read_chain(
             help: p.help,
         });
     }
+    let dir = path.parent().unwrap_or(Path::new(""));
+    crate::paths::resolve_in_file(&mut table, dir);
     if let Some(parent) = table.get("extends") {
-        if let Some(relative) = parent.as_str() {
-            let base = path.parent().unwrap_or(Path::new(".")).join(relative);
+        // Already resolved against `dir` like every path of the file.
+        if let Some(resolved) = parent.as_str() {
+            let base = PathBuf::from(resolved);
             stack.push(identity);
             read_chain(&base, stack, layers, files, problems);
             stack.pop();
