@@ -4,6 +4,7 @@ mod data_cmd;
 mod doctor;
 mod exit;
 mod loss_cmd;
+mod memory;
 mod progress;
 mod recipes;
 mod report_cmd;

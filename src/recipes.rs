@@ -128,75 +128,82 @@ pub fn config(args: &ConfigArgs) -> Result<(), RecipeError> {
 pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
     let loaded = args.recipe.load().map_err(RecipeError)?;
     let plan = plan_recipe(&loaded).map_err(RecipeError)?;
+    let memory = crate::memory::Estimates::new(&plan);
     match args.format {
-        PlanFormat::Json => {
-            let runs: Vec<_> = plan
-                .runs
-                .iter()
-                .map(|run| {
-                    serde_json::json!({
-                        "index": run.index,
-                        "id": run.id,
-                        "label": run.recipe.method_label(),
-                        "swept": run.assignments.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
-                        "parameters": run.recipe.model.dims().parameter_count(),
-                        "config": run.recipe,
-                    })
-                })
-                .collect();
-            let out = serde_json::json!({ "recipe": loaded.recipe.name, "runs": runs, "excluded": plan.excluded, "duplicates": plan.duplicates });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).expect("plans serialize")
-            );
-        }
-        PlanFormat::Table => {
-            // `label` already has its own column.
-            let axes: Vec<&String> = plan.axes.iter().filter(|a| a.as_str() != "label").collect();
-            let mut header = vec!["#".to_string(), "id".into(), "label".into()];
-            header.extend(axes.iter().map(|a| a.to_string()));
-            header.push("params".into());
-            let rows: Vec<Vec<String>> = plan
-                .runs
-                .iter()
-                .map(|run| {
-                    let mut row = vec![
-                        run.index.to_string(),
-                        run.id.clone(),
-                        run.recipe.method_label(),
-                    ];
-                    for axis in &axes {
-                        let value = run
-                            .assignments
-                            .iter()
-                            .find(|(k, _)| k == *axis)
-                            .map(|(_, v)| short(v))
-                            .unwrap_or_default();
-                        row.push(value);
-                    }
-                    row.push(human_count(run.recipe.model.dims().parameter_count()));
-                    row
-                })
-                .collect();
-            print_table(&header, &rows);
-            let mut summary = format!(
-                "{} runs in recipe `{}`",
-                plan.runs.len(),
-                loaded.recipe.name
-            );
-            if plan.excluded > 0 {
-                summary.push_str(&format!("; {} excluded", plan.excluded));
-            }
-            if plan.duplicates > 0 {
-                summary.push_str(&format!(
-                    "; {} duplicate combinations merged (the loss ignores the swept key)",
-                    plan.duplicates
-                ));
-            }
-            println!("{summary}");
-        }
+        PlanFormat::Json => print_plan_json(&plan, &loaded.recipe.name, &memory),
+        PlanFormat::Table => print_plan_table(&plan, &loaded.recipe.name, &memory),
+    }
+    for line in memory.oversized(&plan) {
+        eprintln!("warning: {line}; `lpo run` and `lpo sweep` refuse it");
     }
     Ok(())
+}
+
+fn print_plan_json(plan: &lpo_plan::Plan, name: &str, memory: &crate::memory::Estimates) {
+    let runs: Vec<_> = plan
+        .runs
+        .iter()
+        .map(|run| {
+            serde_json::json!({
+                "index": run.index,
+                "id": run.id,
+                "label": run.recipe.method_label(),
+                "swept": run.assignments.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                "parameters": run.recipe.model.dims().parameter_count(),
+                "memory": memory.json(run.index),
+                "config": run.recipe,
+            })
+        })
+        .collect();
+    let out = serde_json::json!({ "recipe": name, "runs": runs, "excluded": plan.excluded, "duplicates": plan.duplicates });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).expect("plans serialize")
+    );
+}
+
+fn print_plan_table(plan: &lpo_plan::Plan, name: &str, memory: &crate::memory::Estimates) {
+    // `label` already has its own column.
+    let axes: Vec<&String> = plan.axes.iter().filter(|a| a.as_str() != "label").collect();
+    let mut header = vec!["#".to_string(), "id".into(), "label".into()];
+    header.extend(axes.iter().map(|a| a.to_string()));
+    header.push("params".into());
+    header.push("memory".into());
+    let rows: Vec<Vec<String>> = plan
+        .runs
+        .iter()
+        .map(|run| {
+            let mut row = vec![
+                run.index.to_string(),
+                run.id.clone(),
+                run.recipe.method_label(),
+            ];
+            for axis in &axes {
+                let value = run
+                    .assignments
+                    .iter()
+                    .find(|(k, _)| k == *axis)
+                    .map(|(_, v)| short(v))
+                    .unwrap_or_default();
+                row.push(value);
+            }
+            row.push(human_count(run.recipe.model.dims().parameter_count()));
+            row.push(memory.cell(run.index));
+            row
+        })
+        .collect();
+    print_table(&header, &rows);
+    let mut summary = format!("{} runs in recipe `{name}`", plan.runs.len());
+    if plan.excluded > 0 {
+        summary.push_str(&format!("; {} excluded", plan.excluded));
+    }
+    if plan.duplicates > 0 {
+        summary.push_str(&format!(
+            "; {} duplicate combinations merged (the loss ignores the swept key)",
+            plan.duplicates
+        ));
+    }
+    println!("{summary}");
 }
 
 fn short(value: &toml::Value) -> String {

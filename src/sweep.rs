@@ -38,9 +38,7 @@ pub fn device_for(recipe: &Recipe) -> Result<tch::Device> {
         DeviceChoice::Cpu => DeviceRequest::Cpu,
         DeviceChoice::Cuda => DeviceRequest::Cuda,
     })?;
-    if device == tch::Device::Cpu && recipe.model.size == lpo_recipe::SizePreset::Mistral7b {
-        bail!("model.size = \"mistral-7b\" needs a CUDA GPU; none is available");
-    }
+    // Whether the model fits is the memory estimate's call (`crate::memory`).
     Ok(device)
 }
 
@@ -67,6 +65,9 @@ pub struct RunArgs {
     /// Write machine-readable progress to stdout (used by `lpo sweep`).
     #[arg(long, hide = true)]
     pub progress_pipe: bool,
+    /// Start even when the estimated peak memory exceeds this machine's.
+    #[arg(long)]
+    pub ignore_memory_estimate: bool,
 }
 
 /// Options of `lpo sweep`.
@@ -83,6 +84,9 @@ pub struct SweepArgs {
     /// CPU threads per run (default: the recipe's train.threads, else all cores divided by --jobs).
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Start runs even when their estimated peak memory exceeds this machine's.
+    #[arg(long)]
+    pub ignore_memory_estimate: bool,
 }
 
 /// The baseline of `run`: the reference, or the run of the plan labelled
@@ -150,6 +154,16 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         recipe.train.threads = threads;
     }
     let device = device_for(&recipe)?;
+    let placement = match device {
+        tch::Device::Cpu => lpo_plan::memory::Placement::Cpu,
+        _ => lpo_plan::memory::Placement::Cuda,
+    };
+    if let Some(problem) =
+        crate::memory::problem(&recipe, placement).filter(|_| !args.ignore_memory_estimate)
+    {
+        eprintln!("error: run {}: {problem}", run.id);
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+    }
     let baseline = baseline_for(&plan, run, &layout)?;
     let request = RunRequest {
         recipe: &recipe,
@@ -275,6 +289,9 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         bail!("the plan has no runs");
     };
     let name = first.recipe.name.clone();
+    if !args.ignore_memory_estimate && crate::memory::refuse_sweep(&plan) {
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+    }
     write_plan(&layout, &name, &plan)?;
     let baselines = baseline_indices(&plan, &layout)?;
     let jobs = args.jobs.max(1);
@@ -545,6 +562,9 @@ fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32) -> Result<Child> 
         .args(["--threads", &threads.to_string()]);
     for set in &args.recipe.sets {
         command.args(["--set", set]);
+    }
+    if args.ignore_memory_estimate {
+        command.arg("--ignore-memory-estimate");
     }
     command.arg("--progress-pipe").stdout(Stdio::piped());
     // SAFETY: prctl is async-signal-safe; the child dies when the sweep does,

@@ -620,3 +620,69 @@ fn failures_at_step_0_and_in_evaluation_are_recorded_as_such() {
         "{user}"
     );
 }
+
+#[test]
+fn runs_record_their_memory_and_one_that_cannot_fit_is_refused_before_it_starts() {
+    let dir = scratch("sweep-memory");
+    std::fs::write(dir.join("r.toml"), small(2, 0, "seeds = [0]")).unwrap();
+    // The plan shows each run's estimate; JSON has its terms.
+    let out = lpo(&dir, &["plan", "r.toml", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let estimate = &plan["runs"][0]["memory"];
+    assert_eq!(estimate["device"], "cpu", "{estimate}");
+    let total = estimate["total"].as_u64().unwrap();
+    assert!(
+        total > estimate["weights"].as_u64().unwrap() && total < 1 << 30,
+        "{estimate}"
+    );
+    // A run measures its peak (this process's VmHWM on the CPU).
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = summary(&run_dirs(&dir.join("results"))[0]);
+    assert_eq!(s["memory"]["estimated_bytes"].as_u64(), Some(total), "{s}");
+    assert_eq!(s["memory"]["measured"], "host-peak-rss");
+    let peak = s["memory"]["peak_bytes"].as_u64().unwrap();
+    assert!(peak > 16 << 20, "{peak}");
+
+    // mistral-7b in f32 at a batch of 65536 lists needs more than any
+    // machine has: refused with the estimate, before any model is built or
+    // file written.
+    let big = small(2, 0, "seeds = [0]")
+        .replace(
+            "name = \"small\"",
+            "name = \"big\"\n[model]\nsize = \"mistral-7b\"",
+        )
+        .replace("[train]\n", "[train]\ndevice = \"cpu\"\n")
+        .replace("batch_size = 4", "batch_size = 65536");
+    std::fs::write(dir.join("big.toml"), big).unwrap();
+    let out = lpo(&dir, &["plan", "big.toml"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("warning: run"),
+        "{}",
+        text(&out.stderr)
+    );
+    for command in [
+        &["run", "big.toml", "--index", "0"][..],
+        &["sweep", "big.toml"][..],
+    ] {
+        let started = Instant::now();
+        let out = lpo(&dir, command);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        assert!(
+            err.contains("estimated peak memory") && err.contains("AdamW moments"),
+            "{err}"
+        );
+        assert!(err.contains("--ignore-memory-estimate"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "refused before allocating"
+        );
+    }
+    assert!(
+        !dir.join("results/big").exists(),
+        "nothing written for the refused run"
+    );
+}

@@ -7,6 +7,8 @@
 //! label never change it. Execution settings (`train.device`,
 //! `train.threads`, `train.checkpoint_every`) are not part of the id either.
 
+pub mod memory;
+
 use std::collections::{BTreeMap, HashSet};
 
 use lpo_recipe::{Coef, Diagnostic, Diagnostics, Recipe, Schedule};
@@ -339,10 +341,14 @@ pub fn canonical(recipe: &Recipe) -> Json {
             }
         }
     }
-    root.insert(
-        "model".into(),
-        serde_json::to_value(recipe.model.dims()).expect("dims serialize"),
-    );
+    let mut model = serde_json::to_value(recipe.model.dims()).expect("dims serialize");
+    if !recipe.model.lora.is_off() {
+        // Targets as a set: their order does not change the run.
+        let mut lora = recipe.model.lora.clone();
+        lora.targets.sort();
+        model["lora"] = serde_json::to_value(lora).expect("lora serializes");
+    }
+    root.insert("model".into(), model);
     let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
     if let Some(loss) = root.get_mut("loss").and_then(Json::as_object_mut) {
         loss.retain(|k, _| relevant.contains(&k.as_str()));

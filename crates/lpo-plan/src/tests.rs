@@ -213,6 +213,8 @@ fn every_computing_key_of_evaluation_rounds_and_the_supervised_term_moves_the_id
         ("eval", "samples = 4"),
         ("eval", "validation_fraction = 0.25"),
         ("eval", "every = 5"),
+        ("train", "moments = \"bf16\""),
+        ("model.lora", "rank = 8"),
     ] {
         let r = recipe(&format!("[{key}]\n{value}\n"));
         assert_ne!(run_id(&r), base, "{key}.{value} does not move the run id");
@@ -226,6 +228,15 @@ fn every_computing_key_of_evaluation_rounds_and_the_supervised_term_moves_the_id
             "{kind}: sft_weight left out of the id"
         );
     }
+    // LoRA settings count only with adapters on; target order does not.
+    let lora = |extra: &str| run_id(&recipe(&format!("[model.lora]\nrank = 4\n{extra}")));
+    assert_ne!(lora(""), lora("alpha = 8.0\n"));
+    assert_ne!(lora(""), lora("targets = [\"q_proj\"]\n"));
+    assert_eq!(
+        lora("targets = [\"q_proj\", \"v_proj\"]\n"),
+        lora("targets = [\"v_proj\", \"q_proj\"]\n")
+    );
+    assert_eq!(run_id(&recipe("[model.lora]\nalpha = 8.0\n")), base);
     // A constant schedule is its number.
     let plain = recipe("[loss]\nsft_weight = 0.5\n");
     let constant = recipe("[loss]\nsft_weight = { kind = \"constant\", value = 0.5 }\n");
@@ -245,6 +256,10 @@ fn keys_outside_run_ids_do_not_move_the_id() {
         ("train.device", "[train]\ndevice = \"cpu\"\n"),
         ("train.threads", "[train]\nthreads = 3\n"),
         ("train.checkpoint_every", "[train]\ncheckpoint_every = 7\n"),
+        (
+            "train.activation_checkpointing",
+            "[train]\nactivation_checkpointing = true\n",
+        ),
         (
             "report",
             "[[report.tables]]\nname = \"t\"\nmetric = \"reward\"\ncaption = \"c\"\n",

@@ -44,6 +44,8 @@ pub enum Ty {
     },
     /// One of the listed strings.
     Enum(&'static [&'static str]),
+    /// A non-empty array of distinct listed strings.
+    EnumList(&'static [&'static str]),
     /// A number or a schedule table; values must be `> min` (`open_min`) or `>= min`.
     Coef {
         /// Lower bound for every value the schedule takes.
@@ -155,6 +157,11 @@ pub const KEYS: &[KeySpec] = &[
     key("model.max_len", count_to(1 << 22), "preset", "Longest sequence (prompt + response) in tokens."),
     key("model.rope_theta", POSITIVE, "preset", "Rotary embedding base."),
     key("model.sliding_window", OPTIONAL_COUNT, "preset", "Sliding attention window in tokens; 0 = full causal attention."),
+    key("model.lora", Ty::Section, "", "Low-rank adapters (PEFT's LoRA) instead of full fine-tuning; the frozen base with adapters off is the reference."),
+    key("model.lora.rank", Ty::Int { min: 0, max: 1 << 16 }, "0", "Adapter rank r; 0 = full fine-tuning."),
+    key("model.lora.alpha", POSITIVE, "16.0", "Adapters are scaled by alpha / rank."),
+    key("model.lora.dropout", Ty::Float { min: 0.0, max: 0.9, open_min: false }, "0.0", "Dropout on the adapters' input during training."),
+    key("model.lora.targets", Ty::EnumList(&["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), "[\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\"]", "Linear layers of each block that get adapters (PEFT's target_modules)."),
     key("reference", Ty::Section, "", "The frozen reference: SFT on demonstrations with errors, or a checkpoint."),
     key("reference.sft_steps", COUNT, "2000", "SFT optimizer steps on built-in task demonstrations."),
     key("reference.sft_batch_size", count_to(1 << 16), "32", "Demonstrations per SFT step."),
@@ -200,6 +207,8 @@ pub const KEYS: &[KeySpec] = &[
     not_in_id(key("train.threads", OPTIONAL_COUNT, "0", "CPU threads; 0 = all.")),
     not_in_id(key("train.checkpoint_every", OPTIONAL_COUNT, "25", "Save a resumable checkpoint every N steps; 0 = only at the end.")),
     key("train.seed", Ty::Int { min: 0, max: i64::MAX }, "0", "Seed of data, initialisation and evaluation."),
+    not_in_id(key("train.activation_checkpointing", Ty::Bool, "false", "Keep only each block's input in the forward pass and recompute the block in backward: the same gradients with less activation memory.")),
+    key("train.moments", Ty::Enum(&["f32", "bf16"]), "\"f32\"", "Precision of AdamW's moments; bf16 halves optimizer memory (docs/performance.md)."),
     key("eval", Ty::Section, "", "Held-out evaluation."),
     key("eval.prompts", count_to(1_000_000), "200", "Held-out prompts."),
     key("eval.samples", Ty::Int { min: 1, max: 1024 }, "8", "Responses sampled per held-out prompt and model; rewards and pass rates are per-prompt means. Greedy decoding needs 1."),
@@ -594,6 +603,27 @@ pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
                 .ok_or_else(|| format!("must be a number, found {}", describe(value)))?;
             in_range(n, min, max, open_min)
         }
+        Ty::EnumList(options) => {
+            let items = value
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| format!("must be a non-empty array, found {}", describe(value)))?;
+            let mut seen = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(s) if seen.contains(&s) => return Err(format!("lists \"{s}\" twice")),
+                    Some(s) if options.contains(&s) => seen.push(s),
+                    _ => {
+                        return Err(format!(
+                            "has {}, expected each of {}",
+                            describe(item),
+                            list(options)
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
         Ty::Enum(options) => match value.as_str() {
             Some(s) if options.contains(&s) => Ok(()),
             Some(s) => Err(format!(
@@ -704,6 +734,7 @@ pub fn reference_markdown() -> String {
                 }
             }
             Ty::Enum(options) => options.join(" \\| "),
+            Ty::EnumList(options) => format!("list of {}", options.join(" \\| ")),
             Ty::Coef { min, open_min } => format!(
                 "number or schedule, {} {min}",
                 if open_min { ">" } else { ">=" }

@@ -119,6 +119,82 @@ pub struct ModelConfig {
     /// Sliding attention window in tokens (0 = full causal attention).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<u32>,
+    /// Low-rank adapters (off unless `rank > 0`).
+    #[serde(skip_serializing_if = "LoraConfig::is_off")]
+    pub lora: LoraConfig,
+}
+
+/// `[model.lora]`: train low-rank adapters `W + (alpha / rank) B A` on the
+/// named linear layers, with the base weights frozen (PEFT's LoRA).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraConfig {
+    /// Adapter rank r; 0 = full fine-tuning.
+    pub rank: u32,
+    /// Scale numerator: adapters are multiplied by `alpha / rank`.
+    pub alpha: f64,
+    /// Dropout on the adapter's input during training.
+    pub dropout: f64,
+    /// Linear layers that get adapters (PEFT's `target_modules`).
+    pub targets: Vec<LoraTarget>,
+}
+
+/// A linear layer of a decoder block (Hugging Face module names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraTarget {
+    /// Query projection.
+    QProj,
+    /// Key projection.
+    KProj,
+    /// Value projection.
+    VProj,
+    /// Attention output projection.
+    OProj,
+    /// SwiGLU gate projection.
+    GateProj,
+    /// SwiGLU up projection.
+    UpProj,
+    /// SwiGLU down projection.
+    DownProj,
+}
+
+impl LoraTarget {
+    /// The module name (`q_proj`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoraTarget::QProj => "q_proj",
+            LoraTarget::KProj => "k_proj",
+            LoraTarget::VProj => "v_proj",
+            LoraTarget::OProj => "o_proj",
+            LoraTarget::GateProj => "gate_proj",
+            LoraTarget::UpProj => "up_proj",
+            LoraTarget::DownProj => "down_proj",
+        }
+    }
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            rank: 0,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: vec![
+                LoraTarget::QProj,
+                LoraTarget::KProj,
+                LoraTarget::VProj,
+                LoraTarget::OProj,
+            ],
+        }
+    }
+}
+
+impl LoraConfig {
+    /// Whether adapters are off (full fine-tuning).
+    pub fn is_off(&self) -> bool {
+        self.rank == 0
+    }
 }
 
 impl Default for ModelConfig {
@@ -134,6 +210,7 @@ impl Default for ModelConfig {
             max_len: None,
             rope_theta: None,
             sliding_window: None,
+            lora: LoraConfig::default(),
         }
     }
 }
@@ -602,6 +679,32 @@ pub struct TrainConfig {
     pub checkpoint_every: u32,
     /// Seed of data sampling, initialisation and evaluation.
     pub seed: u64,
+    /// Keep only each block's input in the forward pass and recompute the
+    /// block during backward (same gradients, less memory; an execution
+    /// setting: not part of run ids).
+    pub activation_checkpointing: bool,
+    /// Precision of AdamW's moments.
+    #[serde(skip_serializing_if = "Moments::is_f32")]
+    pub moments: Moments,
+}
+
+/// Storage of AdamW's first and second moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Moments {
+    /// float32.
+    #[default]
+    F32,
+    /// bfloat16: half the optimizer memory; the update is computed in
+    /// float32 and rounded when stored.
+    Bf16,
+}
+
+impl Moments {
+    /// Whether this is the default.
+    pub fn is_f32(&self) -> bool {
+        *self == Moments::F32
+    }
 }
 
 impl Default for TrainConfig {
@@ -621,6 +724,8 @@ impl Default for TrainConfig {
             threads: 0,
             checkpoint_every: 25,
             seed: 0,
+            activation_checkpointing: false,
+            moments: Moments::F32,
         }
     }
 }

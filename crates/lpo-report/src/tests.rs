@@ -72,6 +72,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         timings: Timings::default(),
         headline: s.headline.then(Headline::default),
         heldout: s.heldout.as_ref().map(|_| HeldoutHeadline::default()),
+        memory: None,
     };
     summary.write(&dir).unwrap();
     if let Some(rows) = &s.eval {

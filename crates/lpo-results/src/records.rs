@@ -140,6 +140,23 @@ pub struct Summary {
     /// Held-out list headline (complete runs with held-out lists).
     #[serde(default)]
     pub heldout: Option<HeldoutHeadline>,
+    /// Estimated and measured peak memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryRecord>,
+}
+
+/// A run's peak memory: the planner's estimate and what was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryRecord {
+    /// Estimated peak in bytes (`lpo plan`'s memory column).
+    pub estimated_bytes: u64,
+    /// Measured peak in bytes, when the platform reports one.
+    pub peak_bytes: Option<u64>,
+    /// What was measured: `host-peak-rss` (the run process's VmHWM: SFT,
+    /// sampling, training and evaluation together) or `cuda-in-use` (device
+    /// memory in use by the driver's count, the caching allocator's reserve
+    /// included, sampled after every optimizer step).
+    pub measured: String,
 }
 
 /// What a run directory's `summary.json` holds.

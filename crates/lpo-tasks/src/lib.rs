@@ -89,6 +89,18 @@ impl Task {
         }
     }
 
+    /// The longest prompt [`Task::generate`] can draw, in characters (one
+    /// token each under the character tokenizer). Checked against an
+    /// enumeration in the tests.
+    pub fn longest_prompt(self) -> usize {
+        match self {
+            Task::Arith => "99+99=".len(),
+            // Three examples such as "9>162", separated and closed.
+            Task::Program => PROGRAM_LONGEST_PROMPT,
+            Task::Rating => "abcdef<".len(),
+        }
+    }
+
     /// Whether "accuracy" (share of responses with the full reward) is meaningful.
     pub fn has_accuracy(self) -> bool {
         matches!(self, Task::Arith | Task::Program)
@@ -208,6 +220,8 @@ fn digit_credit(answer: &str, response: &str) -> f64 {
 
 /// Distinct `program` prompts (counted by enumeration in the tests).
 const PROGRAM_PROMPTS: usize = 113_040;
+/// Longest `program` prompt (found by enumeration in the tests).
+const PROGRAM_LONGEST_PROMPT: usize = 18;
 
 /// Inputs a program task draws its examples and hidden cases from.
 const PROGRAM_INPUTS: std::ops::Range<i64> = 0..10;
@@ -488,6 +502,8 @@ mod tests {
         for task in Task::ALL {
             let all = enumerate_prompts(task);
             assert_eq!(task.distinct_prompts(), all.len(), "{task:?}");
+            let longest = all.iter().map(|p| p.chars().count()).max().unwrap();
+            assert_eq!(task.longest_prompt(), longest, "{task:?}");
             for ex in examples(task, 5000) {
                 assert!(
                     all.contains(&ex.prompt),

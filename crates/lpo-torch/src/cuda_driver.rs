@@ -11,11 +11,13 @@ use crate::{CuDevice, CuGetName, CuResult};
 type CuInit = unsafe extern "C" fn(c_uint) -> CuResult;
 type CuDeviceGet = unsafe extern "C" fn(*mut CuDevice, c_int) -> CuResult;
 type CuTotalMem = unsafe extern "C" fn(*mut usize, CuDevice) -> CuResult;
+type CuMemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> CuResult;
 
 struct Driver {
     device_get: CuDeviceGet,
     get_name: CuGetName,
     total_mem: CuTotalMem,
+    mem_get_info: Option<CuMemGetInfo>,
 }
 
 fn driver() -> Option<&'static Driver> {
@@ -47,6 +49,8 @@ fn driver() -> Option<&'static Driver> {
                         handle,
                         "cuDeviceTotalMem_v2",
                     )?),
+                    mem_get_info: symbol(handle, "cuMemGetInfo_v2")
+                        .map(|p| std::mem::transmute::<*mut c_void, CuMemGetInfo>(p)),
                 })
             }
         })
@@ -83,4 +87,19 @@ pub(crate) fn describe(index: usize) -> Option<(String, u64)> {
             bytes as u64,
         ))
     }
+}
+
+/// Bytes in use on the device of the calling thread's current context (the
+/// one libtorch made current), as the driver counts them: everything
+/// allocated on the device, the caching allocator's reserve included.
+pub(crate) fn memory_in_use() -> Option<u64> {
+    let get = driver()?.mem_get_info?;
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: valid out-pointers; fails (non-zero) without a current context.
+    unsafe {
+        if get(&mut free, &mut total) != 0 {
+            return None;
+        }
+    }
+    Some(total.saturating_sub(free) as u64)
 }

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Result};
 
 mod cuda_driver;
+pub mod memory;
 
 /// Directory libtorch was linked from at build time (also the binary's run path).
 pub const LIBTORCH_LIB_DIR: &str = env!("LPO_LIBTORCH_LIB");

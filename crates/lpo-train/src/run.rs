@@ -12,7 +12,7 @@ use lpo_model::checkpoint;
 use lpo_model::logps::response_logps;
 use lpo_model::Mistral;
 use lpo_recipe::{Normalize, Recipe};
-use lpo_results::records::{self, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
+use lpo_results::records::{self, MemoryRecord, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
 use lpo_results::{
     remove_stale_temporaries, write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status,
     Summary, TimingRow, Timings,
@@ -78,9 +78,37 @@ struct RunState {
     dir: PathBuf,
     /// Training is over: a failure now is the evaluation's.
     evaluating: bool,
+    /// Most CUDA memory seen in use after a step.
+    cuda_peak: Option<u64>,
 }
 
 impl RunState {
+    /// Notes the CUDA memory in use now (after an optimizer step).
+    fn note_memory(&mut self, device: tch::Device) {
+        if device.is_cuda() {
+            let now = lpo_torch::memory::cuda_in_use();
+            self.cuda_peak = self.cuda_peak.max(now);
+        }
+    }
+
+    /// The run's estimated and measured peak memory.
+    fn memory_record(&self, request: &RunRequest<'_>) -> MemoryRecord {
+        use lpo_plan::memory::{estimate, Placement};
+        let (placement, peak, measured) = match request.device {
+            tch::Device::Cpu => (
+                Placement::Cpu,
+                lpo_torch::memory::host_peak(),
+                "host-peak-rss",
+            ),
+            _ => (Placement::Cuda, self.cuda_peak, "cuda-in-use"),
+        };
+        MemoryRecord {
+            estimated_bytes: estimate(request.recipe, placement).total(),
+            peak_bytes: peak,
+            measured: measured.into(),
+        }
+    }
+
     /// Writes metrics.csv, timing.csv and curves.csv into `dir`.
     fn write_curves_to(&self, dir: &Path) -> Result<()> {
         write_atomic(
@@ -148,15 +176,18 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             timings: Timings::default(),
             headline: None,
             heldout: None,
+            memory: None,
         },
         metrics: Vec::new(),
         timing: Vec::new(),
         curves: Vec::new(),
         dir: dir.clone(),
         evaluating: false,
+        cuda_peak: None,
     };
     state.summary.write(&dir)?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(request, &mut state, progress)));
+    state.summary.memory = Some(state.memory_record(request));
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),
@@ -423,6 +454,7 @@ fn train(
         });
         progress.update(u64::from(step + 1), &format!("loss {:.4}", row.loss));
         state.metrics.push(row);
+        state.note_memory(inputs.request.device);
         state.summary.steps_done = step + 1;
         state.summary.failed_step = None;
         let done = step + 1;

@@ -1,0 +1,287 @@
+//! Estimated peak memory of a run: weights, gradients, optimizer state, the
+//! reference model, and activations at the configured batch and lengths.
+//!
+//! An estimate for refusing runs that cannot fit and for choosing LoRA or
+//! activation checkpointing, not a measurement: `summary.json` records the
+//! measured peak of every run (docs/performance.md compares the two).
+
+use lpo_recipe::{LoraTarget, Moments, Recipe};
+use lpo_tasks::Task;
+use serde::Serialize;
+
+/// Where a run's tensors live, which sets their precision: on the CPU all
+/// float32; on CUDA bfloat16 weights, gradients and activations with
+/// float32 master weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Host memory.
+    Cpu,
+    /// One CUDA device.
+    Cuda,
+}
+
+/// Bytes by what holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemoryEstimate {
+    /// Policy weights (base weights and adapters with LoRA).
+    pub weights: u64,
+    /// float32 master copy of the trainable weights (CUDA).
+    pub master: u64,
+    /// Gradients of the trainable weights.
+    pub gradients: u64,
+    /// AdamW's two moments.
+    pub optimizer: u64,
+    /// A separate reference model (none with LoRA: the base is the reference).
+    pub reference: u64,
+    /// Saved activations of one micro-batch's forward pass.
+    pub activations: u64,
+    /// Output logits, their log-softmax and its gradient (float32).
+    pub logits: u64,
+    /// libtorch's own allocations (CPU runtime, or the CUDA context).
+    pub runtime: u64,
+}
+
+/// libtorch's runtime and allocator slack (measured about 0.4 GiB on CPU).
+const RUNTIME_BYTES: u64 = 512 << 20;
+
+impl MemoryEstimate {
+    /// The estimated peak.
+    pub fn total(&self) -> u64 {
+        self.weights
+            + self.master
+            + self.gradients
+            + self.optimizer
+            + self.reference
+            + self.activations
+            + self.logits
+            + self.runtime
+    }
+}
+
+/// Longest prompt and response (tokens) a run's batches can hold: for the
+/// built-in tasks their longest prompt plus BOS and `eval.max_new_tokens`;
+/// with a file source the worst case a `model.max_len` sequence allows.
+pub fn sequence_lengths(recipe: &Recipe) -> (u64, u64) {
+    let max_len = u64::from(recipe.model.dims().max_len);
+    let tasks: Option<Vec<Task>> = recipe
+        .data
+        .mix
+        .iter()
+        .map(|s| s.task.as_deref().and_then(Task::from_name))
+        .collect();
+    match tasks {
+        Some(tasks) => {
+            let prompt = tasks.iter().map(|t| t.longest_prompt()).max().unwrap_or(0) as u64 + 1;
+            let response = u64::from(recipe.eval.max_new_tokens);
+            (prompt.min(max_len), response.min(max_len))
+        }
+        None => (1, max_len.saturating_sub(1).max(1)),
+    }
+}
+
+/// The estimated peak memory of training `recipe` on `placement`.
+pub fn estimate(recipe: &Recipe, placement: Placement) -> MemoryEstimate {
+    let dims = recipe.model.dims();
+    let params = dims.parameter_count();
+    let lora = &recipe.model.lora;
+    let adapters = adapter_parameters(recipe);
+    let trainable = if lora.is_off() { params } else { adapters };
+    let (weight_bytes, act_bytes) = match placement {
+        Placement::Cpu => (4, 4),
+        Placement::Cuda => (2, 2),
+    };
+    let moment_bytes = match recipe.train.moments {
+        Moments::F32 => 4,
+        Moments::Bf16 => 2,
+    };
+    let (activations, logits) = activation_bytes(recipe, placement, act_bytes);
+    MemoryEstimate {
+        weights: (params + adapters) * weight_bytes,
+        master: match placement {
+            Placement::Cuda => trainable * 4,
+            Placement::Cpu => 0,
+        },
+        gradients: trainable * weight_bytes,
+        optimizer: 2 * trainable * moment_bytes,
+        reference: if lora.is_off() {
+            params * weight_bytes
+        } else {
+            0
+        },
+        activations,
+        logits,
+        runtime: RUNTIME_BYTES,
+    }
+}
+
+/// Adapter parameters: `rank * (in + out)` per targeted linear layer.
+fn adapter_parameters(recipe: &Recipe) -> u64 {
+    let lora = &recipe.model.lora;
+    if lora.is_off() {
+        return 0;
+    }
+    let dims = recipe.model.dims();
+    let d = u64::from(dims.d_model);
+    let kv = u64::from(dims.kv_heads) * dims.head_dim();
+    let ff = u64::from(dims.d_ff);
+    let per_block: u64 = lora
+        .targets
+        .iter()
+        .map(|t| match t {
+            LoraTarget::QProj | LoraTarget::OProj => d + d,
+            LoraTarget::KProj | LoraTarget::VProj => d + kv,
+            LoraTarget::GateProj | LoraTarget::UpProj | LoraTarget::DownProj => d + ff,
+        })
+        .sum();
+    u64::from(lora.rank) * per_block * u64::from(dims.layers)
+}
+
+/// Saved activations and logits of one micro-batch: its prompts once, then
+/// their K responses attending to them. Per token and block the backward
+/// pass keeps about `12 D + 4 KV + 5 F` values (norm inputs and outputs,
+/// q/k/v before and after rotary, grouped K/V expanded to every head, the
+/// attention output, the SwiGLU gate, up, activation and product); on the
+/// CPU the attention probabilities (`H x T x S` per sequence) as well.
+/// Activation checkpointing keeps each block's input (`D` per token) plus
+/// one block's full set.
+fn activation_bytes(recipe: &Recipe, placement: Placement, bytes: u64) -> (u64, u64) {
+    let dims = recipe.model.dims();
+    let (d, h, ff) = (
+        u64::from(dims.d_model),
+        u64::from(dims.heads),
+        u64::from(dims.d_ff),
+    );
+    let kv = u64::from(dims.kv_heads) * dims.head_dim();
+    let k = u64::from(recipe.data.list_size);
+    let batch = u64::from(recipe.train.batch_size).div_ceil(u64::from(recipe.train.grad_accum));
+    let (prompt, response) = sequence_lengths(recipe);
+    let tokens = batch * (prompt + k * response);
+    let attention = match placement {
+        Placement::Cpu => batch * h * (prompt * prompt + k * response * (prompt + response)),
+        Placement::Cuda => 0,
+    };
+    let per_block = tokens * (12 * d + 4 * kv + 5 * ff) + attention;
+    let layers = u64::from(dims.layers);
+    let activations = if recipe.train.activation_checkpointing {
+        layers * tokens * d + per_block
+    } else {
+        layers * per_block
+    };
+    let logits = 3 * batch * k * response * u64::from(dims.vocab) * 4;
+    (activations * bytes, logits)
+}
+
+/// `bytes` as GiB with two decimals (MiB below 1 GiB).
+pub fn human(bytes: u64) -> String {
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    if gib >= 1.0 {
+        format!("{gib:.2} GiB")
+    } else {
+        format!("{:.0} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(text: &str) -> Recipe {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        toml::Value::Table(table).try_into().unwrap()
+    }
+
+    #[test]
+    fn state_terms_follow_the_parameter_count() {
+        let r = recipe("[model]\nsize = \"tiny\"\n");
+        let p = r.model.dims().parameter_count();
+        let cpu = estimate(&r, Placement::Cpu);
+        assert_eq!(
+            (
+                cpu.weights,
+                cpu.master,
+                cpu.gradients,
+                cpu.optimizer,
+                cpu.reference
+            ),
+            (4 * p, 0, 4 * p, 8 * p, 4 * p)
+        );
+        let cuda = estimate(&r, Placement::Cuda);
+        assert_eq!(
+            (
+                cuda.weights,
+                cuda.master,
+                cuda.gradients,
+                cuda.optimizer,
+                cuda.reference
+            ),
+            (2 * p, 4 * p, 2 * p, 8 * p, 2 * p)
+        );
+        let bf16 = estimate(
+            &recipe("[train]\nmoments = \"bf16\"\n[model]\nsize = \"tiny\"\n"),
+            Placement::Cuda,
+        );
+        assert_eq!(bf16.optimizer, 4 * p);
+    }
+
+    #[test]
+    fn mistral_7b_full_fine_tuning_needs_what_the_issue_measured() {
+        // Issue 14: full AdamW with f32 master weights and moments needs
+        // ~116 GB (16 bytes a parameter) before activations, plus the
+        // bf16 reference copy.
+        let r = recipe("[model]\nsize = \"mistral-7b\"\n");
+        let e = estimate(&r, Placement::Cuda);
+        let state = e.weights + e.master + e.gradients + e.optimizer;
+        assert_eq!(e.reference * 8, state);
+        let gb = state as f64 / 1e9;
+        assert!((110.0..125.0).contains(&gb), "{gb} GB");
+    }
+
+    #[test]
+    fn lora_trains_only_adapters_and_needs_no_reference_copy() {
+        let r = recipe("[model]\nsize = \"tiny\"\n[model.lora]\nrank = 8\ntargets = [\"q_proj\", \"k_proj\"]\n");
+        let dims = r.model.dims();
+        let (d, kv) = (
+            u64::from(dims.d_model),
+            u64::from(dims.kv_heads) * dims.head_dim(),
+        );
+        let adapters = 8 * ((d + d) + (d + kv)) * u64::from(dims.layers);
+        let e = estimate(&r, Placement::Cpu);
+        assert_eq!(e.gradients, 4 * adapters);
+        assert_eq!(e.optimizer, 8 * adapters);
+        assert_eq!(e.reference, 0);
+        assert_eq!(e.weights, 4 * (dims.parameter_count() + adapters));
+    }
+
+    #[test]
+    fn checkpointing_keeps_block_inputs_plus_one_block() {
+        let base = "[model]\nsize = \"small\"\n[train]\nbatch_size = 4\n";
+        let full = estimate(&recipe(base), Placement::Cpu).activations;
+        let ckpt = estimate(
+            &recipe(&format!("{base}activation_checkpointing = true\n")),
+            Placement::Cpu,
+        )
+        .activations;
+        let r = recipe(base);
+        let dims = r.model.dims();
+        let (p, resp) = sequence_lengths(&r);
+        let tokens = 4 * (p + 4 * resp);
+        let layers = u64::from(dims.layers);
+        assert_eq!(
+            ckpt,
+            4 * layers * tokens * u64::from(dims.d_model) + full / layers
+        );
+        assert!(ckpt < full / 2);
+        // Micro-batches divide the batch.
+        let accum =
+            estimate(&recipe(&format!("{base}grad_accum = 4\n")), Placement::Cpu).activations;
+        assert_eq!(accum * 4, full);
+    }
+
+    #[test]
+    fn task_lengths_come_from_the_tasks_and_file_lengths_from_max_len() {
+        let r = recipe("[eval]\nmax_new_tokens = 20\n[data]\nmix = [{ task = \"arith\" }, { task = \"program\" }]\n");
+        assert_eq!(sequence_lengths(&r), (19, 20));
+        let f = recipe("[data]\nmix = [{ path = \"x.jsonl\", format = \"native\" }]\n");
+        assert_eq!(sequence_lengths(&f), (1, 127));
+    }
+}

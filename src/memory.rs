@@ -1,0 +1,165 @@
+//! A run's estimated peak memory ([`lpo_plan::memory`]) against this
+//! machine: shown by `lpo plan`, and a run that cannot fit is refused
+//! before anything is allocated.
+
+use lpo_plan::memory::{estimate, human, MemoryEstimate, Placement};
+use lpo_plan::Plan;
+use lpo_recipe::{DeviceChoice, Recipe};
+
+/// Where `recipe` would train here: `auto` means CUDA when a device is seen.
+pub fn placement(recipe: &Recipe) -> Placement {
+    match recipe.train.device {
+        DeviceChoice::Cpu => Placement::Cpu,
+        DeviceChoice::Cuda => Placement::Cuda,
+        DeviceChoice::Auto if lpo_torch::cuda_device_count() > 0 => Placement::Cuda,
+        DeviceChoice::Auto => Placement::Cpu,
+    }
+}
+
+/// The memory a run may use on `placement`: host RAM (or the cgroup limit),
+/// or the first CUDA device's memory.
+pub fn available(placement: Placement) -> Option<u64> {
+    match placement {
+        Placement::Cpu => lpo_torch::memory::host_limit(),
+        Placement::Cuda => lpo_torch::cuda_devices()
+            .first()
+            .map(|d| d.total_memory)
+            .filter(|&m| m > 0),
+    }
+}
+
+/// Why `recipe` cannot fit here, if its estimate exceeds the memory available.
+pub fn problem(recipe: &Recipe, placement: Placement) -> Option<String> {
+    let e = estimate(recipe, placement);
+    let limit = available(placement)?;
+    (e.total() > limit).then(|| {
+        format!(
+            "estimated peak memory {} exceeds the {} this machine has for {} ({}); {HELP}",
+            human(e.total()),
+            human(limit),
+            match placement {
+                Placement::Cpu => "the CPU",
+                Placement::Cuda => "the GPU",
+            },
+            breakdown(&e)
+        )
+    })
+}
+
+/// The terms of an estimate, largest first.
+pub fn breakdown(e: &MemoryEstimate) -> String {
+    let mut terms = [
+        ("weights", e.weights),
+        ("master weights", e.master),
+        ("gradients", e.gradients),
+        ("AdamW moments", e.optimizer),
+        ("reference", e.reference),
+        ("activations", e.activations),
+        ("logits", e.logits),
+        ("runtime", e.runtime),
+    ];
+    terms.sort_by_key(|t| std::cmp::Reverse(t.1));
+    terms
+        .iter()
+        .filter(|t| t.1 > 0)
+        .map(|(name, bytes)| format!("{name} {}", human(*bytes)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every run's estimate, with the placement and the memory available
+/// there (each looked up once).
+pub struct Estimates {
+    runs: Vec<(Placement, MemoryEstimate)>,
+    cpu: Option<u64>,
+    cuda: Option<u64>,
+}
+
+impl Estimates {
+    /// Estimates the runs of `plan` where they would train here.
+    pub fn new(plan: &Plan) -> Estimates {
+        let cuda_seen = std::cell::OnceCell::new();
+        let runs: Vec<(Placement, MemoryEstimate)> = plan
+            .runs
+            .iter()
+            .map(|run| {
+                let place = match run.recipe.train.device {
+                    DeviceChoice::Auto => *cuda_seen.get_or_init(|| placement(&run.recipe)),
+                    _ => placement(&run.recipe),
+                };
+                (place, estimate(&run.recipe, place))
+            })
+            .collect();
+        let uses = |p: Placement| runs.iter().any(|r| r.0 == p);
+        Estimates {
+            cpu: uses(Placement::Cpu)
+                .then(|| available(Placement::Cpu))
+                .flatten(),
+            cuda: uses(Placement::Cuda)
+                .then(|| available(Placement::Cuda))
+                .flatten(),
+            runs,
+        }
+    }
+
+    fn limit(&self, placement: Placement) -> Option<u64> {
+        match placement {
+            Placement::Cpu => self.cpu,
+            Placement::Cuda => self.cuda,
+        }
+    }
+
+    /// The table cell of run `index`: its estimated peak, and where.
+    pub fn cell(&self, index: usize) -> String {
+        let (place, e) = &self.runs[index];
+        let device = match place {
+            Placement::Cpu => "cpu",
+            Placement::Cuda => "cuda",
+        };
+        format!("{} {device}", human(e.total()))
+    }
+
+    /// Run `index`'s estimate as JSON, each term in bytes.
+    pub fn json(&self, index: usize) -> serde_json::Value {
+        let (place, e) = &self.runs[index];
+        let mut v = serde_json::to_value(e).expect("estimates serialize");
+        v["total"] = e.total().into();
+        v["device"] = format!("{place:?}").to_lowercase().into();
+        v["available"] = self.limit(*place).into();
+        v
+    }
+
+    /// A line for every run whose estimate exceeds the memory available.
+    pub fn oversized(&self, plan: &Plan) -> Vec<String> {
+        plan.runs
+            .iter()
+            .zip(&self.runs)
+            .filter_map(|(run, (place, e))| {
+                let limit = self.limit(*place).filter(|&l| e.total() > l)?;
+                Some(format!(
+                    "run {} ({}): estimated peak memory {} exceeds the {} available here ({})",
+                    run.id,
+                    run.recipe.method_label(),
+                    human(e.total()),
+                    human(limit),
+                    breakdown(e)
+                ))
+            })
+            .collect()
+    }
+}
+
+/// `lpo sweep`: refuses (true) when a run cannot fit here, naming each.
+pub fn refuse_sweep(plan: &Plan) -> bool {
+    let lines = Estimates::new(plan).oversized(plan);
+    for line in &lines {
+        eprintln!("error: {line}");
+    }
+    if !lines.is_empty() {
+        eprintln!("{HELP}");
+    }
+    !lines.is_empty()
+}
+
+/// How to make a run fit.
+const HELP: &str = "lower the estimate with [model.lora], train.activation_checkpointing = true, train.moments = \"bf16\", a smaller train.batch_size or a larger train.grad_accum, or pass --ignore-memory-estimate";
