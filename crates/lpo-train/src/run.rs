@@ -352,7 +352,7 @@ fn resume_point(
         if device.is_cuda() {
             vs.bfloat16();
         }
-        let mut opt = AdamW::new(&vs, t.weight_decay);
+        let mut opt = AdamW::with_moments(&vs, t.weight_decay, t.moments);
         let start = match dir {
             Some(dir) => resume_from(state, dir, &mut opt, t.steps * t.rounds, device)?,
             None => 0,
@@ -437,7 +437,7 @@ fn train(
         if data.as_ref().is_none_or(|(r, _)| *r != round) {
             let at_start = step % t.steps == 0;
             if at_start && round > 0 {
-                opt = AdamW::new(&vs, t.weight_decay); // each round starts afresh
+                opt = AdamW::with_moments(&vs, t.weight_decay, t.moments); // each round starts afresh
             }
             let new = round_data(inputs, state, round, (&vs, &policy), at_start, progress)?;
             data = Some((round, new));
