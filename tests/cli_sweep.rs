@@ -686,3 +686,55 @@ fn runs_record_their_memory_and_one_that_cannot_fit_is_refused_before_it_starts(
         "nothing written for the refused run"
     );
 }
+
+#[test]
+fn activation_checkpointing_trains_the_same_run() {
+    let dir = scratch("sweep-checkpointing");
+    std::fs::write(dir.join("r.toml"), small(4, 0, "seeds = [0]")).unwrap();
+    let losses = |results: &str, checkpointing: bool| {
+        let set = format!("train.activation_checkpointing={checkpointing}");
+        let out = lpo(
+            &dir,
+            &[
+                "run",
+                "r.toml",
+                "--index",
+                "0",
+                "--results",
+                results,
+                "--set",
+                &set,
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let run = &run_dirs(&dir.join(results))[0];
+        let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let (loss, norm) = (at("loss"), at("grad_norm"));
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (
+                    r[loss].parse::<f64>().unwrap(),
+                    r[norm].parse::<f64>().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let plain = losses("plain", false);
+    let checkpointed = losses("checkpointed", true);
+    assert_eq!(plain.len(), 4);
+    assert_eq!(plain.len(), checkpointed.len());
+    for (a, b) in plain.iter().zip(&checkpointed) {
+        assert!(
+            (a.0 - b.0).abs() < 1e-4 * a.0.abs().max(1.0),
+            "loss {a:?} vs {b:?}"
+        );
+        assert!(
+            (a.1 - b.1).abs() < 1e-4 * a.1.abs().max(1.0),
+            "grad norm {a:?} vs {b:?}"
+        );
+    }
+}

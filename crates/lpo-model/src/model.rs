@@ -40,7 +40,7 @@ impl RmsNorm {
     }
 
     /// `[.., D] -> [.., D]`, normalised in f32 whatever the input kind.
-    fn forward(&self, x: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
         let x = x.to_kind(Kind::Float);
         let rms = (x.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
@@ -89,6 +89,18 @@ impl Rotary {
 #[derive(Debug, Default)]
 pub struct LayerCache {
     kv: Option<(Tensor, Tensor)>,
+}
+
+impl LayerCache {
+    /// Repeats every row `times` times (see [`KvCache::repeat_rows`]).
+    pub(crate) fn repeat_rows(&mut self, times: i64) {
+        if let Some((k, v)) = self.kv.take() {
+            self.kv = Some((
+                k.repeat_interleave_self_int(times, 0, None),
+                v.repeat_interleave_self_int(times, 0, None),
+            ));
+        }
+    }
 }
 
 /// Grouped-query causal self-attention.
@@ -171,7 +183,7 @@ impl Mlp {
     }
 
     /// `[B, T, D] -> [B, T, D]`.
-    fn forward(&self, x: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         self.down_proj
             .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
     }
@@ -201,7 +213,7 @@ impl Block {
     }
 
     /// `[B, T, D] -> [B, T, D]`.
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         rotary: &Rotary,
@@ -253,12 +265,7 @@ impl KvCache {
     /// so K continuations share one computed prefix.
     pub fn repeat_rows(&mut self, times: i64) {
         for layer in &mut self.layers {
-            if let Some((k, v)) = layer.kv.take() {
-                layer.kv = Some((
-                    k.repeat_interleave_self_int(times, 0, None),
-                    v.repeat_interleave_self_int(times, 0, None),
-                ));
-            }
+            layer.repeat_rows(times);
         }
         self.valid = self
             .valid
@@ -270,11 +277,11 @@ impl KvCache {
 /// The Mistral-style decoder: embeddings, blocks, final norm, output head.
 #[derive(Debug)]
 pub struct Mistral {
-    embed_tokens: nn::Embedding,
-    blocks: Vec<Block>,
-    norm: RmsNorm,
+    pub(crate) embed_tokens: nn::Embedding,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: RmsNorm,
     lm_head: nn::Linear,
-    rotary: Rotary,
+    pub(crate) rotary: Rotary,
     config: Config,
 }
 
@@ -358,7 +365,7 @@ impl Mistral {
     /// `[B, 1, T, S]` bool: query i (cache index past + i) may see key j when
     /// j <= past + i, j is a real token, and j is within the sliding window.
     /// Every query also sees itself, so padding rows never softmax over nothing.
-    fn attention_mask(&self, past: i64, t: i64, key_valid: &Tensor) -> Tensor {
+    pub(crate) fn attention_mask(&self, past: i64, t: i64, key_valid: &Tensor) -> Tensor {
         let device = key_valid.device();
         let s = past + t;
         let q = (Tensor::arange(t, (Kind::Int64, device)) + past).unsqueeze(1); // [T, 1]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use lpo_loss::{LossInput, LossParams};
 use lpo_model::checkpoint;
-use lpo_model::logps::response_logps;
+use lpo_model::logps::{checkpointed_response_logps, response_logps, Recompute};
 use lpo_model::Mistral;
 use lpo_recipe::{Normalize, Recipe};
 use lpo_results::records::{self, MemoryRecord, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
@@ -572,12 +572,15 @@ fn optimizer_step(
     let mut tokens = 0;
     for m in 0..micro {
         let indices = batch_indices(data.set.len(), per_micro, micro, local as usize, m, seed);
-        let result = micro_batch_loss(inputs, data, policy, &params, &indices);
+        let (result, recompute) = micro_batch_loss(inputs, data, policy, &params, &indices);
         let value = result.loss.double_value(&[]);
         if !value.is_finite() {
             bail!("loss is {value} at step {step}");
         }
         (result.loss / micro as f64).backward();
+        if let Some(recompute) = recompute {
+            recompute.backward(); // activation checkpointing: the blocks' part
+        }
         loss_sum += value;
         add_share(&mut stats, &result.stats, 1.0 / micro as f64);
         tokens += data.set.token_count(&indices);
@@ -625,18 +628,28 @@ fn batch_seed(seed: u64, round: u32) -> u64 {
 
 /// The loss of the training lists at `indices` (one micro-batch) under
 /// `policy`, on log-probabilities summed or averaged over tokens as
-/// `loss.normalize` says; not yet backpropagated.
-fn micro_batch_loss(
+/// `loss.normalize` says; not yet backpropagated. With activation
+/// checkpointing, the blocks' backward pass comes separately, after the loss's.
+fn micro_batch_loss<'a>(
     inputs: &RunInputs<'_>,
     data: &RoundData,
-    policy: &Mistral,
+    policy: &'a Mistral,
     params: &LossParams,
     indices: &[usize],
-) -> lpo_loss::LossOutput {
+) -> (lpo_loss::LossOutput, Option<Recompute<'a>>) {
     let device = inputs.request.device;
     let set = &data.set;
     let (prompts, responses) = set.select(indices);
-    let out = response_logps(policy, &prompts, &responses, set.k, inputs.pad());
+    let (out, recompute) = if inputs.request.recipe.train.activation_checkpointing {
+        let (out, r) =
+            checkpointed_response_logps(policy, &prompts, &responses, set.k, inputs.pad());
+        (out, Some(r))
+    } else {
+        (
+            response_logps(policy, &prompts, &responses, set.k, inputs.pad()),
+            None,
+        )
+    };
     let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
         .to_device(device);
     let rs = data.ref_sum.index_select(0, &idx);
@@ -649,7 +662,7 @@ fn micro_batch_loss(
         ),
     };
     let (rewards, mask) = set.targets(indices, device);
-    lpo_loss::compute(
+    let output = lpo_loss::compute(
         params,
         &LossInput {
             policy_logps: &pol,
@@ -658,7 +671,8 @@ fn micro_batch_loss(
             mask: &mask,
             token_counts: counts.as_ref(),
         },
-    )
+    );
+    (output, recompute)
 }
 
 /// Adds `share` of one micro-batch's statistics `s` to the step's `stats`.
