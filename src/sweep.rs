@@ -38,7 +38,7 @@ pub fn device_for(recipe: &Recipe) -> Result<tch::Device> {
         DeviceChoice::Cpu => DeviceRequest::Cpu,
         DeviceChoice::Cuda => DeviceRequest::Cuda,
     })?;
-    if device == tch::Device::Cpu && recipe.model.size == lpo_recipe::SizePreset::Mistral7b {
+    if device == tch::Device::Cpu && recipe.model.size == Some(lpo_recipe::SizePreset::Mistral7b) {
         bail!("model.size = \"mistral-7b\" needs a CUDA GPU; none is available");
     }
     Ok(device)

@@ -90,8 +90,10 @@ pub enum SizePreset {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Size preset the other fields override.
-    pub size: SizePreset,
+    /// Size preset the other fields override (`None`: `nano`, unless
+    /// `reference.checkpoint` gives the architecture).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizePreset>,
     /// Decoder blocks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<u32>,
@@ -124,7 +126,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            size: SizePreset::Nano,
+            size: None,
             layers: None,
             d_model: None,
             heads: None,
@@ -200,7 +202,7 @@ impl SizePreset {
 impl ModelConfig {
     /// The architecture after overrides.
     pub fn dims(&self) -> ModelDims {
-        let p = self.size.dims();
+        let p = self.size.unwrap_or(SizePreset::Nano).dims();
         ModelDims {
             layers: self.layers.unwrap_or(p.layers),
             d_model: self.d_model.unwrap_or(p.d_model),
@@ -792,7 +794,7 @@ mod tests {
     #[test]
     fn overrides_replace_preset_fields() {
         let m = ModelConfig {
-            size: SizePreset::Tiny,
+            size: Some(SizePreset::Tiny),
             layers: Some(7),
             ..ModelConfig::default()
         };
