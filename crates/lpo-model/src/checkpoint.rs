@@ -1,6 +1,7 @@
-//! Checkpoints as Hugging Face Mistral directories: `config.json` plus
-//! safetensors weights (one file, or shards listed by
-//! `model.safetensors.index.json`), tensor names as in `MistralForCausalLM`.
+//! Checkpoints as Hugging Face directories: `config.json` (and
+//! `generation_config.json`) plus safetensors weights (one file, or shards
+//! listed by `model.safetensors.index.json`), tensor names as in
+//! `MistralForCausalLM`, `LlamaForCausalLM` and `Qwen2ForCausalLM`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -88,17 +89,25 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<BTreeMap<String, Tens
         .collect())
 }
 
-/// Saves a model's variables and configuration as a Hugging Face directory.
+/// File name of the generation defaults (special tokens) beside a checkpoint.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+
+/// Saves a model's variables and configuration as a Hugging Face directory:
+/// the weights, `config.json` and `generation_config.json` (the config's
+/// special token ids, so `generate()` stops at the end token).
 pub fn save(vs: &nn::VarStore, config: &Config, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     write_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
     let json = serde_json::to_string_pretty(&config.to_hf_json())? + "\n";
-    write_atomic(&dir.join("config.json"), json.as_bytes())
+    write_atomic(&dir.join("config.json"), json.as_bytes())?;
+    let json = serde_json::to_string_pretty(&config.generation_json())? + "\n";
+    write_atomic(&dir.join(GENERATION_CONFIG_FILE), json.as_bytes())
 }
 
-/// The weight files of a checkpoint directory.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The weight files of a checkpoint directory (the shards of its index, or
+/// its one `model.safetensors`), sorted.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX_FILE);
     if index.exists() {
         let text = std::fs::read_to_string(&index)
@@ -176,11 +185,7 @@ pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
 
 /// Loads a checkpoint directory: its `config.json` and weights, on `device`.
 pub fn load(dir: &Path, device: Device) -> Result<(nn::VarStore, Mistral)> {
-    let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let config =
-        Config::from_hf_json(&text).with_context(|| format!("in {}", config_path.display()))?;
+    let config = Config::read(dir)?;
     let vs = nn::VarStore::new(device);
     let model = Mistral::new(&vs.root(), &config);
     load_into(&vs, dir)?;

@@ -1,20 +1,21 @@
-//! A Mistral-style decoder on libtorch.
+//! Mistral, Llama and Qwen2 decoders on libtorch.
 //!
-//! - [`Mistral`]: token embedding, RMSNorm, rotary embeddings, grouped-query
-//!   causal attention (optional sliding window), SwiGLU MLP, output head.
+//! - [`Mistral`]: token embedding, RMSNorm, rotary embeddings (optionally
+//!   scaled: linear, llama3, yarn), grouped-query causal attention (optional
+//!   sliding window, optional q/k/v biases), SwiGLU MLP, output head (or the
+//!   tied embedding). The architecture is an [`lpo_hf::Config`].
 //! - [`generate`](generate::generate): batched KV-cache decoding, greedy or
 //!   temperature/top-p, seeded.
 //! - [`response_logps`](logps::response_logps): sequence log-probabilities of K
 //!   responses per prompt with the prompt computed once.
-//! - [`checkpoint`]: Hugging Face Mistral directories (config.json + safetensors).
+//! - [`checkpoint`]: Hugging Face directories (config.json + safetensors).
 
 pub mod checkpoint;
-mod config;
 pub mod generate;
 pub mod logps;
 pub mod model;
 
-pub use config::Config;
+pub use lpo_hf::{Config, Family, RopeScaling};
 pub use model::{KvCache, Mistral};
 
 #[cfg(test)]

@@ -13,13 +13,18 @@ use crate::Config;
 const INIT_STD: f64 = 0.02;
 
 fn linear(vs: nn::Path, input: i64, output: i64) -> nn::Linear {
+    linear_with_bias(vs, input, output, false)
+}
+
+/// A linear layer, with a zero-initialised bias when `bias`.
+fn linear_with_bias(vs: nn::Path, input: i64, output: i64, bias: bool) -> nn::Linear {
     let config = nn::LinearConfig {
         ws_init: nn::Init::Randn {
             mean: 0.0,
             stdev: INIT_STD,
         },
-        bs_init: None,
-        bias: false,
+        bs_init: bias.then_some(nn::Init::Const(0.0)),
+        bias,
     };
     nn::linear(vs, input, output, config)
 }
@@ -48,7 +53,9 @@ impl RmsNorm {
     }
 }
 
-/// Rotary position embeddings (the "rotate half" layout Hugging Face uses).
+/// Rotary position embeddings (the "rotate half" layout Hugging Face uses),
+/// with the config's scaling (linear, llama3, yarn) in the frequencies and
+/// yarn's attention factor in cos and sin.
 #[derive(Debug)]
 pub struct Rotary {
     /// `[max_len, E]`.
@@ -59,17 +66,14 @@ pub struct Rotary {
 
 impl Rotary {
     fn new(config: &Config, device: Device) -> Rotary {
-        let half = config.head_dim() / 2;
-        let inv_freq = (Tensor::arange(half, (Kind::Double, device))
-            * (-2.0 / (2 * half) as f64)
-            * config.rope_theta.ln())
-        .exp(); // theta^(-2i/E)
+        let (inv_freq, scale) = config.rope_frequencies();
+        let inv_freq = Tensor::from_slice(&inv_freq).to_device(device); // [E/2], f64
         let t = Tensor::arange(config.max_position_embeddings, (Kind::Double, device));
         let freqs = t.outer(&inv_freq); // [max_len, E/2]
         let emb = Tensor::cat(&[&freqs, &freqs], -1); // [max_len, E]
         Rotary {
-            cos: emb.cos().to_kind(Kind::Float),
-            sin: emb.sin().to_kind(Kind::Float),
+            cos: (emb.cos() * scale).to_kind(Kind::Float),
+            sin: (emb.sin() * scale).to_kind(Kind::Float),
         }
     }
 
@@ -103,7 +107,7 @@ impl LayerCache {
     }
 }
 
-/// Grouped-query causal self-attention.
+/// Grouped-query causal self-attention (q/k/v biases in Qwen2).
 #[derive(Debug)]
 pub struct Attention {
     q_proj: nn::Linear,
@@ -118,10 +122,16 @@ pub struct Attention {
 impl Attention {
     fn new(vs: nn::Path, c: &Config) -> Attention {
         let e = c.head_dim();
+        let (d, h, g, bias) = (
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.qkv_bias(),
+        );
         Attention {
-            q_proj: linear(&vs / "q_proj", c.hidden_size, c.num_attention_heads * e),
-            k_proj: linear(&vs / "k_proj", c.hidden_size, c.num_key_value_heads * e),
-            v_proj: linear(&vs / "v_proj", c.hidden_size, c.num_key_value_heads * e),
+            q_proj: linear_with_bias(&vs / "q_proj", d, h * e, bias),
+            k_proj: linear_with_bias(&vs / "k_proj", d, g * e, bias),
+            v_proj: linear_with_bias(&vs / "v_proj", d, g * e, bias),
             o_proj: linear(&vs / "o_proj", c.num_attention_heads * e, c.hidden_size),
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
@@ -274,13 +284,15 @@ impl KvCache {
     }
 }
 
-/// The Mistral-style decoder: embeddings, blocks, final norm, output head.
+/// The decoder (Mistral, Llama, Qwen2): embeddings, blocks, final norm,
+/// output head.
 #[derive(Debug)]
 pub struct Mistral {
     pub(crate) embed_tokens: nn::Embedding,
     pub(crate) blocks: Vec<Block>,
     pub(crate) norm: RmsNorm,
-    lm_head: nn::Linear,
+    /// `None` with tied embeddings: the head is `embed_tokens`' weight, `[V, D]`.
+    lm_head: Option<nn::Linear>,
     pub(crate) rotary: Rotary,
     config: Config,
 }
@@ -307,7 +319,8 @@ impl Mistral {
                 .map(|i| Block::new(&model / "layers" / i, config))
                 .collect(),
             norm: RmsNorm::new(&model / "norm", config.hidden_size, config.rms_norm_eps),
-            lm_head: linear(vs / "lm_head", config.hidden_size, config.vocab_size),
+            lm_head: (!config.tie_word_embeddings)
+                .then(|| linear(vs / "lm_head", config.hidden_size, config.vocab_size)),
             rotary: Rotary::new(config, vs.device()),
             config: config.clone(),
         }
@@ -352,7 +365,10 @@ impl Mistral {
 
     /// Next-token logits from hidden states: `[.., D] -> [.., V]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        self.lm_head.forward(hidden)
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(&self.embed_tokens.ws.tr()), // [.., D] x [D, V]
+        }
     }
 
     /// Logits of every position of right-padded sequences, no cache: `[B, T] -> [B, T, V]`.

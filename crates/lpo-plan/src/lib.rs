@@ -263,11 +263,143 @@ fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Reso
     if !problems.is_empty() {
         return Resolved::Invalid(problems);
     }
+    let mut recipe = recipe;
+    if let Err(message) = checkpoint_model(&mut recipe) {
+        return Resolved::Invalid(vec![Diagnostic {
+            message: format!("run [{}]: {message}", describe()),
+            location: "reference.checkpoint".into(),
+            help: Some(
+                "remove the model keys that contradict the checkpoint: its config.json gives the architecture"
+                    .into(),
+            ),
+        }]);
+    }
     Resolved::Run {
         id: run_id(&recipe),
         assignments,
         recipe: Box::new(recipe),
     }
+}
+
+/// With `reference.checkpoint`, the model is the checkpoint's: its
+/// `config.json` replaces the recipe's model section (every field set, no
+/// preset), so the plan, the run id and the run's config.toml describe the
+/// model that trains. A preset or field the recipe sets explicitly must
+/// agree with the checkpoint.
+pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
+    let Some(dir) = &recipe.reference.checkpoint else {
+        return Ok(());
+    };
+    let config = lpo_hf::Config::read(std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))?;
+    let have = config.dims().ok_or_else(|| {
+        format!(
+            "the checkpoint {} does not fit a recipe's model fields",
+            config.describe()
+        )
+    })?;
+    let m = &recipe.model;
+    let preset = m.size.map(|s| (s.as_str(), s.dims()));
+    let fields: [(&str, &str, Option<f64>, Option<f64>, f64); 9] = [
+        (
+            "layers",
+            "num_hidden_layers",
+            m.layers.map(f64::from),
+            preset.map(|p| f64::from(p.1.layers)),
+            f64::from(have.layers),
+        ),
+        (
+            "d_model",
+            "hidden_size",
+            m.d_model.map(f64::from),
+            preset.map(|p| f64::from(p.1.d_model)),
+            f64::from(have.d_model),
+        ),
+        (
+            "heads",
+            "num_attention_heads",
+            m.heads.map(f64::from),
+            preset.map(|p| f64::from(p.1.heads)),
+            f64::from(have.heads),
+        ),
+        (
+            "kv_heads",
+            "num_key_value_heads",
+            m.kv_heads.map(f64::from),
+            preset.map(|p| f64::from(p.1.kv_heads)),
+            f64::from(have.kv_heads),
+        ),
+        (
+            "d_ff",
+            "intermediate_size",
+            m.d_ff.map(f64::from),
+            preset.map(|p| f64::from(p.1.d_ff)),
+            f64::from(have.d_ff),
+        ),
+        (
+            "vocab",
+            "vocab_size",
+            m.vocab.map(f64::from),
+            preset.map(|p| f64::from(p.1.vocab)),
+            f64::from(have.vocab),
+        ),
+        (
+            "max_len",
+            "max_position_embeddings",
+            m.max_len.map(f64::from),
+            preset.map(|p| f64::from(p.1.max_len)),
+            f64::from(have.max_len),
+        ),
+        (
+            "rope_theta",
+            "rope_theta",
+            m.rope_theta,
+            preset.map(|p| p.1.rope_theta),
+            have.rope_theta,
+        ),
+        (
+            "sliding_window",
+            "sliding_window",
+            m.sliding_window.map(f64::from),
+            preset.map(|p| f64::from(p.1.sliding_window)),
+            f64::from(have.sliding_window),
+        ),
+    ];
+    let mut conflicts = Vec::new();
+    for (key, hf_key, explicit, from_preset, checkpoint) in fields {
+        let (value, source) = match (explicit, from_preset) {
+            (Some(v), _) => (v, format!("`model.{key}` is {v}")),
+            (None, Some(v)) => (
+                v,
+                format!(
+                    "`model.size` = \"{}\" has {key} {v}",
+                    preset.expect("set").0
+                ),
+            ),
+            (None, None) => continue,
+        };
+        if value != checkpoint {
+            conflicts.push(format!(
+                "{source}, but {dir}/config.json has {hf_key} = {checkpoint}"
+            ));
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(conflicts.join("; "));
+    }
+    recipe.model = lpo_recipe::ModelConfig {
+        size: None,
+        layers: Some(have.layers),
+        d_model: Some(have.d_model),
+        heads: Some(have.heads),
+        kv_heads: Some(have.kv_heads),
+        d_ff: Some(have.d_ff),
+        vocab: Some(have.vocab),
+        max_len: Some(have.max_len),
+        rope_theta: Some(have.rope_theta),
+        sliding_window: Some(have.sliding_window),
+        lora: recipe.model.lora.clone(),
+    };
+    Ok(())
 }
 
 /// The odometer reading of combination number `n` (last axis fastest).

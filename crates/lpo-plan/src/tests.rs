@@ -281,3 +281,78 @@ fn keys_outside_run_ids_do_not_move_the_id() {
         assert_eq!(run_id(&r), base, "{key} moved the run id");
     }
 }
+
+/// A checkpoint directory holding only a config.json (all the planner reads).
+fn checkpoint_dir(name: &str, config: &serde_json::Value) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lpo-plan-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_checkpoint_gives_the_model_and_contradictions_are_errors() {
+    let config = serde_json::json!({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+        "vocab_size": 96, "hidden_size": 128, "intermediate_size": 256,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-5,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}
+    });
+    let dir = checkpoint_dir("model", &config);
+    let with = |extra: &str| {
+        recipe(&format!(
+            "[reference]\ncheckpoint = \"{}\"\n{extra}",
+            dir.display()
+        ))
+    };
+    // The plan's recipe (and so config.toml and the run id) is the checkpoint's model.
+    let p = plan(&with("")).unwrap();
+    let m = &p.runs[0].recipe.model;
+    assert_eq!(m.size, None);
+    let d = m.dims();
+    assert_eq!(
+        (d.layers, d.d_model, d.heads, d.kv_heads, d.d_ff, d.vocab, d.max_len),
+        (4, 128, 4, 2, 256, 96, 512)
+    );
+    assert_eq!((d.rope_theta, d.sliding_window), (500000.0, 0));
+    let toml = toml::to_string(&*p.runs[0].recipe).unwrap();
+    assert!(
+        toml.contains("layers = 4") && !toml.contains("nano"),
+        "{toml}"
+    );
+    // Agreeing explicit fields are fine and give the same run.
+    let same = plan(&with("[model]\nlayers = 4\nd_model = 128\n")).unwrap();
+    assert_eq!(same.runs[0].id, p.runs[0].id);
+    // A field or a preset that contradicts the checkpoint is an error naming both.
+    let err = plan(&with("[model]\nlayers = 2\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`model.layers` is 2") && err.contains("num_hidden_layers = 4"),
+        "{err}"
+    );
+    let err = plan(&with("[model]\nsize = \"tiny\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`model.size` = \"tiny\" has d_ff 352") && !err.contains("d_model"),
+        "{err}"
+    );
+    assert!(err.contains("rope_theta = 500000"), "{err}");
+    // A swept field is checked run by run.
+    let err = plan(&with("[sweep]\ngrid = { \"model.d_ff\" = [256, 300] }\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.d_ff=300") && !err.contains("model.d_ff=256"),
+        "{err}"
+    );
+    // An unreadable or foreign checkpoint is an error naming the file.
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    let err = plan(&with("")).unwrap_err().to_string();
+    assert!(err.contains("gpt2") && err.contains("config.json"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = plan(&with("")).unwrap_err().to_string();
+    assert!(err.contains("failed to read"), "{err}");
+}

@@ -147,7 +147,7 @@ pub const KEYS: &[KeySpec] = &[
     not_in_id(key("label", Ty::Str, "loss.kind", "Method label that reports group runs by.")),
     not_in_id(key("extends", Ty::Path, "-", "Recipe merged underneath this one; chains allowed, cycles are an error.")),
     key("model", Ty::Section, "", "Policy and reference architecture."),
-    key("model.size", Ty::Enum(&["nano", "tiny", "small", "base", "mistral-7b"]), "\"nano\"", "Size preset; the keys below override single fields."),
+    key("model.size", Ty::Enum(&["nano", "tiny", "small", "base", "mistral-7b"]), "\"nano\"", "Size preset; the keys below override single fields. With `reference.checkpoint` the checkpoint's config.json gives the architecture, and a preset or field that contradicts it is an error."),
     key("model.layers", count_to(1 << 10), "preset", "Decoder blocks."),
     key("model.d_model", count_to(1 << 16), "preset", "Residual width."),
     key("model.heads", count_to(1 << 10), "preset", "Query heads; must divide d_model."),
@@ -168,7 +168,7 @@ pub const KEYS: &[KeySpec] = &[
     key("reference.sft_learning_rate", Ty::Float { min: 0.0, max: 1.0e3, open_min: true }, "3e-3", "SFT AdamW learning rate."),
     key("reference.error_rate", Ty::Float { min: 0.0, max: 1.0, open_min: false }, "0.2", "Share of demonstrations replaced by a wrong answer, so the reference leaves room to improve."),
     key("reference.sample_temperature", POSITIVE, "1.0", "Temperature when sampling the K responses of each training prompt."),
-    key("reference.checkpoint", Ty::Path, "-", "Hugging Face Mistral directory (config.json + safetensors) used as the reference instead of SFT."),
+    key("reference.checkpoint", Ty::Path, "-", "Hugging Face checkpoint directory (config.json + safetensors) of a Mistral, Llama or Qwen2 decoder, used as the reference and the policy's start instead of SFT; its config.json gives the model architecture."),
     key("loss", Ty::Section, "", "Training objective (docs/losses.md)."),
     key("loss.kind", Ty::Enum(&["lpo", "dpo", "listmle", "infonca", "nca"]), "\"lpo\"", "Which objective."),
     key("loss.beta", Ty::Coef { min: 0.0, open_min: true }, "0.1", "Implicit-reward scale beta > 0: a number or a schedule."),
@@ -839,7 +839,7 @@ mod tests {
         let text = "[model]\nsize = \"mistral-7b\"\n";
         assert!(problems(text).is_empty());
         let recipe: crate::Recipe = toml::from_str(text).unwrap();
-        assert_eq!(recipe.model.size, crate::SizePreset::Mistral7b);
+        assert_eq!(recipe.model.size, Some(crate::SizePreset::Mistral7b));
         assert_eq!(recipe.model.dims().layers, 32);
     }
 

@@ -87,11 +87,13 @@ pub enum SizePreset {
 }
 
 /// Model section: a size preset with optional per-field overrides.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Size preset the other fields override.
-    pub size: SizePreset,
+    /// Size preset the other fields override (`None`: `nano`, unless
+    /// `reference.checkpoint` gives the architecture).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizePreset>,
     /// Decoder blocks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<u32>,
@@ -197,24 +199,6 @@ impl LoraConfig {
     }
 }
 
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            size: SizePreset::Nano,
-            layers: None,
-            d_model: None,
-            heads: None,
-            kv_heads: None,
-            d_ff: None,
-            vocab: None,
-            max_len: None,
-            rope_theta: None,
-            sliding_window: None,
-            lora: LoraConfig::default(),
-        }
-    }
-}
-
 /// Concrete architecture: a preset with its overrides applied.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelDims {
@@ -277,7 +261,7 @@ impl SizePreset {
 impl ModelConfig {
     /// The architecture after overrides.
     pub fn dims(&self) -> ModelDims {
-        let p = self.size.dims();
+        let p = self.size.unwrap_or(SizePreset::Nano).dims();
         ModelDims {
             layers: self.layers.unwrap_or(p.layers),
             d_model: self.d_model.unwrap_or(p.d_model),
@@ -897,7 +881,7 @@ mod tests {
     #[test]
     fn overrides_replace_preset_fields() {
         let m = ModelConfig {
-            size: SizePreset::Tiny,
+            size: Some(SizePreset::Tiny),
             layers: Some(7),
             ..ModelConfig::default()
         };

@@ -11,6 +11,7 @@
 //! are kept apart with `flock` ([`FileLock`]).
 
 pub mod cache;
+pub mod file_hash;
 mod fsutil;
 pub mod records;
 

@@ -82,7 +82,7 @@ pub fn obtain(
     progress: &mut dyn Progress,
 ) -> Result<Reference> {
     if let Some(dir) = &recipe.reference.checkpoint {
-        return from_checkpoint(Path::new(dir), device);
+        return from_checkpoint(Path::new(dir), layout, device);
     }
     let r = &recipe.reference;
     let id = content_id(
@@ -127,11 +127,32 @@ pub fn obtain(
     })
 }
 
-fn from_checkpoint(dir: &Path, device: Device) -> Result<Reference> {
-    let config = std::fs::read(dir.join("config.json"))
-        .with_context(|| format!("reading reference.checkpoint {}", dir.display()))?;
-    let canonical = dir.canonicalize()?.display().to_string();
-    let id = content_id("checkpoint", &(canonical, config));
+/// A checkpoint's identity: its directory, `config.json` and the SHA-256 of
+/// each weight file, so replacing the weights (or the config) in place
+/// makes new cache entries instead of reusing lists and log-probabilities
+/// of the old model. The digests are remembered by file identity
+/// (`lpo_results::file_hash`), so a run hashes only files that changed.
+pub fn checkpoint_id(dir: &Path, layout: &Layout) -> Result<String> {
+    let config_path = dir.join("config.json");
+    let config = std::fs::read(&config_path)
+        .with_context(|| format!("failed to read `{}`", config_path.display()))?;
+    let canonical = dir
+        .canonicalize()
+        .with_context(|| format!("failed to read `{}`", dir.display()))?
+        .display()
+        .to_string();
+    let mut weights = Vec::new();
+    for file in checkpoint::weight_files(dir)? {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        let digest = lpo_results::file_hash::sha256_file_cached(&file, &layout.cache_dir())?;
+        weights.push((name.unwrap_or_default(), digest));
+    }
+    Ok(content_id("checkpoint", &(canonical, config, weights)))
+}
+
+fn from_checkpoint(dir: &Path, layout: &Layout, device: Device) -> Result<Reference> {
+    let id = checkpoint_id(dir, layout)
+        .with_context(|| format!("reference.checkpoint {}", dir.display()))?;
     let (mut vs, model) = checkpoint::load(dir, device)?;
     vs.freeze();
     Ok(Reference {

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Builds the parity fixtures of tests/fixtures/parity/: tiny random-weight
+decoders of each family lpo runs, saved by transformers (config.json +
+model.safetensors), with the per-token log-probabilities transformers
+computes for a few fixed, right-padded token sequences in float32.
+
+Run by hand (CI has no Python):
+
+    /work/venv/bin/python scripts/make_parity_fixtures.py
+
+needs torch and transformers 5.x. crates/lpo-model/tests/parity.rs compares
+lpo's log-probabilities with the stored ones to 1e-4.
+
+Each fixture directory holds:
+  config.json, model.safetensors   as save_pretrained writes them
+  expected.json                    {"sequences": [[ids...]], "logps": [[...]],
+                                    "logps_unscaled": [[...]] (rotary scaling
+                                    dropped: shows the sequences exercise it),
+                                    "transformers": version}
+  config.4x.json                   (optional) the same config in the
+                                    transformers 4.x layout (rope_theta,
+                                    rope_scaling), for the parser; checked
+                                    here to load to the same rope parameters.
+"""
+
+import copy
+import json
+import pathlib
+import shutil
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "parity"
+
+VOCAB = 96
+COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    rms_norm_eps=1e-5,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+
+# name -> (config class, extra config, rope parameters)
+FAMILIES = {
+    "mistral": (
+        transformers.MistralConfig,
+        dict(max_position_embeddings=128, sliding_window=16),
+        {"rope_type": "default", "rope_theta": 10000.0},
+    ),
+    "llama3": (
+        transformers.LlamaConfig,
+        dict(max_position_embeddings=128),
+        {
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    ),
+    "llama_tied": (
+        transformers.LlamaConfig,
+        dict(max_position_embeddings=128, tie_word_embeddings=True),
+        {"rope_type": "default", "rope_theta": 10000.0},
+    ),
+    "qwen2": (
+        transformers.Qwen2Config,
+        dict(max_position_embeddings=128, tie_word_embeddings=True),
+        {"rope_type": "default", "rope_theta": 1000000.0},
+    ),
+    "llama_linear": (
+        transformers.LlamaConfig,
+        dict(max_position_embeddings=128),
+        {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+    ),
+    "llama_yarn": (
+        transformers.LlamaConfig,
+        dict(max_position_embeddings=128),
+        {
+            "rope_type": "yarn",
+            "rope_theta": 10000.0,
+            "factor": 4.0,
+            "original_max_position_embeddings": 32,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+        },
+    ),
+}
+
+
+def sequences():
+    """Fixed token rows of different lengths (the longest reaches past the
+    scaled rotary's original context), drawn from non-special ids."""
+    g = torch.Generator().manual_seed(7)
+    lengths = [5, 23, 61, 40]
+    return [[1] + torch.randint(3, VOCAB, (n - 1,), generator=g).tolist() for n in lengths]
+
+
+def logps(model, rows):
+    """Per-token log p(token t | tokens < t) for t = 1..len-1 of each row, in
+    one right-padded batch with an attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    lp = torch.log_softmax(logits, -1)
+    out = []
+    for i, r in enumerate(rows):
+        out.append([lp[i, t - 1, r[t]].item() for t in range(1, len(r))])
+    return out
+
+
+def randomize(model, seed):
+    """Weights large enough that log-probabilities differ visibly between
+    positions (the 0.02 init gives nearly uniform outputs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.5 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+
+
+def legacy_layout(config_json):
+    """The transformers 4.x form of a 5.x config.json: rope_theta at the top,
+    the scaling (if any) under rope_scaling with the old `type` key."""
+    c = copy.deepcopy(config_json)
+    rope = c.pop("rope_parameters")
+    c["rope_theta"] = rope.pop("rope_theta")
+    kind = rope.pop("rope_type")
+    c["rope_scaling"] = None if kind == "default" else {"type": kind, **rope}
+    return c
+
+
+def main():
+    torch.manual_seed(0)
+    if ROOT.exists():
+        shutil.rmtree(ROOT)
+    rows = sequences()
+    for seed, (name, (cls, extra, rope)) in enumerate(FAMILIES.items()):
+        config = cls(**COMMON, **extra, rope_parameters=dict(rope))
+        config.architectures = [cls.__name__.replace("Config", "ForCausalLM")]
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+        randomize(model, seed)
+        out = ROOT / name
+        model.save_pretrained(out, safe_serialization=True)
+        expected = {"transformers": transformers.__version__, "sequences": rows, "logps": logps(model, rows)}
+        if rope["rope_type"] != "default":
+            plain = cls(**COMMON, **extra, rope_parameters={"rope_type": "default", "rope_theta": rope["rope_theta"]})
+            unscaled = AutoModelForCausalLM.from_config(plain, dtype=torch.float32).eval()
+            unscaled.load_state_dict(model.state_dict())
+            expected["logps_unscaled"] = logps(unscaled, rows)
+        (out / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+        saved = json.loads((out / "config.json").read_text())
+        legacy = legacy_layout(saved)
+        (out / "config.4x.json").write_text(json.dumps(legacy, indent=2) + "\n")
+        # transformers reads the 4.x layout to the same model.
+        old = AutoModelForCausalLM.from_config(type(config).from_dict(legacy), dtype=torch.float32).eval()
+        old.load_state_dict(model.state_dict())
+        assert logps(old, rows) == expected["logps"], name
+        size = sum(f.stat().st_size for f in out.iterdir())
+        diff = ""
+        if "logps_unscaled" in expected:
+            d = max(
+                abs(x - y)
+                for r1, r2 in zip(expected["logps"], expected["logps_unscaled"])
+                for x, y in zip(r1, r2)
+            )
+            diff = f", scaling changes log-probs by up to {d:.3f}"
+        print(f"{name}: {size} bytes{diff}")
+
+
+if __name__ == "__main__":
+    main()
