@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod generate;
 pub mod logps;
+pub mod lora;
 pub mod model;
 
 pub use lpo_hf::{Config, Family, RopeScaling};

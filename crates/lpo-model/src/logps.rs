@@ -187,7 +187,6 @@ pub fn checkpointed_response_logps<'a>(
 
 /// Token embeddings of the prompts and the responses.
 fn embed(model: &Mistral, x: &Inputs) -> (Tensor, Tensor) {
-    use tch::nn::Module;
     (
         model.embed_tokens.forward(&x.prompt_tokens),
         model.embed_tokens.forward(&x.tokens),

@@ -4,29 +4,86 @@
 //! Shapes: B batch, T new tokens, S keys (cached + new), D hidden, H query
 //! heads, G key/value heads, E head width, V vocabulary.
 
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::lora::LoraSpec;
 use crate::Config;
 
 /// Standard deviation of the normal initialisation (as Hugging Face's `initializer_range`).
 const INIT_STD: f64 = 0.02;
 
-fn linear(vs: nn::Path, input: i64, output: i64) -> nn::Linear {
-    linear_with_bias(vs, input, output, false)
+/// A linear layer `x W^T (+ b)`, optionally with a LoRA adapter
+/// ([`crate::lora::Adapter`]) added to its output.
+#[derive(Debug)]
+pub struct Linear {
+    /// `[out, in]`.
+    weight: Tensor,
+    /// `[out]` (Qwen2's q/k/v).
+    bias: Option<Tensor>,
+    adapter: Option<crate::lora::Adapter>,
 }
 
-/// A linear layer, with a zero-initialised bias when `bias`.
-fn linear_with_bias(vs: nn::Path, input: i64, output: i64, bias: bool) -> nn::Linear {
-    let config = nn::LinearConfig {
-        ws_init: nn::Init::Randn {
+impl Linear {
+    /// Weights from `N(0, 0.02)`, a zero bias when `bias`.
+    fn new(vs: nn::Path, input: i64, output: i64, bias: bool) -> Linear {
+        let init = nn::Init::Randn {
             mean: 0.0,
             stdev: INIT_STD,
-        },
-        bs_init: bias.then_some(nn::Init::Const(0.0)),
-        bias,
-    };
-    nn::linear(vs, input, output, config)
+        };
+        Linear {
+            weight: vs.var("weight", &[output, input], init),
+            bias: bias.then(|| vs.var("bias", &[output], nn::Init::Const(0.0))),
+            adapter: None,
+        }
+    }
+
+    /// `[.., in] -> [.., out]`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match &self.adapter {
+            Some(adapter) => y + adapter.forward(x),
+            None => y,
+        }
+    }
+
+    /// The same weights (shared tensors) with `adapter` attached.
+    fn with_adapter(&self, adapter: Option<crate::lora::Adapter>) -> Linear {
+        Linear {
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+            adapter,
+        }
+    }
+
+    /// `(in, out)`.
+    fn shape(&self) -> (i64, i64) {
+        let size = self.weight.size();
+        (size[1], size[0])
+    }
+}
+
+/// Token embeddings, `[V, D]`.
+#[derive(Debug)]
+pub(crate) struct Embedding {
+    pub(crate) weight: Tensor,
+}
+
+impl Embedding {
+    fn new(vs: nn::Path, vocab: i64, dim: i64) -> Embedding {
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: INIT_STD,
+        };
+        Embedding {
+            weight: vs.var("weight", &[vocab, dim], init),
+        }
+    }
+
+    /// `[B, T]` ids -> `[B, T, D]`.
+    pub(crate) fn forward(&self, tokens: &Tensor) -> Tensor {
+        Tensor::embedding(&self.weight, tokens, -1, false, false)
+    }
 }
 
 /// Root-mean-square layer norm with a learned gain.
@@ -41,6 +98,13 @@ impl RmsNorm {
         RmsNorm {
             weight: vs.var("weight", &[size], nn::Init::Const(1.0)),
             eps,
+        }
+    }
+
+    fn share(&self) -> RmsNorm {
+        RmsNorm {
+            weight: self.weight.shallow_clone(),
+            eps: self.eps,
         }
     }
 
@@ -77,6 +141,13 @@ impl Rotary {
         }
     }
 
+    fn share(&self) -> Rotary {
+        Rotary {
+            cos: self.cos.shallow_clone(),
+            sin: self.sin.shallow_clone(),
+        }
+    }
+
     /// Rotates `x: [B, heads, T, E]` by the positions `[B, T]`.
     fn apply(&self, x: &Tensor, positions: &Tensor) -> Tensor {
         let (b, _, t, e) = x.size4().expect("4-d");
@@ -110,10 +181,10 @@ impl LayerCache {
 /// Grouped-query causal self-attention (q/k/v biases in Qwen2).
 #[derive(Debug)]
 pub struct Attention {
-    q_proj: nn::Linear,
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    o_proj: nn::Linear,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
@@ -129,10 +200,10 @@ impl Attention {
             c.qkv_bias(),
         );
         Attention {
-            q_proj: linear_with_bias(&vs / "q_proj", d, h * e, bias),
-            k_proj: linear_with_bias(&vs / "k_proj", d, g * e, bias),
-            v_proj: linear_with_bias(&vs / "v_proj", d, g * e, bias),
-            o_proj: linear(&vs / "o_proj", c.num_attention_heads * e, c.hidden_size),
+            q_proj: Linear::new(&vs / "q_proj", d, h * e, bias),
+            k_proj: Linear::new(&vs / "k_proj", d, g * e, bias),
+            v_proj: Linear::new(&vs / "v_proj", d, g * e, bias),
+            o_proj: Linear::new(&vs / "o_proj", h * e, d, false),
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
             head_dim: e,
@@ -150,7 +221,7 @@ impl Attention {
         cache: &mut LayerCache,
     ) -> Tensor {
         let (b, t, _) = x.size3().expect("3-d");
-        let split = |proj: &nn::Linear, heads: i64| {
+        let split = |proj: &Linear, heads: i64| {
             proj.forward(x)
                 .view([b, t, heads, self.head_dim])
                 .transpose(1, 2)
@@ -178,17 +249,17 @@ impl Attention {
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 #[derive(Debug)]
 pub struct Mlp {
-    gate_proj: nn::Linear,
-    up_proj: nn::Linear,
-    down_proj: nn::Linear,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
 }
 
 impl Mlp {
     fn new(vs: nn::Path, c: &Config) -> Mlp {
         Mlp {
-            gate_proj: linear(&vs / "gate_proj", c.hidden_size, c.intermediate_size),
-            up_proj: linear(&vs / "up_proj", c.hidden_size, c.intermediate_size),
-            down_proj: linear(&vs / "down_proj", c.intermediate_size, c.hidden_size),
+            gate_proj: Linear::new(&vs / "gate_proj", c.hidden_size, c.intermediate_size, false),
+            up_proj: Linear::new(&vs / "up_proj", c.hidden_size, c.intermediate_size, false),
+            down_proj: Linear::new(&vs / "down_proj", c.intermediate_size, c.hidden_size, false),
         }
     }
 
@@ -219,6 +290,37 @@ impl Block {
                 c.rms_norm_eps,
             ),
             mlp: Mlp::new(&vs / "mlp", c),
+        }
+    }
+
+    /// The same weights (shared) with adapters under `vs` on the targeted
+    /// linear layers.
+    fn with_adapters(&self, vs: &nn::Path, spec: &LoraSpec) -> Block {
+        let adapt = |linear: &Linear, group: &str, name: &str| {
+            let (input, output) = linear.shape();
+            let adapter = spec
+                .targets
+                .iter()
+                .any(|t| t == name)
+                .then(|| crate::lora::Adapter::new(&(vs / group / name), input, output, spec));
+            linear.with_adapter(adapter)
+        };
+        let (a, m) = (&self.self_attn, &self.mlp);
+        Block {
+            input_layernorm: self.input_layernorm.share(),
+            self_attn: Attention {
+                q_proj: adapt(&a.q_proj, "self_attn", "q_proj"),
+                k_proj: adapt(&a.k_proj, "self_attn", "k_proj"),
+                v_proj: adapt(&a.v_proj, "self_attn", "v_proj"),
+                o_proj: adapt(&a.o_proj, "self_attn", "o_proj"),
+                ..*a
+            },
+            post_attention_layernorm: self.post_attention_layernorm.share(),
+            mlp: Mlp {
+                gate_proj: adapt(&m.gate_proj, "mlp", "gate_proj"),
+                up_proj: adapt(&m.up_proj, "mlp", "up_proj"),
+                down_proj: adapt(&m.down_proj, "mlp", "down_proj"),
+            },
         }
     }
 
@@ -288,11 +390,11 @@ impl KvCache {
 /// output head.
 #[derive(Debug)]
 pub struct Mistral {
-    pub(crate) embed_tokens: nn::Embedding,
+    pub(crate) embed_tokens: Embedding,
     pub(crate) blocks: Vec<Block>,
     pub(crate) norm: RmsNorm,
     /// `None` with tied embeddings: the head is `embed_tokens`' weight, `[V, D]`.
-    lm_head: Option<nn::Linear>,
+    lm_head: Option<Linear>,
     pub(crate) rotary: Rotary,
     config: Config,
 }
@@ -301,28 +403,43 @@ impl Mistral {
     /// Creates the variables under `vs` (randomly initialised from torch's seed).
     pub fn new(vs: &nn::Path, config: &Config) -> Mistral {
         let model = vs / "model";
-        let embed = nn::EmbeddingConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: INIT_STD,
-            },
-            ..Default::default()
-        };
         Mistral {
-            embed_tokens: nn::embedding(
+            embed_tokens: Embedding::new(
                 &model / "embed_tokens",
                 config.vocab_size,
                 config.hidden_size,
-                embed,
             ),
             blocks: (0..config.num_hidden_layers)
                 .map(|i| Block::new(&model / "layers" / i, config))
                 .collect(),
             norm: RmsNorm::new(&model / "norm", config.hidden_size, config.rms_norm_eps),
             lm_head: (!config.tie_word_embeddings)
-                .then(|| linear(vs / "lm_head", config.hidden_size, config.vocab_size)),
+                .then(|| Linear::new(vs / "lm_head", config.hidden_size, config.vocab_size, false)),
             rotary: Rotary::new(config, vs.device()),
             config: config.clone(),
+        }
+    }
+
+    /// A policy with LoRA adapters: this model's weights, shared (not
+    /// copied) and meant to stay frozen, plus adapters created under `vs`
+    /// (PEFT's names: `model.layers.N.self_attn.q_proj.lora_A.weight`, ...).
+    /// At initialisation its outputs equal this model's (`B = 0`).
+    pub fn with_adapters(&self, vs: &nn::Path, spec: &LoraSpec) -> Mistral {
+        let layers = vs / "model" / "layers";
+        Mistral {
+            embed_tokens: Embedding {
+                weight: self.embed_tokens.weight.shallow_clone(),
+            },
+            blocks: self
+                .blocks
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b.with_adapters(&(&layers / i), spec))
+                .collect(),
+            norm: self.norm.share(),
+            lm_head: self.lm_head.as_ref().map(|h| h.with_adapter(None)),
+            rotary: self.rotary.share(),
+            config: self.config.clone(),
         }
     }
 
@@ -367,7 +484,7 @@ impl Mistral {
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(&self.embed_tokens.ws.tr()), // [.., D] x [D, V]
+            None => hidden.matmul(&self.embed_tokens.weight.tr()), // [.., D] x [D, V]
         }
     }
 
