@@ -3,6 +3,7 @@
 mod data_cmd;
 mod doctor;
 mod exit;
+mod export_cmd;
 mod loss_cmd;
 mod memory;
 mod progress;
@@ -41,6 +42,8 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Tabulate a sweep's test-split results: seed-aware intervals and tests, head-to-heads, held-out ranking metrics, plots.
     Report(report_cmd::ReportArgs),
+    /// Write a finished run's policy as a full Hugging Face checkpoint (LoRA adapters merged into their base).
+    Export(export_cmd::ExportArgs),
     /// Inspect the data a recipe trains on.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Run(args) => sweep::run_one(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
+        Command::Export(args) => export_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -738,3 +738,106 @@ fn activation_checkpointing_trains_the_same_run() {
         );
     }
 }
+
+#[test]
+fn a_lora_run_trains_only_its_adapters_saves_them_as_peft_and_exports_merged() {
+    let dir = scratch("sweep-lora");
+    let recipe = small(6, 3, "seeds = [0]").replace(
+        "name = \"small\"",
+        "name = \"small\"\n[model.lora]\nrank = 4\nalpha = 8.0\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]",
+    );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run = &run_dirs(&dir.join("results"))[0];
+    assert_eq!(summary(run)["status"], "complete");
+    // The checkpoint is PEFT's layout, naming the reference as its base.
+    let ckpt = run.join("checkpoint");
+    assert!(!ckpt.join("model.safetensors").exists());
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(config["r"], 4);
+    assert_eq!(
+        config["target_modules"],
+        serde_json::json!(["down_proj", "q_proj", "v_proj"])
+    );
+    let base = PathBuf::from(config["base_model_name_or_path"].as_str().unwrap());
+    assert!(
+        base.join("model.safetensors").exists(),
+        "{}",
+        base.display()
+    );
+    // Exported: adapted matrices moved away from the base, everything else
+    // (embeddings, norms, k/o/gate/up) is the base's, bit for bit.
+    let out = lpo(&dir, &["export", run.to_str().unwrap(), "--out", "merged"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |p: &Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let meta: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header]).unwrap();
+        let data = &bytes[8 + header..];
+        meta.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "__metadata__")
+            .map(|(k, v)| {
+                let o = v["data_offsets"].as_array().unwrap();
+                let (a, b) = (
+                    o[0].as_u64().unwrap() as usize,
+                    o[1].as_u64().unwrap() as usize,
+                );
+                (k.clone(), data[a..b].to_vec())
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (merged, reference) = (
+        read(&dir.join("merged/model.safetensors")),
+        read(&base.join("model.safetensors")),
+    );
+    assert_eq!(
+        merged.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
+    let mut changed: Vec<&String> = merged
+        .iter()
+        .filter(|(k, v)| reference[*k] != **v)
+        .map(|(k, _)| k)
+        .collect();
+    changed.sort();
+    let adapted = |k: &str| {
+        ["q_proj", "v_proj", "down_proj"]
+            .iter()
+            .any(|t| k.contains(t))
+    };
+    assert!(!changed.is_empty());
+    assert!(changed.iter().all(|k| adapted(k)), "{changed:?}");
+    assert_eq!(
+        changed.len(),
+        2 * 3,
+        "every adapted matrix of both layers moved: {changed:?}"
+    );
+    // Exporting onto a non-empty directory is refused.
+    let out = lpo(&dir, &["export", run.to_str().unwrap(), "--out", "merged"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not empty"));
+}
+
+#[test]
+fn lora_with_rounds_or_with_dropout_under_checkpointing_is_refused_at_plan_time() {
+    let dir = scratch("sweep-lora-bad");
+    for (extra, message) in [
+        (
+            "[model.lora]\nrank = 2\n[train]\nrounds = 2\n",
+            "LoRA runs are offline",
+        ),
+        (
+            "[model.lora]\nrank = 2\ndropout = 0.1\n[train]\nactivation_checkpointing = true\n",
+            "would draw other dropout masks",
+        ),
+    ] {
+        std::fs::write(dir.join("r.toml"), extra).unwrap();
+        let out = lpo(&dir, &["plan", "r.toml"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+    }
+}

@@ -97,15 +97,19 @@ impl Adapter {
 
     /// `[.., in] -> [.., out]`: the adapter's addition to the layer's output.
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        // Adapters may be kept in f32 beside a bf16 base.
+        let h = x.to_kind(self.a.kind());
         let train = self.training.load(Ordering::Relaxed) && self.dropout > 0.0;
-        let x = if train {
-            x.dropout(self.dropout, true)
+        let h = if train {
+            h.dropout(self.dropout, true)
         } else {
-            x.shallow_clone()
+            h
         };
-        x.linear::<Tensor>(&self.a, None)
+        let y = h
+            .linear::<Tensor>(&self.a, None)
             .linear::<Tensor>(&self.b, None)
-            * self.scale
+            * self.scale;
+        y.to_kind(x.kind())
     }
 }
 

@@ -299,7 +299,9 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
     })?;
     let m = &recipe.model;
     let preset = m.size.map(|s| (s.as_str(), s.dims()));
-    let fields: [(&str, &str, Option<f64>, Option<f64>, f64); 9] = [
+    // (recipe key, config.json key, explicit value, the preset's, the checkpoint's)
+    type Field<'a> = (&'a str, &'a str, Option<f64>, Option<f64>, f64);
+    let fields: [Field; 9] = [
         (
             "layers",
             "num_hidden_layers",

@@ -39,6 +39,25 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ),
         ));
     }
+    let lora = &recipe.model.lora;
+    if !lora.is_off() && recipe.train.rounds > 1 {
+        out.push((
+            "model.lora.rank".into(),
+            format!(
+                "is {}, but on-policy rounds (train.rounds = {}) restart from full checkpoints; LoRA runs are offline (train.rounds = 1)",
+                lora.rank, recipe.train.rounds
+            ),
+        ));
+    }
+    if !lora.is_off() && lora.dropout > 0.0 && recipe.train.activation_checkpointing {
+        out.push((
+            "model.lora.dropout".into(),
+            format!(
+                "is {}, but activation checkpointing recomputes each block in backward and would draw other dropout masks: set it to 0 or turn train.activation_checkpointing off",
+                lora.dropout
+            ),
+        ));
+    }
     if recipe.data.mix.is_empty() {
         out.push(("data.mix".into(), "needs at least one source".into()));
     }

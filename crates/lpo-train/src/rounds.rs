@@ -42,6 +42,8 @@ pub(crate) struct RunInputs<'a> {
     pub lists: Lists,
     /// The held-out lists, scored under the SFT reference.
     pub heldout: HeldoutSet,
+    /// LoRA adapters on the frozen reference instead of full fine-tuning.
+    pub lora: Option<lpo_model::lora::LoraSpec>,
 }
 
 /// The lists one round trains on, tokenized, with their reference log-probabilities.

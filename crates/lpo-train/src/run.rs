@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use lpo_loss::{LossInput, LossParams};
 use lpo_model::checkpoint;
 use lpo_model::logps::{checkpointed_response_logps, response_logps, Recompute};
+use lpo_model::lora::LoraSpec;
 use lpo_model::Mistral;
 use lpo_recipe::{Normalize, Recipe};
 use lpo_results::records::{self, MemoryRecord, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
@@ -277,6 +278,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer,
         lists,
         heldout,
+        lora: lpo_model::lora::LoraSpec::from_recipe(&recipe.model.lora),
     };
     state.summary.timings.data = started.elapsed().as_secs_f64();
 
@@ -345,11 +347,13 @@ fn resume_point(
     let t = &inputs.request.recipe.train;
     let device = inputs.request.device;
     let start_from = |dir: Option<&Path>, state: &mut RunState| -> Result<_> {
-        let (mut vs, policy) = match dir {
-            Some(dir) => checkpoint::load(dir, device)?,
-            None => inputs.reference.policy(device)?,
+        let (mut vs, policy) = match (&inputs.lora, dir) {
+            (Some(spec), dir) => lora_policy(inputs, spec, dir)?,
+            (None, Some(dir)) => checkpoint::load(dir, device)?,
+            (None, None) => inputs.reference.policy(device)?,
         };
-        if device.is_cuda() {
+        // Adapters stay in f32 beside the bf16 base.
+        if device.is_cuda() && inputs.lora.is_none() {
             vs.bfloat16();
         }
         let mut opt = AdamW::with_moments(&vs, t.weight_decay, t.moments);
@@ -376,10 +380,28 @@ fn resume_point(
     start_from(None, state)
 }
 
+/// The policy of a LoRA run: adapters on the frozen reference (shared, not
+/// copied), loaded from the checkpoint `dir` when resuming.
+fn lora_policy(
+    inputs: &RunInputs<'_>,
+    spec: &LoraSpec,
+    dir: Option<&Path>,
+) -> Result<(nn::VarStore, Mistral)> {
+    let vs = nn::VarStore::new(inputs.request.device);
+    let policy = inputs.reference.model.with_adapters(&vs.root(), spec);
+    if let Some(dir) = dir {
+        lpo_model::lora::load_peft(&vs, dir)?;
+    }
+    Ok((vs, policy))
+}
+
+/// Writes the policy (`vs`: the whole model, or a LoRA run's adapters in
+/// PEFT's layout with the reference as their base), the optimizer state and
+/// the curves to `checkpoint-new/`, then swaps it in by renames.
 fn save_checkpoint(
     state: &RunState,
-    vs: &nn::VarStore,
-    model: &Mistral,
+    inputs: &RunInputs<'_>,
+    (vs, model): (&nn::VarStore, &Mistral),
     opt: Option<&AdamW>,
     step: u32,
 ) -> Result<()> {
@@ -387,7 +409,16 @@ fn save_checkpoint(
     let current = state.dir.join(CHECKPOINT);
     let old = state.dir.join("checkpoint-old");
     let _ = std::fs::remove_dir_all(&new);
-    checkpoint::save(vs, model.config(), &new)?;
+    match &inputs.lora {
+        Some(spec) => {
+            // Absolute, so PEFT finds the base from anywhere.
+            let base = std::path::absolute(&inputs.reference.dir)
+                .unwrap_or_else(|_| inputs.reference.dir.clone());
+            let base = base.display().to_string();
+            lpo_model::lora::save_peft(vs, spec, &base, &new)?;
+        }
+        None => checkpoint::save(vs, model.config(), &new)?,
+    }
     if let Some(opt) = opt {
         checkpoint::write_tensors(&new.join("optimizer.safetensors"), &opt.state())?;
     }
@@ -467,13 +498,13 @@ fn train(
         }
         let every = t.checkpoint_every;
         if every > 0 && done % every == 0 && done < total {
-            save_checkpoint(state, &vs, &policy, Some(&opt), done)?;
+            save_checkpoint(state, inputs, (&vs, &policy), Some(&opt), done)?;
             state.summary.write(&state.dir)?;
         }
     }
     progress.finish();
     // The final weights; optimizer state is no longer needed.
-    save_checkpoint(state, &vs, &policy, None, total)?;
+    save_checkpoint(state, inputs, (&vs, &policy), None, total)?;
     Ok((vs, policy))
 }
 
@@ -567,6 +598,9 @@ fn optimizer_step(
     let micro = t.grad_accum.max(1) as usize;
     let per_micro = (t.batch_size as usize).div_ceil(micro).max(1);
     opt.zero_grad();
+    // LoRA dropout is on while the loss is computed, off everywhere else.
+    let training = |on: bool| inputs.lora.iter().for_each(|s| s.set_training(on));
+    training(true);
     let mut loss_sum = 0.0;
     let mut stats = lpo_loss::LossStats::default();
     let mut tokens = 0;
@@ -585,6 +619,7 @@ fn optimizer_step(
         add_share(&mut stats, &result.stats, 1.0 / micro as f64);
         tokens += data.set.token_count(&indices);
     }
+    training(false);
     let grad_norm = opt.clip_grad_norm(t.grad_clip);
     if !grad_norm.is_finite() {
         bail!("gradient norm is {grad_norm} at step {step}");

@@ -1,0 +1,79 @@
+//! `lpo export RUN_DIR --out DIR`: a finished run's policy as a full
+//! Hugging Face checkpoint. A LoRA run's adapters (PEFT's layout) are merged
+//! into their base (`W + (alpha / r) B A`); a full fine-tuning run's weights
+//! are written as they are.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use lpo_model::checkpoint;
+use lpo_model::lora::{merge_peft, ADAPTER_CONFIG};
+use lpo_results::records::{Status, Summary, CHECKPOINT};
+
+/// Options of `lpo export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run directory (`results/<recipe>/<run id>`).
+    pub run: PathBuf,
+    /// Where to write the checkpoint (must not exist, or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Writes the run's final policy to `--out`.
+pub fn run(args: &ExportArgs) -> Result<ExitCode> {
+    let summary = Summary::read(&args.run)?.with_context(|| {
+        format!(
+            "{} has no summary.json: not a run directory",
+            args.run.display()
+        )
+    })?;
+    ensure!(
+        summary.status == Status::Complete,
+        "run {} is {:?}, not complete: only finished runs are exported",
+        summary.run_id,
+        summary.status
+    );
+    let empty = |p: &Path| std::fs::read_dir(p).map(|mut d| d.next().is_none());
+    if args.out.exists() && !empty(&args.out).unwrap_or(false) {
+        bail!("{} exists and is not empty", args.out.display());
+    }
+    let dir = args.run.join(CHECKPOINT);
+    let device = tch::Device::Cpu;
+    let (vs, model, how) = if dir.join(ADAPTER_CONFIG).exists() {
+        let base = adapter_base(&dir)?;
+        let (vs, model) = checkpoint::load(&base, device)
+            .with_context(|| format!("loading the adapters' base {}", base.display()))?;
+        merge_peft(&vs, &dir)?;
+        (
+            vs,
+            model,
+            format!("LoRA adapters merged into {}", base.display()),
+        )
+    } else {
+        let (vs, model) = checkpoint::load(&dir, device)?;
+        (vs, model, "full weights".to_string())
+    };
+    checkpoint::save(&vs, model.config(), &args.out)?;
+    eprintln!(
+        "exported run {} ({how}) to {}",
+        summary.run_id,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The base model directory an adapter checkpoint names.
+fn adapter_base(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let base = config["base_model_name_or_path"]
+        .as_str()
+        .with_context(|| format!("{} names no base_model_name_or_path", path.display()))?;
+    Ok(PathBuf::from(base))
+}
