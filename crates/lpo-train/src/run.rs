@@ -388,6 +388,8 @@ fn lora_policy(
     dir: Option<&Path>,
 ) -> Result<(nn::VarStore, Mistral)> {
     let vs = nn::VarStore::new(inputs.request.device);
+    let seed = lpo_results::derive_seed(inputs.request.recipe.train.seed, "lora-init");
+    tch::manual_seed(seed as i64);
     let policy = inputs.reference.model.with_adapters(&vs.root(), spec);
     if let Some(dir) = dir {
         lpo_model::lora::load_peft(&vs, dir)?;
@@ -601,6 +603,12 @@ fn optimizer_step(
     // LoRA dropout is on while the loss is computed, off everywhere else.
     let training = |on: bool| inputs.lora.iter().for_each(|s| s.set_training(on));
     training(true);
+    if inputs.lora.as_ref().is_some_and(|s| s.dropout > 0.0) {
+        // Dropout masks come from libtorch's generator: seeded per step, so a
+        // resumed run draws the masks an uninterrupted one would.
+        let seed = lpo_results::derive_seed(t.seed, &format!("lora-dropout-{step}"));
+        tch::manual_seed(seed as i64);
+    }
     let mut loss_sum = 0.0;
     let mut stats = lpo_loss::LossStats::default();
     let mut tokens = 0;
