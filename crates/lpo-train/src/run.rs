@@ -346,7 +346,7 @@ fn resume_point(
 }
 
 fn save_checkpoint(
-    state: &RunState,
+    (state, inputs): (&RunState, &RunInputs<'_>),
     vs: &nn::VarStore,
     model: &Mistral,
     opt: Option<&AdamW>,
@@ -356,7 +356,7 @@ fn save_checkpoint(
     let current = state.dir.join(CHECKPOINT);
     let old = state.dir.join("checkpoint-old");
     let _ = std::fs::remove_dir_all(&new);
-    checkpoint::save(vs, model.config(), &new)?;
+    reference::save_model(vs, model.config(), inputs.tokenizer.as_ref(), &new)?;
     if let Some(opt) = opt {
         checkpoint::write_tensors(&new.join("optimizer.safetensors"), &opt.state())?;
     }
@@ -435,13 +435,13 @@ fn train(
         }
         let every = t.checkpoint_every;
         if every > 0 && done % every == 0 && done < total {
-            save_checkpoint(state, &vs, &policy, Some(&opt), done)?;
+            save_checkpoint((state, inputs), &vs, &policy, Some(&opt), done)?;
             state.summary.write(&state.dir)?;
         }
     }
     progress.finish();
     // The final weights; optimizer state is no longer needed.
-    save_checkpoint(state, &vs, &policy, None, total)?;
+    save_checkpoint((state, inputs), &vs, &policy, None, total)?;
     Ok((vs, policy))
 }
 
