@@ -72,6 +72,50 @@ fn sweep(dir: &Path, file: &str) {
     );
 }
 
+/// The checkpoint lpo wrote: special tokens, generation config, tokenizer.
+fn check_written_checkpoint(ckpt: &Path) {
+    let config = json(&ckpt.join("config.json"));
+    assert_eq!(
+        (
+            &config["bos_token_id"],
+            &config["eos_token_id"],
+            &config["pad_token_id"]
+        ),
+        (&1.into(), &2.into(), &0.into()),
+        "{config}"
+    );
+    assert_eq!(
+        json(&ckpt.join("generation_config.json"))["eos_token_id"],
+        2
+    );
+    assert_eq!(
+        json(&ckpt.join("tokenizer_config.json"))["eos_token"],
+        "<EOS>"
+    );
+    assert_eq!(json(&ckpt.join("tokenizer.json"))["model"]["type"], "BPE");
+}
+
+/// `mine/`: config.json and weights of the cached SFT reference.
+fn copy_of_the_sft_reference(dir: &Path) -> PathBuf {
+    let reference = std::fs::read_dir(dir.join("results/_cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("reference-")
+        })
+        .expect("the SFT reference in the cache");
+    let mine = dir.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(reference.join(file), mine.join(file)).unwrap();
+    }
+    mine
+}
+
 #[test]
 fn a_checkpoint_reference_gives_the_model_and_its_weights_enter_the_cache_ids() {
     let dir = scratch("checkpoint-reference");
@@ -79,28 +123,9 @@ fn a_checkpoint_reference_gives_the_model_and_its_weights_enter_the_cache_ids() 
     std::fs::write(dir.join("sft.toml"), recipe("sft", "")).unwrap();
     sweep(&dir, "sft.toml");
     let sft_run = run_dir(&dir, "sft");
-    // The checkpoint lpo wrote: special tokens, generation config, tokenizer.
     let ckpt = sft_run.join("checkpoint");
-    let config = json(&ckpt.join("config.json"));
-    assert_eq!(
-        (&config["bos_token_id"], &config["eos_token_id"], &config["pad_token_id"]),
-        (&1.into(), &2.into(), &0.into()),
-        "{config}"
-    );
-    assert_eq!(json(&ckpt.join("generation_config.json"))["eos_token_id"], 2);
-    assert_eq!(json(&ckpt.join("tokenizer_config.json"))["eos_token"], "<EOS>");
-    assert_eq!(json(&ckpt.join("tokenizer.json"))["model"]["type"], "BPE");
-
-    let reference = std::fs::read_dir(dir.join("results/_cache"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("reference-"))
-        .expect("the SFT reference in the cache");
-    let mine = dir.join("mine");
-    std::fs::create_dir(&mine).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(reference.join(file), mine.join(file)).unwrap();
-    }
+    check_written_checkpoint(&ckpt);
+    let mine = copy_of_the_sft_reference(&dir);
 
     // The plan shows the checkpoint's model; a contradicting field is exit 2.
     std::fs::write(dir.join("a.toml"), recipe("a", "checkpoint = \"mine\"")).unwrap();
@@ -108,7 +133,11 @@ fn a_checkpoint_reference_gives_the_model_and_its_weights_enter_the_cache_ids() 
     assert!(out.status.success(), "{}", text(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let model = &plan["runs"][0]["config"]["model"];
-    assert_eq!((&model["layers"], &model["d_model"]), (&2.into(), &64.into()), "{model}");
+    assert_eq!(
+        (&model["layers"], &model["d_model"]),
+        (&2.into(), &64.into()),
+        "{model}"
+    );
     assert!(model.get("size").is_none(), "{model}");
     let out = lpo(&dir, &["plan", "a.toml", "--set", "model.layers=3"]);
     assert_eq!(out.status.code(), Some(2));
@@ -121,19 +150,32 @@ fn a_checkpoint_reference_gives_the_model_and_its_weights_enter_the_cache_ids() 
     sweep(&dir, "a.toml");
     let a = run_dir(&dir, "a");
     let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
-    assert!(config.contains("layers = 2") && !config.contains("\nsize ="), "{config}");
+    assert!(
+        config.contains("layers = 2") && !config.contains("\nsize ="),
+        "{config}"
+    );
     let first = json(&a.join("summary.json"));
     let (chosen, rejected) = step0_rewards(&a);
-    assert!(chosen.abs() < 1e-5 && rejected.abs() < 1e-5, "{chosen} {rejected}");
+    assert!(
+        chosen.abs() < 1e-5 && rejected.abs() < 1e-5,
+        "{chosen} {rejected}"
+    );
 
     // New weights in the same directory (same config): new reference id,
     // new lists, and the policy starts equal to the new reference.
-    std::fs::copy(ckpt.join("model.safetensors"), mine.join("model.safetensors")).unwrap();
+    std::fs::copy(
+        ckpt.join("model.safetensors"),
+        mine.join("model.safetensors"),
+    )
+    .unwrap();
     std::fs::write(dir.join("b.toml"), recipe("b", "checkpoint = \"mine\"")).unwrap();
     sweep(&dir, "b.toml");
     let b = run_dir(&dir, "b");
     let (chosen, rejected) = step0_rewards(&b);
-    assert!(chosen.abs() < 1e-5 && rejected.abs() < 1e-5, "{chosen} {rejected}");
+    assert!(
+        chosen.abs() < 1e-5 && rejected.abs() < 1e-5,
+        "{chosen} {rejected}"
+    );
     let second = json(&b.join("summary.json"));
     assert_ne!(first["reference"], second["reference"]);
     assert_ne!(first["lists"], second["lists"]);

@@ -211,10 +211,16 @@ mod tests {
         // The files saved beside checkpoints: tokenizer.json as loaded, and a
         // tokenizer_config.json naming the special tokens (copied when present).
         let files = t.hf_files();
-        assert_eq!(files[0], ("tokenizer.json".into(), WORD_LEVEL.as_bytes().to_vec()));
+        assert_eq!(
+            files[0],
+            ("tokenizer.json".into(), WORD_LEVEL.as_bytes().to_vec())
+        );
         let config: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
         assert_eq!(files[1].0, "tokenizer_config.json");
-        assert_eq!((config["bos_token"].as_str(), config["eos_token"].as_str()), (Some("<s>"), Some("</s>")));
+        assert_eq!(
+            (config["bos_token"].as_str(), config["eos_token"].as_str()),
+            (Some("<s>"), Some("</s>"))
+        );
         std::fs::write(dir.path().join("tokenizer_config.json"), "{\"x\": 1}").unwrap();
         let t = HfTokenizer::from_file(&path).unwrap();
         assert_eq!(t.hf_files()[1].1, b"{\"x\": 1}");

@@ -289,7 +289,9 @@ impl Config {
     /// `use_cache`, ...) are ignored.
     pub fn from_hf_json(text: &str) -> Result<Config> {
         let value: Value = serde_json::from_str(text)?;
-        let o = value.as_object().context("config.json is not a JSON object")?;
+        let o = value
+            .as_object()
+            .context("config.json is not a JSON object")?;
         let family = family_of(o)?;
         let int = |key: &str| -> Result<Option<i64>> {
             match o.get(key) {
@@ -300,7 +302,9 @@ impl Config {
                     .with_context(|| format!("`{key}` is {v}, not an integer")),
             }
         };
-        let need = |key: &str| -> Result<i64> { int(key)?.with_context(|| format!("missing field `{key}`")) };
+        let need = |key: &str| -> Result<i64> {
+            int(key)?.with_context(|| format!("missing field `{key}`"))
+        };
         let flag = |key: &str| -> Result<bool> {
             match o.get(key) {
                 None | Some(Value::Null) => Ok(false),
@@ -334,7 +338,9 @@ impl Config {
             rope_scaling,
             rms_norm_eps: match o.get("rms_norm_eps") {
                 None | Some(Value::Null) => 1e-6,
-                Some(v) => v.as_f64().with_context(|| format!("`rms_norm_eps` is {v}, not a number"))?,
+                Some(v) => v
+                    .as_f64()
+                    .with_context(|| format!("`rms_norm_eps` is {v}, not a number"))?,
             },
             sliding_window: match family {
                 // MistralConfig's default window when the key is absent.
@@ -348,14 +354,23 @@ impl Config {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(ids)) => ids
                     .iter()
-                    .map(|v| v.as_i64().with_context(|| format!("`eos_token_id` holds {v}, not an integer")))
+                    .map(|v| {
+                        v.as_i64()
+                            .with_context(|| format!("`eos_token_id` holds {v}, not an integer"))
+                    })
                     .collect::<Result<_>>()?,
-                Some(v) => vec![v.as_i64().with_context(|| format!("`eos_token_id` is {v}, not an integer"))?],
+                Some(v) => vec![v
+                    .as_i64()
+                    .with_context(|| format!("`eos_token_id` is {v}, not an integer"))?],
             },
             pad_token_id: int("pad_token_id")?,
         };
         let problems = config.problems();
-        ensure!(problems.is_empty(), "invalid config: {}", problems.join("; "));
+        ensure!(
+            problems.is_empty(),
+            "invalid config: {}",
+            problems.join("; ")
+        );
         Ok(config)
     }
 }

@@ -29,8 +29,16 @@ fn malformed_configs_are_errors_naming_the_field() {
         ),
         ("num_key_value_heads", json!(3), "does not divide"),
         ("head_dim", json!(15), "must be even"),
-        ("hidden_size", json!("64"), "`hidden_size` is \"64\", not an integer"),
-        ("intermediate_size", Value::Null, "missing field `intermediate_size`"),
+        (
+            "hidden_size",
+            json!("64"),
+            "`hidden_size` is \"64\", not an integer",
+        ),
+        (
+            "intermediate_size",
+            Value::Null,
+            "missing field `intermediate_size`",
+        ),
     ] {
         let e = err(&json_with(field, value));
         assert!(e.contains(expect), "{field}: {e}");
@@ -60,7 +68,11 @@ fn configs_lpo_writes_read_back_equal() {
             }),
             true,
         ),
-        (Family::Llama, Some(RopeScaling::Linear { factor: 2.0 }), false),
+        (
+            Family::Llama,
+            Some(RopeScaling::Linear { factor: 2.0 }),
+            false,
+        ),
         (
             Family::Llama,
             Some(RopeScaling::Yarn {
@@ -125,7 +137,10 @@ fn transformers_4_and_5_layouts_read_the_same() {
     assert_eq!((c.rope_theta, c.rope_scaling), (10_000.0, None));
     // `rope_scaling: null` is the default rotary embedding.
     v4["rope_scaling"] = Value::Null;
-    assert_eq!(Config::from_hf_json(&v4.to_string()).unwrap().rope_scaling, None);
+    assert_eq!(
+        Config::from_hf_json(&v4.to_string()).unwrap().rope_scaling,
+        None
+    );
 }
 
 #[test]
@@ -166,13 +181,18 @@ fn unsupported_architectures_and_rotary_types_are_errors() {
     v["use_sliding_window"] = json!(false);
     v["sliding_window"] = json!(4096); // ignored without use_sliding_window, as in transformers
     let c = Config::from_hf_json(&v.to_string()).unwrap();
-    assert_eq!((c.family, c.sliding_window, c.qkv_bias()), (Family::Qwen2, None, true));
+    assert_eq!(
+        (c.family, c.sliding_window, c.qkv_bias()),
+        (Family::Qwen2, None, true)
+    );
 }
 
 #[test]
 fn rotary_frequencies_follow_their_definitions() {
     let theta: f64 = 10_000.0;
-    let plain: Vec<f64> = (0..4).map(|i| theta.powf(-(2.0 * i as f64) / 8.0)).collect();
+    let plain: Vec<f64> = (0..4)
+        .map(|i| theta.powf(-(2.0 * i as f64) / 8.0))
+        .collect();
     let (f, a) = crate::rope::frequencies(8, theta, None);
     assert_eq!((f.clone(), a), (plain.clone(), 1.0));
     let (f, _) = crate::rope::frequencies(8, theta, Some(&RopeScaling::Linear { factor: 4.0 }));
@@ -189,7 +209,7 @@ fn rotary_frequencies_follow_their_definitions() {
     let (f, _) = crate::rope::frequencies(8, theta, Some(&llama3));
     assert_eq!(f[0], plain[0]); // wavelength 2 pi < 16
     assert_eq!(f[3], plain[3] / 8.0); // wavelength 2 pi * 1000 > 64
-    // YaRN: the attention factor 0.1 ln(s) + 1.
+                                      // YaRN: the attention factor 0.1 ln(s) + 1.
     let yarn = RopeScaling::Yarn {
         factor: 4.0,
         original_max_position_embeddings: 64.0,

@@ -25,9 +25,8 @@ struct Expected {
 fn expected(dir: &Path) -> Expected {
     let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let rows = |key: &str| -> Option<Vec<Vec<f64>>> {
-        serde_json::from_value(v.get(key)?.clone()).ok()
-    };
+    let rows =
+        |key: &str| -> Option<Vec<Vec<f64>>> { serde_json::from_value(v.get(key)?.clone()).ok() };
     Expected {
         sequences: serde_json::from_value(v["sequences"].clone()).unwrap(),
         logps: rows("logps").unwrap(),
@@ -67,15 +66,26 @@ fn check(name: &str, family: Family, tied: bool, scaling: Option<&str>) {
     assert_eq!(c.family, family, "{name}");
     assert_eq!(c.tie_word_embeddings, tied, "{name}");
     assert_eq!(c.rope_scaling.as_ref().map(|r| r.kind()), scaling, "{name}");
-    assert_eq!(vs.variables().contains_key("lm_head.weight"), !tied, "{name}");
+    assert_eq!(
+        vs.variables().contains_key("lm_head.weight"),
+        !tied,
+        "{name}"
+    );
     // The transformers 4.x layout of the same config reads the same.
     let legacy = std::fs::read_to_string(dir.join("config.4x.json")).unwrap();
-    assert_eq!(&Config::from_hf_json(&legacy).unwrap(), c, "{name}: 4.x layout");
+    assert_eq!(
+        &Config::from_hf_json(&legacy).unwrap(),
+        c,
+        "{name}: 4.x layout"
+    );
 
     let want = expected(&dir);
     let got = token_logps(&model, &want.sequences);
     let diff = max_diff(&got, &want.logps);
-    assert!(diff < TOLERANCE, "{name}: per-token log-probs differ by {diff}");
+    assert!(
+        diff < TOLERANCE,
+        "{name}: per-token log-probs differ by {diff}"
+    );
 
     // The training path: prompts computed once, responses continuing them.
     let (prompts, responses): (Vec<_>, Vec<_>) = want
@@ -107,9 +117,15 @@ fn check(name: &str, family: Family, tied: bool, scaling: Option<&str>) {
         checkpoint::load_into(&vs, &dir).unwrap();
         let got = token_logps(&model, &want.sequences);
         let diff = max_diff(&got, &unscaled);
-        assert!(diff < TOLERANCE, "{name} unscaled: log-probs differ by {diff}");
+        assert!(
+            diff < TOLERANCE,
+            "{name} unscaled: log-probs differ by {diff}"
+        );
         let effect = max_diff(&unscaled, &want.logps);
-        assert!(effect > 0.5, "{name}: the scaling changes log-probs by only {effect}");
+        assert!(
+            effect > 0.5,
+            "{name}: the scaling changes log-probs by only {effect}"
+        );
     }
 }
 

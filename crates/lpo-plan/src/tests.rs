@@ -302,12 +302,17 @@ fn a_checkpoint_gives_the_model_and_contradictions_are_errors() {
     );
     assert_eq!((d.rope_theta, d.sliding_window), (500000.0, 0));
     let toml = toml::to_string(&*p.runs[0].recipe).unwrap();
-    assert!(toml.contains("layers = 4") && !toml.contains("nano"), "{toml}");
+    assert!(
+        toml.contains("layers = 4") && !toml.contains("nano"),
+        "{toml}"
+    );
     // Agreeing explicit fields are fine and give the same run.
     let same = plan(&with("[model]\nlayers = 4\nd_model = 128\n")).unwrap();
     assert_eq!(same.runs[0].id, p.runs[0].id);
     // A field or a preset that contradicts the checkpoint is an error naming both.
-    let err = plan(&with("[model]\nlayers = 2\n")).unwrap_err().to_string();
+    let err = plan(&with("[model]\nlayers = 2\n"))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("`model.layers` is 2") && err.contains("num_hidden_layers = 4"),
         "{err}"
@@ -324,7 +329,10 @@ fn a_checkpoint_gives_the_model_and_contradictions_are_errors() {
     let err = plan(&with("[sweep]\ngrid = { \"model.d_ff\" = [256, 300] }\n"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("model.d_ff=300") && !err.contains("model.d_ff=256"), "{err}");
+    assert!(
+        err.contains("model.d_ff=300") && !err.contains("model.d_ff=256"),
+        "{err}"
+    );
     // An unreadable or foreign checkpoint is an error naming the file.
     std::fs::write(dir.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
     let err = plan(&with("")).unwrap_err().to_string();

@@ -87,7 +87,7 @@ pub enum SizePreset {
 }
 
 /// Model section: a size preset with optional per-field overrides.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Size preset the other fields override (`None`: `nano`, unless
@@ -121,23 +121,6 @@ pub struct ModelConfig {
     /// Sliding attention window in tokens (0 = full causal attention).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<u32>,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            size: None,
-            layers: None,
-            d_model: None,
-            heads: None,
-            kv_heads: None,
-            d_ff: None,
-            vocab: None,
-            max_len: None,
-            rope_theta: None,
-            sliding_window: None,
-        }
-    }
 }
 
 /// Concrete architecture: a preset with its overrides applied.

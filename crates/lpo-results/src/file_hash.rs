@@ -20,8 +20,8 @@ use crate::{sha256_hex, write_atomic};
 
 /// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
@@ -33,7 +33,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The SHA-256 of `path`, from `cache_dir/file-sha256/` when the file is
