@@ -179,6 +179,11 @@ fn a_checkpoint_reference_gives_the_model_and_its_weights_enter_the_cache_ids() 
     let second = json(&b.join("summary.json"));
     assert_ne!(first["reference"], second["reference"]);
     assert_ne!(first["lists"], second["lists"]);
+    // Run `a`, complete against the old weights, is not silently reused.
+    let out = lpo(&dir, &["run", "a.toml", "--index", "0"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("its weights or config changed"), "{stderr}");
     // The digests were remembered: one per weight file hashed.
     let hashed = std::fs::read_dir(dir.join("results/_cache/file-sha256"))
         .unwrap()

@@ -122,6 +122,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     }
     if let Some(summary) = Summary::read(&dir)? {
         if summary.status == Status::Complete && summary.run_id == request.run_id {
+            reference_unchanged(request, &summary, &dir)?;
             return Ok(RunOutcome::AlreadyComplete(summary));
         }
     }
@@ -188,6 +189,27 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             Ok(RunOutcome::Failed(state.summary))
         }
     }
+}
+
+/// A complete run's reference checkpoint must still be the model it was
+/// trained against: the run id holds the checkpoint's path and architecture,
+/// not its weights, so new weights in place would otherwise silently
+/// report the old results.
+fn reference_unchanged(request: &RunRequest<'_>, summary: &Summary, dir: &Path) -> Result<()> {
+    let Some(checkpoint) = &request.recipe.reference.checkpoint else {
+        return Ok(());
+    };
+    let now = reference::checkpoint_id(Path::new(checkpoint), request.layout)?;
+    if now != summary.reference {
+        bail!(
+            "run {} is complete, trained against reference {}, but reference.checkpoint `{checkpoint}` \
+             is now {now}: its weights or config changed. Remove {} to train the run again",
+            summary.run_id,
+            summary.reference,
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Saved with every checkpoint; written last, so its presence means the
