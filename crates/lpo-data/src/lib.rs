@@ -7,7 +7,9 @@
 //! - [`tokenizer`]: the character tokenizer of the built-in tasks and
 //!   Hugging Face `tokenizer.json` files.
 //! - [`stats`]: reward statistics per source (mean, spread, ties).
+//! - [`hf_files`]: the tokenizer files saved beside checkpoints.
 
+pub mod hf_files;
 pub mod import;
 pub mod mix;
 pub mod stats;

@@ -16,6 +16,10 @@ pub trait Tokenize: Send + Sync {
     fn eos(&self) -> i64;
     /// Padding id (never attended to or scored).
     fn pad(&self) -> i64;
+    /// `(file name, bytes)` of the Hugging Face tokenizer files that load
+    /// this tokenizer (`tokenizer.json`, `tokenizer_config.json`), saved
+    /// beside every checkpoint.
+    fn hf_files(&self) -> Vec<(String, Vec<u8>)>;
 }
 
 /// One token per character of [`lpo_tasks::ALPHABET`], after four specials:
@@ -61,11 +65,17 @@ impl Tokenize for CharTokenizer {
     fn pad(&self) -> i64 {
         0
     }
+
+    fn hf_files(&self) -> Vec<(String, Vec<u8>)> {
+        crate::hf_files::char_tokenizer_files()
+    }
 }
 
 /// A Hugging Face `tokenizer.json`.
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
+    /// The files it was loaded from, as saved beside checkpoints.
+    files: Vec<(String, Vec<u8>)>,
     bos: i64,
     eos: i64,
     pad: i64,
@@ -82,7 +92,9 @@ impl HfTokenizer {
                 path.display()
             ));
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
         let find = |names: &[&str]| {
             names
@@ -99,8 +111,22 @@ impl HfTokenizer {
             })?;
         let bos = find(&["<s>", "<|begin_of_text|>", "<bos>"]).unwrap_or(eos);
         let pad = find(&["<pad>", "<unk>"]).unwrap_or(eos);
+        let config_path = path.with_file_name("tokenizer_config.json");
+        let config = match std::fs::read(&config_path) {
+            Ok(config) => config,
+            Err(_) => {
+                let name = |id: i64| inner.id_to_token(id as u32).unwrap_or_default();
+                crate::hf_files::tokenizer_config(&name(bos), &name(eos), &name(pad), None)
+                    .into_bytes()
+            }
+        };
+        let files = vec![
+            ("tokenizer.json".to_string(), bytes),
+            ("tokenizer_config.json".to_string(), config),
+        ];
         Ok(HfTokenizer {
             inner,
+            files,
             bos,
             eos,
             pad,
@@ -143,6 +169,10 @@ impl Tokenize for HfTokenizer {
     fn pad(&self) -> i64 {
         self.pad
     }
+
+    fn hf_files(&self) -> Vec<(String, Vec<u8>)> {
+        self.files.clone()
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +208,22 @@ mod tests {
         assert_eq!(t.decode(&[1, 3, 4, 2]), "hello world");
         // Ids beyond the tokenizer's vocabulary (a larger model vocab) are dropped.
         assert_eq!(t.decode(&[3, 40, 4]), "hello world");
+        // The files saved beside checkpoints: tokenizer.json as loaded, and a
+        // tokenizer_config.json naming the special tokens (copied when present).
+        let files = t.hf_files();
+        assert_eq!(
+            files[0],
+            ("tokenizer.json".into(), WORD_LEVEL.as_bytes().to_vec())
+        );
+        let config: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
+        assert_eq!(files[1].0, "tokenizer_config.json");
+        assert_eq!(
+            (config["bos_token"].as_str(), config["eos_token"].as_str()),
+            (Some("<s>"), Some("</s>"))
+        );
+        std::fs::write(dir.path().join("tokenizer_config.json"), "{\"x\": 1}").unwrap();
+        let t = HfTokenizer::from_file(&path).unwrap();
+        assert_eq!(t.hf_files()[1].1, b"{\"x\": 1}");
         let err = HfTokenizer::from_file(&dir.path().join("missing.json"))
             .err()
             .unwrap();

@@ -1,5 +1,6 @@
-//! The decoder, block by block (names follow Hugging Face's Mistral, so the
-//! variable paths are its checkpoint tensor names).
+//! The decoder, block by block (names follow Hugging Face's Mistral, Llama
+//! and Qwen2, which share them, so the variable paths are their checkpoint
+//! tensor names).
 //!
 //! Shapes: B batch, T new tokens, S keys (cached + new), D hidden, H query
 //! heads, G key/value heads, E head width, V vocabulary.

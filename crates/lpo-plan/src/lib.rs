@@ -298,84 +298,27 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
         )
     })?;
     let m = &recipe.model;
-    let preset = m.size.map(|s| (s.as_str(), s.dims()));
-    // (recipe key, config.json key, explicit value, the preset's, the checkpoint's)
-    type Field<'a> = (&'a str, &'a str, Option<f64>, Option<f64>, f64);
-    let fields: [Field; 9] = [
-        (
-            "layers",
-            "num_hidden_layers",
-            m.layers.map(f64::from),
-            preset.map(|p| f64::from(p.1.layers)),
-            f64::from(have.layers),
-        ),
-        (
-            "d_model",
-            "hidden_size",
-            m.d_model.map(f64::from),
-            preset.map(|p| f64::from(p.1.d_model)),
-            f64::from(have.d_model),
-        ),
-        (
-            "heads",
-            "num_attention_heads",
-            m.heads.map(f64::from),
-            preset.map(|p| f64::from(p.1.heads)),
-            f64::from(have.heads),
-        ),
-        (
-            "kv_heads",
-            "num_key_value_heads",
-            m.kv_heads.map(f64::from),
-            preset.map(|p| f64::from(p.1.kv_heads)),
-            f64::from(have.kv_heads),
-        ),
-        (
-            "d_ff",
-            "intermediate_size",
-            m.d_ff.map(f64::from),
-            preset.map(|p| f64::from(p.1.d_ff)),
-            f64::from(have.d_ff),
-        ),
-        (
-            "vocab",
-            "vocab_size",
-            m.vocab.map(f64::from),
-            preset.map(|p| f64::from(p.1.vocab)),
-            f64::from(have.vocab),
-        ),
-        (
-            "max_len",
-            "max_position_embeddings",
-            m.max_len.map(f64::from),
-            preset.map(|p| f64::from(p.1.max_len)),
-            f64::from(have.max_len),
-        ),
-        (
-            "rope_theta",
-            "rope_theta",
-            m.rope_theta,
-            preset.map(|p| p.1.rope_theta),
-            have.rope_theta,
-        ),
-        (
-            "sliding_window",
-            "sliding_window",
-            m.sliding_window.map(f64::from),
-            preset.map(|p| f64::from(p.1.sliding_window)),
-            f64::from(have.sliding_window),
-        ),
+    let explicit = [
+        m.layers.map(f64::from),
+        m.d_model.map(f64::from),
+        m.heads.map(f64::from),
+        m.kv_heads.map(f64::from),
+        m.d_ff.map(f64::from),
+        m.vocab.map(f64::from),
+        m.max_len.map(f64::from),
+        m.rope_theta,
+        m.sliding_window.map(f64::from),
     ];
+    let preset = m.size.map(|s| (s.as_str(), dims_fields(&s.dims())));
     let mut conflicts = Vec::new();
-    for (key, hf_key, explicit, from_preset, checkpoint) in fields {
-        let (value, source) = match (explicit, from_preset) {
+    for (i, ((key, hf_key, checkpoint), explicit)) in
+        dims_fields(&have).into_iter().zip(explicit).enumerate()
+    {
+        let (value, source) = match (explicit, &preset) {
             (Some(v), _) => (v, format!("`model.{key}` is {v}")),
-            (None, Some(v)) => (
-                v,
-                format!(
-                    "`model.size` = \"{}\" has {key} {v}",
-                    preset.expect("set").0
-                ),
+            (None, Some((name, fields))) => (
+                fields[i].2,
+                format!("`model.size` = \"{name}\" has {key} {}", fields[i].2),
             ),
             (None, None) => continue,
         };
@@ -402,6 +345,25 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
         lora: recipe.model.lora.clone(),
     };
     Ok(())
+}
+
+/// A model's fields as numbers: (recipe key, config.json key, value).
+fn dims_fields(d: &lpo_recipe::ModelDims) -> [(&'static str, &'static str, f64); 9] {
+    [
+        ("layers", "num_hidden_layers", f64::from(d.layers)),
+        ("d_model", "hidden_size", f64::from(d.d_model)),
+        ("heads", "num_attention_heads", f64::from(d.heads)),
+        ("kv_heads", "num_key_value_heads", f64::from(d.kv_heads)),
+        ("d_ff", "intermediate_size", f64::from(d.d_ff)),
+        ("vocab", "vocab_size", f64::from(d.vocab)),
+        ("max_len", "max_position_embeddings", f64::from(d.max_len)),
+        ("rope_theta", "rope_theta", d.rope_theta),
+        (
+            "sliding_window",
+            "sliding_window",
+            f64::from(d.sliding_window),
+        ),
+    ]
 }
 
 /// The odometer reading of combination number `n` (last axis fastest).

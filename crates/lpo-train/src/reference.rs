@@ -127,6 +127,35 @@ pub fn obtain(
     })
 }
 
+/// `config` with the special token ids of `tokenizer`: its bos and pad, and
+/// its eos (kept among the config's own end tokens when already there).
+pub fn with_special_tokens(config: &Config, tokenizer: &dyn Tokenize) -> Config {
+    let mut c = config.clone();
+    c.bos_token_id = Some(tokenizer.bos());
+    c.pad_token_id = Some(tokenizer.pad());
+    if !c.eos_token_id.contains(&tokenizer.eos()) {
+        c.eos_token_id = vec![tokenizer.eos()];
+    }
+    c
+}
+
+/// Saves a model as a Hugging Face directory that transformers'
+/// `AutoModelForCausalLM` and `AutoTokenizer` load unchanged: weights,
+/// config.json and generation_config.json with the tokenizer's special
+/// token ids, and the tokenizer's files.
+pub fn save_model(
+    vs: &nn::VarStore,
+    config: &Config,
+    tokenizer: &dyn Tokenize,
+    dir: &Path,
+) -> Result<()> {
+    checkpoint::save(vs, &with_special_tokens(config, tokenizer), dir)?;
+    for (name, bytes) in tokenizer.hf_files() {
+        write_atomic(&dir.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
 /// A checkpoint's identity: its directory, `config.json` and the SHA-256 of
 /// each weight file, so replacing the weights (or the config) in place
 /// makes new cache entries instead of reusing lists and log-probabilities
@@ -269,7 +298,7 @@ fn train_sft(
         progress.update(u64::from(step + 1), &format!("loss {value:.3}"));
     }
     progress.finish();
-    checkpoint::save(&vs, &config, dir)?;
+    save_model(&vs, &config, tokenizer, dir)?;
     Ok(ReferenceMeta {
         id: id.to_string(),
         origin: "sft".into(),

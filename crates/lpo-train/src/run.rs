@@ -84,6 +84,41 @@ struct RunState {
 }
 
 impl RunState {
+    /// A fresh state for `request`'s run in `dir`: running, nothing done.
+    fn new(request: &RunRequest<'_>, dir: &Path) -> RunState {
+        let recipe = request.recipe;
+        RunState {
+            summary: Summary {
+                run_id: request.run_id.to_string(),
+                recipe: recipe.name.clone(),
+                label: recipe.method_label(),
+                assignments: request.assignments.clone(),
+                seed: recipe.train.seed,
+                status: Status::Running,
+                steps_done: 0,
+                steps: recipe.train.steps,
+                failed_step: None,
+                error: None,
+                resumed_from: None,
+                device: format!("{:?}", request.device).to_lowercase(),
+                threads: u32::try_from(tch::get_num_threads()).unwrap_or(0),
+                reference: String::new(),
+                lists: String::new(),
+                round_lists: Vec::new(),
+                timings: Timings::default(),
+                headline: None,
+                heldout: None,
+                memory: None,
+            },
+            metrics: Vec::new(),
+            timing: Vec::new(),
+            curves: Vec::new(),
+            dir: dir.to_path_buf(),
+            evaluating: false,
+            cuda_peak: None,
+        }
+    }
+
     /// Notes the CUDA memory in use now (after an optimizer step).
     fn note_memory(&mut self, device: tch::Device) {
         if device.is_cuda() {
@@ -151,41 +186,13 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     }
     if let Some(summary) = Summary::read(&dir)? {
         if summary.status == Status::Complete && summary.run_id == request.run_id {
+            reference_unchanged(request, &summary, &dir)?;
             return Ok(RunOutcome::AlreadyComplete(summary));
         }
     }
     let config = toml::to_string_pretty(recipe).context("serializing the run's recipe")?;
     write_atomic(&dir.join(CONFIG), config.as_bytes())?;
-    let mut state = RunState {
-        summary: Summary {
-            run_id: request.run_id.to_string(),
-            recipe: recipe.name.clone(),
-            label: recipe.method_label(),
-            assignments: request.assignments.clone(),
-            seed: recipe.train.seed,
-            status: Status::Running,
-            steps_done: 0,
-            steps: recipe.train.steps,
-            failed_step: None,
-            error: None,
-            resumed_from: None,
-            device: format!("{:?}", request.device).to_lowercase(),
-            threads: u32::try_from(tch::get_num_threads()).unwrap_or(0),
-            reference: String::new(),
-            lists: String::new(),
-            round_lists: Vec::new(),
-            timings: Timings::default(),
-            headline: None,
-            heldout: None,
-            memory: None,
-        },
-        metrics: Vec::new(),
-        timing: Vec::new(),
-        curves: Vec::new(),
-        dir: dir.clone(),
-        evaluating: false,
-        cuda_peak: None,
-    };
+    let mut state = RunState::new(request, &dir);
     state.summary.write(&dir)?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(request, &mut state, progress)));
     state.summary.memory = Some(state.memory_record(request));
@@ -220,6 +227,27 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             Ok(RunOutcome::Failed(state.summary))
         }
     }
+}
+
+/// A complete run's reference checkpoint must still be the model it was
+/// trained against: the run id holds the checkpoint's path and architecture,
+/// not its weights, so new weights in place would otherwise silently
+/// report the old results.
+fn reference_unchanged(request: &RunRequest<'_>, summary: &Summary, dir: &Path) -> Result<()> {
+    let Some(checkpoint) = &request.recipe.reference.checkpoint else {
+        return Ok(());
+    };
+    let now = reference::checkpoint_id(Path::new(checkpoint), request.layout)?;
+    if now != summary.reference {
+        bail!(
+            "run {} is complete, trained against reference {}, but reference.checkpoint `{checkpoint}` \
+             is now {now}: its weights or config changed. Remove {} to train the run again",
+            summary.run_id,
+            summary.reference,
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Saved with every checkpoint; written last, so its presence means the
@@ -419,7 +447,7 @@ fn save_checkpoint(
             let base = base.display().to_string();
             lpo_model::lora::save_peft(vs, spec, &base, &new)?;
         }
-        None => checkpoint::save(vs, model.config(), &new)?,
+        None => reference::save_model(vs, model.config(), inputs.tokenizer.as_ref(), &new)?,
     }
     if let Some(opt) = opt {
         checkpoint::write_tensors(&new.join("optimizer.safetensors"), &opt.state())?;
