@@ -4,9 +4,11 @@ mod data_cmd;
 mod doctor;
 mod exit;
 mod loss_cmd;
+mod prepare_cmd;
 mod progress;
 mod recipes;
 mod report_cmd;
+mod slurm;
 mod status_cmd;
 mod sweep;
 
@@ -36,6 +38,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Train and evaluate one planned run (the unit a cluster scheduler calls).
     Run(sweep::RunArgs),
+    /// Build the data a sweep's runs share (SFT references, reward lists, reference log-probabilities) once, ahead of the runs.
+    Prepare(prepare_cmd::PrepareArgs),
     /// Show where every planned run stands: complete, running, interrupted, failed or missing.
     Status(status_cmd::StatusArgs),
     /// Tabulate a sweep's test-split results: seed-aware intervals and tests, head-to-heads, held-out ranking metrics, plots.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Data(command) => data_cmd::run(&command),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Run(args) => sweep::run_one(&args),
+        Command::Prepare(args) => prepare_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
     };
