@@ -12,6 +12,8 @@
 # task/none) and without a database: there is no accounting storage, so
 # `sacct` is unavailable and `lpo status` reads Slurm's state from `squeue`.
 # Every daemon runs as root with its files, sockets and pid files in DIR.
+# A requeued job may start again after 10 s (cred_expire; Slurm's default
+# is 120 s) and the scheduler looks every 2 s: a test cluster, not a tuned one.
 # Ports: LPO_SLURM_PORT (slurmctld, default 6817) and the next one (slurmd).
 set -euo pipefail
 
@@ -54,7 +56,7 @@ SlurmdPort=$((port + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$dir/munge.socket
+AuthInfo=socket=$dir/munge.socket,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
@@ -70,6 +72,7 @@ JobCompType=jobcomp/none
 MpiDefault=none
 SwitchType=switch/none
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2

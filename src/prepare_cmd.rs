@@ -55,7 +55,11 @@ pub fn run(args: &PrepareArgs) -> Result<ExitCode> {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let layout = Layout::new(&args.results);
-    let mode = if args.no_bars { Mode::Lines } else { Mode::Bars };
+    let mode = if args.no_bars {
+        Mode::Lines
+    } else {
+        Mode::Bars
+    };
     let mut seen = HashSet::new();
     for run in &plan.runs {
         if !seen.insert(shared_key(&run.recipe)?) {

@@ -270,7 +270,10 @@ impl ScriptContext {
         };
         s += &format!("# Written by `lpo sweep --backend slurm`: {what}.\n");
         let mut directive = |option: String| s += &format!("#SBATCH {option}\n");
-        directive(format!("--job-name=lpo-{}", self.name.replace(char::is_whitespace, "_")));
+        directive(format!(
+            "--job-name=lpo-{}",
+            self.name.replace(char::is_whitespace, "_")
+        ));
         directive(format!("--chdir={}", directive_path(&self.workdir)?));
         directive(format!("--output={}", directive_path(&output)?));
         if let JobKind::Runs(indices) = kind {
@@ -387,7 +390,11 @@ pub fn sweep(
         if summary.is_some_and(|s| s.status == Status::Complete) {
             complete += 1;
         } else if let Some(task) = &queued[i] {
-            eprintln!("run {} ({}) is queued already: job {task}", run.id, run.recipe.method_label());
+            eprintln!(
+                "run {} ({}) is queued already: job {task}",
+                run.id,
+                run.recipe.method_label()
+            );
         } else {
             submit.insert(i);
         }
@@ -412,8 +419,13 @@ pub fn sweep(
     std::fs::create_dir_all(&ctx.logs)
         .with_context(|| format!("failed to create `{}`", ctx.logs.display()))?;
     submit_jobs(&jobs, plan, &queued, &dir, &mut record)?;
+    let results = if args.results == Path::new("results") {
+        String::new()
+    } else {
+        format!(" --results {}", sh_quote(&args.results.to_string_lossy()))
+    };
     eprintln!(
-        "`lpo status {}` shows their state; logs in {}",
+        "`lpo status {}{results}` shows their state; logs in {}",
         args.recipe.recipe.display(),
         ctx.logs.display()
     );
@@ -483,14 +495,22 @@ fn dependency_of(
 fn print_dry_run(jobs: &[Pending], plan: &Plan, queued: &[Option<String>]) {
     let mut submitted = HashMap::new();
     for (n, job) in jobs.iter().enumerate() {
-        let id = if n == 0 { "PREPARE".to_string() } else { format!("ARRAY{n}") };
+        let id = if n == 0 {
+            "PREPARE".to_string()
+        } else {
+            format!("ARRAY{n}")
+        };
         let dependency = dependency_of(job, Some("PREPARE"), &submitted, queued);
         println!("# {}", job.script_path.display());
         print!("{}", job.script);
         println!(
             "# submitted as: sbatch --parsable{}{} (job id: {id})\n",
             dependency.map_or(String::new(), |d| format!(" --dependency={d}")),
-            if n == 0 { "" } else { " --kill-on-invalid-dep=yes" },
+            if n == 0 {
+                ""
+            } else {
+                " --kill-on-invalid-dep=yes"
+            },
         );
         if let JobKind::Runs(indices) = &job.kind {
             for &i in indices {
@@ -537,7 +557,9 @@ fn submit_jobs(
                     "submitted job {id}: array {} ({} runs){}",
                     array_spec(indices),
                     indices.len(),
-                    dependency.as_ref().map_or(String::new(), |d| format!(", after {d}"))
+                    dependency
+                        .as_ref()
+                        .map_or(String::new(), |d| format!(", after {d}"))
                 );
                 indices
                     .iter()
@@ -672,8 +694,11 @@ impl QueueView {
                 source: "sacct".into(),
             }),
             Err(why) => {
-                let text = run_tool("squeue", &["--me", "-h", "-r", "-t", "all", "-o", "%i|%T|%r"])
-                    .map_err(|e| anyhow::anyhow!("{e}; and sacct: {why}"))?;
+                let text = run_tool(
+                    "squeue",
+                    &["--me", "-h", "-r", "-t", "all", "-o", "%i|%T|%r"],
+                )
+                .map_err(|e| anyhow::anyhow!("{e}; and sacct: {why}"))?;
                 Ok(QueueView {
                     states: parse_table(&text),
                     source: format!(
@@ -829,7 +854,10 @@ mod tests {
             dependency(Some("11"), &tasks).as_deref(),
             Some("afterany:11,afterok:12_0:12_3")
         );
-        assert_eq!(dependency(Some("11"), &BTreeSet::new()).as_deref(), Some("afterany:11"));
+        assert_eq!(
+            dependency(Some("11"), &BTreeSet::new()).as_deref(),
+            Some("afterany:11")
+        );
         assert_eq!(dependency(None, &BTreeSet::new()), None);
     }
 
@@ -864,8 +892,16 @@ mod tests {
         assert_eq!(jobs[0].script_path, dir.join("prepare-3.sbatch"));
         assert_eq!(jobs[1].script_path, dir.join("runs-3-0.sbatch"));
         assert_eq!(jobs[2].script_path, dir.join("runs-3-1.sbatch"));
-        assert!(jobs[1].script.contains("#SBATCH --array=0,3-4\n"), "{}", jobs[1].script);
-        assert!(jobs[2].script.contains("#SBATCH --array=1-2\n"), "{}", jobs[2].script);
+        assert!(
+            jobs[1].script.contains("#SBATCH --array=0,3-4\n"),
+            "{}",
+            jobs[1].script
+        );
+        assert!(
+            jobs[2].script.contains("#SBATCH --array=1-2\n"),
+            "{}",
+            jobs[2].script
+        );
         let queued = vec![None, None, None, None, None, Some("40_5".to_string())];
         let mut submitted = HashMap::new();
         assert_eq!(dependency_of(&jobs[0], None, &submitted, &queued), None);
@@ -915,7 +951,10 @@ mod tests {
         // The generated command line survives the shell word for word.
         let line = script.lines().last().unwrap().trim_start_matches("exec ");
         let out = Command::new("bash")
-            .args(["-c", &format!("SLURM_ARRAY_TASK_ID=7; printf '%s\\n' {line}")])
+            .args([
+                "-c",
+                &format!("SLURM_ARRAY_TASK_ID=7; printf '%s\\n' {line}"),
+            ])
             .output()
             .unwrap();
         let words: Vec<String> = String::from_utf8(out.stdout)
@@ -943,10 +982,14 @@ mod tests {
 
     #[test]
     fn queue_tables_expand_pending_arrays() {
-        assert_eq!(expand_task_ids("12_[0-2,5%2]"), ["12_0", "12_1", "12_2", "12_5"]);
+        assert_eq!(
+            expand_task_ids("12_[0-2,5%2]"),
+            ["12_0", "12_1", "12_2", "12_5"]
+        );
         assert_eq!(expand_task_ids("12_3"), ["12_3"]);
         assert_eq!(expand_task_ids("12"), ["12"]);
-        let text = "12_[1-2]|PENDING|Dependency\n12_0|RUNNING|None\n11|CANCELLED by 0|None\n13_4|FAILED\n";
+        let text =
+            "12_[1-2]|PENDING|Dependency\n12_0|RUNNING|None\n11|CANCELLED by 0|None\n13_4|FAILED\n";
         let states = parse_table(text);
         assert_eq!(states.len(), 5);
         assert_eq!(states["12_2"].state, "PENDING");
@@ -967,8 +1010,14 @@ mod tests {
                     script: PathBuf::from("a"),
                     dependency: None,
                     runs: vec![
-                        RecordedRun { index: 0, id: "x".into() },
-                        RecordedRun { index: 1, id: "y".into() },
+                        RecordedRun {
+                            index: 0,
+                            id: "x".into(),
+                        },
+                        RecordedRun {
+                            index: 1,
+                            id: "y".into(),
+                        },
                     ],
                     submitted: 0,
                 },
@@ -977,7 +1026,10 @@ mod tests {
                     kind: "runs".into(),
                     script: PathBuf::from("b"),
                     dependency: Some("afterany:8".into()),
-                    runs: vec![RecordedRun { index: 1, id: "y".into() }],
+                    runs: vec![RecordedRun {
+                        index: 1,
+                        id: "y".into(),
+                    }],
                     submitted: 1,
                 },
             ],

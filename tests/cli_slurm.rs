@@ -120,7 +120,16 @@ impl Cluster {
 
     /// What the cluster and the jobs' logs say, for a failure message.
     fn diagnostics(&self, results: &Path) -> String {
-        let mut s = self.tool("squeue", &["-t", "all", "-r", "-o", "%i %T %r"]);
+        let mut s = self.tool("squeue", &["-t", "all", "-r", "-o", "%i %A %T %r"]);
+        for log in ["slurmctld", "slurmd"] {
+            let text = std::fs::read_to_string(self.dir.join(format!("log/{log}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            s += &format!(
+                "\n--- {log}.log\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
         for entry in walk(results) {
             if entry.extension().is_some_and(|e| e == "out") {
                 s += &format!(
@@ -133,18 +142,20 @@ impl Cluster {
         s
     }
 
-    /// Waits until `done` holds, polling every half second; panics with
+    /// Waits until `done` holds, polling every 100 ms; panics with
     /// the cluster's state after `seconds`.
     fn wait(&self, results: &Path, what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(seconds);
         while !done() {
             assert!(
                 Instant::now() < deadline,
                 "timed out after {seconds} s waiting for {what}:\n{}",
                 self.diagnostics(results)
             );
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(100));
         }
+        eprintln!("waited {:.1} s for {what}", started.elapsed().as_secs_f64());
     }
 
     /// Whether the queue holds no pending or running job.
@@ -184,7 +195,7 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     // Four runs; the three that compare with DPO wait for its task.
     let four = small(
         "four",
-        60,
+        200,
         r#"grid = { "loss.kind" = ["dpo", "lpo", "listmle", "infonca"] }"#,
         "baseline = \"dpo\"",
     );
@@ -204,12 +215,30 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     let res = results.to_str().unwrap();
     let four_dir = results.join("four");
 
-    let out = lpo(&dir, &conf, &["sweep", "four.toml", "--backend", "slurm", "--cpus", "1", "--results", res]);
+    let out = lpo(
+        &dir,
+        &conf,
+        &[
+            "sweep",
+            "four.toml",
+            "--backend",
+            "slurm",
+            "--cpus",
+            "1",
+            "--results",
+            res,
+        ],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("4 to submit"), "{stderr}");
     let record = jobs(&four_dir);
-    let kinds: Vec<&str> = record["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = record["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["kind"].as_str().unwrap())
+        .collect();
     // prepare, then DPO (level 0), then the three compared with it (level 1).
     assert_eq!(kinds, ["prepare", "runs", "runs"], "{record}");
     let prepare = record["jobs"][0]["job"].as_str().unwrap().to_string();
@@ -217,78 +246,188 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     let level1 = &record["jobs"][2];
     assert_eq!(level0["runs"].as_array().unwrap().len(), 1, "{record}");
     assert_eq!(level1["runs"].as_array().unwrap().len(), 3, "{record}");
-    let dpo_task = format!("{}_{}", level0["job"].as_str().unwrap(), level0["runs"][0]["index"]);
+    let dpo_task = format!(
+        "{}_{}",
+        level0["job"].as_str().unwrap(),
+        level0["runs"][0]["index"]
+    );
     assert_eq!(level0["dependency"], format!("afterany:{prepare}"));
-    assert_eq!(level1["dependency"], format!("afterany:{prepare},afterok:{dpo_task}"));
+    assert_eq!(
+        level1["dependency"],
+        format!("afterany:{prepare},afterok:{dpo_task}")
+    );
 
     // Submitting again while they are queued submits nothing.
-    let out = lpo(&dir, &conf, &["sweep", "four.toml", "--backend", "slurm", "--results", res]);
+    let out = lpo(
+        &dir,
+        &conf,
+        &["sweep", "four.toml", "--backend", "slurm", "--results", res],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("0 complete, 4 queued, 0 to submit"), "{stderr}");
+    assert!(
+        stderr.contains("0 complete, 4 queued, 0 to submit"),
+        "{stderr}"
+    );
     assert_eq!(jobs(&four_dir)["jobs"].as_array().unwrap().len(), 3);
 
-    let out = lpo(&dir, &conf, &["sweep", "broken.toml", "--backend", "slurm", "--cpus", "1", "--results", res]);
+    let out = lpo(
+        &dir,
+        &conf,
+        &[
+            "sweep",
+            "broken.toml",
+            "--backend",
+            "slurm",
+            "--cpus",
+            "1",
+            "--results",
+            res,
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
-    // Cancel a run compared with DPO once it has a checkpoint.
-    let mut victim = None;
-    cluster.wait(&results, "a level-1 run with a checkpoint", 400, || {
-        victim = run_dirs(&four_dir).into_iter().find(|d| {
-            summary(d).is_some_and(|s| s["status"] == "running" && s["label"] != "dpo")
-                && checkpoint_step(d).is_some()
-        });
-        victim.is_some()
-    });
-    let victim = victim.unwrap();
-    let victim_id = victim.file_name().unwrap().to_str().unwrap().to_string();
-    let victim_task = {
+    // A run compared with DPO, once it has a checkpoint: requeued (as on
+    // preemption or node failure), it runs again and resumes; a second one
+    // is cancelled.
+    let task_of = |run: &Path| {
+        let id = run.file_name().unwrap().to_str().unwrap();
         let runs = level1["runs"].as_array().unwrap();
-        let index = runs.iter().find(|r| r["id"] == victim_id.as_str()).unwrap()["index"].clone();
+        let index = runs.iter().find(|r| r["id"] == id).unwrap()["index"].clone();
         format!("{}_{index}", level1["job"].as_str().unwrap())
     };
+    let checkpointed = |except: Option<&Path>| {
+        run_dirs(&four_dir).into_iter().find(|d| {
+            Some(d.as_path()) != except
+                && summary(d).is_some_and(|s| s["status"] == "running" && s["label"] != "dpo")
+                && checkpoint_step(d).is_some()
+        })
+    };
+    let mut requeued = None;
+    cluster.wait(&results, "a level-1 run with a checkpoint", 400, || {
+        requeued = checkpointed(None);
+        requeued.is_some()
+    });
+    let requeued = requeued.unwrap();
+    let requeued_task = task_of(&requeued);
+    let out = cluster.tool("scontrol", &["requeue", &requeued_task]);
+    assert!(out.trim().is_empty(), "{out}");
+    let mut victim = None;
+    cluster.wait(
+        &results,
+        "another level-1 run with a checkpoint",
+        400,
+        || {
+            victim = checkpointed(Some(&requeued));
+            victim.is_some()
+        },
+    );
+    let victim = victim.unwrap();
+    let victim_id = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let victim_task = task_of(&victim);
     let out = cluster.tool("scancel", &[&victim_task]);
     assert!(out.trim().is_empty(), "{out}");
     cluster.wait(&results, "every job to end", 400, || cluster.idle());
 
-    // The cancelled run is interrupted; the others are complete.
+    // The requeued run resumed in its own task; the cancelled one is
+    // interrupted; the others are complete.
+    let s = summary(&requeued).unwrap();
+    assert_eq!(
+        s["status"],
+        "complete",
+        "{s}\n{}",
+        cluster.diagnostics(&results)
+    );
+    assert!(
+        s["resumed_from"].as_u64().is_some_and(|step| step > 0),
+        "{s}"
+    );
     let out = lpo(&dir, &conf, &["status", "four.toml", "--results", res]);
     let table = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(table.contains("3 of 4 runs complete"), "{table}");
-    assert!(table.contains("Slurm states from squeue, since sacct is unavailable"), "{table}");
+    assert!(
+        table.contains("Slurm states from squeue, since sacct is unavailable"),
+        "{table}"
+    );
     let line = table.lines().find(|l| l.contains(&victim_id)).unwrap();
-    assert!(line.contains("interrupted") && line.contains(&format!("job {victim_task} cancelled")), "{line}");
+    assert!(
+        line.contains("interrupted") && line.contains(&format!("job {victim_task} cancelled")),
+        "{line}"
+    );
+    let line = table
+        .lines()
+        .find(|l| l.contains(requeued.file_name().unwrap().to_str().unwrap()))
+        .unwrap();
+    assert!(
+        line.contains(&format!("job {requeued_task} completed")),
+        "{line}"
+    );
     let line = table.lines().find(|l| l.contains(" dpo ")).unwrap();
-    assert!(line.contains("complete") && line.contains(&format!("job {dpo_task} completed")), "{line}");
+    assert!(
+        line.contains("complete") && line.contains(&format!("job {dpo_task} completed")),
+        "{line}"
+    );
 
     // The failing run is reported failed, with its job id.
     let out = lpo(&dir, &conf, &["status", "broken.toml", "--results", res]);
     let table = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
-    let broken_job = jobs(&results.join("broken"))["jobs"][1]["job"].as_str().unwrap().to_string();
+    let broken_job = jobs(&results.join("broken"))["jobs"][1]["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let line = table.lines().find(|l| l.contains("broken")).unwrap();
     assert!(
-        line.contains("failed") && line.contains("loss is NaN at step 3") && line.contains(&format!("job {broken_job}_0 failed")),
+        line.contains("failed")
+            && line.contains("loss is NaN at step 3")
+            && line.contains(&format!("job {broken_job}_0 failed")),
         "{table}"
     );
 
     // Sweeping again submits only the cancelled run, which resumes.
-    let out = lpo(&dir, &conf, &["sweep", "four.toml", "--backend", "slurm", "--cpus", "1", "--results", res]);
+    let out = lpo(
+        &dir,
+        &conf,
+        &[
+            "sweep",
+            "four.toml",
+            "--backend",
+            "slurm",
+            "--cpus",
+            "1",
+            "--results",
+            res,
+        ],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("3 complete, 0 queued, 1 to submit"), "{stderr}");
+    assert!(
+        stderr.contains("3 complete, 0 queued, 1 to submit"),
+        "{stderr}"
+    );
     let record = jobs(&four_dir);
     let last = record["jobs"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["runs"].as_array().unwrap().len(), 1, "{record}");
     assert_eq!(last["runs"][0]["id"], victim_id.as_str());
     // Its baseline is complete: it waits for the prepare job only.
     let dependency = last["dependency"].as_str().unwrap();
-    assert!(dependency.starts_with("afterany:") && !dependency.contains("afterok"), "{dependency}");
+    assert!(
+        dependency.starts_with("afterany:") && !dependency.contains("afterok"),
+        "{dependency}"
+    );
     cluster.wait(&results, "the resubmitted run", 300, || cluster.idle());
     let s = summary(&victim).unwrap();
-    assert_eq!(s["status"], "complete", "{s}\n{}", cluster.diagnostics(&results));
-    assert!(s["resumed_from"].as_u64().is_some_and(|step| step > 0), "{s}");
+    assert_eq!(
+        s["status"],
+        "complete",
+        "{s}\n{}",
+        cluster.diagnostics(&results)
+    );
+    assert!(
+        s["resumed_from"].as_u64().is_some_and(|step| step > 0),
+        "{s}"
+    );
 
     let out = lpo(&dir, &conf, &["status", "four.toml", "--results", res]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
@@ -297,11 +436,22 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{report}{}", text(&out.stderr));
     for label in ["LPO", "ListMLE", "InfoNCA"] {
-        assert!(report.to_lowercase().contains(&label.to_lowercase()), "{report}");
+        assert!(
+            report.to_lowercase().contains(&label.to_lowercase()),
+            "{report}"
+        );
     }
     // Everything complete: nothing more to submit.
-    let out = lpo(&dir, &conf, &["sweep", "four.toml", "--backend", "slurm", "--results", res]);
-    assert!(text(&out.stderr).contains("4 complete, 0 queued, 0 to submit"), "{}", text(&out.stderr));
+    let out = lpo(
+        &dir,
+        &conf,
+        &["sweep", "four.toml", "--backend", "slurm", "--results", res],
+    );
+    assert!(
+        text(&out.stderr).contains("4 complete, 0 queued, 0 to submit"),
+        "{}",
+        text(&out.stderr)
+    );
     drop(cluster);
 }
 
@@ -318,8 +468,22 @@ fn a_dry_run_prints_the_scripts_and_submits_nothing() {
     let out = common::lpo(
         &dir,
         &[
-            "sweep", "r.toml", "--backend", "slurm", "--dry-run", "--results", "a b", "--partition", "gpu",
-            "--gpus", "1", "--time", "0:30:00", "--sbatch=--qos=low", "--set", "train.steps=4",
+            "sweep",
+            "r.toml",
+            "--backend",
+            "slurm",
+            "--dry-run",
+            "--results",
+            "a b",
+            "--partition",
+            "gpu",
+            "--gpus",
+            "1",
+            "--time",
+            "0:30:00",
+            "--sbatch=--qos=low",
+            "--set",
+            "train.steps=4",
         ],
     );
     let stdout = text(&out.stdout);
@@ -347,11 +511,18 @@ fn a_dry_run_prints_the_scripts_and_submits_nothing() {
     ] {
         assert!(stdout.lines().any(|l| l == line), "no line {line:?} in:\n{stdout}");
     }
-    let exec = format!("--results '{}' --set train.steps=4 --no-bars", results.display());
+    let exec = format!(
+        "--results '{}' --set train.steps=4 --no-bars",
+        results.display()
+    );
     assert!(stdout.contains(&exec), "{stdout}");
     assert!(stdout.contains(" run ") && stdout.contains("--index \"$SLURM_ARRAY_TASK_ID\""));
     // Slurm options need the Slurm backend.
     let out = common::lpo(&dir, &["sweep", "r.toml", "--partition", "gpu"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("need --backend slurm"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("need --backend slurm"),
+        "{}",
+        text(&out.stderr)
+    );
 }
