@@ -526,3 +526,55 @@ fn a_dry_run_prints_the_scripts_and_submits_nothing() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn runs_after_lpo_prepare_write_the_same_bytes_as_runs_without_it() {
+    let dir = scratch("slurm-prepare");
+    let recipe = small("prep", 8, r#"grid = { "loss.kind" = ["dpo", "lpo"] }"#, "");
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = common::lpo(&dir, &["sweep", "r.toml", "--results", "alone"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = common::lpo(
+        &dir,
+        &["prepare", "r.toml", "--results", "prepared", "--no-bars"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // Both runs share one data setting: prepared once.
+    assert!(
+        stdout.contains("1 data setting(s) of 2 runs ready"),
+        "{stdout}"
+    );
+    let cache = dir.join("prepared/_cache");
+    let entries: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for kind in ["reference-", "lists-", "reference-logps-"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.starts_with(kind) && !e.ends_with(".lock")),
+            "{entries:?}"
+        );
+    }
+    let out = common::lpo(&dir, &["sweep", "r.toml", "--results", "prepared"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let alone = run_dirs(&dir.join("alone/prep"));
+    let prepared = run_dirs(&dir.join("prepared/prep"));
+    assert_eq!(alone.len(), 2);
+    for (a, p) in alone.iter().zip(&prepared) {
+        assert_eq!(a.file_name(), p.file_name());
+        for file in ["metrics.csv", "eval.csv", "heldout.csv"] {
+            let (x, y) = (
+                std::fs::read(a.join(file)).unwrap(),
+                std::fs::read(p.join(file)).unwrap(),
+            );
+            assert!(
+                x == y,
+                "{} differs after lpo prepare",
+                p.join(file).display()
+            );
+        }
+    }
+}
