@@ -6,9 +6,11 @@ mod exit;
 mod export_cmd;
 mod loss_cmd;
 mod memory;
+mod prepare_cmd;
 mod progress;
 mod recipes;
 mod report_cmd;
+mod slurm;
 mod status_cmd;
 mod sweep;
 
@@ -38,6 +40,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Train and evaluate one planned run (the unit a cluster scheduler calls).
     Run(sweep::RunArgs),
+    /// Build the data a sweep's runs share (SFT references, reward lists, reference log-probabilities) once, ahead of the runs.
+    Prepare(prepare_cmd::PrepareArgs),
     /// Show where every planned run stands: complete, running, interrupted, failed or missing.
     Status(status_cmd::StatusArgs),
     /// Tabulate a sweep's test-split results: seed-aware intervals and tests, head-to-heads, held-out ranking metrics, plots.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Data(command) => data_cmd::run(&command),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Run(args) => sweep::run_one(&args),
+        Command::Prepare(args) => prepare_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
         Command::Export(args) => export_cmd::run(&args),

@@ -42,6 +42,24 @@ pub fn device_for(recipe: &Recipe) -> Result<tch::Device> {
     Ok(device)
 }
 
+/// Sets `recipe`'s CPU threads: `--threads` (`cli`), else train.threads,
+/// else, inside a Slurm job, the CPUs Slurm gave it (`SLURM_CPUS_PER_TASK`);
+/// 0 leaves libtorch's default (every core of the machine).
+pub fn apply_threads(recipe: &mut Recipe, cli: Option<u32>) {
+    if let Some(threads) = cli {
+        recipe.train.threads = threads;
+        return;
+    }
+    if recipe.train.threads == 0 {
+        let slurm = std::env::var("SLURM_CPUS_PER_TASK")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        if let Some(cpus) = slurm.filter(|&n| n > 0) {
+            recipe.train.threads = cpus;
+        }
+    }
+}
+
 /// Options of `lpo run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -81,12 +99,26 @@ pub struct SweepArgs {
     /// Results root.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
-    /// CPU threads per run (default: the recipe's train.threads, else all cores divided by --jobs).
+    /// CPU threads per run (default: the recipe's train.threads, else all cores divided by --jobs; with Slurm, the job's CPUs).
     #[arg(long)]
     pub threads: Option<u32>,
     /// Start runs even when their estimated peak memory exceeds this machine's.
     #[arg(long)]
     pub ignore_memory_estimate: bool,
+    /// Where the runs execute: child processes here, or a Slurm job array.
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: Backend,
+    #[command(flatten)]
+    pub slurm: crate::slurm::SlurmArgs,
+}
+
+/// Where `lpo sweep` executes the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// `lpo run` child processes on this machine, `--jobs` at a time.
+    Local,
+    /// A Slurm job array submitted with `sbatch` (see `--dry-run` and the Slurm options).
+    Slurm,
 }
 
 /// The baseline of `run`: the reference, or the run of the plan labelled
@@ -150,9 +182,7 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
     };
     let layout = Layout::new(&args.results);
     let mut recipe = (*run.recipe).clone();
-    if let Some(threads) = args.threads {
-        recipe.train.threads = threads;
-    }
+    apply_threads(&mut recipe, args.threads);
     let device = device_for(&recipe)?;
     let placement = match device {
         tch::Device::Cpu => lpo_plan::memory::Placement::Cpu,
@@ -289,11 +319,19 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         bail!("the plan has no runs");
     };
     let name = first.recipe.name.clone();
+    let baselines = baseline_indices(&plan, &layout)?;
+    if args.backend == Backend::Slurm {
+        return crate::slurm::sweep(args, &plan, &layout, &name, &baselines);
+    }
+    if args.slurm.given() {
+        eprintln!("error: the Slurm options (--dry-run, --partition, ...) need --backend slurm");
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+    }
+    // Here, not on a cluster's login node: each `lpo run` checks its own node.
     if !args.ignore_memory_estimate && crate::memory::refuse_sweep(&plan) {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     }
     write_plan(&layout, &name, &plan)?;
-    let baselines = baseline_indices(&plan, &layout)?;
     let jobs = args.jobs.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // --threads, else the recipe's train.threads, else the cores divided by --jobs.
@@ -347,7 +385,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
 
 /// For each run of `plan`, the index of its baseline run (`None`: the
 /// reference).
-fn baseline_indices(plan: &Plan, layout: &Layout) -> Result<Vec<Option<usize>>> {
+pub fn baseline_indices(plan: &Plan, layout: &Layout) -> Result<Vec<Option<usize>>> {
     plan.runs
         .iter()
         .map(|run| {
@@ -580,7 +618,7 @@ fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32) -> Result<Child> 
     command.spawn().context("starting `lpo run`")
 }
 
-fn write_plan(layout: &Layout, name: &str, plan: &Plan) -> Result<()> {
+pub fn write_plan(layout: &Layout, name: &str, plan: &Plan) -> Result<()> {
     let runs: Vec<serde_json::Value> = plan
         .runs
         .iter()

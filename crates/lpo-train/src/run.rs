@@ -322,6 +322,67 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     Ok(())
 }
 
+/// What [`prepare`] made ready.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Content id of the SFT reference.
+    pub reference: String,
+    /// Content id of the reward lists (round 0).
+    pub lists: String,
+    /// Training lists scored under the reference.
+    pub lists_scored: usize,
+}
+
+/// The work a run shares with other runs of its sweep, done ahead of it:
+/// the SFT reference, the reward lists and their reference
+/// log-probabilities, each taken from `results/_cache/` or computed and
+/// cached there under its lock, exactly as [`execute`] would (so a run
+/// started afterwards finds them and computes the same bytes). `lpo
+/// prepare`, and the dependency job of a Slurm sweep, call this.
+pub fn prepare(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<Prepared> {
+    let recipe = request.recipe;
+    let device = request.device;
+    let sources = sources::load_sources(recipe)?;
+    let (tokenizer, tokenizer_id) = sources::tokenizer(recipe)?;
+    let mut reference = reference::obtain(
+        recipe,
+        &sources,
+        tokenizer.as_ref(),
+        &tokenizer_id,
+        request.layout,
+        device,
+        progress,
+    )?;
+    if device.is_cuda() {
+        reference.vs.bfloat16();
+    }
+    let lists = lists::obtain(
+        recipe,
+        &sources,
+        tokenizer.as_ref(),
+        &reference,
+        request.layout,
+        progress,
+    )?;
+    // The held-out lists are scored by each run itself (not cached).
+    let heldout = HeldoutSet::build(recipe, &[], tokenizer.as_ref(), &reference.model, progress);
+    let inputs = RunInputs {
+        request,
+        reference,
+        sources,
+        tokenizer,
+        lists,
+        heldout,
+        lora: None, // shared data only: no policy is built
+    };
+    let round = inputs.first_round(progress)?;
+    Ok(Prepared {
+        reference: inputs.reference.meta.id.clone(),
+        lists: round.lists_id,
+        lists_scored: round.set.len(),
+    })
+}
+
 /// The final policy on the held-out lists and the held-out prompts.
 fn evaluate(
     inputs: &RunInputs<'_>,

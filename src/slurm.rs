@@ -1,0 +1,1055 @@
+//! `lpo sweep --backend slurm`: a sweep as Slurm jobs, and their state for
+//! `lpo status`.
+//!
+//! The plan and the run unit are the local backend's: the planned runs that
+//! are neither complete nor queued become one job array per baseline level,
+//! each task `lpo run RECIPE --index $SLURM_ARRAY_TASK_ID`. A prepare job
+//! (`lpo prepare`) builds the shared data once; every array waits for it to
+//! end (`afterany`: should it fail, each run still obtains its data itself and
+//! says why it cannot). Runs compared with a baseline run (`eval.baseline`)
+//! wait for exactly those baseline tasks to succeed (`afterok:JOB_TASK`) and
+//! are cancelled if one fails (`--kill-on-invalid-dep=yes`); the next
+//! `lpo sweep --backend slurm` submits them again. Arrays are requeueable, so
+//! a preempted or node-failed task runs again and resumes from its checkpoint.
+//!
+//! Scripts, logs and the job ids (`jobs.json`) live in `results/<recipe>/slurm/`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use lpo_plan::Plan;
+use lpo_results::{write_atomic, FileLock, Layout, Status, Summary};
+use serde::{Deserialize, Serialize};
+
+use crate::sweep::SweepArgs;
+
+/// Options of `lpo sweep --backend slurm`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Slurm (with --backend slurm)")]
+pub struct SlurmArgs {
+    /// Print the sbatch scripts and commands; submit and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Partition (`#SBATCH --partition`).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Account to charge (`#SBATCH --account`).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Time limit per run, in Slurm's format (`#SBATCH --time`, e.g. 2:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// GPUs per run (`#SBATCH --gpus`).
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// CPUs per run (`#SBATCH --cpus-per-task`); a run's threads unless --threads or train.threads say otherwise.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory per run (`#SBATCH --mem`, e.g. 16G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Another sbatch option for every job, e.g. `--sbatch=--qos=high` (repeatable).
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub extra: Vec<String>,
+}
+
+impl SlurmArgs {
+    /// Whether any Slurm option was given.
+    pub fn given(&self) -> bool {
+        self.dry_run
+            || self.partition.is_some()
+            || self.account.is_some()
+            || self.time.is_some()
+            || self.gpus.is_some()
+            || self.cpus.is_some()
+            || self.mem.is_some()
+            || !self.extra.is_empty()
+    }
+}
+
+/// The record of the jobs a recipe's Slurm sweeps submitted.
+pub const JOBS_FILE: &str = "jobs.json";
+
+/// One submitted job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Slurm's job id (of the array).
+    pub job: String,
+    /// `prepare` or `runs`.
+    pub kind: String,
+    /// The sbatch script.
+    pub script: PathBuf,
+    /// `--dependency` it was submitted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
+    /// Runs of the array: task id (the plan index) and run id.
+    #[serde(default)]
+    pub runs: Vec<RecordedRun>,
+    /// Seconds since the Unix epoch.
+    pub submitted: u64,
+}
+
+/// A run as a task of an array.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRun {
+    /// The array task id: the run's index in the plan when submitted.
+    pub index: usize,
+    /// The run id.
+    pub id: String,
+}
+
+/// Every job submitted for a recipe, oldest first.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct JobsFile {
+    /// The jobs.
+    pub jobs: Vec<JobRecord>,
+}
+
+impl JobsFile {
+    /// Reads `dir/jobs.json`; none yet is an empty record.
+    pub fn read(dir: &Path) -> Result<JobsFile> {
+        let path = dir.join(JOBS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing `{}`", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JobsFile::default()),
+            Err(e) => Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+        }
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        write_atomic(
+            &dir.join(JOBS_FILE),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )
+    }
+
+    /// The newest Slurm task of each run id: `JOB_TASK`.
+    pub fn latest_tasks(&self) -> HashMap<String, String> {
+        let mut tasks = HashMap::new();
+        for job in &self.jobs {
+            for run in &job.runs {
+                tasks.insert(run.id.clone(), format!("{}_{}", job.job, run.index));
+            }
+        }
+        tasks
+    }
+}
+
+/// The directory of a recipe's Slurm scripts, logs and job record.
+pub fn slurm_dir(layout: &Layout, name: &str) -> PathBuf {
+    layout.recipe_dir(name).join("slurm")
+}
+
+/// A shell word: single-quoted unless plainly safe.
+pub fn sh_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A path as the value of an `#SBATCH` option: double-quoted (sbatch strips
+/// the quotes), so spaces are fine; quotes and newlines cannot be written.
+fn directive_path(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("`{}` is not UTF-8", path.display()))?;
+    if text.contains(['"', '\n', '\r']) {
+        bail!(
+            "`{}` holds a quote or a newline, which an #SBATCH line cannot carry",
+            path.display()
+        );
+    }
+    Ok(format!("\"{text}\""))
+}
+
+/// Slurm's `--array` value for these task ids: ascending, consecutive ids
+/// as ranges (`0-3,5,7-8`).
+pub fn array_spec(indices: &BTreeSet<usize>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut iter = indices.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end = iter.next().unwrap_or(end);
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    parts.join(",")
+}
+
+/// The `--dependency` of a run array: after the prepare job ended (any
+/// way), and after each baseline task (`JOB_TASK`) succeeded.
+pub fn dependency(prepare: Option<&str>, baseline_tasks: &BTreeSet<String>) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(job) = prepare {
+        parts.push(format!("afterany:{job}"));
+    }
+    if !baseline_tasks.is_empty() {
+        let tasks: Vec<&str> = baseline_tasks.iter().map(String::as_str).collect();
+        parts.push(format!("afterok:{}", tasks.join(":")));
+    }
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// The level of each run to submit: 0 unless its baseline run is submitted
+/// too, then one more than the baseline's. Runs not submitted get `None`.
+pub fn levels(baselines: &[Option<usize>], submit: &BTreeSet<usize>) -> Result<Vec<Option<usize>>> {
+    let mut levels = vec![None; baselines.len()];
+    for &i in submit {
+        let mut chain = vec![i];
+        let mut at = i;
+        while let Some(b) = baselines[at].filter(|b| submit.contains(b)) {
+            if chain.contains(&b) {
+                bail!("runs {chain:?} are each other's eval.baseline: none can go first");
+            }
+            chain.push(b);
+            at = b;
+        }
+        levels[i] = Some(chain.len() - 1);
+    }
+    Ok(levels)
+}
+
+/// What goes into every script.
+pub struct ScriptContext {
+    /// The lpo executable.
+    pub exe: PathBuf,
+    /// The recipe (absolute).
+    pub recipe: PathBuf,
+    /// The results root (absolute).
+    pub results: PathBuf,
+    /// The directory the jobs run in (where the sweep was submitted from).
+    pub workdir: PathBuf,
+    /// Where Slurm writes the jobs' output.
+    pub logs: PathBuf,
+    /// `--set` overrides.
+    pub sets: Vec<String>,
+    /// `--threads`.
+    pub threads: Option<u32>,
+    /// `--ignore-memory-estimate` (each run otherwise checks its node).
+    pub ignore_memory_estimate: bool,
+    /// The recipe's name.
+    pub name: String,
+    /// The Slurm options.
+    pub slurm: SlurmArgs,
+}
+
+/// The job a script runs.
+pub enum JobKind {
+    /// `lpo prepare`.
+    Prepare,
+    /// An array of runs (task ids are plan indices).
+    Runs(BTreeSet<usize>),
+}
+
+impl ScriptContext {
+    /// The sbatch script of `kind`.
+    pub fn script(&self, kind: &JobKind) -> Result<String> {
+        let mut s = String::from("#!/bin/bash\n");
+        let (what, output) = match kind {
+            JobKind::Prepare => (
+                format!("shared data of `{}` (lpo prepare)", self.name),
+                self.logs.join("prepare-%j.out"),
+            ),
+            JobKind::Runs(indices) => (
+                format!("runs {} of `{}`", array_spec(indices), self.name),
+                self.logs.join("run-%A_%a.out"),
+            ),
+        };
+        s += &format!("# Written by `lpo sweep --backend slurm`: {what}.\n");
+        let mut directive = |option: String| s += &format!("#SBATCH {option}\n");
+        directive(format!(
+            "--job-name=lpo-{}",
+            self.name.replace(char::is_whitespace, "_")
+        ));
+        directive(format!("--chdir={}", directive_path(&self.workdir)?));
+        directive(format!("--output={}", directive_path(&output)?));
+        if let JobKind::Runs(indices) = kind {
+            directive(format!("--array={}", array_spec(indices)));
+            // Preempted or node-failed tasks run again and resume.
+            directive("--requeue".into());
+            directive("--open-mode=append".into());
+        }
+        for option in self.options() {
+            directive(option);
+        }
+        s += "set -euo pipefail\n";
+        let mut command = vec![sh_quote(path_str(&self.exe)?)];
+        match kind {
+            JobKind::Prepare => command.push("prepare".into()),
+            JobKind::Runs(_) => command.push("run".into()),
+        }
+        command.push(sh_quote(path_str(&self.recipe)?));
+        if let JobKind::Runs(_) = kind {
+            command.push("--index \"$SLURM_ARRAY_TASK_ID\"".into());
+            if self.ignore_memory_estimate {
+                command.push("--ignore-memory-estimate".into());
+            }
+        }
+        command.push(format!("--results {}", sh_quote(path_str(&self.results)?)));
+        if let Some(threads) = self.threads {
+            command.push(format!("--threads {threads}"));
+        }
+        for set in &self.sets {
+            command.push(format!("--set {}", sh_quote(set)));
+        }
+        command.push("--no-bars".into());
+        s += &format!("exec {}\n", command.join(" "));
+        Ok(s)
+    }
+
+    /// The `#SBATCH` options from the Slurm arguments.
+    fn options(&self) -> Vec<String> {
+        let a = &self.slurm;
+        let mut options = Vec::new();
+        let mut add = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                options.push(format!("--{name}={v}"));
+            }
+        };
+        add("partition", a.partition.clone());
+        add("account", a.account.clone());
+        add("time", a.time.clone());
+        add("gpus", a.gpus.map(|g| g.to_string()));
+        add("cpus-per-task", a.cpus.map(|c| c.to_string()));
+        add("mem", a.mem.clone());
+        for extra in &a.extra {
+            let option = extra.trim().trim_start_matches("#SBATCH").trim();
+            options.push(option.to_string());
+        }
+        options
+    }
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .with_context(|| format!("`{}` is not UTF-8", path.display()))
+}
+
+/// An absolute path, without resolving links (the path may not exist yet).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving `{}`", path.display()))
+}
+
+impl ScriptContext {
+    /// The context of a sweep's scripts.
+    pub fn new(args: &SweepArgs, dir: &Path, name: &str) -> Result<ScriptContext> {
+        Ok(ScriptContext {
+            exe: std::env::current_exe().context("locating the lpo executable")?,
+            recipe: absolute(&args.recipe.recipe)?,
+            results: absolute(&args.results)?,
+            workdir: std::env::current_dir().context("reading the current directory")?,
+            logs: absolute(&dir.join("logs"))?,
+            sets: args.recipe.sets.clone(),
+            threads: args.threads,
+            ignore_memory_estimate: args.ignore_memory_estimate,
+            name: name.to_string(),
+            slurm: args.slurm.clone(),
+        })
+    }
+}
+
+/// A job to submit: its script file, script and what it depends on.
+struct Pending {
+    kind: JobKind,
+    script_path: PathBuf,
+    script: String,
+    /// Baseline runs (plan indices) whose tasks it waits for.
+    baselines: BTreeSet<usize>,
+}
+
+/// `lpo sweep --backend slurm`: submits what is neither complete nor queued.
+pub fn sweep(
+    args: &SweepArgs,
+    plan: &Plan,
+    layout: &Layout,
+    name: &str,
+    baselines: &[Option<usize>],
+) -> Result<ExitCode> {
+    let dir = absolute(&slurm_dir(layout, name))?;
+    let dry = args.slurm.dry_run;
+    let _lock = if dry {
+        None
+    } else {
+        Some(FileLock::acquire(&dir.join(".lock"))?)
+    };
+    let mut record = JobsFile::read(&dir)?;
+    let queued = queued_tasks(plan, &record, dry)?;
+    let mut submit = BTreeSet::new();
+    let mut complete = 0;
+    for (i, run) in plan.runs.iter().enumerate() {
+        let summary = Summary::read(&layout.run_dir(name, &run.id)).unwrap_or(None);
+        if summary.is_some_and(|s| s.status == Status::Complete) {
+            complete += 1;
+        } else if let Some(task) = &queued[i] {
+            eprintln!(
+                "run {} ({}) is queued already: job {task}",
+                run.id,
+                run.recipe.method_label()
+            );
+        } else {
+            submit.insert(i);
+        }
+    }
+    eprintln!(
+        "sweep {name} on Slurm: {} runs, {complete} complete, {} queued, {} to submit",
+        plan.runs.len(),
+        queued.iter().flatten().count(),
+        submit.len()
+    );
+    if submit.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ctx = ScriptContext::new(args, &dir, name)?;
+    let number = record.jobs.iter().filter(|j| j.kind == "prepare").count() + 1;
+    let jobs = pending_jobs(&ctx, &dir, number, baselines, &submit)?;
+    if dry {
+        print_dry_run(&jobs, plan, &queued);
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::sweep::write_plan(layout, name, plan)?;
+    std::fs::create_dir_all(&ctx.logs)
+        .with_context(|| format!("failed to create `{}`", ctx.logs.display()))?;
+    submit_jobs(&jobs, plan, &queued, &dir, &mut record)?;
+    let results = if args.results == Path::new("results") {
+        String::new()
+    } else {
+        format!(" --results {}", sh_quote(&args.results.to_string_lossy()))
+    };
+    eprintln!(
+        "`lpo status {}{results}` shows their state; logs in {}",
+        args.recipe.recipe.display(),
+        ctx.logs.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The prepare job and one run array per level.
+fn pending_jobs(
+    ctx: &ScriptContext,
+    dir: &Path,
+    number: usize,
+    baselines: &[Option<usize>],
+    submit: &BTreeSet<usize>,
+) -> Result<Vec<Pending>> {
+    let levels = levels(baselines, submit)?;
+    let deepest = levels.iter().flatten().max().copied().unwrap_or(0);
+    let prepare = JobKind::Prepare;
+    let mut jobs = vec![Pending {
+        script: ctx.script(&prepare)?,
+        kind: prepare,
+        script_path: dir.join(format!("prepare-{number}.sbatch")),
+        baselines: BTreeSet::new(),
+    }];
+    for level in 0..=deepest {
+        let indices: BTreeSet<usize> = submit
+            .iter()
+            .copied()
+            .filter(|&i| levels[i] == Some(level))
+            .collect();
+        let kind = JobKind::Runs(indices.clone());
+        jobs.push(Pending {
+            script: ctx.script(&kind)?,
+            kind,
+            script_path: dir.join(format!("runs-{number}-{level}.sbatch")),
+            baselines: indices.iter().filter_map(|&i| baselines[i]).collect(),
+        });
+    }
+    Ok(jobs)
+}
+
+/// The `--dependency` of `job`, given the jobs of runs submitted now
+/// (`submitted`: plan index to array job id) and queued earlier.
+fn dependency_of(
+    job: &Pending,
+    prepare: Option<&str>,
+    submitted: &HashMap<usize, String>,
+    queued: &[Option<String>],
+) -> Option<String> {
+    match job.kind {
+        JobKind::Prepare => None,
+        JobKind::Runs(_) => {
+            let tasks: BTreeSet<String> = job
+                .baselines
+                .iter()
+                .filter_map(|&b| match (submitted.get(&b), &queued[b]) {
+                    (Some(array), _) => Some(format!("{array}_{b}")),
+                    (None, Some(task)) => Some(task.clone()),
+                    // Complete already: nothing to wait for.
+                    (None, None) => None,
+                })
+                .collect();
+            dependency(prepare, &tasks)
+        }
+    }
+}
+
+fn print_dry_run(jobs: &[Pending], plan: &Plan, queued: &[Option<String>]) {
+    let mut submitted = HashMap::new();
+    for (n, job) in jobs.iter().enumerate() {
+        let id = if n == 0 {
+            "PREPARE".to_string()
+        } else {
+            format!("ARRAY{n}")
+        };
+        let dependency = dependency_of(job, Some("PREPARE"), &submitted, queued);
+        println!("# {}", job.script_path.display());
+        print!("{}", job.script);
+        println!(
+            "# submitted as: sbatch --parsable{}{} (job id: {id})\n",
+            dependency.map_or(String::new(), |d| format!(" --dependency={d}")),
+            if n == 0 {
+                ""
+            } else {
+                " --kill-on-invalid-dep=yes"
+            },
+        );
+        if let JobKind::Runs(indices) = &job.kind {
+            for &i in indices {
+                submitted.insert(i, id.clone());
+            }
+        }
+    }
+    println!(
+        "dry run: {} job(s) for {} of {} runs; nothing submitted",
+        jobs.len(),
+        jobs.iter()
+            .map(|j| match &j.kind {
+                JobKind::Runs(indices) => indices.len(),
+                JobKind::Prepare => 0,
+            })
+            .sum::<usize>(),
+        plan.runs.len()
+    );
+}
+
+/// Writes each script, submits it and records its job id at once (so a
+/// failure later keeps the ids of what was submitted).
+fn submit_jobs(
+    jobs: &[Pending],
+    plan: &Plan,
+    queued: &[Option<String>],
+    dir: &Path,
+    record: &mut JobsFile,
+) -> Result<()> {
+    let mut prepare: Option<String> = None;
+    let mut submitted = HashMap::new();
+    for job in jobs {
+        write_atomic(&job.script_path, job.script.as_bytes())?;
+        let dependency = dependency_of(job, prepare.as_deref(), &submitted, queued);
+        let id = sbatch(&job.script_path, dependency.as_deref())?;
+        let runs = match &job.kind {
+            JobKind::Prepare => {
+                prepare = Some(id.clone());
+                eprintln!("submitted job {id}: lpo prepare");
+                Vec::new()
+            }
+            JobKind::Runs(indices) => {
+                eprintln!(
+                    "submitted job {id}: array {} ({} runs){}",
+                    array_spec(indices),
+                    indices.len(),
+                    dependency
+                        .as_ref()
+                        .map_or(String::new(), |d| format!(", after {d}"))
+                );
+                indices
+                    .iter()
+                    .map(|&i| {
+                        submitted.insert(i, id.clone());
+                        RecordedRun {
+                            index: i,
+                            id: plan.runs[i].id.clone(),
+                        }
+                    })
+                    .collect()
+            }
+        };
+        record.jobs.push(JobRecord {
+            job: id,
+            kind: match job.kind {
+                JobKind::Prepare => "prepare".into(),
+                JobKind::Runs(_) => "runs".into(),
+            },
+            script: job.script_path.clone(),
+            dependency,
+            runs,
+            submitted: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        });
+        record.write(dir)?;
+    }
+    Ok(())
+}
+
+/// `sbatch --parsable [--dependency=D --kill-on-invalid-dep=yes] SCRIPT`: the job id.
+fn sbatch(script: &Path, dependency: Option<&str>) -> Result<String> {
+    let mut command = Command::new("sbatch");
+    command.arg("--parsable");
+    if let Some(d) = dependency {
+        command.arg(format!("--dependency={d}"));
+        command.arg("--kill-on-invalid-dep=yes");
+    }
+    command.arg(script);
+    let out = command
+        .output()
+        .context("running `sbatch` (is Slurm installed and SLURM_CONF set?)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // `--parsable` prints `JOBID` or `JOBID;CLUSTER`.
+    let id = stdout.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("sbatch {} printed no job id: {stdout:?}", script.display());
+    }
+    Ok(id)
+}
+
+/// Slurm states in which a job is still to run, or running.
+const ACTIVE: &[&str] = &[
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SUSPENDED",
+    "SIGNALING",
+    "STAGE_OUT",
+];
+
+/// For each planned run, its Slurm task if that is still queued or running.
+fn queued_tasks(plan: &Plan, record: &JobsFile, dry: bool) -> Result<Vec<Option<String>>> {
+    let tasks = record.latest_tasks();
+    if tasks.is_empty() {
+        return Ok(vec![None; plan.runs.len()]);
+    }
+    let view = match QueueView::query() {
+        Ok(view) => view,
+        Err(e) if dry => {
+            eprintln!("cannot read Slurm's queue ({e:#}); the dry run assumes nothing is queued");
+            QueueView::default()
+        }
+        Err(e) => return Err(e.context("reading Slurm's queue, to submit only what is not queued")),
+    };
+    Ok(plan
+        .runs
+        .iter()
+        .map(|run| {
+            let task = tasks.get(&run.id)?;
+            let state = view.states.get(task)?;
+            ACTIVE.contains(&state.state.as_str()).then(|| task.clone())
+        })
+        .collect())
+}
+
+/// A task's state as Slurm reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskState {
+    /// `PENDING`, `RUNNING`, `FAILED`, `PREEMPTED`, ...
+    pub state: String,
+    /// Why it is pending (squeue), if it says.
+    pub reason: String,
+}
+
+/// Slurm's view of the user's jobs, by task (`JOB_TASK`, or `JOB` for a plain job).
+#[derive(Debug, Default)]
+pub struct QueueView {
+    /// State by task.
+    pub states: HashMap<String, TaskState>,
+    /// Where the states come from.
+    pub source: String,
+}
+
+impl QueueView {
+    /// From `sacct` (jobs of the last week); if accounting is unavailable,
+    /// from `squeue` (pending and running jobs, and those that ended within
+    /// the controller's MinJobAge).
+    pub fn query() -> Result<QueueView> {
+        let since = "--starttime=now-7days";
+        let sacct = run_tool(
+            "sacct",
+            &["-n", "-P", "-X", since, "-o", "JobID,State,Reason"],
+        );
+        match sacct {
+            Ok(text) => Ok(QueueView {
+                states: parse_table(&text),
+                source: "sacct".into(),
+            }),
+            Err(why) => {
+                let text = run_tool(
+                    "squeue",
+                    &["--me", "-h", "-r", "-t", "all", "-o", "%i|%T|%r"],
+                )
+                .map_err(|e| anyhow::anyhow!("{e}; and sacct: {why}"))?;
+                Ok(QueueView {
+                    states: parse_table(&text),
+                    source: format!(
+                        "squeue, since sacct is unavailable ({why}): jobs that ended minutes ago are no longer listed"
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// A Slurm client's stdout, or why it failed (one line).
+fn run_tool(tool: &str, args: &[&str]) -> std::result::Result<String, String> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|e| format!("`{tool}` could not run: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "`{tool}` says: {}",
+            stderr.lines().next().unwrap_or("").trim()
+        ))
+    }
+}
+
+/// `JOBID|STATE|REASON` lines (sacct -P, squeue -o) into states by task;
+/// a pending array's `12_[0-3,5%2]` stands for each of its tasks.
+pub fn parse_table(text: &str) -> HashMap<String, TaskState> {
+    let mut states = HashMap::new();
+    for line in text.lines() {
+        let mut fields = line.split('|');
+        let (Some(id), Some(state)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let state = TaskState {
+            // sacct writes `CANCELLED by 0`.
+            state: state.split_whitespace().next().unwrap_or("").to_string(),
+            reason: fields.next().unwrap_or("").trim().to_string(),
+        };
+        for task in expand_task_ids(id.trim()) {
+            states.insert(task, state.clone());
+        }
+    }
+    states
+}
+
+/// `12_[0-3,5%2]` into `12_0`..`12_3`, `12_5`; other ids as they are.
+pub fn expand_task_ids(id: &str) -> Vec<String> {
+    let Some((job, rest)) = id.split_once("_[") else {
+        return vec![id.to_string()];
+    };
+    let body = rest.trim_end_matches(']');
+    let body = body.split('%').next().unwrap_or("");
+    let mut tasks = Vec::new();
+    for part in body.split(',') {
+        let range = match part.split_once('-') {
+            Some((a, b)) => a.parse::<usize>().ok().zip(b.parse::<usize>().ok()),
+            None => part.parse::<usize>().ok().map(|a| (a, a)),
+        };
+        if let Some((a, b)) = range {
+            tasks.extend((a..=b).map(|t| format!("{job}_{t}")));
+        }
+    }
+    tasks
+}
+
+/// The Slurm column of `lpo status` (`None` when the recipe was never
+/// submitted to Slurm): each run's newest task with its state, and a line
+/// saying where the states come from. Reads only.
+pub fn status_column(
+    plan: &Plan,
+    layout: &Layout,
+    name: &str,
+) -> Result<Option<(Vec<String>, String)>> {
+    let record = JobsFile::read(&slurm_dir(layout, name))?;
+    let tasks = record.latest_tasks();
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    let (view, source) = match QueueView::query() {
+        Ok(view) => {
+            let source = format!("Slurm states from {}", view.source);
+            (view, source)
+        }
+        Err(e) => (
+            QueueView::default(),
+            format!("Slurm states unavailable: {e:#}"),
+        ),
+    };
+    let cells = plan
+        .runs
+        .iter()
+        .map(|run| match tasks.get(&run.id) {
+            None => "-".to_string(),
+            Some(task) => match view.states.get(task) {
+                Some(s) if s.state == "PENDING" && !s.reason.is_empty() && s.reason != "None" => {
+                    format!("job {task} pending ({})", s.reason)
+                }
+                Some(s) => format!("job {task} {}", s.state.to_lowercase()),
+                None => format!("job {task} (not listed)"),
+            },
+        })
+        .collect();
+    Ok(Some((cells, source)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[usize]) -> BTreeSet<usize> {
+        items.iter().copied().collect()
+    }
+
+    fn context(root: &str) -> ScriptContext {
+        ScriptContext {
+            exe: PathBuf::from(format!("{root}/bin/lpo")),
+            recipe: PathBuf::from(format!("{root}/recipes/it's.toml")),
+            results: PathBuf::from(format!("{root}/results")),
+            workdir: PathBuf::from(root),
+            logs: PathBuf::from(format!("{root}/results/r/slurm/logs")),
+            sets: vec!["train.steps=5".into(), "label=a b".into()],
+            threads: Some(2),
+            ignore_memory_estimate: false,
+            name: "r".into(),
+            slurm: SlurmArgs {
+                partition: Some("gpu".into()),
+                gpus: Some(1),
+                cpus: Some(4),
+                mem: Some("16G".into()),
+                time: Some("1:00:00".into()),
+                extra: vec!["--qos=high".into(), "#SBATCH --exclusive".into()],
+                ..SlurmArgs::default()
+            },
+        }
+    }
+
+    #[test]
+    fn array_ranges_compress_consecutive_ids() {
+        assert_eq!(array_spec(&set(&[0, 1, 2, 3])), "0-3");
+        assert_eq!(array_spec(&set(&[0, 1, 2, 3, 5, 7, 8])), "0-3,5,7-8");
+        assert_eq!(array_spec(&set(&[4])), "4");
+        assert_eq!(array_spec(&set(&[1, 3, 5])), "1,3,5");
+        assert_eq!(array_spec(&set(&[])), "");
+    }
+
+    #[test]
+    fn dependencies_wait_for_the_prepare_job_and_the_baseline_tasks() {
+        let tasks: BTreeSet<String> = ["12_0".to_string(), "12_3".to_string()].into();
+        assert_eq!(
+            dependency(Some("11"), &tasks).as_deref(),
+            Some("afterany:11,afterok:12_0:12_3")
+        );
+        assert_eq!(
+            dependency(Some("11"), &BTreeSet::new()).as_deref(),
+            Some("afterany:11")
+        );
+        assert_eq!(dependency(None, &BTreeSet::new()), None);
+    }
+
+    #[test]
+    fn runs_compared_with_a_baseline_run_come_a_level_later() {
+        // 0 is the baseline of 1 and 2; 3 compares with the reference; 2 is
+        // the baseline of 4.
+        let baselines = [None, Some(0), Some(0), None, Some(2)];
+        let all = set(&[0, 1, 2, 3, 4]);
+        assert_eq!(
+            levels(&baselines, &all).unwrap(),
+            vec![Some(0), Some(1), Some(1), Some(0), Some(2)]
+        );
+        // A baseline not submitted (complete, or queued) does not raise the level.
+        assert_eq!(
+            levels(&baselines, &set(&[1, 4])).unwrap(),
+            vec![None, Some(0), None, None, Some(0)]
+        );
+        let cycle = [Some(1), Some(0)];
+        let err = levels(&cycle, &set(&[0, 1])).unwrap_err().to_string();
+        assert!(err.contains("each other's eval.baseline"), "{err}");
+    }
+
+    #[test]
+    fn job_dependencies_name_exact_baseline_tasks() {
+        let ctx = context("/w");
+        let baselines = [None, Some(0), Some(0), None, Some(5), None];
+        let dir = Path::new("/w/results/r/slurm");
+        // Runs 0-4 are submitted; run 5 (baseline of 4) is queued as 40_5.
+        let jobs = pending_jobs(&ctx, dir, 3, &baselines, &set(&[0, 1, 2, 3, 4])).unwrap();
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs[0].script_path, dir.join("prepare-3.sbatch"));
+        assert_eq!(jobs[1].script_path, dir.join("runs-3-0.sbatch"));
+        assert_eq!(jobs[2].script_path, dir.join("runs-3-1.sbatch"));
+        assert!(
+            jobs[1].script.contains("#SBATCH --array=0,3-4\n"),
+            "{}",
+            jobs[1].script
+        );
+        assert!(
+            jobs[2].script.contains("#SBATCH --array=1-2\n"),
+            "{}",
+            jobs[2].script
+        );
+        let queued = vec![None, None, None, None, None, Some("40_5".to_string())];
+        let mut submitted = HashMap::new();
+        assert_eq!(dependency_of(&jobs[0], None, &submitted, &queued), None);
+        let level0 = dependency_of(&jobs[1], Some("50"), &submitted, &queued);
+        assert_eq!(level0.as_deref(), Some("afterany:50,afterok:40_5"));
+        for i in [0, 3, 4] {
+            submitted.insert(i, "51".to_string());
+        }
+        let level1 = dependency_of(&jobs[2], Some("50"), &submitted, &queued);
+        assert_eq!(level1.as_deref(), Some("afterany:50,afterok:51_0"));
+        // A complete baseline (neither submitted nor queued) is not waited for.
+        let none_queued = vec![None; 6];
+        let level0 = dependency_of(&jobs[1], Some("50"), &HashMap::new(), &none_queued);
+        assert_eq!(level0.as_deref(), Some("afterany:50"));
+    }
+
+    #[test]
+    fn scripts_quote_paths_with_spaces_and_quotes() {
+        let ctx = context("/data/my results");
+        let script = ctx.script(&JobKind::Runs(set(&[0, 1, 2]))).unwrap();
+        let expected = [
+            "#!/bin/bash",
+            "# Written by `lpo sweep --backend slurm`: runs 0-2 of `r`.",
+            "#SBATCH --job-name=lpo-r",
+            "#SBATCH --chdir=\"/data/my results\"",
+            "#SBATCH --output=\"/data/my results/results/r/slurm/logs/run-%A_%a.out\"",
+            "#SBATCH --array=0-2",
+            "#SBATCH --requeue",
+            "#SBATCH --open-mode=append",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --time=1:00:00",
+            "#SBATCH --gpus=1",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --mem=16G",
+            "#SBATCH --qos=high",
+            "#SBATCH --exclusive",
+            "set -euo pipefail",
+            "exec '/data/my results/bin/lpo' run '/data/my results/recipes/it'\\''s.toml' \
+             --index \"$SLURM_ARRAY_TASK_ID\" --results '/data/my results/results' --threads 2 \
+             --set train.steps=5 --set 'label=a b' --no-bars",
+        ];
+        assert_eq!(script, expected.join("\n") + "\n");
+        let prepare = ctx.script(&JobKind::Prepare).unwrap();
+        assert!(prepare.contains("' prepare '/data/my results/recipes/it'\\''s.toml' --results"));
+        assert!(prepare.contains("logs/prepare-%j.out\"\n"));
+        assert!(!prepare.contains("--array") && !prepare.contains("--requeue"));
+        // The generated command line survives the shell word for word.
+        let line = script.lines().last().unwrap().trim_start_matches("exec ");
+        let out = Command::new("bash")
+            .args([
+                "-c",
+                &format!("SLURM_ARRAY_TASK_ID=7; printf '%s\\n' {line}"),
+            ])
+            .output()
+            .unwrap();
+        let words: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(words[0], "/data/my results/bin/lpo");
+        assert_eq!(words[2], "/data/my results/recipes/it's.toml");
+        assert_eq!(words[4], "7");
+        assert!(words.contains(&"label=a b".to_string()), "{words:?}");
+        let quoted = context("/data/\"q\"");
+        let err = quoted.script(&JobKind::Prepare).unwrap_err().to_string();
+        assert!(err.contains("#SBATCH line"), "{err}");
+    }
+
+    #[test]
+    fn sh_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(sh_quote("train.steps=5"), "train.steps=5");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("$HOME"), "'$HOME'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn queue_tables_expand_pending_arrays() {
+        assert_eq!(
+            expand_task_ids("12_[0-2,5%2]"),
+            ["12_0", "12_1", "12_2", "12_5"]
+        );
+        assert_eq!(expand_task_ids("12_3"), ["12_3"]);
+        assert_eq!(expand_task_ids("12"), ["12"]);
+        let text =
+            "12_[1-2]|PENDING|Dependency\n12_0|RUNNING|None\n11|CANCELLED by 0|None\n13_4|FAILED\n";
+        let states = parse_table(text);
+        assert_eq!(states.len(), 5);
+        assert_eq!(states["12_2"].state, "PENDING");
+        assert_eq!(states["12_2"].reason, "Dependency");
+        assert_eq!(states["12_0"].state, "RUNNING");
+        assert_eq!(states["11"].state, "CANCELLED");
+        assert_eq!(states["13_4"].state, "FAILED");
+        assert_eq!(states["13_4"].reason, "");
+    }
+
+    #[test]
+    fn the_job_record_maps_each_run_to_its_newest_task() {
+        let record = JobsFile {
+            jobs: vec![
+                JobRecord {
+                    job: "5".into(),
+                    kind: "runs".into(),
+                    script: PathBuf::from("a"),
+                    dependency: None,
+                    runs: vec![
+                        RecordedRun {
+                            index: 0,
+                            id: "x".into(),
+                        },
+                        RecordedRun {
+                            index: 1,
+                            id: "y".into(),
+                        },
+                    ],
+                    submitted: 0,
+                },
+                JobRecord {
+                    job: "9".into(),
+                    kind: "runs".into(),
+                    script: PathBuf::from("b"),
+                    dependency: Some("afterany:8".into()),
+                    runs: vec![RecordedRun {
+                        index: 1,
+                        id: "y".into(),
+                    }],
+                    submitted: 1,
+                },
+            ],
+        };
+        let tasks = record.latest_tasks();
+        assert_eq!(tasks["x"], "5_0");
+        assert_eq!(tasks["y"], "9_1");
+        let dir = std::env::temp_dir().join(format!("lpo-slurm-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(JobsFile::read(&dir).unwrap().jobs.is_empty());
+        record.write(&dir).unwrap();
+        assert_eq!(JobsFile::read(&dir).unwrap().jobs, record.jobs);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

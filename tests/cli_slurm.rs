@@ -1,0 +1,580 @@
+//! End-to-end: `lpo sweep --backend slurm` against a real one-node Slurm
+//! cluster started on this machine by `scripts/slurm-local.sh` (which
+//! installs Debian's slurm-wlm with apt-get when it is missing), and the
+//! scripts a dry run prints.
+#![allow(clippy::too_many_lines)]
+
+mod common;
+use common::{checkpoint_step, scratch, text};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A nano recipe: a few seconds per run on one CPU.
+fn small(name: &str, steps: u32, sweep: &str, extra: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[reference]
+sft_steps = 30
+sft_batch_size = 16
+[data]
+list_size = 3
+train_prompts = 32
+[train]
+steps = {steps}
+batch_size = 4
+learning_rate = 1e-3
+warmup_steps = 2
+checkpoint_every = 2
+threads = 1
+[eval]
+prompts = 12
+max_new_tokens = 5
+{extra}
+[sweep]
+{sweep}
+"#
+    )
+}
+
+/// `lpo ARGS` in `dir`, talking to the cluster of `conf`.
+fn lpo(dir: &Path, conf: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(dir)
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap()
+}
+
+fn summary(dir: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()
+}
+
+fn run_dirs(recipe_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(recipe_dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "slurm"))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn jobs(recipe_dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(recipe_dir.join("slurm/jobs.json")).unwrap()).unwrap()
+}
+
+/// A one-node cluster; stopped (its jobs cancelled, its daemons killed)
+/// when dropped, also when the test fails.
+struct Cluster {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        // Short: the munge socket's path must fit a Unix socket address.
+        let dir = std::env::temp_dir().join(format!("lpo-slurm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cluster = Cluster {
+            conf: dir.join("slurm.conf"),
+            dir,
+        };
+        let port = 20000 + std::process::id() % 20000;
+        let out = cluster.script("start", &port.to_string(), 900);
+        assert!(
+            out.status.success(),
+            "scripts/slurm-local.sh start failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        cluster
+    }
+
+    fn script(&self, action: &str, port: &str, seconds: u32) -> Output {
+        Command::new("timeout")
+            .arg(seconds.to_string())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-local.sh"))
+            .args([action, self.dir.to_str().unwrap()])
+            .env("LPO_SLURM_PORT", port)
+            .output()
+            .unwrap()
+    }
+
+    fn tool(&self, tool: &str, args: &[&str]) -> String {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(tool)
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .unwrap();
+        text(&out.stdout) + &text(&out.stderr)
+    }
+
+    /// What the cluster and the jobs' logs say, for a failure message.
+    fn diagnostics(&self, results: &Path) -> String {
+        let mut s = self.tool("squeue", &["-t", "all", "-r", "-o", "%i %A %T %r"]);
+        for log in ["slurmctld", "slurmd"] {
+            let text = std::fs::read_to_string(self.dir.join(format!("log/{log}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            s += &format!(
+                "\n--- {log}.log\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+        for entry in walk(results) {
+            if entry.extension().is_some_and(|e| e == "out") {
+                s += &format!(
+                    "\n--- {}\n{}",
+                    entry.display(),
+                    std::fs::read_to_string(&entry).unwrap_or_default()
+                );
+            }
+        }
+        s
+    }
+
+    /// Waits until `done` holds, polling every 100 ms; panics with
+    /// the cluster's state after `seconds`.
+    fn wait(&self, results: &Path, what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(seconds);
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {seconds} s waiting for {what}:\n{}",
+                self.diagnostics(results)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("waited {:.1} s for {what}", started.elapsed().as_secs_f64());
+    }
+
+    /// Whether the queue holds no pending or running job.
+    fn idle(&self) -> bool {
+        self.tool("squeue", &["-h", "-o", "%i"]).trim().is_empty()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = self.script("stop", "0", 120);
+        if !out.status.success() {
+            eprintln!("stopping the cluster: {}", text(&out.stderr));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
+    let dir = scratch("slurm-sweep");
+    // Four runs; the three that compare with DPO wait for its task.
+    let four = small(
+        "four",
+        200,
+        r#"grid = { "loss.kind" = ["dpo", "lpo", "listmle", "infonca"] }"#,
+        "baseline = \"dpo\"",
+    );
+    std::fs::write(dir.join("four.toml"), four).unwrap();
+    // beta jumps to 1e39 (infinite in f32) at step 3: the loss becomes NaN.
+    let broken = small(
+        "broken",
+        6,
+        r#"zip = { "label" = ["broken"], "loss.beta" = [{ kind = "step", values = [0.1, 1e39], at = [3] }] }"#,
+        "",
+    );
+    std::fs::write(dir.join("broken.toml"), broken).unwrap();
+    let cluster = Cluster::start();
+    let conf = cluster.conf.clone();
+    // A results directory with a space, through every script and #SBATCH line.
+    let results = dir.join("my results");
+    let res = results.to_str().unwrap();
+    let four_dir = results.join("four");
+
+    let out = lpo(
+        &dir,
+        &conf,
+        &[
+            "sweep",
+            "four.toml",
+            "--backend",
+            "slurm",
+            "--cpus",
+            "1",
+            "--results",
+            res,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("4 to submit"), "{stderr}");
+    let record = jobs(&four_dir);
+    let kinds: Vec<&str> = record["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["kind"].as_str().unwrap())
+        .collect();
+    // prepare, then DPO (level 0), then the three compared with it (level 1).
+    assert_eq!(kinds, ["prepare", "runs", "runs"], "{record}");
+    let prepare = record["jobs"][0]["job"].as_str().unwrap().to_string();
+    let level0 = &record["jobs"][1];
+    let level1 = &record["jobs"][2];
+    assert_eq!(level0["runs"].as_array().unwrap().len(), 1, "{record}");
+    assert_eq!(level1["runs"].as_array().unwrap().len(), 3, "{record}");
+    let dpo_task = format!(
+        "{}_{}",
+        level0["job"].as_str().unwrap(),
+        level0["runs"][0]["index"]
+    );
+    assert_eq!(level0["dependency"], format!("afterany:{prepare}"));
+    assert_eq!(
+        level1["dependency"],
+        format!("afterany:{prepare},afterok:{dpo_task}")
+    );
+
+    // Submitting again while they are queued submits nothing.
+    let out = lpo(
+        &dir,
+        &conf,
+        &["sweep", "four.toml", "--backend", "slurm", "--results", res],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("0 complete, 4 queued, 0 to submit"),
+        "{stderr}"
+    );
+    assert_eq!(jobs(&four_dir)["jobs"].as_array().unwrap().len(), 3);
+
+    let out = lpo(
+        &dir,
+        &conf,
+        &[
+            "sweep",
+            "broken.toml",
+            "--backend",
+            "slurm",
+            "--cpus",
+            "1",
+            "--results",
+            res,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // A run compared with DPO, once it has a checkpoint: requeued (as on
+    // preemption or node failure), it runs again and resumes; a second one
+    // is cancelled.
+    let task_of = |run: &Path| {
+        let id = run.file_name().unwrap().to_str().unwrap();
+        let runs = level1["runs"].as_array().unwrap();
+        let index = runs.iter().find(|r| r["id"] == id).unwrap()["index"].clone();
+        format!("{}_{index}", level1["job"].as_str().unwrap())
+    };
+    let checkpointed = |except: Option<&Path>| {
+        run_dirs(&four_dir).into_iter().find(|d| {
+            Some(d.as_path()) != except
+                && summary(d).is_some_and(|s| s["status"] == "running" && s["label"] != "dpo")
+                && checkpoint_step(d).is_some()
+        })
+    };
+    let mut requeued = None;
+    cluster.wait(&results, "a level-1 run with a checkpoint", 400, || {
+        requeued = checkpointed(None);
+        requeued.is_some()
+    });
+    let requeued = requeued.unwrap();
+    let requeued_task = task_of(&requeued);
+    let out = cluster.tool("scontrol", &["requeue", &requeued_task]);
+    assert!(out.trim().is_empty(), "{out}");
+    let mut victim = None;
+    cluster.wait(
+        &results,
+        "another level-1 run with a checkpoint",
+        400,
+        || {
+            victim = checkpointed(Some(&requeued));
+            victim.is_some()
+        },
+    );
+    let victim = victim.unwrap();
+    let victim_id = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let victim_task = task_of(&victim);
+    let out = cluster.tool("scancel", &[&victim_task]);
+    assert!(out.trim().is_empty(), "{out}");
+    cluster.wait(&results, "every job to end", 400, || cluster.idle());
+
+    // The requeued run resumed in its own task; the cancelled one is
+    // interrupted; the others are complete.
+    let s = summary(&requeued).unwrap();
+    assert_eq!(
+        s["status"],
+        "complete",
+        "{s}\n{}",
+        cluster.diagnostics(&results)
+    );
+    assert!(
+        s["resumed_from"].as_u64().is_some_and(|step| step > 0),
+        "{s}"
+    );
+    let out = lpo(&dir, &conf, &["status", "four.toml", "--results", res]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(table.contains("3 of 4 runs complete"), "{table}");
+    assert!(
+        table.contains("Slurm states from squeue, since sacct is unavailable"),
+        "{table}"
+    );
+    let line = table.lines().find(|l| l.contains(&victim_id)).unwrap();
+    assert!(
+        line.contains("interrupted") && line.contains(&format!("job {victim_task} cancelled")),
+        "{line}"
+    );
+    let line = table
+        .lines()
+        .find(|l| l.contains(requeued.file_name().unwrap().to_str().unwrap()))
+        .unwrap();
+    assert!(
+        line.contains(&format!("job {requeued_task} completed")),
+        "{line}"
+    );
+    let line = table.lines().find(|l| l.contains(" dpo ")).unwrap();
+    assert!(
+        line.contains("complete") && line.contains(&format!("job {dpo_task} completed")),
+        "{line}"
+    );
+
+    // The failing run is reported failed, with its job id.
+    let out = lpo(&dir, &conf, &["status", "broken.toml", "--results", res]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let broken_job = jobs(&results.join("broken"))["jobs"][1]["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let line = table.lines().find(|l| l.contains("broken")).unwrap();
+    assert!(
+        line.contains("failed")
+            && line.contains("loss is NaN at step 3")
+            && line.contains(&format!("job {broken_job}_0 failed")),
+        "{table}"
+    );
+
+    // Sweeping again submits only the cancelled run, which resumes.
+    let out = lpo(
+        &dir,
+        &conf,
+        &[
+            "sweep",
+            "four.toml",
+            "--backend",
+            "slurm",
+            "--cpus",
+            "1",
+            "--results",
+            res,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("3 complete, 0 queued, 1 to submit"),
+        "{stderr}"
+    );
+    let record = jobs(&four_dir);
+    let last = record["jobs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["runs"].as_array().unwrap().len(), 1, "{record}");
+    assert_eq!(last["runs"][0]["id"], victim_id.as_str());
+    // Its baseline is complete: it waits for the prepare job only.
+    let dependency = last["dependency"].as_str().unwrap();
+    assert!(
+        dependency.starts_with("afterany:") && !dependency.contains("afterok"),
+        "{dependency}"
+    );
+    cluster.wait(&results, "the resubmitted run", 300, || cluster.idle());
+    let s = summary(&victim).unwrap();
+    assert_eq!(
+        s["status"],
+        "complete",
+        "{s}\n{}",
+        cluster.diagnostics(&results)
+    );
+    assert!(
+        s["resumed_from"].as_u64().is_some_and(|step| step > 0),
+        "{s}"
+    );
+
+    let out = lpo(&dir, &conf, &["status", "four.toml", "--results", res]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("4 of 4 runs complete"));
+    let out = lpo(&dir, &conf, &["report", "four.toml", "--results", res]);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}{}", text(&out.stderr));
+    for label in ["LPO", "ListMLE", "InfoNCA"] {
+        assert!(
+            report.to_lowercase().contains(&label.to_lowercase()),
+            "{report}"
+        );
+    }
+    // Everything complete: nothing more to submit.
+    let out = lpo(
+        &dir,
+        &conf,
+        &["sweep", "four.toml", "--backend", "slurm", "--results", res],
+    );
+    assert!(
+        text(&out.stderr).contains("4 complete, 0 queued, 0 to submit"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(cluster);
+}
+
+#[test]
+fn a_dry_run_prints_the_scripts_and_submits_nothing() {
+    let dir = scratch("slurm-dry-run");
+    let recipe = small(
+        "dry",
+        6,
+        r#"grid = { "loss.kind" = ["dpo", "lpo", "listmle"] }"#,
+        "baseline = \"dpo\"",
+    );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = common::lpo(
+        &dir,
+        &[
+            "sweep",
+            "r.toml",
+            "--backend",
+            "slurm",
+            "--dry-run",
+            "--results",
+            "a b",
+            "--partition",
+            "gpu",
+            "--gpus",
+            "1",
+            "--time",
+            "0:30:00",
+            "--sbatch=--qos=low",
+            "--set",
+            "train.steps=4",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let results = dir.join("a b");
+    assert!(!results.exists(), "a dry run wrote {}", results.display());
+    let logs = results.join("dry/slurm/logs");
+    for line in [
+        format!("# {}", results.join("dry/slurm/prepare-1.sbatch").display()),
+        format!("# {}", results.join("dry/slurm/runs-1-0.sbatch").display()),
+        format!("# {}", results.join("dry/slurm/runs-1-1.sbatch").display()),
+        format!("#SBATCH --output=\"{}/prepare-%j.out\"", logs.display()),
+        format!("#SBATCH --output=\"{}/run-%A_%a.out\"", logs.display()),
+        "#SBATCH --array=0".into(),
+        "#SBATCH --array=1-2".into(),
+        "#SBATCH --partition=gpu".into(),
+        "#SBATCH --gpus=1".into(),
+        "#SBATCH --time=0:30:00".into(),
+        "#SBATCH --qos=low".into(),
+        "#SBATCH --requeue".into(),
+        "# submitted as: sbatch --parsable (job id: PREPARE)".into(),
+        "# submitted as: sbatch --parsable --dependency=afterany:PREPARE --kill-on-invalid-dep=yes (job id: ARRAY1)".into(),
+        "# submitted as: sbatch --parsable --dependency=afterany:PREPARE,afterok:ARRAY1_0 --kill-on-invalid-dep=yes (job id: ARRAY2)".into(),
+        "dry run: 3 job(s) for 3 of 3 runs; nothing submitted".into(),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no line {line:?} in:\n{stdout}");
+    }
+    let exec = format!(
+        "--results '{}' --set train.steps=4 --no-bars",
+        results.display()
+    );
+    assert!(stdout.contains(&exec), "{stdout}");
+    assert!(stdout.contains(" run ") && stdout.contains("--index \"$SLURM_ARRAY_TASK_ID\""));
+    // Slurm options need the Slurm backend.
+    let out = common::lpo(&dir, &["sweep", "r.toml", "--partition", "gpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("need --backend slurm"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn runs_after_lpo_prepare_write_the_same_bytes_as_runs_without_it() {
+    let dir = scratch("slurm-prepare");
+    let recipe = small("prep", 8, r#"grid = { "loss.kind" = ["dpo", "lpo"] }"#, "");
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = common::lpo(&dir, &["sweep", "r.toml", "--results", "alone"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = common::lpo(
+        &dir,
+        &["prepare", "r.toml", "--results", "prepared", "--no-bars"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // Both runs share one data setting: prepared once.
+    assert!(
+        stdout.contains("1 data setting(s) of 2 runs ready"),
+        "{stdout}"
+    );
+    let cache = dir.join("prepared/_cache");
+    let entries: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for kind in ["reference-", "lists-", "reference-logps-"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.starts_with(kind) && !e.ends_with(".lock")),
+            "{entries:?}"
+        );
+    }
+    let out = common::lpo(&dir, &["sweep", "r.toml", "--results", "prepared"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let alone = run_dirs(&dir.join("alone/prep"));
+    let prepared = run_dirs(&dir.join("prepared/prep"));
+    assert_eq!(alone.len(), 2);
+    for (a, p) in alone.iter().zip(&prepared) {
+        assert_eq!(a.file_name(), p.file_name());
+        for file in ["metrics.csv", "eval.csv", "heldout.csv"] {
+            let (x, y) = (
+                std::fs::read(a.join(file)).unwrap(),
+                std::fs::read(p.join(file)).unwrap(),
+            );
+            assert!(
+                x == y,
+                "{} differs after lpo prepare",
+                p.join(file).display()
+            );
+        }
+    }
+}
