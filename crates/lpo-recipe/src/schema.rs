@@ -455,6 +455,18 @@ pub enum FileFormat {
     Ultrafeedback,
     /// UltraFeedback binarized: prompt/chosen/rejected with scores.
     UltrafeedbackBinarized,
+    /// TRL's standard and conversational preference formats.
+    Trl,
+}
+
+/// Whether prompts go through the tokenizer's chat template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatTemplateUse {
+    /// The `chat_template` of `tokenizer_config.json`, when it has one.
+    Auto,
+    /// `[bos] + prompt`, without a template.
+    None,
 }
 
 /// What to do with a malformed dataset line.
@@ -486,6 +498,9 @@ pub struct DataSource {
     /// Relative sampling weight (> 0).
     #[serde(default = "one")]
     pub weight: f64,
+    /// Split of a dataset directory `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
 }
 
 fn one() -> f64 {
@@ -512,6 +527,26 @@ pub struct DataConfig {
     /// Share of lists held out from training for ranking metrics: of each
     /// file's records, and of `train_prompts` for built-in tasks.
     pub eval_fraction: f64,
+    // Real data (issue 13).
+    /// Chat template use.
+    pub chat_template: ChatTemplateUse,
+    /// Beginning-of-sequence token text (overrides tokenizer_config.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bos_token: Option<String>,
+    /// End-of-sequence token text (overrides tokenizer_config.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eos_token: Option<String>,
+    /// Padding token text (overrides tokenizer_config.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pad_token: Option<String>,
+    /// Longest prompt in tokens (its end is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u32>,
+    /// Longest response in tokens (cut).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_tokens: Option<u32>,
+    /// Records with characters outside the character tokenizer's alphabet.
+    pub unknown_chars: OnBadRecord,
 }
 
 impl Default for DataConfig {
@@ -525,10 +560,18 @@ impl Default for DataConfig {
                 path: None,
                 format: None,
                 weight: 1.0,
+                split: None,
             }],
             on_bad_record: OnBadRecord::Error,
             tokenizer: None,
             eval_fraction: 0.1,
+            chat_template: ChatTemplateUse::Auto,
+            bos_token: None,
+            eos_token: None,
+            pad_token: None,
+            max_prompt_tokens: None,
+            max_response_tokens: None,
+            unknown_chars: OnBadRecord::Error,
         }
     }
 }

@@ -145,6 +145,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             reference: String::new(),
             lists: String::new(),
             round_lists: Vec::new(),
+            truncated: Default::default(),
             timings: Timings::default(),
             headline: None,
             heldout: None,
@@ -238,7 +239,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer.as_ref(),
         &reference.model,
         progress,
-    );
+    )?;
     let inputs = RunInputs {
         request,
         reference,
@@ -455,7 +456,9 @@ fn round_data(
     progress: &mut dyn Progress,
 ) -> Result<RoundData> {
     let data = if round == 0 {
-        inputs.first_round(progress)?
+        let data = inputs.first_round(progress)?;
+        state.summary.truncated = data.set.truncated.clone();
+        data
     } else {
         inputs.later_round(round, policy, at_start, &state.dir, progress)?
     };
