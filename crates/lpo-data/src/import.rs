@@ -965,10 +965,13 @@ mod tests {
         }
     }
 
+    /// (prompt, chosen answer, rejected answer, score_chosen, score_rejected).
+    type BinarizedRow<'a> = (&'a str, &'a str, &'a str, f64, f64);
+
     /// Writes a snappy-compressed parquet file shaped like the Hub's
     /// `ultrafeedback_binarized`: `prompt` and scores as columns, `chosen` and
     /// `rejected` as lists of `{content, role}` structs.
-    fn write_binarized_parquet(path: &Path, rows: &[(&str, [&str; 2], [&str; 2], f64, f64)]) {
+    fn write_binarized_parquet(path: &Path, rows: &[BinarizedRow]) {
         use parquet::basic::Compression;
         use parquet::data_type::{ByteArray, ByteArrayType, DoubleType};
         use parquet::file::properties::WriterProperties;
@@ -998,14 +1001,12 @@ mod tests {
             strings(
                 rows.iter()
                     .flat_map(|r| {
-                        let answer = if side == 0 { r.1[0] } else { r.2[0] };
-                        let role_or_text = if content {
+                        let answer = if side == 0 { r.1 } else { r.2 };
+                        if content {
                             [r.0, answer]
                         } else {
                             ["user", "assistant"]
-                        };
-                        let _ = r.1[1];
-                        role_or_text
+                        }
                     })
                     .collect(),
             )
@@ -1052,8 +1053,8 @@ mod tests {
         write_binarized_parquet(
             &path,
             &[
-                ("2+2=", ["4", ""], ["5", ""], 9.0, 2.0),
-                ("Hi", ["Hello", ""], ["Go", ""], 8.0, 8.5),
+                ("2+2=", "4", "5", 9.0, 2.0),
+                ("Hi", "Hello", "Go", 8.0, 8.5),
             ],
         );
         let got = read_records(&path, Format::UltraFeedbackBinarized, OnBad::Error).unwrap();

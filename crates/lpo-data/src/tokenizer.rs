@@ -111,6 +111,7 @@ pub struct HfTokenizer {
     bos: Option<i64>,
     eos: i64,
     pad: i64,
+    add_bos: bool,
     template: Option<ChatTemplate>,
 }
 
@@ -180,6 +181,7 @@ impl HfTokenizer {
             bos: bos.map(|b| b.1),
             eos: eos.1,
             pad: pad.map_or(eos.1, |p| p.1),
+            add_bos: config.add_bos_token != Some(false),
             template,
         })
     }
@@ -226,8 +228,14 @@ impl Tokenize for HfTokenizer {
     /// (the template writes bos itself when the model wants one).
     fn encode_prompt(&self, context: &[Message], prompt: &str) -> Result<Vec<i64>, String> {
         let Some(template) = &self.template else {
-            let mut ids = vec![self.bos()];
-            ids.extend(self.encode(prompt));
+            // `add_bos_token: false` (e.g. Qwen2) encodes plain text without
+            // bos, unless that leaves the prompt empty.
+            let text = self.encode(prompt);
+            let mut ids = Vec::with_capacity(text.len() + 1);
+            if self.add_bos || text.is_empty() {
+                ids.push(self.bos());
+            }
+            ids.extend(text);
             return Ok(ids);
         };
         let mut messages = context.to_vec();
@@ -284,6 +292,7 @@ mod tests {
             chat_template: true,
         };
         let t = HfTokenizer::from_file(&path, &options).unwrap();
+        assert_eq!(t.encode_prompt(&[], "hello").unwrap(), [1, 3]);
         assert_eq!(t.vocab_size(), 6);
         assert_eq!((t.pad(), t.bos(), t.eos()), (0, 1, 2));
         assert_eq!(t.encode("hello world"), [3, 4]);
@@ -295,6 +304,35 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn tokenizer_config_names_the_special_tokens_and_whether_text_starts_with_bos() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, WORD_LEVEL).unwrap();
+        let config = dir.path().join("tokenizer_config.json");
+        std::fs::write(
+            &config,
+            r#"{"eos_token": "</s>", "bos_token": null, "add_bos_token": false}"#,
+        )
+        .unwrap();
+        let t = HfTokenizer::from_file(&path, &HfOptions::default()).unwrap();
+        // No bos: plain prompts start with their text; an empty one with eos.
+        assert_eq!((t.eos(), t.bos(), t.pad()), (2, 2, 2));
+        assert_eq!(t.encode_prompt(&[], "hello world").unwrap(), [3, 4]);
+        assert_eq!(t.encode_prompt(&[], "").unwrap(), [2]);
+        assert!(!t.has_chat_template());
+        std::fs::write(&config, r#"{"eos_token": "<eot>"}"#).unwrap();
+        let e = HfTokenizer::from_file(&path, &HfOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.contains("eos_token \"<eot>\" is not a token of"), "{e}");
+        std::fs::write(&config, r#"{"bos_token": "<s>"}"#).unwrap();
+        let e = HfTokenizer::from_file(&path, &HfOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.contains("tokenizer_config.json has none"), "{e}");
     }
 
     /// A minimal word-level tokenizer.json as the `tokenizers` library writes it.

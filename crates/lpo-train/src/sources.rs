@@ -243,29 +243,30 @@ struct EncodingIdentity {
 /// chat-template choice and `data.max_prompt_tokens`/`max_response_tokens`.
 pub fn tokenizer(recipe: &Recipe) -> Result<(Arc<dyn Tokenize>, String)> {
     let d = &recipe.data;
-    let (tokenizer, files): (Arc<dyn Tokenize>, Option<(String, Option<String>)>) =
-        match &d.tokenizer {
-            Some(path) => {
-                let path = Path::new(path);
-                let options = HfOptions {
-                    bos: d.bos_token.clone(),
-                    eos: d.eos_token.clone(),
-                    pad: d.pad_token.clone(),
-                    chat_template: d.chat_template == ChatTemplateUse::Auto,
-                };
-                let config = path.with_file_name("tokenizer_config.json");
-                let config_sha = if config.exists() {
-                    Some(file_sha256(&config)?)
-                } else {
-                    None
-                };
-                (
-                    Arc::new(HfTokenizer::from_file(path, &options).map_err(anyhow::Error::msg)?),
-                    Some((file_sha256(path)?, config_sha)),
-                )
-            }
-            None => (Arc::new(CharTokenizer), None),
-        };
+    // SHA-256 of tokenizer.json and of the tokenizer_config.json beside it.
+    type Files = Option<(String, Option<String>)>;
+    let (tokenizer, files): (Arc<dyn Tokenize>, Files) = match &d.tokenizer {
+        Some(path) => {
+            let path = Path::new(path);
+            let options = HfOptions {
+                bos: d.bos_token.clone(),
+                eos: d.eos_token.clone(),
+                pad: d.pad_token.clone(),
+                chat_template: d.chat_template == ChatTemplateUse::Auto,
+            };
+            let config = path.with_file_name("tokenizer_config.json");
+            let config_sha = if config.exists() {
+                Some(file_sha256(&config)?)
+            } else {
+                None
+            };
+            (
+                Arc::new(HfTokenizer::from_file(path, &options).map_err(anyhow::Error::msg)?),
+                Some((file_sha256(path)?, config_sha)),
+            )
+        }
+        None => (Arc::new(CharTokenizer), None),
+    };
     let vocab = recipe.model.dims().vocab as usize;
     if tokenizer.vocab_size() > vocab {
         bail!(
@@ -574,5 +575,51 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].0, format!("{path}:2"));
+    }
+
+    #[test]
+    fn a_split_of_a_dataset_directory_is_one_source_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let pair =
+            |p: &str| format!("{{\"prompt\": \"{p}\", \"chosen\": \"1\", \"rejected\": \"2\"}}\n");
+        std::fs::write(data.join("train-00000-of-00002.jsonl"), pair("1+0=")).unwrap();
+        std::fs::write(
+            data.join("train-00001-of-00002.jsonl"),
+            pair("1+1=") + &pair("2+0="),
+        )
+        .unwrap();
+        std::fs::write(data.join("test-00000-of-00001.jsonl"), pair("3+3=")).unwrap();
+        let root = dir.path().display().to_string();
+        let mut recipe = file_recipe(&root, FileFormat::Trl, None);
+        recipe.data.mix[0].split = Some("train".into());
+        let sources = load_sources(&recipe).unwrap();
+        assert_eq!(sources[0].name, format!("{root}[train]"));
+        let SourceKind::File { records, .. } = &sources[0].kind else {
+            panic!("a file source")
+        };
+        let prompts: Vec<&str> = records.iter().map(|r| r.prompt.as_str()).collect();
+        assert_eq!(prompts, ["1+0=", "1+1=", "2+0="]);
+        // Score-less pairs: chosen 1, rejected 0.
+        assert_eq!(
+            (
+                records[0].responses[0].reward,
+                records[0].responses[1].reward
+            ),
+            (1.0, 0.0)
+        );
+        let other = {
+            let mut r = recipe.clone();
+            r.data.mix[0].split = Some("test".into());
+            load_sources(&r).unwrap()
+        };
+        assert_ne!(other[0].identity().content, sources[0].identity().content);
+        recipe.data.mix[0].split = Some("validation".into());
+        let e = load_sources(&recipe).err().unwrap().to_string();
+        assert!(
+            e.contains("no .jsonl or .parquet file of split `validation`"),
+            "{e}"
+        );
     }
 }
