@@ -172,7 +172,7 @@ pub const KEYS: &[KeySpec] = &[
     key("data.form", Ty::Enum(&["reward", "preference"]), "\"reward\"", "Scored lists, or lists binarized to (best, random other) pairs."),
     key("data.list_size", Ty::Int { min: 2, max: 64 }, "4", "Responses per prompt K."),
     key("data.train_prompts", count_to(10_000_000), "512", "Training prompts drawn from the mix."),
-    key("data.mix", Ty::Sources, "[{ task = \"arith\", weight = 1.0 }]", "Weighted sources: each a built-in task or a JSONL file."),
+    key("data.mix", Ty::Sources, "[{ task = \"arith\", weight = 1.0 }]", "Weighted sources: each a built-in task or a JSONL/parquet file (or a split of a dataset directory)."),
     key("data.mix[].task", Ty::Enum(BUILTIN_TASKS), "-", "Built-in task name."),
     key("data.mix[].path", Ty::Str, "-", "JSONL or parquet file, or a dataset directory with `split` (instead of task)."),
     key("data.mix[].format", Ty::Enum(&["native", "ultrafeedback", "ultrafeedback-binarized", "trl"]), "-", "Format of path's records (docs/data.md)."),
