@@ -173,9 +173,24 @@ pub fn read_parquet(path: &Path, format: Format, on_bad: OnBad) -> Result<Import
         unit: "row",
         skipped: Vec::new(),
     };
-    for (index, row) in reader.get_row_iter(None).map_err(bad)?.enumerate() {
+    let rows = reader.get_row_iter(None).map_err(bad)?;
+    // The record API panics (`unimplemented!`) on a few column types it
+    // cannot convert (e.g. INTERVAL); that is an error naming the file.
+    let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rows.map(|row| row.map(|r| r.to_json_value()))
+            .collect::<Vec<_>>()
+    }))
+    .map_err(|panic| ImportError::Parquet {
+        path: path.to_path_buf(),
+        message: panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "a column type the reader does not convert".into()),
+    })?;
+    for (index, row) in rows.into_iter().enumerate() {
         let number = index + 1;
-        let value = row.map_err(bad)?.to_json_value();
+        let value = row.map_err(bad)?;
         match parse_value(&value, format) {
             Ok(record) => {
                 imported.records.push(record);
@@ -1079,6 +1094,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a readable parquet file"), "{e}");
+    }
+
+    #[test]
+    fn parquet_columns_the_reader_cannot_convert_are_an_error_not_a_crash() {
+        use parquet::data_type::{FixedLenByteArray, FixedLenByteArrayType};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("interval.parquet");
+        let schema = "message schema { REQUIRED FIXED_LEN_BYTE_ARRAY (12) span (INTERVAL); }";
+        let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut writer =
+            SerializedFileWriter::new(File::create(&path).unwrap(), schema, props).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let mut col = group.next_column().unwrap().unwrap();
+        let value = FixedLenByteArray::from(vec![0u8; 12]);
+        col.typed::<FixedLenByteArrayType>()
+            .write_batch(&[value], None, None)
+            .unwrap();
+        col.close().unwrap();
+        group.close().unwrap();
+        writer.close().unwrap();
+        let e = read_records(&path, Format::Native, OnBad::Skip)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: not a readable parquet file:", path.display())),
+            "{e}"
+        );
     }
 
     #[test]
