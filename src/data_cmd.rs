@@ -175,6 +175,10 @@ fn print_skipped_lines(sources: &[Source]) {
 /// The first `show` lists: each prompt with its responses and rewards.
 fn print_lists(shown: &[SourcedList], show: usize) {
     for l in shown.iter().take(show) {
+        if !l.list.context.is_empty() {
+            let roles: Vec<&str> = l.list.context.iter().map(|m| m.role.as_str()).collect();
+            println!("[{}] after: {}", l.source, roles.join(", "));
+        }
         println!("[{}] prompt: {:?}", l.source, l.list.prompt);
         for r in &l.list.responses {
             println!("    {:>5.2}  {:?}", r.reward, r.text);

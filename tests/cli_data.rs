@@ -258,3 +258,55 @@ fn sequences_longer_than_max_len_train_with_a_truncation_count() {
     let numbers: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(numbers[numbers.len() - 2], prompts.to_string(), "{row}");
 }
+
+/// A binarized multi-turn file through the fixture tokenizer's chat template
+/// (Zephyr's): the preview shows the earlier turns a prompt follows and cuts
+/// the long prompts to `data.max_prompt_tokens`; without the template it says
+/// how many records lose their earlier turns.
+#[test]
+fn preview_shows_conversations_and_what_no_template_drops() {
+    let dir = scratch("chat-preview");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+    }
+    let records = std::fs::read_to_string(fixtures.join("multiturn.jsonl")).unwrap();
+    std::fs::write(dir.join("mt.jsonl"), records.repeat(5)).unwrap();
+    std::fs::write(
+        dir.join("r.toml"),
+        "name = \"chat\"\n[model]\nvocab = 64\n[reference]\nsft_steps = 10\n[data]\ntokenizer = \"tokenizer.json\"\nlist_size = 2\ntrain_prompts = 8\nmix = [{ path = \"mt.jsonl\", format = \"ultrafeedback-binarized\" }]\nmax_prompt_tokens = 20\n[eval]\nmax_new_tokens = 4\n",
+    )
+    .unwrap();
+    let out = lpo(&dir, &["data", "preview", "r.toml", "--show", "8"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[mt.jsonl] after: system, user, assistant"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not part of the prompt"), "{stdout}");
+    // The multi-turn prompts render to 25 tokens: cut to 20, counted.
+    let row = stdout.lines().find(|l| l.starts_with("mt.jsonl ")).unwrap();
+    let cut: usize = row.split_whitespace().nth_back(1).unwrap().parse().unwrap();
+    let multi_turn = stdout.matches("after: system").count();
+    assert!(cut > 0 && cut <= 8, "{stdout}");
+    assert!(multi_turn > 0, "{stdout}");
+    let out = lpo(
+        &dir,
+        &[
+            "data",
+            "preview",
+            "r.toml",
+            "--show",
+            "0",
+            "--set",
+            "data.chat_template=\"none\"",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("mt.jsonl: 5 records have a system message or earlier turns that are not part of the prompt (no chat template)"),
+        "{stdout}"
+    );
+}
