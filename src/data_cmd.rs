@@ -80,16 +80,24 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         println!("binarization dropped {dropped} lists whose rewards all tie");
     }
     print_skipped_lines(&data.sources);
+    let k = match recipe.data.form {
+        lpo_recipe::DataForm::Reward => recipe.data.list_size as usize,
+        lpo_recipe::DataForm::Preference => 2,
+    };
+    let max_len = data.reference.model.config().max_position_embeddings as usize;
+    let window = lpo_train::sources::Window::new(recipe, max_len);
+    let set = lpo_train::batch::TrainSet::build(&shown, data.tokenizer.as_ref(), k, &window)?;
     println!();
     print_lists(&shown, args.show);
     println!();
-    print_stats(&shown);
+    print_stats(&shown, &set.truncated);
     Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// What a run trains on: its sources, reference model and reward lists.
 struct RunData {
     sources: Vec<Source>,
+    tokenizer: std::sync::Arc<dyn lpo_data::tokenizer::Tokenize>,
     reference: Reference,
     lists: Lists,
 }
@@ -123,24 +131,41 @@ impl RunData {
         )?;
         Ok(RunData {
             sources,
+            tokenizer,
             reference,
             lists,
         })
     }
 }
 
-/// For each file source with malformed lines: how many were skipped, and
-/// the first.
+/// For each file source: records skipped (malformed, unrenderable, or with
+/// characters outside the character tokenizer's alphabet), with the first of
+/// each, and records whose earlier turns no chat template renders.
 fn print_skipped_lines(sources: &[Source]) {
     for source in sources {
-        if let SourceKind::File { path, skipped, .. } = &source.kind {
-            if !skipped.is_empty() {
+        if let SourceKind::File {
+            skipped,
+            unknown,
+            context_dropped,
+            ..
+        } = &source.kind
+        {
+            for (list, what) in [
+                (skipped, "bad records"),
+                (unknown, "records with unknown characters"),
+            ] {
+                if let Some((at, why)) = list.first() {
+                    println!(
+                        "{}: skipped {} {what} (first: {at}: {why})",
+                        source.name,
+                        list.len()
+                    );
+                }
+            }
+            if *context_dropped > 0 {
                 println!(
-                    "{}: skipped {} bad lines (first: line {}: {})",
-                    path.display(),
-                    skipped.len(),
-                    skipped[0].0,
-                    skipped[0].1
+                    "{}: {context_dropped} records have a system message or earlier turns that are not part of the prompt (no chat template)",
+                    source.name
                 );
             }
         }
@@ -150,6 +175,10 @@ fn print_skipped_lines(sources: &[Source]) {
 /// The first `show` lists: each prompt with its responses and rewards.
 fn print_lists(shown: &[SourcedList], show: usize) {
     for l in shown.iter().take(show) {
+        if !l.list.context.is_empty() {
+            let roles: Vec<&str> = l.list.context.iter().map(|m| m.role.as_str()).collect();
+            println!("[{}] after: {}", l.source, roles.join(", "));
+        }
         println!("[{}] prompt: {:?}", l.source, l.list.prompt);
         for r in &l.list.responses {
             println!("    {:>5.2}  {:?}", r.reward, r.text);
@@ -157,8 +186,9 @@ fn print_lists(shown: &[SourcedList], show: usize) {
     }
 }
 
-/// A table of reward statistics per source.
-fn print_stats(shown: &[SourcedList]) {
+/// A table of reward statistics per source, with the prompts and responses
+/// cut to the token limits.
+fn print_stats(shown: &[SourcedList], truncated: &BTreeMap<String, lpo_results::Truncation>) {
     let mut by_source: BTreeMap<&str, Vec<&lpo_data::RewardList>> = BTreeMap::new();
     for l in shown {
         by_source
@@ -167,20 +197,23 @@ fn print_stats(shown: &[SourcedList]) {
             .push(&l.list);
     }
     println!(
-        "{:<24} {:>6} {:>8} {:>7} {:>7} {:>7} {:>9}",
-        "source", "lists", "mean", "sd", "range", "ties", "all-tied"
+        "{:<24} {:>6} {:>8} {:>7} {:>7} {:>7} {:>9} {:>10} {:>10}",
+        "source", "lists", "mean", "sd", "range", "ties", "all-tied", "cut-prompt", "cut-resp"
     );
     for (source, group) in by_source {
         let s = RewardStats::of(group.iter().copied());
+        let cut = truncated.get(source).copied().unwrap_or_default();
         println!(
-            "{:<24} {:>6} {:>8.3} {:>7.3} {:>7.3} {:>6.1}% {:>9}",
+            "{:<24} {:>6} {:>8.3} {:>7.3} {:>7.3} {:>6.1}% {:>9} {:>10} {:>10}",
             source,
             s.lists,
             s.mean,
             s.sd,
             s.mean_range,
             100.0 * s.tie_share,
-            s.all_tied
+            s.all_tied,
+            cut.prompts,
+            cut.responses
         );
     }
 }

@@ -39,7 +39,7 @@ fn preview_shows_lists_and_statistics_per_source() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{}", stdout, text(&out.stderr));
     assert!(
-        stdout.contains("uf.jsonl: skipped 1 bad lines (first: line 2: completions[1]:"),
+        stdout.contains("uf.jsonl: skipped 1 bad records (first: uf.jsonl:2: completions[1]:"),
         "{stdout}"
     );
     assert!(stdout.contains("prompt: "), "{stdout}");
@@ -120,7 +120,7 @@ fn a_hugging_face_tokenizer_drives_a_whole_run() {
     let recipe = SMALL
         .replace(
             "[data]",
-            "[model]\nvocab = 256\n[data]\ntokenizer = \"tokenizer.json\"",
+            "[model]\nvocab = 256\n[data]\ntokenizer = \"tokenizer.json\"\neos_token = \"</s>\"\nbos_token = \"<s>\"\npad_token = \"<pad>\"",
         )
         .replace(
             "[eval]",
@@ -183,5 +183,130 @@ fn a_hugging_face_tokenizer_drives_a_whole_run() {
     assert!(
         s.contains("the tokenizer has 206 tokens but model.vocab is 64"),
         "{s}"
+    );
+}
+
+/// Issue 13: prompts and responses longer than `model.max_len` are cut to
+/// fit (prompt end kept, response start kept), counted per source in
+/// `lpo data preview` and summary.json, and never reach the model's rotary
+/// table past its last position (they used to panic inside `Rotary::apply`).
+#[test]
+fn sequences_longer_than_max_len_train_with_a_truncation_count() {
+    let dir = scratch("long-sequences");
+    let mut lines = String::new();
+    for i in 0..12 {
+        // Against max_len 32: half the records have prompts of 40-45
+        // characters and short responses, half short prompts and responses of
+        // 30-35 characters, so one batch pads a long prompt's short responses
+        // to another list's long response.
+        let (prompt, good, bad) = if i % 2 == 0 {
+            (
+                format!("{}+{}=", "1".repeat(20 + i / 2), "2".repeat(18)),
+                "3".to_string(),
+                "44".to_string(),
+            )
+        } else {
+            (
+                format!("{i}+1="),
+                "3".repeat(30 + i / 2),
+                "4".repeat(31 + i / 2),
+            )
+        };
+        lines.push_str(&format!(
+            "{{\"prompt\": \"{prompt}\", \"responses\": [{{\"text\": \"{good}\", \"reward\": 9}}, {{\"text\": \"{bad}\", \"reward\": 1}}, {{\"text\": \"5\", \"reward\": 4}}]}}\n"
+        ));
+    }
+    std::fs::write(dir.join("long.jsonl"), lines).unwrap();
+    let recipe = SMALL
+        .replace(
+            "[data]",
+            "[model]\nmax_len = 32\n[data]\nmix = [{ task = \"arith\" }, { path = \"long.jsonl\", format = \"native\" }]\nmax_response_tokens = 24",
+        )
+        .replace(
+            "[eval]",
+            "[train]\nsteps = 3\nbatch_size = 6\n[eval]\nprompts = 6",
+        );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let results = dir.join("results/preview-test");
+    let run = std::fs::read_dir(&results)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let cut = &summary["truncated"]["long.jsonl"];
+    // Half the file's lists have a prompt too long for the window, half two
+    // responses longer than max_response_tokens.
+    let prompts = cut["prompts"].as_u64().unwrap();
+    assert!(prompts >= 2, "{summary}");
+    assert!(cut["responses"].as_u64().unwrap() >= 4, "{summary}");
+    assert!(summary["truncated"].get("arith").is_none(), "{summary}");
+    // The preview shows the same counts per source.
+    let out = lpo(&dir, &["data", "preview", "r.toml", "--show", "0"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("cut-prompt"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("long.jsonl"))
+        .expect("a row for the file");
+    let numbers: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(numbers[numbers.len() - 2], prompts.to_string(), "{row}");
+}
+
+/// A binarized multi-turn file through the fixture tokenizer's chat template
+/// (Zephyr's): the preview shows the earlier turns a prompt follows and cuts
+/// the long prompts to `data.max_prompt_tokens`; without the template it says
+/// how many records lose their earlier turns.
+#[test]
+fn preview_shows_conversations_and_what_no_template_drops() {
+    let dir = scratch("chat-preview");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+    }
+    let records = std::fs::read_to_string(fixtures.join("multiturn.jsonl")).unwrap();
+    std::fs::write(dir.join("mt.jsonl"), records.repeat(5)).unwrap();
+    std::fs::write(
+        dir.join("r.toml"),
+        "name = \"chat\"\n[model]\nvocab = 64\n[reference]\nsft_steps = 10\n[data]\ntokenizer = \"tokenizer.json\"\nlist_size = 2\ntrain_prompts = 8\nmix = [{ path = \"mt.jsonl\", format = \"ultrafeedback-binarized\" }]\nmax_prompt_tokens = 20\n[eval]\nmax_new_tokens = 4\n",
+    )
+    .unwrap();
+    let out = lpo(&dir, &["data", "preview", "r.toml", "--show", "8"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[mt.jsonl] after: system, user, assistant"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not part of the prompt"), "{stdout}");
+    // The multi-turn prompts render to 25 tokens: cut to 20, counted.
+    let row = stdout.lines().find(|l| l.starts_with("mt.jsonl ")).unwrap();
+    let cut: usize = row.split_whitespace().nth_back(1).unwrap().parse().unwrap();
+    let multi_turn = stdout.matches("after: system").count();
+    assert!(cut > 0 && cut <= 8, "{stdout}");
+    assert!(multi_turn > 0, "{stdout}");
+    let out = lpo(
+        &dir,
+        &[
+            "data",
+            "preview",
+            "r.toml",
+            "--show",
+            "0",
+            "--set",
+            "data.chat_template=\"none\"",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("mt.jsonl: 5 records have a system message or earlier turns that are not part of the prompt (no chat template)"),
+        "{stdout}"
     );
 }

@@ -1,14 +1,18 @@
 //! Reward-list data: what the trainer learns from, independent of torch.
 //!
 //! - [`RewardList`]: a prompt with K scored responses (the unit of every loss).
-//! - [`import`]: JSONL readers for UltraFeedback (raw and binarized) and the
-//!   native format, with file:line errors or counted skips.
+//! - [`import`]: JSONL and parquet readers for UltraFeedback (raw and
+//!   binarized), TRL's preference formats and the native format, with
+//!   file:line errors or counted skips; splits of dataset directories.
+//! - [`chat`]: `tokenizer_config.json` (special tokens, chat template) and
+//!   Hugging Face chat templates rendered with minijinja.
 //! - [`mix`]: deterministic weighted sampling across sources.
 //! - [`tokenizer`]: the character tokenizer of the built-in tasks and
 //!   Hugging Face `tokenizer.json` files.
 //! - [`stats`]: reward statistics per source (mean, spread, ties).
 //! - [`hf_files`]: the tokenizer files saved beside checkpoints.
 
+pub mod chat;
 pub mod hf_files;
 pub mod import;
 pub mod mix;
@@ -27,10 +31,24 @@ pub struct Scored {
     pub reward: f64,
 }
 
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant` (as the data names it).
+    pub role: String,
+    /// Text.
+    pub content: String,
+}
+
 /// A prompt with its scored responses: one line of the native JSONL format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RewardList {
-    /// Prompt text.
+    /// The messages before the prompt: a system message and earlier turns
+    /// (empty for a single-turn prompt). A chat template renders them; without
+    /// one they are not part of the model's input (docs/data.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<Message>,
+    /// Prompt text (the last user message of a conversation).
     pub prompt: String,
     /// Scored responses (at least two).
     pub responses: Vec<Scored>,
@@ -58,6 +76,7 @@ impl RewardList {
         }
         let other = lower[rng.random_range(0..lower.len())];
         Some(RewardList {
+            context: self.context.clone(),
             prompt: self.prompt.clone(),
             responses: vec![self.responses[best].clone(), self.responses[other].clone()],
         })
@@ -79,6 +98,7 @@ mod tests {
 
     fn list(rewards: &[f64]) -> RewardList {
         RewardList {
+            context: Vec::new(),
             prompt: "p".into(),
             responses: rewards
                 .iter()

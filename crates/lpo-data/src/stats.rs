@@ -65,6 +65,7 @@ mod tests {
 
     fn list(rewards: &[f64]) -> RewardList {
         RewardList {
+            context: Vec::new(),
             prompt: String::new(),
             responses: rewards
                 .iter()

@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use crate::chat::{ChatTemplate, SpecialTexts, TokenizerConfig};
+use crate::Message;
+
 /// Turns text into token ids and back, with the special tokens training needs.
 pub trait Tokenize: Send + Sync {
     /// Token ids of `text`, without special tokens.
@@ -16,6 +19,20 @@ pub trait Tokenize: Send + Sync {
     fn eos(&self) -> i64;
     /// Padding id (never attended to or scored).
     fn pad(&self) -> i64;
+    /// Token ids of a prompt: the conversation `context` followed by the user
+    /// message `prompt`. Without a chat template: `[bos] + prompt` (the context
+    /// is not part of the input); a chat template renders the whole
+    /// conversation with the start of an assistant turn.
+    fn encode_prompt(&self, context: &[Message], prompt: &str) -> Result<Vec<i64>, String> {
+        let _ = context;
+        let mut ids = vec![self.bos()];
+        ids.extend(self.encode(prompt));
+        Ok(ids)
+    }
+    /// Whether prompts go through a chat template.
+    fn has_chat_template(&self) -> bool {
+        false
+    }
     /// `(file name, bytes)` of the Hugging Face tokenizer files that load
     /// this tokenizer (`tokenizer.json`, `tokenizer_config.json`), saved
     /// beside every checkpoint.
@@ -23,12 +40,21 @@ pub trait Tokenize: Send + Sync {
 }
 
 /// One token per character of [`lpo_tasks::ALPHABET`], after four specials:
-/// pad 0, bos 1, eos 2, unknown 3.
+/// pad 0, bos 1, eos 2, unknown 3. Imported files are checked against the
+/// alphabet before they reach it ([`CharTokenizer::unknown_char`]), so the
+/// unknown id only ever stands for nothing a run trains on.
 #[derive(Debug, Clone, Default)]
 pub struct CharTokenizer;
 
 const SPECIALS: i64 = 4;
 const UNK: i64 = 3;
+
+impl CharTokenizer {
+    /// The first character of `text` outside the alphabet, if any.
+    pub fn unknown_char(text: &str) -> Option<char> {
+        text.chars().find(|&c| !lpo_tasks::ALPHABET.contains(c))
+    }
+}
 
 impl Tokenize for CharTokenizer {
     fn encode(&self, text: &str) -> Vec<i64> {
@@ -71,67 +97,131 @@ impl Tokenize for CharTokenizer {
     }
 }
 
-/// A Hugging Face `tokenizer.json`.
+/// Special tokens chosen by the recipe (`data.bos_token`, …) as token text;
+/// each wins over `tokenizer_config.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HfOptions {
+    /// Beginning of sequence.
+    pub bos: Option<String>,
+    /// End of sequence (ends every response).
+    pub eos: Option<String>,
+    /// Padding.
+    pub pad: Option<String>,
+    /// Render prompts with the `chat_template` of `tokenizer_config.json`
+    /// when it has one.
+    pub chat_template: bool,
+}
+
+/// A Hugging Face `tokenizer.json`, with the special tokens and chat template
+/// of the `tokenizer_config.json` beside it.
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
     /// The files it was loaded from, as saved beside checkpoints.
     files: Vec<(String, Vec<u8>)>,
-    bos: i64,
+    bos: Option<i64>,
     eos: i64,
     pad: i64,
+    add_bos: bool,
+    template: Option<ChatTemplate>,
 }
 
 impl HfTokenizer {
-    /// Loads `tokenizer.json`. Special tokens are looked up by their usual
-    /// names (`<s>`/`<|begin_of_text|>`, `</s>`/`<|end_of_text|>`/`<eos>`,
-    /// `<pad>`/`<unk>`); a missing pad falls back to eos.
-    pub fn from_file(path: &Path) -> Result<HfTokenizer, String> {
+    /// Loads `tokenizer.json` and the `tokenizer_config.json` beside it.
+    /// The end-of-sequence token is `options.eos`, else the config's
+    /// `eos_token`; neither is an error (it is never guessed from names).
+    /// bos: `options.bos`, else the config's (none: prompts start with eos);
+    /// pad: `options.pad`, else the config's `pad_token`, `unk_token`, eos.
+    pub fn from_file(path: &Path, options: &HfOptions) -> Result<HfTokenizer, String> {
         if !path.is_file() {
             return Err(format!(
                 "cannot load tokenizer {}: missing or not a regular file",
                 path.display()
             ));
         }
-        let bytes = std::fs::read(path)
+        let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
-        let find = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| inner.token_to_id(n))
+        let config = TokenizerConfig::beside(path)?.unwrap_or_default();
+        let id = |text: &str, key: &str| {
+            inner
+                .token_to_id(text)
                 .map(i64::from)
+                .ok_or_else(|| format!("{key} {text:?} is not a token of {}", path.display()))
         };
-        let eos =
-            find(&["</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"]).ok_or_else(|| {
-                format!(
-                    "{}: no end-of-sequence token (</s>, <|end_of_text|>, <|endoftext|> or <eos>)",
-                    path.display()
-                )
-            })?;
-        let bos = find(&["<s>", "<|begin_of_text|>", "<bos>"]).unwrap_or(eos);
-        let pad = find(&["<pad>", "<unk>"]).unwrap_or(eos);
-        let config_path = path.with_file_name("tokenizer_config.json");
-        let config = match std::fs::read(&config_path) {
-            Ok(config) => config,
-            Err(_) => {
-                let name = |id: i64| inner.id_to_token(id as u32).unwrap_or_default();
-                crate::hf_files::tokenizer_config(&name(bos), &name(eos), &name(pad), None)
-                    .into_bytes()
+        let from = |recipe: &Option<String>, config_value: &Option<String>, name: &str| match (
+            recipe,
+            config_value,
+        ) {
+            (Some(t), _) => id(t, &format!("data.{name}")).map(|i| Some((t.clone(), i))),
+            (None, Some(t)) => {
+                id(t, &format!("{}'s {name}", config.path.display())).map(|i| Some((t.clone(), i)))
             }
+            (None, None) => Ok(None),
         };
-        let files = vec![
-            ("tokenizer.json".to_string(), bytes),
-            ("tokenizer_config.json".to_string(), config),
-        ];
+        let eos = from(&options.eos, &config.eos_token, "eos_token")?.ok_or_else(|| {
+            let beside = path.with_file_name("tokenizer_config.json");
+            format!(
+                "no end-of-sequence token for {}: set data.eos_token, or put a tokenizer_config.json with an eos_token beside it ({} {})",
+                path.display(),
+                beside.display(),
+                if beside.exists() { "has none" } else { "does not exist" }
+            )
+        })?;
+        let bos = from(&options.bos, &config.bos_token, "bos_token")?;
+        let pad = match from(&options.pad, &config.pad_token, "pad_token")? {
+            Some(p) => Some(p),
+            None => from(&None, &config.unk_token, "unk_token")?,
+        };
+        let template = match (&config.chat_template, options.chat_template) {
+            (Some(source), true) => Some(
+                ChatTemplate::new(
+                    source,
+                    SpecialTexts {
+                        bos: bos.as_ref().map(|b| b.0.clone()),
+                        eos: Some(eos.0.clone()),
+                        pad: pad.as_ref().map(|p| p.0.clone()),
+                        unk: config.unk_token.clone(),
+                    },
+                )
+                .map_err(|e| format!("{}: {e}", config.path.display()))?,
+            ),
+            _ => None,
+        };
+        let files = saved_files(path, (&bos, &eos, &pad))?;
         Ok(HfTokenizer {
             inner,
             files,
-            bos,
-            eos,
-            pad,
+            bos: bos.map(|b| b.1),
+            eos: eos.1,
+            pad: pad.map_or(eos.1, |p| p.1),
+            add_bos: config.add_bos_token != Some(false),
+            template,
         })
     }
+}
+
+/// A special token as (text, id).
+type Special = (String, i64);
+
+/// `tokenizer.json` as loaded, and the `tokenizer_config.json` beside it
+/// (copied), or one naming the special tokens in use when there is none.
+fn saved_files(
+    path: &Path,
+    (bos, eos, pad): (&Option<Special>, &Special, &Option<Special>),
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
+    let config_path = path.with_file_name("tokenizer_config.json");
+    let config = match std::fs::read(&config_path) {
+        Ok(config) => config,
+        Err(_) => {
+            let text = |t: &Option<Special>| t.as_ref().map_or(eos.0.clone(), |t| t.0.clone());
+            crate::hf_files::tokenizer_config(&text(bos), &eos.0, &text(pad), None).into_bytes()
+        }
+    };
+    Ok(vec![
+        ("tokenizer.json".to_string(), bytes),
+        ("tokenizer_config.json".to_string(), config),
+    ])
 }
 
 impl Tokenize for HfTokenizer {
@@ -158,8 +248,9 @@ impl Tokenize for HfTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The bos token; a tokenizer without one starts prompts with eos.
     fn bos(&self) -> i64 {
-        self.bos
+        self.bos.unwrap_or(self.eos)
     }
 
     fn eos(&self) -> i64 {
@@ -168,6 +259,36 @@ impl Tokenize for HfTokenizer {
 
     fn pad(&self) -> i64 {
         self.pad
+    }
+
+    /// With a chat template: the rendered conversation, tokenized as it is
+    /// (the template writes bos itself when the model wants one).
+    fn encode_prompt(&self, context: &[Message], prompt: &str) -> Result<Vec<i64>, String> {
+        let Some(template) = &self.template else {
+            // `add_bos_token: false` (e.g. Qwen2) encodes plain text without
+            // bos, unless that leaves the prompt empty.
+            let text = self.encode(prompt);
+            let mut ids = Vec::with_capacity(text.len() + 1);
+            if self.add_bos || text.is_empty() {
+                ids.push(self.bos());
+            }
+            ids.extend(text);
+            return Ok(ids);
+        };
+        let mut messages = context.to_vec();
+        messages.push(Message {
+            role: "user".into(),
+            content: prompt.into(),
+        });
+        let ids = self.encode(&template.render(&messages, true)?);
+        if ids.is_empty() {
+            return Err("the chat template renders an empty prompt".into());
+        }
+        Ok(ids)
+    }
+
+    fn has_chat_template(&self) -> bool {
+        self.template.is_some()
     }
 
     fn hf_files(&self) -> Vec<(String, Vec<u8>)> {
@@ -200,7 +321,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         std::fs::write(&path, WORD_LEVEL).unwrap();
-        let t = HfTokenizer::from_file(&path).unwrap();
+        let t = HfTokenizer::from_file(&path, &HfOptions::default())
+            .err()
+            .unwrap();
+        assert!(t.starts_with("no end-of-sequence token for"), "{t}");
+        assert!(t.contains("tokenizer_config.json does not exist"), "{t}");
+        let options = HfOptions {
+            eos: Some("</s>".into()),
+            bos: Some("<s>".into()),
+            pad: Some("<pad>".into()),
+            chat_template: true,
+        };
+        let t = HfTokenizer::from_file(&path, &options).unwrap();
+        assert_eq!(t.encode_prompt(&[], "hello").unwrap(), [1, 3]);
         assert_eq!(t.vocab_size(), 6);
         assert_eq!((t.pad(), t.bos(), t.eos()), (0, 1, 2));
         assert_eq!(t.encode("hello world"), [3, 4]);
@@ -221,13 +354,47 @@ mod tests {
             (config["bos_token"].as_str(), config["eos_token"].as_str()),
             (Some("<s>"), Some("</s>"))
         );
-        std::fs::write(dir.path().join("tokenizer_config.json"), "{\"x\": 1}").unwrap();
-        let t = HfTokenizer::from_file(&path).unwrap();
-        assert_eq!(t.hf_files()[1].1, b"{\"x\": 1}");
-        let err = HfTokenizer::from_file(&dir.path().join("missing.json"))
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            "{\"eos_token\": \"</s>\"}",
+        )
+        .unwrap();
+        let t = HfTokenizer::from_file(&path, &options).unwrap();
+        assert_eq!(t.hf_files()[1].1, b"{\"eos_token\": \"</s>\"}");
+        std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
+        let err = HfTokenizer::from_file(&dir.path().join("missing.json"), &options)
             .err()
             .unwrap();
         assert!(err.contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn tokenizer_config_names_the_special_tokens_and_whether_text_starts_with_bos() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, WORD_LEVEL).unwrap();
+        let config = dir.path().join("tokenizer_config.json");
+        std::fs::write(
+            &config,
+            r#"{"eos_token": "</s>", "bos_token": null, "add_bos_token": false}"#,
+        )
+        .unwrap();
+        let t = HfTokenizer::from_file(&path, &HfOptions::default()).unwrap();
+        // No bos: plain prompts start with their text; an empty one with eos.
+        assert_eq!((t.eos(), t.bos(), t.pad()), (2, 2, 2));
+        assert_eq!(t.encode_prompt(&[], "hello world").unwrap(), [3, 4]);
+        assert_eq!(t.encode_prompt(&[], "").unwrap(), [2]);
+        assert!(!t.has_chat_template());
+        std::fs::write(&config, r#"{"eos_token": "<eot>"}"#).unwrap();
+        let e = HfTokenizer::from_file(&path, &HfOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.contains("eos_token \"<eot>\" is not a token of"), "{e}");
+        std::fs::write(&config, r#"{"bos_token": "<s>"}"#).unwrap();
+        let e = HfTokenizer::from_file(&path, &HfOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.contains("tokenizer_config.json has none"), "{e}");
     }
 
     /// A minimal word-level tokenizer.json as the `tokenizers` library writes it.

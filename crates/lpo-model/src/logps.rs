@@ -58,7 +58,15 @@ impl Inputs {
         let (tokens, valid) = right_pad(responses, pad, device);
         let tr = tokens.size()[1];
         let start = (prompt_positions.select(1, tp - 1) + 1).repeat_interleave_self_int(k, 0, None); // [B*K]
-        let positions = start.unsqueeze(1) + Tensor::arange(tr, (Kind::Int64, device)).unsqueeze(0);
+                                                                                                     // Rows are padded to the batch's longest response, so a padding slot
+                                                                                                     // of a row with a long prompt can lie past the last position the
+                                                                                                     // rotary table holds; real tokens never do (prompt + response <=
+                                                                                                     // max_len), and padding is neither attended to nor scored, so its
+                                                                                                     // position is clamped.
+        let last_position = model.config().max_position_embeddings - 1;
+        let positions = (start.unsqueeze(1)
+            + Tensor::arange(tr, (Kind::Int64, device)).unsqueeze(0))
+        .clamp_max(last_position);
         Inputs {
             b,
             k,

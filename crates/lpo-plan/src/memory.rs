@@ -60,7 +60,8 @@ impl MemoryEstimate {
 
 /// Longest prompt and response (tokens) a run's batches can hold: for the
 /// built-in tasks their longest prompt plus BOS and `eval.max_new_tokens`;
-/// with a file source the worst case a `model.max_len` sequence allows.
+/// with a file source `data.max_response_tokens` and `data.max_prompt_tokens`
+/// within `model.max_len` (the worst case it allows when they are unset).
 pub fn sequence_lengths(recipe: &Recipe) -> (u64, u64) {
     let max_len = u64::from(recipe.model.dims().max_len);
     let tasks: Option<Vec<Task>> = recipe
@@ -75,7 +76,18 @@ pub fn sequence_lengths(recipe: &Recipe) -> (u64, u64) {
             let response = u64::from(recipe.eval.max_new_tokens);
             (prompt.min(max_len), response.min(max_len))
         }
-        None => (1, max_len.saturating_sub(1).max(1)),
+        None => {
+            // The longest response the limits allow, then the longest prompt
+            // beside it (prompt + response <= max_len).
+            let cap =
+                |limit: Option<u32>, room: u64| limit.map_or(room, u64::from).min(room).max(1);
+            let response = cap(recipe.data.max_response_tokens, max_len.saturating_sub(1));
+            let prompt = cap(
+                recipe.data.max_prompt_tokens,
+                max_len.saturating_sub(response),
+            );
+            (prompt, response)
+        }
     }
 }
 
@@ -283,5 +295,13 @@ mod tests {
         assert_eq!(sequence_lengths(&r), (19, 20));
         let f = recipe("[data]\nmix = [{ path = \"x.jsonl\", format = \"native\" }]\n");
         assert_eq!(sequence_lengths(&f), (1, 127));
+        let limited = recipe(
+            "[data]\nmax_prompt_tokens = 40\nmax_response_tokens = 60\nmix = [{ path = \"x.jsonl\", format = \"native\" }]\n",
+        );
+        assert_eq!(sequence_lengths(&limited), (40, 60));
+        let over = recipe(
+            "[data]\nmax_prompt_tokens = 100\nmax_response_tokens = 100\nmix = [{ path = \"x.jsonl\", format = \"native\" }]\n",
+        );
+        assert_eq!(sequence_lengths(&over), (28, 100));
     }
 }

@@ -516,6 +516,18 @@ pub enum FileFormat {
     Ultrafeedback,
     /// UltraFeedback binarized: prompt/chosen/rejected with scores.
     UltrafeedbackBinarized,
+    /// TRL's standard and conversational preference formats.
+    Trl,
+}
+
+/// Whether prompts go through the tokenizer's chat template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatTemplateUse {
+    /// The `chat_template` of `tokenizer_config.json`, when it has one.
+    Auto,
+    /// `[bos] + prompt`, without a template.
+    None,
 }
 
 /// What to do with a malformed dataset line.
@@ -526,6 +538,20 @@ pub enum OnBadRecord {
     Error,
     /// Skip it and count it.
     Skip,
+}
+
+impl OnBadRecord {
+    /// Whether this is `error` (the default).
+    pub fn is_error(&self) -> bool {
+        *self == OnBadRecord::Error
+    }
+}
+
+impl ChatTemplateUse {
+    /// Whether this is `auto` (the default).
+    pub fn is_auto(&self) -> bool {
+        *self == ChatTemplateUse::Auto
+    }
 }
 
 /// The built-in explicit-reward tasks a data source may name.
@@ -547,6 +573,9 @@ pub struct DataSource {
     /// Relative sampling weight (> 0).
     #[serde(default = "one")]
     pub weight: f64,
+    /// Split of a dataset directory `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
 }
 
 fn one() -> f64 {
@@ -573,6 +602,30 @@ pub struct DataConfig {
     /// Share of lists held out from training for ranking metrics: of each
     /// file's records, and of `train_prompts` for built-in tasks.
     pub eval_fraction: f64,
+    // Real data (issue 13).
+    /// Chat template use (in run ids only when not `auto`, so ids from
+    /// before the key existed stay).
+    #[serde(skip_serializing_if = "ChatTemplateUse::is_auto")]
+    pub chat_template: ChatTemplateUse,
+    /// Beginning-of-sequence token text (overrides tokenizer_config.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bos_token: Option<String>,
+    /// End-of-sequence token text (overrides tokenizer_config.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eos_token: Option<String>,
+    /// Padding token text (overrides tokenizer_config.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pad_token: Option<String>,
+    /// Longest prompt in tokens (its end is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u32>,
+    /// Longest response in tokens (cut).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_tokens: Option<u32>,
+    /// Records with characters outside the character tokenizer's alphabet
+    /// (in run ids only when not `error`).
+    #[serde(skip_serializing_if = "OnBadRecord::is_error")]
+    pub unknown_chars: OnBadRecord,
 }
 
 impl Default for DataConfig {
@@ -586,10 +639,18 @@ impl Default for DataConfig {
                 path: None,
                 format: None,
                 weight: 1.0,
+                split: None,
             }],
             on_bad_record: OnBadRecord::Error,
             tokenizer: None,
             eval_fraction: 0.1,
+            chat_template: ChatTemplateUse::Auto,
+            bos_token: None,
+            eos_token: None,
+            pad_token: None,
+            max_prompt_tokens: None,
+            max_response_tokens: None,
+            unknown_chars: OnBadRecord::Error,
         }
     }
 }

@@ -61,6 +61,27 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
     if recipe.data.mix.is_empty() {
         out.push(("data.mix".into(), "needs at least one source".into()));
     }
+    for (i, source) in recipe.data.mix.iter().enumerate() {
+        if source.split.is_some() && source.path.is_none() {
+            out.push((
+                format!("data.mix[{i}].split"),
+                "needs a `path` (a dataset directory)".into(),
+            ));
+        }
+    }
+    let d = &recipe.data;
+    for (key, set) in [
+        ("data.bos_token", d.bos_token.is_some()),
+        ("data.eos_token", d.eos_token.is_some()),
+        ("data.pad_token", d.pad_token.is_some()),
+    ] {
+        if set && d.tokenizer.is_none() {
+            out.push((
+                key.into(),
+                "names a token of a tokenizer.json: set data.tokenizer too".into(),
+            ));
+        }
+    }
     for (i, group) in recipe.sweep.zip.iter().enumerate() {
         let lengths: Vec<usize> = group.values().map(Vec::len).collect();
         if lengths.windows(2).any(|w| w[0] != w[1]) {

@@ -69,6 +69,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         reference: "r".into(),
         lists: "l".into(),
         round_lists: vec!["l".into()],
+        truncated: Default::default(),
         timings: Timings::default(),
         headline: s.headline.then(Headline::default),
         heldout: s.heldout.as_ref().map(|_| HeldoutHeadline::default()),

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 pub use fsutil::{publish, remove_stale_temporaries, temporary_sibling, write_atomic, FileLock};
 pub use records::{
     CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome, Split,
-    Status, Summary, SummaryFile, TimingRow, Timings,
+    Status, Summary, SummaryFile, TimingRow, Timings, Truncation,
 };
 
 /// Paths inside a results root.

@@ -95,6 +95,15 @@ pub struct Timings {
     pub eval: f64,
 }
 
+/// Sequences cut to fit the token limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// Lists whose prompt lost its beginning.
+    pub prompts: usize,
+    /// Responses that lost their end.
+    pub responses: usize,
+}
+
 /// `summary.json`: a run's status, timings and headline numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -133,6 +142,11 @@ pub struct Summary {
     /// ones were sampled from the policy).
     #[serde(default)]
     pub round_lists: Vec<String>,
+    /// Prompts and responses of the first round's training lists cut to fit
+    /// `data.max_prompt_tokens`, `data.max_response_tokens` and
+    /// `model.max_len`, per source (absent when none was cut).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub truncated: std::collections::BTreeMap<String, Truncation>,
     /// Seconds per phase.
     pub timings: Timings,
     /// Evaluation headline (complete runs with a built-in task source).

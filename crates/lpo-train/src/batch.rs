@@ -1,13 +1,16 @@
 //! Training lists as token ids, and the deterministic batch order.
 
+use std::collections::BTreeMap;
+
+use anyhow::Result;
 use lpo_data::tokenizer::Tokenize;
-use lpo_results::derive_seed;
+use lpo_results::{derive_seed, Truncation};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 use crate::lists::SourcedList;
-use crate::sources::encode_pair;
+use crate::sources::{encode_pair, Window};
 
 /// Every training list, tokenized, with K response slots per prompt.
 pub struct TrainSet {
@@ -21,35 +24,47 @@ pub struct TrainSet {
     pub rewards: Vec<f64>,
     /// Whether a slot holds a response, N*K.
     pub mask: Vec<bool>,
+    /// Prompts and responses cut to the window, per source.
+    pub truncated: BTreeMap<String, Truncation>,
 }
 
 impl TrainSet {
-    /// Tokenizes `lists` into K slots each, fitting `max_len`.
+    /// Tokenizes `lists` into K slots each, fitting `window`.
     pub fn build(
         lists: &[SourcedList],
         tokenizer: &dyn Tokenize,
         k: usize,
-        max_len: usize,
-    ) -> TrainSet {
+        window: &Window,
+    ) -> Result<TrainSet> {
         let mut set = TrainSet {
             k,
             prompts: Vec::with_capacity(lists.len()),
             responses: Vec::with_capacity(lists.len() * k),
             rewards: Vec::with_capacity(lists.len() * k),
             mask: Vec::with_capacity(lists.len() * k),
+            truncated: BTreeMap::new(),
         };
         for l in lists {
-            let mut prompt = Vec::new();
+            let mut prompt: Vec<i64> = Vec::new();
+            let mut prompt_cut = false;
+            let mut responses_cut = 0;
             for slot in 0..k {
                 match l.list.responses.get(slot) {
                     Some(r) => {
-                        let (p, tokens) =
-                            encode_pair(tokenizer, &l.list.prompt, Some(&r.text), max_len);
+                        let e = encode_pair(
+                            tokenizer,
+                            &l.list.context,
+                            &l.list.prompt,
+                            Some(&r.text),
+                            window,
+                        )?;
                         // The shortest kept prompt suffix works for every response.
-                        if prompt.is_empty() || p.len() < prompt.len() {
-                            prompt = p;
+                        if prompt.is_empty() || e.prompt.len() < prompt.len() {
+                            prompt = e.prompt;
                         }
-                        set.responses.push(tokens);
+                        prompt_cut |= e.prompt_cut;
+                        responses_cut += usize::from(e.response_cut);
+                        set.responses.push(e.response);
                         set.rewards.push(r.reward);
                         set.mask.push(true);
                     }
@@ -61,8 +76,13 @@ impl TrainSet {
                 }
             }
             set.prompts.push(prompt);
+            if prompt_cut || responses_cut > 0 {
+                let count = set.truncated.entry(l.source.clone()).or_default();
+                count.prompts += usize::from(prompt_cut);
+                count.responses += responses_cut;
+            }
         }
-        set
+        Ok(set)
     }
 
     /// Lists.

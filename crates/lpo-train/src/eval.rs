@@ -30,7 +30,7 @@ use crate::batch::TrainSet;
 use crate::lists::SourcedList;
 use crate::reference::Reference;
 use crate::run::{Baseline, RunRequest};
-use crate::sources::encode_pair;
+use crate::sources::{encode_prompt, Window};
 use crate::Progress;
 
 /// Rows generated per batch; each batch draws from its own seeded stream.
@@ -126,10 +126,10 @@ impl HeldoutSet {
         tokenizer: &dyn Tokenize,
         reference: &Mistral,
         progress: &mut dyn Progress,
-    ) -> HeldoutSet {
+    ) -> Result<HeldoutSet> {
         let k = recipe.data.list_size as usize;
-        let max_len = reference.config().max_position_embeddings as usize;
-        let set = TrainSet::build(lists, tokenizer, k, max_len);
+        let window = Window::new(recipe, reference.config().max_position_embeddings as usize);
+        let set = TrainSet::build(lists, tokenizer, k, &window)?;
         let sources: Vec<String> = lists.iter().map(|l| short_source(&l.source)).collect();
         let (ids, splits) = ids_and_splits(&sources, recipe);
         let mut held = HeldoutSet {
@@ -142,7 +142,7 @@ impl HeldoutSet {
             pad: tokenizer.pad(),
         };
         held.reference = held.logps(reference, progress, "held-out reference log-probs");
-        held
+        Ok(held)
     }
 
     /// Lists held out.
@@ -487,6 +487,7 @@ fn kl_estimates(
         rewards: vec![0.0; responses.len()],
         mask: vec![true; responses.len()],
         responses,
+        truncated: Default::default(),
     };
     let pad = tokenizer.pad();
     let (policy_sum, _) = set_logps(policy, &set, pad, progress, "KL: policy log-probs");
@@ -522,11 +523,11 @@ pub fn generations(
 ) -> Result<Vec<EvalRecord>> {
     let recipe = request.recipe;
     let n = recipe.eval.samples as usize;
-    let max_len = policy.config().max_position_embeddings as usize;
+    let window = Window::new(recipe, policy.config().max_position_embeddings as usize);
     let prompts: Vec<Vec<i64>> = examples
         .iter()
-        .map(|e| encode_pair(tokenizer, &e.prompt, None, max_len).0)
-        .collect();
+        .map(|e| encode_prompt(tokenizer, &[], &e.prompt, &window))
+        .collect::<Result<_>>()?;
     let samples = respond(policy, tokenizer, &prompts, recipe, progress, "evaluation");
     let kl = kl_estimates(
         policy,

@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::reference::Reference;
-use crate::sources::{encode_pair, Source, SourceKind};
+use crate::sources::{encode_prompt, Source, SourceKind, Window};
 use crate::Progress;
 
 /// A list and the source it came from.
@@ -96,6 +96,9 @@ impl Lists {
 struct ListsIdentity {
     version: u32,
     reference: String,
+    /// How text becomes tokens (prompts of sampled lists; with a checkpoint
+    /// reference, nothing else in this identity says it).
+    encoding: String,
     sources: Vec<crate::sources::SourceIdentity>,
     list_size: u32,
     train_prompts: u32,
@@ -120,8 +123,9 @@ pub fn obtain(
     let id = content_id(
         "lists",
         &ListsIdentity {
-            version: 2,
+            version: 3,
             reference: reference.meta.id.clone(),
+            encoding: crate::sources::tokenizer(recipe)?.1,
             sources: sources.iter().map(Source::identity).collect(),
             list_size: recipe.data.list_size,
             train_prompts: recipe.data.train_prompts,
@@ -163,7 +167,7 @@ pub fn obtain_round(
         let mut annotate =
             StdRng::seed_from_u64(derive_seed(seed, &format!("annotation-round-{round}")));
         progress.start(&format!("round {} lists", round + 1), examples.len() as u64);
-        let lists = sampler.sample(&examples, Some(&mut annotate), progress);
+        let lists = sampler.sample(&examples, Some(&mut annotate), progress)?;
         progress.finish();
         Ok(lists)
     })
@@ -369,7 +373,7 @@ fn generate_lists(
     progress.start("sampling reward lists", pending.len() as u64);
     let mut annotate_rng = StdRng::seed_from_u64(derive_seed(seed, "annotation"));
     let examples: Vec<(Task, Example)> = pending.iter().map(|(_, t, e)| (*t, e.clone())).collect();
-    let sampled = sampler.sample(&examples, Some(&mut annotate_rng), progress);
+    let sampled = sampler.sample(&examples, Some(&mut annotate_rng), progress)?;
     progress.finish();
     for ((slot, _, _), list) in pending.iter().zip(sampled) {
         out[*slot] = Some(list);
@@ -385,7 +389,7 @@ fn generate_lists(
     let mut sampler =
         ListSampler::new(recipe, tokenizer, &reference.model, "heldout-list-sampling");
     progress.start("sampling held-out lists", held_tasks.len() as u64);
-    let mut held = sampler.sample(&held_tasks, None, progress);
+    let mut held = sampler.sample(&held_tasks, None, progress)?;
     progress.finish();
     // Held-out records of the files.
     for (s, (held_records, _, _)) in sources.iter().zip(&orders) {
@@ -419,6 +423,7 @@ fn file_list(
         source: source.to_string(),
         heldout,
         list: RewardList {
+            context: record.context.clone(),
             prompt: record.prompt.clone(),
             responses,
         },
@@ -467,6 +472,7 @@ fn heldout_examples(
 struct ListSampler<'a> {
     model: &'a Mistral,
     tokenizer: &'a dyn Tokenize,
+    window: Window,
     options: GenerateOptions,
     k: usize,
     rng: StdRng,
@@ -482,6 +488,7 @@ impl<'a> ListSampler<'a> {
         ListSampler {
             model,
             tokenizer,
+            window: Window::new(recipe, model.config().max_position_embeddings as usize),
             options: GenerateOptions {
                 max_new_tokens: recipe.eval.max_new_tokens as usize,
                 eos: tokenizer.eos(),
@@ -503,18 +510,15 @@ impl<'a> ListSampler<'a> {
         examples: &[(Task, Example)],
         mut annotate: Option<&mut StdRng>,
         progress: &mut dyn Progress,
-    ) -> Vec<SourcedList> {
+    ) -> Result<Vec<SourcedList>> {
         let k = self.k;
-        let max_len = self.model.config().max_position_embeddings as usize;
         let mut out = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(GENERATION_BATCH) {
-            let prompts: Vec<Vec<i64>> = chunk
-                .iter()
-                .flat_map(|(_, ex)| {
-                    let (p, _) = encode_pair(self.tokenizer, &ex.prompt, None, max_len);
-                    std::iter::repeat_n(p, k)
-                })
-                .collect();
+            let mut prompts: Vec<Vec<i64>> = Vec::with_capacity(chunk.len() * k);
+            for (_, ex) in chunk {
+                let p = encode_prompt(self.tokenizer, &[], &ex.prompt, &self.window)?;
+                prompts.extend(std::iter::repeat_n(p, k));
+            }
             let generated = generate(self.model, &prompts, &self.options, &mut self.rng);
             for (i, (task, example)) in chunk.iter().enumerate() {
                 let responses = generated[i * k..(i + 1) * k]
@@ -532,6 +536,7 @@ impl<'a> ListSampler<'a> {
                     source: task.name().to_string(),
                     heldout: false,
                     list: RewardList {
+                        context: Vec::new(),
                         prompt: example.prompt.clone(),
                         responses,
                     },
@@ -539,7 +544,7 @@ impl<'a> ListSampler<'a> {
             }
             progress.update(out.len() as u64, "");
         }
-        out
+        Ok(out)
     }
 }
 

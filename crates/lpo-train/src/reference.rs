@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind};
 
 use crate::optim::{learning_rate, AdamW};
-use crate::sources::{encode_pair, Source, SourceKind};
+use crate::sources::{encode_pair, Source, SourceKind, Window};
 use crate::Progress;
 
 /// What is known about a reference model.
@@ -205,7 +205,7 @@ fn demonstration(
     weights: &[f64],
     error_rate: f64,
     rng: &mut StdRng,
-) -> (String, String) {
+) -> (Vec<lpo_data::Message>, String, String) {
     let s = lpo_data::mix::assign(weights, 1, rng)[0];
     let source = &sources[s];
     match &source.kind {
@@ -216,7 +216,7 @@ fn demonstration(
             } else {
                 example.solution.clone()
             };
-            (example.prompt, answer)
+            (Vec::new(), example.prompt, answer)
         }
         SourceKind::File { records, .. } => {
             let train = &train_records[s];
@@ -226,7 +226,11 @@ fn demonstration(
                 .iter()
                 .max_by(|a, b| a.reward.total_cmp(&b.reward))
                 .expect("records have responses");
-            (record.prompt.clone(), best.text.clone())
+            (
+                record.context.clone(),
+                record.prompt.clone(),
+                best.text.clone(),
+            )
         }
     }
 }
@@ -243,7 +247,7 @@ fn train_sft(
     let started = Instant::now();
     let r = &recipe.reference;
     let config = Config::from_dims(&recipe.model.dims());
-    let max_len = config.max_position_embeddings as usize;
+    let window = Window::new(recipe, config.max_position_embeddings as usize);
     tch::manual_seed(derive_seed(recipe.train.seed, "reference-init") as i64);
     let vs = nn::VarStore::new(device);
     let model = Mistral::new(&vs.root(), &config);
@@ -266,13 +270,15 @@ fn train_sft(
     let mut tail_losses = Vec::new();
     progress.start("reference SFT", u64::from(r.sft_steps));
     for step in 0..r.sft_steps {
-        let (prompts, responses): (Vec<_>, Vec<_>) = (0..r.sft_batch_size)
-            .map(|_| {
-                let (p, a) =
-                    demonstration(sources, &train_records, &weights, r.error_rate, &mut rng);
-                encode_pair(tokenizer, &p, Some(&a), max_len)
-            })
-            .unzip();
+        let mut prompts = Vec::with_capacity(r.sft_batch_size as usize);
+        let mut responses = Vec::with_capacity(r.sft_batch_size as usize);
+        for _ in 0..r.sft_batch_size {
+            let (c, p, a) =
+                demonstration(sources, &train_records, &weights, r.error_rate, &mut rng);
+            let e = encode_pair(tokenizer, &c, &p, Some(&a), &window)?;
+            prompts.push(e.prompt);
+            responses.push(e.response);
+        }
         let out =
             lpo_model::logps::response_logps(&model, &prompts, &responses, 1, tokenizer.pad());
         let loss = -out.sum.sum(Kind::Float) / out.tokens.sum(Kind::Float);

@@ -25,7 +25,7 @@ use crate::eval::HeldoutSet;
 use crate::lists::{self, Lists};
 use crate::reference::Reference;
 use crate::run::RunRequest;
-use crate::sources::Source;
+use crate::sources::{Source, Window};
 use crate::Progress;
 
 /// What stays fixed for a whole run.
@@ -150,8 +150,8 @@ impl RunInputs<'_> {
             DataForm::Reward => recipe.data.list_size as usize,
             DataForm::Preference => 2,
         };
-        let max_len = model.config().max_position_embeddings as usize;
-        let set = TrainSet::build(&train_lists, self.tokenizer.as_ref(), k, max_len);
+        let window = Window::new(recipe, model.config().max_position_embeddings as usize);
+        let set = TrainSet::build(&train_lists, self.tokenizer.as_ref(), k, &window)?;
         let (ref_sum, ref_tokens) =
             self.reference_logps(model, model_id, &lists.id, &set, progress)?;
         Ok(RoundData {

@@ -105,6 +105,7 @@ impl RunState {
                 reference: String::new(),
                 lists: String::new(),
                 round_lists: Vec::new(),
+                truncated: Default::default(),
                 timings: Timings::default(),
                 headline: None,
                 heldout: None,
@@ -298,7 +299,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer.as_ref(),
         &reference.model,
         progress,
-    );
+    )?;
     let inputs = RunInputs {
         request,
         reference,
@@ -365,7 +366,7 @@ pub fn prepare(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         progress,
     )?;
     // The held-out lists are scored by each run itself (not cached).
-    let heldout = HeldoutSet::build(recipe, &[], tokenizer.as_ref(), &reference.model, progress);
+    let heldout = HeldoutSet::build(recipe, &[], tokenizer.as_ref(), &reference.model, progress)?;
     let inputs = RunInputs {
         request,
         reference,
@@ -609,7 +610,9 @@ fn round_data(
     progress: &mut dyn Progress,
 ) -> Result<RoundData> {
     let data = if round == 0 {
-        inputs.first_round(progress)?
+        let data = inputs.first_round(progress)?;
+        state.summary.truncated = data.set.truncated.clone();
+        data
     } else {
         inputs.later_round(round, policy, at_start, &state.dir, progress)?
     };

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use lpo_data::import::{self, Format, OnBad};
-use lpo_data::tokenizer::{CharTokenizer, HfTokenizer, Tokenize};
-use lpo_data::RewardList;
-use lpo_recipe::{FileFormat, OnBadRecord, Recipe};
+use lpo_data::tokenizer::{CharTokenizer, HfOptions, HfTokenizer, Tokenize};
+use lpo_data::{Message, RewardList};
+use lpo_recipe::{ChatTemplateUse, DataSource, FileFormat, OnBadRecord, Recipe};
 use lpo_tasks::Task;
 use serde::Serialize;
 
@@ -18,20 +18,27 @@ pub enum SourceKind {
     Task(Task),
     /// Imported scored lists.
     File {
-        /// The file as the recipe names it.
+        /// The file (or dataset directory) as the recipe names it.
         path: PathBuf,
         /// Its records.
         records: Vec<RewardList>,
-        /// Bad lines skipped (with `on_bad_record = "skip"`).
-        skipped: Vec<(usize, String)>,
-        /// SHA-256 of the file's bytes (part of dataset identities).
+        /// Records skipped, with where and why: malformed (with
+        /// `on_bad_record = "skip"`) or unrenderable by the chat template.
+        skipped: Vec<(String, String)>,
+        /// Records skipped for characters outside the character tokenizer's
+        /// alphabet (with `unknown_chars = "skip"`), with where and why.
+        unknown: Vec<(String, String)>,
+        /// Records whose system message or earlier turns are not part of the
+        /// model's input because there is no chat template.
+        context_dropped: usize,
+        /// SHA-256 of the files' bytes (part of dataset identities).
         sha256: String,
     },
 }
 
 /// One loaded source.
 pub struct Source {
-    /// Display name: the task name or the file path.
+    /// Display name: the task name, the file path, or `path[split]`.
     pub name: String,
     /// Relative sampling weight.
     pub weight: f64,
@@ -63,9 +70,10 @@ impl Source {
 
 /// Loads every `data.mix` entry; file problems name the file and line.
 pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
-    let on_bad = match recipe.data.on_bad_record {
-        OnBadRecord::Error => OnBad::Error,
-        OnBadRecord::Skip => OnBad::Skip,
+    let tokenizer = if recipe.data.mix.iter().any(|s| s.path.is_some()) {
+        Some(tokenizer(recipe)?.0)
+    } else {
+        None
     };
     let mut sources = Vec::new();
     for (i, entry) in recipe.data.mix.iter().enumerate() {
@@ -75,25 +83,15 @@ pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
                     .with_context(|| format!("data.mix[{i}]: unknown task `{task}`"))?,
             ),
             (None, Some(path)) => {
-                let format = match entry.format.unwrap_or(FileFormat::Native) {
-                    FileFormat::Native => Format::Native,
-                    FileFormat::Ultrafeedback => Format::UltraFeedback,
-                    FileFormat::UltrafeedbackBinarized => Format::UltraFeedbackBinarized,
-                };
-                let path = PathBuf::from(path);
-                let imported = import::read_jsonl(&path, format, on_bad)?;
-                SourceKind::File {
-                    sha256: file_sha256(&path)?,
-                    path,
-                    records: imported.records,
-                    skipped: imported.skipped,
-                }
+                let tokenizer = tokenizer.as_deref().expect("loaded for file sources");
+                load_file(recipe, entry, Path::new(path), tokenizer)?
             }
             _ => bail!("data.mix[{i}]: set exactly one of `task` and `path`"),
         };
-        let name = match &kind {
-            SourceKind::Task(t) => t.name().to_string(),
-            SourceKind::File { path, .. } => path.display().to_string(),
+        let name = match (&kind, &entry.split) {
+            (SourceKind::Task(t), _) => t.name().to_string(),
+            (SourceKind::File { path, .. }, None) => path.display().to_string(),
+            (SourceKind::File { path, .. }, Some(split)) => format!("{}[{split}]", path.display()),
         };
         sources.push(Source {
             name,
@@ -104,20 +102,170 @@ pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
+/// Imports one file source (or the files of a split), then checks each
+/// record against the tokenizer: characters outside the character
+/// tokenizer's alphabet (`data.unknown_chars`) and the chat template
+/// (`data.on_bad_record`), each an error naming file:line or a counted skip.
+fn load_file(
+    recipe: &Recipe,
+    entry: &DataSource,
+    path: &Path,
+    tokenizer: &dyn Tokenize,
+) -> Result<SourceKind> {
+    let format = match entry.format.unwrap_or(FileFormat::Native) {
+        FileFormat::Native => Format::Native,
+        FileFormat::Ultrafeedback => Format::UltraFeedback,
+        FileFormat::UltrafeedbackBinarized => Format::UltraFeedbackBinarized,
+        FileFormat::Trl => Format::Trl,
+    };
+    let on_bad = policy(recipe.data.on_bad_record);
+    let files = match &entry.split {
+        None => vec![path.to_path_buf()],
+        Some(split) => import::split_files(path, split).map_err(anyhow::Error::msg)?,
+    };
+    let check_chars = recipe.data.tokenizer.is_none();
+    let (mut records, mut skipped, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    let mut context_dropped = 0;
+    let mut hashed = Vec::new();
+    for file in &files {
+        let imported = import::read_records(file, format, on_bad)?;
+        skipped.extend(
+            imported
+                .skipped
+                .iter()
+                .map(|(n, why)| (imported.locate(file, *n), why.clone())),
+        );
+        for (i, record) in imported.records.iter().enumerate() {
+            let at = || imported.location(file, i);
+            if check_chars {
+                if let Some(why) = unknown_char(record) {
+                    match recipe.data.unknown_chars {
+                        OnBadRecord::Error => bail!(
+                            "{}: {why}; set data.tokenizer to a tokenizer.json, or data.unknown_chars = \"skip\"",
+                            at()
+                        ),
+                        OnBadRecord::Skip => {
+                            unknown.push((at(), why));
+                            continue;
+                        }
+                    }
+                }
+            }
+            if let Err(why) = tokenizer.encode_prompt(&record.context, &record.prompt) {
+                match on_bad {
+                    OnBad::Error => bail!("{}: {why}", at()),
+                    OnBad::Skip => {
+                        skipped.push((at(), why));
+                        continue;
+                    }
+                }
+            }
+            context_dropped +=
+                usize::from(!record.context.is_empty() && !tokenizer.has_chat_template());
+            records.push(record.clone());
+        }
+        hashed.push(file_sha256(file)?);
+    }
+    if records.is_empty() {
+        bail!(
+            "{}: no usable records ({} skipped)",
+            path.display(),
+            skipped.len() + unknown.len()
+        );
+    }
+    Ok(SourceKind::File {
+        sha256: match hashed.as_slice() {
+            [one] => one.clone(),
+            many => lpo_results::sha256_hex(&[many.join(",").as_bytes()], 32),
+        },
+        path: path.to_path_buf(),
+        records,
+        skipped,
+        unknown,
+        context_dropped,
+    })
+}
+
+fn policy(p: OnBadRecord) -> OnBad {
+    match p {
+        OnBadRecord::Error => OnBad::Error,
+        OnBadRecord::Skip => OnBad::Skip,
+    }
+}
+
+/// Why `record` cannot go through the character tokenizer, if it cannot.
+fn unknown_char(record: &RewardList) -> Option<String> {
+    let texts = std::iter::once(("prompt", record.prompt.as_str()))
+        .chain(
+            record
+                .context
+                .iter()
+                .map(|m| ("context", m.content.as_str())),
+        )
+        .chain(
+            record
+                .responses
+                .iter()
+                .map(|r| ("response", r.text.as_str())),
+        );
+    for (what, text) in texts {
+        if let Some(c) = CharTokenizer::unknown_char(text) {
+            return Some(format!(
+                "{what} has the character {c:?} (U+{:04X}) outside the character tokenizer's alphabet",
+                u32::from(c)
+            ));
+        }
+    }
+    None
+}
+
 fn file_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(lpo_results::sha256_hex(&[&bytes], 32))
 }
 
+/// What identifies how text becomes tokens, for cache keys.
+#[derive(Serialize)]
+struct EncodingIdentity {
+    tokenizer: String,
+    tokenizer_config: Option<String>,
+    bos: i64,
+    eos: i64,
+    pad: i64,
+    chat_template: bool,
+    max_prompt_tokens: Option<u32>,
+    max_response_tokens: Option<u32>,
+}
+
 /// The recipe's tokenizer, checked against the model's vocabulary, with an
-/// identity for cache keys (`char`, or the SHA-256 of the tokenizer file).
+/// identity for cache keys: `char` for the character tokenizer without
+/// length limits, else a hash of the tokenizer files, the special tokens, the
+/// chat-template choice and `data.max_prompt_tokens`/`max_response_tokens`.
 pub fn tokenizer(recipe: &Recipe) -> Result<(Arc<dyn Tokenize>, String)> {
-    let (tokenizer, id): (Arc<dyn Tokenize>, String) = match &recipe.data.tokenizer {
-        Some(path) => (
-            Arc::new(HfTokenizer::from_file(Path::new(path)).map_err(anyhow::Error::msg)?),
-            format!("hf:{}", file_sha256(Path::new(path))?),
-        ),
-        None => (Arc::new(CharTokenizer), "char".into()),
+    let d = &recipe.data;
+    // SHA-256 of tokenizer.json and of the tokenizer_config.json beside it.
+    type Files = Option<(String, Option<String>)>;
+    let (tokenizer, files): (Arc<dyn Tokenize>, Files) = match &d.tokenizer {
+        Some(path) => {
+            let path = Path::new(path);
+            let options = HfOptions {
+                bos: d.bos_token.clone(),
+                eos: d.eos_token.clone(),
+                pad: d.pad_token.clone(),
+                chat_template: d.chat_template == ChatTemplateUse::Auto,
+            };
+            let config = path.with_file_name("tokenizer_config.json");
+            let config_sha = if config.exists() {
+                Some(file_sha256(&config)?)
+            } else {
+                None
+            };
+            (
+                Arc::new(HfTokenizer::from_file(path, &options).map_err(anyhow::Error::msg)?),
+                Some((file_sha256(path)?, config_sha)),
+            )
+        }
+        None => (Arc::new(CharTokenizer), None),
     };
     let vocab = recipe.model.dims().vocab as usize;
     if tokenizer.vocab_size() > vocab {
@@ -126,20 +274,79 @@ pub fn tokenizer(recipe: &Recipe) -> Result<(Arc<dyn Tokenize>, String)> {
             tokenizer.vocab_size()
         );
     }
+    let id = match files {
+        None if d.max_prompt_tokens.is_none() && d.max_response_tokens.is_none() => "char".into(),
+        files => {
+            let (sha, config) = files.unwrap_or_else(|| ("char".into(), None));
+            lpo_results::content_id(
+                "encoding",
+                &EncodingIdentity {
+                    tokenizer: sha,
+                    tokenizer_config: config,
+                    bos: tokenizer.bos(),
+                    eos: tokenizer.eos(),
+                    pad: tokenizer.pad(),
+                    chat_template: tokenizer.has_chat_template(),
+                    max_prompt_tokens: d.max_prompt_tokens,
+                    max_response_tokens: d.max_response_tokens,
+                },
+            )
+        }
+    };
     Ok((tokenizer, id))
 }
 
-/// Token ids of a prompt (`[bos] + text`) and a response (`text + [eos]`),
-/// cut to fit `max_len`: the prompt keeps its last tokens (at most half the
-/// window when the response needs the room), the response its first.
+/// How long prompts and responses may be, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The model's longest sequence (prompt + response).
+    pub max_len: usize,
+    /// `data.max_prompt_tokens`.
+    pub max_prompt: Option<usize>,
+    /// `data.max_response_tokens`.
+    pub max_response: Option<usize>,
+}
+
+impl Window {
+    /// The recipe's limits for a model of `max_len` positions.
+    pub fn new(recipe: &Recipe, max_len: usize) -> Window {
+        Window {
+            max_len,
+            max_prompt: recipe.data.max_prompt_tokens.map(|n| n as usize),
+            max_response: recipe.data.max_response_tokens.map(|n| n as usize),
+        }
+    }
+}
+
+/// A prompt and a response as token ids, and whether either was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Prompt ids (`[bos] + text`, or the rendered chat template).
+    pub prompt: Vec<i64>,
+    /// `text + [eos]` (empty without a response).
+    pub response: Vec<i64>,
+    /// Whether the prompt lost its beginning.
+    pub prompt_cut: bool,
+    /// Whether the response lost its end.
+    pub response_cut: bool,
+}
+
+/// Token ids of a prompt (after the conversation `context`) and a response
+/// (`text + [eos]`), cut to `window`: the prompt keeps its last
+/// `max_prompt` tokens, the response its first `max_response`; then, if
+/// the two exceed `max_len`, the prompt keeps its end (at most half the
+/// window when the response needs the room) and the response its beginning.
+/// Prompt + response never exceed `max_len`.
 pub fn encode_pair(
     tokenizer: &dyn Tokenize,
+    context: &[Message],
     prompt: &str,
     response: Option<&str>,
-    max_len: usize,
-) -> (Vec<i64>, Vec<i64>) {
-    let mut p = vec![tokenizer.bos()];
-    p.extend(tokenizer.encode(prompt));
+    window: &Window,
+) -> Result<Encoded> {
+    let mut p = tokenizer
+        .encode_prompt(context, prompt)
+        .map_err(anyhow::Error::msg)?;
     let mut r = match response {
         Some(text) => {
             let mut r = tokenizer.encode(text);
@@ -148,30 +355,271 @@ pub fn encode_pair(
         }
         None => Vec::new(),
     };
+    let (p_len, r_len) = (p.len(), r.len());
+    if let Some(max) = window.max_prompt {
+        p.drain(..p.len().saturating_sub(max.max(1)));
+    }
+    if let Some(max) = window.max_response {
+        r.truncate(max);
+    }
+    // A response needs at least one prompt position before it.
+    let max_len = window.max_len.max(2);
     if p.len() + r.len() > max_len {
         let keep_prompt = p
             .len()
-            .min((max_len / 2).max(max_len.saturating_sub(r.len())));
+            .min((max_len / 2).max(max_len.saturating_sub(r.len())))
+            .max(1);
         p.drain(..p.len() - keep_prompt);
         r.truncate(max_len - p.len());
     }
-    (p, r)
+    Ok(Encoded {
+        prompt_cut: p.len() < p_len,
+        response_cut: r.len() < r_len,
+        prompt: p,
+        response: r,
+    })
+}
+
+/// The ids of a prompt alone (for generation), cut to `window`.
+pub fn encode_prompt(
+    tokenizer: &dyn Tokenize,
+    context: &[Message],
+    prompt: &str,
+    window: &Window,
+) -> Result<Vec<i64>> {
+    Ok(encode_pair(tokenizer, context, prompt, None, window)?.prompt)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn window(max_len: usize) -> Window {
+        Window {
+            max_len,
+            max_prompt: None,
+            max_response: None,
+        }
+    }
+
+    fn pair(prompt: &str, response: &str, w: &Window) -> Encoded {
+        encode_pair(&CharTokenizer, &[], prompt, Some(response), w).unwrap()
+    }
+
     #[test]
     fn pairs_fit_the_window() {
         let t = CharTokenizer;
-        let (p, r) = encode_pair(&t, "12+3=", Some("15"), 64);
-        assert_eq!(p.len(), 6);
-        assert_eq!(r, [t.encode("15")[0], t.encode("15")[1], t.eos()]);
+        let e = pair("12+3=", "15", &window(64));
+        assert_eq!(e.prompt.len(), 6);
+        assert_eq!(e.response, [t.encode("15")[0], t.encode("15")[1], t.eos()]);
+        assert!(!e.prompt_cut && !e.response_cut);
         let long = "1".repeat(100);
-        let (p, r) = encode_pair(&t, &long, Some(&long), 40);
-        assert_eq!((p.len(), r.len()), (20, 20));
-        let (p, r) = encode_pair(&t, &long, Some("7"), 40);
-        assert_eq!((p.len(), r.len()), (38, 2));
+        let e = pair(&long, &long, &window(40));
+        assert_eq!((e.prompt.len(), e.response.len()), (20, 20));
+        assert!(e.prompt_cut && e.response_cut);
+        let e = pair(&long, "7", &window(40));
+        assert_eq!((e.prompt.len(), e.response.len()), (38, 2));
+        assert!(e.prompt_cut && !e.response_cut);
+    }
+
+    #[test]
+    fn limits_keep_the_end_of_the_prompt_and_the_start_of_the_response() {
+        let t = CharTokenizer;
+        let w = Window {
+            max_len: 64,
+            max_prompt: Some(3),
+            max_response: Some(2),
+        };
+        let e = pair("12+34=", "4567", &w);
+        assert_eq!(e.prompt, t.encode("34="));
+        assert_eq!(e.response, t.encode("45")); // cut: no end token
+        assert!(e.prompt_cut && e.response_cut);
+        let e = pair("1=", "4", &w);
+        assert_eq!((e.prompt.len(), e.response.len()), (3, 2));
+        assert!(!e.prompt_cut && !e.response_cut);
+        // Whatever the lengths, prompt + response fit max_len and the prompt is not empty.
+        for max_len in [1, 2, 3, 7] {
+            for (p, r) in [("", ""), ("123", ""), ("", "123456789"), ("12345", "12345")] {
+                let e = pair(p, r, &window(max_len));
+                assert!(
+                    e.prompt.len() + e.response.len() <= max_len.max(2),
+                    "{max_len} {p} {r}"
+                );
+                assert!(!e.prompt.is_empty());
+            }
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        format!(
+            "{}/../../tests/fixtures/chat/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    fn file_recipe(path: &str, format: FileFormat, tokenizer: Option<String>) -> Recipe {
+        let mut recipe = Recipe::default();
+        recipe.model.vocab = Some(64);
+        recipe.data.tokenizer = tokenizer;
+        recipe.data.mix = vec![DataSource {
+            task: None,
+            path: Some(path.into()),
+            format: Some(format),
+            weight: 1.0,
+            split: None,
+        }];
+        recipe
+    }
+
+    /// The acceptance test of issue 13: a binarized multi-turn record keeps
+    /// its system message and earlier turns through Zephyr's chat template,
+    /// token for token as transformers renders and tokenizes it
+    /// (tests/fixtures/chat/expected.json, from scripts/chat_template_reference.py).
+    #[test]
+    fn multi_turn_records_go_through_the_chat_template_as_transformers_renders_them() {
+        let recipe = file_recipe(
+            &fixture("multiturn.jsonl"),
+            FileFormat::UltrafeedbackBinarized,
+            Some(fixture("tokenizer.json")),
+        );
+        let sources = load_sources(&recipe).unwrap();
+        let (tok, _) = tokenizer(&recipe).unwrap();
+        assert!(tok.has_chat_template());
+        assert_eq!((tok.bos(), tok.eos(), tok.pad()), (1, 2, 2)); // from tokenizer_config.json
+        let SourceKind::File {
+            records,
+            context_dropped,
+            ..
+        } = &sources[0].kind
+        else {
+            panic!("a file source")
+        };
+        assert_eq!(*context_dropped, 0);
+        assert_eq!(records[0].context.len(), 3); // system, user, assistant
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap())
+                .unwrap();
+        let ids = |v: &serde_json::Value| -> Vec<i64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_i64().unwrap())
+                .collect()
+        };
+        let window = Window::new(&recipe, 512);
+        for (record, want) in records.iter().zip(expected.as_array().unwrap()) {
+            let e = encode_pair(
+                tok.as_ref(),
+                &record.context,
+                &record.prompt,
+                Some(&record.responses[0].text),
+                &window,
+            )
+            .unwrap();
+            assert_eq!(e.prompt, ids(&want["prompt_ids"]));
+            assert_eq!(e.response, ids(&want["chosen_ids"]));
+        }
+        // Without the template the earlier turns are not part of the input, and counted.
+        let mut plain = recipe.clone();
+        plain.data.chat_template = ChatTemplateUse::None;
+        let SourceKind::File {
+            context_dropped, ..
+        } = &load_sources(&plain).unwrap()[0].kind
+        else {
+            panic!("a file source")
+        };
+        assert_eq!(*context_dropped, 1);
+        // A recipe's eos token wins; one the tokenizer lacks is an error.
+        let mut other = recipe.clone();
+        other.data.eos_token = Some("<|assistant|>".into());
+        assert_eq!(tokenizer(&other).unwrap().0.eos(), 6);
+        other.data.eos_token = Some("<eot>".into());
+        let e = tokenizer(&other).err().unwrap().to_string();
+        assert!(
+            e.starts_with("data.eos_token \"<eot>\" is not a token of"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_characters_are_errors_with_their_line_or_counted_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lists.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"prompt": "1+1=", "responses": [{"text": "2", "reward": 1}, {"text": "3", "reward": 0}]}"#,
+                "\n",
+                r#"{"prompt": "1+1=", "responses": [{"text": "two", "reward": 1}, {"text": "Two", "reward": 0}]}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let mut recipe = file_recipe(&path, FileFormat::Native, None);
+        let e = load_sources(&recipe).err().unwrap().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{path}:2: response has the character 'T' (U+0054) outside"
+            )),
+            "{e}"
+        );
+        recipe.data.unknown_chars = OnBadRecord::Skip;
+        let sources = load_sources(&recipe).unwrap();
+        let SourceKind::File {
+            records, unknown, ..
+        } = &sources[0].kind
+        else {
+            panic!("a file source")
+        };
+        assert_eq!(records.len(), 1);
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(unknown[0].0, format!("{path}:2"));
+    }
+
+    #[test]
+    fn a_split_of_a_dataset_directory_is_one_source_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let pair =
+            |p: &str| format!("{{\"prompt\": \"{p}\", \"chosen\": \"1\", \"rejected\": \"2\"}}\n");
+        std::fs::write(data.join("train-00000-of-00002.jsonl"), pair("1+0=")).unwrap();
+        std::fs::write(
+            data.join("train-00001-of-00002.jsonl"),
+            pair("1+1=") + &pair("2+0="),
+        )
+        .unwrap();
+        std::fs::write(data.join("test-00000-of-00001.jsonl"), pair("3+3=")).unwrap();
+        let root = dir.path().display().to_string();
+        let mut recipe = file_recipe(&root, FileFormat::Trl, None);
+        recipe.data.mix[0].split = Some("train".into());
+        let sources = load_sources(&recipe).unwrap();
+        assert_eq!(sources[0].name, format!("{root}[train]"));
+        let SourceKind::File { records, .. } = &sources[0].kind else {
+            panic!("a file source")
+        };
+        let prompts: Vec<&str> = records.iter().map(|r| r.prompt.as_str()).collect();
+        assert_eq!(prompts, ["1+0=", "1+1=", "2+0="]);
+        // Score-less pairs: chosen 1, rejected 0.
+        assert_eq!(
+            (
+                records[0].responses[0].reward,
+                records[0].responses[1].reward
+            ),
+            (1.0, 0.0)
+        );
+        let other = {
+            let mut r = recipe.clone();
+            r.data.mix[0].split = Some("test".into());
+            load_sources(&r).unwrap()
+        };
+        assert_ne!(other[0].identity().content, sources[0].identity().content);
+        recipe.data.mix[0].split = Some("validation".into());
+        let e = load_sources(&recipe).err().unwrap().to_string();
+        assert!(
+            e.contains("no .jsonl or .parquet file of split `validation`"),
+            "{e}"
+        );
     }
 }

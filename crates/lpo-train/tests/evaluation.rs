@@ -109,6 +109,7 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         path: Some(path.display().to_string()),
         format: Some(lpo_recipe::FileFormat::Native),
         weight: 1.0,
+        split: None,
     }];
     let srcs = sources::load_sources(&recipe).unwrap();
     let (tok, tok_id) = sources::tokenizer(&recipe).unwrap();
@@ -154,11 +155,15 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         tok.as_ref(),
         &reference.model,
         &mut Silent,
-    );
+    )
+    .unwrap();
     let beta = 0.5;
     let (rows, headline) = held.evaluate(&policy.model, beta, &mut Silent);
     assert_eq!(rows.len(), 10);
-    let max_len = reference.model.config().max_position_embeddings as usize;
+    let window = sources::Window::new(
+        &recipe,
+        reference.model.config().max_position_embeddings as usize,
+    );
     let mut pairs = 0;
     let mut correct = 0;
     for (row, list) in rows.iter().zip(&built.heldout) {
@@ -166,9 +171,15 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
             .list
             .responses
             .iter()
-            .map(|r| encode_pair(tok.as_ref(), &list.list.prompt, Some(&r.text), max_len).1)
+            .map(|r| {
+                encode_pair(tok.as_ref(), &[], &list.list.prompt, Some(&r.text), &window)
+                    .unwrap()
+                    .response
+            })
             .collect();
-        let prompt = encode_pair(tok.as_ref(), &list.list.prompt, None, max_len).0;
+        let prompt = encode_pair(tok.as_ref(), &[], &list.list.prompt, None, &window)
+            .unwrap()
+            .prompt;
         let k = responses.len();
         let logps = |m: &lpo_model::Mistral| -> Vec<f64> {
             let out = tch::no_grad(|| {

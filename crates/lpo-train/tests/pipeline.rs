@@ -175,6 +175,7 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
         path: Some(path.display().to_string()),
         format: Some(FileFormat::Native),
         weight: 1.0,
+        split: None,
     });
     let err = sources::load_sources(&recipe).err().unwrap().to_string();
     assert_eq!(

@@ -1,0 +1,360 @@
+//! `tokenizer_config.json` and Hugging Face chat templates.
+//!
+//! A Hugging Face tokenizer directory holds `tokenizer.json` (the vocabulary
+//! and merges) and `tokenizer_config.json` (special tokens, `add_bos_token`,
+//! and the Jinja `chat_template` that turns a conversation into the text the
+//! model was trained on). [`ChatTemplate`] renders such templates with
+//! minijinja, configured as transformers configures Jinja for them
+//! (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, a
+//! `tojson` without HTML escaping, Python string methods through
+//! minijinja-contrib's pycompat). `strftime_now` is deliberately not defined:
+//! templates that use it (Llama 3.x) fall back to their fixed date, so a
+//! rendered prompt never depends on the day it was rendered.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind};
+use serde_json::Value as Json;
+
+use crate::Message;
+
+/// The parts of `tokenizer_config.json` lpo uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenizerConfig {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// `bos_token` (text of the token), if set.
+    pub bos_token: Option<String>,
+    /// `eos_token`, if set.
+    pub eos_token: Option<String>,
+    /// `pad_token`, if set.
+    pub pad_token: Option<String>,
+    /// `unk_token`, if set.
+    pub unk_token: Option<String>,
+    /// `add_bos_token` (whether plain text is encoded after a bos token), if set.
+    pub add_bos_token: Option<bool>,
+    /// `chat_template`: one template, or the one named `default` of a list.
+    pub chat_template: Option<String>,
+}
+
+impl TokenizerConfig {
+    /// Reads `tokenizer_config.json` beside `tokenizer_json`, if there is one.
+    pub fn beside(tokenizer_json: &Path) -> Result<Option<TokenizerConfig>, String> {
+        let path = tokenizer_json.with_file_name("tokenizer_config.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let json: Json = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+        TokenizerConfig::from_json(&json, &path).map(Some)
+    }
+
+    /// The configuration in `json` (read from `path`).
+    pub fn from_json(json: &Json, path: &Path) -> Result<TokenizerConfig, String> {
+        let token = |name: &str| -> Result<Option<String>, String> {
+            match json.get(name) {
+                None | Some(Json::Null) => Ok(None),
+                Some(Json::String(s)) => Ok(Some(s.clone())),
+                // An `AddedToken` written out: {"content": "<s>", "__type": "AddedToken", …}.
+                Some(Json::Object(o)) => match o.get("content") {
+                    Some(Json::String(s)) => Ok(Some(s.clone())),
+                    _ => Err(format!(
+                        "{}: `{name}` has no string `content`",
+                        path.display()
+                    )),
+                },
+                Some(other) => Err(format!(
+                    "{}: `{name}` is neither a string nor a token: {other}",
+                    path.display()
+                )),
+            }
+        };
+        let chat_template = match json.get("chat_template") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) => Some(s.clone()),
+            // Several named templates: [{"name": "default", "template": "…"}, …].
+            Some(Json::Array(named)) => {
+                let default = named
+                    .iter()
+                    .find(|t| t.get("name") == Some(&"default".into()));
+                match default
+                    .and_then(|t| t.get("template"))
+                    .and_then(Json::as_str)
+                {
+                    Some(s) => Some(s.to_string()),
+                    None => {
+                        return Err(format!(
+                            "{}: `chat_template` lists named templates but none named `default`",
+                            path.display()
+                        ))
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{}: `chat_template` is neither a string nor a list: {other}",
+                    path.display()
+                ))
+            }
+        };
+        Ok(TokenizerConfig {
+            path: path.to_path_buf(),
+            bos_token: token("bos_token")?,
+            eos_token: token("eos_token")?,
+            pad_token: token("pad_token")?,
+            unk_token: token("unk_token")?,
+            add_bos_token: json.get("add_bos_token").and_then(Json::as_bool),
+            chat_template,
+        })
+    }
+}
+
+/// The special tokens a template may print (`bos_token`, `eos_token`, …), as text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpecialTexts {
+    /// Beginning of sequence.
+    pub bos: Option<String>,
+    /// End of sequence.
+    pub eos: Option<String>,
+    /// Padding.
+    pub pad: Option<String>,
+    /// Unknown.
+    pub unk: Option<String>,
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    specials: SpecialTexts,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("specials", &self.specials)
+            .finish_non_exhaustive()
+    }
+}
+
+const NAME: &str = "chat_template";
+
+impl ChatTemplate {
+    /// Compiles `source`; `specials` are the values of `bos_token` etc.
+    pub fn new(source: &str, specials: SpecialTexts) -> Result<ChatTemplate, String> {
+        let mut env = Environment::new();
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| format!("chat template does not compile: {}", describe(&e)))?;
+        Ok(ChatTemplate { env, specials })
+    }
+
+    /// The text of `messages`, followed by the start of an assistant turn when
+    /// `add_generation_prompt` (what a response continues).
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, String> {
+        let template = self.env.get_template(NAME).map_err(|e| describe(&e))?;
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                Value::from_pairs([
+                    ("role", Value::from(m.role.as_str())),
+                    ("content", Value::from(m.content.as_str())),
+                ])
+            })
+            .collect();
+        // Unset special tokens are `none`, as transformers passes `None`.
+        let token = |t: &Option<String>| t.as_deref().map_or(Value::from(()), Value::from);
+        let s = &self.specials;
+        let ctx = Value::from_pairs([
+            ("messages", Value::from(messages)),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
+            ("bos_token", token(&s.bos)),
+            ("eos_token", token(&s.eos)),
+            ("pad_token", token(&s.pad)),
+            ("unk_token", token(&s.unk)),
+        ]);
+        template
+            .render(ctx)
+            .map_err(|e| format!("chat template: {}", describe(&e)))
+    }
+}
+
+/// An error with its causes (a `raise_exception` message is the detail).
+fn describe(e: &Error) -> String {
+    let mut out = match e.detail() {
+        Some(detail) if e.kind() == ErrorKind::InvalidOperation => detail.to_string(),
+        _ => e.to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    out
+}
+
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+/// JSON as Python's `json.dumps(ensure_ascii=False)` writes it (transformers'
+/// `tojson`): no HTML escaping; `indent` as keyword.
+fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let text = match indent {
+        None => python_compact(&json),
+        Some(n) => {
+            let mut out = Vec::new();
+            let indent = " ".repeat(n);
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+            serde::Serialize::serialize(&json, &mut ser)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            String::from_utf8(out).expect("serde_json writes UTF-8")
+        }
+    };
+    Ok(Value::from_safe_string(text))
+}
+
+/// `json.dumps` separators: `", "` and `": "`.
+fn python_compact(json: &Json) -> String {
+    match json {
+        Json::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(python_compact)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Json::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), python_compact(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    /// `HuggingFaceH4/zephyr-7b-beta`'s template, verbatim.
+    pub const ZEPHYR: &str = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+
+    /// `meta-llama/Meta-Llama-3-8B-Instruct`'s template, verbatim.
+    const LLAMA3: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+
+    /// `mistralai/Mistral-7B-Instruct-v0.1`'s template, verbatim: it raises on
+    /// roles that do not alternate.
+    const MISTRAL: &str = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+
+    fn specials(bos: &str, eos: &str) -> SpecialTexts {
+        SpecialTexts {
+            bos: Some(bos.into()),
+            eos: Some(eos.into()),
+            ..SpecialTexts::default()
+        }
+    }
+
+    #[test]
+    fn zephyr_renders_system_and_earlier_turns() {
+        let t = ChatTemplate::new(ZEPHYR, specials("<s>", "</s>")).unwrap();
+        let chat = [
+            m("system", "Be brief."),
+            m("user", "Hi"),
+            m("assistant", "Hello."),
+            m("user", "2+2?"),
+        ];
+        // As transformers' apply_chat_template renders it (trim_blocks and
+        // lstrip_blocks remove the template's own newlines).
+        assert_eq!(
+            t.render(&chat, true).unwrap(),
+            "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello.</s>\n<|user|>\n2+2?</s>\n<|assistant|>\n"
+        );
+        assert!(!t.render(&chat, false).unwrap().ends_with("<|assistant|>\n"));
+    }
+
+    #[test]
+    fn llama3_trims_and_starts_with_bos() {
+        let t = ChatTemplate::new(LLAMA3, specials("<|begin_of_text|>", "<|eot_id|>")).unwrap();
+        let got = t
+            .render(&[m("system", " S "), m("user", "Q")], true)
+            .unwrap();
+        assert_eq!(
+            got,
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nQ<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+    }
+
+    #[test]
+    fn raise_exception_is_an_error_with_the_templates_message() {
+        let t = ChatTemplate::new(MISTRAL, specials("<s>", "</s>")).unwrap();
+        assert_eq!(
+            t.render(&[m("user", "a"), m("assistant", "b"), m("user", "c")], true)
+                .unwrap(),
+            "<s>[INST] a [/INST]b</s> [INST] c [/INST]"
+        );
+        let e = t
+            .render(&[m("system", "s"), m("user", "a")], true)
+            .unwrap_err();
+        assert!(e.contains("Conversation roles must alternate"), "{e}");
+        let e = ChatTemplate::new("{% if %}", SpecialTexts::default()).unwrap_err();
+        assert!(e.starts_with("chat template does not compile"), "{e}");
+    }
+
+    #[test]
+    fn python_methods_and_tojson_work_as_in_transformers() {
+        let src = "{% for m in messages %}{{ m.content.strip().upper() }}{% if m.content.startswith(' a') %}!{% endif %}{% endfor %}{{ {'k': '<x>', 'n': [1, 2]} | tojson }}";
+        let t = ChatTemplate::new(src, SpecialTexts::default()).unwrap();
+        assert_eq!(
+            t.render(&[m("user", " ab ")], false).unwrap(),
+            "AB!{\"k\": \"<x>\", \"n\": [1, 2]}"
+        );
+    }
+
+    #[test]
+    fn tokenizer_config_reads_strings_added_tokens_and_named_templates() {
+        let json: Json = serde_json::from_str(
+            r#"{"bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": false},
+                "eos_token": "</s>", "pad_token": null, "add_bos_token": true,
+                "chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": "y"}]}"#,
+        )
+        .unwrap();
+        let c = TokenizerConfig::from_json(&json, Path::new("t/tokenizer_config.json")).unwrap();
+        assert_eq!(c.bos_token.as_deref(), Some("<s>"));
+        assert_eq!(c.eos_token.as_deref(), Some("</s>"));
+        assert_eq!((c.pad_token, c.add_bos_token), (None, Some(true)));
+        assert_eq!(c.chat_template.as_deref(), Some("y"));
+        let bad: Json = serde_json::from_str(r#"{"eos_token": 3}"#).unwrap();
+        let e = TokenizerConfig::from_json(&bad, Path::new("t/tokenizer_config.json")).unwrap_err();
+        assert!(e.starts_with("t/tokenizer_config.json: `eos_token`"), "{e}");
+    }
+}
