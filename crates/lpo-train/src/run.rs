@@ -262,9 +262,19 @@ struct CheckpointState {
     threads: Option<i32>,
 }
 
-fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progress) -> Result<()> {
+/// The data every run of a data setting shares: its sources, tokenizer,
+/// SFT reference (bf16 on CUDA) and round-0 lists, each from the cache or
+/// computed into it under its lock ([`shared_data`]).
+struct SharedData {
+    sources: Vec<sources::Source>,
+    tokenizer: std::sync::Arc<dyn lpo_data::tokenizer::Tokenize>,
+    reference: reference::Reference,
+    lists: lists::Lists,
+    reference_seconds: f64,
+}
+
+fn shared_data(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<SharedData> {
     let recipe = request.recipe;
-    let device = request.device;
     let started = Instant::now();
     let sources = sources::load_sources(recipe)?;
     let (tokenizer, tokenizer_id) = sources::tokenizer(recipe)?;
@@ -274,16 +284,13 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer.as_ref(),
         &tokenizer_id,
         request.layout,
-        device,
+        request.device,
         progress,
     )?;
-    if device.is_cuda() {
+    if request.device.is_cuda() {
         reference.vs.bfloat16();
     }
-    state.summary.reference = reference.meta.id.clone();
-    state.summary.timings.reference = started.elapsed().as_secs_f64();
-
-    let started = Instant::now();
+    let reference_seconds = started.elapsed().as_secs_f64();
     let lists = lists::obtain(
         recipe,
         &sources,
@@ -292,6 +299,27 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         request.layout,
         progress,
     )?;
+    Ok(SharedData {
+        sources,
+        tokenizer,
+        reference,
+        lists,
+        reference_seconds,
+    })
+}
+
+fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progress) -> Result<()> {
+    let recipe = request.recipe;
+    let started = Instant::now();
+    let SharedData {
+        sources,
+        tokenizer,
+        reference,
+        lists,
+        reference_seconds,
+    } = shared_data(request, progress)?;
+    state.summary.reference = reference.meta.id.clone();
+    state.summary.timings.reference = reference_seconds;
     state.summary.lists = lists.id.clone();
     let heldout = HeldoutSet::build(
         recipe,
@@ -309,7 +337,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         heldout,
         lora: lpo_model::lora::LoraSpec::from_recipe(&recipe.model.lora),
     };
-    state.summary.timings.data = started.elapsed().as_secs_f64();
+    state.summary.timings.data = started.elapsed().as_secs_f64() - reference_seconds;
 
     let started = Instant::now();
     let (policy_vs, policy) = train(&inputs, state, progress)?;
@@ -342,29 +370,13 @@ pub struct Prepared {
 /// prepare`, and the dependency job of a Slurm sweep, call this.
 pub fn prepare(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<Prepared> {
     let recipe = request.recipe;
-    let device = request.device;
-    let sources = sources::load_sources(recipe)?;
-    let (tokenizer, tokenizer_id) = sources::tokenizer(recipe)?;
-    let mut reference = reference::obtain(
-        recipe,
-        &sources,
-        tokenizer.as_ref(),
-        &tokenizer_id,
-        request.layout,
-        device,
-        progress,
-    )?;
-    if device.is_cuda() {
-        reference.vs.bfloat16();
-    }
-    let lists = lists::obtain(
-        recipe,
-        &sources,
-        tokenizer.as_ref(),
-        &reference,
-        request.layout,
-        progress,
-    )?;
+    let SharedData {
+        sources,
+        tokenizer,
+        reference,
+        lists,
+        ..
+    } = shared_data(request, progress)?;
     // The held-out lists are scored by each run itself (not cached).
     let heldout = HeldoutSet::build(recipe, &[], tokenizer.as_ref(), &reference.model, progress)?;
     let inputs = RunInputs {
