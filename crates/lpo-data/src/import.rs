@@ -156,12 +156,7 @@ pub fn read_parquet(path: &Path, format: Format, on_bad: OnBad) -> Result<Import
         path: path.to_path_buf(),
         source,
     };
-    if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
+    regular_file(path)?;
     let bad = |e: parquet::errors::ParquetError| ImportError::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -294,20 +289,29 @@ fn collect_data_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
-/// Reads a JSONL file. Blank lines are ignored.
-pub fn read_jsonl(path: &Path, format: Format, on_bad: OnBad) -> Result<Imported, ImportError> {
+/// Refuses anything but a regular file before it is opened: opening a FIFO
+/// blocks until a writer comes, and a device (`/dev/zero`) never ends.
+fn regular_file(path: &Path) -> Result<(), ImportError> {
     let io = |source| ImportError::Io {
         path: path.to_path_buf(),
         source,
     };
-    // Checked before opening: opening a FIFO blocks until a writer comes,
-    // and a device (`/dev/zero`) never ends.
     if !std::fs::metadata(path).map_err(io)?.is_file() {
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a regular file",
         )));
     }
+    Ok(())
+}
+
+/// Reads a JSONL file. Blank lines are ignored.
+pub fn read_jsonl(path: &Path, format: Format, on_bad: OnBad) -> Result<Imported, ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    regular_file(path)?;
     let reader = BufReader::new(File::open(path).map_err(io)?);
     let mut imported = Imported {
         records: Vec::new(),
