@@ -13,30 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A nano recipe: a few seconds per run on one CPU.
 fn small(name: &str, steps: u32, sweep: &str, extra: &str) -> String {
-    format!(
-        r#"
-name = "{name}"
-[reference]
-sft_steps = 30
-sft_batch_size = 16
-[data]
-list_size = 3
-train_prompts = 32
-[train]
-steps = {steps}
-batch_size = 4
-learning_rate = 1e-3
-warmup_steps = 2
-checkpoint_every = 2
-threads = 1
-[eval]
-prompts = 12
-max_new_tokens = 5
-{extra}
-[sweep]
-{sweep}
-"#
-    )
+    common::small_recipe(name, steps, 2, extra, sweep)
 }
 
 /// `lpo ARGS` in `dir`, talking to the cluster of `conf`.

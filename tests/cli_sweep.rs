@@ -12,29 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A recipe small enough for seconds on a CPU.
 fn small(steps: u32, checkpoint_every: u32, sweep: &str) -> String {
-    format!(
-        r#"
-name = "small"
-[reference]
-sft_steps = 30
-sft_batch_size = 16
-[data]
-list_size = 3
-train_prompts = 32
-[train]
-steps = {steps}
-batch_size = 4
-learning_rate = 1e-3
-warmup_steps = 2
-checkpoint_every = {checkpoint_every}
-threads = 1
-[eval]
-prompts = 12
-max_new_tokens = 5
-[sweep]
-{sweep}
-"#
-    )
+    common::small_recipe("small", steps, checkpoint_every, "", sweep)
 }
 
 fn summary(dir: &Path) -> serde_json::Value {

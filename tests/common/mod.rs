@@ -5,6 +5,41 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A nano recipe small enough for seconds on a CPU: `eval_extra` lines go in
+/// its `[eval]` section and `sweep` in its `[sweep]`.
+pub fn small_recipe(
+    name: &str,
+    steps: u32,
+    checkpoint_every: u32,
+    eval_extra: &str,
+    sweep: &str,
+) -> String {
+    format!(
+        r#"
+name = "{name}"
+[reference]
+sft_steps = 30
+sft_batch_size = 16
+[data]
+list_size = 3
+train_prompts = 32
+[train]
+steps = {steps}
+batch_size = 4
+learning_rate = 1e-3
+warmup_steps = 2
+checkpoint_every = {checkpoint_every}
+threads = 1
+[eval]
+prompts = 12
+max_new_tokens = 5
+{eval_extra}
+[sweep]
+{sweep}
+"#
+    )
+}
+
 /// Runs the `lpo` binary in `dir`.
 pub fn lpo(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lpo"))
