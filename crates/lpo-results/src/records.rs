@@ -422,6 +422,11 @@ pub struct TimingRow {
     pub seconds: f64,
     /// Tokens per second.
     pub tokens_per_s: f64,
+    /// CPU seconds the process used during the step, over all threads (less
+    /// disturbed by other load on a shared machine than `seconds`; absent
+    /// in runs written before it was recorded).
+    #[serde(default)]
+    pub cpu_seconds: f64,
 }
 
 /// Reads a CSV file of rows.

@@ -12,8 +12,11 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
 
+mod clock;
 mod cuda_driver;
 pub mod memory;
+
+pub use clock::process_cpu_seconds;
 
 /// Directory libtorch was linked from at build time (also the binary's run path).
 pub const LIBTORCH_LIB_DIR: &str = env!("LPO_LIBTORCH_LIB");

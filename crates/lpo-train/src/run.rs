@@ -578,7 +578,7 @@ fn train(
             data = Some((round, new));
         }
         let (_, round_data) = data.as_ref().expect("set above");
-        let step_started = Instant::now();
+        let (step_started, cpu_started) = (Instant::now(), lpo_torch::process_cpu_seconds());
         state.summary.failed_step = Some(step);
         let row = optimizer_step(inputs, round_data, &policy, &mut opt, step)?;
         let seconds = step_started.elapsed().as_secs_f64();
@@ -586,6 +586,7 @@ fn train(
             step,
             seconds,
             tokens_per_s: row.tokens as f64 / seconds.max(1e-9),
+            cpu_seconds: lpo_torch::process_cpu_seconds() - cpu_started,
         });
         progress.update(u64::from(step + 1), &format!("loss {:.4}", row.loss));
         state.metrics.push(row);
