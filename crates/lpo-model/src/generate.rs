@@ -1,8 +1,12 @@
 //! Batched generation with a KV cache: greedy or temperature/top-p sampling.
 //!
 //! Prompts are left-padded so every row's last prompt token is in the last
-//! column; each step then feeds one token per row. Sampling draws from a
-//! caller-owned seeded RNG on the host, so results depend only on the seed.
+//! column; each step then feeds one token per row. K samples of a prompt
+//! share its computed prefix (its keys and values are cached once and
+//! repeated). Sampling happens on the model's device by inverse CDF, from one
+//! uniform number per row per token drawn from a caller-owned seeded RNG on
+//! the host: only the chosen ids are copied back, and results depend only on
+//! the seed (up to how the device rounds the cumulative sums).
 
 use rand::Rng;
 use tch::{Device, Kind, Tensor};
@@ -76,17 +80,31 @@ pub fn generate(
     options: &GenerateOptions,
     rng: &mut impl Rng,
 ) -> Vec<Vec<i64>> {
-    tch::no_grad(|| generate_inner(model, prompts, options, rng))
+    generate_k(model, prompts, 1, options, rng)
+}
+
+/// Generates `k` responses per prompt, prompt-major (rows `b*k..(b+1)*k`
+/// continue `prompts[b]`): the same as [`generate`] on each prompt repeated
+/// `k` times, computing each prompt once.
+pub fn generate_k(
+    model: &Mistral,
+    prompts: &[Vec<i64>],
+    k: usize,
+    options: &GenerateOptions,
+    rng: &mut impl Rng,
+) -> Vec<Vec<i64>> {
+    tch::no_grad(|| generate_inner(model, prompts, k.max(1) as i64, options, rng))
 }
 
 fn generate_inner(
     model: &Mistral,
     prompts: &[Vec<i64>],
+    k: i64,
     options: &GenerateOptions,
     rng: &mut impl Rng,
 ) -> Vec<Vec<i64>> {
-    let b = prompts.len();
-    if b == 0 {
+    let rows = prompts.len() * k as usize;
+    if rows == 0 {
         return Vec::new();
     }
     let device = model.device();
@@ -95,12 +113,18 @@ fn generate_inner(
     let room = (model.config().max_position_embeddings - width).max(0) as usize;
     let max_new = options.max_new_tokens.min(room);
     let positions = positions_of(&valid);
-    let mut next_position = positions.select(1, width - 1) + 1; // [B]
     let mut cache = KvCache::new(model);
     let hidden = model.hidden(&tokens, &positions, &valid, &mut cache);
-    let mut logits = model.logits(&hidden.select(1, width - 1)); // [B, V]
-    let mut out = vec![Vec::new(); b];
-    let mut done = vec![false; b];
+    // The prefix once per prompt, then K rows per prompt from here on.
+    cache.repeat_rows(k);
+    let mut next_position =
+        (positions.select(1, width - 1) + 1).repeat_interleave_self_int(k, 0, None); // [B*K]
+    let mut logits = model
+        .logits(&hidden.select(1, width - 1))
+        .repeat_interleave_self_int(k, 0, None); // [B*K, V]
+    let mut out = vec![Vec::new(); rows];
+    let mut done = vec![false; rows];
+    let n = rows as i64;
     for step in 0..max_new {
         let next = choose(&logits, options.decoding, rng);
         for (row, &token) in next.iter().enumerate() {
@@ -116,13 +140,11 @@ fn generate_inner(
         if step + 1 == max_new || done.iter().all(|&d| d) {
             break;
         }
-        let step_tokens = Tensor::from_slice(&next)
-            .view([b as i64, 1])
-            .to_device(device);
-        let step_valid = Tensor::ones([b as i64, 1], (Kind::Bool, device));
+        let step_tokens = Tensor::from_slice(&next).view([n, 1]).to_device(device);
+        let step_valid = Tensor::ones([n, 1], (Kind::Bool, device));
         let hidden = model.hidden(
             &step_tokens,
-            &next_position.view([b as i64, 1]),
+            &next_position.view([n, 1]),
             &step_valid,
             &mut cache,
         );
@@ -132,46 +154,54 @@ fn generate_inner(
     out
 }
 
-/// Picks one token per row of `logits: [B, V]`.
+/// Picks one token per row of `logits: [B, V]`; sampling draws one uniform
+/// number per row (done rows included, so the stream does not depend on
+/// which rows have ended).
 fn choose(logits: &Tensor, decoding: Decoding, rng: &mut impl Rng) -> Vec<i64> {
-    match decoding {
-        Decoding::Greedy => Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))
-            .expect("argmax is i64"),
+    let picked = match decoding {
+        Decoding::Greedy => logits.argmax(-1, false),
         Decoding::Sample { temperature, top_p } => {
-            let probs = (logits.to_kind(Kind::Float) / temperature)
-                .softmax(-1, Kind::Float)
-                .to_device(Device::Cpu);
-            let (b, v) = probs.size2().expect("[B, V]");
-            let flat = Vec::<f32>::try_from(probs.flatten(0, -1)).expect("f32");
-            (0..b as usize)
-                .map(|row| {
-                    sample_top_p(&flat[row * v as usize..(row + 1) * v as usize], top_p, rng)
-                })
-                .collect()
+            let rows = logits.size()[0];
+            let uniforms: Vec<f64> = (0..rows).map(|_| rng.random::<f64>()).collect();
+            sample_rows(logits, temperature, top_p, &uniforms)
         }
-    }
+    };
+    Vec::<i64>::try_from(picked.to_device(Device::Cpu)).expect("token ids are i64")
 }
 
-/// Samples an index from `probs` restricted to its top-p nucleus.
-pub fn sample_top_p(probs: &[f32], top_p: f64, rng: &mut impl Rng) -> i64 {
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    // Descending probability, ties by index: a total order, so deterministic.
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    let mut kept = 0;
-    let mut mass = 0.0f64;
-    for &i in &order {
-        kept += 1;
-        mass += f64::from(probs[i]);
-        if mass >= top_p {
-            break;
-        }
+/// Samples one token per row of `logits: [B, V]` from softmax(logits /
+/// temperature) restricted to its top-p nucleus, on the logits' device, by
+/// inverse CDF with `uniforms[b]` in [0, 1) for row b. Returns `[B]` ids.
+///
+/// At `top_p` 1 the cumulative sum runs in vocabulary order (no sort).
+/// Below 1 the probabilities are sorted in descending order (ties by
+/// lower id) and the nucleus is the shortest prefix whose mass reaches
+/// `top_p`; the uniform then picks within it.
+pub fn sample_rows(logits: &Tensor, temperature: f64, top_p: f64, uniforms: &[f64]) -> Tensor {
+    let (b, v) = logits.size2().expect("logits are [B, V]");
+    assert_eq!(uniforms.len() as i64, b, "one uniform per row");
+    let probs = (logits.to_kind(Kind::Float) / temperature).softmax(-1, Kind::Float); // [B, V]
+    let u = Tensor::from_slice(uniforms)
+        .to_kind(Kind::Float)
+        .to_device(logits.device())
+        .unsqueeze(1); // [B, 1]
+    let pick = |cdf: &Tensor, mass: &Tensor| {
+        // The first index whose cumulative mass exceeds u * mass.
+        (u * mass).searchsorted(cdf, false, true, "right", None::<Tensor>)
+    };
+    if top_p >= 1.0 {
+        let cdf = probs.cumsum(-1, Kind::Float); // [B, V]
+        pick(&cdf, &cdf.narrow(1, v - 1, 1))
+            .clamp_max(v - 1)
+            .squeeze_dim(1)
+    } else {
+        let (sorted, order) = probs.sort_stable(true, -1, true); // [B, V]
+        let cdf = sorted.cumsum(-1, Kind::Float);
+        let before = &cdf - &sorted; // mass of the more likely tokens
+        let kept = before.lt(top_p).sum_dim_intlist(-1, true, Kind::Int64); // [B, 1], >= 1
+        let last = kept - 1;
+        let mass = cdf.gather(1, &last, false);
+        let j = pick(&cdf, &mass).minimum(&last);
+        order.gather(1, &j, false).squeeze_dim(1)
     }
-    let mut u = rng.random::<f64>() * mass;
-    for &i in &order[..kept] {
-        u -= f64::from(probs[i]);
-        if u < 0.0 {
-            return i as i64;
-        }
-    }
-    order[kept - 1] as i64
 }

@@ -9,7 +9,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::generate::{left_pad, pad_rows};
-use crate::model::{positions_of, KvCache, LayerCache, Mistral};
+use crate::model::{positions_of, KvCache, LayerCache, Mistral, RopeAt};
 
 /// Summed log-probabilities and token counts of responses, both `[B, K]`.
 pub struct ResponseLogps {
@@ -57,12 +57,12 @@ impl Inputs {
         // The K continuations: [B*K, Tr].
         let (tokens, valid) = right_pad(responses, pad, device);
         let tr = tokens.size()[1];
+        // Rows are padded to the batch's longest response, so a padding slot
+        // of a row with a long prompt can lie past the last position the
+        // rotary table holds; real tokens never do (prompt + response <=
+        // max_len), and padding is neither attended to nor scored, so its
+        // position is clamped.
         let start = (prompt_positions.select(1, tp - 1) + 1).repeat_interleave_self_int(k, 0, None); // [B*K]
-                                                                                                     // Rows are padded to the batch's longest response, so a padding slot
-                                                                                                     // of a row with a long prompt can lie past the last position the
-                                                                                                     // rotary table holds; real tokens never do (prompt + response <=
-                                                                                                     // max_len), and padding is neither attended to nor scored, so its
-                                                                                                     // position is clamped.
         let last_position = model.config().max_position_embeddings - 1;
         let positions = (start.unsqueeze(1)
             + Tensor::arange(tr, (Kind::Int64, device)).unsqueeze(0))
@@ -137,6 +137,8 @@ pub struct Recompute<'a> {
     inputs: Inputs,
     /// `[B, 1, Tp, Tp]` and `[B*K, 1, Tr, Tp + Tr]` attention masks.
     masks: (Tensor, Tensor),
+    /// Rotary cos and sin at the prompts' and the responses' positions.
+    ropes: (RopeAt, RopeAt),
     /// Each block's input (prompt states, response states), detached.
     block_inputs: Vec<(Tensor, Tensor)>,
     /// The last block's output as leaves the loss's graph starts from.
@@ -170,10 +172,14 @@ pub fn checkpointed_response_logps<'a>(
         model.attention_mask(0, tp, &prompt_valid),
         model.attention_mask(tp, tr, &key_valid),
     );
+    let ropes = (
+        model.rotary.at(&inputs.prompt_positions),
+        model.rotary.at(&inputs.positions),
+    );
     let mut block_inputs = Vec::with_capacity(model.blocks.len());
     let (mut xp, mut xr) = tch::no_grad(|| embed(model, &inputs));
     for i in 0..model.blocks.len() {
-        let (yp, yr) = tch::no_grad(|| block_step(model, i, &inputs, &masks, &xp, &xr));
+        let (yp, yr) = tch::no_grad(|| block_step(model, i, (&masks, &ropes), inputs.k, &xp, &xr));
         block_inputs.push((xp, xr));
         (xp, xr) = (yp, yr);
     }
@@ -187,6 +193,7 @@ pub fn checkpointed_response_logps<'a>(
         model,
         inputs,
         masks,
+        ropes,
         block_inputs,
         top,
     };
@@ -206,22 +213,16 @@ fn embed(model: &Mistral, x: &Inputs) -> (Tensor, Tensor) {
 fn block_step(
     model: &Mistral,
     i: usize,
-    x: &Inputs,
-    masks: &(Tensor, Tensor),
+    (masks, ropes): (&(Tensor, Tensor), &(RopeAt, RopeAt)),
+    k: i64,
     prompt: &Tensor,
     responses: &Tensor,
 ) -> (Tensor, Tensor) {
     let block = &model.blocks[i];
     let mut cache = LayerCache::default();
-    let p = block.forward(
-        prompt,
-        &model.rotary,
-        &x.prompt_positions,
-        &masks.0,
-        &mut cache,
-    );
-    cache.repeat_rows(x.k);
-    let r = block.forward(responses, &model.rotary, &x.positions, &masks.1, &mut cache);
+    let p = block.forward(prompt, &ropes.0, &masks.0, &mut cache);
+    cache.repeat_rows(k);
+    let r = block.forward(responses, &ropes.1, &masks.1, &mut cache);
     (p, r)
 }
 
@@ -235,7 +236,8 @@ impl Recompute<'_> {
         for (i, (xp, xr)) in self.block_inputs.iter().enumerate().rev() {
             let xp = xp.detach().set_requires_grad(true);
             let xr = xr.detach().set_requires_grad(true);
-            let (yp, yr) = block_step(self.model, i, &self.inputs, &self.masks, &xp, &xr);
+            let context = (&self.masks, &self.ropes);
+            let (yp, yr) = block_step(self.model, i, context, self.inputs.k, &xp, &xr);
             pull_back(&yp, &yr, &grads);
             grads = (grad_or_zeros(&xp), grad_or_zeros(&xr));
         }

@@ -149,15 +149,33 @@ impl Rotary {
         }
     }
 
-    /// Rotates `x: [B, heads, T, E]` by the positions `[B, T]`.
-    fn apply(&self, x: &Tensor, positions: &Tensor) -> Tensor {
-        let (b, _, t, e) = x.size4().expect("4-d");
+    /// The cos and sin at `positions: [B, T]`, gathered once per forward
+    /// pass and shared by every block's queries and keys.
+    pub(crate) fn at(&self, positions: &Tensor) -> RopeAt {
+        let (b, t) = positions.size2().expect("positions are [B, T]");
+        let e = self.cos.size()[1];
         let flat = positions.flatten(0, -1);
-        let cos = self.cos.index_select(0, &flat).view([b, 1, t, e]);
-        let sin = self.sin.index_select(0, &flat).view([b, 1, t, e]);
+        RopeAt {
+            cos: self.cos.index_select(0, &flat).view([b, 1, t, e]),
+            sin: self.sin.index_select(0, &flat).view([b, 1, t, e]),
+        }
+    }
+}
+
+/// Rotary cos and sin at one forward pass's positions, `[B, 1, T, E]` each (f32).
+#[derive(Debug)]
+pub struct RopeAt {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RopeAt {
+    /// Rotates `x: [B, heads, T, E]` (computed in f32, returned in `x`'s kind).
+    fn apply(&self, x: &Tensor) -> Tensor {
         let halves = x.chunk(2, -1);
         let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], -1);
-        (x.to_kind(Kind::Float) * cos + rotated.to_kind(Kind::Float) * sin).to_kind(x.kind())
+        (x.to_kind(Kind::Float) * &self.cos + rotated.to_kind(Kind::Float) * &self.sin)
+            .to_kind(x.kind())
     }
 }
 
@@ -211,24 +229,18 @@ impl Attention {
         }
     }
 
-    /// `x: [B, T, D]`, `positions: [B, T]`, `mask: [B, 1, T, S]` (true = may
-    /// attend) -> `[B, T, D]`. Appends this step's keys and values to `cache`.
-    fn forward(
-        &self,
-        x: &Tensor,
-        rotary: &Rotary,
-        positions: &Tensor,
-        mask: &Tensor,
-        cache: &mut LayerCache,
-    ) -> Tensor {
+    /// `x: [B, T, D]` at the positions `rope` was gathered for, `mask:
+    /// [B, 1, T, S]` (true = may attend) -> `[B, T, D]`. Appends this step's
+    /// keys and values to `cache`.
+    fn forward(&self, x: &Tensor, rope: &RopeAt, mask: &Tensor, cache: &mut LayerCache) -> Tensor {
         let (b, t, _) = x.size3().expect("3-d");
         let split = |proj: &Linear, heads: i64| {
             proj.forward(x)
                 .view([b, t, heads, self.head_dim])
                 .transpose(1, 2)
         };
-        let q = rotary.apply(&split(&self.q_proj, self.heads), positions); // [B, H, T, E]
-        let k = rotary.apply(&split(&self.k_proj, self.kv_heads), positions); // [B, G, T, E]
+        let q = rope.apply(&split(&self.q_proj, self.heads)); // [B, H, T, E]
+        let k = rope.apply(&split(&self.k_proj, self.kv_heads)); // [B, G, T, E]
         let v = split(&self.v_proj, self.kv_heads); // [B, G, T, E]
         let (k, v) = match cache.kv.take() {
             Some((k0, v0)) => (Tensor::cat(&[k0, k], 2), Tensor::cat(&[v0, v], 2)), // [B, G, S, E]
@@ -236,10 +248,26 @@ impl Attention {
         };
         cache.kv = Some((k.shallow_clone(), v.shallow_clone()));
         let groups = self.heads / self.kv_heads;
-        let k = k.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
-        let v = v.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
-        let y =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false); // [B, H, T, E]
+        // On the CPU, SDPA shares each key/value head among its query heads
+        // itself (`enable_gqa`), which is faster than expanding them; CUDA's
+        // memory-efficient kernel (the one that takes a mask) does not
+        // support that, so there the heads are expanded.
+        let y = if groups == 1 || x.device() == Device::Cpu {
+            Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(mask),
+                0.0,
+                false,
+                None,
+                groups > 1,
+            )
+        } else {
+            let k = k.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
+            let v = v.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false)
+        }; // [B, H, T, E]
         self.o_proj.forward(
             &y.transpose(1, 2)
                 .reshape([b, t, self.heads * self.head_dim]),
@@ -329,18 +357,13 @@ impl Block {
     pub(crate) fn forward(
         &self,
         x: &Tensor,
-        rotary: &Rotary,
-        positions: &Tensor,
+        rope: &RopeAt,
         mask: &Tensor,
         cache: &mut LayerCache,
     ) -> Tensor {
-        let h = x + self.self_attn.forward(
-            &self.input_layernorm.forward(x),
-            rotary,
-            positions,
-            mask,
-            cache,
-        );
+        let h = x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x), rope, mask, cache);
         &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h))
     }
 }
@@ -474,9 +497,10 @@ impl Mistral {
         }; // [B, S]
         let mask = self.attention_mask(past, t, &key_valid);
         cache.valid = Some(key_valid);
+        let rope = self.rotary.at(positions);
         let mut x = self.embed_tokens.forward(tokens); // [B, T, D]
         for (block, layer_cache) in self.blocks.iter().zip(&mut cache.layers) {
-            x = block.forward(&x, &self.rotary, positions, &mask, layer_cache);
+            x = block.forward(&x, &rope, &mask, layer_cache);
         }
         self.norm.forward(&x)
     }

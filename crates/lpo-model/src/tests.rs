@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::generate::{generate, sample_top_p, Decoding, GenerateOptions};
+use crate::generate::{generate, generate_k, sample_rows, Decoding, GenerateOptions};
 use crate::logps::response_logps;
 use crate::{checkpoint, Config, Mistral};
 
@@ -214,19 +214,119 @@ fn sampling_is_seeded_and_top_p_narrows_to_greedy() {
     assert_eq!(sample(3, 1e-9), greedy);
 }
 
+/// The sampler `sample_rows` replaces, in f64 on the host: inverse CDF over
+/// softmax(logits / temperature), in vocabulary order at top-p 1, else over
+/// the top-p nucleus in descending order (ties by lower id).
+fn reference_sample(logits: &[f64], temperature: f64, top_p: f64, u: f64) -> i64 {
+    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|l| ((l - top) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let probs: Vec<f64> = weights.iter().map(|w| w / total).collect();
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    if top_p < 1.0 {
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let mut mass = 0.0;
+        let kept = order
+            .iter()
+            .position(|&i| {
+                mass += probs[i];
+                mass >= top_p
+            })
+            .map_or(order.len(), |p| p + 1);
+        order.truncate(kept);
+    }
+    let mass: f64 = order.iter().map(|&i| probs[i]).sum();
+    let mut target = u * mass;
+    for &i in &order {
+        target -= probs[i];
+        if target < 0.0 {
+            return i as i64;
+        }
+    }
+    *order.last().expect("a token") as i64
+}
+
+#[test]
+fn sampling_on_the_device_equals_a_reference_implementation() {
+    // Fixed pseudo-random logits (not libtorch's generator, which other tests reseed).
+    let (rows, vocab) = (200usize, 37usize);
+    let logits: Vec<f64> = (0..rows * vocab)
+        .map(|i| 3.0 * ((i as f64 * 0.7137).sin() * 43758.5453).fract())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(11);
+    let uniforms: Vec<f64> = (0..rows)
+        .map(|_| rand::Rng::random::<f64>(&mut rng))
+        .collect();
+    let tensor = Tensor::from_slice(&logits)
+        .to_kind(Kind::Float)
+        .view([rows as i64, vocab as i64]);
+    for (temperature, top_p) in [(1.0, 1.0), (0.7, 1.0), (1.0, 0.9), (1.3, 0.5), (1.0, 1e-9)] {
+        let got =
+            Vec::<i64>::try_from(sample_rows(&tensor, temperature, top_p, &uniforms)).unwrap();
+        let f32_logits: Vec<f64> = logits.iter().map(|&l| f64::from(l as f32)).collect();
+        let expected: Vec<i64> = (0..rows)
+            .map(|r| {
+                let row = &f32_logits[r * vocab..(r + 1) * vocab];
+                reference_sample(row, temperature, top_p, uniforms[r])
+            })
+            .collect();
+        assert_eq!(got, expected, "temperature {temperature}, top-p {top_p}");
+    }
+}
+
 #[test]
 fn top_p_sampling_follows_the_truncated_distribution() {
-    let probs = [0.5f32, 0.3, 0.15, 0.05];
-    let mut rng = StdRng::seed_from_u64(0);
-    let mut counts = [0usize; 4];
+    let probs = [0.5f64, 0.3, 0.15, 0.05];
     let n = 20_000;
-    for _ in 0..n {
-        counts[sample_top_p(&probs, 0.8, &mut rng) as usize] += 1;
+    let logits = Tensor::from_slice(&probs.map(f64::ln))
+        .to_kind(Kind::Float)
+        .view([1, 4])
+        .repeat([n, 1]);
+    let mut rng = StdRng::seed_from_u64(0);
+    let uniforms: Vec<f64> = (0..n).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
+    let picked = Vec::<i64>::try_from(sample_rows(&logits, 1.0, 0.8, &uniforms)).unwrap();
+    let mut counts = [0usize; 4];
+    for p in picked {
+        counts[p as usize] += 1;
     }
     // Nucleus {0, 1} with mass 0.8: renormalised 0.625 / 0.375.
     assert_eq!(counts[2] + counts[3], 0);
     let share = counts[0] as f64 / n as f64;
     assert!((share - 0.625).abs() < 0.02, "{share}");
+}
+
+#[test]
+fn k_samples_per_prompt_equal_generating_from_repeated_prompts() {
+    let (_, model) = nano(8, 0, 2);
+    let prompts = vec![vec![1i64, 5, 6], vec![1, 9, 10, 11, 12]];
+    let repeated: Vec<Vec<i64>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), 3))
+        .collect();
+    for decoding in [
+        Decoding::Greedy,
+        Decoding::Sample {
+            temperature: 1.0,
+            top_p: 1.0,
+        },
+        Decoding::Sample {
+            temperature: 0.8,
+            top_p: 0.9,
+        },
+    ] {
+        let options = GenerateOptions {
+            max_new_tokens: 10,
+            eos: EOS,
+            pad: PAD,
+            decoding,
+        };
+        let shared = generate_k(&model, &prompts, 3, &options, &mut StdRng::seed_from_u64(5));
+        let plain = generate(&model, &repeated, &options, &mut StdRng::seed_from_u64(5));
+        assert_eq!(shared, plain, "{decoding:?}");
+    }
 }
 
 #[test]

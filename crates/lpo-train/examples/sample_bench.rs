@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use lpo_data::tokenizer::{CharTokenizer, Tokenize};
-use lpo_model::generate::{generate, Decoding, GenerateOptions};
+use lpo_model::generate::{generate_k, Decoding, GenerateOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::Device;
@@ -120,12 +120,9 @@ fn main() -> Result<()> {
     for step in 0..a.warmup + a.steps {
         let start = (step * a.batch) % (all.len() - a.batch + 1);
         // K rows per prompt, prompt-major, as reward lists are sampled.
-        let rows: Vec<Vec<i64>> = all[start..start + a.batch]
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p.clone(), a.k))
-            .collect();
+        let prompts = &all[start..start + a.batch];
         let (t0, c0) = (Instant::now(), lpo_torch::process_cpu_seconds());
-        let out = generate(&model, &rows, &options, &mut rng);
+        let out = generate_k(&model, prompts, a.k, &options, &mut rng);
         let (dt, dc) = (
             t0.elapsed().as_secs_f64(),
             lpo_torch::process_cpu_seconds() - c0,

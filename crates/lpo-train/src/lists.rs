@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use lpo_data::tokenizer::Tokenize;
 use lpo_data::{RewardList, Scored};
-use lpo_model::generate::{generate, Decoding, GenerateOptions};
+use lpo_model::generate::{generate_k, Decoding, GenerateOptions};
 use lpo_model::Mistral;
 use lpo_recipe::{DataForm, Recipe};
 use lpo_results::{content_id, derive_seed, write_atomic, Layout};
@@ -514,12 +514,12 @@ impl<'a> ListSampler<'a> {
         let k = self.k;
         let mut out = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(GENERATION_BATCH) {
-            let mut prompts: Vec<Vec<i64>> = Vec::with_capacity(chunk.len() * k);
-            for (_, ex) in chunk {
-                let p = encode_prompt(self.tokenizer, &[], &ex.prompt, &self.window)?;
-                prompts.extend(std::iter::repeat_n(p, k));
-            }
-            let generated = generate(self.model, &prompts, &self.options, &mut self.rng);
+            let prompts = chunk
+                .iter()
+                .map(|(_, ex)| encode_prompt(self.tokenizer, &[], &ex.prompt, &self.window))
+                .collect::<Result<Vec<_>>>()?;
+            // K samples per prompt, computing each prompt once.
+            let generated = generate_k(self.model, &prompts, k, &self.options, &mut self.rng);
             for (i, (task, example)) in chunk.iter().enumerate() {
                 let responses = generated[i * k..(i + 1) * k]
                     .iter()
