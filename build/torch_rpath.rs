@@ -6,10 +6,10 @@
 //! wheel's own libraries carry `RPATH $ORIGIN/../../nvidia/...`, so the CUDA
 //! runtime pieces installed beside `torch/` are found without a second entry.
 //! It also records the libtorch version (from its CMake package file) and path
-//! for `lpo doctor`.
+//! for `lpo doctor`. (lpo-torch's build script includes it as a module.)
 use std::path::Path;
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default();
     if !lib.is_empty() {

@@ -35,15 +35,18 @@ const char* fail(const std::exception& e) {
 extern "C" {
 
 // One AdamW update of n parameters in place (PyTorch's fused kernel, its
-// AdamW formula). steps[i] holds the step number, already incremented.
+// AdamW formula). steps[i] holds the step number, already incremented; when
+// found_inf holds 1 the kernel changes nothing.
 const char* lpo_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
                             at::Tensor* const* exp_avgs, at::Tensor* const* exp_avg_sqs,
                             at::Tensor* const* steps, size_t n, double lr, double beta1,
-                            double beta2, double weight_decay, double eps) {
+                            double beta2, double weight_decay, double eps,
+                            const at::Tensor* found_inf) {
   try {
     at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n),
                       list(exp_avg_sqs, n), {}, list(steps, n), lr, beta1, beta2,
-                      weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+                      weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false,
+                      /*grad_scale=*/std::nullopt, *found_inf);
     return nullptr;
   } catch (const std::exception& e) {
     return fail(e);

@@ -14,6 +14,7 @@ use anyhow::{bail, Result};
 
 mod clock;
 mod cuda_driver;
+pub mod fused;
 pub mod memory;
 
 pub use clock::process_cpu_seconds;

@@ -1,18 +1,23 @@
 //! AdamW with learning-rate schedules and global gradient-norm clipping.
 //!
-//! Written out (rather than libtorch's optimizer) so its state can be saved
-//! in checkpoints and a resumed run continues exactly. Parameters kept in
-//! bf16 get an f32 master copy; weight decay applies to matrices only. Only
+//! The update is libtorch's fused AdamW kernel (that of
+//! `torch.optim.AdamW(fused=True)`, one call over every parameter, through
+//! [`lpo_torch::fused`]); the state is kept here so it can be saved in
+//! checkpoints and a resumed run continues exactly. Parameters kept in bf16
+//! get an f32 master copy; weight decay applies to matrices only. Only
 //! trainable variables are optimised (LoRA freezes the base). The moments
 //! are kept in f32, or in bf16 ([`Moments::Bf16`]: each update is computed
-//! in f32 from the stored moments and the new moments are rounded when
-//! stored, halving optimizer memory).
+//! in f32 from the stored moments, op by op, and the new moments are rounded
+//! when stored, halving optimizer memory). Nothing in a step waits for the
+//! device: the gradient norm stays a tensor, and a step whose norm or loss is
+//! not finite is skipped on the device.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use lpo_recipe::{LrSchedule, Moments};
-use tch::{nn, Kind, Tensor};
+use lpo_torch::fused::{self, AdamWStep};
+use tch::{nn, Device, Kind, Tensor};
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
@@ -28,12 +33,22 @@ struct Slot {
     decay: bool,
 }
 
+impl Slot {
+    /// The f32 weights the update applies to.
+    fn weights(&self) -> &Tensor {
+        self.master.as_ref().unwrap_or(&self.param)
+    }
+}
+
 /// The AdamW optimizer (Loshchilov & Hutter) over a var store's variables.
 pub struct AdamW {
     slots: Vec<Slot>,
     step: i64,
     weight_decay: f64,
     moments: Kind,
+    /// The step number as a 0-dim f32 tensor on the parameters' device,
+    /// where the fused kernel reads it.
+    step_tensor: Tensor,
 }
 
 impl AdamW {
@@ -55,6 +70,7 @@ impl AdamW {
             .filter(|(_, t)| t.requires_grad())
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let device = vars.first().map_or(Device::Cpu, |(_, t)| t.device());
         let slots = vars
             .into_iter()
             .map(|(name, param)| {
@@ -76,6 +92,7 @@ impl AdamW {
             step: 0,
             weight_decay,
             moments,
+            step_tensor: Tensor::zeros([], (Kind::Float, device)),
         }
     }
 
@@ -86,75 +103,112 @@ impl AdamW {
         }
     }
 
-    /// Global L2 norm of the gradients.
-    pub fn grad_norm(&self) -> f64 {
-        let squares: Vec<Tensor> = self
-            .slots
+    /// The defined gradients, in slot order.
+    fn grads(&self) -> Vec<Tensor> {
+        self.slots
             .iter()
             .map(|s| s.param.grad())
             .filter(Tensor::defined)
-            .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
-            .collect();
-        if squares.is_empty() {
-            return 0.0;
-        }
-        Tensor::stack(&squares, 0)
-            .sum(Kind::Float)
-            .sqrt()
-            .double_value(&[])
+            .collect()
     }
 
-    /// Scales gradients so their global norm is at most `max_norm` (0 = off).
-    /// Returns the norm before clipping.
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        let norm = self.grad_norm();
-        if max_norm > 0.0 && norm > max_norm {
-            let scale = max_norm / (norm + 1e-6);
-            tch::no_grad(|| {
-                for s in &self.slots {
-                    let mut g = s.param.grad();
-                    if g.defined() {
-                        let _ = g.f_mul_(&Tensor::from(scale)).expect("scale gradient");
-                    }
-                }
-            });
-        }
-        norm
+    /// Global L2 norm of the gradients (read from the device).
+    pub fn grad_norm(&self) -> Result<f64> {
+        Ok(fused::clip_grad_norm(&self.grads(), 0.0)?.double_value(&[]))
     }
 
-    /// One update at learning rate `lr`.
-    pub fn step(&mut self, lr: f64) {
+    /// Scales gradients so their global norm is at most `max_norm` (0 =
+    /// off). Returns the norm before clipping, a 0-dim f32 tensor on the
+    /// device (reading it is up to the caller).
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<Tensor> {
+        tch::no_grad(|| fused::clip_grad_norm(&self.grads(), max_norm.max(0.0)))
+    }
+
+    /// One update at learning rate `lr`. With `skip` (a 0-dim bool tensor on
+    /// the device, e.g. "the gradient norm is not finite") holding true,
+    /// parameters and moments stay as they are.
+    pub fn step(&mut self, lr: f64, skip: Option<&Tensor>) -> Result<()> {
         self.step += 1;
-        let t = self.step as f64;
-        let bias1 = 1.0 - BETA1.powf(t);
-        let bias2 = 1.0 - BETA2.powf(t);
+        let found_inf = match skip {
+            Some(skip) => skip.to_kind(Kind::Float),
+            None => Tensor::zeros([], (Kind::Float, self.step_tensor.device())),
+        };
+        tch::no_grad(|| {
+            if self.moments == Kind::Float {
+                self.fused_step(lr, &found_inf)
+            } else {
+                self.stepwise(lr, &found_inf);
+                Ok(())
+            }
+        })?;
         tch::no_grad(|| {
             for s in &mut self.slots {
-                let g = s.param.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let g = g.to_kind(Kind::Float);
-                let m = s.m.to_kind(Kind::Float) * BETA1 + &g * (1.0 - BETA1);
-                let v = s.v.to_kind(Kind::Float) * BETA2 + g.square() * (1.0 - BETA2);
-                let update = (&m / bias1) / ((&v / bias2).sqrt() + EPS);
-                s.m = m.to_kind(self.moments);
-                s.v = v.to_kind(self.moments);
-                let weights = s.master.as_ref().unwrap_or(&s.param);
-                let mut next = weights.to_kind(Kind::Float);
-                if s.decay && self.weight_decay > 0.0 {
-                    next = &next * (1.0 - lr * self.weight_decay);
-                }
-                next -= update * lr;
-                match &mut s.master {
-                    Some(master) => {
-                        master.copy_(&next);
-                        s.param.copy_(&next.to_kind(s.param.kind()));
-                    }
-                    None => s.param.copy_(&next),
+                if let Some(master) = &s.master {
+                    s.param.copy_(master);
                 }
             }
         });
+        Ok(())
+    }
+
+    /// The update with libtorch's fused kernel: one call for the matrices
+    /// (with weight decay) and one for the rest.
+    fn fused_step(&mut self, lr: f64, found_inf: &Tensor) -> Result<()> {
+        let _ = self.step_tensor.fill_(self.step as f64);
+        for decay in [true, false] {
+            let chosen: Vec<&Slot> = self
+                .slots
+                .iter()
+                .filter(|s| s.decay == decay && s.param.grad().defined())
+                .collect();
+            let list =
+                |f: &dyn Fn(&Slot) -> Tensor| chosen.iter().map(|s| f(s)).collect::<Vec<_>>();
+            let h = AdamWStep {
+                lr,
+                beta1: BETA1,
+                beta2: BETA2,
+                weight_decay: if decay { self.weight_decay } else { 0.0 },
+                eps: EPS,
+            };
+            fused::adamw(
+                &list(&|s| s.weights().shallow_clone()),
+                &list(&|s| s.param.grad().to_kind(Kind::Float)),
+                &list(&|s| s.m.shallow_clone()),
+                &list(&|s| s.v.shallow_clone()),
+                &self.step_tensor,
+                found_inf,
+                h,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The update op by op in f32, for moments stored in bf16 (the fused
+    /// kernel wants them in the parameters' kind). Reads `found_inf` on the
+    /// host.
+    fn stepwise(&mut self, lr: f64, found_inf: &Tensor) {
+        if found_inf.double_value(&[]) != 0.0 {
+            return;
+        }
+        let t = self.step as f64;
+        let bias1 = 1.0 - BETA1.powf(t);
+        let bias2 = 1.0 - BETA2.powf(t);
+        for s in &mut self.slots {
+            let g = s.param.grad();
+            if !g.defined() {
+                continue;
+            }
+            let g = g.to_kind(Kind::Float);
+            let m = s.m.to_kind(Kind::Float) * BETA1 + &g * (1.0 - BETA1);
+            let v = s.v.to_kind(Kind::Float) * BETA2 + g.square() * (1.0 - BETA2);
+            let update = (&m / bias1) / ((&v / bias2).sqrt() + EPS);
+            s.m = m.to_kind(self.moments);
+            s.v = v.to_kind(self.moments);
+            let decay = if s.decay { lr * self.weight_decay } else { 0.0 };
+            let mut weights = s.weights().shallow_clone();
+            let _ = weights.g_mul_scalar_(1.0 - decay);
+            let _ = weights.g_sub_(&(update * lr));
+        }
     }
 
     /// Steps taken.
@@ -233,7 +287,7 @@ mod tests {
             (&w * Tensor::from_slice(&[2.0f32, -3.0]).view([1, 2]))
                 .sum(Kind::Float)
                 .backward();
-            opt.step(0.01);
+            opt.step(0.01, None).unwrap();
         }
         // Decoupled decay: w <- w (1 - lr wd) - lr sign(g), three times.
         let mut expected = [1.0f64, 1.0];
@@ -247,6 +301,66 @@ mod tests {
             "{got:?} vs {expected:?}"
         );
         assert!((f64::from(got[1]) - expected[1]).abs() < 1e-6);
+    }
+
+    /// AdamW in float64 (Loshchilov & Hutter, PyTorch's form): decoupled
+    /// decay, bias-corrected moments, eps added to the corrected root.
+    fn adamw_f64(w: &mut [f64], m: &mut [f64], v: &mut [f64], g: &[f64], t: i32, lr: f64, wd: f64) {
+        let (b1, b2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+        for i in 0..w.len() {
+            m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
+            v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
+            w[i] = w[i] * (1.0 - lr * wd) - lr * (m[i] / b1) / ((v[i] / b2).sqrt() + EPS);
+        }
+    }
+
+    #[test]
+    fn adamw_equals_the_float64_closed_form_over_varying_gradients() {
+        // Gradient of sum(w * c_t) is c_t: a different fixed vector each step,
+        // so moments mix steps. The matrix decays, the vector does not.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[2, 3], nn::Init::Const(0.5));
+        let b = vs.root().var("b", &[3], nn::Init::Const(-0.25));
+        let mut opt = AdamW::new(&vs, 0.1);
+        let coef = |t: usize, i: usize| ((t * 7 + i * 3) as f64 * 0.61).sin() * 2.0;
+        let (mut rw, mut mw, mut vw) = (vec![0.5; 6], vec![0.0; 6], vec![0.0; 6]);
+        let (mut rb, mut mb, mut vb) = (vec![-0.25; 3], vec![0.0; 3], vec![0.0; 3]);
+        for t in 0..6 {
+            let gw: Vec<f64> = (0..6).map(|i| coef(t, i)).collect();
+            let gb: Vec<f64> = (0..3).map(|i| coef(t, i + 6)).collect();
+            let cw = Tensor::from_slice(&gw).to_kind(Kind::Float).view([2, 3]);
+            let cb = Tensor::from_slice(&gb).to_kind(Kind::Float);
+            opt.zero_grad();
+            ((&w * &cw).sum(Kind::Float) + (&b * &cb).sum(Kind::Float)).backward();
+            let lr = 0.05 / (t + 1) as f64;
+            opt.step(lr, None).unwrap();
+            let f32s = |g: &[f64]| g.iter().map(|&x| f64::from(x as f32)).collect::<Vec<_>>();
+            adamw_f64(&mut rw, &mut mw, &mut vw, &f32s(&gw), t as i32 + 1, lr, 0.1);
+            adamw_f64(&mut rb, &mut mb, &mut vb, &f32s(&gb), t as i32 + 1, lr, 0.0);
+        }
+        let got_w = Vec::<f32>::try_from(w.flatten(0, -1)).unwrap();
+        let got_b = Vec::<f32>::try_from(&b).unwrap();
+        for (got, want) in got_w.iter().chain(&got_b).zip(rw.iter().chain(&rb)) {
+            assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn a_step_marked_to_skip_changes_nothing() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[2, 2], nn::Init::Const(1.0));
+        for moments in [Moments::F32, Moments::Bf16] {
+            let mut opt = AdamW::with_moments(&vs, 0.1, moments);
+            opt.zero_grad();
+            (&w * 3.0).sum(Kind::Float).backward();
+            let before = w.copy();
+            opt.step(0.1, Some(&Tensor::from(true))).unwrap();
+            assert!(w.equal(&before), "{moments:?}");
+            let state = opt.state();
+            assert_eq!(state["m.w"].abs().sum(Kind::Float).double_value(&[]), 0.0);
+            opt.step(0.1, Some(&Tensor::from(false))).unwrap();
+            assert!(!w.equal(&before), "{moments:?}");
+        }
     }
 
     #[test]
@@ -271,7 +385,7 @@ mod tests {
             for _ in 0..20 {
                 opt.zero_grad();
                 (&w - &target).square().sum(Kind::Float).backward();
-                opt.step(1e-2);
+                opt.step(1e-2, None).unwrap();
             }
             let state = opt.state();
             assert!(
@@ -295,8 +409,9 @@ mod tests {
         (&w * Tensor::from_slice(&[3.0f32, 4.0]))
             .sum(Kind::Float)
             .backward();
-        assert!((opt.clip_grad_norm(1.0) - 5.0).abs() < 1e-6);
-        assert!((opt.grad_norm() - 1.0).abs() < 1e-5);
+        let norm = opt.clip_grad_norm(1.0).unwrap().double_value(&[]);
+        assert!((norm - 5.0).abs() < 1e-6);
+        assert!((opt.grad_norm().unwrap() - 1.0).abs() < 1e-5);
     }
 
     #[test]
@@ -323,7 +438,7 @@ mod tests {
                 }
                 opt.zero_grad();
                 (&w * &w * (i as f64 + 1.0)).sum(Kind::Float).backward();
-                opt.step(0.1);
+                opt.step(0.1, None).unwrap();
             }
             Vec::<f32>::try_from(&w).unwrap()
         };

@@ -284,7 +284,7 @@ fn train_sft(
         let loss = -out.sum.sum(Kind::Float) / out.tokens.sum(Kind::Float);
         opt.zero_grad();
         loss.backward();
-        opt.clip_grad_norm(1.0);
+        let norm = opt.clip_grad_norm(1.0)?;
         let lr = learning_rate(
             r.sft_learning_rate,
             LrSchedule::Cosine,
@@ -292,7 +292,8 @@ fn train_sft(
             step,
             r.sft_steps,
         );
-        opt.step(lr);
+        let diverged = norm.isfinite().logical_and(&loss.isfinite()).logical_not();
+        opt.step(lr, Some(&diverged))?;
         let value = loss.double_value(&[]);
         anyhow::ensure!(
             value.is_finite(),

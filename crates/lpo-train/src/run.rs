@@ -19,7 +19,7 @@ use lpo_results::{
     Summary, TimingRow, Timings,
 };
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::batch::batch_indices;
 use crate::eval::{self, HeldoutSet};
@@ -714,29 +714,29 @@ fn optimizer_step(
         let seed = lpo_results::derive_seed(t.seed, &format!("lora-dropout-{step}"));
         tch::manual_seed(seed as i64);
     }
-    let mut loss_sum = 0.0;
+    // The loss and the gradient norm stay on the device until the step is
+    // done; a step with either not finite is skipped there, then refused.
+    let mut losses = Vec::with_capacity(micro);
     let mut stats = lpo_loss::LossStats::default();
     let mut tokens = 0;
     for m in 0..micro {
         let indices = batch_indices(data.set.len(), per_micro, micro, local as usize, m, seed);
         let (result, recompute) = micro_batch_loss(inputs, data, policy, &params, &indices);
-        let value = result.loss.double_value(&[]);
-        if !value.is_finite() {
-            bail!("loss is {value} at step {step}");
-        }
+        losses.push(result.loss.detach());
         (result.loss / micro as f64).backward();
         if let Some(recompute) = recompute {
             recompute.backward(); // activation checkpointing: the blocks' part
         }
-        loss_sum += value;
         add_share(&mut stats, &result.stats, 1.0 / micro as f64);
         tokens += data.set.token_count(&indices);
     }
     training(false);
-    let grad_norm = opt.clip_grad_norm(t.grad_clip);
-    if !grad_norm.is_finite() {
-        bail!("gradient norm is {grad_norm} at step {step}");
-    }
+    let grad_norm = opt.clip_grad_norm(t.grad_clip)?;
+    let loss = Tensor::stack(&losses, 0)
+        .to_kind(Kind::Double)
+        .sum(Kind::Double)
+        / micro as f64;
+    let finite = loss.isfinite().logical_and(&grad_norm.isfinite());
     let lr = learning_rate(
         t.learning_rate,
         t.lr_schedule,
@@ -744,11 +744,21 @@ fn optimizer_step(
         local,
         t.steps,
     );
-    opt.step(lr);
+    opt.step(lr, Some(&finite.logical_not()))?;
+    let both = Tensor::stack(&[loss, grad_norm.to_kind(Kind::Double)], 0);
+    let [loss, grad_norm] =
+        <[f64; 2]>::try_from(Vec::<f64>::try_from(both.to_device(Device::Cpu))?)
+            .expect("two numbers");
+    if !loss.is_finite() {
+        bail!("loss is {loss} at step {step}");
+    }
+    if !grad_norm.is_finite() {
+        bail!("gradient norm is {grad_norm} at step {step}");
+    }
     Ok(MetricsRow {
         step,
         round,
-        loss: loss_sum / micro as f64,
+        loss,
         beta: params.beta,
         alpha: params.alpha,
         gamma: params.gamma,

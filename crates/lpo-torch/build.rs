@@ -1,0 +1,26 @@
+//! The shared libtorch build script (run path, version), plus src/fused.cpp:
+//! libtorch kernels the tch crate has no bindings for, compiled against the
+//! headers of the libtorch torch-sys linked.
+use std::path::Path;
+
+#[path = "../../build/torch_rpath.rs"]
+mod torch_rpath;
+
+fn main() {
+    torch_rpath::main();
+    println!("cargo:rerun-if-changed=src/fused.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let lib =
+        std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports its libtorch lib dir");
+    let include = Path::new(&lib).join("../include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/fused.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .warnings(false)
+        .compile("lpo_fused");
+}
