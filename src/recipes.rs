@@ -1,5 +1,6 @@
 //! `lpo config` and `lpo plan`: resolve a recipe's layers and expand its sweep.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -61,17 +62,24 @@ pub struct RecipeError(pub Diagnostics);
 /// prompts are checked once.
 pub fn plan_recipe(loaded: &Loaded) -> Result<lpo_plan::Plan, Diagnostics> {
     let plan = lpo_plan::plan(&loaded.recipe)?;
-    let mut checked = std::collections::HashSet::new();
+    // Once per distinct data draw: the scalars that shape it as a hash key,
+    // the mix (nearly always one per plan) compared beside it.
+    let mut checked: std::collections::HashMap<_, Vec<&[lpo_recipe::DataSource]>> =
+        Default::default();
     let mut problems = Vec::new();
     for run in &plan.runs {
         let r = &run.recipe;
-        let key = format!(
-            "{}|{:?}|{}|{}|{}",
-            r.train.seed, r.data.mix, r.data.train_prompts, r.data.eval_fraction, r.eval.prompts
+        let key = (
+            r.train.seed,
+            r.data.train_prompts,
+            r.data.eval_fraction.to_bits(),
+            r.eval.prompts,
         );
-        if !checked.insert(key) {
+        let mixes = checked.entry(key).or_default();
+        if mixes.contains(&r.data.mix.as_slice()) {
             continue;
         }
+        mixes.push(&r.data.mix);
         problems.extend(
             lpo_train::lists::prompt_shortfalls(r)
                 .into_iter()
@@ -128,6 +136,9 @@ pub fn config(args: &ConfigArgs) -> Result<(), RecipeError> {
 pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
     let loaded = args.recipe.load().map_err(RecipeError)?;
     let plan = plan_recipe(&loaded).map_err(RecipeError)?;
+    // The process ends after printing: freeing a large plan's recipes one
+    // by one would only delay the exit.
+    let plan = std::mem::ManuallyDrop::new(plan);
     let memory = crate::memory::Estimates::new(&plan);
     match args.format {
         PlanFormat::Json => print_plan_json(&plan, &loaded.recipe.name, &memory),
@@ -231,16 +242,31 @@ pub fn print_table(header: &[String], rows: &[Vec<String>]) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", text.join("  ").trim_end());
+    // One buffered writer: stdout flushes every line otherwise, a system
+    // call per row of a 100,000-run plan.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut line = |cells: &[String]| -> std::io::Result<()> {
+        let mut text = String::new();
+        for (c, w) in cells.iter().zip(&widths) {
+            if !text.is_empty() {
+                text.push_str("  ");
+            }
+            text.push_str(c);
+            text.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(c.chars().count()),
+            ));
+        }
+        writeln!(out, "{}", text.trim_end())
     };
-    line(header);
-    for row in rows {
-        line(row);
+    let written = std::iter::once(header)
+        .chain(rows.iter().map(Vec::as_slice))
+        .try_for_each(&mut line)
+        .and_then(|()| out.flush());
+    // A closed pipe (`lpo plan | head`) ends the listing, as it would a `println!` loop's.
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing the table: {e}");
+        }
     }
 }

@@ -13,6 +13,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::{positions_of, KvCache, Mistral};
 
+/// Names the sampling algorithm in cache identities of sampled text: a
+/// new name when the same seed would draw other tokens.
+pub const SAMPLER: &str = "inverse-cdf-v1";
+
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decoding {

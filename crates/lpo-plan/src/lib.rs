@@ -15,8 +15,11 @@ use lpo_recipe::{Coef, Diagnostic, Diagnostics, Recipe, Schedule};
 use serde_json::Value as Json;
 use toml::Value;
 
-/// Hashed in front of every canonical configuration; bump when the id scheme changes.
-const ID_SCHEME: &str = "lpo-run-v1";
+/// Hashed in front of every canonical configuration; bump when the id scheme
+/// changes, or when the same configuration would now compute other numbers
+/// (v2: libtorch's fused AdamW formula and the inverse-CDF sampler), so a
+/// sweep never mixes runs of two implementations under one id.
+const ID_SCHEME: &str = "lpo-run-v2";
 
 /// One concrete run.
 #[derive(Debug, Clone)]

@@ -425,6 +425,7 @@ fn reference_responses(
     let id = content_id(
         "reference-eval",
         &(
+            lpo_model::generate::SAMPLER,
             &reference.meta.id,
             &texts,
             format!("{:?}", e.decoding),

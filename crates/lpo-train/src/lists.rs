@@ -123,7 +123,7 @@ pub fn obtain(
     let id = content_id(
         "lists",
         &ListsIdentity {
-            version: 3,
+            version: 4, // 4: inverse-CDF sampling on the device
             reference: reference.meta.id.clone(),
             encoding: crate::sources::tokenizer(recipe)?.1,
             sources: sources.iter().map(Source::identity).collect(),

@@ -88,7 +88,7 @@ pub fn obtain(
     let id = content_id(
         "reference",
         &SftIdentity {
-            version: 1,
+            version: 2, // 2: fused AdamW
             model: recipe.model.dims(),
             sft_steps: r.sft_steps,
             sft_batch_size: r.sft_batch_size,
