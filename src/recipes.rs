@@ -246,24 +246,18 @@ pub fn print_table(header: &[String], rows: &[Vec<String>]) {
     // call per row of a 100,000-run plan.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut line = |cells: &[String]| -> std::io::Result<()> {
-        let mut text = String::new();
-        for (c, w) in cells.iter().zip(&widths) {
-            if !text.is_empty() {
-                text.push_str("  ");
-            }
-            text.push_str(c);
-            text.extend(std::iter::repeat_n(
-                ' ',
-                w.saturating_sub(c.chars().count()),
-            ));
-        }
-        writeln!(out, "{}", text.trim_end())
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", text.join("  ").trim_end())
     };
     let written = std::iter::once(header)
         .chain(rows.iter().map(Vec::as_slice))
         .try_for_each(&mut line)
         .and_then(|()| out.flush());
-    // A closed pipe (`lpo plan | head`) ends the listing, as it would a `println!` loop's.
+    // A closed pipe (`lpo plan | head`) just ends the listing.
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("error: writing the table: {e}");

@@ -42,6 +42,21 @@ fn run_dirs(recipe_dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// `lpo sweep RECIPE --backend slurm --cpus 1 --results RES` against the cluster.
+fn sweep_on_slurm(dir: &Path, conf: &Path, recipe: &str, res: &str) -> Output {
+    let args = [
+        "sweep",
+        recipe,
+        "--backend",
+        "slurm",
+        "--cpus",
+        "1",
+        "--results",
+        res,
+    ];
+    lpo(dir, conf, &args)
+}
+
 fn jobs(recipe_dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(recipe_dir.join("slurm/jobs.json")).unwrap()).unwrap()
 }
@@ -192,20 +207,7 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     let res = results.to_str().unwrap();
     let four_dir = results.join("four");
 
-    let out = lpo(
-        &dir,
-        &conf,
-        &[
-            "sweep",
-            "four.toml",
-            "--backend",
-            "slurm",
-            "--cpus",
-            "1",
-            "--results",
-            res,
-        ],
-    );
+    let out = sweep_on_slurm(&dir, &conf, "four.toml", res);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("4 to submit"), "{stderr}");
@@ -248,20 +250,7 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     );
     assert_eq!(jobs(&four_dir)["jobs"].as_array().unwrap().len(), 3);
 
-    let out = lpo(
-        &dir,
-        &conf,
-        &[
-            "sweep",
-            "broken.toml",
-            "--backend",
-            "slurm",
-            "--cpus",
-            "1",
-            "--results",
-            res,
-        ],
-    );
+    let out = sweep_on_slurm(&dir, &conf, "broken.toml", res);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     // A run compared with DPO, once it has a checkpoint: requeued (as on
@@ -363,20 +352,7 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     );
 
     // Sweeping again submits only the cancelled run, which resumes.
-    let out = lpo(
-        &dir,
-        &conf,
-        &[
-            "sweep",
-            "four.toml",
-            "--backend",
-            "slurm",
-            "--cpus",
-            "1",
-            "--results",
-            res,
-        ],
-    );
+    let out = sweep_on_slurm(&dir, &conf, "four.toml", res);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(

@@ -135,10 +135,8 @@ pub fn response_logps(
 pub struct Recompute<'a> {
     model: &'a Mistral,
     inputs: Inputs,
-    /// `[B, 1, Tp, Tp]` and `[B*K, 1, Tr, Tp + Tr]` attention masks.
-    masks: (Tensor, Tensor),
-    /// Rotary cos and sin at the prompts' and the responses' positions.
-    ropes: (RopeAt, RopeAt),
+    /// What every block's pass attends with.
+    attend: Attend,
     /// Each block's input (prompt states, response states), detached.
     block_inputs: Vec<(Tensor, Tensor)>,
     /// The last block's output as leaves the loss's graph starts from.
@@ -168,18 +166,21 @@ pub fn checkpointed_response_logps<'a>(
         ],
         1,
     );
-    let masks = (
-        model.attention_mask(0, tp, &prompt_valid),
-        model.attention_mask(tp, tr, &key_valid),
-    );
-    let ropes = (
-        model.rotary.at(&inputs.prompt_positions),
-        model.rotary.at(&inputs.positions),
-    );
+    let attend = Attend {
+        masks: (
+            model.attention_mask(0, tp, &prompt_valid),
+            model.attention_mask(tp, tr, &key_valid),
+        ),
+        ropes: (
+            model.rotary.at(&inputs.prompt_positions),
+            model.rotary.at(&inputs.positions),
+        ),
+        k: inputs.k,
+    };
     let mut block_inputs = Vec::with_capacity(model.blocks.len());
     let (mut xp, mut xr) = tch::no_grad(|| embed(model, &inputs));
     for i in 0..model.blocks.len() {
-        let (yp, yr) = tch::no_grad(|| block_step(model, i, (&masks, &ropes), inputs.k, &xp, &xr));
+        let (yp, yr) = tch::no_grad(|| block_step(model, i, &attend, &xp, &xr));
         block_inputs.push((xp, xr));
         (xp, xr) = (yp, yr);
     }
@@ -192,8 +193,7 @@ pub fn checkpointed_response_logps<'a>(
     let recompute = Recompute {
         model,
         inputs,
-        masks,
-        ropes,
+        attend,
         block_inputs,
         top,
     };
@@ -208,21 +208,31 @@ fn embed(model: &Mistral, x: &Inputs) -> (Tensor, Tensor) {
     )
 }
 
+/// What a block's passes over the prompts and the responses attend with,
+/// the same for every block.
+struct Attend {
+    /// `[B, 1, Tp, Tp]` and `[B*K, 1, Tr, Tp + Tr]` attention masks.
+    masks: (Tensor, Tensor),
+    /// Rotary cos and sin at the prompts' and the responses' positions.
+    ropes: (RopeAt, RopeAt),
+    /// Responses per prompt.
+    k: i64,
+}
+
 /// Block `i` on the prompts' states, then on the responses' states attending
 /// to the prompts' keys and values (shared by each prompt's K responses).
 fn block_step(
     model: &Mistral,
     i: usize,
-    (masks, ropes): (&(Tensor, Tensor), &(RopeAt, RopeAt)),
-    k: i64,
+    a: &Attend,
     prompt: &Tensor,
     responses: &Tensor,
 ) -> (Tensor, Tensor) {
     let block = &model.blocks[i];
     let mut cache = LayerCache::default();
-    let p = block.forward(prompt, &ropes.0, &masks.0, &mut cache);
-    cache.repeat_rows(k);
-    let r = block.forward(responses, &ropes.1, &masks.1, &mut cache);
+    let p = block.forward(prompt, &a.ropes.0, &a.masks.0, &mut cache);
+    cache.repeat_rows(a.k);
+    let r = block.forward(responses, &a.ropes.1, &a.masks.1, &mut cache);
     (p, r)
 }
 
@@ -236,8 +246,7 @@ impl Recompute<'_> {
         for (i, (xp, xr)) in self.block_inputs.iter().enumerate().rev() {
             let xp = xp.detach().set_requires_grad(true);
             let xr = xr.detach().set_requires_grad(true);
-            let context = (&self.masks, &self.ropes);
-            let (yp, yr) = block_step(self.model, i, context, self.inputs.k, &xp, &xr);
+            let (yp, yr) = block_step(self.model, i, &self.attend, &xp, &xr);
             pull_back(&yp, &yr, &grads);
             grads = (grad_or_zeros(&xp), grad_or_zeros(&xr));
         }

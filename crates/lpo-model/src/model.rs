@@ -188,6 +188,9 @@ pub struct LayerCache {
 impl LayerCache {
     /// Repeats every row `times` times (see [`KvCache::repeat_rows`]).
     pub(crate) fn repeat_rows(&mut self, times: i64) {
+        if times == 1 {
+            return; // one continuation per row: nothing to copy
+        }
         if let Some((k, v)) = self.kv.take() {
             self.kv = Some((
                 k.repeat_interleave_self_int(times, 0, None),
@@ -247,27 +250,22 @@ impl Attention {
             None => (k, v),
         };
         cache.kv = Some((k.shallow_clone(), v.shallow_clone()));
-        let groups = self.heads / self.kv_heads;
         // On the CPU, SDPA shares each key/value head among its query heads
         // itself (`enable_gqa`), which is faster than expanding them; CUDA's
         // memory-efficient kernel (the one that takes a mask) does not
         // support that, so there the heads are expanded.
-        let y = if groups == 1 || x.device() == Device::Cpu {
-            Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(mask),
-                0.0,
-                false,
-                None,
-                groups > 1,
+        let groups = self.heads / self.kv_heads;
+        let shared = groups > 1 && x.device() == Device::Cpu;
+        let (k, v) = if groups > 1 && !shared {
+            (
+                k.repeat_interleave_self_int(groups, 1, None), // [B, H, S, E]
+                v.repeat_interleave_self_int(groups, 1, None),
             )
         } else {
-            let k = k.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
-            let v = v.repeat_interleave_self_int(groups, 1, None); // [B, H, S, E]
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false)
-        }; // [B, H, T, E]
+            (k, v)
+        };
+        let y =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, shared); // [B, H, T, E]
         self.o_proj.forward(
             &y.transpose(1, 2)
                 .reshape([b, t, self.heads * self.head_dim]),

@@ -135,20 +135,17 @@ impl AdamW {
         };
         tch::no_grad(|| {
             if self.moments == Kind::Float {
-                self.fused_step(lr, &found_inf)
+                self.fused_step(lr, &found_inf)?;
             } else {
                 self.stepwise(lr, &found_inf);
-                Ok(())
             }
-        })?;
-        tch::no_grad(|| {
             for s in &mut self.slots {
                 if let Some(master) = &s.master {
                     s.param.copy_(master);
                 }
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The update with libtorch's fused kernel: one call for the matrices
@@ -156,13 +153,16 @@ impl AdamW {
     fn fused_step(&mut self, lr: f64, found_inf: &Tensor) -> Result<()> {
         let _ = self.step_tensor.fill_(self.step as f64);
         for decay in [true, false] {
-            let chosen: Vec<&Slot> = self
-                .slots
-                .iter()
-                .filter(|s| s.decay == decay && s.param.grad().defined())
-                .collect();
-            let list =
-                |f: &dyn Fn(&Slot) -> Tensor| chosen.iter().map(|s| f(s)).collect::<Vec<_>>();
+            let (mut weights, mut grads, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+            for s in self.slots.iter().filter(|s| s.decay == decay) {
+                let g = s.param.grad();
+                if g.defined() {
+                    weights.push(s.weights().shallow_clone());
+                    grads.push(g.to_kind(Kind::Float));
+                    m.push(s.m.shallow_clone());
+                    v.push(s.v.shallow_clone());
+                }
+            }
             let h = AdamWStep {
                 lr,
                 beta1: BETA1,
@@ -170,15 +170,7 @@ impl AdamW {
                 weight_decay: if decay { self.weight_decay } else { 0.0 },
                 eps: EPS,
             };
-            fused::adamw(
-                &list(&|s| s.weights().shallow_clone()),
-                &list(&|s| s.param.grad().to_kind(Kind::Float)),
-                &list(&|s| s.m.shallow_clone()),
-                &list(&|s| s.v.shallow_clone()),
-                &self.step_tensor,
-                found_inf,
-                h,
-            )?;
+            fused::adamw(&weights, &grads, &m, &v, &self.step_tensor, found_inf, h)?;
         }
         Ok(())
     }
@@ -206,7 +198,9 @@ impl AdamW {
             s.v = v.to_kind(self.moments);
             let decay = if s.decay { lr * self.weight_decay } else { 0.0 };
             let mut weights = s.weights().shallow_clone();
-            let _ = weights.g_mul_scalar_(1.0 - decay);
+            if decay != 0.0 {
+                let _ = weights.g_mul_scalar_(1.0 - decay);
+            }
             let _ = weights.g_sub_(&(update * lr));
         }
     }
