@@ -1,6 +1,6 @@
-//! The shared libtorch build script (run path, version), plus src/fused.cpp:
-//! libtorch kernels the tch crate has no bindings for, compiled against the
-//! headers of the libtorch torch-sys linked.
+//! The shared libtorch build script (run path, version), plus src/fused.cpp
+//! and src/linear.cpp: libtorch kernels the tch crate has no bindings for,
+//! compiled against the headers of the libtorch torch-sys linked.
 use std::path::Path;
 
 #[path = "../../build/torch_rpath.rs"]
@@ -9,6 +9,7 @@ mod torch_rpath;
 fn main() {
     torch_rpath::main();
     println!("cargo:rerun-if-changed=src/fused.cpp");
+    println!("cargo:rerun-if-changed=src/linear.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let lib =
         std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports its libtorch lib dir");
@@ -17,6 +18,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("src/fused.cpp")
+        .file("src/linear.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

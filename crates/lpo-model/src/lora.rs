@@ -15,6 +15,7 @@ use anyhow::{ensure, Context, Result};
 use tch::{nn, Kind, Tensor};
 
 use crate::checkpoint::{read_tensors, write_tensors};
+use crate::model::linear;
 
 /// PEFT's prefix of adapter tensor names.
 const PEFT_PREFIX: &str = "base_model.model.";
@@ -105,10 +106,7 @@ impl Adapter {
         } else {
             h
         };
-        let y = h
-            .linear::<Tensor>(&self.a, None)
-            .linear::<Tensor>(&self.b, None)
-            * self.scale;
+        let y = linear(&linear(&h, &self.a, None), &self.b, None) * self.scale;
         y.to_kind(x.kind())
     }
 }

@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use lpo_recipe::{ModelDims, SizePreset};
@@ -11,6 +12,13 @@ use crate::{checkpoint, Config, Mistral};
 
 const PAD: i64 = 0;
 const EOS: i64 = 2;
+
+thread_local! {
+    /// Set by a test to keep every product on at::linear (the reference).
+    pub(crate) static AT_LINEAR_ONLY: Cell<bool> = const { Cell::new(false) };
+    /// oneDNN products this test thread ran.
+    pub(crate) static ONEDNN_CALLS: Cell<u64> = const { Cell::new(0) };
+}
 
 fn nano(seed: i64, window: u32, layers: u32) -> (nn::VarStore, Mistral) {
     tch::manual_seed(seed);
@@ -569,5 +577,54 @@ fn activation_checkpointing_gives_the_same_log_probs_and_gradients() {
                 "{name} has a gradient"
             );
         }
+    }
+}
+
+/// Log-probabilities and gradients of 8 prompts of 40 tokens with K = 4
+/// responses of up to 30 (products of over 10^6 multiply-adds, so they run
+/// on oneDNN), once through oneDNN and once all on at::linear.
+#[test]
+fn onednn_products_give_the_log_probs_and_gradients_of_at_linear() {
+    if !lpo_torch::linear::onednn_available() {
+        eprintln!("skipped: this libtorch has no oneDNN");
+        return;
+    }
+    let (vs, model) = nano(12, 0, 2);
+    let prompts: Vec<Vec<i64>> = (0..8)
+        .map(|b| (0..40).map(|i| 3 + (b * 13 + i * 7) % 60).collect())
+        .collect();
+    let responses: Vec<Vec<i64>> = (0..32)
+        .map(|r| (0..30 - r % 5).map(|i| 3 + (r * 11 + i * 5) % 60).collect())
+        .collect();
+    let run = |at_linear_only: bool| {
+        AT_LINEAR_ONLY.with(|c| c.set(at_linear_only));
+        for (_, mut t) in vs.variables() {
+            t.zero_grad();
+        }
+        let out = response_logps(&model, &prompts, &responses, 4, PAD);
+        out.sum.sum(Kind::Float).backward();
+        let grads: BTreeMap<String, Tensor> = vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.grad().copy()))
+            .collect();
+        (out.sum.detach(), grads)
+    };
+    let before = ONEDNN_CALLS.with(Cell::get);
+    let (sum, grads) = run(false);
+    assert!(ONEDNN_CALLS.with(Cell::get) > before, "oneDNN ran");
+    let calls = ONEDNN_CALLS.with(Cell::get);
+    let (reference_sum, reference) = run(true);
+    assert_eq!(
+        ONEDNN_CALLS.with(Cell::get),
+        calls,
+        "the reference ran without oneDNN"
+    );
+    let scale = reference_sum.abs().max().double_value(&[]);
+    assert!(max_diff(&sum, &reference_sum) / scale < 1e-5);
+    for (name, g) in &reference {
+        let scale = g.abs().max().double_value(&[]).max(1e-3);
+        let diff = max_diff(g, &grads[name]);
+        assert!(diff / scale < 1e-4, "{name}: {diff} of {scale}");
     }
 }

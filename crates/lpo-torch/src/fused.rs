@@ -125,7 +125,7 @@ fn pointers(tensors: &[Tensor]) -> Vec<*const C_tensor> {
     tensors.iter().map(Tensor::as_ptr).collect()
 }
 
-fn check(error: *const c_char, what: &str) -> Result<()> {
+pub(crate) fn check(error: *const c_char, what: &str) -> Result<()> {
     if error.is_null() {
         return Ok(());
     }

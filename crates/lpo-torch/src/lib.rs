@@ -15,6 +15,7 @@ use anyhow::{bail, Result};
 mod clock;
 mod cuda_driver;
 pub mod fused;
+pub mod linear;
 pub mod memory;
 
 pub use clock::process_cpu_seconds;

@@ -426,6 +426,7 @@ fn reference_responses(
         "reference-eval",
         &(
             lpo_model::generate::SAMPLER,
+            lpo_model::PRODUCTS,
             &reference.meta.id,
             &texts,
             format!("{:?}", e.decoding),

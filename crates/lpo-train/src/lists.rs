@@ -123,7 +123,7 @@ pub fn obtain(
     let id = content_id(
         "lists",
         &ListsIdentity {
-            version: 4, // 4: inverse-CDF sampling on the device
+            version: 5, // 4: inverse-CDF sampling on the device; 5: oneDNN products
             reference: reference.meta.id.clone(),
             encoding: crate::sources::tokenizer(recipe)?.1,
             sources: sources.iter().map(Source::identity).collect(),

@@ -88,7 +88,7 @@ pub fn obtain(
     let id = content_id(
         "reference",
         &SftIdentity {
-            version: 2, // 2: fused AdamW
+            version: 3, // 2: fused AdamW; 3: oneDNN products
             model: recipe.model.dims(),
             sft_steps: r.sft_steps,
             sft_batch_size: r.sft_batch_size,
