@@ -8,6 +8,7 @@
 //! `train.threads`, `train.checkpoint_every`) are not part of the id either.
 
 pub mod memory;
+mod resolve;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -57,47 +58,8 @@ type ExcludeFilter = BTreeMap<String, Value>;
 /// Expands `recipe`'s sweep. Every run is validated; all problems are reported together.
 pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
     let sweep = &recipe.sweep;
-    let mut axes: Vec<Vec<Choice>> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (key, values) in &sweep.grid {
-        axes.push(
-            values
-                .iter()
-                .map(|v| vec![(key.clone(), v.clone())])
-                .collect(),
-        );
-        names.push(key.clone());
-    }
-    for group in &sweep.zip {
-        let len = group.values().map(Vec::len).min().unwrap_or(0);
-        axes.push(
-            (0..len)
-                .map(|i| {
-                    group
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v[i].clone()))
-                        .collect()
-                })
-                .collect(),
-        );
-        names.extend(group.keys().cloned());
-    }
-    if !sweep.seeds.is_empty() {
-        axes.push(
-            sweep
-                .seeds
-                .iter()
-                .map(|&s| vec![("train.seed".to_string(), Value::Integer(s as i64))])
-                .collect(),
-        );
-        names.push("train.seed".into());
-    }
-
-    let mut base = Value::try_from(recipe)
-        .map_err(|e| Diagnostics::one(e.to_string(), "the merged recipe"))?;
-    if let Some(table) = base.as_table_mut() {
-        table.remove("sweep");
-    }
+    let (axes, names) = axes_of(sweep);
+    let base = base_of(recipe)?;
 
     let total: usize = axes.iter().map(Vec::len).product();
     // Resolving and hashing runs is independent work: split it across threads,
@@ -107,13 +69,12 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
         .min(total.div_ceil(1024))
         .max(1);
     let chunk = total.div_ceil(threads);
+    let shared = resolve::Shared::new(&axes, &base, &sweep.exclude);
     let resolved: Vec<Vec<Resolved>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (axes, base, exclude) = (&axes, &base, &sweep.exclude);
-                scope.spawn(move || {
-                    resolve_range(t * chunk..((t + 1) * chunk).min(total), axes, base, exclude)
-                })
+                let shared = &shared;
+                scope.spawn(move || shared.resolve_range(t * chunk..((t + 1) * chunk).min(total)))
             })
             .collect();
         workers
@@ -158,6 +119,57 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
         excluded,
         duplicates,
     })
+}
+
+/// The sweep's axes (each a list of choices, the last moving fastest) and
+/// the swept keys in column order.
+fn axes_of(sweep: &lpo_recipe::SweepConfig) -> (Vec<Vec<Choice>>, Vec<String>) {
+    let mut axes: Vec<Vec<Choice>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (key, values) in &sweep.grid {
+        axes.push(
+            values
+                .iter()
+                .map(|v| vec![(key.clone(), v.clone())])
+                .collect(),
+        );
+        names.push(key.clone());
+    }
+    for group in &sweep.zip {
+        let len = group.values().map(Vec::len).min().unwrap_or(0);
+        axes.push(
+            (0..len)
+                .map(|i| {
+                    group
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v[i].clone()))
+                        .collect()
+                })
+                .collect(),
+        );
+        names.extend(group.keys().cloned());
+    }
+    if !sweep.seeds.is_empty() {
+        axes.push(
+            sweep
+                .seeds
+                .iter()
+                .map(|&s| vec![("train.seed".to_string(), Value::Integer(s as i64))])
+                .collect(),
+        );
+        names.push("train.seed".into());
+    }
+    (axes, names)
+}
+
+/// The recipe as TOML without its sweep: what every run starts from.
+fn base_of(recipe: &Recipe) -> Result<Value, Diagnostics> {
+    let mut base = Value::try_from(recipe)
+        .map_err(|e| Diagnostics::one(e.to_string(), "the merged recipe"))?;
+    if let Some(table) = base.as_table_mut() {
+        table.remove("sweep");
+    }
+    Ok(base)
 }
 
 /// Runs whose `eval.baseline` names a label that no run of the plan with
@@ -206,26 +218,9 @@ enum Resolved {
     },
 }
 
-fn resolve_range(
-    range: std::ops::Range<usize>,
-    axes: &[Vec<Choice>],
-    base: &Value,
-    exclude: &[ExcludeFilter],
-) -> Vec<Resolved> {
-    let mut odometer = position(range.start, axes);
-    let mut out = Vec::with_capacity(range.len());
-    for _ in range {
-        let assignments: Choice = odometer
-            .iter()
-            .zip(axes)
-            .flat_map(|(&i, axis)| axis[i].iter().cloned())
-            .collect();
-        advance(&mut odometer, axes);
-        out.push(resolve(assignments, base, exclude));
-    }
-    out
-}
-
+/// One combination, resolved the direct way: the base recipe's TOML with
+/// the assignments set, deserialized whole. The reference for
+/// [`resolve::Resolver`], which takes this path where it cannot decide.
 fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Resolved {
     let mut value = base.clone();
     for (key, v) in &assignments {
@@ -238,17 +233,10 @@ fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Reso
     }) {
         return Resolved::Excluded;
     }
-    let describe = || {
-        assignments
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let recipe: Recipe = match value.try_into() {
         Ok(run) => run,
         Err(e) => {
-            let message = format!("run [{}]: {e}", describe());
+            let message = format!("run [{}]: {e}", describe(&assignments));
             return Resolved::Invalid(vec![Diagnostic {
                 message,
                 location: "sweep".into(),
@@ -256,10 +244,26 @@ fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Reso
             }]);
         }
     };
+    finish(recipe, assignments, run_id)
+}
+
+/// `k=v, ...` of a run's assignments, for messages.
+fn describe(assignments: &Choice) -> String {
+    assignments
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A deserialized run: validated, its model taken from a checkpoint
+/// reference, and its id computed by `id`.
+fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> String) -> Resolved {
+    let context = || describe(&assignments);
     let problems: Vec<Diagnostic> = lpo_recipe::validate::problems(&recipe)
         .into_iter()
         .map(|(key, message)| Diagnostic {
-            message: format!("run [{}]: `{key}` {message}", describe()),
+            message: format!("run [{}]: `{key}` {message}", context()),
             location: "sweep".into(),
             help: None,
         })
@@ -270,7 +274,7 @@ fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Reso
     let mut recipe = recipe;
     if let Err(message) = checkpoint_model(&mut recipe) {
         return Resolved::Invalid(vec![Diagnostic {
-            message: format!("run [{}]: {message}", describe()),
+            message: format!("run [{}]: {message}", context()),
             location: "reference.checkpoint".into(),
             help: Some(
                 "remove the model keys that contradict the checkpoint: its config.json gives the architecture"
@@ -279,7 +283,7 @@ fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Reso
         }]);
     }
     Resolved::Run {
-        id: run_id(&recipe),
+        id: id(&recipe),
         assignments,
         recipe: Box::new(recipe),
     }
@@ -426,46 +430,73 @@ pub fn get_path<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
 
 /// The canonical configuration a run id hashes: what the run computes, nothing else.
 pub fn canonical(recipe: &Recipe) -> Json {
-    let mut json = serde_json::to_value(recipe).expect("recipes serialize");
-    let root = json.as_object_mut().expect("a recipe is an object");
+    let Json::Object(fields) = serde_json::to_value(recipe).expect("recipes serialize") else {
+        unreachable!("a recipe is an object");
+    };
+    Json::Object(
+        fields
+            .into_iter()
+            .filter_map(|(name, json)| Some((name.clone(), canonical_field(recipe, &name, json)?)))
+            .collect(),
+    )
+}
+
+/// One top-level field of the canonical configuration (`json` is
+/// `recipe`'s field `name`), computed from that field alone; `None` for a
+/// field outside run ids.
+fn canonical_field(recipe: &Recipe, name: &str, mut json: Json) -> Option<Json> {
     // The keys outside run ids are declared once, in the key table.
     for spec in lpo_recipe::keys::outside_run_ids() {
         match spec.path.split_once('.') {
-            None => {
-                root.remove(spec.path);
-            }
-            Some((section, key)) => {
-                if let Some(table) = root.get_mut(section).and_then(Json::as_object_mut) {
+            None if spec.path == name => return None,
+            Some((section, key)) if section == name => {
+                if let Some(table) = json.as_object_mut() {
                     table.remove(key);
                 }
             }
+            _ => {}
         }
     }
-    let mut model = serde_json::to_value(recipe.model.dims()).expect("dims serialize");
-    if !recipe.model.lora.is_off() {
-        // Targets as a set: their order does not change the run.
-        let mut lora = recipe.model.lora.clone();
-        lora.targets.sort();
-        model["lora"] = serde_json::to_value(lora).expect("lora serializes");
-    }
-    root.insert("model".into(), model);
-    let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
-    if let Some(loss) = root.get_mut("loss").and_then(Json::as_object_mut) {
-        loss.retain(|k, _| relevant.contains(&k.as_str()));
-        for (name, coef) in [
-            ("beta", &recipe.loss.beta),
-            ("alpha", &recipe.loss.alpha),
-            ("gamma", &recipe.loss.gamma),
-            ("sft_weight", &recipe.loss.sft_weight),
-        ] {
-            if let (Some(slot), Coef::Schedule(Schedule::Constant { value })) =
-                (loss.get_mut(name), coef)
-            {
-                *slot = Json::from(*value);
+    match name {
+        "model" => {
+            json = serde_json::to_value(recipe.model.dims()).expect("dims serialize");
+            if !recipe.model.lora.is_off() {
+                // Targets as a set: their order does not change the run.
+                let mut lora = recipe.model.lora.clone();
+                lora.targets.sort();
+                json["lora"] = serde_json::to_value(lora).expect("lora serializes");
             }
         }
+        "loss" => {
+            let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
+            if let Some(loss) = json.as_object_mut() {
+                loss.retain(|k, _| relevant.contains(&k.as_str()));
+                for (key, coef) in [
+                    ("beta", &recipe.loss.beta),
+                    ("alpha", &recipe.loss.alpha),
+                    ("gamma", &recipe.loss.gamma),
+                    ("sft_weight", &recipe.loss.sft_weight),
+                ] {
+                    if let (Some(slot), Coef::Schedule(Schedule::Constant { value })) =
+                        (loss.get_mut(key), coef)
+                    {
+                        *slot = Json::from(*value);
+                    }
+                }
+            }
+        }
+        _ => {}
     }
-    json
+    Some(json)
+}
+
+/// A member of the canonical configuration's text, `"name":json`, as
+/// serde_json writes it inside an object.
+fn canonical_member(name: &str, json: &Json) -> Vec<u8> {
+    let mut text = serde_json::to_vec(name).expect("strings serialize");
+    text.push(b':');
+    serde_json::to_writer(&mut text, json).expect("JSON values serialize");
+    text
 }
 
 /// The run id: 12 hex digits of SHA-256 over the canonical configuration.
@@ -473,8 +504,27 @@ pub fn canonical(recipe: &Recipe) -> Json {
 /// serde_json's maps are ordered by key (its `preserve_order` feature is off;
 /// a test guards this), so the serialized text is canonical.
 pub fn run_id(recipe: &Recipe) -> String {
-    let json = serde_json::to_vec(&canonical(recipe)).expect("JSON values serialize");
-    lpo_results::sha256_hex(&[ID_SCHEME.as_bytes(), b"\n", &json], 6)
+    let Json::Object(fields) = canonical(recipe) else {
+        unreachable!("the canonical configuration is an object");
+    };
+    let members: Vec<Vec<u8>> = fields
+        .iter()
+        .map(|(name, json)| canonical_member(name, json))
+        .collect();
+    id_of_members(members.iter().map(Vec::as_slice))
+}
+
+/// The id of the canonical text `{member,member,...}`, members in key order.
+fn id_of_members<'m>(members: impl Iterator<Item = &'m [u8]>) -> String {
+    let mut parts: Vec<&[u8]> = vec![ID_SCHEME.as_bytes(), b"\n{"];
+    for (i, member) in members.enumerate() {
+        if i > 0 {
+            parts.push(b",");
+        }
+        parts.push(member);
+    }
+    parts.push(b"}");
+    lpo_results::sha256_hex(&parts, 6)
 }
 
 /// Identity of what a run is evaluated on: its model, reference, data,

@@ -356,3 +356,70 @@ fn a_checkpoint_gives_the_model_and_contradictions_are_errors() {
     let err = plan(&with("")).unwrap_err().to_string();
     assert!(err.contains("failed to read"), "{err}");
 }
+
+/// Every combination of `r`'s sweep resolved by the planner's memoized path
+/// equals the direct path (the TOML with the keys set, deserialized whole):
+/// ids, recipes, exclusions and messages.
+fn assert_fast_path_is_the_direct_path(r: &Recipe) {
+    let (axes, _) = axes_of(&r.sweep);
+    let base = base_of(r).unwrap();
+    let total: usize = axes.iter().map(Vec::len).product();
+    let shared = resolve::Shared::new(&axes, &base, &r.sweep.exclude);
+    let show = |run: &Resolved| match run {
+        Resolved::Excluded => "excluded".to_string(),
+        Resolved::Invalid(found) => format!("{found:?}"),
+        Resolved::Run {
+            id,
+            assignments,
+            recipe,
+        } => format!("{id} {assignments:?} {recipe:?}"),
+    };
+    // In two ranges, so a thread's memo starts mid-sweep too.
+    let fast: Vec<Resolved> = [0..total / 3, total / 3..total]
+        .into_iter()
+        .flat_map(|range| shared.resolve_range(range))
+        .collect();
+    assert_eq!(fast.len(), total);
+    let mut odometer = vec![0; axes.len()];
+    for (n, run) in fast.iter().enumerate() {
+        let assignments: Choice = odometer
+            .iter()
+            .zip(&axes)
+            .flat_map(|(&i, axis)| axis[i].iter().cloned())
+            .collect();
+        let direct = resolve(assignments, &base, &r.sweep.exclude);
+        assert_eq!(show(run), show(&direct), "combination {n}");
+        advance(&mut odometer, &axes);
+    }
+}
+
+#[test]
+fn the_memoized_resolution_equals_the_direct_one() {
+    for text in [
+        // Axes over five sections, a zip across two fields (label is outside
+        // ids), seeds, and exclusions on set and unset keys.
+        "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"], \"loss.beta\" = [0.1, 0.2], \
+         \"train.learning_rate\" = [1e-4, 3e-4], \"eval.prompts\" = [4, 8], \"reference.sft_steps\" = [10, 20] }\n\
+         zip = { \"label\" = [\"a\", \"b\"], \"model.layers\" = [2, 3] }\nseeds = [1, 2, 3]\n\
+         exclude = [{ \"loss.kind\" = \"dpo\", \"loss.beta\" = 0.2 }, { \"train.threads\" = 0, \"eval.prompts\" = 8 }]\n",
+        // Invalid combinations report the same messages.
+        "[sweep]\ngrid = { \"model.heads\" = [3, 4, 5], \"model.d_model\" = [64, 96], \"train.steps\" = [1, 2] }\n",
+        // A swept table (the data mix) and an exclusion inside it.
+        "[sweep]\ngrid = { \"data.mix\" = [[{ task = \"arith\", weight = 1.0 }], [{ task = \"program\", weight = 1.0 }]], \"loss.gamma\" = [0.0, 0.5] }\n\
+         exclude = [{ \"data.mix\" = [{ task = \"program\", weight = 1.0 }], \"loss.gamma\" = 0.5 }]\n",
+        // Coefficient schedules as swept values, and a loss that ignores some keys (duplicates).
+        "[sweep]\ngrid = { \"loss.kind\" = [\"dpo\", \"listmle\"], \"loss.beta\" = [0.1, { kind = \"linear\", from = 0.1, to = 0.5 }] }\n",
+    ] {
+        assert_fast_path_is_the_direct_path(&recipe(text));
+    }
+}
+
+#[test]
+fn run_ids_hash_the_canonical_json_text() {
+    let r = recipe("[loss]\nkind = \"dpo\"\n[train]\nsteps = 7\n");
+    let json = serde_json::to_vec(&canonical(&r)).unwrap();
+    assert_eq!(
+        run_id(&r),
+        lpo_results::sha256_hex(&[ID_SCHEME.as_bytes(), b"\n", &json], 6)
+    );
+}

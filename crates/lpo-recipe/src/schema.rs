@@ -61,6 +61,28 @@ impl Default for Recipe {
 }
 
 impl Recipe {
+    /// Replaces the top-level field `name` (a section such as `train`, or a
+    /// root key such as `label`) with `from`'s. False for a name that is not
+    /// a field.
+    pub fn copy_field(&mut self, from: &Recipe, name: &str) -> bool {
+        match name {
+            "name" => self.name = from.name.clone(),
+            "description" => self.description = from.description.clone(),
+            "label" => self.label = from.label.clone(),
+            "extends" => self.extends = from.extends.clone(),
+            "model" => self.model = from.model.clone(),
+            "reference" => self.reference = from.reference.clone(),
+            "loss" => self.loss = from.loss.clone(),
+            "data" => self.data = from.data.clone(),
+            "train" => self.train = from.train.clone(),
+            "eval" => self.eval = from.eval.clone(),
+            "sweep" => self.sweep = from.sweep.clone(),
+            "report" => self.report = from.report.clone(),
+            _ => return false,
+        }
+        true
+    }
+
     /// The method label reports group by: `label`, else the loss kind.
     pub fn method_label(&self) -> String {
         self.label
@@ -904,6 +926,26 @@ fn zip_groups<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_field_knows_every_top_level_field() {
+        let mut from = Recipe {
+            name: "other".into(),
+            description: "d".into(),
+            label: Some("x".into()),
+            extends: Some("base.toml".into()),
+            ..Recipe::default()
+        };
+        from.train.steps += 1;
+        from.eval.prompts += 1;
+        let table = toml::Value::try_from(&from).unwrap();
+        let mut to = Recipe::default();
+        for key in table.as_table().unwrap().keys() {
+            assert!(to.copy_field(&from, key), "{key}");
+        }
+        assert_eq!(to, from);
+        assert!(!to.copy_field(&from, "nonsense"));
+    }
 
     #[test]
     fn mistral_7b_has_its_published_parameter_count() {
