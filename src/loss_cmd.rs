@@ -45,8 +45,8 @@ pub fn run(args: &LossArgs) -> Result<()> {
             "kind": params.kind.as_str(), "beta": params.beta, "alpha": params.alpha, "gamma": params.gamma,
             "sft_weight": params.sft_weight, "step": args.step, "steps": args.steps,
         },
-        "ranking_accuracy": out.stats.ranking_accuracy,
-        "sft_loss": out.stats.sft_loss,
+        "ranking_accuracy": out.stats().ranking_accuracy,
+        "sft_loss": out.stats().sft_loss,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

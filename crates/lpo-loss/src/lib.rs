@@ -83,8 +83,23 @@ pub struct LossOutput {
     /// Whether each prompt contributes a term (the loss's own term, or a
     /// supervised term when `sft_weight > 0`), `[B]` bool.
     pub contributes: Tensor,
-    /// Diagnostics (detached scalars, as f64).
-    pub stats: LossStats,
+    /// The diagnostics' raw values, detached, on the loss's device
+    /// ([`LossStats::from_values`] reads them): kept there so a training step
+    /// reads them with its loss, after the update, not before `backward()`.
+    pub stats_values: Tensor,
+}
+
+impl LossOutput {
+    /// The diagnostics (a copy to the host: one synchronisation on a GPU).
+    pub fn stats(&self) -> LossStats {
+        let values = Vec::<f64>::try_from(
+            self.stats_values
+                .to_kind(Kind::Double)
+                .to_device(tch::Device::Cpu),
+        )
+        .expect("a 1-d tensor of numbers");
+        LossStats::from_values(&values)
+    }
 }
 
 /// Detached diagnostics of a batch.
@@ -162,12 +177,12 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
     };
     let count = contributes.to_kind(kind).sum(kind);
     let loss = per_prompt.sum(kind) / count.clamp_min(1.0);
-    let stats = stats(&lp, &s, &r, &mask, &better, &nll_best, &ordered);
+    let stats_values = stats(&lp, &s, &r, &mask, &better, &nll_best, &ordered);
     LossOutput {
         loss,
         per_prompt,
         contributes,
-        stats,
+        stats_values,
     }
 }
 
@@ -335,6 +350,7 @@ fn listmle(s: &Tensor, r: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     (terms.sum_dim_intlist(-1, false, kind), n_valid.ge(2.0))
 }
 
+/// The eight raw values [`LossStats::from_values`] reads, `[8]`, detached.
 fn stats(
     lp: &Tensor,
     s: &Tensor,
@@ -343,7 +359,7 @@ fn stats(
     better: &Tensor,
     nll_best: &Tensor,
     untied: &Tensor,
-) -> LossStats {
+) -> Tensor {
     tch::no_grad(|| {
         let kind = s.kind();
         let (best, worst) = best_and_worst(r, mask);
@@ -358,8 +374,8 @@ fn stats(
         let untied = untied.to_kind(kind);
         let sft_sum = (nll_best.detach() * &untied).sum(kind);
         let sft_count = untied.sum(kind);
-        // One transfer to the host for all eight numbers (one sync on a GPU).
-        let values = Tensor::stack(
+        // Eight numbers in one tensor: one transfer to the host, when read.
+        Tensor::stack(
             &[
                 mean_at(s, &best),
                 mean_at(s, &worst),
@@ -371,9 +387,13 @@ fn stats(
                 sft_count,
             ],
             0,
-        );
-        let v = Vec::<f64>::try_from(values.to_kind(Kind::Double).to_device(tch::Device::Cpu))
-            .expect("eight numbers");
+        )
+    })
+}
+
+impl LossStats {
+    /// The diagnostics from [`LossOutput::stats_values`] read to the host.
+    pub fn from_values(v: &[f64]) -> LossStats {
         LossStats {
             chosen_reward: v[0],
             rejected_reward: v[1],
@@ -382,7 +402,7 @@ fn stats(
             ranking_accuracy: if v[4] > 0.0 { v[5] / v[4] } else { 0.0 },
             sft_loss: if v[7] > 0.0 { v[6] / v[7] } else { 0.0 },
         }
-    })
+    }
 }
 
 #[cfg(test)]

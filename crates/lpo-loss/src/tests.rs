@@ -387,7 +387,7 @@ fn every_loss_matches_the_float64_reference() {
                     &format!("{what} batch"),
                 );
                 assert_close(
-                    out.stats.sft_loss,
+                    out.stats().sft_loss,
                     reference_sft_loss(&lists, per_token),
                     1e-12,
                     &format!("{what} sft_loss"),
@@ -628,7 +628,7 @@ fn all_equal_rewards_add_nothing_to_dpo_and_lpo() {
         let alone = compute(&p, &input(&lp, &lr, &r, &mask, Some(&n)));
         alone.loss.backward();
         assert_eq!(alone.loss.double_value(&[]), 0.0);
-        assert_eq!(alone.stats.sft_loss, 0.0);
+        assert_eq!(alone.stats().sft_loss, 0.0);
         assert!(Vec::<f64>::try_from(lp.grad().view([-1]))
             .unwrap()
             .iter()
@@ -778,8 +778,8 @@ fn supervised_term_picks_first_best_and_normalises_by_tokens() {
             });
             // Best = index 1 (first of the tied 7s), not index 2.
             let nll = if per_token { 12.0 } else { 12.0 / 6.0 };
-            assert_eq!(on.stats.sft_loss, nll, "{kind:?}");
-            assert_eq!(off.stats.sft_loss, nll, "reported even with weight 0");
+            assert_eq!(on.stats().sft_loss, nll, "{kind:?}");
+            assert_eq!(off.stats().sft_loss, nll, "reported even with weight 0");
             let pp_off = Vec::<f64>::try_from(&off.per_prompt).unwrap();
             let pp_on = Vec::<f64>::try_from(&on.per_prompt).unwrap();
             assert_close(pp_on[0] - pp_off[0], lambda * nll, 1e-12, "sft term");
@@ -872,12 +872,12 @@ fn stats_report_chosen_rejected_and_accuracy() {
         },
         &[list],
     );
-    assert_eq!(out.stats.chosen_logp, -1.0);
-    assert_eq!(out.stats.rejected_logp, -9.0);
-    assert_eq!(out.stats.chosen_reward, 2.0);
-    assert_eq!(out.stats.rejected_reward, -6.0);
-    assert_eq!(out.stats.ranking_accuracy, 1.0);
-    assert_eq!(out.stats.sft_loss, 0.25);
+    assert_eq!(out.stats().chosen_logp, -1.0);
+    assert_eq!(out.stats().rejected_logp, -9.0);
+    assert_eq!(out.stats().chosen_reward, 2.0);
+    assert_eq!(out.stats().rejected_reward, -6.0);
+    assert_eq!(out.stats().ranking_accuracy, 1.0);
+    assert_eq!(out.stats().sft_loss, 0.25);
 }
 
 #[test]

@@ -708,16 +708,11 @@ fn optimizer_step(
     // LoRA dropout is on while the loss is computed, off everywhere else.
     let training = |on: bool| inputs.lora.iter().for_each(|s| s.set_training(on));
     training(true);
-    if inputs.lora.as_ref().is_some_and(|s| s.dropout > 0.0) {
-        // Dropout masks come from libtorch's generator: seeded per step, so a
-        // resumed run draws the masks an uninterrupted one would.
-        let seed = lpo_results::derive_seed(t.seed, &format!("lora-dropout-{step}"));
-        tch::manual_seed(seed as i64);
-    }
+    seed_lora_dropout(inputs, step);
     // The loss and the gradient norm stay on the device until the step is
     // done; a step with either not finite is skipped there, then refused.
     let mut losses = Vec::with_capacity(micro);
-    let mut stats = lpo_loss::LossStats::default();
+    let mut stats_values = Vec::with_capacity(micro);
     let mut tokens = 0;
     for m in 0..micro {
         let indices = batch_indices(data.set.len(), per_micro, micro, local as usize, m, seed);
@@ -727,7 +722,7 @@ fn optimizer_step(
         if let Some(recompute) = recompute {
             recompute.backward(); // activation checkpointing: the blocks' part
         }
-        add_share(&mut stats, &result.stats, 1.0 / micro as f64);
+        stats_values.push(result.stats_values.to_kind(Kind::Double));
         tokens += data.set.token_count(&indices);
     }
     training(false);
@@ -745,10 +740,7 @@ fn optimizer_step(
         t.steps,
     );
     opt.step(lr, Some(&finite.logical_not()))?;
-    let both = Tensor::stack(&[loss, grad_norm.to_kind(Kind::Double)], 0);
-    let [loss, grad_norm] =
-        <[f64; 2]>::try_from(Vec::<f64>::try_from(both.to_device(Device::Cpu))?)
-            .expect("two numbers");
+    let (loss, grad_norm, stats) = read_step(&loss, &grad_norm, stats_values)?;
     if !loss.is_finite() {
         bail!("loss is {loss} at step {step}");
     }
@@ -831,6 +823,39 @@ fn micro_batch_loss<'a>(
         },
     );
     (output, recompute)
+}
+
+/// Seeds LoRA dropout's masks, which come from libtorch's generator, per
+/// step: a resumed run draws the masks an uninterrupted one would.
+fn seed_lora_dropout(inputs: &RunInputs<'_>, step: u32) {
+    if inputs.lora.as_ref().is_some_and(|s| s.dropout > 0.0) {
+        let train = &inputs.request.recipe.train;
+        let seed = lpo_results::derive_seed(train.seed, &format!("lora-dropout-{step}"));
+        tch::manual_seed(seed as i64);
+    }
+}
+
+/// A step's numbers, read to the host in one copy after the update: the
+/// loss, the gradient norm, and the mean of its micro-batches' statistics
+/// (each [`lpo_loss::LossOutput::stats_values`], in f64).
+fn read_step(
+    loss: &Tensor,
+    grad_norm: &Tensor,
+    stats_values: Vec<Tensor>,
+) -> Result<(f64, f64, lpo_loss::LossStats)> {
+    let micro = stats_values.len();
+    let mut numbers = vec![loss.view([1]), grad_norm.to_kind(Kind::Double).view([1])];
+    numbers.extend(stats_values);
+    let numbers = Vec::<f64>::try_from(Tensor::cat(&numbers, 0).to_device(Device::Cpu))?;
+    let mut stats = lpo_loss::LossStats::default();
+    for values in numbers[2..].chunks(8) {
+        add_share(
+            &mut stats,
+            &lpo_loss::LossStats::from_values(values),
+            1.0 / micro as f64,
+        );
+    }
+    Ok((numbers[0], numbers[1], stats))
 }
 
 /// Adds `share` of one micro-batch's statistics `s` to the step's `stats`.
