@@ -19,9 +19,10 @@ pub mod model;
 pub use lpo_hf::{Config, Family, RopeScaling};
 pub use model::{KvCache, Mistral};
 
-/// Names how the model's matrix products are computed, in cache identities
-/// of generated text: a new name when the same weights and seed would give
-/// other numbers (oneDNN products on the CPU since v1, see `model::linear`).
+/// Names how this version computes the model's matrix products, in cache
+/// identities of generated text: a new name when the same weights and seed
+/// would give other numbers (v1: oneDNN products for f32 on AVX-512 CPUs,
+/// see `model::linear`).
 pub const PRODUCTS: &str = "onednn-linear-v1";
 
 #[cfg(test)]

@@ -69,9 +69,10 @@ impl Linear {
 const ONEDNN_MIN_MACS: i64 = 1 << 20;
 
 /// `x: [.., in]` times `weight: [out, in]` transposed, plus `bias: [out]`.
-/// f32 products on the CPU of at least [`ONEDNN_MIN_MACS`] run on oneDNN's
-/// matmul (forward and backward; [`lpo_torch::linear`]), about twice MKL's
-/// speed there; the rest, CUDA and bf16 included, on `at::linear`.
+/// f32 products on an AVX-512 CPU of at least [`ONEDNN_MIN_MACS`] run on
+/// oneDNN's inner product (forward and backward; [`lpo_torch::linear`]),
+/// about twice MKL's speed there; the rest, CUDA and bf16 included, on
+/// `at::linear`.
 pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let macs = x.numel() as i64 * weight.size()[0];
     if macs >= ONEDNN_MIN_MACS && onednn_allowed() && lpo_torch::linear::onednn_applies(x, weight) {

@@ -220,7 +220,7 @@ enum Resolved {
 
 /// One combination, resolved the direct way: the base recipe's TOML with
 /// the assignments set, deserialized whole. The reference for
-/// [`resolve::Resolver`], which takes this path where it cannot decide.
+/// [`resolve::Shared`], which takes this path where it cannot decide.
 fn resolve(assignments: Choice, base: &Value, exclude: &[ExcludeFilter]) -> Resolved {
     let mut value = base.clone();
     for (key, v) in &assignments {

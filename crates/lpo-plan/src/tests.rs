@@ -412,6 +412,32 @@ fn the_memoized_resolution_equals_the_direct_one() {
     ] {
         assert_fast_path_is_the_direct_path(&recipe(text));
     }
+    // The fallbacks (values the key table would refuse, set here directly):
+    // a field that does not deserialize, and a filter on a table the sweep
+    // sets keys inside.
+    let mut r = recipe("[sweep]\ngrid = { \"loss.beta\" = [0.1, 0.2] }\n");
+    r.sweep.grid.insert(
+        "train.steps".into(),
+        vec![Value::String("x".into()), Value::Integer(3)],
+    );
+    r.sweep.exclude = vec![
+        [("train".to_string(), Value::Table(toml::toml! { steps = 3 }))].into(),
+        [("loss.beta".to_string(), Value::Float(0.2))].into(),
+    ];
+    assert_fast_path_is_the_direct_path(&r);
+    // A checkpoint reference (its model comes from disk).
+    let config = serde_json::json!({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+        "vocab_size": 96, "hidden_size": 128, "intermediate_size": 256,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-5
+    });
+    let dir = checkpoint_dir("memo", &config);
+    let r = recipe(&format!(
+        "[reference]\ncheckpoint = \"{}\"\n[sweep]\ngrid = {{ \"model.layers\" = [2, 4], \"loss.beta\" = [0.1, 0.2] }}\n",
+        dir.display()
+    ));
+    assert_fast_path_is_the_direct_path(&r);
 }
 
 #[test]

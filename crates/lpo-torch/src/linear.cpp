@@ -1,12 +1,14 @@
 // A linear layer whose three matrix products (forward, input gradient,
-// weight gradient) run on oneDNN's f32 matmul, through the `_linear_pointwise`
-// operator libtorch registers for its CPU backend: on AVX-512 machines about
-// 2.3x the throughput of the MKL sgemm that at::linear uses. The arithmetic is
-// IEEE f32 as at::linear's; only the order of the sums differs. Called from
-// src/linear.rs for f32 CPU tensors; errors are returned as strings, never
-// thrown across the C boundary.
+// weight gradient) run on oneDNN's f32 inner product, through the
+// `mkldnn::_linear_pointwise` operator libtorch registers for its CPU backend:
+// on AVX-512 machines about 2.3x the throughput of the MKL sgemm that
+// at::linear uses. The arithmetic is IEEE f32 as at::linear's (oneDNN's fp32
+// math mode is left at its default; lpo never sets bf16/tf32 there); only the
+// order of the sums differs. Called from src/linear.rs for f32 CPU tensors;
+// errors are returned as strings, never thrown across the C boundary.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/matmul.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <exception>
@@ -41,10 +43,16 @@ const std::optional<Pointwise>& pointwise() {
   return handle;
 }
 
-// a [.., K] times b [N, K] transposed -> [.., N].
+// a [.., K] times b [N, K] transposed -> [.., N]. An input oneDNN refuses
+// (some stride pattern, say) is multiplied by at::matmul instead, which
+// computes the same product or throws the shape error itself.
 at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b) {
-  return pointwise()->call(a, b, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(),
-                           std::nullopt);
+  try {
+    return pointwise()->call(a, b, std::nullopt, "none",
+                             c10::List<std::optional<at::Scalar>>(), std::nullopt);
+  } catch (const std::exception&) {
+    return at::matmul(a, b.t());
+  }
 }
 
 // y = x w^T with x [.., in], w [out, in]; the backward pass computes
@@ -52,7 +60,11 @@ at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b) {
 struct OnednnLinear : public torch::autograd::Function<OnednnLinear> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& w) {
-    ctx->save_for_backward({x, w});
+    // Each gradient needs the other operand only: a frozen weight (LoRA's
+    // base layers) keeps no input alive until the backward pass.
+    ctx->save_for_backward({w.requires_grad() ? x : at::Tensor(),
+                            x.requires_grad() ? w : at::Tensor()});
+    ctx->saved_data["x_sizes"] = x.sizes().vec();
     return times_transposed(x, w);
   }
 
@@ -64,10 +76,19 @@ struct OnednnLinear : public torch::autograd::Function<OnednnLinear> {
     auto dy = grads[0].reshape({-1, grads[0].size(-1)});  // [M, out]
     at::Tensor dx, dw;
     if (ctx->needs_input_grad(0)) {
-      dx = times_transposed(dy, w.t()).view(x.sizes());  // [M, in] -> x's shape
+      auto x_sizes = ctx->saved_data["x_sizes"].toIntVector();
+      dx = times_transposed(dy, w.t()).view(x_sizes);  // [M, in] -> x's shape
     }
     if (ctx->needs_input_grad(1)) {
-      dw = times_transposed(dy.t(), x.reshape({-1, x.size(-1)}).t());  // [out, in]
+      auto x2d = x.reshape({-1, x.size(-1)});  // [M, in]
+      // The operator copies its first operand into rows: give it the
+      // narrower of the two ([M, in] or [M, out], e.g. the output head's
+      // logits gradient), computing dw^T when that is x.
+      if (x2d.size(1) < dy.size(1)) {
+        dw = times_transposed(x2d.t(), dy.t()).t();  // [in, out] -> [out, in]
+      } else {
+        dw = times_transposed(dy.t(), x2d.t());  // [out, in]
+      }
     }
     return {dx, dw};
   }
@@ -90,6 +111,9 @@ const char* lpo_onednn_linear(const at::Tensor* x, const at::Tensor* w, at::Tens
     return nullptr;
   } catch (const std::exception& e) {
     last_error = e.what();
+    return last_error.c_str();
+  } catch (...) {
+    last_error = "unknown C++ exception";
     return last_error.c_str();
   }
 }

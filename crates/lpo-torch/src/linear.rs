@@ -1,9 +1,10 @@
-//! A linear layer whose matrix products run on oneDNN's f32 matmul (compiled
-//! from `linear.cpp`): libtorch's own `at::linear` uses MKL's sgemm on the
-//! CPU, which on this project's AVX-512 machines reaches about 105 GFLOP/s
-//! on one core where oneDNN reaches about 250 (forward, input gradient and
-//! weight gradient alike; `docs/performance.md`). Same IEEE f32 arithmetic,
-//! other summation order.
+//! A linear layer whose matrix products run on oneDNN's f32 inner product
+//! (libtorch's `mkldnn::_linear_pointwise` operator, called from
+//! `linear.cpp`): libtorch's own `at::linear` uses MKL's sgemm on the CPU,
+//! which on this project's AVX-512 machines reaches about 105 GFLOP/s on one
+//! core where oneDNN reaches 185–250 (forward, input gradient and weight
+//! gradient; `docs/performance.md`). Same IEEE f32 arithmetic, other
+//! summation order.
 
 use std::ffi::c_int;
 use std::sync::OnceLock;
@@ -30,14 +31,31 @@ pub fn onednn_available() -> bool {
     *AVAILABLE.get_or_init(|| unsafe { lpo_onednn_linear_available() } == 1)
 }
 
-/// Whether [`onednn_linear`] takes `x` and `w`: f32 tensors on the CPU, and
-/// oneDNN present.
+/// Whether [`onednn_linear`] is the faster choice for `x` and `w`: f32
+/// tensors on the CPU, oneDNN present, and a CPU with AVX-512 (where its
+/// advantage over MKL was measured; elsewhere `at::linear` stays).
 pub fn onednn_applies(x: &Tensor, w: &Tensor) -> bool {
     x.device() == Device::Cpu
         && w.device() == Device::Cpu
         && x.kind() == Kind::Float
         && w.kind() == Kind::Float
-        && onednn_available()
+        && onednn_preferred()
+}
+
+/// Whether this machine multiplies f32 CPU tensors on oneDNN: present, and
+/// the CPU has AVX-512.
+pub fn onednn_preferred() -> bool {
+    avx512() && onednn_available()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512() -> bool {
+    false
 }
 
 /// `x: [.., in]` times `w: [out, in]` transposed, `[.., out]`, differentiable
@@ -138,6 +156,40 @@ mod tests {
         assert_eq!(values(&x.grad()), vec![2.0; 6]);
         let y = tch::no_grad(|| onednn_linear(&x, &w).unwrap());
         assert!(!y.requires_grad());
+    }
+
+    #[test]
+    fn both_weight_gradient_orders_and_a_frozen_input_match_the_reference() {
+        if !onednn_available() {
+            return;
+        }
+        // in < out (dw computed transposed) and in > out.
+        for (m, k, n) in [(5usize, 3usize, 7usize), (5, 7, 3)] {
+            let xs: Vec<f64> = (0..m * k)
+                .map(|i| ((i * 3 % 7) as f64 - 3.0) / 2.0)
+                .collect();
+            let ws: Vec<f64> = (0..n * k)
+                .map(|i| ((i * 5 % 9) as f64 - 4.0) / 4.0)
+                .collect();
+            let dys: Vec<f64> = (0..m * n)
+                .map(|i| ((i * 7 % 5) as f64 - 2.0) / 3.0)
+                .collect();
+            let x = Tensor::from_slice(&xs)
+                .to_kind(Kind::Float)
+                .view([m as i64, k as i64]);
+            let w = Tensor::from_slice(&ws)
+                .to_kind(Kind::Float)
+                .view([n as i64, k as i64])
+                .set_requires_grad(true);
+            let dy = Tensor::from_slice(&dys)
+                .to_kind(Kind::Float)
+                .view([m as i64, n as i64]);
+            (onednn_linear(&x, &w).unwrap() * &dy)
+                .sum(Kind::Float)
+                .backward();
+            let [_, _, dw_ref] = reference(&xs, &ws, &dys, m, k, n);
+            assert_close(&values(&w.grad()), &dw_ref, "dw");
+        }
     }
 
     #[test]

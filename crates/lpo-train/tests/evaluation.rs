@@ -4,6 +4,7 @@
 #![allow(clippy::too_many_lines)]
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use lpo_model::logps::response_logps;
 use lpo_recipe::Recipe;
@@ -13,6 +14,11 @@ use lpo_train::run::{Baseline, RunRequest};
 use lpo_train::sources::encode_pair;
 use lpo_train::{lists, reference, sources, Silent};
 use tch::Device;
+
+/// Model initialisation draws from libtorch's global generator (seeded per
+/// run, one run per process in production): the tests here take turns, so
+/// their models do not depend on how they interleave.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn recipe(seed: u64) -> Recipe {
     let mut r = Recipe::default();
@@ -30,6 +36,7 @@ fn recipe(seed: u64) -> Recipe {
 
 #[test]
 fn a_policy_equal_to_the_reference_ties_everywhere_with_zero_kl() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     let recipe = recipe(3);
@@ -89,6 +96,7 @@ fn a_policy_equal_to_the_reference_ties_everywhere_with_zero_kl() {
 
 #[test]
 fn heldout_metrics_match_a_list_by_list_recomputation() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     // A files-only mix: 40 records of 3 responses with distinct rewards.
@@ -191,10 +199,17 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         let s: Vec<f64> = lp.iter().zip(&lr).map(|(p, r)| beta * (p - r)).collect();
         let rewards: Vec<f64> = list.list.responses.iter().map(|r| r.reward).collect();
         let expected = list_metrics(&rewards, &s);
-        assert_eq!(
-            (row.pairs, row.correct),
-            (expected.pairs, expected.correct),
-            "{row:?}"
+        assert_eq!(row.pairs, expected.pairs, "{row:?}");
+        // The batch and the single list are different products (other row
+        // counts, so other kernels or blockings): implicit rewards agree to
+        // about 1e-6, so a pair closer than 1e-5 may order either way.
+        let near_ties = (0..k)
+            .flat_map(|i| (0..k).map(move |j| (i, j)))
+            .filter(|&(i, j)| rewards[i] > rewards[j] && (s[i] - s[j]).abs() < 1e-5)
+            .count() as u32;
+        assert!(
+            row.correct.abs_diff(expected.correct) <= near_ties,
+            "{row:?} vs {expected:?}"
         );
         match (row.margin, expected.margin) {
             (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "{a} vs {b}"),
