@@ -105,35 +105,38 @@ mod tests {
         }
     }
 
+    /// Fixed values `(x [m, k], w [n, k], dy [m, n])`, each from `(a, b, c)`:
+    /// element i is `((i * a % b) - c) / c`.
+    fn operands(m: usize, k: usize, n: usize) -> [Vec<f64>; 3] {
+        let fill = |len: usize, (a, b, c): (usize, usize, usize)| -> Vec<f64> {
+            (0..len)
+                .map(|i| ((i * a % b) as f64 - c as f64) / c as f64)
+                .collect()
+        };
+        [
+            fill(m * k, (7, 11, 5)),
+            fill(n * k, (5, 13, 6)),
+            fill(m * n, (3, 7, 3)),
+        ]
+    }
+
+    fn float(values: &[f64], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(values).to_kind(Kind::Float).view(shape)
+    }
+
     #[test]
     fn products_and_gradients_equal_a_float64_reference() {
         if !onednn_available() {
             eprintln!("skipped: this libtorch has no oneDNN");
             return;
         }
-        // A 3-d input [2, 3, 5] (M = 6 rows), 4 outputs; fixed values.
-        let (m, k, n) = (6usize, 5usize, 4usize);
-        let xs: Vec<f64> = (0..m * k)
-            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0)
-            .collect();
-        let ws: Vec<f64> = (0..n * k)
-            .map(|i| ((i * 5 % 13) as f64 - 6.0) / 8.0)
-            .collect();
-        let dys: Vec<f64> = (0..m * n)
-            .map(|i| ((i * 3 % 7) as f64 - 3.0) / 2.0)
-            .collect();
-        let x = Tensor::from_slice(&xs)
-            .to_kind(Kind::Float)
-            .view([2, 3, 5])
-            .set_requires_grad(true);
-        let w = Tensor::from_slice(&ws)
-            .to_kind(Kind::Float)
-            .view([4, 5])
-            .set_requires_grad(true);
-        let dy = Tensor::from_slice(&dys)
-            .to_kind(Kind::Float)
-            .view([2, 3, 4]);
-        assert!(onednn_applies(&x, &w));
+        // A 3-d input [2, 3, 5] (M = 6 rows), 4 outputs.
+        let (m, k, n) = (6, 5, 4);
+        let [xs, ws, dys] = operands(m, k, n);
+        let x = float(&xs, &[2, 3, 5]).set_requires_grad(true);
+        let w = float(&ws, &[4, 5]).set_requires_grad(true);
+        let dy = float(&dys, &[2, 3, 4]);
+        assert!(onednn_applies(&x, &w) || !onednn_preferred());
         let y = onednn_linear(&x, &w).unwrap();
         assert_eq!(y.size(), [2, 3, 4]);
         (&y * &dy).sum(Kind::Float).backward();
@@ -159,31 +162,17 @@ mod tests {
     }
 
     #[test]
-    fn both_weight_gradient_orders_and_a_frozen_input_match_the_reference() {
+    fn both_weight_gradient_orders_with_a_frozen_input_match_the_reference() {
         if !onednn_available() {
             return;
         }
-        // in < out (dw computed transposed) and in > out.
-        for (m, k, n) in [(5usize, 3usize, 7usize), (5, 7, 3)] {
-            let xs: Vec<f64> = (0..m * k)
-                .map(|i| ((i * 3 % 7) as f64 - 3.0) / 2.0)
-                .collect();
-            let ws: Vec<f64> = (0..n * k)
-                .map(|i| ((i * 5 % 9) as f64 - 4.0) / 4.0)
-                .collect();
-            let dys: Vec<f64> = (0..m * n)
-                .map(|i| ((i * 7 % 5) as f64 - 2.0) / 3.0)
-                .collect();
-            let x = Tensor::from_slice(&xs)
-                .to_kind(Kind::Float)
-                .view([m as i64, k as i64]);
-            let w = Tensor::from_slice(&ws)
-                .to_kind(Kind::Float)
-                .view([n as i64, k as i64])
-                .set_requires_grad(true);
-            let dy = Tensor::from_slice(&dys)
-                .to_kind(Kind::Float)
-                .view([m as i64, n as i64]);
+        // in < out (dw computed transposed) and in > out; x needs no gradient.
+        for (m, k, n) in [(5, 3, 7), (5, 7, 3)] {
+            let [xs, ws, dys] = operands(m, k, n);
+            let (mi, ki, ni) = (m as i64, k as i64, n as i64);
+            let x = float(&xs, &[mi, ki]);
+            let w = float(&ws, &[ni, ki]).set_requires_grad(true);
+            let dy = float(&dys, &[mi, ni]);
             (onednn_linear(&x, &w).unwrap() * &dy)
                 .sum(Kind::Float)
                 .backward();
