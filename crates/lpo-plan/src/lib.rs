@@ -504,14 +504,23 @@ fn canonical_member(name: &str, json: &Json) -> Vec<u8> {
 /// serde_json's maps are ordered by key (its `preserve_order` feature is off;
 /// a test guards this), so the serialized text is canonical.
 pub fn run_id(recipe: &Recipe) -> String {
-    let Json::Object(fields) = canonical(recipe) else {
-        unreachable!("the canonical configuration is an object");
+    let members = canonical_members(recipe);
+    id_of_members(members.iter().filter_map(|(_, member)| member.as_deref()))
+}
+
+/// `recipe`'s top-level fields in key order, each with its member of the
+/// canonical text (`None` outside run ids).
+fn canonical_members(recipe: &Recipe) -> Vec<(String, Option<Vec<u8>>)> {
+    let Json::Object(fields) = serde_json::to_value(recipe).expect("recipes serialize") else {
+        unreachable!("a recipe is an object");
     };
-    let members: Vec<Vec<u8>> = fields
-        .iter()
-        .map(|(name, json)| canonical_member(name, json))
-        .collect();
-    id_of_members(members.iter().map(Vec::as_slice))
+    fields
+        .into_iter()
+        .map(|(name, json)| {
+            let member = canonical_field(recipe, &name, json).map(|c| canonical_member(&name, &c));
+            (name, member)
+        })
+        .collect()
 }
 
 /// The id of the canonical text `{member,member,...}`, members in key order.

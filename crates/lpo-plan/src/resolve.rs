@@ -13,12 +13,11 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use lpo_recipe::Recipe;
-use serde_json::Value as Json;
 use toml::Value;
 
 use crate::{
-    advance, canonical_field, canonical_member, finish, get_path, id_of_members, position, resolve,
-    same, set_path, Choice, ExcludeFilter, Resolved,
+    advance, canonical_members, finish, get_path, id_of_members, position, resolve, same, set_path,
+    Choice, ExcludeFilter, Resolved,
 };
 
 /// What every planner thread reads.
@@ -52,7 +51,7 @@ impl<'a> Shared<'a> {
     ) -> Shared<'a> {
         let base_recipe: Option<Recipe> = base.clone().try_into().ok();
         let base_members = match &base_recipe {
-            Some(recipe) => members(recipe),
+            Some(recipe) => canonical_members(recipe),
             None => Vec::new(),
         };
         let mut fields: Vec<(String, Vec<usize>)> = Vec::new();
@@ -161,7 +160,10 @@ impl<'a> Shared<'a> {
             }
         }
         let recipe: Recipe = root.try_into().ok()?;
-        let member = member(&recipe, name);
+        let member = canonical_members(&recipe)
+            .into_iter()
+            .find(|(field, _)| field == name)
+            .and_then(|(_, member)| member);
         Some(Field { recipe, member })
     }
 
@@ -214,25 +216,4 @@ fn lookup<'v>(assignments: &'v Choice, base: &'v Value, key: &str) -> Option<Opt
 /// The top-level field a dotted key lies in.
 fn top_level(key: &str) -> &str {
     key.split('.').next().unwrap_or(key)
-}
-
-/// `recipe`'s canonical members by field name, in key order.
-fn members(recipe: &Recipe) -> Vec<(String, Option<Vec<u8>>)> {
-    let Json::Object(fields) = serde_json::to_value(recipe).expect("recipes serialize") else {
-        unreachable!("a recipe is an object");
-    };
-    fields
-        .into_iter()
-        .map(|(name, json)| {
-            let member = canonical_field(recipe, &name, json).map(|c| canonical_member(&name, &c));
-            (name, member)
-        })
-        .collect()
-}
-
-/// The canonical member of `recipe`'s field `name`.
-fn member(recipe: &Recipe, name: &str) -> Option<Vec<u8>> {
-    let mut json = serde_json::to_value(recipe).expect("recipes serialize");
-    let field = json.get_mut(name).map(Json::take)?;
-    canonical_field(recipe, name, field).map(|c| canonical_member(name, &c))
 }
