@@ -40,11 +40,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// The one run directory of recipe `name`.
 fn run_dir(dir: &Path, name: &str) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("results").join(name))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let runs = common::run_dirs(&dir.join("results").join(name));
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs[0].clone()
 }

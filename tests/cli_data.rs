@@ -130,12 +130,7 @@ fn a_hugging_face_tokenizer_drives_a_whole_run() {
     let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let results = dir.join("results/preview-test");
-    let run = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = common::run_dirs(&results).remove(0);
     let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
     assert_eq!(eval.lines().count(), 11, "{eval}");
     // Responses are decoded words of the tokenizer: numbers, symbols or nothing.
@@ -230,12 +225,7 @@ fn sequences_longer_than_max_len_train_with_a_truncation_count() {
     let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let results = dir.join("results/preview-test");
-    let run = std::fs::read_dir(&results)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = common::run_dirs(&results).remove(0);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["status"], "complete", "{summary}");

@@ -38,11 +38,9 @@ every = 50
 }
 
 fn run_dir(results: &Path) -> PathBuf {
-    let family = results.join("rounds");
-    std::fs::read_dir(&family)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
+    common::run_dirs(&results.join("rounds"))
+        .into_iter()
+        .next()
         .unwrap()
 }
 

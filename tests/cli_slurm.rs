@@ -5,7 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod common;
-use common::{checkpoint_step, scratch, text};
+use common::{checkpoint_step, run_dirs, scratch, text};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,18 +28,6 @@ fn lpo(dir: &Path, conf: &Path, args: &[&str]) -> Output {
 
 fn summary(dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()
-}
-
-fn run_dirs(recipe_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(recipe_dir) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "slurm"))
-        .collect();
-    dirs.sort();
-    dirs
 }
 
 /// `lpo sweep RECIPE --backend slurm --cpus 1 --results RES` against the cluster.

@@ -19,14 +19,9 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
 }
 
+/// The run directories of the `small` family (none before it exists).
 fn run_dirs(results: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results.join("small"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
+    common::run_dirs(&results.join("small"))
 }
 
 #[test]
@@ -511,7 +506,7 @@ fn a_checkpoint_that_lost_its_weights_falls_back_and_a_thread_change_is_warned()
         "1",
     ];
     let saved = kill_when(&dir, &args, || {
-        let run = run_dirs_if_any(&dir.join("results")).pop()?;
+        let run = run_dirs(&dir.join("results")).pop()?;
         let step = checkpoint_step(&run).filter(|s| (10..300).contains(s))?;
         Some((run, step))
     });
@@ -551,15 +546,6 @@ fn a_checkpoint_that_lost_its_weights_falls_back_and_a_thread_change_is_warned()
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(steps, (0..300).collect::<Vec<_>>());
-}
-
-/// The run directories of the `small` family, if it exists yet.
-fn run_dirs_if_any(results: &Path) -> Vec<PathBuf> {
-    if results.join("small").is_dir() {
-        run_dirs(results)
-    } else {
-        Vec::new()
-    }
 }
 
 #[test]

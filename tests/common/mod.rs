@@ -93,3 +93,18 @@ pub fn checkpoint_step(run: &Path) -> Option<u64> {
     let bytes = std::fs::read(run.join("checkpoint/state.json")).ok()?;
     serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["step"].as_u64()
 }
+
+/// The run directories of one recipe's results (`results/<name>/`), sorted;
+/// none while it does not exist yet. A Slurm sweep's `slurm/` folder is not
+/// a run.
+pub fn run_dirs(family: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(family) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "slurm"))
+        .collect();
+    dirs.sort();
+    dirs
+}
