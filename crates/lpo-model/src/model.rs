@@ -76,8 +76,8 @@ const ONEDNN_MIN_MACS: i64 = 1 << 20;
 pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let macs = x.numel() as i64 * weight.size()[0];
     if macs >= ONEDNN_MIN_MACS && onednn_allowed() && lpo_torch::linear::onednn_applies(x, weight) {
-        // A failed call (an input oneDNN refuses) falls back to at::linear,
-        // which computes the same product or reports the error itself.
+        // linear.cpp multiplies what oneDNN refuses with at::matmul; what
+        // fails there too (mismatched shapes) at::linear reports below.
         if let Ok(y) = lpo_torch::linear::onednn_linear(x, weight) {
             #[cfg(test)]
             crate::tests::ONEDNN_CALLS.with(|n| n.set(n.get() + 1));
