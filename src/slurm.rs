@@ -42,7 +42,7 @@ pub struct SlurmArgs {
     /// Time limit per run, in Slurm's format (`#SBATCH --time`, e.g. 2:00:00).
     #[arg(long)]
     pub time: Option<String>,
-    /// GPUs per run (`#SBATCH --gpus`).
+    /// GPUs per run (`#SBATCH --gpus`): at most 1, as a run uses one device.
     #[arg(long)]
     pub gpus: Option<u32>,
     /// CPUs per run (`#SBATCH --cpus-per-task`); a run's threads unless --threads or train.threads say otherwise.
@@ -51,7 +51,7 @@ pub struct SlurmArgs {
     /// Memory per run (`#SBATCH --mem`, e.g. 16G).
     #[arg(long)]
     pub mem: Option<String>,
-    /// Another sbatch option for every job, e.g. `--sbatch=--qos=high` (repeatable).
+    /// Another sbatch option for every job, e.g. `--sbatch=--qos=high` (one option per flag; repeatable).
     #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
     pub extra: Vec<String>,
 }
@@ -68,6 +68,41 @@ impl SlurmArgs {
             || self.mem.is_some()
             || !self.extra.is_empty()
     }
+
+    /// Why the options cannot go into an sbatch script, one message per
+    /// problem, each naming its flag: values an `#SBATCH` line cannot carry
+    /// (a newline would end the line and the shell would run the rest), an
+    /// `--sbatch` that is not one option, `--gpus` above 1.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (flag, value) in [
+            ("--partition", &self.partition),
+            ("--account", &self.account),
+            ("--time", &self.time),
+            ("--mem", &self.mem),
+        ] {
+            if let Some(why) = value.as_deref().and_then(directive_problem) {
+                problems.push(format!("{flag} {}: {why}", shown(value.as_deref())));
+            }
+        }
+        if let Some(gpus) = self.gpus.filter(|&g| g > 1) {
+            problems.push(format!(
+                "--gpus {gpus}: a run uses one device, so the other GPUs would sit idle; use --gpus 1"
+            ));
+        }
+        for extra in &self.extra {
+            if let Err(why) = sbatch_option(extra) {
+                problems.push(format!("--sbatch {}: {why}", shown(Some(extra))));
+            }
+        }
+        problems
+    }
+}
+
+/// A flag's value as an error message shows it: quoted, control
+/// characters escaped.
+fn shown(value: Option<&str>) -> String {
+    format!("{:?}", value.unwrap_or_default())
 }
 
 /// The record of the jobs a recipe's Slurm sweeps submitted.
@@ -157,19 +192,97 @@ pub fn sh_quote(word: &str) -> String {
     }
 }
 
-/// A path as the value of an `#SBATCH` option: double-quoted (sbatch strips
-/// the quotes), so spaces are fine; quotes and newlines cannot be written.
-fn directive_path(path: &Path) -> Result<String> {
-    let text = path
-        .to_str()
-        .with_context(|| format!("`{}` is not UTF-8", path.display()))?;
-    if text.contains(['"', '\n', '\r']) {
-        bail!(
-            "`{}` holds a quote or a newline, which an #SBATCH line cannot carry",
-            path.display()
+/// Why `value` cannot be the value of an `#SBATCH` option: empty, or
+/// holding a control character (a newline ends the line, and the shell runs
+/// what follows as a command), a double quote or a backslash (sbatch's own
+/// quoting of them differs between Slurm versions).
+fn directive_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Some(format!(
+            "holds the control character {:?}, which an #SBATCH line cannot carry (a newline would end the line and the shell would run the rest)",
+            c
+        ));
+    }
+    if value.contains(['"', '\\']) {
+        return Some(
+            "holds a double quote or a backslash, which an #SBATCH line cannot carry".into(),
         );
     }
-    Ok(format!("\"{text}\""))
+    None
+}
+
+/// A checked value as sbatch reads it on an `#SBATCH` line: bare when
+/// plainly safe, else double-quoted (sbatch strips the quotes, keeps spaces
+/// and quotes inside, and reads an escaped `#` as itself rather than as the
+/// start of a comment).
+fn directive_word(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        value.to_string()
+    } else {
+        format!("\"{}\"", value.replace('#', "\\#"))
+    }
+}
+
+/// A path as the value of an `#SBATCH` option: always double-quoted, so
+/// spaces are fine; quotes, backslashes and newlines cannot be written.
+fn directive_path(path: &Path) -> std::result::Result<String, String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("`{}` is not UTF-8", path.display()))?;
+    if let Some(why) = directive_problem(text) {
+        return Err(format!("the path {text:?} {why}"));
+    }
+    Ok(format!("\"{}\"", text.replace('#', "\\#")))
+}
+
+/// The `--output` pattern of the logs in `logs`: Slurm expands `%`
+/// sequences in it, so the directory's own `%` are written `%%`.
+fn output_pattern(logs: &Path, file: &str) -> std::result::Result<String, String> {
+    let dir = path_str(logs).map_err(|e| e.to_string())?;
+    directive_path(Path::new(&format!("{}/{file}", dir.replace('%', "%%"))))
+}
+
+/// One `--sbatch` option as an `#SBATCH` line carries it: `--name`,
+/// `--name=VALUE` or `-X VALUE` (an `#SBATCH` prefix is dropped), the
+/// value quoted so that it stays one option.
+fn sbatch_option(raw: &str) -> std::result::Result<String, String> {
+    if let Some(c) = raw.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "holds the control character {c:?}: give one sbatch option per --sbatch, without newlines"
+        ));
+    }
+    let option = raw.trim().trim_start_matches("#SBATCH").trim();
+    let end = option
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .unwrap_or(option.len());
+    let (name, rest) = option.split_at(end);
+    let flag = name.trim_start_matches('-');
+    let named = name.starts_with('-')
+        && name.len() - flag.len() <= 2
+        && flag.starts_with(|c: char| c.is_ascii_alphabetic())
+        && flag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !named {
+        return Err("must be one sbatch option starting with `-`, e.g. --sbatch=--qos=high".into());
+    }
+    let (separator, value) = match rest.strip_prefix('=') {
+        Some(value) => ("=", value),
+        None => (" ", rest.trim_start()),
+    };
+    if rest.is_empty() {
+        return Ok(name.to_string());
+    }
+    if let Some(why) = directive_problem(value) {
+        return Err(format!("its value {why}"));
+    }
+    Ok(format!("{name}{separator}{}", directive_word(value)))
 }
 
 /// Slurm's `--array` value for these task ids: ascending, consecutive ids
@@ -260,34 +373,68 @@ impl ScriptContext {
     /// The sbatch script of `kind`.
     pub fn script(&self, kind: &JobKind) -> Result<String> {
         let mut s = String::from("#!/bin/bash\n");
+        // The name in comments with its control characters escaped: a
+        // newline in it must not end the comment.
+        let name = self.name.escape_debug();
         let (what, output) = match kind {
             JobKind::Prepare => (
-                format!("shared data of `{}` (lpo prepare)", self.name),
-                self.logs.join("prepare-%j.out"),
+                format!("shared data of `{name}` (lpo prepare)"),
+                "prepare-%j.out",
             ),
             JobKind::Runs(indices) => (
-                format!("runs {} of `{}`", array_spec(indices), self.name),
-                self.logs.join("run-%A_%a.out"),
+                format!("runs {} of `{name}`", array_spec(indices)),
+                "run-%A_%a.out",
             ),
         };
         s += &format!("# Written by `lpo sweep --backend slurm`: {what}.\n");
-        let mut directive = |option: String| s += &format!("#SBATCH {option}\n");
-        directive(format!(
-            "--job-name=lpo-{}",
-            self.name.replace(char::is_whitespace, "_")
-        ));
-        directive(format!("--chdir={}", directive_path(&self.workdir)?));
-        directive(format!("--output={}", directive_path(&output)?));
-        if let JobKind::Runs(indices) = kind {
-            directive(format!("--array={}", array_spec(indices)));
-            // Preempted or node-failed tasks run again and resume.
-            directive("--requeue".into());
-            directive("--open-mode=append".into());
-        }
-        for option in self.options() {
-            directive(option);
+        for option in self.directives(kind, output).map_err(anyhow::Error::msg)? {
+            s += &format!("#SBATCH {option}\n");
         }
         s += "set -euo pipefail\n";
+        s += &format!("exec {}\n", self.command(kind)?.join(" "));
+        Ok(s)
+    }
+
+    /// Why the scripts cannot be written: the Slurm options' problems and
+    /// paths an `#SBATCH` line cannot carry, each naming what it is about.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = self.slurm.problems();
+        if problems.is_empty() {
+            if let Err(why) = self.directives(&JobKind::Prepare, "prepare-%j.out") {
+                problems.push(why);
+            }
+        }
+        problems
+    }
+
+    /// The `#SBATCH` options of a job writing its output to `output` in the logs.
+    fn directives(&self, kind: &JobKind, output: &str) -> std::result::Result<Vec<String>, String> {
+        // The job name is cosmetic: anything but plain characters becomes `_`.
+        let job_name: String = self
+            .name
+            .chars()
+            .map(|c| match c.is_alphanumeric() || "-_.+,:@".contains(c) {
+                true => c,
+                false => '_',
+            })
+            .collect();
+        let mut options = vec![
+            format!("--job-name=lpo-{job_name}"),
+            format!("--chdir={}", directive_path(&self.workdir)?),
+            format!("--output={}", output_pattern(&self.logs, output)?),
+        ];
+        if let JobKind::Runs(indices) = kind {
+            options.push(format!("--array={}", array_spec(indices)));
+            // Preempted or node-failed tasks run again and resume.
+            options.push("--requeue".into());
+            options.push("--open-mode=append".into());
+        }
+        options.extend(self.options()?);
+        Ok(options)
+    }
+
+    /// The job's command line, every word quoted for the shell.
+    fn command(&self, kind: &JobKind) -> Result<Vec<String>> {
         let mut command = vec![sh_quote(path_str(&self.exe)?)];
         match kind {
             JobKind::Prepare => command.push("prepare".into()),
@@ -308,17 +455,20 @@ impl ScriptContext {
             command.push(format!("--set {}", sh_quote(set)));
         }
         command.push("--no-bars".into());
-        s += &format!("exec {}\n", command.join(" "));
-        Ok(s)
+        Ok(command)
     }
 
-    /// The `#SBATCH` options from the Slurm arguments.
-    fn options(&self) -> Vec<String> {
+    /// The `#SBATCH` options from the Slurm arguments, each value checked
+    /// and quoted as sbatch reads it.
+    fn options(&self) -> std::result::Result<Vec<String>, String> {
+        if let Some(problem) = self.slurm.problems().into_iter().next() {
+            return Err(problem);
+        }
         let a = &self.slurm;
         let mut options = Vec::new();
         let mut add = |name: &str, value: Option<String>| {
             if let Some(v) = value {
-                options.push(format!("--{name}={v}"));
+                options.push(format!("--{name}={}", directive_word(&v)));
             }
         };
         add("partition", a.partition.clone());
@@ -328,10 +478,9 @@ impl ScriptContext {
         add("cpus-per-task", a.cpus.map(|c| c.to_string()));
         add("mem", a.mem.clone());
         for extra in &a.extra {
-            let option = extra.trim().trim_start_matches("#SBATCH").trim();
-            options.push(option.to_string());
+            options.push(sbatch_option(extra)?);
         }
-        options
+        Ok(options)
     }
 }
 
@@ -381,6 +530,15 @@ pub fn sweep(
     baselines: &[Option<usize>],
 ) -> Result<ExitCode> {
     let dir = absolute(&slurm_dir(layout, name))?;
+    // Checked before anything is written or submitted.
+    let ctx = ScriptContext::new(args, &dir, name)?;
+    let problems = ctx.problems();
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+    }
     let dry = args.slurm.dry_run;
     let _lock = if dry {
         None
@@ -414,7 +572,6 @@ pub fn sweep(
     if submit.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let ctx = ScriptContext::new(args, &dir, name)?;
     let number = record.jobs.iter().filter(|j| j.kind == "prepare").count() + 1;
     let jobs = pending_jobs(&ctx, &dir, number, baselines, &submit)?;
     if dry {
@@ -976,6 +1133,220 @@ mod tests {
         let quoted = context("/data/\"q\"");
         let err = quoted.script(&JobKind::Prepare).unwrap_err().to_string();
         assert!(err.contains("#SBATCH line"), "{err}");
+    }
+
+    /// The arguments sbatch reads from an `#SBATCH` line (Slurm's
+    /// `_get_argument`: whitespace separates, single or double quotes group,
+    /// a backslash escapes the next character, an unquoted `#` ends the line).
+    fn sbatch_arguments(line: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut chars = line.strip_prefix("#SBATCH").unwrap().chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            let (mut arg, mut quote, mut any) = (String::new(), None, false);
+            while let Some(c) = chars.next() {
+                match (c, quote) {
+                    ('\\', _) => arg.extend(chars.next()),
+                    (c, Some(q)) if c == q => quote = None,
+                    (c, Some(_)) => arg.push(c),
+                    ('"' | '\'', None) => quote = Some(c),
+                    ('#', None) => {
+                        args.extend(any.then_some(arg));
+                        return args;
+                    }
+                    (c, None) if c.is_whitespace() => break,
+                    (c, None) => arg.push(c),
+                }
+                any = true;
+            }
+            assert!(quote.is_none(), "unmatched quote in {line:?}");
+            if !any {
+                return args;
+            }
+            args.push(arg);
+        }
+    }
+
+    #[test]
+    fn slurm_options_are_checked_flag_by_flag() {
+        let hostile = |f: fn(&mut SlurmArgs, String)| {
+            let mut a = SlurmArgs::default();
+            f(&mut a, "gpu\ntouch pwned".into());
+            a.problems()
+        };
+        type Setter = fn(&mut SlurmArgs, String);
+        let cases: [(&str, Setter); 5] = [
+            ("--partition", |a, v| a.partition = Some(v)),
+            ("--account", |a, v| a.account = Some(v)),
+            ("--time", |a, v| a.time = Some(v)),
+            ("--mem", |a, v| a.mem = Some(v)),
+            ("--sbatch", |a, v| a.extra = vec![format!("--qos={v}")]),
+        ];
+        for (flag, set) in cases {
+            let p = hostile(set);
+            assert_eq!(p.len(), 1, "{flag}: {p:?}");
+            assert!(p[0].starts_with(&format!("{flag} \"")), "{p:?}");
+            assert!(p[0].contains("control character '\\n'"), "{p:?}");
+        }
+        let gpus = SlurmArgs {
+            gpus: Some(4),
+            ..SlurmArgs::default()
+        };
+        let p = gpus.problems();
+        assert!(
+            p[0].contains("a run uses one device") && p[0].contains("--gpus 1"),
+            "{p:?}"
+        );
+        let fine = SlurmArgs {
+            partition: Some("gpu,debug".into()),
+            account: Some("my lab".into()),
+            time: Some("4:00:00".into()),
+            mem: Some("16G".into()),
+            gpus: Some(1),
+            extra: vec!["--constraint=a100".into()],
+            ..SlurmArgs::default()
+        };
+        assert!(fine.problems().is_empty());
+        let quoted = SlurmArgs {
+            partition: Some("a\"b".into()),
+            mem: Some(String::new()),
+            ..SlurmArgs::default()
+        };
+        assert_eq!(quoted.problems().len(), 2, "{:?}", quoted.problems());
+    }
+
+    #[test]
+    fn each_sbatch_flag_is_one_option_as_sbatch_reads_it() {
+        for (given, written) in [
+            ("--qos=high", "--qos=high"),
+            ("#SBATCH --exclusive", "--exclusive"),
+            ("--constraint=a100|v100", "--constraint=\"a100|v100\""),
+            ("--comment=run #1, it's", "--comment=\"run \\#1, it's\""),
+            ("-N 2", "-N 2"),
+            ("--qos=high --exclusive", "--qos=\"high --exclusive\""),
+        ] {
+            let option = sbatch_option(given).unwrap();
+            assert_eq!(option, written);
+            let args = sbatch_arguments(&format!("#SBATCH {option}"));
+            assert!(args.len() <= 2 && args[0].starts_with('-'), "{args:?}");
+        }
+        assert_eq!(
+            sbatch_arguments("#SBATCH --qos=\"high --exclusive\""),
+            ["--qos=high --exclusive"]
+        );
+        assert_eq!(
+            sbatch_arguments("#SBATCH --comment=\"run \\#1, it's\""),
+            ["--comment=run #1, it's"]
+        );
+        for bad in [
+            "qos=high",
+            "--qos=a\nb",
+            "---x",
+            "--",
+            "-",
+            "--qos=",
+            "--qos=a\"b",
+            "--a b\\c",
+        ] {
+            assert!(sbatch_option(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_names_and_paths_never_run_in_the_shell() {
+        let base = std::env::temp_dir().join(format!("lpo-slurm-quote-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("a $(touch pwned) `touch pwned` 'q' #1 50%");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        // The "lpo" of the script prints its arguments, one a line.
+        let exe = root.join("bin/lpo");
+        std::fs::write(&exe, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+        Command::new("chmod").arg("755").arg(&exe).status().unwrap();
+        let mut ctx = context(root.to_str().unwrap());
+        ctx.exe = exe;
+        ctx.recipe = root.join("r $(touch pwned); touch pwned.toml");
+        ctx.name = "r\ntouch pwned $(touch pwned)".into();
+        ctx.slurm.account = Some("my lab #2".into());
+        let script = ctx.script(&JobKind::Runs(set(&[3]))).unwrap();
+        assert!(
+            script.contains("of `r\\ntouch pwned $(touch pwned)`.\n"),
+            "{script}"
+        );
+        let lines: Vec<&str> = script.lines().collect();
+        // Every line before the command is a comment, for the shell.
+        let body = lines
+            .iter()
+            .position(|l| *l == "set -euo pipefail")
+            .unwrap();
+        assert!(lines[..body].iter().all(|l| l.starts_with('#')), "{script}");
+        let directives: Vec<Vec<String>> = lines
+            .iter()
+            .filter(|l| l.starts_with("#SBATCH"))
+            .map(|l| sbatch_arguments(l))
+            .collect();
+        assert!(directives.iter().all(|d| d.len() == 1), "{directives:?}");
+        let flat: Vec<&str> = directives.iter().map(|d| d[0].as_str()).collect();
+        let root_text = root.to_str().unwrap();
+        assert!(
+            flat.contains(&"--job-name=lpo-r_touch_pwned___touch_pwned_"),
+            "{flat:?}"
+        );
+        assert!(
+            flat.contains(&format!("--chdir={root_text}").as_str()),
+            "{flat:?}"
+        );
+        let output = format!(
+            "--output={}/results/r/slurm/logs/run-%A_%a.out",
+            root_text.replace('%', "%%")
+        );
+        assert!(flat.contains(&output.as_str()), "{flat:?}");
+        assert!(flat.contains(&"--account=my lab #2"), "{flat:?}");
+        let words = run_with_bash(&script, &base.join("job.sbatch"), &root);
+        let recipe = ctx.recipe.to_str().unwrap().to_string();
+        let results = format!("{root_text}/results");
+        let expected = [
+            "run",
+            &recipe,
+            "--index",
+            "3",
+            "--results",
+            &results,
+            "--threads",
+            "2",
+            "--set",
+            "train.steps=5",
+            "--set",
+            "label=a b",
+            "--no-bars",
+        ];
+        assert_eq!(words, expected);
+        for dir in [&base, &root] {
+            let names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(names.iter().all(|n| !n.starts_with("pwned")), "{names:?}");
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Runs `script` (saved at `path`) with bash in `dir` as array task 3:
+    /// the lines it prints.
+    fn run_with_bash(script: &str, path: &Path, dir: &Path) -> Vec<String> {
+        std::fs::write(path, script).unwrap();
+        let out = Command::new("bash")
+            .arg(path)
+            .current_dir(dir)
+            .env("SLURM_ARRAY_TASK_ID", "3")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     #[test]

@@ -519,3 +519,157 @@ fn runs_after_lpo_prepare_write_the_same_bytes_as_runs_without_it() {
         }
     }
 }
+
+/// `lpo sweep r.toml --backend slurm --results res ARGS` in `dir`.
+fn slurm_sweep(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["sweep", "r.toml", "--backend", "slurm", "--results", "res"];
+    args.extend_from_slice(extra);
+    common::lpo(dir, &args)
+}
+
+#[test]
+fn slurm_values_that_would_leave_their_sbatch_line_exit_2_and_write_nothing() {
+    let dir = scratch("slurm-injection");
+    let recipe = small("inj", 4, r#"grid = { "loss.kind" = ["dpo", "lpo"] }"#, "");
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    for (flag, value) in [
+        ("--partition", "gpu\ntouch pwned"),
+        ("--account", "lab\ntouch pwned"),
+        ("--time", "4:00:00\ntouch pwned"),
+        ("--mem", "16G\rtouch pwned"),
+        ("--sbatch", "--qos=high\ntouch pwned"),
+        ("--sbatch", "--qos=high\n#SBATCH --wrap=touch pwned"),
+        // Not an option: sbatch would read it as the script's argument.
+        ("--sbatch", "touch pwned"),
+    ] {
+        for dry in [true, false] {
+            let arg = format!("{flag}={value}");
+            let mut extra = vec![arg.as_str()];
+            if dry {
+                extra.push("--dry-run");
+            }
+            let out = slurm_sweep(&dir, &extra);
+            let stderr = text(&out.stderr);
+            let what = format!("{flag} {value:?} (dry run: {dry})");
+            assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+            assert!(
+                stderr.contains(&format!("error: {flag} \"")),
+                "{what}: {stderr}"
+            );
+            assert!(text(&out.stdout).is_empty(), "{what} printed a script");
+            assert!(!dir.join("res").exists(), "{what} wrote under the results");
+            assert!(!dir.join("pwned").exists(), "{what} ran a command");
+        }
+    }
+    let out = slurm_sweep(&dir, &["--gpus", "4", "--dry-run"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--gpus 4: a run uses one device") && stderr.contains("use --gpus 1"),
+        "{stderr}"
+    );
+    // A results directory an #SBATCH line cannot carry: refused, not written.
+    let quoted = "res\"q";
+    let out = common::lpo(
+        &dir,
+        &["sweep", "r.toml", "--backend", "slurm", "--results", quoted],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("#SBATCH line cannot carry"), "{stderr}");
+    assert!(!dir.join(quoted).exists());
+    assert!(!dir.join("res").exists());
+}
+
+/// A word as the scripts quote it for the shell (`slurm::sh_quote`).
+fn sh_quoted(word: &str) -> String {
+    let plain = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    match plain {
+        true => word.to_string(),
+        false => format!("'{}'", word.replace('\'', r"'\''")),
+    }
+}
+
+#[test]
+fn legitimate_values_and_hostile_paths_reach_sbatch_and_the_shell_intact() {
+    let dir = scratch("slurm-quoting");
+    let recipe = "r $(touch pwned); `touch pwned` 'q'.toml";
+    std::fs::write(dir.join(recipe), small("quoted", 4, "", "")).unwrap();
+    let results = "res $(touch pwned) 'x' #1";
+    let label = "a $(touch pwned)";
+    let set = format!("label={label}");
+    let out = common::lpo(
+        &dir,
+        &[
+            "sweep",
+            recipe,
+            "--backend",
+            "slurm",
+            "--dry-run",
+            "--results",
+            results,
+            "--time",
+            "4:00:00",
+            "--mem",
+            "16G",
+            "--sbatch=--constraint=a100",
+            "--partition",
+            "gpu,debug",
+            "--account",
+            "my lab",
+            "--sbatch",
+            "--comment=run #1",
+            "--gpus",
+            "1",
+            "--set",
+            &set,
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let logs = dir.join(results).join("quoted/slurm/logs");
+    let output = logs.to_str().unwrap().replace('#', "\\#");
+    for line in [
+        "#SBATCH --time=4:00:00".to_string(),
+        "#SBATCH --mem=16G".into(),
+        "#SBATCH --constraint=a100".into(),
+        "#SBATCH --partition=gpu,debug".into(),
+        "#SBATCH --account=\"my lab\"".into(),
+        "#SBATCH --comment=\"run \\#1\"".into(),
+        "#SBATCH --gpus=1".into(),
+        format!("#SBATCH --output=\"{output}/run-%A_%a.out\""),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{stdout}"
+        );
+    }
+    // Each script, run by bash with lpo replaced by printf: every word
+    // arrives intact, and nothing else runs.
+    let exec = format!("exec {} ", sh_quoted(env!("CARGO_BIN_EXE_lpo")));
+    let scripts: Vec<&str> = stdout.split("#!/bin/bash\n").skip(1).collect();
+    assert_eq!(scripts.len(), 2, "{stdout}");
+    for script in scripts {
+        let end = script.find("\n# submitted as").unwrap();
+        let script = &script[..end];
+        assert!(script.contains(&exec), "{script}");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script.replace(&exec, "exec printf '%s\\n' "))
+            .current_dir(&dir)
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let words = text(&out.stdout);
+        let words: Vec<&str> = words.lines().collect();
+        assert_eq!(words[1], dir.join(recipe).to_str().unwrap(), "{words:?}");
+        let at = words.iter().position(|w| *w == "--results").unwrap();
+        assert_eq!(words[at + 1], dir.join(results).to_str().unwrap());
+        assert!(words.contains(&set.as_str()), "{words:?}");
+    }
+    assert!(!dir.join("pwned").exists(), "a script ran a command");
+    assert!(!dir.join(results).exists(), "a dry run wrote");
+}
