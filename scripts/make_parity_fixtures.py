@@ -6,10 +6,22 @@ computes for a few fixed, right-padded token sequences in float32.
 
 Run by hand (CI has no Python):
 
-    /work/venv/bin/python scripts/make_parity_fixtures.py
+    /work/venv/bin/python scripts/make_parity_fixtures.py            # every family
+    /work/venv/bin/python scripts/make_parity_fixtures.py qwen3      # only these
 
-needs torch and transformers 5.x. crates/lpo-model/tests/parity.rs compares
-lpo's log-probabilities with the stored ones to 1e-4.
+needs torch and transformers 5.x. With family names it rewrites only those
+directories (each family's weights are seeded by its place in FAMILIES, so
+one family's fixture is the same whether or not the others are rebuilt);
+with none it rebuilds tests/fixtures/parity/ whole.
+crates/lpo-model/tests/parity.rs compares lpo's log-probabilities with the
+stored ones to 1e-4.
+
+Families: mistral, llama3, llama_tied, qwen2, llama_linear, llama_yarn and
+qwen3 (Qwen3ForCausalLM: per-head RMSNorm `q_norm` / `k_norm` on the
+queries and keys before the rotary, no attention biases, and an explicit
+head_dim = 24 that is not hidden_size / num_attention_heads = 16, so a
+reader that derives head_dim instead of reading it gets wrong shapes; tied
+embeddings, as Qwen3's small checkpoints (0.6B to 4B) have).
 
 Each fixture directory holds:
   config.json, model.safetensors   as save_pretrained writes them
@@ -27,6 +39,7 @@ import copy
 import json
 import pathlib
 import shutil
+import sys
 
 import torch
 import transformers
@@ -94,6 +107,11 @@ FAMILIES = {
             "beta_slow": 1.0,
         },
     ),
+    "qwen3": (
+        transformers.Qwen3Config,
+        dict(max_position_embeddings=128, head_dim=24, attention_bias=False, tie_word_embeddings=True),
+        {"rope_type": "default", "rope_theta": 1000000.0},
+    ),
 }
 
 
@@ -149,11 +167,19 @@ def legacy_layout(config_json):
 
 
 def main():
+    only = sys.argv[1:]
+    unknown = [n for n in only if n not in FAMILIES]
+    if unknown:
+        sys.exit(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
     torch.manual_seed(0)
-    if ROOT.exists():
+    if not only and ROOT.exists():
         shutil.rmtree(ROOT)
     rows = sequences()
     for seed, (name, (cls, extra, rope)) in enumerate(FAMILIES.items()):
+        if only and name not in only:
+            continue
+        if (ROOT / name).exists():
+            shutil.rmtree(ROOT / name)
         config = cls(**COMMON, **extra, rope_parameters=dict(rope))
         config.architectures = [cls.__name__.replace("Config", "ForCausalLM")]
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()

@@ -15,11 +15,14 @@ pub enum Family {
     Llama,
     /// `Qwen2ForCausalLM`: biases on the query, key and value projections.
     Qwen2,
+    /// `Qwen3ForCausalLM` (dense): per-head RMSNorm of queries and keys
+    /// (`q_norm`, `k_norm`) before the rotary embedding, no biases.
+    Qwen3,
 }
 
 impl Family {
     /// Every supported family.
-    pub const ALL: [Family; 3] = [Family::Mistral, Family::Llama, Family::Qwen2];
+    pub const ALL: [Family; 4] = [Family::Mistral, Family::Llama, Family::Qwen2, Family::Qwen3];
 
     /// The `model_type` of its config.json.
     pub fn model_type(self) -> &'static str {
@@ -27,6 +30,7 @@ impl Family {
             Family::Mistral => "mistral",
             Family::Llama => "llama",
             Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
         }
     }
 
@@ -36,6 +40,7 @@ impl Family {
             Family::Mistral => "MistralForCausalLM",
             Family::Llama => "LlamaForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Qwen3 => "Qwen3ForCausalLM",
         }
     }
 }
@@ -130,6 +135,12 @@ impl Config {
         self.family == Family::Qwen2
     }
 
+    /// Whether queries and keys get a per-head RMSNorm before the rotary
+    /// embedding (Qwen3's `q_norm` and `k_norm`).
+    pub fn qk_norm(&self) -> bool {
+        self.family == Family::Qwen3
+    }
+
     /// The rotary inverse frequencies (`head_dim / 2`) and the factor cos and
     /// sin are multiplied by.
     pub fn rope_frequencies(&self) -> (Vec<f64>, f64) {
@@ -198,6 +209,10 @@ impl Config {
             }
             Family::Qwen2 => {
                 o.insert("use_sliding_window".into(), false.into());
+            }
+            Family::Qwen3 => {
+                o.insert("use_sliding_window".into(), false.into());
+                o.insert("attention_bias".into(), false.into());
             }
         }
         v
@@ -330,6 +345,7 @@ impl Config {
             }),
             head_dim: match int("head_dim")? {
                 Some(h) => h,
+                None if family == Family::Qwen3 => 128, // Qwen3Config's default
                 None if heads > 0 => hidden_size / heads,
                 None => 0,
             },
@@ -346,7 +362,7 @@ impl Config {
                 // MistralConfig's default window when the key is absent.
                 Family::Mistral if !o.contains_key("sliding_window") => Some(4096),
                 Family::Mistral => int("sliding_window")?,
-                Family::Llama | Family::Qwen2 => None,
+                Family::Llama | Family::Qwen2 | Family::Qwen3 => None,
             },
             tie_word_embeddings: flag("tie_word_embeddings")?,
             bos_token_id: int("bos_token_id")?,
@@ -429,14 +445,21 @@ fn refuse_unimplemented(
             ensure!(!flag(key)?, "`{key} = true` is not supported for llama");
         }
     }
-    if family == Family::Qwen2 {
+    if family == Family::Qwen3 {
+        ensure!(
+            !flag("attention_bias")?,
+            "`attention_bias = true` is not supported for qwen3"
+        );
+    }
+    if matches!(family, Family::Qwen2 | Family::Qwen3) {
         let sliding_layers = o
             .get("layer_types")
             .and_then(Value::as_array)
             .is_some_and(|t| t.iter().any(|l| l.as_str() != Some("full_attention")));
         ensure!(
             !flag("use_sliding_window")? && !sliding_layers,
-            "qwen2 sliding-window layers (`use_sliding_window`, `layer_types`) are not supported"
+            "{} sliding-window layers (`use_sliding_window`, `layer_types`) are not supported",
+            family.model_type()
         );
     }
     if let Some(f) = o.get("partial_rotary_factor").and_then(Value::as_f64) {

@@ -236,13 +236,18 @@ impl LayerCache {
     }
 }
 
-/// Grouped-query causal self-attention (q/k/v biases in Qwen2).
+/// Grouped-query causal self-attention (q/k/v biases in Qwen2; per-head
+/// q/k RMSNorm in Qwen3).
 #[derive(Debug)]
 pub struct Attention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// Qwen3: RMSNorm over each query head's `E` features, before rotary.
+    q_norm: Option<RmsNorm>,
+    /// Qwen3: the same for keys.
+    k_norm: Option<RmsNorm>,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
@@ -262,6 +267,12 @@ impl Attention {
             k_proj: Linear::new(&vs / "k_proj", d, g * e, bias),
             v_proj: Linear::new(&vs / "v_proj", d, g * e, bias),
             o_proj: Linear::new(&vs / "o_proj", h * e, d, false),
+            q_norm: c
+                .qk_norm()
+                .then(|| RmsNorm::new(&vs / "q_norm", e, c.rms_norm_eps)),
+            k_norm: c
+                .qk_norm()
+                .then(|| RmsNorm::new(&vs / "k_norm", e, c.rms_norm_eps)),
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
             head_dim: e,
@@ -273,14 +284,16 @@ impl Attention {
     /// keys and values to `cache`.
     fn forward(&self, x: &Tensor, rope: &RopeAt, mask: &Tensor, cache: &mut LayerCache) -> Tensor {
         let (b, t, _) = x.size3().expect("3-d");
-        let split = |proj: &Linear, heads: i64| {
-            proj.forward(x)
-                .view([b, t, heads, self.head_dim])
-                .transpose(1, 2)
+        let split = |proj: &Linear, heads: i64, norm: &Option<RmsNorm>| {
+            let y = proj.forward(x).view([b, t, heads, self.head_dim]); // [B, T, heads, E]
+            match norm {
+                Some(norm) => norm.forward(&y).transpose(1, 2),
+                None => y.transpose(1, 2),
+            }
         };
-        let q = rope.apply(&split(&self.q_proj, self.heads)); // [B, H, T, E]
-        let k = rope.apply(&split(&self.k_proj, self.kv_heads)); // [B, G, T, E]
-        let v = split(&self.v_proj, self.kv_heads); // [B, G, T, E]
+        let q = rope.apply(&split(&self.q_proj, self.heads, &self.q_norm)); // [B, H, T, E]
+        let k = rope.apply(&split(&self.k_proj, self.kv_heads, &self.k_norm)); // [B, G, T, E]
+        let v = split(&self.v_proj, self.kv_heads, &None); // [B, G, T, E]
         let (k, v) = match cache.kv.take() {
             Some((k0, v0)) => (Tensor::cat(&[k0, k], 2), Tensor::cat(&[v0, v], 2)), // [B, G, S, E]
             None => (k, v),
@@ -376,7 +389,11 @@ impl Block {
                 k_proj: adapt(&a.k_proj, "self_attn", "k_proj"),
                 v_proj: adapt(&a.v_proj, "self_attn", "v_proj"),
                 o_proj: adapt(&a.o_proj, "self_attn", "o_proj"),
-                ..*a
+                q_norm: a.q_norm.as_ref().map(RmsNorm::share),
+                k_norm: a.k_norm.as_ref().map(RmsNorm::share),
+                heads: a.heads,
+                kv_heads: a.kv_heads,
+                head_dim: a.head_dim,
             },
             post_attention_layernorm: self.post_attention_layernorm.share(),
             mlp: Mlp {

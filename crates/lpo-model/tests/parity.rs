@@ -2,7 +2,8 @@
 //! tests/fixtures/parity (made by scripts/make_parity_fixtures.py): tiny
 //! random-weight Mistral (transformers 5.x layout, sliding window), Llama
 //! with llama3, linear and yarn rotary scaling, Llama with tied embeddings,
-//! and Qwen2 (q/k/v biases, tied embeddings).
+//! Qwen2 (q/k/v biases, tied embeddings) and Qwen3 (per-head q/k RMSNorm,
+//! head_dim apart from hidden/heads, tied embeddings).
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +83,7 @@ fn check(name: &str, family: Family, tied: bool, scaling: Option<&str>) {
     let want = expected(&dir);
     let got = token_logps(&model, &want.sequences);
     let diff = max_diff(&got, &want.logps);
+    eprintln!("{name}: max |lpo - transformers| per-token log-prob = {diff:.2e}");
     assert!(
         diff < TOLERANCE,
         "{name}: per-token log-probs differ by {diff}"
@@ -157,4 +159,30 @@ fn llama_with_tied_embeddings_matches_transformers() {
 #[test]
 fn qwen2_matches_transformers() {
     check("qwen2", Family::Qwen2, true, None);
+}
+
+#[test]
+fn qwen3_with_per_head_qk_norm_matches_transformers() {
+    check("qwen3", Family::Qwen3, true, None);
+    // The q/k norms matter: with their gains set to one the log-probs move.
+    let dir = fixture("qwen3");
+    let (vs, model) = checkpoint::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(
+        model.config().head_dim(),
+        24,
+        "head_dim differs from hidden/heads"
+    );
+    let want = expected(&dir);
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            if name.ends_with("q_norm.weight") || name.ends_with("k_norm.weight") {
+                let _ = t.fill_(1.0);
+            }
+        }
+    });
+    let effect = max_diff(&token_logps(&model, &want.sequences), &want.logps);
+    assert!(
+        effect > 0.1,
+        "q/k norm gains change log-probs by only {effect}"
+    );
 }
