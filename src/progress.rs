@@ -32,14 +32,25 @@ pub enum Mode {
     Pipe,
 }
 
-/// A run's progress reporter.
+/// A run's progress reporter. Phases nest (a round's reference
+/// log-probabilities start inside training): a phase started while another
+/// is open suspends it, and finishing the inner one resumes the outer with
+/// its own name, position and detail, so every summary line names its phase.
 pub struct Bars {
     prefix: String,
     bar: Option<ProgressBar>,
-    phase: String,
-    started: Instant,
-    detail: String,
+    /// The open phase; suspended outer ones below it.
+    phases: Vec<Phase>,
     mode: Mode,
+}
+
+/// One open phase.
+struct Phase {
+    name: String,
+    started: Instant,
+    total: u64,
+    done: u64,
+    detail: String,
 }
 
 impl Bars {
@@ -48,49 +59,73 @@ impl Bars {
         Bars {
             prefix: prefix.into(),
             bar: None,
-            phase: String::new(),
-            started: Instant::now(),
-            detail: String::new(),
+            phases: Vec::new(),
             mode,
         }
     }
 
     fn pipe(&self, done: u64, total: u64) {
+        let Some(phase) = self.phases.last() else {
+            return;
+        };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
             "{PIPE_TAG}\t{}\t{done}\t{total}\t{}",
-            self.phase, self.detail
+            phase.name, phase.detail
         );
         let _ = out.flush();
+    }
+
+    /// Shows the open phase (a new bar, or a pipe line) from its position.
+    fn show(&mut self) {
+        let Some(phase) = self.phases.last() else {
+            return;
+        };
+        match self.mode {
+            Mode::Bars => {
+                let bar = ProgressBar::new(phase.total);
+                bar.set_style(phase_style());
+                bar.set_prefix(self.prefix.clone());
+                bar.set_position(phase.done);
+                bar.set_message(match phase.detail.is_empty() {
+                    true => phase.name.clone(),
+                    false => format!("{} {}", phase.name, phase.detail),
+                });
+                self.bar = Some(bar);
+            }
+            Mode::Lines => {}
+            Mode::Pipe => self.pipe(phase.done, phase.total),
+        }
     }
 }
 
 impl lpo_train::Progress for Bars {
     fn start(&mut self, phase: &str, total: u64) {
-        self.phase = phase.to_string();
-        self.started = Instant::now();
-        self.detail.clear();
-        match self.mode {
-            Mode::Bars => {
-                let bar = ProgressBar::new(total);
-                bar.set_style(phase_style());
-                bar.set_prefix(self.prefix.clone());
-                bar.set_message(phase.to_string());
-                self.bar = Some(bar);
-            }
-            Mode::Lines => {}
-            Mode::Pipe => self.pipe(0, total),
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
+        self.phases.push(Phase {
+            name: phase.to_string(),
+            started: Instant::now(),
+            total,
+            done: 0,
+            detail: String::new(),
+        });
+        self.show();
     }
 
     fn update(&mut self, done: u64, detail: &str) {
-        self.detail = detail.to_string();
+        let Some(phase) = self.phases.last_mut() else {
+            return;
+        };
+        phase.done = done;
+        phase.detail = detail.to_string();
         match (&self.bar, self.mode) {
             (Some(bar), _) => {
                 bar.set_position(done);
                 if !detail.is_empty() {
-                    bar.set_message(format!("{} {detail}", self.phase));
+                    bar.set_message(format!("{} {detail}", phase.name));
                 }
             }
             (None, Mode::Pipe) => self.pipe(done, 0),
@@ -102,22 +137,26 @@ impl lpo_train::Progress for Bars {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let detail = if self.detail.is_empty() {
+        let Some(phase) = self.phases.pop() else {
+            return;
+        };
+        let detail = if phase.detail.is_empty() {
             String::new()
         } else {
-            format!(" ({})", self.detail)
+            format!(" ({})", phase.detail)
         };
         let line = format!(
             "{} {} done in {:.1}s{detail}",
             self.prefix,
-            self.phase,
-            self.started.elapsed().as_secs_f64()
+            phase.name,
+            phase.started.elapsed().as_secs_f64()
         );
         if self.mode == Mode::Pipe {
             println!("{line}");
         } else {
             eprintln!("{line}");
         }
+        self.show();
     }
 }
 
