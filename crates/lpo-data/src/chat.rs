@@ -19,7 +19,15 @@ use serde_json::Value as Json;
 
 use crate::Message;
 
-/// The parts of `tokenizer_config.json` lpo uses.
+/// Name of the template used when none is chosen, as in transformers.
+pub const DEFAULT_TEMPLATE: &str = "default";
+
+/// The largest tokenizer file lpo reads (`tokenizer.json` of a 256k-token
+/// vocabulary is about 35 MB; the bound only stops a runaway read).
+pub const MAX_TOKENIZER_FILE: u64 = 512 << 20;
+
+/// The parts of a Hugging Face tokenizer directory lpo uses: the special
+/// tokens of `tokenizer_config.json` and the chat templates.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TokenizerConfig {
     /// Where it was read from.
@@ -34,22 +42,39 @@ pub struct TokenizerConfig {
     pub unk_token: Option<String>,
     /// `add_bos_token` (whether plain text is encoded after a bos token), if set.
     pub add_bos_token: Option<bool>,
-    /// `chat_template`: one template, or the one named `default` of a list.
-    pub chat_template: Option<String>,
+    /// Chat templates by name: `chat_template.jinja` (transformers >= 4.43
+    /// saves the template there), else the config's `chat_template`, is
+    /// `default`; named ones come from `additional_chat_templates/<name>.jinja`
+    /// or the config's list of `{name, template}`.
+    pub templates: std::collections::BTreeMap<String, String>,
 }
 
 impl TokenizerConfig {
-    /// Reads `tokenizer_config.json` beside `tokenizer_json`, if there is one.
+    /// Reads `tokenizer_config.json` beside `tokenizer_json`, and the template
+    /// files transformers saves beside it, as `AutoTokenizer` reads them: a
+    /// `chat_template.jinja` replaces the config's template. `None` when the
+    /// directory has neither a config nor a template file.
     pub fn beside(tokenizer_json: &Path) -> Result<Option<TokenizerConfig>, String> {
         let path = tokenizer_json.with_file_name("tokenizer_config.json");
-        if !path.exists() {
+        let mut config = if path.exists() {
+            let text = read_text(&path)?;
+            let json: Json = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+            TokenizerConfig::from_json(&json, &path)?
+        } else {
+            TokenizerConfig {
+                path: path.clone(),
+                ..TokenizerConfig::default()
+            }
+        };
+        let files = template_files(tokenizer_json)?;
+        if !path.exists() && files.is_empty() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let json: Json = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
-        TokenizerConfig::from_json(&json, &path).map(Some)
+        for (name, file) in files {
+            config.templates.insert(name, read_text(&file)?);
+        }
+        Ok(Some(config))
     }
 
     /// The configuration in `json` (read from `path`).
@@ -72,34 +97,6 @@ impl TokenizerConfig {
                 )),
             }
         };
-        let chat_template = match json.get("chat_template") {
-            None | Some(Json::Null) => None,
-            Some(Json::String(s)) => Some(s.clone()),
-            // Several named templates: [{"name": "default", "template": "…"}, …].
-            Some(Json::Array(named)) => {
-                let default = named
-                    .iter()
-                    .find(|t| t.get("name") == Some(&"default".into()));
-                match default
-                    .and_then(|t| t.get("template"))
-                    .and_then(Json::as_str)
-                {
-                    Some(s) => Some(s.to_string()),
-                    None => {
-                        return Err(format!(
-                            "{}: `chat_template` lists named templates but none named `default`",
-                            path.display()
-                        ))
-                    }
-                }
-            }
-            Some(other) => {
-                return Err(format!(
-                    "{}: `chat_template` is neither a string nor a list: {other}",
-                    path.display()
-                ))
-            }
-        };
         Ok(TokenizerConfig {
             path: path.to_path_buf(),
             bos_token: token("bos_token")?,
@@ -107,9 +104,126 @@ impl TokenizerConfig {
             pad_token: token("pad_token")?,
             unk_token: token("unk_token")?,
             add_bos_token: json.get("add_bos_token").and_then(Json::as_bool),
-            chat_template,
+            templates: config_templates(json, path)?,
         })
     }
+
+    /// The template called `name` (`None`: the default one), as transformers'
+    /// `apply_chat_template(chat_template=name)` picks it; `Ok(None)` when the
+    /// tokenizer has no template at all.
+    pub fn template(&self, name: Option<&str>) -> Result<Option<&str>, String> {
+        if self.templates.is_empty() {
+            return match name {
+                None => Ok(None),
+                Some(name) => Err(format!(
+                    "data.chat_template_name is {name:?} but {} has no chat template",
+                    self.dir_display()
+                )),
+            };
+        }
+        let wanted = name.unwrap_or(DEFAULT_TEMPLATE);
+        match self.templates.get(wanted) {
+            Some(source) => Ok(Some(source)),
+            None => Err(format!(
+                "{} has no chat template named {wanted:?} (it has {}); set data.chat_template_name to one of them",
+                self.dir_display(),
+                self.templates
+                    .keys()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn dir_display(&self) -> String {
+        self.path
+            .parent()
+            .map_or_else(|| ".".into(), |d| d.display().to_string())
+    }
+}
+
+/// The `chat_template` of a `tokenizer_config.json`: one template (named
+/// `default`) or a list of `{"name": …, "template": …}`.
+fn config_templates(
+    json: &Json,
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut templates = std::collections::BTreeMap::new();
+    match json.get("chat_template") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(s)) => {
+            templates.insert(DEFAULT_TEMPLATE.to_string(), s.clone());
+        }
+        Some(Json::Array(named)) => {
+            for entry in named {
+                let (Some(name), Some(template)) = (
+                    entry.get("name").and_then(Json::as_str),
+                    entry.get("template").and_then(Json::as_str),
+                ) else {
+                    return Err(format!(
+                        "{}: an entry of `chat_template` lacks a string `name` or `template`",
+                        path.display()
+                    ));
+                };
+                templates.insert(name.to_string(), template.to_string());
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "{}: `chat_template` is neither a string nor a list: {other}",
+                path.display()
+            ))
+        }
+    }
+    Ok(templates)
+}
+
+/// The template files beside `tokenizer_json`, by template name:
+/// `chat_template.jinja` (`default`) and `additional_chat_templates/<name>.jinja`.
+pub fn template_files(tokenizer_json: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut out = Vec::new();
+    let default = tokenizer_json.with_file_name(CHAT_TEMPLATE_FILE);
+    if default.exists() {
+        out.push((DEFAULT_TEMPLATE.to_string(), default));
+    }
+    let dir = tokenizer_json.with_file_name(ADDITIONAL_TEMPLATES_DIR);
+    if dir.is_dir() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let mut named = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .path();
+            if let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".jinja"))
+            {
+                named.push((name.to_string(), path.clone()));
+            }
+        }
+        named.sort();
+        out.extend(named);
+    }
+    Ok(out)
+}
+
+/// The file transformers (>= 4.43) saves the default chat template in.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+/// The directory of its named templates (`<name>.jinja`).
+pub const ADDITIONAL_TEMPLATES_DIR: &str = "additional_chat_templates";
+
+/// A tokenizer file as text: a regular file of at most [`MAX_TOKENIZER_FILE`] bytes.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = read_bounded(path)?;
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))
+}
+
+/// A tokenizer file's bytes: a regular file of at most [`MAX_TOKENIZER_FILE`] bytes.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    lpo_results::read_regular(path, MAX_TOKENIZER_FILE).map_err(|e| format!("{e:#}"))
 }
 
 /// The special tokens a template may print (`bos_token`, `eos_token`, …), as text.
@@ -351,8 +465,11 @@ mod tests {
         let c = TokenizerConfig::from_json(&json, Path::new("t/tokenizer_config.json")).unwrap();
         assert_eq!(c.bos_token.as_deref(), Some("<s>"));
         assert_eq!(c.eos_token.as_deref(), Some("</s>"));
-        assert_eq!((c.pad_token, c.add_bos_token), (None, Some(true)));
-        assert_eq!(c.chat_template.as_deref(), Some("y"));
+        assert_eq!((&c.pad_token, c.add_bos_token), (&None, Some(true)));
+        assert_eq!(c.template(None).unwrap(), Some("y"));
+        assert_eq!(c.template(Some("tool_use")).unwrap(), Some("x"));
+        let e = c.template(Some("rag")).unwrap_err();
+        assert!(e.starts_with("t has no chat template named \"rag\""), "{e}");
         let bad: Json = serde_json::from_str(r#"{"eos_token": 3}"#).unwrap();
         let e = TokenizerConfig::from_json(&bad, Path::new("t/tokenizer_config.json")).unwrap_err();
         assert!(e.starts_with("t/tokenizer_config.json: `eos_token`"), "{e}");

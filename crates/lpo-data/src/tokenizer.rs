@@ -1,6 +1,6 @@
 //! Tokenizers: characters for the built-in tasks, `tokenizer.json` for text data.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::chat::{ChatTemplate, SpecialTexts, TokenizerConfig};
 use crate::Message;
@@ -107,9 +107,10 @@ pub struct HfOptions {
     pub eos: Option<String>,
     /// Padding.
     pub pad: Option<String>,
-    /// Render prompts with the `chat_template` of `tokenizer_config.json`
-    /// when it has one.
+    /// Render prompts with the tokenizer's chat template when it has one.
     pub chat_template: bool,
+    /// Which of its named templates (`None`: `default`, as transformers).
+    pub template_name: Option<String>,
 }
 
 /// A Hugging Face `tokenizer.json`, with the special tokens and chat template
@@ -126,19 +127,17 @@ pub struct HfTokenizer {
 }
 
 impl HfTokenizer {
-    /// Loads `tokenizer.json` and the `tokenizer_config.json` beside it.
+    /// Loads a tokenizer directory (or its `tokenizer.json`): the
+    /// `tokenizer_config.json` and chat template files beside it too.
     /// The end-of-sequence token is `options.eos`, else the config's
     /// `eos_token`; neither is an error (it is never guessed from names).
     /// bos: `options.bos`, else the config's (none: prompts start with eos);
     /// pad: `options.pad`, else the config's `pad_token`, `unk_token`, eos.
     pub fn from_file(path: &Path, options: &HfOptions) -> Result<HfTokenizer, String> {
-        if !path.is_file() {
-            return Err(format!(
-                "cannot load tokenizer {}: missing or not a regular file",
-                path.display()
-            ));
-        }
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let path = &tokenizer_json(path);
+        let bytes =
+            crate::chat::read_bounded(path).map_err(|e| format!("cannot load tokenizer: {e}"))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
         let config = TokenizerConfig::beside(path)?.unwrap_or_default();
         let id = |text: &str, key: &str| {
@@ -171,8 +170,12 @@ impl HfTokenizer {
             Some(p) => Some(p),
             None => from(&None, &config.unk_token, "unk_token")?,
         };
-        let template = match (&config.chat_template, options.chat_template) {
-            (Some(source), true) => Some(
+        let source = match options.chat_template {
+            true => config.template(options.template_name.as_deref())?,
+            false => None,
+        };
+        let template = match source {
+            Some(source) => Some(
                 ChatTemplate::new(
                     source,
                     SpecialTexts {
@@ -184,9 +187,9 @@ impl HfTokenizer {
                 )
                 .map_err(|e| format!("{}: {e}", config.path.display()))?,
             ),
-            _ => None,
+            None => None,
         };
-        let files = saved_files(path, (&bos, &eos, &pad))?;
+        let files = saved_files(path, bytes, (&bos, &eos, &pad))?;
         Ok(HfTokenizer {
             inner,
             files,
@@ -202,26 +205,63 @@ impl HfTokenizer {
 /// A special token as (text, id).
 type Special = (String, i64);
 
-/// `tokenizer.json` as loaded, and the `tokenizer_config.json` beside it
-/// (copied), or one naming the special tokens in use when there is none.
+/// The `tokenizer.json` of `path`: the file itself, or the one in a
+/// tokenizer (or checkpoint) directory.
+pub fn tokenizer_json(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(TOKENIZER_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The file of a Hugging Face fast tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The other files of a tokenizer directory that lpo copies as they are
+/// (besides the chat templates), so `AutoTokenizer` loads what lpo used.
+const COPIED: [&str; 2] = ["tokenizer_config.json", "special_tokens_map.json"];
+
+/// The files of the tokenizer directory of `tokenizer_json` that exist, by
+/// name relative to the directory: `tokenizer.json`, `tokenizer_config.json`,
+/// `special_tokens_map.json`, `chat_template.jinja` and
+/// `additional_chat_templates/*.jinja`: what `AutoTokenizer` reads.
+pub fn tokenizer_dir_files(tokenizer_json: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut files = Vec::new();
+    for name in std::iter::once(TOKENIZER_FILE).chain(COPIED) {
+        let file = tokenizer_json.with_file_name(name);
+        if file.exists() {
+            files.push((name.to_string(), file));
+        }
+    }
+    let dir = tokenizer_json.parent().unwrap_or(Path::new("."));
+    for (_, file) in crate::chat::template_files(tokenizer_json)? {
+        let relative = file.strip_prefix(dir).unwrap_or(&file);
+        files.push((relative.to_string_lossy().into_owned(), file.clone()));
+    }
+    Ok(files)
+}
+
+/// The tokenizer's files as saved beside checkpoints, byte-equal to the
+/// loaded ones ([`tokenizer_dir_files`]; `tokenizer.json` is `bytes`, as
+/// loaded), with a `tokenizer_config.json` naming the special tokens in use
+/// when the directory has none.
 fn saved_files(
     path: &Path,
+    bytes: Vec<u8>,
     (bos, eos, pad): (&Option<Special>, &Special, &Option<Special>),
 ) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
-    let config_path = path.with_file_name("tokenizer_config.json");
-    let config = match std::fs::read(&config_path) {
-        Ok(config) => config,
-        Err(_) => {
-            let text = |t: &Option<Special>| t.as_ref().map_or(eos.0.clone(), |t| t.0.clone());
-            crate::hf_files::tokenizer_config(&text(bos), &eos.0, &text(pad), None).into_bytes()
-        }
-    };
-    Ok(vec![
-        ("tokenizer.json".to_string(), bytes),
-        ("tokenizer_config.json".to_string(), config),
-    ])
+    let mut files = vec![(TOKENIZER_FILE.to_string(), bytes)];
+    let present = tokenizer_dir_files(path)?;
+    if !present.iter().any(|(name, _)| name == COPIED[0]) {
+        let text = |t: &Option<Special>| t.as_ref().map_or(eos.0.clone(), |t| t.0.clone());
+        let config = crate::hf_files::tokenizer_config(&text(bos), &eos.0, &text(pad), None);
+        files.push((COPIED[0].to_string(), config.into_bytes()));
+    }
+    for (name, file) in present.into_iter().filter(|(n, _)| n != TOKENIZER_FILE) {
+        files.push((name, crate::chat::read_bounded(&file)?));
+    }
+    Ok(files)
 }
 
 impl Tokenize for HfTokenizer {
@@ -331,6 +371,7 @@ mod tests {
             bos: Some("<s>".into()),
             pad: Some("<pad>".into()),
             chat_template: true,
+            template_name: None,
         };
         let t = HfTokenizer::from_file(&path, &options).unwrap();
         assert_eq!(t.encode_prompt(&[], "hello").unwrap(), [1, 3]);
@@ -366,6 +407,81 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn template_files_replace_the_configs_template_and_are_saved_byte_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("tokenizer.json"), WORD_LEVEL).unwrap();
+        let config = r#"{"eos_token": "</s>", "bos_token": "<s>", "chat_template": "CONFIG {{ messages[0].content }}"}"#;
+        std::fs::write(d.join("tokenizer_config.json"), config).unwrap();
+        let options = HfOptions {
+            chat_template: true,
+            ..HfOptions::default()
+        };
+        // Only the config's template: it is used. A directory loads like its tokenizer.json.
+        let t = HfTokenizer::from_file(d, &options).unwrap();
+        assert_eq!(
+            t.encode_prompt(&[], "hello").unwrap(),
+            t.encode("CONFIG hello")
+        );
+        // chat_template.jinja clobbers it, as transformers' from_pretrained does.
+        std::fs::write(
+            d.join("chat_template.jinja"),
+            "{{ messages[0].content }} world",
+        )
+        .unwrap();
+        std::fs::create_dir(d.join("additional_chat_templates")).unwrap();
+        std::fs::write(d.join("additional_chat_templates/tool_use.jinja"), "world").unwrap();
+        std::fs::write(d.join("special_tokens_map.json"), "{}").unwrap();
+        let t = HfTokenizer::from_file(&d.join("tokenizer.json"), &options).unwrap();
+        assert_eq!(t.encode_prompt(&[], "hello").unwrap(), [3, 4]);
+        let named = HfOptions {
+            template_name: Some("tool_use".into()),
+            ..options.clone()
+        };
+        let t2 = HfTokenizer::from_file(d, &named).unwrap();
+        assert_eq!(t2.encode_prompt(&[], "hello").unwrap(), [4]);
+        let missing = HfOptions {
+            template_name: Some("rag".into()),
+            ..options
+        };
+        let e = HfTokenizer::from_file(d, &missing).err().unwrap();
+        assert!(
+            e.contains("no chat template named \"rag\"") && e.contains("\"tool_use\""),
+            "{e}"
+        );
+        // Every file of the directory is saved as it was read.
+        let files = t.hf_files();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "chat_template.jinja",
+                "additional_chat_templates/tool_use.jinja"
+            ]
+        );
+        for (name, bytes) in &files {
+            assert_eq!(bytes, &std::fs::read(d.join(name)).unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_tokenizer_file_that_is_not_a_regular_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("tokenizer.json");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = HfTokenizer::from_file(&link, &HfOptions::default())
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("not a regular file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -81,6 +81,39 @@ pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::rename(tmp, path).with_context(|| format!("renaming onto {}", path.display()))
 }
 
+/// Reads `path` whole if it is a regular file (after following links) of
+/// at most `limit` bytes: the one way lpo reads a configuration, tokenizer
+/// or recipe file, so `/dev/zero`, a FIFO or a runaway file is an error
+/// naming the path instead of a hang or an unbounded allocation.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "failed to read `{}`: not a regular file",
+        path.display()
+    );
+    anyhow::ensure!(
+        meta.len() <= limit,
+        "failed to read `{}`: {} bytes, more than the {limit} lpo reads from such a file",
+        path.display(),
+        meta.len()
+    );
+    let file = File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow after the check: never read past the bound.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= limit,
+        "failed to read `{}`: it grew past {limit} bytes while being read",
+        path.display()
+    );
+    Ok(bytes)
+}
+
 /// An exclusive advisory lock (`flock`) on a file, released when dropped or
 /// when the process dies, even by SIGKILL, so no lock outlives its holder.
 #[derive(Debug)]
@@ -175,6 +208,39 @@ fn open_lock_file(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_regular_refuses_special_files_and_files_past_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("a.json");
+        std::fs::write(&small, b"{}").unwrap();
+        assert_eq!(read_regular(&small, 2).unwrap(), b"{}");
+        let e = read_regular(&small, 1).unwrap_err().to_string();
+        assert!(e.contains("a.json") && e.contains("2 bytes"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_regular(Path::new("/dev/zero"), 1 << 20).unwrap_err()
+        );
+        assert!(
+            e.contains("/dev/zero") && e.contains("not a regular file"),
+            "{e}"
+        );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = format!("{:#}", read_regular(&link, 1 << 20).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = format!("{:#}", read_regular(&fifo, 1 << 20).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_regular(&dir.path().join("none"), 9).unwrap_err()
+        );
+        assert!(e.contains("none"), "{e}");
+    }
 
     #[test]
     fn atomic_write_replaces_whole_files_and_leaves_no_temporaries() {

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use fsutil::{publish, remove_stale_temporaries, temporary_sibling, write_atomic, FileLock};
+pub use fsutil::{
+    publish, read_regular, remove_stale_temporaries, temporary_sibling, write_atomic, FileLock,
+};
 pub use records::{
     CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome, Split,
     Status, Summary, SummaryFile, TimingRow, Timings, Truncation,
