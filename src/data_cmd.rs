@@ -34,6 +34,11 @@ pub struct PreviewArgs {
     /// Prompts to print.
     #[arg(long, default_value_t = 3)]
     pub show: usize,
+    /// Also print the token ids of each shown prompt, as the model receives
+    /// them (chat template applied), to compare with transformers'
+    /// `apply_chat_template(..., add_generation_prompt=True)`.
+    #[arg(long)]
+    pub tokens: bool,
     /// Results root holding the cache.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -80,6 +85,20 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         println!("binarization dropped {dropped} lists whose rewards all tie");
     }
     print_skipped_lines(&data.sources);
+    let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
+    for (source, n) in
+        lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, seed, fraction)
+    {
+        println!("{source}: {n} training lists repeat a record (data.oversample = true)");
+    }
+    let per_step = (recipe.train.batch_size * recipe.train.grad_accum) as usize;
+    println!(
+        "one epoch over the {} training lists is {} optimizer steps (batch_size {} x grad_accum {})",
+        shown.len(),
+        shown.len().div_ceil(per_step.max(1)),
+        recipe.train.batch_size,
+        recipe.train.grad_accum
+    );
     let k = match recipe.data.form {
         lpo_recipe::DataForm::Reward => recipe.data.list_size as usize,
         lpo_recipe::DataForm::Preference => 2,
@@ -88,7 +107,8 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     let window = lpo_train::sources::Window::new(recipe, max_len);
     let set = lpo_train::batch::TrainSet::build(&shown, data.tokenizer.as_ref(), k, &window)?;
     println!();
-    print_lists(&shown, args.show);
+    let tokens = args.tokens.then_some(data.tokenizer.as_ref());
+    print_lists(&shown, args.show, tokens)?;
     println!();
     print_stats(&shown, &set.truncated);
     Ok(std::process::ExitCode::SUCCESS)
@@ -172,18 +192,30 @@ fn print_skipped_lines(sources: &[Source]) {
     }
 }
 
-/// The first `show` lists: each prompt with its responses and rewards.
-fn print_lists(shown: &[SourcedList], show: usize) {
+/// The first `show` lists: each prompt (and its token ids with `tokens`)
+/// with its responses and rewards.
+fn print_lists(
+    shown: &[SourcedList],
+    show: usize,
+    tokens: Option<&dyn lpo_data::tokenizer::Tokenize>,
+) -> Result<()> {
     for l in shown.iter().take(show) {
         if !l.list.context.is_empty() {
             let roles: Vec<&str> = l.list.context.iter().map(|m| m.role.as_str()).collect();
             println!("[{}] after: {}", l.source, roles.join(", "));
         }
         println!("[{}] prompt: {:?}", l.source, l.list.prompt);
+        if let Some(tokenizer) = tokens {
+            let ids = tokenizer
+                .encode_prompt(&l.list.context, &l.list.prompt)
+                .map_err(anyhow::Error::msg)?;
+            println!("    tokens: {ids:?}");
+        }
         for r in &l.list.responses {
             println!("    {:>5.2}  {:?}", r.reward, r.text);
         }
     }
+    Ok(())
 }
 
 /// A table of reward statistics per source, with the prompts and responses

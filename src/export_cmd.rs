@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
+use lpo_data::tokenizer::TOKENIZER_FILE;
 use lpo_model::checkpoint;
 use lpo_model::lora::{merge_peft, ADAPTER_CONFIG};
 use lpo_results::records::{Status, Summary, CHECKPOINT};
@@ -57,12 +58,37 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         (vs, model, "full weights".to_string())
     };
     checkpoint::save(&vs, model.config(), &args.out)?;
+    let copied = copy_tokenizer(&dir, &args.out)?;
+    eprintln!(
+        "copied the tokenizer the run trained with ({}) from {}",
+        copied.join(", "),
+        dir.display()
+    );
     eprintln!(
         "exported run {} ({how}) to {}",
         summary.run_id,
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the tokenizer files of the run's checkpoint `dir` (saved there
+/// by the run, byte-equal to the ones it trained with) into `out`, so the
+/// export loads with `AutoTokenizer` alone; returns their names.
+fn copy_tokenizer(dir: &Path, out: &Path) -> Result<Vec<String>> {
+    let files = lpo_data::tokenizer::tokenizer_dir_files(&dir.join(TOKENIZER_FILE))
+        .map_err(anyhow::Error::msg)?;
+    ensure!(
+        files.iter().any(|(name, _)| name == TOKENIZER_FILE),
+        "{} has no {TOKENIZER_FILE}: this run was trained by an lpo that did not save its tokenizer \
+         beside the checkpoint; train it again to export a complete model",
+        dir.display()
+    );
+    for (name, file) in &files {
+        let bytes = lpo_data::chat::read_bounded(file).map_err(anyhow::Error::msg)?;
+        lpo_results::write_atomic(&out.join(name), &bytes)?;
+    }
+    Ok(files.into_iter().map(|(name, _)| name).collect())
 }
 
 /// The base model directory an adapter checkpoint names.

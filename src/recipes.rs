@@ -147,7 +147,17 @@ pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
     for line in memory.oversized(&plan) {
         eprintln!("warning: {line}; `lpo run` and `lpo sweep` refuse it");
     }
+    note_identical(&plan);
     Ok(())
+}
+
+/// Notes on stderr, one per group of planned runs that compute the same
+/// numbers under different ids ([`lpo_plan::identical`]): `lpo plan` and
+/// `lpo sweep` print them; every run still runs.
+pub fn note_identical(plan: &lpo_plan::Plan) {
+    for group in lpo_plan::identical::groups(plan) {
+        eprintln!("note: {}", group.note(plan));
+    }
 }
 
 fn print_plan_json(plan: &lpo_plan::Plan, name: &str, memory: &crate::memory::Estimates) {

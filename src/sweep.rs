@@ -314,6 +314,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
+    crate::recipes::note_identical(&plan);
     let layout = Layout::new(&args.results);
     let Some(first) = plan.runs.first() else {
         bail!("the plan has no runs");

@@ -106,7 +106,14 @@ fn copy_of_the_sft_reference(dir: &Path) -> PathBuf {
         .expect("the SFT reference in the cache");
     let mine = dir.join("mine");
     std::fs::create_dir(&mine).unwrap();
-    for file in ["config.json", "model.safetensors"] {
+    // A checkpoint goes with its tokenizer (the SFT reference saves the
+    // character tokenizer as tokenizer.json).
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(reference.join(file), mine.join(file)).unwrap();
     }
     mine

@@ -31,7 +31,7 @@ fn preview_shows_lists_and_statistics_per_source() {
         dir.join("r.toml"),
         SMALL.replace(
             "train_prompts = 16",
-            "train_prompts = 16\nmix = [{ task = \"rating\" }, { path = \"uf.jsonl\", format = \"ultrafeedback\" }]\non_bad_record = \"skip\"",
+            "train_prompts = 16\nmix = [{ task = \"rating\" }, { path = \"uf.jsonl\", format = \"ultrafeedback\" }]\non_bad_record = \"skip\"\noversample = true",
         ),
     )
     .unwrap();
@@ -43,6 +43,22 @@ fn preview_shows_lists_and_statistics_per_source() {
         "{stdout}"
     );
     assert!(stdout.contains("prompt: "), "{stdout}");
+    // One usable record drawn for 7 lists: the 6 repeats are counted.
+    assert!(
+        stdout.contains("uf.jsonl: 6 training lists repeat a record (data.oversample = true)"),
+        "{stdout}"
+    );
+    // Without data.oversample, drawing a record twice is an error naming the counts.
+    let recipe = std::fs::read_to_string(dir.join("r.toml")).unwrap();
+    std::fs::write(dir.join("r2.toml"), recipe.replace("oversample = true", "")).unwrap();
+    let out = lpo(&dir, &["data", "preview", "r2.toml"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("gives 7 training lists to uf.jsonl, which has 1 training records")
+            && stderr.contains("data.oversample = true"),
+        "{stderr}"
+    );
     let table: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("source"))

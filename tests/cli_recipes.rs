@@ -371,3 +371,150 @@ fn relative_paths_in_a_recipe_file_resolve_against_that_file_and_set_against_the
     let data = config(&["--set", "data.tokenizer=other.json"]);
     assert_eq!(data["tokenizer"].as_str(), Some("other.json"));
 }
+
+#[test]
+fn report_table_names_from_a_sweep_axis_cannot_leave_the_results_directory() {
+    let dir = scratch("table-axis-escape");
+    let _ = std::fs::remove_dir_all(dir.join("res"));
+    let outside = dir.join("outside");
+    let res = dir.join("res");
+    let absolute = outside.join("x");
+    for (i, name) in [absolute.to_str().unwrap(), "../../../x"]
+        .iter()
+        .enumerate()
+    {
+        let path = dir.join(format!("axis{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"axis{i}\"\n[train]\nsteps = 1\n[sweep]\ngrid = {{ \"report.tables\" = [[{{ name = {name:?} }}]] }}\n"
+            ),
+        )
+        .unwrap();
+        let recipe = path.to_str().unwrap();
+        let results = res.to_str().unwrap();
+        for args in [
+            vec!["plan", recipe],
+            vec!["sweep", recipe, "--results", results],
+            vec!["report", recipe, "--results", results],
+        ] {
+            let out = lpo(&args);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("`report.tables[0].name` is")
+                    && err.contains("single file name inside the results directory"),
+                "{args:?}: {err}"
+            );
+            assert!(!res.exists() && !outside.exists(), "{args:?} wrote");
+        }
+    }
+}
+
+/// The `note: ` lines of a command's stderr.
+fn note_lines(stderr: &[u8]) -> Vec<String> {
+    text(stderr)
+        .lines()
+        .filter(|l| l.starts_with("note: "))
+        .map(String::from)
+        .collect()
+}
+
+/// `lpo plan RECIPE --format json EXTRA`: its notes, and its runs' ids and labels.
+fn plan_notes(recipe: &str, extra: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut args = vec!["plan", recipe, "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = lpo(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap().to_string();
+            (field("id"), field("label"))
+        })
+        .collect();
+    (note_lines(&out.stderr), runs)
+}
+
+/// A recipe of LPO, DPO, ListMLE and NCA on preference pairs, seeds 0 and 1.
+fn pairs_recipe(dir: &Path) -> String {
+    let path = dir.join("pairs.toml");
+    std::fs::write(
+        &path,
+        "name = \"pairs\"\n[data]\nform = \"preference\"\n[sweep]\nseeds = [0, 1]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\", \"listmle\", \"nca\"] }\n",
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn plan_notes_runs_that_are_mathematically_identical() {
+    let dir = scratch("identical-runs");
+    let recipe = pairs_recipe(&dir);
+    // Runs: lpo, dpo, listmle, nca (the grid), each with seeds 0 and 1.
+    let (found, runs) = plan_notes(&recipe, &[]);
+    let run = |i: usize| format!("{} ({})", runs[i].0, runs[i].1);
+    let expected: Vec<String> = [0, 1]
+        .iter()
+        .map(|&seed| {
+            format!(
+                "note: runs {}, {} and {} are all mathematically identical: K = 2 preference pairs (no ties), gamma = 0, margin_weight off (docs/losses.md identities 1 and 2); all run, as separate methods in the report",
+                run(seed),
+                run(2 + seed),
+                run(4 + seed)
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    // Reward lists of two may tie: LPO is DPO there, ListMLE is not.
+    let two = ["--set", "data.form=reward", "--set", "data.list_size=2"];
+    let (found, runs) = plan_notes(&recipe, &two);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let lpo_dpo = format!(
+        "note: runs {} (lpo) and {} (dpo) are mathematically identical: K = 2, gamma = 0",
+        runs[0].0, runs[2].0
+    );
+    assert!(
+        found[0].starts_with(&lpo_dpo)
+            && found[0].ends_with(
+                "(docs/losses.md identity 1); both run, as separate methods in the report"
+            ),
+        "{found:?}"
+    );
+    // Lists of four, or LPO's anchor on: LPO is not DPO.
+    let (found, _) = plan_notes(&recipe, &["--set", "data.form=reward"]);
+    assert!(found.is_empty(), "{found:?}");
+    let (found, runs) = plan_notes(&recipe, &["--set", "loss.gamma=0.5"]);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let dpo_listmle = format!("note: runs {} (dpo) and {} (listmle)", runs[2].0, runs[4].0);
+    assert!(
+        found[0].starts_with(&dpo_listmle) && found[0].contains("(docs/losses.md identity 2)"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn sweep_notes_identical_runs_as_plan_does() {
+    let dir = scratch("identical-sweep");
+    let _ = std::fs::remove_dir_all(dir.join("res"));
+    let recipe = pairs_recipe(&dir);
+    // A Slurm dry run: the sweep plans and notes, nothing trains.
+    let res = dir.join("res");
+    let out = lpo(&[
+        "sweep",
+        &recipe,
+        "--backend",
+        "slurm",
+        "--dry-run",
+        "--results",
+        res.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (plan_notes, _) = plan_notes(&recipe, &[]);
+    assert_eq!(plan_notes.len(), 2);
+    assert_eq!(note_lines(&out.stderr), plan_notes);
+    assert!(!res.exists());
+}

@@ -7,8 +7,10 @@
 //!   one (`rope_parameters`); anything lpo cannot compute exactly as
 //!   transformers does is an error, never ignored.
 //! - [`RopeScaling`]: `linear`, `llama3` and `yarn` rotary frequencies.
+//! - [`hub`]: Hub names (`org/name@revision`) resolved in the Hugging Face cache.
 
 mod config;
+pub mod hub;
 mod rope;
 
 pub use config::{Config, Family};

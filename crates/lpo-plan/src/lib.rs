@@ -7,6 +7,7 @@
 //! label never change it. Execution settings (`train.device`,
 //! `train.threads`, `train.checkpoint_every`) are not part of the id either.
 
+pub mod identical;
 pub mod memory;
 mod resolve;
 
@@ -272,14 +273,22 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
         return Resolved::Invalid(problems);
     }
     let mut recipe = recipe;
-    if let Err(message) = checkpoint_model(&mut recipe) {
+    if let Err((key, message)) = localize(&mut recipe) {
+        return Resolved::Invalid(vec![Diagnostic {
+            message: format!("run [{}]: {message}", context()),
+            location: key,
+            help: None,
+        }]);
+    }
+    let checked = match checkpoint_model(&mut recipe) {
+        Err(message) => Err((message, Some("remove the model keys that contradict the checkpoint: its config.json gives the architecture"))),
+        Ok(()) => checkpoint_tokenizer(&mut recipe).map_err(|m| (m, None)),
+    };
+    if let Err((message, help)) = checked {
         return Resolved::Invalid(vec![Diagnostic {
             message: format!("run [{}]: {message}", context()),
             location: "reference.checkpoint".into(),
-            help: Some(
-                "remove the model keys that contradict the checkpoint: its config.json gives the architecture"
-                    .into(),
-            ),
+            help: help.map(String::from),
         }]);
     }
     Resolved::Run {
@@ -287,6 +296,61 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
         assignments,
         recipe: Box::new(recipe),
     }
+}
+
+/// Hub names of `reference.checkpoint`, `data.tokenizer` and the mix's
+/// paths become the snapshot directories of the Hugging Face cache (whose
+/// last component is the commit, so the revision enters the run id).
+/// Errors as (key, message).
+pub fn localize(recipe: &mut Recipe) -> Result<(), (String, String)> {
+    use lpo_hf::hub::{resolve, RepoKind};
+    let local = |key: &str, value: &mut String, kind: RepoKind| -> Result<(), (String, String)> {
+        if let Some(name) = lpo_recipe::paths::hub_name(value) {
+            let dir =
+                resolve(name, kind).map_err(|e| (key.to_string(), format!("`{key}`: {e:#}")))?;
+            *value = dir.display().to_string();
+        }
+        Ok(())
+    };
+    if let Some(dir) = &mut recipe.reference.checkpoint {
+        local("reference.checkpoint", dir, RepoKind::Model)?;
+    }
+    if let Some(path) = &mut recipe.data.tokenizer {
+        local("data.tokenizer", path, RepoKind::Model)?;
+    }
+    for (i, source) in recipe.data.mix.iter_mut().enumerate() {
+        if let Some(path) = &mut source.path {
+            local(&format!("data.mix[{i}].path"), path, RepoKind::Dataset)?;
+        }
+    }
+    Ok(())
+}
+
+/// With a checkpoint and no `data.tokenizer`, the tokenizer is the
+/// checkpoint's: its directory must hold a `tokenizer.json`, since the
+/// character tokenizer never goes with a Hugging Face checkpoint.
+pub fn checkpoint_tokenizer(recipe: &mut Recipe) -> Result<(), String> {
+    if let (Some(dir), None) = (&recipe.reference.checkpoint, &recipe.data.tokenizer) {
+        let file = std::path::Path::new(dir).join("tokenizer.json");
+        if !file.is_file() {
+            return Err(format!(
+                    "the checkpoint {dir} has no tokenizer.json ({} is missing): a Hugging Face checkpoint trains with its own tokenizer; \
+                     save it beside the weights (tokenizer.save_pretrained), or set data.tokenizer to the tokenizer it was trained with",
+                file.display()
+            ));
+        }
+        recipe.data.tokenizer = Some(file.display().to_string());
+    }
+    Ok(())
+}
+
+/// Whether `recipe` names a Hub repository anywhere [`localize`] resolves
+/// one (its id then depends on the cache, so the memoized path steps aside).
+pub(crate) fn names_hub(recipe: &Recipe) -> bool {
+    let hub = |v: &Option<String>| v.as_deref().and_then(lpo_recipe::paths::hub_name).is_some();
+    hub(&recipe.reference.checkpoint)
+        || hub(&recipe.data.tokenizer)
+        || recipe.data.mix.iter().any(|s| hub(&s.path))
 }
 
 /// With `reference.checkpoint`, the model is the checkpoint's: its

@@ -6,7 +6,7 @@
 //! and copies those fields in. The result equals [`resolve`]'s (the direct
 //! path: set the keys in the TOML, deserialize the whole recipe), which is
 //! taken wherever this one cannot decide: a field that does not deserialize
-//! (for its exact message), a checkpoint reference (its model comes from
+//! (for its exact message), a checkpoint reference or a Hub name (resolved from
 //! disk), or an exclusion filter on a table a sweep sets keys inside.
 
 use std::collections::HashMap;
@@ -130,6 +130,7 @@ impl<'a> Shared<'a> {
         }
         let in_base = |name: &str| self.base_members.iter().any(|(n, _)| n == name);
         if recipe.reference.checkpoint.is_some()
+            || crate::names_hub(&recipe)
             || set
                 .iter()
                 .any(|(name, field)| field.member.is_some() && !in_base(name))

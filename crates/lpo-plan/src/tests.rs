@@ -287,6 +287,7 @@ fn checkpoint_dir(name: &str, config: &serde_json::Value) -> std::path::PathBuf 
     let dir = std::env::temp_dir().join(format!("lpo-plan-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
     dir
 }
 
@@ -321,6 +322,9 @@ fn a_checkpoint_gives_the_model_and_contradictions_are_errors() {
         toml.contains("layers = 4") && !toml.contains("nano"),
         "{toml}"
     );
+    // Without data.tokenizer, the checkpoint's own tokenizer.
+    let tokenizer = dir.join("tokenizer.json").display().to_string();
+    assert_eq!(p.runs[0].recipe.data.tokenizer, Some(tokenizer));
     // Agreeing explicit fields are fine and give the same run.
     let same = plan(&with("[model]\nlayers = 4\nd_model = 128\n")).unwrap();
     assert_eq!(same.runs[0].id, p.runs[0].id);

@@ -168,7 +168,7 @@ pub const KEYS: &[KeySpec] = &[
     key("reference.sft_learning_rate", Ty::Float { min: 0.0, max: 1.0e3, open_min: true }, "3e-3", "SFT AdamW learning rate."),
     key("reference.error_rate", Ty::Float { min: 0.0, max: 1.0, open_min: false }, "0.2", "Share of demonstrations replaced by a wrong answer, so the reference leaves room to improve."),
     key("reference.sample_temperature", POSITIVE, "1.0", "Temperature when sampling the K responses of each training prompt."),
-    key("reference.checkpoint", Ty::Path, "-", "Hugging Face checkpoint directory (config.json + safetensors) of a Mistral, Llama or Qwen2 decoder, used as the reference and the policy's start instead of SFT; its config.json gives the model architecture."),
+    key("reference.checkpoint", Ty::Path, "-", "Hugging Face checkpoint directory (config.json + safetensors) of a Mistral, Llama, Qwen2 or Qwen3 decoder, or a Hub name `org/name` (`org/name@revision`) from the Hugging Face cache, used as the reference and the policy's start instead of SFT; its config.json gives the model architecture and its tokenizer files the tokenizer."),
     key("loss", Ty::Section, "", "Training objective (docs/losses.md)."),
     key("loss.kind", Ty::Enum(&["lpo", "dpo", "listmle", "infonca", "nca"]), "\"lpo\"", "Which objective."),
     key("loss.beta", Ty::Coef { min: 0.0, open_min: true }, "0.1", "Implicit-reward scale beta > 0: a number or a schedule."),
@@ -183,18 +183,21 @@ pub const KEYS: &[KeySpec] = &[
     key("loss.sft_weight", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight >= 0 of the supervised term: the length-normalised NLL of each prompt's best response (RPO), for every loss; a number or a schedule."),
     key("data.form", Ty::Enum(&["reward", "preference"]), "\"reward\"", "Scored lists, or lists binarized to (best, random other) pairs."),
     key("data.list_size", Ty::Int { min: 2, max: 64 }, "4", "Responses per prompt K."),
-    key("data.train_prompts", count_to(10_000_000), "512", "Training prompts drawn from the mix."),
+    key("data.train_prompts", Ty::Int { min: 0, max: 10_000_000 }, "512", "Training prompts drawn from the mix by weight; 0 = every training record of every file source once (files only). See data.oversample."),
     key("data.mix", Ty::Sources, "[{ task = \"arith\", weight = 1.0 }]", "Weighted sources: each a built-in task or a JSONL/parquet file (or a split of a dataset directory)."),
     key("data.mix[].task", Ty::Enum(BUILTIN_TASKS), "-", "Built-in task name."),
     key("data.mix[].path", Ty::Path, "-", "JSONL or parquet file, or a dataset directory with `split` (instead of task)."),
     key("data.mix[].format", Ty::Enum(&["native", "ultrafeedback", "ultrafeedback-binarized", "trl"]), "-", "Format of path's records (docs/data.md)."),
     key("data.mix[].weight", POSITIVE, "1.0", "Relative sampling weight."),
-    key("data.tokenizer", Ty::Path, "-", "Hugging Face tokenizer.json for text data, with the tokenizer_config.json beside it (special tokens, chat template); default: the character tokenizer of the built-in tasks."),
+    key("data.tokenizer", Ty::Path, "-", "Hugging Face tokenizer directory or its tokenizer.json, with the tokenizer_config.json and chat_template.jinja beside it (special tokens, chat template), or a Hub name; default: reference.checkpoint's tokenizer, else the character tokenizer of the built-in tasks."),
     key("data.eval_fraction", Ty::Float { min: 0.0, max: 0.9, open_min: false }, "0.1", "Share of lists held out from training for ranking metrics (of each file's records; of train_prompts for built-in tasks)."),
     key("data.on_bad_record", Ty::Enum(&["error", "skip"]), "\"error\"", "A malformed dataset line stops the run, or is skipped and counted."),
     // Real data (issue 13): splits, chat templates, special tokens, truncation, unknown characters.
+    key("data.mix[].eval_split", Ty::Str, "-", "Split of the same dataset directory whose records are this source's held-out lists (all of them), instead of a data.eval_fraction share of its training records."),
     key("data.mix[].split", Ty::Str, "-", "Split of a dataset directory `path`: its .jsonl/.parquet files named `<split>-…`/`<split>.…` or under a `<split>/` directory."),
-    key("data.chat_template", Ty::Enum(&["auto", "none"]), "\"auto\"", "Render prompts (system message, earlier turns, prompt) with the chat_template of the tokenizer_config.json beside data.tokenizer when it has one, or never."),
+    key("data.chat_template", Ty::Enum(&["auto", "none"]), "\"auto\"", "Render prompts (system message, earlier turns, prompt) with the tokenizer's chat template (chat_template.jinja, else tokenizer_config.json's chat_template) when it has one, or never."),
+    key("data.chat_template_name", Ty::Str, "-", "Which named chat template of the tokenizer renders prompts (additional_chat_templates/<name>.jinja, or a name in tokenizer_config.json's list); default: the `default` one, as transformers picks it."),
+    key("data.oversample", Ty::Bool, "false", "Whether a file source may give more training lists than it has training records (records are then drawn again, counted as `repeated` in summary.json and `lpo data preview`); false: an error naming the counts."),
     key("data.bos_token", Ty::Str, "-", "Beginning-of-sequence token (its text); default: tokenizer_config.json's bos_token."),
     key("data.eos_token", Ty::Str, "-", "End-of-sequence token that ends every response (its text); default: tokenizer_config.json's eos_token."),
     key("data.pad_token", Ty::Str, "-", "Padding token (its text); default: tokenizer_config.json's pad_token, else unk_token, else eos."),
@@ -837,7 +840,9 @@ mod tests {
         ] {
             let p = problems(&format!("[{section}]\n{key} = 4000000000000\n"));
             assert!(
-                p.len() == 1 && p[0].message.contains("outside the allowed range 1..="),
+                p.len() == 1
+                    && p[0].message.contains("outside the allowed range ")
+                    && p[0].message.contains("..="),
                 "{section}.{key}: {p:?}"
             );
         }

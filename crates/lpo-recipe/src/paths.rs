@@ -9,6 +9,12 @@
 //! (`recipes/paper/../../data/x.jsonl` → `data/x.jsonl`). The result is
 //! relative to the working directory when the recipe was named relative to
 //! it, so run ids stay the same from one clone to another.
+//!
+//! A Hugging Face Hub name (`org/name`, `org/name@revision`) is taken as a
+//! Hub name where no such local path exists (as transformers'
+//! `from_pretrained` does) and written `hf://org/name` from then on, so the
+//! planner resolves it in the Hugging Face cache (`lpo_hf::hub`); `hf://`
+//! may also be written in the recipe to say so explicitly.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -60,6 +66,58 @@ pub fn join(dir: &Path, path: &str) -> String {
     }
 }
 
+/// The prefix of a path value that names a Hugging Face Hub repository.
+pub const HUB_PREFIX: &str = "hf://";
+
+/// A path value of a recipe file, resolved: a Hub name stays (as
+/// `hf://org/name`), a path is joined to the file's directory.
+fn resolve_value(dir: &Path, value: &str) -> String {
+    if value.starts_with(HUB_PREFIX) {
+        return value.to_string();
+    }
+    let joined = join(dir, value);
+    if !Path::new(&joined).exists() && looks_like_hub_name(value) {
+        return format!("{HUB_PREFIX}{value}");
+    }
+    joined
+}
+
+/// The Hub name a path value stands for: `hf://…` with the prefix removed,
+/// or a value shaped `org/name` (`@revision` allowed) that is not an
+/// existing local path. `None` for a local path.
+pub fn hub_name(value: &str) -> Option<&str> {
+    if let Some(name) = value.strip_prefix(HUB_PREFIX) {
+        return Some(name);
+    }
+    (looks_like_hub_name(value) && !Path::new(value).exists()).then_some(value)
+}
+
+/// `org/name` or `org/name@revision`: two plain parts, one slash, no dots
+/// in front (which a relative path like `./x` or `../x` would have), and no
+/// data or tokenizer file extension (`tok/tokenizer.json` is a file).
+fn looks_like_hub_name(value: &str) -> bool {
+    let repo = value.split_once('@').map_or(value, |(r, _)| r);
+    const FILES: [&str; 7] = [
+        ".json",
+        ".jsonl",
+        ".parquet",
+        ".safetensors",
+        ".toml",
+        ".csv",
+        ".txt",
+    ];
+    if FILES.iter().any(|ext| repo.ends_with(ext)) {
+        return false;
+    }
+    let plain = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    matches!(repo.split_once('/'), Some((org, name)) if plain(org) && plain(name))
+}
+
 /// Walks `segments` (`data.mix[]` descends into every entry) and resolves
 /// the string at the end.
 fn resolve_at(table: &mut toml::Table, segments: &[&str], dir: &Path) {
@@ -74,7 +132,7 @@ fn resolve_at(table: &mut toml::Table, segments: &[&str], dir: &Path) {
         return;
     };
     match (value, rest.is_empty(), each) {
-        (Value::String(s), true, false) => *s = join(dir, s),
+        (Value::String(s), true, false) => *s = resolve_value(dir, s),
         (Value::Table(t), false, false) => resolve_at(t, rest, dir),
         (Value::Array(items), false, true) => {
             for item in items {
@@ -114,7 +172,7 @@ fn resolve_axis_value(key: &str, value: &mut Value, dir: &Path) {
     for spec in KEYS.iter().filter(|k| matches!(k.ty, Ty::Path)) {
         if spec.path == key {
             if let Value::String(s) = value {
-                *s = join(dir, s);
+                *s = resolve_value(dir, s);
             }
         } else if let Some(field) = spec
             .path
@@ -132,6 +190,39 @@ fn resolve_axis_value(key: &str, value: &mut Value, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_names_stay_names_where_no_local_path_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("models/tiny")).unwrap();
+        assert_eq!(
+            resolve_value(d, "Qwen/Qwen2-0.5B-Instruct"),
+            "hf://Qwen/Qwen2-0.5B-Instruct"
+        );
+        assert_eq!(resolve_value(d, "org/x@v1.0"), "hf://org/x@v1.0");
+        assert_eq!(resolve_value(d, "hf://org/x"), "hf://org/x");
+        // An existing local directory wins, as in transformers.
+        assert_eq!(
+            resolve_value(d, "models/tiny"),
+            d.join("models/tiny").display().to_string()
+        );
+        // Paths that cannot be names stay paths.
+        for path in [
+            "./org/x",
+            "../org/x",
+            "a/b/c.jsonl",
+            "x.jsonl",
+            "/abs/x",
+            "tok/tokenizer.json",
+            "data/x.parquet",
+        ] {
+            assert!(!resolve_value(d, path).starts_with(HUB_PREFIX), "{path}");
+        }
+        assert_eq!(hub_name("hf://org/x"), Some("org/x"));
+        assert_eq!(hub_name("org/x-not-here"), Some("org/x-not-here"));
+        assert_eq!(hub_name("src/lib.rs"), None); // exists (tests run in the crate directory)
+    }
 
     #[test]
     fn join_folds_parents_and_keeps_absolute_paths() {

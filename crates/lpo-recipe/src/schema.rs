@@ -598,6 +598,9 @@ pub struct DataSource {
     /// Split of a dataset directory `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
+    /// Split of the same directory that is this source's held-out lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_split: Option<String>,
 }
 
 fn one() -> f64 {
@@ -629,6 +632,12 @@ pub struct DataConfig {
     /// before the key existed stay).
     #[serde(skip_serializing_if = "ChatTemplateUse::is_auto")]
     pub chat_template: ChatTemplateUse,
+    /// Which named chat template (default: `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template_name: Option<String>,
+    /// Whether file records may be drawn more than once (in run ids only when set).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub oversample: bool,
     /// Beginning-of-sequence token text (overrides tokenizer_config.json).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bos_token: Option<String>,
@@ -662,11 +671,14 @@ impl Default for DataConfig {
                 format: None,
                 weight: 1.0,
                 split: None,
+                eval_split: None,
             }],
             on_bad_record: OnBadRecord::Error,
             tokenizer: None,
             eval_fraction: 0.1,
             chat_template: ChatTemplateUse::Auto,
+            chat_template_name: None,
+            oversample: false,
             bos_token: None,
             eos_token: None,
             pad_token: None,

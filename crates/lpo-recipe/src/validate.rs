@@ -11,6 +11,7 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
         .into_iter()
         .map(|(k, m)| (k.to_string(), m))
         .collect();
+    out.extend(name_problems(recipe));
     let dims = recipe.model.dims();
     if recipe.eval.max_new_tokens >= dims.max_len {
         out.push((
@@ -68,6 +69,25 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
                 "needs a `path` (a dataset directory)".into(),
             ));
         }
+        match (&source.eval_split, &source.split) {
+            (Some(_), None) => out.push((
+                format!("data.mix[{i}].eval_split"),
+                "needs `split` too: the training split of the same dataset directory".into(),
+            )),
+            (Some(e), Some(t)) if e == t => out.push((
+                format!("data.mix[{i}].eval_split"),
+                format!("is {e:?}, the training split itself: held-out lists must not train"),
+            )),
+            _ => {}
+        }
+        if recipe.data.train_prompts == 0 {
+            if let Some(task) = &source.task {
+                out.push((
+                    "data.train_prompts".into(),
+                    format!("is 0 (every file record once), but data.mix[{i}] is the built-in task {task:?}, which has no fixed set of records: give a number of prompts"),
+                ));
+            }
+        }
     }
     let d = &recipe.data;
     for (key, set) in [
@@ -75,10 +95,11 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
         ("data.eos_token", d.eos_token.is_some()),
         ("data.pad_token", d.pad_token.is_some()),
     ] {
-        if set && d.tokenizer.is_none() {
+        if set && d.tokenizer.is_none() && recipe.reference.checkpoint.is_none() {
             out.push((
                 key.into(),
-                "names a token of a tokenizer.json: set data.tokenizer too".into(),
+                "names a token of a tokenizer.json: set data.tokenizer (or reference.checkpoint) too"
+                    .into(),
             ));
         }
     }
@@ -97,4 +118,65 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// `name` and every `report.tables[].name` name a directory or file under
+/// the results directory. Checked on the resolved recipe, so that a value
+/// from any route (a file, `--set`, an `LPO_` variable, a sweep axis, a
+/// zip group) is held to the one rule of the key table (`keys::leaf` on a
+/// [`Ty::Name`](crate::keys::Ty::Name) key); the layer checks report file
+/// values earlier, with their line.
+fn name_problems(recipe: &Recipe) -> Vec<(String, String)> {
+    let tables = recipe.report.tables.iter().enumerate().map(|(i, t)| {
+        (
+            format!("report.tables[{i}].name"),
+            "report.tables[].name",
+            &t.name,
+        )
+    });
+    std::iter::once(("name".to_string(), "name", &recipe.name))
+        .chain(tables)
+        .filter_map(|(key, path, value)| {
+            let spec = crate::keys::spec(path).expect("name keys are in the key table");
+            crate::keys::leaf(spec, &toml::Value::String(value.clone()))
+                .err()
+                .map(|message| (key, message))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::problems;
+    use crate::schema::{Recipe, TableSpec};
+
+    fn table(name: &str) -> TableSpec {
+        toml::from_str(&format!("name = {name:?}")).unwrap()
+    }
+
+    #[test]
+    fn names_on_the_resolved_recipe_stay_inside_the_results_directory() {
+        for bad in ["../../../x", "/abs/x", "", ".hidden", "a/b"] {
+            let mut recipe = Recipe::default();
+            recipe.report.tables = vec![table("ok"), table(bad)];
+            let p = problems(&recipe);
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert_eq!(p[0].0, "report.tables[1].name");
+            assert!(
+                p[0].1
+                    .contains("single file name inside the results directory"),
+                "{p:?}"
+            );
+            let recipe = Recipe {
+                name: bad.into(),
+                ..Recipe::default()
+            };
+            let p = problems(&recipe);
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert_eq!(p[0].0, "name");
+        }
+        let mut recipe = Recipe::default();
+        recipe.report.tables = vec![table("main"), table("lpo-vs-dpo (v2)")];
+        assert!(problems(&recipe).is_empty());
+    }
 }

@@ -70,6 +70,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         lists: "l".into(),
         round_lists: vec!["l".into()],
         truncated: Default::default(),
+        repeated: Default::default(),
         timings: Timings::default(),
         headline: s.headline.then(Headline::default),
         heldout: s.heldout.as_ref().map(|_| HeldoutHeadline::default()),

@@ -147,6 +147,11 @@ pub struct Summary {
     /// `model.max_len`, per source (absent when none was cut).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub truncated: std::collections::BTreeMap<String, Truncation>,
+    /// Training lists that drew a file source's record again (after every
+    /// training record was drawn once; `data.oversample = true`), per source
+    /// (absent when none was).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub repeated: std::collections::BTreeMap<String, usize>,
     /// Seconds per phase.
     pub timings: Timings,
     /// Evaluation headline (complete runs with a built-in task source).

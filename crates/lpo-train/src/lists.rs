@@ -335,30 +335,31 @@ fn generate_lists(
 ) -> Result<Vec<SourcedList>> {
     let seed = recipe.train.seed;
     let k = recipe.data.list_size as usize;
-    let n = recipe.data.train_prompts as usize;
     let fraction = recipe.data.eval_fraction;
-    let slots = training_slots(recipe);
     let mut pick_rng = StdRng::seed_from_u64(derive_seed(seed, "file-records"));
     // Per file source: its held-out records, and a seeded order of its
     // training records consumed in turn.
     let mut orders: Vec<(Vec<usize>, Vec<usize>, usize)> = sources
         .iter()
-        .map(|s| match &s.kind {
-            SourceKind::File { records, .. } => {
-                let (held, train) = file_split(&s.name, records.len(), seed, fraction);
-                let order = lpo_data::mix::permutation(train.len(), &mut pick_rng);
-                (held, order.into_iter().map(|i| train[i]).collect(), 0)
-            }
-            SourceKind::Task(_) => (Vec::new(), Vec::new(), 0),
+        .map(|s| {
+            let (held, train) = s.file_split(seed, fraction);
+            let order = lpo_data::mix::permutation(train.len(), &mut pick_rng);
+            (held, order.into_iter().map(|i| train[i]).collect(), 0)
         })
         .collect();
+    let slots = match recipe.data.train_prompts {
+        0 => every_record_once(&orders),
+        _ => training_slots(recipe),
+    };
+    check_draws(recipe, sources, &slots, &orders)?;
+    let n = slots.len();
     let mut out: Vec<Option<SourcedList>> = vec![None; n];
     let mut pending: Vec<(usize, Task, Example)> = Vec::new();
     let examples = training_examples(recipe);
-    for ((slot, &s), example) in slots.iter().enumerate().zip(examples) {
+    for (slot, &s) in slots.iter().enumerate() {
         match &sources[s].kind {
             SourceKind::Task(_) => {
-                let (task, example) = example.expect("task slots have examples");
+                let (task, example) = examples[slot].clone().expect("task slots have examples");
                 pending.push((slot, task, example));
             }
             SourceKind::File { records, .. } => {
@@ -393,9 +394,17 @@ fn generate_lists(
     progress.finish();
     // Held-out records of the files.
     for (s, (held_records, _, _)) in sources.iter().zip(&orders) {
-        if let SourceKind::File { records, .. } = &s.kind {
+        if let SourceKind::File {
+            records, heldout, ..
+        } = &s.kind
+        {
             for &i in held_records {
                 held.push(file_list(&s.name, &records[i], k, true, &mut pick_rng));
+            }
+            if let Some((name, records)) = heldout {
+                for record in records {
+                    held.push(file_list(name, record, k, true, &mut pick_rng));
+                }
             }
         }
     }
@@ -404,6 +413,67 @@ fn generate_lists(
     }
     lists.extend(held);
     Ok(lists)
+}
+
+/// `data.train_prompts = 0`: one slot for every training record of every
+/// file source, source by source (batches are drawn in seeded permutations).
+fn every_record_once(orders: &[(Vec<usize>, Vec<usize>, usize)]) -> Vec<usize> {
+    orders
+        .iter()
+        .enumerate()
+        .flat_map(|(s, (_, train, _))| std::iter::repeat_n(s, train.len()))
+        .collect()
+}
+
+/// Lists drawn from each file source beyond its training records (records
+/// drawn a second time or more), by source name; only sources with some.
+pub fn repeated_draws(
+    sources: &[Source],
+    lists: &[SourcedList],
+    seed: u64,
+    fraction: f64,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in sources
+        .iter()
+        .filter(|s| matches!(s.kind, SourceKind::File { .. }))
+    {
+        let drawn = lists.iter().filter(|l| l.source == s.name).count();
+        let records = s.file_split(seed, fraction).1.len();
+        if drawn > records {
+            out.insert(s.name.clone(), drawn - records);
+        }
+    }
+    out
+}
+
+/// Refuses to draw a file source's training records more than once each
+/// unless `data.oversample` says so: the error names the counts.
+fn check_draws(
+    recipe: &Recipe,
+    sources: &[Source],
+    slots: &[usize],
+    orders: &[(Vec<usize>, Vec<usize>, usize)],
+) -> Result<()> {
+    if recipe.data.oversample {
+        return Ok(());
+    }
+    for (s, source) in sources.iter().enumerate() {
+        if !matches!(source.kind, SourceKind::File { .. }) {
+            continue;
+        }
+        let drawn = slots.iter().filter(|&&x| x == s).count();
+        let records = orders[s].1.len();
+        if drawn > records {
+            bail!(
+                "data.train_prompts = {} gives {drawn} training lists to {}, which has {records} training records: \
+                 set data.train_prompts = 0 to use every record once, lower it, or set data.oversample = true to draw records again",
+                recipe.data.train_prompts,
+                source.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A file record as a list of at most `k` responses (a random `k` when it has more).

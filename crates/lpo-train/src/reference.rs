@@ -150,6 +150,13 @@ pub fn save_model(
     dir: &Path,
 ) -> Result<()> {
     checkpoint::save(vs, &with_special_tokens(config, tokenizer), dir)?;
+    save_tokenizer(tokenizer, dir)
+}
+
+/// Writes the tokenizer's files (`tokenizer.json`, its config, the chat
+/// templates: byte-equal to those it was loaded from) into `dir`, so a
+/// checkpoint or adapter directory carries the tokenizer it trained with.
+pub fn save_tokenizer(tokenizer: &dyn Tokenize, dir: &Path) -> Result<()> {
     for (name, bytes) in tokenizer.hf_files() {
         write_atomic(&dir.join(name), &bytes)?;
     }
@@ -257,13 +264,7 @@ fn train_sft(
     // File records held out for evaluation are never demonstrated.
     let train_records: Vec<Vec<usize>> = sources
         .iter()
-        .map(|s| match &s.kind {
-            SourceKind::File { records, .. } => {
-                let seed = recipe.train.seed;
-                crate::lists::file_split(&s.name, records.len(), seed, recipe.data.eval_fraction).1
-            }
-            SourceKind::Task(_) => Vec::new(),
-        })
+        .map(|s| s.file_split(recipe.train.seed, recipe.data.eval_fraction).1)
         .collect();
     let warmup = r.sft_steps / 20;
     let tail = (r.sft_steps / 10).max(1);

@@ -81,7 +81,15 @@ struct RunState {
     evaluating: bool,
     /// Most CUDA memory seen in use after a step.
     cuda_peak: Option<u64>,
+    /// When the run directory's metrics.csv, timing.csv and curves.csv were
+    /// last written ([`RunState::write_live`]).
+    written: Instant,
 }
+
+/// How often the step metrics of a running run reach its directory: often
+/// enough to watch (`tail`, a plot), rarely enough that the atomic rewrite
+/// costs nothing beside a step.
+const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl RunState {
     /// A fresh state for `request`'s run in `dir`: running, nothing done.
@@ -106,6 +114,7 @@ impl RunState {
                 lists: String::new(),
                 round_lists: Vec::new(),
                 truncated: Default::default(),
+                repeated: Default::default(),
                 timings: Timings::default(),
                 headline: None,
                 heldout: None,
@@ -117,6 +126,7 @@ impl RunState {
             dir: dir.to_path_buf(),
             evaluating: false,
             cuda_peak: None,
+            written: Instant::now(),
         }
     }
 
@@ -164,6 +174,18 @@ impl RunState {
 
     fn write_curves(&self) -> Result<()> {
         self.write_curves_to(&self.dir)
+    }
+
+    /// Writes the metrics so far into the run directory when [`LIVE_EVERY`]
+    /// has passed since the last write, so a running run can be watched. The
+    /// files are replaced atomically; a resumed run starts from its
+    /// checkpoint's copies, so these never change what it computes.
+    fn write_live(&mut self) -> Result<()> {
+        if self.written.elapsed() >= LIVE_EVERY {
+            self.write_curves()?;
+            self.written = Instant::now();
+        }
+        Ok(())
     }
 }
 
@@ -321,6 +343,8 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     state.summary.reference = reference.meta.id.clone();
     state.summary.timings.reference = reference_seconds;
     state.summary.lists = lists.id.clone();
+    let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
+    state.summary.repeated = lists::repeated_draws(&sources, &lists.lists, seed, fraction);
     let heldout = HeldoutSet::build(
         recipe,
         &lists.heldout,
@@ -520,6 +544,7 @@ fn save_checkpoint(
                 .unwrap_or_else(|_| inputs.reference.dir.clone());
             let base = base.display().to_string();
             lpo_model::lora::save_peft(vs, spec, &base, &new)?;
+            reference::save_tokenizer(inputs.tokenizer.as_ref(), &new)?;
         }
         None => reference::save_model(vs, model.config(), inputs.tokenizer.as_ref(), &new)?,
     }
@@ -601,6 +626,7 @@ fn train(
                 .curve(&policy, beta, done, &mut crate::Silent);
             state.curves.push(row);
         }
+        state.write_live()?;
         let every = t.checkpoint_every;
         if every > 0 && done % every == 0 && done < total {
             save_checkpoint(state, inputs, (&vs, &policy), Some(&opt), done)?;

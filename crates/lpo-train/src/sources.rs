@@ -20,8 +20,12 @@ pub enum SourceKind {
     File {
         /// The file (or dataset directory) as the recipe names it.
         path: PathBuf,
-        /// Its records.
+        /// Its records (of the training split, with `split`).
         records: Vec<RewardList>,
+        /// The source name (`path[eval_split]`) and records of its
+        /// `eval_split`: its held-out lists, all of them, instead of a
+        /// `data.eval_fraction` share of `records`.
+        heldout: Option<(String, Vec<RewardList>)>,
         /// Records skipped, with where and why: malformed (with
         /// `on_bad_record = "skip"`) or unrenderable by the chat template.
         skipped: Vec<(String, String)>,
@@ -55,6 +59,24 @@ pub struct SourceIdentity {
 }
 
 impl Source {
+    /// A file source's records split into (held out, training) indices of
+    /// its `records`: none held out when it has an `eval_split` (its records
+    /// are the held-out lists), else [`crate::lists::file_split`]'s share.
+    /// Empty for a built-in task.
+    pub fn file_split(&self, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
+        match &self.kind {
+            SourceKind::File {
+                records,
+                heldout: Some(_),
+                ..
+            } => (Vec::new(), (0..records.len()).collect()),
+            SourceKind::File { records, .. } => {
+                crate::lists::file_split(&self.name, records.len(), seed, fraction)
+            }
+            SourceKind::Task(_) => (Vec::new(), Vec::new()),
+        }
+    }
+
     /// What identifies this source's data.
     pub fn identity(&self) -> SourceIdentity {
         SourceIdentity {
@@ -118,72 +140,111 @@ fn load_file(
         FileFormat::UltrafeedbackBinarized => Format::UltraFeedbackBinarized,
         FileFormat::Trl => Format::Trl,
     };
-    let on_bad = policy(recipe.data.on_bad_record);
-    let files = match &entry.split {
-        None => vec![path.to_path_buf()],
-        Some(split) => import::split_files(path, split).map_err(anyhow::Error::msg)?,
+    let files = |split: &Option<String>| match split {
+        None => Ok(vec![path.to_path_buf()]),
+        Some(split) => import::split_files(path, split).map_err(anyhow::Error::msg),
     };
-    let check_chars = recipe.data.tokenizer.is_none();
-    let (mut records, mut skipped, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
-    let mut context_dropped = 0;
-    let mut hashed = Vec::new();
-    for file in &files {
-        let imported = import::read_records(file, format, on_bad)?;
-        skipped.extend(
-            imported
-                .skipped
-                .iter()
-                .map(|(n, why)| (imported.locate(file, *n), why.clone())),
-        );
-        for (i, record) in imported.records.iter().enumerate() {
-            let at = || imported.location(file, i);
-            if check_chars {
-                if let Some(why) = unknown_char(record) {
-                    match recipe.data.unknown_chars {
-                        OnBadRecord::Error => bail!(
-                            "{}: {why}; set data.tokenizer to a tokenizer.json, or data.unknown_chars = \"skip\"",
-                            at()
-                        ),
-                        OnBadRecord::Skip => {
-                            unknown.push((at(), why));
-                            continue;
-                        }
-                    }
-                }
-            }
-            if let Err(why) = tokenizer.encode_prompt(&record.context, &record.prompt) {
-                match on_bad {
-                    OnBad::Error => bail!("{}: {why}", at()),
-                    OnBad::Skip => {
-                        skipped.push((at(), why));
-                        continue;
-                    }
-                }
-            }
-            context_dropped +=
-                usize::from(!record.context.is_empty() && !tokenizer.has_chat_template());
-            records.push(record.clone());
+    let mut checked = Checked::default();
+    let records = checked.import(recipe, &files(&entry.split)?, format, tokenizer)?;
+    let heldout = match &entry.eval_split {
+        None => None,
+        Some(split) => {
+            let held = checked.import(recipe, &files(&Some(split.clone()))?, format, tokenizer)?;
+            let name = format!("{}[{split}]", path.display());
+            ensure_some(&held, &name, &checked)?;
+            Some((name, held))
         }
-        hashed.push(file_sha256(file)?);
-    }
-    if records.is_empty() {
-        bail!(
-            "{}: no usable records ({} skipped)",
-            path.display(),
-            skipped.len() + unknown.len()
-        );
-    }
+    };
+    ensure_some(&records, &path.display().to_string(), &checked)?;
     Ok(SourceKind::File {
-        sha256: match hashed.as_slice() {
+        sha256: match checked.hashed.as_slice() {
             [one] => one.clone(),
             many => lpo_results::sha256_hex(&[many.join(",").as_bytes()], 32),
         },
         path: path.to_path_buf(),
         records,
-        skipped,
-        unknown,
-        context_dropped,
+        heldout,
+        skipped: checked.skipped,
+        unknown: checked.unknown,
+        context_dropped: checked.context_dropped,
     })
+}
+
+/// An error when a source (or its evaluation split) kept no record.
+fn ensure_some(records: &[RewardList], what: &str, checked: &Checked) -> Result<()> {
+    if records.is_empty() {
+        bail!(
+            "{what}: no usable records ({} skipped)",
+            checked.skipped.len() + checked.unknown.len()
+        );
+    }
+    Ok(())
+}
+
+/// What checking a source's records found, over all its files.
+#[derive(Default)]
+struct Checked {
+    skipped: Vec<(String, String)>,
+    unknown: Vec<(String, String)>,
+    context_dropped: usize,
+    /// SHA-256 of each file read.
+    hashed: Vec<String>,
+}
+
+impl Checked {
+    /// The records of `files` that pass the checks; the rest are errors or
+    /// counted skips.
+    fn import(
+        &mut self,
+        recipe: &Recipe,
+        files: &[PathBuf],
+        format: Format,
+        tokenizer: &dyn Tokenize,
+    ) -> Result<Vec<RewardList>> {
+        let on_bad = policy(recipe.data.on_bad_record);
+        let check_chars = recipe.data.tokenizer.is_none();
+        let mut records = Vec::new();
+        for file in files {
+            let imported = import::read_records(file, format, on_bad)?;
+            self.skipped.extend(
+                imported
+                    .skipped
+                    .iter()
+                    .map(|(n, why)| (imported.locate(file, *n), why.clone())),
+            );
+            for (i, record) in imported.records.iter().enumerate() {
+                let at = || imported.location(file, i);
+                if check_chars {
+                    if let Some(why) = unknown_char(record) {
+                        match recipe.data.unknown_chars {
+                            OnBadRecord::Error => bail!(
+                                "{}: {why}; set data.tokenizer to a tokenizer.json, or data.unknown_chars = \"skip\"",
+                                at()
+                            ),
+                            OnBadRecord::Skip => {
+                                self.unknown.push((at(), why));
+                                continue;
+                            }
+                        }
+                    }
+                }
+                if let Err(why) = tokenizer.encode_prompt(&record.context, &record.prompt) {
+                    match on_bad {
+                        OnBad::Error => bail!("{}: {why}", at()),
+                        OnBad::Skip => {
+                            self.skipped.push((at(), why));
+                            continue;
+                        }
+                    }
+                }
+                self.context_dropped +=
+                    usize::from(!record.context.is_empty() && !tokenizer.has_chat_template());
+                records.push(record.clone());
+            }
+            self.hashed.push(file_sha256(file)?);
+        }
+        Ok(records)
+    }
 }
 
 fn policy(p: OnBadRecord) -> OnBad {
@@ -226,9 +287,11 @@ fn file_sha256(path: &Path) -> Result<String> {
 
 /// What identifies how text becomes tokens, for cache keys.
 #[derive(Serialize)]
-struct EncodingIdentity {
-    tokenizer: String,
-    tokenizer_config: Option<String>,
+struct EncodingIdentity<'a> {
+    /// SHA-256 over the tokenizer's files (tokenizer.json, its config, the
+    /// chat templates) as saved beside checkpoints.
+    files: String,
+    template_name: Option<&'a str>,
     bos: i64,
     eos: i64,
     pad: i64,
@@ -241,31 +304,24 @@ struct EncodingIdentity {
 /// identity for cache keys: `char` for the character tokenizer without
 /// length limits, else a hash of the tokenizer files, the special tokens, the
 /// chat-template choice and `data.max_prompt_tokens`/`max_response_tokens`.
+/// The planner has already made `data.tokenizer` the checkpoint's when a
+/// recipe with `reference.checkpoint` leaves it out.
 pub fn tokenizer(recipe: &Recipe) -> Result<(Arc<dyn Tokenize>, String)> {
     let d = &recipe.data;
-    // SHA-256 of tokenizer.json and of the tokenizer_config.json beside it.
-    type Files = Option<(String, Option<String>)>;
-    let (tokenizer, files): (Arc<dyn Tokenize>, Files) = match &d.tokenizer {
+    let (tokenizer, hf): (Arc<dyn Tokenize>, bool) = match &d.tokenizer {
         Some(path) => {
-            let path = Path::new(path);
             let options = HfOptions {
                 bos: d.bos_token.clone(),
                 eos: d.eos_token.clone(),
                 pad: d.pad_token.clone(),
                 chat_template: d.chat_template == ChatTemplateUse::Auto,
+                template_name: d.chat_template_name.clone(),
             };
-            let config = path.with_file_name("tokenizer_config.json");
-            let config_sha = if config.exists() {
-                Some(file_sha256(&config)?)
-            } else {
-                None
-            };
-            (
-                Arc::new(HfTokenizer::from_file(path, &options).map_err(anyhow::Error::msg)?),
-                Some((file_sha256(path)?, config_sha)),
-            )
+            let t =
+                HfTokenizer::from_file(Path::new(path), &options).map_err(anyhow::Error::msg)?;
+            (Arc::new(t), true)
         }
-        None => (Arc::new(CharTokenizer), None),
+        None => (Arc::new(CharTokenizer), false),
     };
     let vocab = recipe.model.dims().vocab as usize;
     if tokenizer.vocab_size() > vocab {
@@ -274,25 +330,32 @@ pub fn tokenizer(recipe: &Recipe) -> Result<(Arc<dyn Tokenize>, String)> {
             tokenizer.vocab_size()
         );
     }
-    let id = match files {
-        None if d.max_prompt_tokens.is_none() && d.max_response_tokens.is_none() => "char".into(),
-        files => {
-            let (sha, config) = files.unwrap_or_else(|| ("char".into(), None));
-            lpo_results::content_id(
-                "encoding",
-                &EncodingIdentity {
-                    tokenizer: sha,
-                    tokenizer_config: config,
-                    bos: tokenizer.bos(),
-                    eos: tokenizer.eos(),
-                    pad: tokenizer.pad(),
-                    chat_template: tokenizer.has_chat_template(),
-                    max_prompt_tokens: d.max_prompt_tokens,
-                    max_response_tokens: d.max_response_tokens,
-                },
-            )
-        }
+    if !hf && d.max_prompt_tokens.is_none() && d.max_response_tokens.is_none() {
+        return Ok((tokenizer, "char".into()));
+    }
+    let files = if hf {
+        let saved = tokenizer.hf_files();
+        let parts: Vec<&[u8]> = saved
+            .iter()
+            .flat_map(|(name, bytes)| [name.as_bytes(), b"\0", bytes.as_slice(), b"\0"])
+            .collect();
+        lpo_results::sha256_hex(&parts, 32)
+    } else {
+        "char".into()
     };
+    let id = lpo_results::content_id(
+        "encoding",
+        &EncodingIdentity {
+            files,
+            template_name: d.chat_template_name.as_deref(),
+            bos: tokenizer.bos(),
+            eos: tokenizer.eos(),
+            pad: tokenizer.pad(),
+            chat_template: tokenizer.has_chat_template(),
+            max_prompt_tokens: d.max_prompt_tokens,
+            max_response_tokens: d.max_response_tokens,
+        },
+    );
     Ok((tokenizer, id))
 }
 
@@ -467,6 +530,7 @@ mod tests {
             format: Some(format),
             weight: 1.0,
             split: None,
+            eval_split: None,
         }];
         recipe
     }

@@ -118,6 +118,7 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         format: Some(lpo_recipe::FileFormat::Native),
         weight: 1.0,
         split: None,
+        eval_split: None,
     }];
     let srcs = sources::load_sources(&recipe).unwrap();
     let (tok, tok_id) = sources::tokenizer(&recipe).unwrap();

@@ -176,6 +176,7 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
         format: Some(FileFormat::Native),
         weight: 1.0,
         split: None,
+        eval_split: None,
     });
     let err = sources::load_sources(&recipe).err().unwrap().to_string();
     assert_eq!(

@@ -1,0 +1,264 @@
+//! Hugging Face Hub names (`org/name`, `org/name@revision`) resolved in the
+//! standard Hugging Face cache, laid out as `huggingface_hub` lays it out:
+//!
+//! ```text
+//! $HF_HUB_CACHE (else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
+//!                else ~/.cache/huggingface/hub)
+//!   models--org--name/refs/main              the commit `main` points at
+//!   models--org--name/snapshots/<commit>/…   the files of that commit
+//!   datasets--org--name/…                    the same for datasets
+//! ```
+//!
+//! lpo only reads the cache: a name that is not there is an error carrying
+//! the `hf download` command that fetches it, so planning never touches the
+//! network and a run's data is what the cache held when it was planned.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// What kind of Hub repository a name refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    /// A model (`models--…`).
+    Model,
+    /// A dataset (`datasets--…`).
+    Dataset,
+}
+
+impl RepoKind {
+    fn folder_prefix(self) -> &'static str {
+        match self {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        }
+    }
+}
+
+/// The Hugging Face hub cache directory of this environment.
+pub fn cache_root() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
+        return PathBuf::from(dir);
+    }
+    if let Some(home) = var("HF_HOME") {
+        return PathBuf::from(home).join("hub");
+    }
+    let cache = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("huggingface").join("hub")
+}
+
+/// `name` (`org/name` or `org/name@revision`) resolved in the cache at
+/// `root`: the snapshot directory of the revision (default `main`), whose
+/// last component is the commit.
+pub fn resolve_in(root: &Path, name: &str, kind: RepoKind) -> Result<PathBuf> {
+    let (repo, revision) = match name.split_once('@') {
+        Some((repo, rev)) if !rev.is_empty() => (repo, rev),
+        _ => (name, "main"),
+    };
+    check_repo_id(repo)?;
+    check_revision(revision)?;
+    let folder = root.join(format!(
+        "{}--{}",
+        kind.folder_prefix(),
+        repo.replace('/', "--")
+    ));
+    let missing = |what: String| -> anyhow::Error {
+        let mut fetch = String::from("hf download");
+        if kind == RepoKind::Dataset {
+            fetch.push_str(" --repo-type dataset");
+        }
+        fetch.push_str(&format!(" {repo}"));
+        if revision != "main" {
+            fetch.push_str(&format!(" --revision {revision}"));
+        }
+        anyhow::anyhow!(
+            "`{name}` is not a local path, and the Hugging Face cache {} has no {what}: \
+             fetch it with `{fetch}` (the `hf` command of `pip install huggingface_hub`), \
+             or point HF_HUB_CACHE or HF_HOME at the cache that holds it",
+            root.display()
+        )
+    };
+    let commit = if is_commit(revision) {
+        revision.to_string()
+    } else {
+        let reference = folder.join("refs").join(revision);
+        if !reference.is_file() {
+            return Err(missing(format!(
+                "{}",
+                reference.strip_prefix(root).unwrap_or(&reference).display()
+            )));
+        }
+        let bytes = read_ref(&reference)?;
+        let commit = bytes.trim().to_string();
+        if !is_commit(&commit) {
+            bail!(
+                "`{}` does not hold a commit hash (it holds {commit:?})",
+                reference.display()
+            );
+        }
+        commit
+    };
+    let snapshot = folder.join("snapshots").join(&commit);
+    if !snapshot.is_dir() {
+        return Err(missing(format!(
+            "{}",
+            snapshot.strip_prefix(root).unwrap_or(&snapshot).display()
+        )));
+    }
+    Ok(snapshot)
+}
+
+/// [`resolve_in`] the environment's cache ([`cache_root`]).
+pub fn resolve(name: &str, kind: RepoKind) -> Result<PathBuf> {
+    resolve_in(&cache_root(), name, kind)
+}
+
+/// A `refs/<revision>` file: a 40-character commit and a newline at most.
+fn read_ref(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(256).read_to_string(&mut text))
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(text)
+}
+
+fn is_commit(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A Hub repository id: `org/name`, each part letters, digits, `-`, `_`,
+/// `.`, not starting or ending with `-` or `.`, no `--` or `..`.
+fn check_repo_id(repo: &str) -> Result<()> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !p.starts_with(['-', '.'])
+            && !p.ends_with(['-', '.'])
+            && !p.contains("--")
+            && !p.contains("..")
+    };
+    match repo.split_once('/') {
+        Some((org, name)) if part_ok(org) && part_ok(name) => Ok(()),
+        _ => bail!("`{repo}` is not a Hugging Face repository id (`org/name`)"),
+    }
+}
+
+/// A revision that can name a `refs/` file: a branch or tag name without
+/// `..`, leading `/` or control characters (a commit hash is one too).
+fn check_revision(revision: &str) -> Result<()> {
+    if revision.contains("..")
+        || revision.starts_with('/')
+        || revision.chars().any(|c| c.is_control() || c == '\\')
+    {
+        bail!("`{revision}` is not a revision name");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// A cache with `models--org--tiny` at COMMIT, `main` pointing at it.
+    fn cache() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let repo = root.path().join("models--org--tiny");
+        std::fs::create_dir_all(repo.join("snapshots").join(COMMIT)).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), COMMIT).unwrap();
+        root
+    }
+
+    #[test]
+    fn names_resolve_to_the_snapshot_of_their_revision() {
+        let root = cache();
+        let want = root.path().join("models--org--tiny/snapshots").join(COMMIT);
+        assert_eq!(
+            resolve_in(root.path(), "org/tiny", RepoKind::Model).unwrap(),
+            want
+        );
+        let pinned = format!("org/tiny@{COMMIT}");
+        assert_eq!(
+            resolve_in(root.path(), &pinned, RepoKind::Model).unwrap(),
+            want
+        );
+        std::fs::write(
+            root.path().join("models--org--tiny/refs/v1"),
+            format!("{COMMIT}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_in(root.path(), "org/tiny@v1", RepoKind::Model).unwrap(),
+            want
+        );
+    }
+
+    #[test]
+    fn an_absent_name_names_the_command_that_fetches_it() {
+        let root = cache();
+        let e = resolve_in(root.path(), "org/other", RepoKind::Model)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`hf download org/other`"), "{e}");
+        assert!(e.contains("models--org--other/refs/main"), "{e}");
+        let e = resolve_in(root.path(), "org/tiny@v2", RepoKind::Model)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`hf download org/tiny --revision v2`"), "{e}");
+        let e = resolve_in(root.path(), "org/tiny", RepoKind::Dataset)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`hf download --repo-type dataset org/tiny`"),
+            "{e}"
+        );
+        let other = "f".repeat(40);
+        let e = resolve_in(root.path(), &format!("org/tiny@{other}"), RepoKind::Model)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("snapshots/{other}")), "{e}");
+    }
+
+    #[test]
+    fn malformed_names_refs_and_revisions_are_errors() {
+        let root = cache();
+        for bad in [
+            "org",
+            "a/b/c",
+            "../x",
+            "org/..",
+            "-o/x",
+            "o--x/y",
+            "org/na me",
+        ] {
+            let e = resolve_in(root.path(), bad, RepoKind::Model)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a Hugging Face repository id"), "{bad}: {e}");
+        }
+        for bad in ["org/tiny@../../etc", "org/tiny@a\nb"] {
+            let e = resolve_in(root.path(), bad, RepoKind::Model)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a revision name"), "{bad:?}: {e}");
+        }
+        std::fs::write(
+            root.path().join("models--org--tiny/refs/main"),
+            "not a commit",
+        )
+        .unwrap();
+        let e = resolve_in(root.path(), "org/tiny", RepoKind::Model)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not hold a commit hash"), "{e}");
+    }
+}

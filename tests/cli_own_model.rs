@@ -1,0 +1,222 @@
+//! A researcher's own checkpoint and dataset, end to end (issue 23): a
+//! Qwen2 checkpoint saved by transformers 5.x (tokenizer.json, a minimal
+//! tokenizer_config.json, the ChatML template in chat_template.jinja) and a
+//! Hub-layout parquet dataset with train and test splits, both from
+//! tests/fixtures/hf (scripts/make_hf_fixtures.py), reached by their Hub
+//! names through a Hugging Face cache built on disk.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{run_dirs, scratch, text};
+
+const MODEL_COMMIT: &str = "1111111111111111111111111111111111111111";
+const DATA_COMMIT: &str = "2222222222222222222222222222222222222222";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+}
+
+/// Copies the files under `from` into `to` (one level of subdirectories).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// A Hugging Face cache holding `org/tiny-qwen2` and the dataset `org/pairs`
+/// at their `main` revisions, laid out as huggingface_hub lays it out.
+fn hub_cache(root: &Path) -> PathBuf {
+    let hub = root.join("hub");
+    for (repo, commit, source) in [
+        ("models--org--tiny-qwen2", MODEL_COMMIT, "qwen2-chatml"),
+        ("datasets--org--pairs", DATA_COMMIT, "pairs"),
+    ] {
+        let dir = hub.join(repo);
+        copy_dir(
+            &fixtures().join(source),
+            &dir.join("snapshots").join(commit),
+        );
+        std::fs::create_dir_all(dir.join("refs")).unwrap();
+        std::fs::write(dir.join("refs/main"), commit).unwrap();
+    }
+    hub
+}
+
+/// `lpo ARGS` in `dir` with the Hugging Face cache `hub`.
+fn lpo(dir: &Path, hub: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(dir)
+        .env("HF_HUB_CACHE", hub)
+        .output()
+        .unwrap()
+}
+
+const RECIPE: &str = r#"
+name = "own"
+[reference]
+checkpoint = "org/tiny-qwen2"
+[model.lora]
+rank = 4
+[data]
+list_size = 2
+train_prompts = 0
+mix = [{ path = "org/pairs", split = "train", eval_split = "test", format = "trl" }]
+[train]
+steps = 6
+batch_size = 8
+learning_rate = 1e-3
+warmup_steps = 1
+checkpoint_every = 3
+threads = 1
+[eval]
+every = 3
+max_new_tokens = 8
+[sweep]
+grid = { "loss.kind" = ["dpo", "lpo"] }
+"#;
+
+fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_transformers_checkpoint_and_a_hub_dataset_go_from_plan_to_export() {
+    let dir = scratch("own-model");
+    let hub = hub_cache(&dir);
+    std::fs::write(dir.join("own.toml"), RECIPE).unwrap();
+
+    let out = lpo(&dir, &hub, &["plan", "own.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The checkpoint's tokenizer and template: the ids of a rendered record
+    // are transformers' apply_chat_template ids.
+    let out = lpo(
+        &dir,
+        &hub,
+        &["data", "preview", "own.toml", "--tokens", "--show", "48"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let want = &expected()["checkpoints"]["qwen2-chatml"]["records"][0];
+    let prompt = want["prompt"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with(&format!("prompt: {prompt:?}")))
+        .unwrap_or_else(|| panic!("no list for {prompt:?} in\n{stdout}"));
+    let ids: Vec<i64> = serde_json::from_value(want["prompt_ids"].clone()).unwrap();
+    assert_eq!(lines[at + 1].trim(), format!("tokens: {ids:?}"));
+    // Every training record once; the test split is the held-out set.
+    assert!(
+        stdout.contains("48 training lists, 16 held out"),
+        "{stdout}"
+    );
+
+    let out = lpo(&dir, &hub, &["sweep", "own.toml"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let runs = run_dirs(&dir.join("results/own"));
+    assert_eq!(runs.len(), 2);
+    for run in &runs {
+        let heldout = std::fs::read_to_string(run.join("heldout.csv")).unwrap();
+        let rows: Vec<&str> = heldout.lines().skip(1).collect();
+        assert_eq!(rows.len(), 16, "{heldout}");
+        assert!(
+            rows.iter()
+                .all(|r| r.contains(&format!("{DATA_COMMIT}[test]"))),
+            "held-out lists come from the test split:\n{heldout}"
+        );
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        assert!(
+            config.contains(&format!("snapshots/{MODEL_COMMIT}/tokenizer.json")),
+            "the run names the checkpoint's tokenizer:\n{config}"
+        );
+    }
+
+    let out = lpo(&dir, &hub, &["report", "own.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let export = dir.join("export");
+    let out = lpo(
+        &dir,
+        &hub,
+        &[
+            "export",
+            runs[0].to_str().unwrap(),
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let base = fixtures().join("qwen2-chatml");
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        assert_eq!(
+            std::fs::read(export.join(name)).unwrap(),
+            std::fs::read(base.join(name)).unwrap(),
+            "{name} of the export equals the base's"
+        );
+    }
+    assert!(export.join("model.safetensors").exists());
+}
+
+#[test]
+fn a_checkpoint_without_tokenizer_or_an_absent_hub_name_is_exit_2() {
+    let dir = scratch("own-model-bad");
+    let hub = hub_cache(&dir);
+    let bare = dir.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    for name in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("qwen2-chatml").join(name), bare.join(name)).unwrap();
+    }
+    let recipe = |checkpoint: &str| RECIPE.replace("\"org/tiny-qwen2\"", checkpoint);
+    std::fs::write(dir.join("bare.toml"), recipe("\"bare\"")).unwrap();
+    let out = lpo(&dir, &hub, &["plan", "bare.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("has no tokenizer.json") && stderr.contains("bare/tokenizer.json"),
+        "{stderr}"
+    );
+    // With data.tokenizer the same checkpoint plans.
+    let tokenizer = fixtures().join("qwen2-chatml");
+    let with = recipe("\"bare\"").replace(
+        "[data]\n",
+        &format!(
+            "[data]\ntokenizer = {:?}\n",
+            tokenizer.display().to_string()
+        ),
+    );
+    std::fs::write(dir.join("with.toml"), with).unwrap();
+    let out = lpo(&dir, &hub, &["plan", "with.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    std::fs::write(dir.join("absent.toml"), recipe("\"org/absent\"")).unwrap();
+    let out = lpo(&dir, &hub, &["plan", "absent.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`hf download org/absent`"), "{stderr}");
+    // Nothing was written.
+    assert!(!dir.join("results").exists());
+}
