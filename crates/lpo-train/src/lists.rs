@@ -106,6 +106,11 @@ struct ListsIdentity {
     sample_temperature: f64,
     max_new_tokens: u32,
     seed: u64,
+    /// Whether records may be drawn again: without it the same lists are an
+    /// error, so a cached entry made with it must not answer a recipe
+    /// without it (absent when false, so earlier ids stay).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    oversample: bool,
 }
 
 /// Prompts generated per batch when sampling lists.
@@ -133,6 +138,7 @@ pub fn obtain(
             sample_temperature: recipe.reference.sample_temperature,
             max_new_tokens: recipe.eval.max_new_tokens,
             seed: recipe.train.seed,
+            oversample: recipe.data.oversample,
         },
     );
     cached(layout, id, || {

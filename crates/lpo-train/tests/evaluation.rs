@@ -120,6 +120,7 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         split: None,
         eval_split: None,
     }];
+    recipe.data.oversample = true; // 40 lists from 30 training records
     let srcs = sources::load_sources(&recipe).unwrap();
     let (tok, tok_id) = sources::tokenizer(&recipe).unwrap();
     let obtain = |r: &Recipe| {

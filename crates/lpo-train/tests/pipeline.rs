@@ -185,6 +185,7 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
     );
 
     recipe.data.on_bad_record = OnBadRecord::Skip;
+    recipe.data.oversample = true; // the file's few records fill their share of 24 lists
     let srcs = sources::load_sources(&recipe).unwrap();
     let layout = Layout::new(dir.path().join("results"));
     let (tok, tok_id) = sources::tokenizer(&recipe).unwrap();
