@@ -52,7 +52,7 @@ pub fn run(command: &DataCommand) -> Result<std::process::ExitCode> {
 }
 
 fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
-    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+    let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let run = plan.runs.get(args.index).with_context(|| {

@@ -51,7 +51,7 @@ fn shared_key(recipe: &Recipe) -> Result<String> {
 /// `lpo prepare`: builds (or finds in the cache) the shared data of every
 /// planned run, one line per distinct data setting.
 pub fn run(args: &PrepareArgs) -> Result<ExitCode> {
-    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+    let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let layout = Layout::new(&args.results);

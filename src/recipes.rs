@@ -108,6 +108,32 @@ pub fn plan_or_report(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
     }
 }
 
+/// [`plan_or_report`] for the commands that run: the Hugging Face Hub
+/// names the recipe uses that the cache lacks are fetched first
+/// ([`lpo_hf::hub::download`]; a failed fetch is printed, and planning then
+/// reports the name as absent).
+pub fn fetch_and_plan(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
+    let loaded = match args.load() {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            crate::print_diagnostics(&diagnostics);
+            return Ok(None);
+        }
+    };
+    for (name, kind) in lpo_plan::hub_names(&loaded.recipe) {
+        if let Err(e) = lpo_hf::hub::download(&name, kind) {
+            eprintln!("error: {e:#}");
+        }
+    }
+    match plan_recipe(&loaded) {
+        Ok(plan) => Ok(Some(plan)),
+        Err(diagnostics) => {
+            crate::print_diagnostics(&diagnostics);
+            Ok(None)
+        }
+    }
+}
+
 /// `lpo config`: print the resolved recipe, or explain keys.
 pub fn config(args: &ConfigArgs) -> Result<(), RecipeError> {
     let loaded = args.recipe.load().map_err(RecipeError)?;

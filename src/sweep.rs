@@ -164,7 +164,7 @@ fn assignments(run: &PlannedRun) -> BTreeMap<String, serde_json::Value> {
 
 /// `lpo run`: one planned run in this process.
 pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
-    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+    let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let run = match (&args.id, args.index) {
@@ -311,7 +311,7 @@ impl std::fmt::Display for Outcome {
 
 /// `lpo sweep`: every run of the plan.
 pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
-    let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
+    let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     crate::recipes::note_identical(&plan);

@@ -220,3 +220,92 @@ fn a_checkpoint_without_tokenizer_or_an_absent_hub_name_is_exit_2() {
     // Nothing was written.
     assert!(!dir.join("results").exists());
 }
+
+/// A stand-in for huggingface_hub's `hf` command in `bin/`: it logs its
+/// arguments to `hf.log` and lays `org/tiny-qwen2` into `$HF_HUB_CACHE` as
+/// `hf download org/tiny-qwen2` would (any other repository: exit 1).
+fn fake_hf(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fixture = fixtures().join("qwen2-chatml");
+    let script = format!(
+        r#"#!/bin/sh
+echo "$@" >> "{log}"
+[ "$1 $2" = "download org/tiny-qwen2" ] || {{ echo "404: repository not found: $*" >&2; exit 1; }}
+repo="$HF_HUB_CACHE/models--org--tiny-qwen2"
+mkdir -p "$repo/refs" "$repo/snapshots/{MODEL_COMMIT}"
+cp "{fixture}"/* "$repo/snapshots/{MODEL_COMMIT}/"
+printf {MODEL_COMMIT} > "$repo/refs/main"
+"#,
+        log = dir.join("hf.log").display(),
+        fixture = fixture.display(),
+    );
+    let path = bin.join("hf");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// `lpo ARGS` with the cache `hub`, `bin` first on PATH, and more variables.
+fn lpo_with(dir: &Path, hub: &Path, bin: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(dir)
+        .env("HF_HUB_CACHE", hub)
+        .env("PATH", path)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn commands_that_run_fetch_absent_hub_names_with_hf_and_plan_never_does() {
+    let dir = scratch("own-model-fetch");
+    let hub = hub_cache(&dir);
+    std::fs::remove_dir_all(hub.join("models--org--tiny-qwen2")).unwrap();
+    let bin = fake_hf(&dir);
+    std::fs::write(dir.join("own.toml"), RECIPE).unwrap();
+    let log = dir.join("hf.log");
+
+    // lpo plan only reads the cache.
+    let out = lpo_with(&dir, &hub, &bin, &[], &["plan", "own.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!log.exists(), "plan ran hf");
+    // Offline, nothing is fetched either.
+    let offline = [("HF_HUB_OFFLINE", "1")];
+    let out = lpo_with(&dir, &hub, &bin, &offline, &["data", "preview", "own.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HF_HUB_OFFLINE is set"), "{stderr}");
+    assert!(!log.exists(), "hf ran offline");
+    // A command that runs fetches the model, then plans with it.
+    let out = lpo_with(&dir, &hub, &bin, &[], &["data", "preview", "own.toml"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("with `hf download org/tiny-qwen2`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "download org/tiny-qwen2\n"
+    );
+    // Present now: not fetched again.
+    let out = lpo_with(&dir, &hub, &bin, &[], &["data", "preview", "own.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+
+    // A repository hf cannot fetch: its failure, then exit 2 naming the command.
+    let other = RECIPE.replace("\"org/pairs\"", "\"org/missing-data\"");
+    std::fs::write(dir.join("other.toml"), other).unwrap();
+    let out = lpo_with(&dir, &hub, &bin, &[], &["data", "preview", "other.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("404: repository not found: download --repo-type dataset org/missing-data")
+            && stderr.contains("`hf download --repo-type dataset org/missing-data` failed"),
+        "{stderr}"
+    );
+}

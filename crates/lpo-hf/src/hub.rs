@@ -9,9 +9,13 @@
 //!   datasets--org--name/…                    the same for datasets
 //! ```
 //!
-//! lpo only reads the cache: a name that is not there is an error carrying
-//! the `hf download` command that fetches it, so planning never touches the
-//! network and a run's data is what the cache held when it was planned.
+//! Planning only reads the cache: a name that is not there is an error
+//! carrying the `hf download` command that fetches it, so `lpo plan` never
+//! touches the network. The commands that run (`lpo sweep`, `run`,
+//! `prepare`, `data preview`) first [`download`] what is missing with
+//! Hugging Face's own client, the `hf` command of `huggingface_hub` (its
+//! authentication, mirrors and storage backends included), unless
+//! `HF_HUB_OFFLINE` is set, as transformers' `from_pretrained` would.
 
 use std::path::{Path, PathBuf};
 
@@ -55,10 +59,7 @@ pub fn cache_root() -> PathBuf {
 /// `root`: the snapshot directory of the revision (default `main`), whose
 /// last component is the commit.
 pub fn resolve_in(root: &Path, name: &str, kind: RepoKind) -> Result<PathBuf> {
-    let (repo, revision) = match name.split_once('@') {
-        Some((repo, rev)) if !rev.is_empty() => (repo, rev),
-        _ => (name, "main"),
-    };
+    let (repo, revision) = split_name(name);
     check_repo_id(repo)?;
     check_revision(revision)?;
     let folder = root.join(format!(
@@ -67,17 +68,11 @@ pub fn resolve_in(root: &Path, name: &str, kind: RepoKind) -> Result<PathBuf> {
         repo.replace('/', "--")
     ));
     let missing = |what: String| -> anyhow::Error {
-        let mut fetch = String::from("hf download");
-        if kind == RepoKind::Dataset {
-            fetch.push_str(" --repo-type dataset");
-        }
-        fetch.push_str(&format!(" {repo}"));
-        if revision != "main" {
-            fetch.push_str(&format!(" --revision {revision}"));
-        }
+        let fetch = fetch_command(name, kind).join(" ");
         anyhow::anyhow!(
             "`{name}` is not a local path, and the Hugging Face cache {} has no {what}: \
-             fetch it with `{fetch}` (the `hf` command of `pip install huggingface_hub`), \
+             fetch it with `{fetch}` (the `hf` command of `pip install huggingface_hub`; \
+             `lpo sweep`, `run`, `prepare` and `data preview` run it themselves unless HF_HUB_OFFLINE is set), \
              or point HF_HUB_CACHE or HF_HOME at the cache that holds it",
             root.display()
         )
@@ -110,6 +105,74 @@ pub fn resolve_in(root: &Path, name: &str, kind: RepoKind) -> Result<PathBuf> {
         )));
     }
     Ok(snapshot)
+}
+
+/// The command that fetches `name` into the cache, as words.
+pub fn fetch_command(name: &str, kind: RepoKind) -> Vec<String> {
+    let (repo, revision) = split_name(name);
+    let mut words = vec!["hf".to_string(), "download".to_string()];
+    if kind == RepoKind::Dataset {
+        words.extend(["--repo-type".to_string(), "dataset".to_string()]);
+    }
+    words.push(repo.to_string());
+    if revision != "main" {
+        words.extend(["--revision".to_string(), revision.to_string()]);
+    }
+    words
+}
+
+/// `name` split into repository and revision (default `main`).
+fn split_name(name: &str) -> (&str, &str) {
+    match name.split_once('@') {
+        Some((repo, rev)) if !rev.is_empty() => (repo, rev),
+        _ => (name, "main"),
+    }
+}
+
+/// Whether `HF_HUB_OFFLINE` forbids downloads (`1`, `true`, `yes`, `on`).
+pub fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// Brings `name` into the environment's cache unless it is there: runs
+/// `hf download …` (progress on standard error) and resolves it again.
+/// Offline, without the `hf` command, or when the download fails, the error
+/// says so and names the command.
+pub fn download(name: &str, kind: RepoKind) -> Result<PathBuf> {
+    if let Ok(dir) = resolve(name, kind) {
+        return Ok(dir);
+    }
+    let (repo, revision) = split_name(name);
+    check_repo_id(repo)?;
+    check_revision(revision)?;
+    let words = fetch_command(name, kind);
+    let shown = words.join(" ");
+    if offline() {
+        bail!("`{name}` is not in the Hugging Face cache and HF_HUB_OFFLINE is set: fetch it with `{shown}` where the network allows");
+    }
+    eprintln!(
+        "fetching {name} into {} with `{shown}`",
+        cache_root().display()
+    );
+    let status = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::inherit())
+        .status();
+    match status {
+        Ok(s) if s.success() => resolve(name, kind),
+        Ok(s) => bail!("`{shown}` failed ({s}): see its messages above"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "`{name}` is not in the Hugging Face cache, and there is no `hf` command to fetch it: \
+             `pip install huggingface_hub`, then `{shown}`"
+        ),
+        Err(e) => bail!("could not run `{shown}`: {e}"),
+    }
 }
 
 /// [`resolve_in`] the environment's cache ([`cache_root`]).

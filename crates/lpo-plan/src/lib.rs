@@ -344,6 +344,49 @@ pub fn checkpoint_tokenizer(recipe: &mut Recipe) -> Result<(), String> {
     Ok(())
 }
 
+/// Every Hub name the recipe's runs may use, once each, with its kind: the
+/// base values of `reference.checkpoint`, `data.tokenizer` and
+/// `data.mix[].path`, and those values on sweep axes. What the commands that
+/// run fetch before planning ([`lpo_hf::hub::download`]).
+pub fn hub_names(recipe: &Recipe) -> Vec<(String, lpo_hf::hub::RepoKind)> {
+    use lpo_hf::hub::RepoKind;
+    let mut out: Vec<(String, RepoKind)> = Vec::new();
+    let mut add = |value: &str, kind: RepoKind| {
+        if let Some(name) = lpo_recipe::paths::hub_name(value) {
+            if !out.iter().any(|(n, k)| n == name && *k == kind) {
+                out.push((name.to_string(), kind));
+            }
+        }
+    };
+    let models = [&recipe.reference.checkpoint, &recipe.data.tokenizer];
+    for value in models.into_iter().flatten() {
+        add(value, RepoKind::Model);
+    }
+    for path in recipe.data.mix.iter().filter_map(|s| s.path.as_deref()) {
+        add(path, RepoKind::Dataset);
+    }
+    let axes = recipe
+        .sweep
+        .grid
+        .iter()
+        .chain(recipe.sweep.zip.iter().flatten());
+    for (key, values) in axes {
+        for value in values {
+            match (key.as_str(), value) {
+                ("reference.checkpoint" | "data.tokenizer", Value::String(s)) => {
+                    add(s, RepoKind::Model)
+                }
+                ("data.mix", Value::Array(sources)) => {
+                    let paths = sources.iter().filter_map(|t| t.get("path")?.as_str());
+                    paths.for_each(|p| add(p, RepoKind::Dataset));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// Whether `recipe` names a Hub repository anywhere [`localize`] resolves
 /// one (its id then depends on the cache, so the memoized path steps aside).
 pub(crate) fn names_hub(recipe: &Recipe) -> bool {
