@@ -91,14 +91,18 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     {
         println!("{source}: {n} training lists repeat a record (data.oversample = true)");
     }
-    let per_step = (recipe.train.batch_size * recipe.train.grad_accum) as usize;
+    let (batch, accum) = (recipe.train.batch_size, recipe.train.grad_accum);
+    let epoch = lpo_train::batch::epoch_steps(shown.len(), batch, accum);
     println!(
-        "one epoch over the {} training lists is {} optimizer steps (batch_size {} x grad_accum {})",
+        "one epoch over the {} training lists is {epoch} optimizer steps (batch_size {batch} x grad_accum {accum})",
         shown.len(),
-        shown.len().div_ceil(per_step.max(1)),
-        recipe.train.batch_size,
-        recipe.train.grad_accum
     );
+    if let Some(epochs) = recipe.train.epochs {
+        println!(
+            "train.epochs = {epochs}: {} optimizer steps per round",
+            epochs as usize * epoch
+        );
+    }
     let k = match recipe.data.form {
         lpo_recipe::DataForm::Reward => recipe.data.list_size as usize,
         lpo_recipe::DataForm::Preference => 2,

@@ -309,3 +309,47 @@ fn commands_that_run_fetch_absent_hub_names_with_hf_and_plan_never_does() {
         "{stderr}"
     );
 }
+
+#[test]
+fn train_epochs_counts_the_steps_from_the_lists_and_train_steps_leaves_the_id() {
+    let dir = scratch("own-model-epochs");
+    let hub = hub_cache(&dir);
+    let recipe = RECIPE
+        .replace("steps = 6\n", "steps = 6\nepochs = 2\n")
+        .replace("grid = { \"loss.kind\" = [\"dpo\", \"lpo\"] }", "");
+    std::fs::write(dir.join("e.toml"), recipe).unwrap();
+    let id = |extra: &str| {
+        let out = lpo(
+            &dir,
+            &hub,
+            &["plan", "e.toml", "--format", "json", "--set", extra],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["runs"][0]["id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(id("train.steps=5"), id("train.steps=7"));
+    assert_ne!(id("train.epochs=3"), id("train.epochs=2"));
+
+    let out = lpo(&dir, &hub, &["data", "preview", "e.toml"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("one epoch over the 48 training lists is 6 optimizer steps"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("train.epochs = 2: 12 optimizer steps per round"),
+        "{stdout}"
+    );
+    let out = lpo(&dir, &hub, &["sweep", "e.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run = &run_dirs(&dir.join("results/own"))[0];
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&summary["steps"], &summary["steps_done"]),
+        (&12.into(), &12.into())
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 12, "{metrics}");
+}

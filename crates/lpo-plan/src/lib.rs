@@ -565,6 +565,12 @@ fn canonical_field(recipe: &Recipe, name: &str, mut json: Json) -> Option<Json> 
         }
     }
     match name {
+        // With epochs the step count follows from the data: steps is ignored.
+        "train" if recipe.train.epochs.is_some() => {
+            if let Some(train) = json.as_object_mut() {
+                train.remove("steps");
+            }
+        }
         "model" => {
             json = serde_json::to_value(recipe.model.dims()).expect("dims serialize");
             if !recipe.model.lora.is_off() {

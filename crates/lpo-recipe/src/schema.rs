@@ -729,6 +729,10 @@ pub enum DeviceChoice {
 pub struct TrainConfig {
     /// Optimizer steps (per on-policy round).
     pub steps: u32,
+    /// Whole passes over the training lists per round instead of `steps`
+    /// (the steps follow from the number of lists, known once they are built).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u32>,
     /// On-policy rounds: after each, the training prompts' lists are sampled
     /// again from the current policy (1 = offline training).
     pub rounds: u32,
@@ -790,6 +794,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             steps: 200,
+            epochs: None,
             rounds: 1,
             reference_update: ReferenceUpdate::Fixed,
             batch_size: 8,

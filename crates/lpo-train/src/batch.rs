@@ -141,6 +141,14 @@ impl TrainSet {
     }
 }
 
+/// Optimizer steps of one pass over `lists` training lists, `batch_size`
+/// lists a micro-batch and `grad_accum` micro-batches a step (the last step
+/// of an epoch is completed from the next epoch's permutation).
+pub fn epoch_steps(lists: usize, batch_size: u32, grad_accum: u32) -> usize {
+    let per_step = (batch_size as usize * grad_accum as usize).max(1);
+    lists.div_ceil(per_step)
+}
+
 /// The lists of micro-batch `micro` of optimizer step `step`: consecutive
 /// slices of a stream of seeded per-epoch permutations. A pure function of
 /// its arguments, so a resumed run sees the batches it would have seen.
@@ -169,6 +177,20 @@ pub fn batch_indices(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_epoch_is_the_steps_that_cover_every_list() {
+        assert_eq!(epoch_steps(48, 8, 1), 6);
+        assert_eq!(epoch_steps(49, 8, 1), 7);
+        assert_eq!(epoch_steps(48, 4, 2), 6);
+        assert_eq!(epoch_steps(3, 8, 1), 1);
+        // Six steps of eight lists draw each of 48 lists exactly once.
+        let mut drawn: Vec<usize> = (0..6)
+            .flat_map(|s| batch_indices(48, 8, 1, s, 0, 1))
+            .collect();
+        drawn.sort();
+        assert_eq!(drawn, (0..48).collect::<Vec<_>>());
+    }
 
     #[test]
     fn batches_cover_each_epoch_once_and_are_reproducible() {

@@ -42,6 +42,7 @@ pub enum Baseline {
 }
 
 /// Everything needed to execute one run.
+#[derive(Clone)]
 pub struct RunRequest<'a> {
     /// The run's resolved recipe.
     pub recipe: &'a Recipe,
@@ -104,7 +105,11 @@ impl RunState {
                 seed: recipe.train.seed,
                 status: Status::Running,
                 steps_done: 0,
-                steps: recipe.train.steps,
+                // With train.epochs, counted once the lists are built.
+                steps: match recipe.train.epochs {
+                    Some(_) => 0,
+                    None => recipe.train.steps,
+                },
                 failed_step: None,
                 error: None,
                 resumed_from: None,
@@ -331,7 +336,6 @@ fn shared_data(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
 }
 
 fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progress) -> Result<()> {
-    let recipe = request.recipe;
     let started = Instant::now();
     let SharedData {
         sources,
@@ -340,6 +344,25 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         lists,
         reference_seconds,
     } = shared_data(request, progress)?;
+    // With train.epochs the steps follow from the training lists, known now.
+    let counted = request.recipe.train.epochs.map(|epochs| {
+        let r = request.recipe;
+        let n = lists.in_form(r.data.form, r.train.seed).0.len();
+        let mut counted = r.clone();
+        let steps =
+            epochs as usize * crate::batch::epoch_steps(n, r.train.batch_size, r.train.grad_accum);
+        counted.train.steps = u32::try_from(steps.max(1)).unwrap_or(u32::MAX);
+        counted
+    });
+    let request = &match &counted {
+        Some(recipe) => RunRequest {
+            recipe,
+            ..request.clone()
+        },
+        None => request.clone(),
+    };
+    let recipe = request.recipe;
+    state.summary.steps = recipe.train.steps;
     state.summary.reference = reference.meta.id.clone();
     state.summary.timings.reference = reference_seconds;
     state.summary.lists = lists.id.clone();
