@@ -800,3 +800,35 @@ fn lora_with_rounds_or_with_dropout_under_checkpointing_is_refused_at_plan_time(
         assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
     }
 }
+
+#[test]
+fn a_running_run_writes_its_step_metrics_before_any_checkpoint() {
+    let dir = scratch("live-metrics");
+    // No checkpoint before the end (checkpoint_every = 0): what reaches the
+    // run directory while it trains is the live metrics.
+    std::fs::write(dir.join("r.toml"), small(5000, 0, "")).unwrap();
+    let args = [
+        "run",
+        "r.toml",
+        "--index",
+        "0",
+        "--no-bars",
+        "--threads",
+        "1",
+    ];
+    let seen = kill_when(&dir, &args, || {
+        let run = run_dirs(&dir.join("results")).pop()?;
+        let metrics = std::fs::read_to_string(run.join("metrics.csv")).ok()?;
+        (metrics.lines().count() > 2).then(|| (run, metrics))
+    });
+    let (run, metrics) = seen.expect("no metrics reached the run directory while it trained");
+    assert!(!run.join("checkpoint").exists(), "a checkpoint was written");
+    assert_eq!(summary(&run)["status"], "running");
+    // Whole rows, steps from 0 in order (the file is replaced atomically).
+    let header = metrics.lines().next().unwrap();
+    assert!(header.starts_with("step,"), "{header}");
+    for (i, row) in metrics.lines().skip(1).enumerate() {
+        assert_eq!(row.split(',').count(), header.split(',').count(), "{row}");
+        assert!(row.starts_with(&format!("{i},")), "{metrics}");
+    }
+}
