@@ -180,6 +180,23 @@ pub fn resolve(name: &str, kind: RepoKind) -> Result<PathBuf> {
     resolve_in(&cache_root(), name, kind)
 }
 
+/// How a snapshot directory of the cache is shown in tables and file
+/// names: `org/name@<7 digits of the commit>` (`None` for another path).
+pub fn display_name(path: &Path) -> Option<String> {
+    let commit = path.file_name()?.to_str()?;
+    let snapshots = path.parent()?;
+    let folder = snapshots.parent()?.file_name()?.to_str()?;
+    if snapshots.file_name()? != "snapshots" || !is_commit(commit) {
+        return None;
+    }
+    let (_, repo) = folder
+        .strip_prefix("models--")
+        .or_else(|| folder.strip_prefix("datasets--"))
+        .map(|r| ((), r))?;
+    let (org, name) = repo.split_once("--")?;
+    Some(format!("{org}/{name}@{}", &commit[..7]))
+}
+
 /// A `refs/<revision>` file: a 40-character commit and a newline at most.
 fn read_ref(path: &Path) -> Result<String> {
     use std::io::Read;
@@ -263,6 +280,22 @@ mod tests {
             resolve_in(root.path(), "org/tiny@v1", RepoKind::Model).unwrap(),
             want
         );
+    }
+
+    #[test]
+    fn snapshots_are_shown_by_their_name_and_short_commit() {
+        let root = cache();
+        let dir = resolve_in(root.path(), "org/tiny", RepoKind::Model).unwrap();
+        assert_eq!(display_name(&dir).as_deref(), Some("org/tiny@0123456"));
+        let data = Path::new("/c/hub/datasets--o--d-x/snapshots").join(COMMIT);
+        assert_eq!(display_name(&data).as_deref(), Some("o/d-x@0123456"));
+        for other in [
+            "/data/train.parquet",
+            "/c/models--o--x/snapshots/abc",
+            "/c/x--o--y/snapshots",
+        ] {
+            assert_eq!(display_name(Path::new(other)), None, "{other}");
+        }
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
         };
         let name = match (&kind, &entry.split) {
             (SourceKind::Task(t), _) => t.name().to_string(),
-            (SourceKind::File { path, .. }, None) => path.display().to_string(),
-            (SourceKind::File { path, .. }, Some(split)) => format!("{}[{split}]", path.display()),
+            (SourceKind::File { path, .. }, None) => shown(path),
+            (SourceKind::File { path, .. }, Some(split)) => format!("{}[{split}]", shown(path)),
         };
         sources.push(Source {
             name,
@@ -150,7 +150,7 @@ fn load_file(
         None => None,
         Some(split) => {
             let held = checked.import(recipe, &files(&Some(split.clone()))?, format, tokenizer)?;
-            let name = format!("{}[{split}]", path.display());
+            let name = format!("{}[{split}]", shown(path));
             ensure_some(&held, &name, &checked)?;
             Some((name, held))
         }
@@ -168,6 +168,12 @@ fn load_file(
         unknown: checked.unknown,
         context_dropped: checked.context_dropped,
     })
+}
+
+/// A file source's path as tables show it: a Hugging Face cache snapshot as
+/// `org/name@commit` (its Hub name), any other path as it is.
+fn shown(path: &Path) -> String {
+    lpo_hf::hub::display_name(path).unwrap_or_else(|| path.display().to_string())
 }
 
 /// An error when a source (or its evaluation split) kept no record.
