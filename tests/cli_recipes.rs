@@ -518,3 +518,118 @@ fn sweep_notes_identical_runs_as_plan_does() {
     assert_eq!(note_lines(&out.stderr), plan_notes);
     assert!(!res.exists());
 }
+
+/// `lpo ARGS` that must finish within 30 s (a read of /dev/zero or a FIFO
+/// would not): its output, or a panic naming the hang.
+fn lpo_bounded(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpo"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("lpo {args:?} did not finish in 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn special_files_as_recipes_and_checkpoint_configs_exit_2_without_hanging() {
+    let dir = scratch("special-files");
+    let fifo = dir.join("fifo.toml");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let checkpoint = dir.join("ckpt");
+    let _ = std::fs::remove_dir_all(&checkpoint);
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", checkpoint.join("config.json")).unwrap();
+    let cases = [
+        (
+            "zero.toml",
+            "extends = \"/dev/zero\"\n".to_string(),
+            "/dev/zero",
+        ),
+        (
+            "fifo-extends.toml",
+            format!("extends = {:?}\n", fifo.display().to_string()),
+            "fifo.toml",
+        ),
+        (
+            "ckpt.toml",
+            format!(
+                "[reference]\ncheckpoint = {:?}\n",
+                checkpoint.display().to_string()
+            ),
+            "config.json",
+        ),
+    ];
+    for (name, body, named) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = lpo_bounded(&["plan", path.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains("not a regular file") && stderr.contains(named),
+            "{name}: {stderr}"
+        );
+    }
+    let out = lpo_bounded(&["plan", fifo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn silent_overrides_self_baselines_empty_inputs_and_missing_files_exit_2_at_plan_time() {
+    let dir = scratch("silently-wrong");
+    let cases = [
+        (
+            "grid-zip.toml",
+            "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"] }\nzip = { \"loss.kind\" = [\"dpo\", \"lpo\"], label = [\"a\", \"b\"] }\n",
+            "sweeps `loss.kind`, which sweep.grid sweeps already",
+        ),
+        (
+            "own-baseline.toml",
+            "label = \"mine\"\n[eval]\nbaseline = \"mine\"\n",
+            "the run's own label",
+        ),
+        ("empty-label.toml", "label = \"\"\n", "`label` is empty"),
+        (
+            "seeds.toml",
+            "[sweep]\nseeds = [1, 2, 1]\n",
+            "lists the seed 1 twice",
+        ),
+        (
+            "exclude-all.toml",
+            "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"] }\nexclude = [{ \"loss.kind\" = \"lpo\" }, { \"loss.kind\" = \"dpo\" }]\n",
+            "removes every one of the sweep's 2 combinations",
+        ),
+        ("empty.toml", "# nothing here\n", "the recipe sets no key"),
+        (
+            "no-data.toml",
+            "[data]\nmix = [{ path = \"no/such/file.jsonl\", format = \"native\" }]\n",
+            "no/such/file.jsonl does not exist",
+        ),
+        (
+            "no-tokenizer.toml",
+            "[data]\ntokenizer = \"absent-tokenizer.json\"\n",
+            "absent-tokenizer.json does not exist",
+        ),
+    ];
+    for (name, body, message) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = lpo(&["plan", path.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(message), "{name}: {stderr}");
+    }
+}

@@ -819,7 +819,7 @@ fn a_running_run_writes_its_step_metrics_before_any_checkpoint() {
     let seen = kill_when(&dir, &args, || {
         let run = run_dirs(&dir.join("results")).pop()?;
         let metrics = std::fs::read_to_string(run.join("metrics.csv")).ok()?;
-        (metrics.lines().count() > 2).then(|| (run, metrics))
+        (metrics.lines().count() > 2).then_some((run, metrics))
     });
     let (run, metrics) = seen.expect("no metrics reached the run directory while it trained");
     assert!(!run.join("checkpoint").exists(), "a checkpoint was written");

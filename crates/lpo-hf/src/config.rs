@@ -293,8 +293,7 @@ impl Config {
     /// Reads the `config.json` of a checkpoint directory; errors name the file.
     pub fn read(dir: &std::path::Path) -> Result<Config> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let text = lpo_results::read_config_text(&path)?;
         Config::from_hf_json(&text).with_context(|| format!("in `{}`", path.display()))
     }
 

@@ -110,8 +110,7 @@ pub fn save(vs: &nn::VarStore, config: &Config, dir: &Path) -> Result<()> {
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX_FILE);
     if index.exists() {
-        let text = std::fs::read_to_string(&index)
-            .with_context(|| format!("reading {}", index.display()))?;
+        let text = lpo_results::read_config_text(&index)?;
         let value: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
         let map = value
@@ -146,6 +145,12 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         single.exists(),
         "{}: neither {WEIGHTS_FILE} nor {INDEX_FILE}",
         dir.display()
+    );
+    // A link to /dev/zero or a FIFO would never finish reading or hashing.
+    ensure!(
+        single.is_file(),
+        "{} is not a regular file",
+        single.display()
     );
     Ok(vec![single])
 }

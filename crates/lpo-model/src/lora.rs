@@ -174,8 +174,7 @@ pub fn load_peft(vs: &nn::VarStore, dir: &Path) -> Result<()> {
 /// `W += (alpha / r) B A` for every adapted layer, in f32.
 pub fn merge_peft(base: &nn::VarStore, dir: &Path) -> Result<()> {
     let config_path = dir.join(ADAPTER_CONFIG);
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
+    let text = lpo_results::read_config_text(&config_path)?;
     let config: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("parsing {}", config_path.display()))?;
     let (r, alpha) = (config["r"].as_f64(), config["lora_alpha"].as_f64());

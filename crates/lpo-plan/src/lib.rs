@@ -111,6 +111,13 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
         }
     }
     problems.extend(unknown_baselines(&runs));
+    if runs.is_empty() && excluded > 0 && problems.is_empty() {
+        problems.push(Diagnostic {
+            message: format!("`sweep.exclude` removes every one of the sweep's {excluded} combinations: nothing would run"),
+            location: "sweep.exclude".into(),
+            help: Some("narrow the exclude entries, or widen the sweep".into()),
+        });
+    }
     if !problems.is_empty() {
         return Err(Diagnostics(problems));
     }
@@ -321,6 +328,22 @@ pub fn localize(recipe: &mut Recipe) -> Result<(), (String, String)> {
     for (i, source) in recipe.data.mix.iter_mut().enumerate() {
         if let Some(path) = &mut source.path {
             local(&format!("data.mix[{i}].path"), path, RepoKind::Dataset)?;
+        }
+    }
+    // Files a run reads, checked now rather than after a reference is trained.
+    let files = recipe.data.mix.iter().enumerate().filter_map(|(i, s)| {
+        let path = s.path.as_deref()?;
+        Some((format!("data.mix[{i}].path"), path))
+    });
+    for (key, path) in files.chain(
+        recipe
+            .data
+            .tokenizer
+            .as_deref()
+            .map(|p| ("data.tokenizer".to_string(), p)),
+    ) {
+        if !std::path::Path::new(path).exists() {
+            return Err((key.clone(), format!("`{key}`: {path} does not exist")));
         }
     }
     Ok(())

@@ -283,11 +283,11 @@ fn read_chain(
         });
         return;
     }
-    let text = match std::fs::read_to_string(path) {
+    let text = match lpo_results::read_config_text(path) {
         Ok(text) => text,
         Err(e) => {
             problems.push(Diagnostic {
-                message: format!("cannot read recipe: {e}"),
+                message: format!("cannot read recipe: {e:#}"),
                 location: display,
                 help: None,
             });
@@ -309,6 +309,17 @@ fn read_chain(
             return;
         }
     };
+    if table.is_empty() {
+        problems.push(Diagnostic {
+            message: "the recipe sets no key: an empty file is most likely the wrong one".into(),
+            location: display,
+            help: Some(
+                "name at least the recipe (`name = \"...\"`), or extend another with `extends`"
+                    .into(),
+            ),
+        });
+        return;
+    }
     let spans = key_spans(&text);
     for p in keys::check_table(&table) {
         let location = match spans.get(&p.path) {

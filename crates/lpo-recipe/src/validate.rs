@@ -103,6 +103,8 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ));
         }
     }
+    out.extend(sweep_problems(&recipe.sweep));
+    out.extend(label_problems(recipe));
     for (i, group) in recipe.sweep.zip.iter().enumerate() {
         let lengths: Vec<usize> = group.values().map(Vec::len).collect();
         if lengths.windows(2).any(|w| w[0] != w[1]) {
@@ -116,6 +118,60 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
                 format!("axes must have equal lengths: {axes}"),
             ));
         }
+    }
+    out
+}
+
+/// Axes that would silently override one another, and repeated seeds.
+fn sweep_problems(sweep: &crate::schema::SweepConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut owner: std::collections::BTreeMap<&str, String> = Default::default();
+    let zips = sweep.zip.iter().enumerate();
+    let axes = sweep
+        .grid
+        .keys()
+        .map(|k| (k, "sweep.grid".to_string()))
+        .chain(zips.flat_map(|(i, g)| g.keys().map(move |k| (k, format!("sweep.zip[{i}]")))));
+    for (key, place) in axes {
+        match owner.get(key.as_str()) {
+            Some(first) => out.push((
+                place.clone(),
+                format!("sweeps `{key}`, which {first} sweeps already: one would silently override the other; keep one axis"),
+            )),
+            None => {
+                owner.insert(key, place);
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in &sweep.seeds {
+        if !seen.insert(seed) {
+            out.push((
+                "sweep.seeds".into(),
+                format!(
+                    "lists the seed {seed} twice: a replicate with the same seed is the same run"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// An empty `label`, and a baseline that is the run itself.
+fn label_problems(recipe: &Recipe) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if recipe.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
+        out.push((
+            "label".into(),
+            "is empty: reports group runs by it; leave it out to use loss.kind".into(),
+        ));
+    }
+    let label = recipe.method_label();
+    if recipe.eval.baseline != "reference" && recipe.eval.baseline == label {
+        out.push((
+            "eval.baseline".into(),
+            format!("is {label:?}, the run's own label: a run cannot be its own baseline; use `reference` or another method's label"),
+        ));
     }
     out
 }

@@ -20,6 +20,15 @@ use crate::{sha256_hex, write_atomic};
 
 /// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> Result<String> {
+    // Checked before opening: opening a FIFO would wait for a writer, and
+    // /dev/zero never ends.
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "failed to read `{}`: not a regular file",
+        path.display()
+    );
     let mut file = std::fs::File::open(path)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     let mut hasher = Sha256::new();
@@ -78,6 +87,21 @@ pub fn sha256_file_cached(path: &Path, cache_dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_files_are_not_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("model.safetensors");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = format!("{:#}", sha256_file(&link).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = format!("{:#}", sha256_file(&fifo).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+    }
 
     #[test]
     fn streamed_digest_matches_and_a_replaced_file_is_hashed_again() {

@@ -81,6 +81,17 @@ pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::rename(tmp, path).with_context(|| format!("renaming onto {}", path.display()))
 }
 
+/// The largest configuration file lpo reads whole (a recipe, a
+/// `config.json`, an index, an adapter config): far above any real one.
+pub const MAX_CONFIG_FILE: u64 = 64 << 20;
+
+/// [`read_regular`] as UTF-8 text, bounded by [`MAX_CONFIG_FILE`].
+pub fn read_config_text(path: &Path) -> Result<String> {
+    let bytes = read_regular(path, MAX_CONFIG_FILE)?;
+    String::from_utf8(bytes)
+        .with_context(|| format!("failed to read `{}`: not UTF-8 text", path.display()))
+}
+
 /// Reads `path` whole if it is a regular file (after following links) of
 /// at most `limit` bytes: the one way lpo reads a configuration, tokenizer
 /// or recipe file, so `/dev/zero`, a FIFO or a runaway file is an error
