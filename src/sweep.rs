@@ -21,7 +21,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 use lpo_plan::{Plan, PlannedRun};
 use lpo_recipe::{DeviceChoice, Recipe};
-use lpo_results::{write_atomic, Layout, Status, Summary};
+use lpo_results::{Layout, Status, Summary};
 use lpo_torch::DeviceRequest;
 use lpo_train::run::{Baseline, RunOutcome, RunRequest};
 
@@ -619,25 +619,31 @@ fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32) -> Result<Child> 
     command.spawn().context("starting `lpo run`")
 }
 
+/// Records the plan in `results/<recipe>/plan.json` for `lpo report`. A
+/// `plan.json` that is not a regular file (a directory) is left alone with a
+/// warning: the report then lists no missing runs, and every run still runs.
 pub fn write_plan(layout: &Layout, name: &str, plan: &Plan) -> Result<()> {
-    let runs: Vec<serde_json::Value> = plan
-        .runs
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "index": r.index,
-                "id": r.id,
-                "label": r.recipe.method_label(),
-                "seed": r.recipe.train.seed,
-                "assignments": assignments(r),
+    let record = lpo_results::PlanRecord {
+        recipe: name.to_string(),
+        runs: plan
+            .runs
+            .iter()
+            .map(|r| lpo_results::PlannedEntry {
+                index: r.index,
+                id: r.id.clone(),
+                label: r.recipe.method_label(),
+                seed: r.recipe.train.seed,
+                assignments: assignments(r),
             })
-        })
-        .collect();
-    let json = serde_json::json!({ "recipe": name, "runs": runs });
-    write_atomic(
-        &layout.recipe_dir(name).join("plan.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )
+            .collect(),
+    };
+    let dir = layout.recipe_dir(name);
+    let path = dir.join(lpo_results::records::PLAN);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+        eprintln!("warning: {} is not a regular file; the plan is not recorded", path.display());
+        return Ok(());
+    }
+    record.write(&dir)
 }
 
 fn print_sweep_table(plan: &Plan, layout: &Layout, name: &str, states: &[RunState]) -> Result<()> {

@@ -832,3 +832,43 @@ fn a_running_run_writes_its_step_metrics_before_any_checkpoint() {
         assert!(row.starts_with(&format!("{i},")), "{metrics}");
     }
 }
+
+#[test]
+fn a_summary_or_plan_that_is_a_directory_is_one_corrupt_entry_not_a_stop() {
+    let dir = scratch("record-dirs");
+    let sweep = r#"grid = { "loss.kind" = ["lpo", "dpo"] }"#;
+    std::fs::write(dir.join("r.toml"), small(4, 0, sweep)).unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs = run_dirs(&dir.join("results"));
+    let (damaged, intact) = (&runs[0], &runs[1]);
+    std::fs::remove_file(damaged.join("summary.json")).unwrap();
+    std::fs::create_dir(damaged.join("summary.json")).unwrap();
+    let plan = dir.join("results/small/plan.json");
+    std::fs::remove_file(&plan).unwrap();
+    std::fs::create_dir(&plan).unwrap();
+    let intact_before = std::fs::read(intact.join("summary.json")).unwrap();
+
+    // Status lists every run (exit 1: not all complete) instead of stopping.
+    let out = lpo(&dir, &["status", "r.toml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("1 of 2 runs complete"), "{stdout}");
+    assert!(stdout.contains("corrupt") && stdout.contains("not a regular file"), "{stdout}");
+    let out = lpo(&dir, &["report", "r.toml"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("corrupt summary.json"), "{stderr}");
+    // A report of the directory reads plan.json: ignored with a warning.
+    let out = lpo(&dir, &["report", "results/small"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("plan.json: not a regular file"), "{stderr}");
+    // The sweep leaves the intact run alone; the damaged one cannot write
+    // its summary over a directory and fails on its own.
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("plan.json is not a regular file"), "{stderr}");
+    assert_eq!(std::fs::read(intact.join("summary.json")).unwrap(), intact_before);
+}

@@ -116,27 +116,21 @@ pub struct Collection {
 /// A planned run: id and label.
 pub type PlannedId = (String, String);
 
-/// Reads `plan.json` of a family directory, if a sweep wrote one.
+/// Reads `plan.json` of a family directory, if a sweep wrote one. A corrupt
+/// one (bad JSON, a directory) is reported on standard error and treated as
+/// absent: the report then cannot list the runs missing from it, but every
+/// run directory still counts.
 pub fn read_plan_json(dir: &Path) -> Result<Option<Vec<PlannedId>>> {
-    let path = dir.join("plan.json");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    let runs = value["runs"]
-        .as_array()
-        .with_context(|| format!("{}: no `runs` array", path.display()))?
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap_or_default().to_string(),
-                r["label"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    Ok(Some(runs))
+    Ok(match lpo_results::PlanRecord::load(dir)? {
+        lpo_results::RecordFile::Present(plan) => {
+            Some(plan.runs.into_iter().map(|r| (r.id, r.label)).collect())
+        }
+        lpo_results::RecordFile::Missing => None,
+        lpo_results::RecordFile::Corrupt(why) => {
+            eprintln!("warning: ignoring {why}: runs missing from the results directory are not listed");
+            None
+        }
+    })
 }
 
 /// Reads a CSV file of rows, naming the file and the CSV line (1 = header)

@@ -25,8 +25,9 @@ pub use fsutil::{
     write_atomic, FileLock, MAX_CONFIG_FILE,
 };
 pub use records::{
-    CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome, Split,
-    Status, Summary, SummaryFile, TimingRow, Timings, Truncation,
+    CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome,
+    PlanRecord, PlannedEntry, RecordFile, Split, Status, Summary, SummaryFile, TimingRow, Timings,
+    Truncation,
 };
 
 /// Paths inside a results root.

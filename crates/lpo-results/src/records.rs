@@ -178,30 +178,93 @@ pub struct MemoryRecord {
     pub measured: String,
 }
 
-/// What a run directory's `summary.json` holds.
+/// What a record file of the results directory (`summary.json`,
+/// `plan.json`) holds.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SummaryFile {
-    /// No summary: the run never started.
+pub enum RecordFile<T> {
+    /// No such file: the run never started, or no sweep wrote one.
     Missing,
-    /// A summary that does not parse (e.g. truncated); the reason.
+    /// A file that does not parse (e.g. truncated), or is no regular file
+    /// (a directory, a FIFO); the reason.
     Corrupt(String),
-    /// A readable summary.
-    Present(Box<Summary>),
+    /// A readable record.
+    Present(T),
+}
+
+/// What a run directory's `summary.json` holds.
+pub type SummaryFile = RecordFile<Box<Summary>>;
+
+/// Reads the JSON record at `path`: a missing file and a corrupt one (bad
+/// JSON, or not a regular file at all) are told apart and are no errors, so
+/// one damaged entry never stops the commands that read many; only a file
+/// that exists but cannot be read is an error.
+fn load_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<RecordFile<T>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RecordFile::Missing),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if !meta.is_file() {
+        return Ok(RecordFile::Corrupt(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    let bytes = crate::read_regular(path, crate::MAX_CONFIG_FILE)?;
+    Ok(match serde_json::from_slice(&bytes) {
+        Ok(record) => RecordFile::Present(record),
+        Err(e) => RecordFile::Corrupt(format!("{}: {e}", path.display())),
+    })
+}
+
+/// File name of a recipe family's plan record.
+pub const PLAN: &str = "plan.json";
+
+/// `results/<recipe>/plan.json`: the runs the last local sweep planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// The recipe's name.
+    pub recipe: String,
+    /// Its runs in plan order.
+    pub runs: Vec<PlannedEntry>,
+}
+
+/// One planned run of a [`PlanRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedEntry {
+    /// Position in the plan.
+    pub index: usize,
+    /// Run id.
+    pub id: String,
+    /// Method label.
+    pub label: String,
+    /// Seed.
+    pub seed: u64,
+    /// The swept keys and their values.
+    pub assignments: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl PlanRecord {
+    /// Reads `dir/plan.json` (a recipe family's directory).
+    pub fn load(dir: &Path) -> Result<RecordFile<PlanRecord>> {
+        load_record(&dir.join(PLAN))
+    }
+
+    /// Writes `dir/plan.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        crate::write_atomic(&dir.join(PLAN), text.as_bytes())
+    }
 }
 
 impl Summary {
     /// Reads `dir/summary.json`, telling a missing file from a corrupt one.
     /// Only failures to read the file at all are errors.
     pub fn load(dir: &Path) -> Result<SummaryFile> {
-        let path = dir.join(SUMMARY);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SummaryFile::Missing),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        Ok(match serde_json::from_slice(&bytes) {
-            Ok(summary) => SummaryFile::Present(Box::new(summary)),
-            Err(e) => SummaryFile::Corrupt(format!("{}: {e}", path.display())),
+        Ok(match load_record::<Summary>(&dir.join(SUMMARY))? {
+            RecordFile::Missing => RecordFile::Missing,
+            RecordFile::Corrupt(why) => RecordFile::Corrupt(why),
+            RecordFile::Present(s) => RecordFile::Present(Box::new(s)),
         })
     }
 
