@@ -30,11 +30,18 @@ pub struct LossArgs {
     pub steps: u64,
 }
 
-/// Runs `lpo loss` and prints JSON.
-pub fn run(args: &LossArgs) -> Result<()> {
-    let config = loss_config(args)?;
+/// Runs `lpo loss` and prints JSON. A malformed input file or `--set` is
+/// bad input (exit 2, src/exit.rs), printed like every error.
+pub fn run(args: &LossArgs) -> Result<std::process::ExitCode> {
+    let inputs = loss_config(args).and_then(|config| Ok((config, Values::read(&args.input)?)));
+    let (config, values) = match inputs {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+        }
+    };
     let params = LossParams::at_step(&config, args.step, args.steps);
-    let values = Values::read(&args.input)?;
     let (out, grad_rows) = loss_and_grad(&params, &values);
     let report = serde_json::json!({
         "loss": out.loss.double_value(&[]),
@@ -49,7 +56,7 @@ pub fn run(args: &LossArgs) -> Result<()> {
         "sft_loss": out.stats().sft_loss,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// The contents of an `--input` file: `rows` lists of `k` values each.

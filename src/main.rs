@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(&args),
         Command::Config(args) => recipe_outcome(recipes::config(&args)),
         Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
-        Command::Loss(args) => loss_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Loss(args) => loss_cmd::run(&args),
         Command::Data(command) => data_cmd::run(&command),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Run(args) => sweep::run_one(&args),

@@ -158,7 +158,8 @@ fn malformed_input_is_rejected_clearly() {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
         let out = lpo(&["loss", "--loss", "lpo", "--input", path.to_str().unwrap()]);
-        assert!(!out.status.success(), "{name} was accepted");
+        // Bad input, as src/exit.rs defines it.
+        assert_eq!(out.status.code(), Some(2), "{name}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(message) && err.contains(name), "{name}: {err}");
     }
@@ -181,7 +182,7 @@ fn malformed_input_is_rejected_clearly() {
         "--input",
         "tests/fixtures/loss_lpo_k4.json",
     ]);
-    assert!(!out.status.success(), "negative sft_weight was accepted");
+    assert_eq!(out.status.code(), Some(2), "negative sft_weight was accepted");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("loss.sft_weight"),
         "{}",
