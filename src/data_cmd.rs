@@ -1,7 +1,7 @@
 //! `lpo data preview`: what a run would train on, before training it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -39,9 +39,8 @@ pub struct PreviewArgs {
     /// `apply_chat_template(..., add_generation_prompt=True)`.
     #[arg(long)]
     pub tokens: bool,
-    /// Results root holding the cache.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
 }
 
 /// Runs a `lpo data` subcommand.
@@ -63,7 +62,7 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         )
     })?;
     let recipe = &run.recipe;
-    let data = RunData::obtain(run, &args.results)?;
+    let data = RunData::obtain(run, &args.results.dir)?;
     let (shown, dropped) = data.lists.in_form(recipe.data.form, recipe.train.seed);
     println!(
         "run {} (index {}) of {}: {} training lists, {} held out, form {:?}, K = {}",

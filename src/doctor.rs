@@ -1,6 +1,5 @@
 //! `lpo doctor`: what this installation runs on.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -10,9 +9,8 @@ use lpo_torch::CudaBackend;
 /// Options of `lpo doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Results directory to report (default: ./results).
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -24,7 +22,8 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let devices = lpo_torch::cuda_devices();
     let smoke = lpo_torch::smoke_test(tch::Device::Cpu);
     let loaded = lpo_torch::loaded_libtorch_path().unwrap_or_else(|| "not mapped".into());
-    let results = std::path::absolute(&args.results).unwrap_or_else(|_| args.results.clone());
+    let results =
+        std::path::absolute(&args.results.dir).unwrap_or_else(|_| args.results.dir.clone());
     let cuda_note = match backend {
         CudaBackend::Loaded => "libtorch_cuda loaded".to_string(),
         CudaBackend::Unavailable(why) => {

@@ -5,13 +5,11 @@
 //! locks.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use lpo_recipe::Recipe;
-use lpo_results::Layout;
 use lpo_train::run::{Baseline, RunRequest};
 
 use crate::progress::{Bars, Mode};
@@ -22,9 +20,8 @@ use crate::recipes::RecipeArgs;
 pub struct PrepareArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Results root (the cache is its `_cache/`).
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
     /// CPU threads (overrides train.threads; use the runs' count for identical bytes).
     #[arg(long)]
     pub threads: Option<u32>,
@@ -54,7 +51,7 @@ pub fn run(args: &PrepareArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
-    let layout = Layout::new(&args.results);
+    let layout = args.results.layout();
     let mode = if args.no_bars {
         Mode::Lines
     } else {

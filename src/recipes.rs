@@ -53,6 +53,22 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
+/// `--results DIR`, the results root, declared once for every command that
+/// takes it (as ripgrep defines each flag once).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResultsRoot {
+    /// Results root: run directories, reports and the shared `_cache/`.
+    #[arg(long = "results", value_name = "DIR", default_value = "results")]
+    pub dir: std::path::PathBuf,
+}
+
+impl ResultsRoot {
+    /// The layout of the results root.
+    pub fn layout(&self) -> lpo_results::Layout {
+        lpo_results::Layout::new(&self.dir)
+    }
+}
+
 /// Recipe problems are reported together and exit with status 2.
 pub struct RecipeError(pub Diagnostics);
 

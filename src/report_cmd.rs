@@ -66,9 +66,8 @@ pub struct ReportArgs {
     /// Recipe overrides, as for `lpo sweep` (so the plan matches).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// Results root.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
 }
 
 struct Family {
@@ -99,7 +98,7 @@ fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
         .map(|r| (r.id.clone(), r.recipe.method_label()))
         .collect();
     Ok(Some(Family {
-        dir: args.results.join(&loaded.recipe.name),
+        dir: args.results.dir.join(&loaded.recipe.name),
         planned: Some(planned),
         specs: loaded.recipe.report.tables.clone(),
         baseline: Some(loaded.recipe.eval.baseline.clone()),
@@ -124,7 +123,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     for family in families {
         let collection: Collection = collect::collect(&family.dir, family.planned.as_deref())?;
         let options = options_for(args, family, &collection, &compare);
-        let written = lpo_report::write_report(&collection, &options, &args.results)?;
+        let written = lpo_report::write_report(&collection, &options, &args.results.dir)?;
         print_written(&written);
     }
     Ok(ExitCode::SUCCESS)
@@ -144,7 +143,7 @@ fn families(args: &ReportArgs) -> Result<Option<Vec<Family>>> {
             "{} is neither a recipe file nor a results directory",
             path.display()
         ),
-        None => every_family(&args.results)?,
+        None => every_family(&args.results.dir)?,
     }))
 }
 

@@ -500,7 +500,7 @@ impl ScriptContext {
         Ok(ScriptContext {
             exe: std::env::current_exe().context("locating the lpo executable")?,
             recipe: absolute(&args.recipe.recipe)?,
-            results: absolute(&args.results)?,
+            results: absolute(&args.results.dir)?,
             workdir: std::env::current_dir().context("reading the current directory")?,
             logs: absolute(&dir.join("logs"))?,
             sets: args.recipe.sets.clone(),
@@ -582,10 +582,13 @@ pub fn sweep(
     std::fs::create_dir_all(&ctx.logs)
         .with_context(|| format!("failed to create `{}`", ctx.logs.display()))?;
     submit_jobs(&jobs, plan, &queued, &dir, &mut record)?;
-    let results = if args.results == Path::new("results") {
+    let results = if args.results.dir == Path::new("results") {
         String::new()
     } else {
-        format!(" --results {}", sh_quote(&args.results.to_string_lossy()))
+        format!(
+            " --results {}",
+            sh_quote(&args.results.dir.to_string_lossy())
+        )
     };
     eprintln!(
         "`lpo status {}{results}` shows their state; logs in {}",

@@ -1,6 +1,5 @@
 //! `lpo status`: where every planned run of a recipe stands, without running anything.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -14,9 +13,8 @@ use crate::recipes::RecipeArgs;
 pub struct StatusArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Results root.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
 }
 
 /// Prints one line per planned run: status, progress, headline or error,
@@ -26,7 +24,7 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::plan_or_report(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
-    let layout = Layout::new(&args.results);
+    let layout = args.results.layout();
     let mut header: Vec<String> = ["#", "id", "label", "status", "steps", "win rate", "note"]
         .iter()
         .map(|s| s.to_string())

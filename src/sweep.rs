@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -71,9 +70,8 @@ pub struct RunArgs {
     /// The run's index in the plan.
     #[arg(long)]
     pub index: Option<usize>,
-    /// Results root.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
     /// CPU threads (overrides train.threads; not part of the run id).
     #[arg(long)]
     pub threads: Option<u32>,
@@ -96,9 +94,8 @@ pub struct SweepArgs {
     /// Runs executed at once; CPU threads are divided between them.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Results root.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
+    #[command(flatten)]
+    pub results: crate::recipes::ResultsRoot,
     /// CPU threads per run (default: the recipe's train.threads, else all cores divided by --jobs; with Slurm, the job's CPUs).
     #[arg(long)]
     pub threads: Option<u32>,
@@ -180,7 +177,7 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("--index {i} but the plan has {} runs", plan.runs.len()))?,
         (None, None) => bail!("give --id or --index"),
     };
-    let layout = Layout::new(&args.results);
+    let layout = args.results.layout();
     let mut recipe = (*run.recipe).clone();
     apply_threads(&mut recipe, args.threads);
     let device = device_for(&recipe)?;
@@ -315,7 +312,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     crate::recipes::note_identical(&plan);
-    let layout = Layout::new(&args.results);
+    let layout = args.results.layout();
     let Some(first) = plan.runs.first() else {
         bail!("the plan has no runs");
     };
@@ -597,7 +594,7 @@ fn spawn_run(args: &SweepArgs, run: &PlannedRun, threads: u32) -> Result<Child> 
         .arg(&args.recipe.recipe)
         .args(["--id", &run.id])
         .arg("--results")
-        .arg(&args.results)
+        .arg(&args.results.dir)
         .args(["--threads", &threads.to_string()]);
     for set in &args.recipe.sets {
         command.args(["--set", set]);
@@ -640,7 +637,10 @@ pub fn write_plan(layout: &Layout, name: &str, plan: &Plan) -> Result<()> {
     let dir = layout.recipe_dir(name);
     let path = dir.join(lpo_results::records::PLAN);
     if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-        eprintln!("warning: {} is not a regular file; the plan is not recorded", path.display());
+        eprintln!(
+            "warning: {} is not a regular file; the plan is not recorded",
+            path.display()
+        );
         return Ok(());
     }
     record.write(&dir)
