@@ -94,6 +94,29 @@ pub enum ImportError {
         /// What the parquet reader said.
         message: String,
     },
+    /// A parquet column chunk is compressed with a codec lpo does not read
+    /// (found in the file's metadata, before any row is read).
+    #[error(
+        "{path}: column `{column}` is {codec}-compressed; lpo reads uncompressed and snappy-compressed parquet files only (rewrite it with snappy, e.g. pyarrow's `write_table(..., compression=\"snappy\")`)"
+    )]
+    UnsupportedCodec {
+        /// The file.
+        path: PathBuf,
+        /// The codec, as the parquet format names it (`ZSTD`, `GZIP`, …).
+        codec: &'static str,
+        /// The column's path (`chosen.list.element.content`).
+        column: String,
+    },
+    /// A parquet file's metadata claims a row count lpo refuses: beyond
+    /// [`MAX_PARQUET_ROWS`], negative, or inconsistent with the file (checked
+    /// before any row is read).
+    #[error("{path}: {message}")]
+    RowCount {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// No valid record at all.
     #[error("{path}: no valid records ({skipped} bad records skipped)")]
     Empty {
@@ -147,9 +170,23 @@ pub fn read_records(path: &Path, format: Format, on_bad: OnBad) -> Result<Import
     }
 }
 
+/// The most rows one parquet file may have (its metadata's total, checked
+/// before any row is read). Preference sets on the Hub have at most a few
+/// million rows, split into files of far fewer; a claim beyond this is a
+/// corrupt or hostile file (a few bytes of run-length-encoded pages can
+/// stand for millions of rows), and refusing it bounds what one file can
+/// make the importer hold.
+pub const MAX_PARQUET_ROWS: i64 = 10_000_000;
+
 /// Reads a parquet file: each row, as JSON (columns are fields; lists and
 /// structs nest), is a record of `format`. Uncompressed and snappy-compressed
 /// files are supported (the Hub's default); other codecs are an error.
+///
+/// The file's metadata is checked before any row is read
+/// ([`check_parquet_metadata`]): every column chunk's codec, and the row
+/// counts. Rows are then read one at a time, each checked before the next is
+/// read, so a bad row stops the import (or is skipped) without the rest of
+/// the file being decoded.
 pub fn read_parquet(path: &Path, format: Format, on_bad: OnBad) -> Result<Imported, ImportError> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let io = |source| ImportError::Io {
@@ -162,29 +199,32 @@ pub fn read_parquet(path: &Path, format: Format, on_bad: OnBad) -> Result<Import
         message: e.to_string(),
     };
     let reader = SerializedFileReader::new(File::open(path).map_err(io)?).map_err(bad)?;
+    check_parquet_metadata(path, reader.metadata())?;
     let mut imported = Imported {
         records: Vec::new(),
         lines: Vec::new(),
         unit: "row",
         skipped: Vec::new(),
     };
-    let rows = reader.get_row_iter(None).map_err(bad)?;
-    // The record API panics (`unimplemented!`) on a few column types it
-    // cannot convert (e.g. INTERVAL); that is an error naming the file.
-    let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rows.map(|row| row.map(|r| r.to_json_value()))
-            .collect::<Vec<_>>()
-    }))
-    .map_err(|panic| ImportError::Parquet {
-        path: path.to_path_buf(),
-        message: panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_else(|| "a column type the reader does not convert".into()),
-    })?;
-    for (index, row) in rows.into_iter().enumerate() {
-        let number = index + 1;
+    let mut rows = reader.get_row_iter(None).map_err(bad)?;
+    let mut number = 0;
+    loop {
+        // The record API panics (`unimplemented!`) on a few column types it
+        // cannot convert (e.g. INTERVAL); that is an error naming the file.
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rows.next().map(|row| row.map(|r| r.to_json_value()))
+        }))
+        .map_err(|panic| ImportError::Parquet {
+            path: path.to_path_buf(),
+            message: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "a column type the reader does not convert".into()),
+        })?;
+        let Some(row) = next else { break };
+        number += 1;
+        // A reader error ends the file: the iterator does not move past it.
         let value = row.map_err(bad)?;
         match parse_value(&value, format) {
             Ok(record) => {
@@ -210,6 +250,84 @@ pub fn read_parquet(path: &Path, format: Format, on_bad: OnBad) -> Result<Import
         });
     }
     Ok(imported)
+}
+
+/// Checks a parquet file's metadata before any of its rows is read:
+///
+/// - every column chunk of every row group is uncompressed or
+///   snappy-compressed (the only codecs this build decodes), else
+///   [`ImportError::UnsupportedCodec`] naming the codec and the column;
+/// - the file claims between 0 and [`MAX_PARQUET_ROWS`] rows, its row
+///   groups' counts are non-negative and add up to it, and every column
+///   chunk of a row group holds at least as many values as the group claims
+///   rows (a row has at least one value, possibly null, in every leaf
+///   column), else [`ImportError::RowCount`].
+pub fn check_parquet_metadata(
+    path: &Path,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> Result<(), ImportError> {
+    use parquet::basic::Compression;
+    for group in metadata.row_groups() {
+        for column in group.columns() {
+            let codec = match column.compression() {
+                Compression::UNCOMPRESSED | Compression::SNAPPY => continue,
+                Compression::GZIP(_) => "GZIP",
+                Compression::LZO => "LZO",
+                Compression::BROTLI(_) => "BROTLI",
+                Compression::LZ4 => "LZ4",
+                Compression::ZSTD(_) => "ZSTD",
+                Compression::LZ4_RAW => "LZ4_RAW",
+            };
+            return Err(ImportError::UnsupportedCodec {
+                path: path.to_path_buf(),
+                codec,
+                column: column.column_path().string(),
+            });
+        }
+    }
+    let count = |message: String| ImportError::RowCount {
+        path: path.to_path_buf(),
+        message,
+    };
+    let total = metadata.file_metadata().num_rows();
+    if !(0..=MAX_PARQUET_ROWS).contains(&total) {
+        return Err(count(format!(
+            "the metadata claims {total} rows; a parquet file may have 0 to {MAX_PARQUET_ROWS}"
+        )));
+    }
+    let mut sum: i64 = 0;
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        let rows = group.num_rows();
+        if !(0..=MAX_PARQUET_ROWS).contains(&rows) {
+            return Err(count(format!(
+                "row group {index} claims {rows} rows; a parquet file may have 0 to {MAX_PARQUET_ROWS}"
+            )));
+        }
+        if rows > 0 && group.columns().is_empty() {
+            return Err(count(format!(
+                "row group {index} claims {rows} rows but has no columns"
+            )));
+        }
+        if let Some(column) = group.columns().iter().find(|c| c.num_values() < rows) {
+            return Err(count(format!(
+                "row group {index} claims {rows} rows but its column `{}` holds {} values",
+                column.column_path().string(),
+                column.num_values()
+            )));
+        }
+        // Both are at most MAX_PARQUET_ROWS here: no overflow.
+        sum += rows;
+        if sum > total {
+            break;
+        }
+    }
+    if sum != total {
+        return Err(count(format!(
+            "the metadata claims {total} rows but its row groups hold {}{sum}",
+            if sum > total { "at least " } else { "" }
+        )));
+    }
+    Ok(())
 }
 
 /// The files of split `split` in a dataset directory laid out as the Hugging
