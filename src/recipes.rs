@@ -196,9 +196,19 @@ pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
 /// Notes on stderr, one per group of planned runs that compute the same
 /// numbers under different ids ([`lpo_plan::identical`]): `lpo plan` and
 /// `lpo sweep` print them; every run still runs.
+/// Notes on stderr about runs that compute the same numbers, and about the
+/// baseline run of a sweep (compared with the reference, not itself).
 pub fn note_identical(plan: &lpo_plan::Plan) {
     for group in lpo_plan::identical::groups(plan) {
         eprintln!("note: {}", group.note(plan));
+    }
+    for run in lpo_plan::self_baselines(plan) {
+        eprintln!(
+            "note: run {} ({}) is the baseline the sweep's other runs compare with (eval.baseline = \"{}\"); it is itself compared with the reference",
+            run.id,
+            run.recipe.method_label(),
+            run.recipe.eval.baseline
+        );
     }
 }
 

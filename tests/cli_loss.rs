@@ -182,7 +182,11 @@ fn malformed_input_is_rejected_clearly() {
         "--input",
         "tests/fixtures/loss_lpo_k4.json",
     ]);
-    assert_eq!(out.status.code(), Some(2), "negative sft_weight was accepted");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "negative sft_weight was accepted"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("loss.sft_weight"),
         "{}",

@@ -599,7 +599,7 @@ fn silent_overrides_self_baselines_empty_inputs_and_missing_files_exit_2_at_plan
         (
             "own-baseline.toml",
             "label = \"mine\"\n[eval]\nbaseline = \"mine\"\n",
-            "the run's own label",
+            "its own label, and no other run compares with it",
         ),
         ("empty-label.toml", "label = \"\"\n", "`label` is empty"),
         (

@@ -203,7 +203,14 @@ fn a_label_baseline_is_run_first_and_compared_prompt_by_prompt() {
     .replace("[eval]\n", "[eval]\nbaseline = \"dpo\"\n");
     std::fs::write(dir.join("r.toml"), recipe).unwrap();
     let out = lpo(&dir, &["sweep", "r.toml"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The DPO run is the baseline itself: said, not silent.
+    assert!(
+        stderr.contains("(dpo) is the baseline the sweep's other runs compare with")
+            && stderr.contains("it is itself compared with the reference"),
+        "{stderr}"
+    );
     let dirs = run_dirs(&dir.join("results"));
     let by_label = |label: &str| {
         dirs.iter()
@@ -854,7 +861,10 @@ fn a_summary_or_plan_that_is_a_directory_is_one_corrupt_entry_not_a_stop() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("1 of 2 runs complete"), "{stdout}");
-    assert!(stdout.contains("corrupt") && stdout.contains("not a regular file"), "{stdout}");
+    assert!(
+        stdout.contains("corrupt") && stdout.contains("not a regular file"),
+        "{stdout}"
+    );
     let out = lpo(&dir, &["report", "r.toml"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -869,6 +879,74 @@ fn a_summary_or_plan_that_is_a_directory_is_one_corrupt_entry_not_a_stop() {
     let out = lpo(&dir, &["sweep", "r.toml"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("plan.json is not a regular file"), "{stderr}");
-    assert_eq!(std::fs::read(intact.join("summary.json")).unwrap(), intact_before);
+    assert!(
+        stderr.contains("plan.json is not a regular file"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(intact.join("summary.json")).unwrap(),
+        intact_before
+    );
+}
+
+/// The `loss` and `grad_norm` columns of a run's metrics.csv.
+fn loss_and_grad_norm(run: &Path) -> Vec<(f64, f64)> {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (loss, norm) = (col("loss"), col("grad_norm"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[loss].parse().unwrap(), r[norm].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn gradient_accumulation_splits_the_batch_without_changing_the_trajectory() {
+    let dir = scratch("accumulation");
+    // As TRL's tests/invariant: batch 8 in one micro-batch, or 2, 4, 8.
+    // Reward lists of 3 where some lists tie throughout (no LPO term): the
+    // micro-batches hold different numbers of contributing prompts.
+    let sweep = r#"grid = { "train.grad_accum" = [1, 2, 4, 8] }"#;
+    let recipe =
+        common::small_recipe("small", 6, 0, "", sweep).replace("batch_size = 4", "batch_size = 8");
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs = run_dirs(&dir.join("results"));
+    assert_eq!(runs.len(), 4);
+    let by_accum: Vec<(u64, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|r| {
+            let accum = summary(r)["assignments"]["train.grad_accum"]
+                .as_u64()
+                .unwrap();
+            (accum, loss_and_grad_norm(r))
+        })
+        .collect();
+    let (_, whole) = by_accum.iter().find(|(a, _)| *a == 1).unwrap();
+    assert_eq!(whole.len(), 6);
+    for (accum, split) in &by_accum {
+        for (step, (a, b)) in whole.iter().zip(split).enumerate() {
+            assert!(
+                (a.0 - b.0).abs() <= 1e-5 && (a.1 - b.1).abs() <= 1e-5,
+                "accum {accum}, step {step}: loss {} vs {}, grad norm {} vs {}",
+                b.0,
+                a.0,
+                b.1,
+                a.1
+            );
+        }
+    }
+    // Micro-batches must split the batch evenly.
+    let out = lpo(&dir, &["plan", "r.toml", "--set", "train.grad_accum=3"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("must divide train.batch_size (8)"),
+        "{stderr}"
+    );
 }

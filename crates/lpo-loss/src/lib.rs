@@ -186,6 +186,28 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
     }
 }
 
+/// Which prompts of a batch contribute a term (`compute`'s `contributes`,
+/// `[B]` bool). It depends on the rewards and the mask alone, never on the
+/// log-probabilities, so a trainer that splits a batch into micro-batches
+/// can weight each by its share of the batch's contributing prompts before
+/// any forward pass: then the micro-batches' weighted losses sum to the
+/// whole batch's loss.
+pub fn contributing(params: &LossParams, rewards: &Tensor, mask: &Tensor) -> Tensor {
+    let zeros = rewards.zeros_like();
+    let ones = rewards.ones_like();
+    compute(
+        params,
+        &LossInput {
+            policy_logps: &zeros,
+            reference_logps: &zeros,
+            rewards,
+            mask,
+            token_counts: Some(&ones),
+        },
+    )
+    .contributes
+}
+
 /// f32 for half precision (accumulate in f32), f64 stays f64.
 fn working_kind(kind: Kind) -> Kind {
     match kind {

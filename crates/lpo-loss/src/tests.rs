@@ -896,3 +896,61 @@ fn params_follow_schedules() {
         0.0
     );
 }
+
+#[test]
+fn contributing_prompts_depend_on_rewards_and_mask_only() {
+    // Rewards with an all-tied prompt, a partly tied one, distinct ones and
+    // one valid response (padded): every kind, with and without the anchor
+    // and the supervised term.
+    let rewards = Tensor::from_slice(&[
+        3.0f64, 3.0, 3.0, 1.0, 1.0, 2.0, 0.0, 5.0, 2.0, 4.0, 0.0, 0.0,
+    ])
+    .view([4, 3]);
+    let mask = Tensor::from_slice(&[
+        true, true, true, true, true, true, true, true, true, true, false, false,
+    ])
+    .view([4, 3]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for kind in [
+        LossKind::Dpo,
+        LossKind::Lpo,
+        LossKind::Listmle,
+        LossKind::Infonca,
+        LossKind::Nca,
+    ] {
+        for (gamma, sft_weight) in [(0.0, 0.0), (0.5, 0.0), (0.0, 1.0)] {
+            let p = LossParams {
+                gamma,
+                sft_weight,
+                ..params(kind)
+            };
+            let want = contributing(&p, &rewards, &mask);
+            for _ in 0..3 {
+                let random: Vec<f64> = (0..12).map(|_| rng.random_range(-20.0..0.0)).collect();
+                let lp = Tensor::from_slice(&random).view([4, 3]);
+                let lr = lp.shallow_clone() * 0.5;
+                let counts = rewards.ones_like();
+                let out = compute(
+                    &p,
+                    &LossInput {
+                        policy_logps: &lp,
+                        reference_logps: &lr,
+                        rewards: &rewards,
+                        mask: &mask,
+                        token_counts: Some(&counts),
+                    },
+                );
+                assert!(
+                    out.contributes.equal(&want),
+                    "{kind:?} gamma {gamma} sft {sft_weight}"
+                );
+            }
+        }
+    }
+    // The all-tied prompt adds no DPO or LPO term; a prompt of one response none at all.
+    let dpo = contributing(&params(LossKind::Dpo), &rewards, &mask);
+    assert_eq!(
+        Vec::<bool>::try_from(&dpo).unwrap(),
+        [false, true, true, false]
+    );
+}

@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn alpha_coefficient_pairing_labels_and_baselines_do_not_matter_at_k_2() {
         let plan = plan_of(
-            "[data]\nlist_size = 2\n[eval]\nbaseline = \"d\"\n[sweep.zip]\nlabel = [\"a\", \"b\", \"c\", \"d\"]\n\"loss.kind\" = [\"lpo\", \"lpo\", \"dpo\", \"dpo\"]\n\"loss.alpha\" = [1.0, 0.1, 1.0, 1.0]\n\"loss.coefficient\" = [\"adaptive\", \"uniform\", \"adaptive\", \"adaptive\"]\n\"loss.pairing\" = [\"best-worst\", \"best-worst\", \"all\", \"best-rest\"]\n\"train.threads\" = [1, 2, 3, 4]\n",
+            "[data]\nlist_size = 2\n[sweep.zip]\n\"eval.baseline\" = [\"d\", \"d\", \"d\", \"reference\"]\nlabel = [\"a\", \"b\", \"c\", \"d\"]\n\"loss.kind\" = [\"lpo\", \"lpo\", \"dpo\", \"dpo\"]\n\"loss.alpha\" = [1.0, 0.1, 1.0, 1.0]\n\"loss.coefficient\" = [\"adaptive\", \"uniform\", \"adaptive\", \"adaptive\"]\n\"loss.pairing\" = [\"best-worst\", \"best-worst\", \"all\", \"best-rest\"]\n\"train.threads\" = [1, 2, 3, 4]\n",
         );
         assert_eq!(plan.runs.len(), 4);
         let found = groups(&plan);

@@ -111,6 +111,7 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
         }
     }
     problems.extend(unknown_baselines(&runs));
+    problems.extend(lone_self_baselines(&runs));
     if runs.is_empty() && excluded > 0 && problems.is_empty() {
         problems.push(Diagnostic {
             message: format!("`sweep.exclude` removes every one of the sweep's {excluded} combinations: nothing would run"),
@@ -211,6 +212,43 @@ fn unknown_baselines(runs: &[PlannedRun]) -> Vec<Diagnostic> {
             ),
             location: "the planned sweep".into(),
             help: Some("use `reference` or a label of the sweep".into()),
+        })
+        .collect()
+}
+
+/// The runs whose `eval.baseline` is their own label: the baseline method
+/// of a sweep whose other runs compare with it (`eval.baseline = "dpo"` over
+/// a grid of losses). Such a run is compared with the reference, and `lpo
+/// plan` and `lpo sweep` say so.
+pub fn self_baselines(plan: &Plan) -> Vec<&PlannedRun> {
+    plan.runs
+        .iter()
+        .filter(|r| {
+            r.recipe.eval.baseline != "reference"
+                && r.recipe.eval.baseline == r.recipe.method_label()
+        })
+        .collect()
+}
+
+/// A run that is its own baseline while no other run with its held-out
+/// prompts compares with it: nothing would be compared with it, and it
+/// would silently be compared with the reference instead.
+fn lone_self_baselines(runs: &[PlannedRun]) -> Vec<Diagnostic> {
+    runs.iter()
+        .filter(|r| r.recipe.eval.baseline != "reference" && r.recipe.eval.baseline == r.recipe.method_label())
+        .filter(|r| {
+            let key = eval_key(&r.recipe);
+            !runs.iter().any(|o| {
+                o.id != r.id && o.recipe.eval.baseline == r.recipe.eval.baseline && eval_key(&o.recipe) == key
+            })
+        })
+        .map(|r| Diagnostic {
+            message: format!(
+                "`eval.baseline` is \"{}\" in run {}, its own label, and no other run compares with it: a run cannot be its own baseline",
+                r.recipe.eval.baseline, r.id
+            ),
+            location: "the planned sweep".into(),
+            help: Some("use `reference`, or another method's label".into()),
         })
         .collect()
 }
@@ -588,10 +626,18 @@ fn canonical_field(recipe: &Recipe, name: &str, mut json: Json) -> Option<Json> 
         }
     }
     match name {
-        // With epochs the step count follows from the data: steps is ignored.
-        "train" if recipe.train.epochs.is_some() => {
+        "train" => {
             if let Some(train) = json.as_object_mut() {
-                train.remove("steps");
+                // With epochs the step count follows from the data: steps is ignored.
+                if recipe.train.epochs.is_some() {
+                    train.remove("steps");
+                }
+                // Accumulation splits the batch and weights micro-batches by
+                // their contributing prompts (before: equal weights), so such
+                // runs compute other numbers than under earlier ids.
+                if recipe.train.grad_accum > 1 {
+                    train.insert("accumulation".into(), "split-weighted".into());
+                }
             }
         }
         "model" => {

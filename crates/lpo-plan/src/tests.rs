@@ -183,8 +183,19 @@ fn odometer_positions_count_in_mixed_radix() {
 #[test]
 fn an_unknown_baseline_label_is_a_plan_error() {
     let sweep = "[sweep]\ngrid = { \"loss.kind\" = [\"lpo\", \"dpo\"] }\n";
+    // The baseline run of the sweep is itself compared with the reference.
     let known = recipe(&format!("[eval]\nbaseline = \"dpo\"\n{sweep}"));
-    assert!(plan(&known).is_ok());
+    let p = plan(&known).unwrap();
+    let own: Vec<&str> = self_baselines(&p).iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(own, [p.runs[1].id.as_str()]);
+    // A run that is its own baseline with nobody comparing with it is an
+    // error, not a silent comparison with the reference.
+    let lone = recipe("[loss]\nkind = \"dpo\"\n[eval]\nbaseline = \"dpo\"\n");
+    let err = plan(&lone).unwrap_err().to_string();
+    assert!(
+        err.contains("its own label, and no other run compares with it"),
+        "{err}"
+    );
     let unknown = recipe(&format!("[eval]\nbaseline = \"dpp\"\n{sweep}"));
     let err = plan(&unknown).unwrap_err().to_string();
     assert!(

@@ -103,6 +103,16 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ));
         }
     }
+    let t = &recipe.train;
+    if t.grad_accum > 1 && !t.batch_size.is_multiple_of(t.grad_accum) {
+        out.push((
+            "train.grad_accum".into(),
+            format!(
+                "is {}, but must divide train.batch_size ({}): a step's batch_size lists are split into grad_accum micro-batches of equal size",
+                t.grad_accum, t.batch_size
+            ),
+        ));
+    }
     out.extend(sweep_problems(&recipe.sweep));
     out.extend(label_problems(recipe));
     for (i, group) in recipe.sweep.zip.iter().enumerate() {
@@ -157,20 +167,14 @@ fn sweep_problems(sweep: &crate::schema::SweepConfig) -> Vec<(String, String)> {
     out
 }
 
-/// An empty `label`, and a baseline that is the run itself.
+/// An empty `label` (a run that is its own baseline is the planner's
+/// concern: it depends on the other runs).
 fn label_problems(recipe: &Recipe) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if recipe.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
         out.push((
             "label".into(),
             "is empty: reports group runs by it; leave it out to use loss.kind".into(),
-        ));
-    }
-    let label = recipe.method_label();
-    if recipe.eval.baseline != "reference" && recipe.eval.baseline == label {
-        out.push((
-            "eval.baseline".into(),
-            format!("is {label:?}, the run's own label: a run cannot be its own baseline; use `reference` or another method's label"),
         ));
     }
     out

@@ -127,7 +127,9 @@ pub fn read_plan_json(dir: &Path) -> Result<Option<Vec<PlannedId>>> {
         }
         lpo_results::RecordFile::Missing => None,
         lpo_results::RecordFile::Corrupt(why) => {
-            eprintln!("warning: ignoring {why}: runs missing from the results directory are not listed");
+            eprintln!(
+                "warning: ignoring {why}: runs missing from the results directory are not listed"
+            );
             None
         }
     })

@@ -751,8 +751,14 @@ fn optimizer_step(
     let params = LossParams::at_step(&inputs.request.recipe.loss, u64::from(step), total);
     let (round, local) = (step / t.steps, step % t.steps);
     let seed = batch_seed(t.seed, round);
+    // grad_accum splits the step's batch_size lists into micro-batches (it
+    // divides batch_size: checked at plan time).
     let micro = t.grad_accum.max(1) as usize;
-    let per_micro = (t.batch_size as usize).div_ceil(micro).max(1);
+    let per_micro = (t.batch_size as usize / micro).max(1);
+    let parts: Vec<Vec<usize>> = (0..micro)
+        .map(|m| batch_indices(data.set.len(), per_micro, micro, local as usize, m, seed))
+        .collect();
+    let weights = micro_weights(&params, &data.set, &parts);
     opt.zero_grad();
     // LoRA dropout is on while the loss is computed, off everywhere else.
     let training = |on: bool| inputs.lora.iter().for_each(|s| s.set_training(on));
@@ -763,23 +769,21 @@ fn optimizer_step(
     let mut losses = Vec::with_capacity(micro);
     let mut stats_values = Vec::with_capacity(micro);
     let mut tokens = 0;
-    for m in 0..micro {
-        let indices = batch_indices(data.set.len(), per_micro, micro, local as usize, m, seed);
-        let (result, recompute) = micro_batch_loss(inputs, data, policy, &params, &indices);
-        losses.push(result.loss.detach());
-        (result.loss / micro as f64).backward();
+    for (indices, &weight) in parts.iter().zip(&weights) {
+        let (result, recompute) = micro_batch_loss(inputs, data, policy, &params, indices);
+        losses.push(result.loss.detach() * weight);
+        (result.loss * weight).backward();
         if let Some(recompute) = recompute {
             recompute.backward(); // activation checkpointing: the blocks' part
         }
         stats_values.push(result.stats_values.to_kind(Kind::Double));
-        tokens += data.set.token_count(&indices);
+        tokens += data.set.token_count(indices);
     }
     training(false);
     let grad_norm = opt.clip_grad_norm(t.grad_clip)?;
     let loss = Tensor::stack(&losses, 0)
         .to_kind(Kind::Double)
-        .sum(Kind::Double)
-        / micro as f64;
+        .sum(Kind::Double);
     let finite = loss.isfinite().logical_and(&grad_norm.isfinite());
     let lr = learning_rate(
         t.learning_rate,
@@ -887,6 +891,33 @@ fn seed_lora_dropout(inputs: &RunInputs<'_>, step: u32) {
 /// A step's numbers, read to the host in one copy after the update: the
 /// loss, the gradient norm, and the mean of its micro-batches' statistics
 /// (each [`lpo_loss::LossOutput::stats_values`], in f64).
+/// Each micro-batch's share of the step's contributing prompts
+/// ([`lpo_loss::contributing`], from the rewards on the host: no device
+/// read): the step's loss, a mean over its contributing prompts, is the
+/// micro-batches' means weighted so, whatever the split.
+fn micro_weights(
+    params: &LossParams,
+    set: &crate::batch::TrainSet,
+    parts: &[Vec<usize>],
+) -> Vec<f64> {
+    let counts: Vec<f64> = parts
+        .iter()
+        .map(|indices| {
+            let (rewards, mask) = set.targets(indices, Device::Cpu);
+            let contributing = lpo_loss::contributing(params, &rewards, &mask);
+            contributing
+                .to_kind(Kind::Double)
+                .sum(Kind::Double)
+                .double_value(&[])
+        })
+        .collect();
+    let total: f64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|c| if total > 0.0 { c / total } else { 0.0 })
+        .collect()
+}
+
 fn read_step(
     loss: &Tensor,
     grad_norm: &Tensor,
