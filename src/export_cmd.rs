@@ -42,6 +42,9 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         bail!("{} exists and is not empty", args.out.display());
     }
     let dir = args.run.join(CHECKPOINT);
+    // Only the files the run sealed are exported.
+    lpo_train::checkpoints::verify(&dir)
+        .with_context(|| format!("{} is not the checkpoint the run wrote", dir.display()))?;
     let device = tch::Device::Cpu;
     let (vs, model, how) = if dir.join(ADAPTER_CONFIG).exists() {
         let base = adapter_base(&dir)?;

@@ -950,3 +950,83 @@ fn gradient_accumulation_splits_the_batch_without_changing_the_trajectory() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tampered_checkpoint_is_not_resumed_and_the_run_ends_as_an_uninterrupted_one() {
+    let args = [
+        "run",
+        "r.toml",
+        "--index",
+        "0",
+        "--no-bars",
+        "--threads",
+        "1",
+    ];
+    // The uninterrupted run, for comparison.
+    let clean = scratch("tamper-clean");
+    std::fs::write(clean.join("r.toml"), small(40, 10, "")).unwrap();
+    let out = lpo(&clean, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = std::fs::read(run_dirs(&clean.join("results"))[0].join("metrics.csv")).unwrap();
+
+    type Tamper = fn(&Path);
+    let tampers: [(&str, Tamper, &str); 3] = [
+        (
+            "step",
+            |c| std::fs::write(c.join("state.json"), r#"{"step": 99999}"#).unwrap(),
+            "says step 99999, but the run has 40 steps",
+        ),
+        (
+            "metrics",
+            |c| {
+                let text = std::fs::read_to_string(c.join("metrics.csv")).unwrap();
+                let cut: Vec<&str> = text.lines().take(4).collect();
+                std::fs::write(c.join("metrics.csv"), cut.join("\n") + "\n").unwrap();
+            },
+            "metrics.csv changed since the checkpoint was sealed",
+        ),
+        (
+            "weights",
+            |c| {
+                let path = c.join("model.safetensors");
+                let mut bytes = std::fs::read(&path).unwrap();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0x40; // a weight's byte, same length
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "model.safetensors changed since the checkpoint was sealed",
+        ),
+    ];
+    for (name, tamper, reason) in tampers {
+        let dir = scratch(&format!("tamper-{name}"));
+        std::fs::write(dir.join("r.toml"), small(40, 10, "")).unwrap();
+        let saved = kill_when(&dir, &args, || {
+            let run = run_dirs(&dir.join("results")).pop()?;
+            checkpoint_step(&run).filter(|s| (10..40).contains(s))?;
+            Some(run)
+        });
+        let run = saved.expect("no checkpoint inside the run");
+        let _ = std::fs::remove_dir_all(run.join("checkpoint-old"));
+        let _ = std::fs::remove_dir_all(run.join("checkpoint-new"));
+        tamper(&run.join("checkpoint"));
+        let out = lpo(&dir, &args);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("checkpoint is unusable") && stderr.contains(reason),
+            "{name}: {stderr}"
+        );
+        let s = summary(&run);
+        assert_eq!(s["status"], "complete", "{name}");
+        assert_eq!(
+            s["resumed_from"],
+            serde_json::Value::Null,
+            "{name}: started over"
+        );
+        assert_eq!(
+            std::fs::read(run.join("metrics.csv")).unwrap(),
+            want,
+            "{name}"
+        );
+    }
+}

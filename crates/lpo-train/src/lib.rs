@@ -11,6 +11,7 @@
 //! - [`run`]: one planned run: training with checkpoints, evaluation, results files.
 
 pub mod batch;
+pub mod checkpoints;
 pub mod eval;
 pub mod lists;
 pub mod optim;

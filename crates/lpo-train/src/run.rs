@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use lpo_loss::{LossInput, LossParams};
 use lpo_model::checkpoint;
 use lpo_model::logps::{checkpointed_response_logps, response_logps, Recompute};
@@ -18,7 +18,6 @@ use lpo_results::{
     remove_stale_temporaries, write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status,
     Summary, TimingRow, Timings,
 };
-use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::batch::batch_indices;
@@ -278,17 +277,6 @@ fn reference_unchanged(request: &RunRequest<'_>, summary: &Summary, dir: &Path) 
     Ok(())
 }
 
-/// Saved with every checkpoint; written last, so its presence means the
-/// checkpoint is whole.
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    step: u32,
-    /// CPU threads the run used: libtorch's reductions depend on it, so a
-    /// resume with another count does not reproduce an uninterrupted run.
-    #[serde(default)]
-    threads: Option<i32>,
-}
-
 /// The data every run of a data setting shares: its sources, tokenizer,
 /// SFT reference (bf16 on CUDA) and round-0 lists, each from the cache or
 /// computed into it under its lock ([`shared_data`]).
@@ -474,18 +462,6 @@ fn evaluate(
     Ok(())
 }
 
-/// The checkpoints a run may resume from, newest first. Checkpoints are
-/// written to `checkpoint-new/` and swapped in by renames; a crash between the
-/// renames leaves `checkpoint-new/` (whole, since its state file is written
-/// last) or `checkpoint-old/`.
-fn checkpoint_candidates(dir: &Path) -> Vec<PathBuf> {
-    ["checkpoint", "checkpoint-new", "checkpoint-old"]
-        .iter()
-        .map(|name| dir.join(name))
-        .filter(|d| d.join("state.json").exists())
-        .collect()
-}
-
 /// The policy, optimizer and step to continue from: the newest checkpoint
 /// that loads whole (one that lost its weights is skipped with a warning
 /// and an older one tried), else the reference at step 0.
@@ -496,6 +472,8 @@ fn resume_point(
     let t = &inputs.request.recipe.train;
     let device = inputs.request.device;
     let start_from = |dir: Option<&Path>, state: &mut RunState| -> Result<_> {
+        // A checkpoint is used only whole: its files are the ones it sealed.
+        let sealed = dir.map(crate::checkpoints::verify).transpose()?;
         let (mut vs, policy) = match (&inputs.lora, dir) {
             (Some(spec), dir) => lora_policy(inputs, spec, dir)?,
             (None, Some(dir)) => checkpoint::load(dir, device)?,
@@ -506,13 +484,15 @@ fn resume_point(
             vs.bfloat16();
         }
         let mut opt = AdamW::with_moments(&vs, t.weight_decay, t.moments);
-        let start = match dir {
-            Some(dir) => resume_from(state, dir, &mut opt, t.steps * t.rounds, device)?,
-            None => 0,
+        let start = match (dir, sealed) {
+            (Some(dir), Some(sealed)) => {
+                resume_from(state, (dir, sealed), &mut opt, t.steps * t.rounds, device)?
+            }
+            _ => 0,
         };
         Ok((vs, policy, opt, start))
     };
-    for dir in checkpoint_candidates(&state.dir) {
+    for dir in crate::checkpoints::candidates(&state.dir) {
         match start_from(Some(&dir), state) {
             Ok(found) => return Ok(found),
             Err(e) => eprintln!(
@@ -575,14 +555,7 @@ fn save_checkpoint(
         checkpoint::write_tensors(&new.join("optimizer.safetensors"), &opt.state())?;
     }
     state.write_curves_to(&new)?;
-    write_atomic(
-        &new.join("state.json"),
-        serde_json::to_string(&CheckpointState {
-            step,
-            threads: Some(tch::get_num_threads()),
-        })?
-        .as_bytes(),
-    )?;
+    crate::checkpoints::seal(&new, step)?;
     let _ = std::fs::remove_dir_all(&old);
     let rename = |from: &Path, to: &Path| {
         std::fs::rename(from, to)
@@ -688,17 +661,17 @@ fn round_data(
 /// the step it was saved at.
 fn resume_from(
     state: &mut RunState,
-    dir: &Path,
+    (dir, saved): (&Path, crate::checkpoints::CheckpointState),
     opt: &mut AdamW,
     steps: u32,
     device: Device,
 ) -> Result<u32> {
-    let path = dir.join("state.json");
-    let saved: CheckpointState = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
     let start = saved.step;
+    ensure!(
+        start <= steps,
+        "{} says step {start}, but the run has {steps} steps",
+        dir.display()
+    );
     let threads = tch::get_num_threads();
     if let Some(saved_threads) = saved.threads.filter(|&n| n != threads && start < steps) {
         eprintln!(
@@ -718,6 +691,14 @@ fn resume_from(
         .into_iter()
         .filter(|r| r.step < start)
         .collect();
+    // Every step before the checkpoint has its row, in order.
+    let steps_logged: Vec<u32> = state.metrics.iter().map(|r| r.step).collect();
+    ensure!(
+        steps_logged.iter().copied().eq(0..start),
+        "{} is at step {start} but its metrics.csv holds {} rows before it",
+        dir.display(),
+        steps_logged.len()
+    );
     state.timing = records::read_rows::<TimingRow>(&dir.join(TIMING))?
         .into_iter()
         .filter(|r| r.step < start)
