@@ -3,9 +3,13 @@
 //! written, and sealed with a manifest written last.
 //!
 //! The manifest (`<entry>.manifest.json`) records the length and SHA-256 of
-//! a file entry, or the length of every file of a directory entry (hashing a
-//! multi-gigabyte model on every read would cost more than it protects). An
-//! entry without a manifest was never completed and is removed; one that
+//! a file entry, or of every file of a directory entry (a reference model:
+//! its digests are remembered by file identity in `file-sha256/`, so an
+//! unchanged multi-gigabyte file is hashed once, and any write to it, which
+//! changes its status-change time, makes it hashed again). Manifests of
+//! earlier versions recorded a directory's lengths only; such an entry is
+//! checked by length and then sealed again with digests. An entry without a
+//! manifest was never completed and is removed; one that
 //! does not match its manifest (truncated, a flipped byte, a lost file) is
 //! moved aside with a warning naming both paths. Either is made again: a
 //! damaged cache heals instead of failing, or silently feeding wrong data
@@ -25,8 +29,12 @@ use crate::{sha256_hex, write_atomic, FileLock};
 enum Manifest {
     /// One file: its length and SHA-256.
     File { bytes: u64, sha256: String },
-    /// A directory: the length of each file in it.
+    /// A directory: the length of each file in it (earlier versions).
     Dir { files: BTreeMap<String, u64> },
+    /// A directory: the length and SHA-256 of each file in it.
+    Hashed {
+        files: BTreeMap<String, (u64, String)>,
+    },
 }
 
 /// The manifest path of `entry`.
@@ -39,6 +47,8 @@ pub fn manifest_path(entry: &Path) -> PathBuf {
 
 fn describe(entry: &Path) -> Result<Manifest> {
     if entry.is_dir() {
+        // Digests are remembered beside the cache's entries.
+        let cache_dir = entry.parent().unwrap_or(Path::new("."));
         let mut files = BTreeMap::new();
         let listing =
             std::fs::read_dir(entry).with_context(|| format!("reading {}", entry.display()))?;
@@ -48,10 +58,14 @@ fn describe(entry: &Path) -> Result<Manifest> {
                 .metadata()
                 .with_context(|| format!("reading {}", item.path().display()))?;
             if meta.is_file() {
-                files.insert(item.file_name().to_string_lossy().into_owned(), meta.len());
+                let digest = crate::file_hash::sha256_file_cached(&item.path(), cache_dir)?;
+                files.insert(
+                    item.file_name().to_string_lossy().into_owned(),
+                    (meta.len(), digest),
+                );
             }
         }
-        Ok(Manifest::Dir { files })
+        Ok(Manifest::Hashed { files })
     } else {
         let bytes = std::fs::read(entry).with_context(|| format!("reading {}", entry.display()))?;
         Ok(Manifest::File {
@@ -74,10 +88,34 @@ pub fn verify(entry: &Path) -> Result<()> {
     let expected: Manifest =
         serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
     let found = describe(entry)?;
-    if found != expected {
-        bail!("{} does not match its manifest", entry.display());
+    match (&expected, &found) {
+        // A manifest of an earlier version: lengths only; sealed again with digests.
+        (Manifest::Dir { files: lengths }, Manifest::Hashed { files }) => {
+            let found: BTreeMap<String, u64> = files
+                .iter()
+                .map(|(n, (len, _))| (n.clone(), *len))
+                .collect();
+            if &found != lengths {
+                bail!("{} does not match its manifest", entry.display());
+            }
+            seal(entry)
+        }
+        (Manifest::Hashed { files: want }, Manifest::Hashed { files: got }) => {
+            if let Some(name) = want
+                .keys()
+                .chain(got.keys())
+                .find(|n| want.get(*n) != got.get(*n))
+            {
+                bail!(
+                    "{} does not match its manifest ({name} differs)",
+                    entry.display()
+                );
+            }
+            Ok(())
+        }
+        _ if found != expected => bail!("{} does not match its manifest", entry.display()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Moves a damaged `entry` (and its manifest) aside to a free
@@ -210,6 +248,56 @@ mod tests {
         assert!(verify(&entry).is_err());
         std::fs::write(entry.join("model.safetensors"), b"weights").unwrap();
         std::fs::remove_file(entry.join("meta.json")).unwrap();
+        assert!(verify(&entry).is_err());
+    }
+
+    #[test]
+    fn a_flipped_byte_of_the_same_length_in_a_directory_entry_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("reference-x");
+        std::fs::create_dir(&entry).unwrap();
+        std::fs::write(entry.join("model.safetensors"), b"weights").unwrap();
+        seal(&entry).unwrap();
+        verify(&entry).unwrap();
+        std::fs::write(entry.join("model.safetensors"), b"weighTs").unwrap();
+        let e = verify(&entry).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors differs"), "{e}");
+        // Through `cached`: moved aside and made again.
+        let lock = dir.path().join("x.lock");
+        let made = cached(
+            &entry,
+            &lock,
+            |_| Ok(false),
+            |e| {
+                std::fs::create_dir_all(e).unwrap();
+                std::fs::write(e.join("model.safetensors"), b"weights").unwrap();
+                Ok(true)
+            },
+        )
+        .unwrap();
+        assert!(made);
+        assert!(dir.path().join("reference-x.damaged-1").exists());
+    }
+
+    #[test]
+    fn a_manifest_of_lengths_only_is_checked_by_length_then_sealed_with_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("reference-x");
+        std::fs::create_dir(&entry).unwrap();
+        std::fs::write(entry.join("model.safetensors"), b"weights").unwrap();
+        std::fs::write(
+            manifest_path(&entry),
+            br#"{"kind": "dir", "files": {"model.safetensors": 7}}"#,
+        )
+        .unwrap();
+        verify(&entry).unwrap();
+        let manifest = std::fs::read_to_string(manifest_path(&entry)).unwrap();
+        assert!(
+            manifest.contains("\"hashed\"")
+                && manifest.contains(&crate::sha256_hex(&[b"weights"], 32)),
+            "{manifest}"
+        );
+        std::fs::write(entry.join("model.safetensors"), b"weighTs").unwrap();
         assert!(verify(&entry).is_err());
     }
 }
