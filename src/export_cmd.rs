@@ -47,7 +47,7 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         .with_context(|| format!("{} is not the checkpoint the run wrote", dir.display()))?;
     let device = tch::Device::Cpu;
     let (vs, model, how) = if dir.join(ADAPTER_CONFIG).exists() {
-        let base = adapter_base(&dir)?;
+        let base = adapter_base(&dir, &args.run, &summary)?;
         let (vs, model) = checkpoint::load(&base, device)
             .with_context(|| format!("loading the adapters' base {}", base.display()))?;
         merge_peft(&vs, &dir)?;
@@ -94,8 +94,40 @@ fn copy_tokenizer(dir: &Path, out: &Path) -> Result<Vec<String>> {
     Ok(files.into_iter().map(|(name, _)| name).collect())
 }
 
+/// The base model of an adapter checkpoint: the directory its
+/// `adapter_config.json` names when it is there, else the run's SFT
+/// reference in the `_cache/` of the results root the run directory is in
+/// (by the reference id of its summary.json), so a results directory that
+/// was copied or moved still exports. A base that is gone (the cache is
+/// safe to delete) is an error with the command that rebuilds it.
+fn adapter_base(dir: &Path, run_dir: &Path, summary: &Summary) -> Result<PathBuf> {
+    let named = named_adapter_base(dir)?;
+    if named.join("config.json").exists() {
+        return Ok(named);
+    }
+    // <root>/<recipe>/<run id>: the root's layout holds the reference.
+    let root = run_dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let cached = lpo_results::Layout::new(root).reference_dir(&summary.reference);
+    if cached.join("config.json").exists() {
+        return Ok(cached);
+    }
+    bail!(
+        "the adapters' base model is gone: {} (named in {}) and {} do not exist; \
+         the cache is safe to delete and is rebuilt by `lpo prepare RECIPE --results {}` \
+         with the recipe named `{}` (for a checkpoint reference, restore the checkpoint), then export again",
+        named.display(),
+        dir.join(ADAPTER_CONFIG).display(),
+        cached.display(),
+        root.display(),
+        summary.recipe
+    )
+}
+
 /// The base model directory an adapter checkpoint names.
-fn adapter_base(dir: &Path) -> Result<PathBuf> {
+fn named_adapter_base(dir: &Path) -> Result<PathBuf> {
     let path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read `{}`", path.display()))?;

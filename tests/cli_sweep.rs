@@ -786,6 +786,48 @@ fn a_lora_run_trains_only_its_adapters_saves_them_as_peft_and_exports_merged() {
     let out = lpo(&dir, &["export", run.to_str().unwrap(), "--out", "merged"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not empty"));
+
+    // A copied results directory exports from its own cache, though the
+    // adapters name the original's base by its absolute path.
+    let copy = dir.join("copied");
+    copy_tree(&dir.join("results"), &copy);
+    std::fs::rename(dir.join("results"), dir.join("moved-away")).unwrap();
+    let copied_run = copy.join(run.strip_prefix(dir.join("results")).unwrap());
+    let out = lpo(
+        &dir,
+        &["export", copied_run.to_str().unwrap(), "--out", "merged2"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(dir.join("merged2/model.safetensors")).unwrap(),
+        std::fs::read(dir.join("merged/model.safetensors")).unwrap()
+    );
+    // Without the cache, the error names the command that rebuilds it.
+    std::fs::remove_dir_all(copy.join("_cache")).unwrap();
+    let out = lpo(
+        &dir,
+        &["export", copied_run.to_str().unwrap(), "--out", "merged3"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the adapters' base model is gone") && stderr.contains("lpo prepare"),
+        "{stderr}"
+    );
+}
+
+/// Copies the tree `from` to `to` (files and directories).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 #[test]
