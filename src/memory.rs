@@ -56,6 +56,8 @@ pub fn breakdown(e: &MemoryEstimate) -> String {
         ("reference", e.reference),
         ("activations", e.activations),
         ("logits", e.logits),
+        ("rotary tables", e.rotary),
+        ("evaluation", e.evaluation),
         ("runtime", e.runtime),
     ];
     terms.sort_by_key(|t| std::cmp::Reverse(t.1));

@@ -37,9 +37,22 @@ pub struct MemoryEstimate {
     pub activations: u64,
     /// Output logits, their log-softmax and its gradient (float32).
     pub logits: u64,
+    /// Rotary cos/sin tables of the policy and the reference (`max_len x
+    /// head_dim` each, float32) and the float64 temporaries of building one.
+    pub rotary: u64,
+    /// The KL estimate after training, no gradients: `eval.samples`
+    /// responses of [`EVAL_LOGPS_CHUNK`] prompts at once, their logits and
+    /// one block's activations. Not at the same time as training's
+    /// activations and logits: the peak takes the larger.
+    pub evaluation: u64,
     /// libtorch's own allocations (CPU runtime, or the CUDA context).
     pub runtime: u64,
 }
+
+/// Prompts whose responses' log-probabilities are computed in one forward
+/// pass at evaluation (the KL estimate, held-out lists): defined here, where
+/// the estimate counts them, and used by lpo-train's evaluation.
+pub const EVAL_LOGPS_CHUNK: usize = 32;
 
 /// libtorch's runtime and allocator slack (measured about 0.4 GiB on CPU).
 const RUNTIME_BYTES: u64 = 512 << 20;
@@ -52,8 +65,8 @@ impl MemoryEstimate {
             + self.gradients
             + self.optimizer
             + self.reference
-            + self.activations
-            + self.logits
+            + self.rotary
+            + (self.activations + self.logits).max(self.evaluation)
             + self.runtime
     }
 }
@@ -108,6 +121,8 @@ pub fn estimate(recipe: &Recipe, placement: Placement) -> MemoryEstimate {
     };
     let (activations, logits) = activation_bytes(recipe, placement, act_bytes);
     MemoryEstimate {
+        rotary: rotary_bytes(recipe),
+        evaluation: evaluation_bytes(recipe, act_bytes),
         weights: (params + adapters) * weight_bytes,
         master: match placement {
             Placement::Cuda => trainable * 4,
@@ -124,6 +139,32 @@ pub fn estimate(recipe: &Recipe, placement: Placement) -> MemoryEstimate {
         logits,
         runtime: RUNTIME_BYTES,
     }
+}
+
+/// Two rotary tables (policy and reference), `2 x max_len x head_dim`
+/// float32 each, plus the three float64 `max_len x head_dim` temporaries
+/// of building one (angles, cos or sin, scaled).
+fn rotary_bytes(recipe: &Recipe) -> u64 {
+    let dims = recipe.model.dims();
+    let cells = u64::from(dims.max_len) * dims.head_dim();
+    2 * (2 * cells * 4) + 3 * cells * 8
+}
+
+/// The evaluation's KL forward passes: [`EVAL_LOGPS_CHUNK`] prompts with
+/// `eval.samples` responses each, without gradients: their logits with the
+/// log-softmax beside them (float32), and the live activations of a block,
+/// about half of what a training pass saves per token (a nano run with
+/// `eval.samples = 1024`: 4.85 GB measured, 5.2 GB estimated).
+fn evaluation_bytes(recipe: &Recipe, bytes: u64) -> u64 {
+    let dims = recipe.model.dims();
+    let (prompt, _) = sequence_lengths(recipe);
+    let response = u64::from(recipe.eval.max_new_tokens) + 1;
+    let rows = EVAL_LOGPS_CHUNK as u64 * u64::from(recipe.eval.samples);
+    let kv = u64::from(dims.kv_heads) * dims.head_dim();
+    let (d, ff) = (u64::from(dims.d_model), u64::from(dims.d_ff));
+    let tokens = EVAL_LOGPS_CHUNK as u64 * prompt + rows * response;
+    let logits = 3 * rows * response * u64::from(dims.vocab) * 4;
+    logits + tokens * (6 * d + 2 * kv + 3 * ff) * bytes
 }
 
 /// Adapter parameters: `rank * (in + out)` per targeted linear layer.
@@ -172,7 +213,17 @@ fn activation_bytes(recipe: &Recipe, placement: Placement, bytes: u64) -> (u64, 
         Placement::Cpu => batch * h * (prompt * prompt + k * response * (prompt + response)),
         Placement::Cuda => 0,
     };
-    let per_block = tokens * (12 * d + 4 * kv + 5 * ff) + attention;
+    // LoRA saves each adapted layer's rank-wide intermediate (x A) per token,
+    // and its dropped-out input when dropout is on.
+    let lora = &recipe.model.lora;
+    let adapters = match lora.is_off() {
+        true => 0,
+        false => {
+            let per_layer = u64::from(lora.rank) + if lora.dropout > 0.0 { d } else { 0 };
+            lora.targets.len() as u64 * per_layer
+        }
+    };
+    let per_block = tokens * (12 * d + 4 * kv + 5 * ff + adapters) + attention;
     let layers = u64::from(dims.layers);
     let activations = if recipe.train.activation_checkpointing {
         layers * tokens * d + per_block

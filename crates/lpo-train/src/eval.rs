@@ -36,7 +36,7 @@ use crate::Progress;
 /// Rows generated per batch; each batch draws from its own seeded stream.
 const GENERATION_CHUNK: usize = 64;
 /// Prompts per batch when scoring log-probabilities without gradients.
-const LOGPS_CHUNK: usize = 32;
+const LOGPS_CHUNK: usize = lpo_plan::memory::EVAL_LOGPS_CHUNK;
 
 /// Validation for the first `round(fraction * n)` of `n` items, test after.
 fn split_of(index: usize, n: usize, fraction: f64) -> Split {
