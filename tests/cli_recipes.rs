@@ -633,3 +633,35 @@ fn silent_overrides_self_baselines_empty_inputs_and_missing_files_exit_2_at_plan
         assert!(stderr.contains(message), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn extends_through_a_symlinked_directory_resolves_lexically_like_every_path() {
+    // real/r.toml reached as link/r.toml: `..` is the link's parent, for
+    // `extends` and data paths alike (docs/recipes.md, "Layers").
+    let dir = scratch("symlinked-extends");
+    let _ = std::fs::remove_dir_all(dir.join("elsewhere"));
+    let _ = std::fs::remove_file(dir.join("link"));
+    std::fs::create_dir_all(dir.join("elsewhere/real")).unwrap();
+    std::fs::write(dir.join("base.toml"), "description = \"beside the link\"\n").unwrap();
+    std::fs::write(
+        dir.join("elsewhere/base.toml"),
+        "description = \"beside the target\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("elsewhere/real/r.toml"),
+        "extends = \"../base.toml\"\n[data]\nmix = [{ path = \"../l.jsonl\", format = \"native\" }]\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.join("elsewhere/real"), dir.join("link")).unwrap();
+    let recipe = dir.join("link/r.toml");
+    let out = lpo(&["config", recipe.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let value: toml::Table = toml::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(value["description"].as_str(), Some("beside the link"));
+    let root = dir.display();
+    assert_eq!(
+        value["data"]["mix"][0]["path"].as_str(),
+        Some(format!("{root}/l.jsonl").as_str())
+    );
+}
