@@ -2,8 +2,14 @@
 //! `lpo status`.
 //!
 //! The plan and the run unit are the local backend's: the planned runs that
-//! are neither complete nor queued become one job array per baseline level,
-//! each task `lpo run RECIPE --index $SLURM_ARRAY_TASK_ID`. A prepare job
+//! are neither complete nor queued become one job array per baseline level.
+//! An array's task ids are the runs' plan indices at submission, and its
+//! script maps each task id to the id of the run it was submitted for, which
+//! the task runs: `lpo run RECIPE --id ID`. A recipe edited while tasks are
+//! queued thus never makes a task run another configuration: a run whose id
+//! the edited recipe no longer plans is refused (exit 2), one that merely
+//! moved in the plan still runs. A task id the script does not list is
+//! refused too. A prepare job
 //! (`lpo prepare`) builds the shared data once; every array waits for it to
 //! end (`afterany`: should it fail, each run still obtains its data itself and
 //! says why it cannot). Runs compared with a baseline run (`eval.baseline`)
@@ -14,7 +20,7 @@
 //!
 //! Scripts, logs and the job ids (`jobs.json`) live in `results/<recipe>/slurm/`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -285,11 +291,11 @@ fn sbatch_option(raw: &str) -> std::result::Result<String, String> {
     Ok(format!("{name}{separator}{}", directive_word(value)))
 }
 
-/// Slurm's `--array` value for these task ids: ascending, consecutive ids
-/// as ranges (`0-3,5,7-8`).
-pub fn array_spec(indices: &BTreeSet<usize>) -> String {
+/// Slurm's `--array` value for these task ids (ascending): consecutive
+/// ids as ranges (`0-3,5,7-8`).
+pub fn array_spec<'a>(indices: impl IntoIterator<Item = &'a usize>) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut iter = indices.iter().copied().peekable();
+    let mut iter = indices.into_iter().copied().peekable();
     while let Some(start) = iter.next() {
         let mut end = start;
         while iter.peek() == Some(&(end + 1)) {
@@ -365,8 +371,9 @@ pub struct ScriptContext {
 pub enum JobKind {
     /// `lpo prepare`.
     Prepare,
-    /// An array of runs (task ids are plan indices).
-    Runs(BTreeSet<usize>),
+    /// An array of runs: each task id (the run's plan index at submission)
+    /// with the id of the run it was submitted for.
+    Runs(BTreeMap<usize, String>),
 }
 
 impl ScriptContext {
@@ -381,8 +388,8 @@ impl ScriptContext {
                 format!("shared data of `{name}` (lpo prepare)"),
                 "prepare-%j.out",
             ),
-            JobKind::Runs(indices) => (
-                format!("runs {} of `{name}`", array_spec(indices)),
+            JobKind::Runs(tasks) => (
+                format!("runs {} of `{name}`", array_spec(tasks.keys())),
                 "run-%A_%a.out",
             ),
         };
@@ -391,6 +398,9 @@ impl ScriptContext {
             s += &format!("#SBATCH {option}\n");
         }
         s += "set -euo pipefail\n";
+        if let JobKind::Runs(tasks) = kind {
+            s += &task_run_ids(tasks)?;
+        }
         s += &format!("exec {}\n", self.command(kind)?.join(" "));
         Ok(s)
     }
@@ -423,8 +433,8 @@ impl ScriptContext {
             format!("--chdir={}", directive_path(&self.workdir)?),
             format!("--output={}", output_pattern(&self.logs, output)?),
         ];
-        if let JobKind::Runs(indices) = kind {
-            options.push(format!("--array={}", array_spec(indices)));
+        if let JobKind::Runs(tasks) = kind {
+            options.push(format!("--array={}", array_spec(tasks.keys())));
             // Preempted or node-failed tasks run again and resume.
             options.push("--requeue".into());
             options.push("--open-mode=append".into());
@@ -442,7 +452,8 @@ impl ScriptContext {
         }
         command.push(sh_quote(path_str(&self.recipe)?));
         if let JobKind::Runs(_) = kind {
-            command.push("--index \"$SLURM_ARRAY_TASK_ID\"".into());
+            // The run this task was submitted for, by id (`task_run_ids`).
+            command.push("--id \"$id\"".into());
             if self.ignore_memory_estimate {
                 command.push("--ignore-memory-estimate".into());
             }
@@ -482,6 +493,35 @@ impl ScriptContext {
         }
         Ok(options)
     }
+}
+
+/// Whether `id` is a run id: 12 lowercase hex digits.
+fn is_run_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The lines of an array's script that set `id` to the run its task
+/// (`SLURM_ARRAY_TASK_ID`) was submitted for, by plain string match (no
+/// arithmetic on the variable); a task id the array does not hold exits 2.
+fn task_run_ids(tasks: &BTreeMap<usize, String>) -> Result<String> {
+    let mut s = String::from(
+        "# The run each task was submitted for, by id: a recipe edited since then\n\
+         # cannot make a task run another configuration (`lpo run --id` refuses an\n\
+         # id the recipe no longer plans).\n\
+         case \"${SLURM_ARRAY_TASK_ID:-}\" in\n",
+    );
+    for (task, id) in tasks {
+        if !is_run_id(id) {
+            bail!("run id {id:?} (task {task}) is not 12 hex digits");
+        }
+        s += &format!("    {task}) id={id} ;;\n");
+    }
+    s += "    *)\n";
+    s += "        echo \"error: array task '${SLURM_ARRAY_TASK_ID:-}' is not one this script was submitted with\" >&2\n";
+    s += "        exit 2\n";
+    s += "        ;;\n";
+    s += "esac\n";
+    Ok(s)
 }
 
 fn path_str(path: &Path) -> Result<&str> {
@@ -573,7 +613,8 @@ pub fn sweep(
         return Ok(ExitCode::SUCCESS);
     }
     let number = record.jobs.iter().filter(|j| j.kind == "prepare").count() + 1;
-    let jobs = pending_jobs(&ctx, &dir, number, baselines, &submit)?;
+    let ids: Vec<&str> = plan.runs.iter().map(|r| r.id.as_str()).collect();
+    let jobs = pending_jobs(&ctx, &dir, number, &ids, baselines, &submit)?;
     if dry {
         print_dry_run(&jobs, plan, &queued);
         return Ok(ExitCode::SUCCESS);
@@ -581,7 +622,7 @@ pub fn sweep(
     crate::sweep::write_plan(layout, name, plan)?;
     std::fs::create_dir_all(&ctx.logs)
         .with_context(|| format!("failed to create `{}`", ctx.logs.display()))?;
-    submit_jobs(&jobs, plan, &queued, &dir, &mut record)?;
+    submit_jobs(&jobs, &queued, &dir, &mut record)?;
     let results = if args.results.dir == Path::new("results") {
         String::new()
     } else {
@@ -598,11 +639,13 @@ pub fn sweep(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The prepare job and one run array per level.
+/// The prepare job and one run array per level; `ids` are the planned
+/// runs' ids, by plan index.
 fn pending_jobs(
     ctx: &ScriptContext,
     dir: &Path,
     number: usize,
+    ids: &[&str],
     baselines: &[Option<usize>],
     submit: &BTreeSet<usize>,
 ) -> Result<Vec<Pending>> {
@@ -621,7 +664,7 @@ fn pending_jobs(
             .copied()
             .filter(|&i| levels[i] == Some(level))
             .collect();
-        let kind = JobKind::Runs(indices.clone());
+        let kind = JobKind::Runs(indices.iter().map(|&i| (i, ids[i].to_string())).collect());
         jobs.push(Pending {
             script: ctx.script(&kind)?,
             kind,
@@ -678,8 +721,8 @@ fn print_dry_run(jobs: &[Pending], plan: &Plan, queued: &[Option<String>]) {
                 " --kill-on-invalid-dep=yes"
             },
         );
-        if let JobKind::Runs(indices) = &job.kind {
-            for &i in indices {
+        if let JobKind::Runs(tasks) = &job.kind {
+            for &i in tasks.keys() {
                 submitted.insert(i, id.clone());
             }
         }
@@ -689,7 +732,7 @@ fn print_dry_run(jobs: &[Pending], plan: &Plan, queued: &[Option<String>]) {
         jobs.len(),
         jobs.iter()
             .map(|j| match &j.kind {
-                JobKind::Runs(indices) => indices.len(),
+                JobKind::Runs(tasks) => tasks.len(),
                 JobKind::Prepare => 0,
             })
             .sum::<usize>(),
@@ -701,7 +744,6 @@ fn print_dry_run(jobs: &[Pending], plan: &Plan, queued: &[Option<String>]) {
 /// failure later keeps the ids of what was submitted).
 fn submit_jobs(
     jobs: &[Pending],
-    plan: &Plan,
     queued: &[Option<String>],
     dir: &Path,
     record: &mut JobsFile,
@@ -718,22 +760,22 @@ fn submit_jobs(
                 eprintln!("submitted job {id}: lpo prepare");
                 Vec::new()
             }
-            JobKind::Runs(indices) => {
+            JobKind::Runs(tasks) => {
                 eprintln!(
                     "submitted job {id}: array {} ({} runs){}",
-                    array_spec(indices),
-                    indices.len(),
+                    array_spec(tasks.keys()),
+                    tasks.len(),
                     dependency
                         .as_ref()
                         .map_or(String::new(), |d| format!(", after {d}"))
                 );
-                indices
+                tasks
                     .iter()
-                    .map(|&i| {
+                    .map(|(&i, run)| {
                         submitted.insert(i, id.clone());
                         RecordedRun {
                             index: i,
-                            id: plan.runs[i].id.clone(),
+                            id: run.clone(),
                         }
                     })
                     .collect()
@@ -982,6 +1024,16 @@ mod tests {
         items.iter().copied().collect()
     }
 
+    /// A made-up run id for plan index `i`: 12 hex digits.
+    fn id(i: usize) -> String {
+        format!("{:012x}", 0xab_cdef_0000 + i)
+    }
+
+    /// An array of the runs at these plan indices, with made-up ids.
+    fn runs(items: &[usize]) -> JobKind {
+        JobKind::Runs(items.iter().map(|&i| (i, id(i))).collect())
+    }
+
     fn context(root: &str) -> ScriptContext {
         ScriptContext {
             exe: PathBuf::from(format!("{root}/bin/lpo")),
@@ -1054,7 +1106,9 @@ mod tests {
         let baselines = [None, Some(0), Some(0), None, Some(5), None];
         let dir = Path::new("/w/results/r/slurm");
         // Runs 0-4 are submitted; run 5 (baseline of 4) is queued as 40_5.
-        let jobs = pending_jobs(&ctx, dir, 3, &baselines, &set(&[0, 1, 2, 3, 4])).unwrap();
+        let ids: Vec<String> = (0..6).map(id).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let jobs = pending_jobs(&ctx, dir, 3, &ids, &baselines, &set(&[0, 1, 2, 3, 4])).unwrap();
         assert_eq!(jobs.len(), 3);
         assert_eq!(jobs[0].script_path, dir.join("prepare-3.sbatch"));
         assert_eq!(jobs[1].script_path, dir.join("runs-3-0.sbatch"));
@@ -1069,6 +1123,18 @@ mod tests {
             "{}",
             jobs[2].script
         );
+        // Each task carries the id of the run at its index.
+        for (job, tasks) in [(&jobs[1], [0, 3, 4].as_slice()), (&jobs[2], &[1, 2])] {
+            let JobKind::Runs(map) = &job.kind else {
+                panic!("not an array")
+            };
+            assert_eq!(map.keys().copied().collect::<Vec<_>>(), tasks);
+            for &t in tasks {
+                assert_eq!(map[&t], ids[t]);
+                let line = format!("    {t}) id={} ;;\n", ids[t]);
+                assert!(job.script.contains(&line), "{}", job.script);
+            }
+        }
         let queued = vec![None, None, None, None, None, Some("40_5".to_string())];
         let mut submitted = HashMap::new();
         assert_eq!(dependency_of(&jobs[0], None, &submitted, &queued), None);
@@ -1088,7 +1154,7 @@ mod tests {
     #[test]
     fn scripts_quote_paths_with_spaces_and_quotes() {
         let ctx = context("/data/my results");
-        let script = ctx.script(&JobKind::Runs(set(&[0, 1, 2]))).unwrap();
+        let script = ctx.script(&runs(&[0, 1, 2])).unwrap();
         let expected = [
             "#!/bin/bash",
             "# Written by `lpo sweep --backend slurm`: runs 0-2 of `r`.",
@@ -1106,8 +1172,20 @@ mod tests {
             "#SBATCH --qos=high",
             "#SBATCH --exclusive",
             "set -euo pipefail",
+            "# The run each task was submitted for, by id: a recipe edited since then",
+            "# cannot make a task run another configuration (`lpo run --id` refuses an",
+            "# id the recipe no longer plans).",
+            "case \"${SLURM_ARRAY_TASK_ID:-}\" in",
+            "    0) id=00abcdef0000 ;;",
+            "    1) id=00abcdef0001 ;;",
+            "    2) id=00abcdef0002 ;;",
+            "    *)",
+            "        echo \"error: array task '${SLURM_ARRAY_TASK_ID:-}' is not one this script was submitted with\" >&2",
+            "        exit 2",
+            "        ;;",
+            "esac",
             "exec '/data/my results/bin/lpo' run '/data/my results/recipes/it'\\''s.toml' \
-             --index \"$SLURM_ARRAY_TASK_ID\" --results '/data/my results/results' --threads 2 \
+             --id \"$id\" --results '/data/my results/results' --threads 2 \
              --set train.steps=5 --set 'label=a b' --no-bars",
         ];
         assert_eq!(script, expected.join("\n") + "\n");
@@ -1118,10 +1196,7 @@ mod tests {
         // The generated command line survives the shell word for word.
         let line = script.lines().last().unwrap().trim_start_matches("exec ");
         let out = Command::new("bash")
-            .args([
-                "-c",
-                &format!("SLURM_ARRAY_TASK_ID=7; printf '%s\\n' {line}"),
-            ])
+            .args(["-c", &format!("id=7; printf '%s\\n' {line}")])
             .output()
             .unwrap();
         let words: Vec<String> = String::from_utf8(out.stdout)
@@ -1270,7 +1345,7 @@ mod tests {
         ctx.recipe = root.join("r $(touch pwned); touch pwned.toml");
         ctx.name = "r\ntouch pwned $(touch pwned)".into();
         ctx.slurm.account = Some("my lab #2".into());
-        let script = ctx.script(&JobKind::Runs(set(&[3]))).unwrap();
+        let script = ctx.script(&runs(&[3])).unwrap();
         assert!(
             script.contains("of `r\\ntouch pwned $(touch pwned)`.\n"),
             "{script}"
@@ -1307,11 +1382,12 @@ mod tests {
         let words = run_with_bash(&script, &base.join("job.sbatch"), &root);
         let recipe = ctx.recipe.to_str().unwrap().to_string();
         let results = format!("{root_text}/results");
+        let run_id = id(3);
         let expected = [
             "run",
             &recipe,
-            "--index",
-            "3",
+            "--id",
+            &run_id,
             "--results",
             &results,
             "--threads",
@@ -1350,6 +1426,69 @@ mod tests {
             .lines()
             .map(String::from)
             .collect()
+    }
+
+    #[test]
+    fn each_array_task_runs_the_run_id_it_was_submitted_for_or_nothing() {
+        let base = std::env::temp_dir().join(format!("lpo-slurm-ids-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("bin")).unwrap();
+        let exe = base.join("bin/lpo");
+        std::fs::write(&exe, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+        Command::new("chmod").arg("755").arg(&exe).status().unwrap();
+        let mut ctx = context(base.to_str().unwrap());
+        ctx.exe = exe;
+        let script = ctx.script(&runs(&[0, 3, 4])).unwrap();
+        assert!(script.contains("#SBATCH --array=0,3-4\n"), "{script}");
+        let path = base.join("runs.sbatch");
+        std::fs::write(&path, &script).unwrap();
+        let task = |value: Option<&str>| {
+            let mut command = Command::new("bash");
+            command.arg(&path).current_dir(&base);
+            command.env_remove("SLURM_ARRAY_TASK_ID");
+            if let Some(v) = value {
+                command.env("SLURM_ARRAY_TASK_ID", v);
+            }
+            command.output().unwrap()
+        };
+        for t in [0, 3, 4] {
+            let out = task(Some(&t.to_string()));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let words = String::from_utf8(out.stdout).unwrap();
+            let words: Vec<&str> = words.lines().collect();
+            assert_eq!(words[0], "run");
+            assert_eq!(words[2..4], ["--id", id(t).as_str()], "{words:?}");
+            assert!(!words.contains(&"--index"), "{words:?}");
+        }
+        // A task id the array was not submitted with runs nothing: exit 2.
+        for value in [
+            Some("1"),
+            Some("03"),
+            Some("3 "),
+            Some(""),
+            Some("*"),
+            Some("$(touch pwned)"),
+            None,
+        ] {
+            let out = task(value);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{value:?}: {stderr}");
+            assert!(out.stdout.is_empty(), "{value:?} ran lpo");
+            assert!(
+                stderr.contains("is not one this script was submitted with"),
+                "{value:?}: {stderr}"
+            );
+        }
+        assert!(!base.join("pwned").exists());
+        // Ids go into the script only as 12 hex digits.
+        let bad = JobKind::Runs([(0, "0123'; touch pwned".to_string())].into());
+        let err = ctx.script(&bad).unwrap_err().to_string();
+        assert!(err.contains("is not 12 hex digits"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

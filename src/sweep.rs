@@ -64,7 +64,7 @@ pub fn apply_threads(recipe: &mut Recipe, cli: Option<u32>) {
 pub struct RunArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// The run's id (from `lpo plan`).
+    /// The run's id (from `lpo plan`); one the plan no longer has runs nothing (exit 2).
     #[arg(long, conflicts_with = "index", required_unless_present = "index")]
     pub id: Option<String>,
     /// The run's index in the plan.
@@ -164,18 +164,14 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
-    let run = match (&args.id, args.index) {
-        (Some(id), _) => plan.runs.iter().find(|r| &r.id == id).with_context(|| {
-            format!(
-                "no run {id} in the plan of {}",
-                args.recipe.recipe.display()
-            )
-        })?,
-        (None, Some(i)) => plan
-            .runs
-            .get(i)
-            .with_context(|| format!("--index {i} but the plan has {} runs", plan.runs.len()))?,
-        (None, None) => bail!("give --id or --index"),
+    // Found before anything is written: an id or index the plan does not
+    // hold runs nothing (exit 2), never a neighbour.
+    let run = match find_run(args, &plan)? {
+        Ok(run) => run,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+        }
     };
     let layout = args.results.layout();
     let mut recipe = (*run.recipe).clone();
@@ -235,6 +231,56 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
             );
             Ok(crate::exit::code(crate::exit::LOCKED))
         }
+    }
+}
+
+/// The run `lpo run` asked for, or why the plan has none (an unknown run).
+fn find_run<'p>(
+    args: &RunArgs,
+    plan: &'p Plan,
+) -> Result<std::result::Result<&'p PlannedRun, String>> {
+    Ok(match (&args.id, args.index) {
+        (Some(id), _) => plan
+            .runs
+            .iter()
+            .find(|r| &r.id == id)
+            .ok_or_else(|| unknown_run_id(id, &args.recipe.recipe, plan.runs.len())),
+        (None, Some(i)) => plan.runs.get(i).ok_or_else(|| {
+            format!(
+                "--index {i}, but the plan of {} has {} runs",
+                args.recipe.recipe.display(),
+                plan.runs.len()
+            )
+        }),
+        (None, None) => bail!("give --id or --index"),
+    })
+}
+
+/// Why `lpo run --id ID` runs nothing: the plan has no run `id`, so the
+/// recipe (or a file it reads) changed since the id was planned; in a Slurm
+/// array task (`SLURM_ARRAY_TASK_ID` set), since the task was submitted.
+fn unknown_run_id(id: &str, recipe: &std::path::Path, runs: usize) -> String {
+    let recipe = recipe.display();
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    match env("SLURM_ARRAY_TASK_ID") {
+        Some(task) => {
+            let task = match env("SLURM_ARRAY_JOB_ID") {
+                Some(job) => format!("{job}_{task}"),
+                None => task,
+            };
+            let task = task.escape_debug();
+            format!(
+                "Slurm task {task} was submitted for run {id}, but the plan of {recipe} \
+                 ({runs} runs) no longer has it: the recipe (or a file it reads) changed \
+                 since submission. Nothing was run, rather than another configuration; \
+                 `lpo sweep {recipe} --backend slurm` submits the current plan"
+            )
+        }
+        None => format!(
+            "no run {id} in the plan of {recipe} ({runs} runs): the recipe (or a file it \
+             reads) changed since the id was planned, or the id is mistyped; `lpo plan \
+             {recipe}` lists the current ids"
+        ),
     }
 }
 

@@ -457,7 +457,31 @@ fn a_dry_run_prints_the_scripts_and_submits_nothing() {
         results.display()
     );
     assert!(stdout.contains(&exec), "{stdout}");
-    assert!(stdout.contains(" run ") && stdout.contains("--index \"$SLURM_ARRAY_TASK_ID\""));
+    // Each task runs the run it was submitted for, by id.
+    assert!(
+        stdout.contains(" run ") && stdout.contains(" --id \"$id\" "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("--index"), "{stdout}");
+    let plan = common::lpo(
+        &dir,
+        &[
+            "plan",
+            "r.toml",
+            "--format",
+            "json",
+            "--set",
+            "train.steps=4",
+        ],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for (index, run) in plan["runs"].as_array().unwrap().iter().enumerate() {
+        let line = format!("    {index}) id={} ;;", run["id"].as_str().unwrap());
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{stdout}"
+        );
+    }
     // Slurm options need the Slurm backend.
     let out = common::lpo(&dir, &["sweep", "r.toml", "--partition", "gpu"]);
     assert_eq!(out.status.code(), Some(2));
@@ -466,6 +490,124 @@ fn a_dry_run_prints_the_scripts_and_submits_nothing() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Each run's id and label in the plan of `recipe` in `dir`, by plan index.
+fn planned(dir: &Path, recipe: &str) -> Vec<(String, String)> {
+    let out = common::lpo(dir, &["plan", recipe, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap().to_string();
+            (field("id"), field("label"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_whose_run_left_the_edited_recipe_runs_nothing_and_a_moved_one_runs_itself() {
+    let dir = scratch("slurm-edited");
+    let recipe = |kinds: &str| {
+        small(
+            "edited",
+            4,
+            &format!(r#"grid = {{ "loss.kind" = [{kinds}] }}"#),
+            "",
+        )
+    };
+    std::fs::write(dir.join("r.toml"), recipe(r#""dpo", "lpo""#)).unwrap();
+    let before = planned(&dir, "r.toml");
+    let out = slurm_sweep(&dir, &["--dry-run"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // The run array: one level, tasks 0 (dpo) and 1 (lpo).
+    let script = stdout
+        .split("#!/bin/bash\n")
+        .find(|s| s.contains("#SBATCH --array=0-1\n"))
+        .unwrap();
+    let script = format!(
+        "#!/bin/bash\n{}",
+        &script[..script.find("\n# submitted as").unwrap()]
+    );
+    for (task, (id, _)) in before.iter().enumerate() {
+        assert!(
+            script.contains(&format!("    {task}) id={id} ;;\n")),
+            "{script}"
+        );
+    }
+    std::fs::write(dir.join("runs.sbatch"), &script).unwrap();
+    let task = |id: &str| {
+        Command::new("bash")
+            .arg("runs.sbatch")
+            .current_dir(&dir)
+            .env("SLURM_ARRAY_JOB_ID", "77")
+            .env("SLURM_ARRAY_TASK_ID", id)
+            .output()
+            .unwrap()
+    };
+
+    // The recipe is edited while the array is queued: index 0 is now lpo,
+    // and dpo is gone.
+    std::fs::write(dir.join("r.toml"), recipe(r#""lpo", "listmle""#)).unwrap();
+    let after = planned(&dir, "r.toml");
+    assert_eq!(after[0], before[1], "{after:?}");
+    assert!(after.iter().all(|(id, _)| *id != before[0].0), "{after:?}");
+
+    // Task 0 was submitted for dpo: it refuses, naming the run and why,
+    // and writes nothing (neither lpo, now at index 0, nor anything else).
+    let out = task("0");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let dpo = &before[0].0;
+    assert!(
+        stderr.contains(&format!(
+            "error: Slurm task 77_0 was submitted for run {dpo}"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("changed since submission"), "{stderr}");
+    assert!(stderr.contains("Nothing was run"), "{stderr}");
+    assert!(
+        !dir.join("res").exists(),
+        "a refused task wrote under the results"
+    );
+
+    // `lpo run --id` by hand says the same without the Slurm task.
+    let out = common::lpo(&dir, &["run", "r.toml", "--id", dpo, "--results", "res"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: no run {dpo} in the plan of r.toml (2 runs)"
+        )),
+        "{stderr}"
+    );
+    let out = common::lpo(&dir, &["run", "r.toml", "--index", "2", "--results", "res"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        !dir.join("res").exists(),
+        "an unknown run wrote under the results"
+    );
+
+    // A task id the array was not submitted with runs nothing either.
+    let out = task("2");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!dir.join("res").exists());
+
+    // Task 1 was submitted for lpo, which moved to index 0: it runs lpo,
+    // and only lpo.
+    let out = task("1");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let runs = run_dirs(&dir.join("res/edited"));
+    let lpo_dir = dir.join("res/edited").join(&before[1].0);
+    assert_eq!(runs, std::slice::from_ref(&lpo_dir), "{stderr}");
+    let s = summary(&lpo_dir).unwrap();
+    assert_eq!(s["status"], "complete", "{s}");
 }
 
 #[test]

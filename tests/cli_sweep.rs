@@ -188,7 +188,7 @@ fn run_by_id_and_unknown_ids() {
     let dir = scratch("run-by-id");
     std::fs::write(dir.join("r.toml"), small(2, 0, "")).unwrap();
     let out = lpo(&dir, &["run", "r.toml", "--id", "000000000000"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2)); // an unknown run is bad input (src/exit.rs)
     assert!(text(&out.stderr).contains("no run 000000000000 in the plan of r.toml"));
 }
 
