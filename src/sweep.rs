@@ -401,6 +401,8 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         bars: Arc::new(SweepBars::new(total as u64, earlier as u64)),
         children: Vec::new(),
         finished: earlier,
+        memory: (!args.ignore_memory_estimate).then(|| crate::memory::Estimates::new(&plan)),
+        held: None,
     };
     scheduler.run()?;
     scheduler.bars.finish();
@@ -482,6 +484,12 @@ struct Scheduler<'a> {
     children: Vec<Running>,
     /// Runs done, including those complete before the sweep.
     finished: usize,
+    /// Each run's estimated peak and the memory of where it trains (`None`
+    /// with `--ignore-memory-estimate`): runs start only while their
+    /// estimates fit together.
+    memory: Option<crate::memory::Estimates>,
+    /// The run last held back for memory (said once).
+    held: Option<usize>,
 }
 
 impl Scheduler<'_> {
@@ -508,9 +516,41 @@ impl Scheduler<'_> {
                     continue;
                 }
             }
+            if !self.fits_beside_running(i) {
+                break; // it starts when a running run ends
+            }
             self.start(i)?;
         }
         Ok(())
+    }
+
+    /// Whether run `i`'s estimated peak fits beside the running runs'
+    /// estimates on the same device; said once when it does not.
+    fn fits_beside_running(&mut self, i: usize) -> bool {
+        let Some(memory) = &self.memory else {
+            return true;
+        };
+        let (place, need) = memory.peak(i);
+        let running: Vec<u64> = self
+            .children
+            .iter()
+            .map(|c| memory.peak(c.index))
+            .filter(|(p, _)| *p == place)
+            .map(|(_, bytes)| bytes)
+            .collect();
+        let fits = crate::memory::admits(&running, need, memory.limit(place));
+        if !fits && self.held != Some(i) {
+            self.held = Some(i);
+            self.bars.println(&format!(
+                "run {} waits: its estimated {} beside the {} of the {} running would exceed the {} here",
+                self.plan.runs[i].id,
+                lpo_plan::memory::human(need),
+                lpo_plan::memory::human(running.iter().sum()),
+                running.len(),
+                memory.limit(place).map_or_else(String::new, lpo_plan::memory::human)
+            ));
+        }
+        fits
     }
 
     /// The first pending run whose baseline run (if any) is done.
