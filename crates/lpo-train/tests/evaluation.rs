@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use lpo_model::logps::response_logps;
 use lpo_recipe::Recipe;
 use lpo_results::{Layout, Outcome, Split};
-use lpo_train::eval::{self, list_metrics, HeldoutSet};
+use lpo_train::eval::{self, HeldoutSet};
 use lpo_train::run::{Baseline, RunRequest};
 use lpo_train::sources::encode_pair;
 use lpo_train::{lists, reference, sources, Silent};
@@ -200,7 +200,7 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         let (lp, lr) = (logps(&policy.model), logps(&reference.model));
         let s: Vec<f64> = lp.iter().zip(&lr).map(|(p, r)| beta * (p - r)).collect();
         let rewards: Vec<f64> = list.list.responses.iter().map(|r| r.reward).collect();
-        let expected = list_metrics(&rewards, &s);
+        let expected = plain_metrics(&rewards, &s);
         assert_eq!(row.pairs, expected.pairs, "{row:?}");
         // The batch and the single list are different products (other row
         // counts, so other kernels or blockings): implicit rewards agree to
@@ -229,4 +229,33 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
     // The curve at the reference itself: every implicit reward is 0.
     let curve = held.curve(&reference.model, beta, 0, &mut Silent);
     assert_eq!((curve.margin, curve.ranking_accuracy), (0.0, 0.0));
+}
+
+/// Pairs, correctly ordered pairs and margin of one list by the definitions
+/// in docs/results.md, written out with plain loops (independent of
+/// `lpo_train::eval::list_metrics`): every (i, j) with r_i > r_j is a pair,
+/// correct when s_i > s_j; the margin is the mean of s_i - s_j over them.
+#[derive(Debug)]
+struct Plain {
+    pairs: u32,
+    correct: u32,
+    margin: Option<f64>,
+}
+
+fn plain_metrics(rewards: &[f64], s: &[f64]) -> Plain {
+    let (mut pairs, mut correct, mut gap) = (0u32, 0u32, 0.0);
+    for i in 0..rewards.len() {
+        for j in 0..rewards.len() {
+            if rewards[i] > rewards[j] {
+                pairs += 1;
+                correct += u32::from(s[i] > s[j]);
+                gap += s[i] - s[j];
+            }
+        }
+    }
+    Plain {
+        pairs,
+        correct,
+        margin: (pairs > 0).then(|| gap / f64::from(pairs)),
+    }
 }
