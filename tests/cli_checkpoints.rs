@@ -187,9 +187,24 @@ fn a_checkpoint_reference_gives_the_model_and_its_weights_enter_the_cache_ids() 
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("its weights or config changed"), "{stderr}");
-    // The digests were remembered: one per weight file hashed.
-    let hashed = std::fs::read_dir(dir.join("results/_cache/file-sha256"))
+    // The digests were remembered: one per file hashed, the checkpoint's
+    // two weight files (old and new bytes) and each file of the cached SFT
+    // reference (its manifest holds their digests), never one twice.
+    let cache = dir.join("results/_cache");
+    let reference_files: usize = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("reference-")
+        })
+        .map(|p| std::fs::read_dir(p).unwrap().count())
+        .sum();
+    let hashed = std::fs::read_dir(cache.join("file-sha256"))
         .unwrap()
         .count();
-    assert_eq!(hashed, 2);
+    assert_eq!(hashed, 2 + reference_files);
 }
