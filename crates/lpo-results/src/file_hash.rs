@@ -20,15 +20,7 @@ use crate::{sha256_hex, write_atomic};
 
 /// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    // Checked before opening: opening a FIFO would wait for a writer, and
-    // /dev/zero never ends.
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("failed to read `{}`", path.display()))?;
-    anyhow::ensure!(
-        meta.is_file(),
-        "failed to read `{}`: not a regular file",
-        path.display()
-    );
+    crate::fsutil::regular_file(path)?;
     let mut file = std::fs::File::open(path)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     let mut hasher = Sha256::new();

@@ -92,12 +92,10 @@ pub fn read_config_text(path: &Path) -> Result<String> {
         .with_context(|| format!("failed to read `{}`: not UTF-8 text", path.display()))
 }
 
-/// Reads `path` whole if it is a regular file (after following links) of
-/// at most `limit` bytes: the one way lpo reads a configuration, tokenizer
-/// or recipe file, so `/dev/zero`, a FIFO or a runaway file is an error
-/// naming the path instead of a hang or an unbounded allocation.
-pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
+/// The metadata of `path` if it is a regular file after following links,
+/// checked before it is opened: opening a FIFO waits for a writer, and
+/// `/dev/zero` never ends.
+pub fn regular_file(path: &Path) -> Result<std::fs::Metadata> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("failed to read `{}`", path.display()))?;
     anyhow::ensure!(
@@ -105,6 +103,16 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
         "failed to read `{}`: not a regular file",
         path.display()
     );
+    Ok(meta)
+}
+
+/// Reads `path` whole if it is a regular file (after following links) of
+/// at most `limit` bytes: the one way lpo reads a configuration, tokenizer
+/// or recipe file, so `/dev/zero`, a FIFO or a runaway file is an error
+/// naming the path instead of a hang or an unbounded allocation.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = regular_file(path)?;
     anyhow::ensure!(
         meta.len() <= limit,
         "failed to read `{}`: {} bytes, more than the {limit} lpo reads from such a file",

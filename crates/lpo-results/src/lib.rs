@@ -21,8 +21,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use fsutil::{
-    publish, read_config_text, read_regular, remove_stale_temporaries, temporary_sibling,
-    write_atomic, FileLock, MAX_CONFIG_FILE,
+    publish, read_config_text, read_regular, regular_file, remove_stale_temporaries,
+    temporary_sibling, write_atomic, FileLock, MAX_CONFIG_FILE,
 };
 pub use records::{
     CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome,
