@@ -118,37 +118,18 @@ pub enum Backend {
     Slurm,
 }
 
-/// The baseline of `run`: the reference, or the run of the plan labelled
-/// `eval.baseline` that shares its data, model, evaluation and seed.
-pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Result<Baseline> {
-    let label = &run.recipe.eval.baseline;
-    if label == "reference" {
-        return Ok(Baseline::Reference);
-    }
-    if &run.recipe.method_label() == label {
-        return Ok(Baseline::Reference);
-    }
-    let key = lpo_plan::eval_key(&run.recipe);
-    let matches: Vec<&PlannedRun> = plan
-        .runs
-        .iter()
-        .filter(|r| &r.recipe.method_label() == label && lpo_plan::eval_key(&r.recipe) == key)
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(Baseline::Run {
-            id: one.id.clone(),
-            dir: layout.run_dir(&one.recipe.name, &one.id),
-        }),
-        [] => bail!(
-            "run {}: eval.baseline = \"{label}\" but no run labelled `{label}` shares its data, model, evaluation and seed",
-            run.id
-        ),
-        many => bail!(
-            "run {}: eval.baseline = \"{label}\" matches {} runs ({}); make labels distinct",
-            run.id,
-            many.len(),
-            many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
-        ),
+/// The baseline of `run` as the planner linked it: the reference, or the
+/// run of the plan labelled `eval.baseline` with its held-out prompts.
+pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Baseline {
+    match run.baseline {
+        None => Baseline::Reference,
+        Some(i) => {
+            let b = &plan.runs[i];
+            Baseline::Run {
+                id: b.id.clone(),
+                dir: layout.run_dir(&b.recipe.name, &b.id),
+            }
+        }
     }
 }
 
@@ -187,7 +168,7 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         eprintln!("error: run {}: {problem}", run.id);
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     }
-    let baseline = baseline_for(&plan, run, &layout)?;
+    let baseline = baseline_for(&plan, run, &layout);
     let request = RunRequest {
         recipe: &recipe,
         run_id: &run.id,
@@ -363,7 +344,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         bail!("the plan has no runs");
     };
     let name = first.recipe.name.clone();
-    let baselines = baseline_indices(&plan, &layout)?;
+    let baselines = baseline_indices(&plan);
     if args.backend == Backend::Slurm {
         return crate::slurm::sweep(args, &plan, &layout, &name, &baselines);
     }
@@ -431,16 +412,8 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
 
 /// For each run of `plan`, the index of its baseline run (`None`: the
 /// reference).
-pub fn baseline_indices(plan: &Plan, layout: &Layout) -> Result<Vec<Option<usize>>> {
-    plan.runs
-        .iter()
-        .map(|run| {
-            Ok(match baseline_for(plan, run, layout)? {
-                Baseline::Reference => None,
-                Baseline::Run { id, .. } => plan.runs.iter().position(|r| r.id == id),
-            })
-        })
-        .collect()
+pub fn baseline_indices(plan: &Plan) -> Vec<Option<usize>> {
+    plan.runs.iter().map(|run| run.baseline).collect()
 }
 
 /// Each run's state before the sweep starts: done if a summary says it is

@@ -35,6 +35,10 @@ pub struct PlannedRun {
     pub assignments: Vec<(String, Value)>,
     /// The run's full resolved recipe (its `sweep` section emptied).
     pub recipe: Box<Recipe>,
+    /// The index of the run it is evaluated against (`eval.baseline`: the
+    /// one run with that label and the same held-out prompts); `None`: the
+    /// reference (also for the baseline run itself).
+    pub baseline: Option<usize>,
 }
 
 /// An expanded sweep.
@@ -103,6 +107,7 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
                         id,
                         assignments,
                         recipe,
+                        baseline: None,
                     });
                 } else {
                     duplicates += 1;
@@ -110,7 +115,7 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
             }
         }
     }
-    problems.extend(unknown_baselines(&runs));
+    problems.extend(link_baselines(&mut runs));
     problems.extend(lone_self_baselines(&runs));
     if runs.is_empty() && excluded > 0 && problems.is_empty() {
         problems.push(Diagnostic {
@@ -181,39 +186,59 @@ fn base_of(recipe: &Recipe) -> Result<Value, Diagnostics> {
     Ok(base)
 }
 
-/// Runs whose `eval.baseline` names a label that no run of the plan with
-/// the same held-out prompts ([`eval_key`]) carries: caught here rather than
-/// after training.
-fn unknown_baselines(runs: &[PlannedRun]) -> Vec<Diagnostic> {
+/// Sets each run's `baseline` to the one run of the plan labelled
+/// `eval.baseline` with the same held-out prompts ([`eval_key`]); a label
+/// that no such run carries, or that several carry, is a problem caught
+/// here rather than after training. The one place baselines are resolved.
+fn link_baselines(runs: &mut [PlannedRun]) -> Vec<Diagnostic> {
     if runs.iter().all(|r| r.recipe.eval.baseline == "reference") {
         return Vec::new();
     }
     let keys: Vec<String> = runs.iter().map(|r| eval_key(&r.recipe)).collect();
-    let available: HashSet<(String, &str)> = runs
-        .iter()
-        .zip(&keys)
-        .map(|(r, k)| (r.recipe.method_label(), k.as_str()))
-        .collect();
+    let mut by_label: std::collections::HashMap<(String, &str), Vec<usize>> = Default::default();
+    for (i, (r, k)) in runs.iter().zip(&keys).enumerate() {
+        by_label
+            .entry((r.recipe.method_label(), k.as_str()))
+            .or_default()
+            .push(i);
+    }
     let mut labels: Vec<String> = runs.iter().map(|r| r.recipe.method_label()).collect();
     labels.sort();
     labels.dedup();
-    runs.iter()
-        .zip(&keys)
-        .filter(|(r, k)| {
-            let b = &r.recipe.eval.baseline;
-            b != "reference" && !available.contains(&(b.clone(), k.as_str()))
-        })
-        .map(|(r, _)| Diagnostic {
-            message: format!(
-                "`eval.baseline` is \"{}\" in run {}, but no run of the plan with the same data, model, evaluation and seed is labelled so (labels: {})",
-                r.recipe.eval.baseline,
+    let mut problems = Vec::new();
+    let mut links = vec![None; runs.len()];
+    for (i, (r, k)) in runs.iter().zip(&keys).enumerate() {
+        let b = &r.recipe.eval.baseline;
+        if b == "reference" || *b == r.recipe.method_label() {
+            continue;
+        }
+        let message = match by_label.get(&(b.clone(), k.as_str())).map(Vec::as_slice) {
+            Some([one]) => {
+                links[i] = Some(*one);
+                continue;
+            }
+            Some(many) => format!(
+                "`eval.baseline` is \"{b}\" in run {}, but {} runs with the same data, model, evaluation and seed are labelled so ({}): make labels distinct",
+                r.id,
+                many.len(),
+                many.iter().map(|&j| runs[j].id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            None => format!(
+                "`eval.baseline` is \"{b}\" in run {}, but no run of the plan with the same data, model, evaluation and seed is labelled so (labels: {})",
                 r.id,
                 labels.join(", ")
             ),
+        };
+        problems.push(Diagnostic {
+            message,
             location: "the planned sweep".into(),
             help: Some("use `reference` or a label of the sweep".into()),
-        })
-        .collect()
+        });
+    }
+    for (run, link) in runs.iter_mut().zip(links) {
+        run.baseline = link;
+    }
+    problems
 }
 
 /// The runs whose `eval.baseline` is their own label: the baseline method

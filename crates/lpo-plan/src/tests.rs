@@ -203,6 +203,17 @@ fn an_unknown_baseline_label_is_a_plan_error() {
     let p = plan(&known).unwrap();
     let own: Vec<&str> = self_baselines(&p).iter().map(|r| r.id.as_str()).collect();
     assert_eq!(own, [p.runs[1].id.as_str()]);
+    // The planner links each run to its baseline run, once for every consumer.
+    assert_eq!((p.runs[0].baseline, p.runs[1].baseline), (Some(1), None));
+    // Two runs that carry the baseline's label are ambiguous.
+    let twice = recipe(
+        "[eval]\nbaseline = \"d\"\n[sweep]\nzip = { label = [\"d\", \"d\", \"x\"], \"loss.beta\" = [0.1, 0.2, 0.3] }\n",
+    );
+    let err = plan(&twice).unwrap_err().to_string();
+    assert!(
+        err.contains("2 runs with the same data") && err.contains("make labels distinct"),
+        "{err}"
+    );
     // A run that is its own baseline with nobody comparing with it is an
     // error, not a silent comparison with the reference.
     let lone = recipe("[loss]\nkind = \"dpo\"\n[eval]\nbaseline = \"dpo\"\n");
