@@ -211,27 +211,97 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Diagnostics> {
                 .collect(),
         )
     })?;
-    let cross = crate::validate::problems(&recipe);
-    if !cross.is_empty() {
-        let location = files
-            .last()
-            .map_or_else(|| "the merged recipe".into(), |f| f.display().to_string());
-        return Err(Diagnostics(
-            cross
-                .into_iter()
-                .map(|(key, message)| Diagnostic {
-                    message: format!("`{key}` {message}"),
-                    location: location.clone(),
-                    help: None,
-                })
-                .collect(),
-        ));
-    }
-    Ok(Loaded {
+    let loaded = Loaded {
         recipe,
         files,
         figment,
-    })
+    };
+    let cross = crate::validate::problems(&loaded.recipe);
+    if !cross.is_empty() {
+        return Err(Diagnostics(
+            cross
+                .into_iter()
+                .map(|(key, message)| loaded.cross_key_diagnostic(&key, &message))
+                .collect(),
+        ));
+    }
+    Ok(loaded)
+}
+
+impl Loaded {
+    /// A problem of `key` together with other keys: located where `key` was
+    /// set (file:line:col, the `--set` or the variable), with where each
+    /// other key its message names was set when that is elsewhere, so both
+    /// ends of the conflict can be found.
+    fn cross_key_diagnostic(&self, key: &str, message: &str) -> Diagnostic {
+        let fallback = || {
+            self.files
+                .last()
+                .map_or_else(|| "the merged recipe".into(), |f| f.display().to_string())
+        };
+        let location = self.origin(key).unwrap_or_else(fallback);
+        let others: Vec<String> = mentioned_keys(key, message)
+            .into_iter()
+            .filter_map(|other| {
+                let at = self.origin(&other)?;
+                (at != location).then(|| format!("`{other}` at {at}"))
+            })
+            .collect();
+        let also = match others.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", others.join(", ")),
+        };
+        Diagnostic {
+            message: format!("`{key}` {message}{also}"),
+            location,
+            help: None,
+        }
+    }
+
+    /// Where `key` was set: `file:line:col` in a recipe file, the `--set`
+    /// or environment variable, or the preset; `None` for a built-in default.
+    fn origin(&self, key: &str) -> Option<String> {
+        let explained = self.explain(key).ok()?;
+        match explained.file {
+            Some(file) => {
+                let text = lpo_results::read_config_text(&file).ok()?;
+                let path: Vec<String> = key.split('.').map(String::from).collect();
+                let at = key_spans(&text).get(&path).copied();
+                Some(match at {
+                    Some(offset) => {
+                        let (line, col) = line_col(&text, offset);
+                        format!("{}:{line}:{col}", file.display())
+                    }
+                    None => file.display().to_string(),
+                })
+            }
+            None if explained.layer == "built-in defaults" => None,
+            None => Some(explained.layer),
+        }
+    }
+}
+
+/// The recipe keys other than `key` a cross-key message names: dotted keys
+/// of the table, and bare field names of `key`'s own section (`heads 3 is
+/// not divisible by kv_heads 2` names `model.heads` and `model.kv_heads`).
+fn mentioned_keys(key: &str, message: &str) -> Vec<String> {
+    let section = key.split_once('.').map_or("", |(s, _)| s);
+    let words: Vec<&str> = message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for spec in keys::KEYS.iter().filter(|k| !k.path.contains('[')) {
+        let field = spec
+            .path
+            .strip_prefix(section)
+            .and_then(|r| r.strip_prefix('.'));
+        let named = words.iter().any(|w| *w == spec.path || Some(*w) == field);
+        if named && spec.path != key && !out.iter().any(|o| o == spec.path) {
+            out.push(spec.path.to_string());
+        }
+    }
+    out
 }
 
 /// A coefficient set as a table (a schedule) replaces the layers below it
@@ -500,6 +570,38 @@ mod tests {
         assert_eq!(
             loaded.explain("eval.prompts").unwrap().layer,
             "built-in defaults"
+        );
+    }
+
+    #[test]
+    fn cross_key_problems_name_where_each_key_was_set() {
+        let dir = tempdir("cross-key");
+        let base = write(
+            &dir,
+            "base.toml",
+            "name = \"x\"\n[model]\nheads = 4\n[train]\nbatch_size = 8\n",
+        );
+        let path = write(
+            &dir,
+            "r.toml",
+            "extends = \"base.toml\"\n\n[model]\nkv_heads = 3\n",
+        );
+        let text = load(&path, &Overrides::default()).unwrap_err().to_string();
+        let (b, r) = (base.display(), path.display());
+        assert!(
+            text.contains(&format!("`model.kv_heads` heads 4 is not divisible by kv_heads 3 (`model.heads` at {b}:3:1) at {r}:4:1")),
+            "{text}"
+        );
+        // A key from --set is located there, the other key in its file.
+        let sets = Overrides {
+            sets: vec!["train.grad_accum=3".into()],
+            ..Overrides::default()
+        };
+        let ok = write(&dir, "ok.toml", "extends = \"base.toml\"\n");
+        let text = load(&ok, &sets).unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("(`train.batch_size` at {b}:5:1) at --set")),
+            "{text}"
         );
     }
 
