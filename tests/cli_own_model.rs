@@ -19,20 +19,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
 }
 
-/// Copies the files under `from` into `to` (one level of subdirectories).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 /// A Hugging Face cache holding `org/tiny-qwen2` and the dataset `org/pairs`
 /// at their `main` revisions, laid out as huggingface_hub lays it out.
 fn hub_cache(root: &Path) -> PathBuf {
@@ -42,7 +28,7 @@ fn hub_cache(root: &Path) -> PathBuf {
         ("datasets--org--pairs", DATA_COMMIT, "pairs"),
     ] {
         let dir = hub.join(repo);
-        copy_dir(
+        common::copy_tree(
             &fixtures().join(source),
             &dir.join("snapshots").join(commit),
         );

@@ -790,7 +790,7 @@ fn a_lora_run_trains_only_its_adapters_saves_them_as_peft_and_exports_merged() {
     // A copied results directory exports from its own cache, though the
     // adapters name the original's base by its absolute path.
     let copy = dir.join("copied");
-    copy_tree(&dir.join("results"), &copy);
+    common::copy_tree(&dir.join("results"), &copy);
     std::fs::rename(dir.join("results"), dir.join("moved-away")).unwrap();
     let copied_run = copy.join(run.strip_prefix(dir.join("results")).unwrap());
     let out = lpo(
@@ -814,20 +814,6 @@ fn a_lora_run_trains_only_its_adapters_saves_them_as_peft_and_exports_merged() {
         stderr.contains("the adapters' base model is gone") && stderr.contains("lpo prepare"),
         "{stderr}"
     );
-}
-
-/// Copies the tree `from` to `to` (files and directories).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -108,3 +108,17 @@ pub fn run_dirs(family: &Path) -> Vec<PathBuf> {
     dirs.sort();
     dirs
 }
+
+/// Copies the tree `from` to `to` (files and directories).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
