@@ -113,15 +113,9 @@ pub fn plan_recipe(loaded: &Loaded) -> Result<lpo_plan::Plan, Diagnostics> {
 }
 
 /// Loads and plans a recipe; recipe problems are printed and give `None`
-/// (the caller exits with status 2).
+/// (the caller exits with status 2). Never touches the network.
 pub fn plan_or_report(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
-    match args.load().and_then(|loaded| plan_recipe(&loaded)) {
-        Ok(plan) => Ok(Some(plan)),
-        Err(diagnostics) => {
-            crate::print_diagnostics(&diagnostics);
-            Ok(None)
-        }
-    }
+    load_and_plan(args, |_| {})
 }
 
 /// [`plan_or_report`] for the commands that run: the Hugging Face Hub
@@ -129,19 +123,26 @@ pub fn plan_or_report(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
 /// ([`lpo_hf::hub::download`]; a failed fetch is printed, and planning then
 /// reports the name as absent).
 pub fn fetch_and_plan(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
-    let loaded = match args.load() {
-        Ok(loaded) => loaded,
-        Err(diagnostics) => {
-            crate::print_diagnostics(&diagnostics);
-            return Ok(None);
+    load_and_plan(args, |loaded| {
+        for (name, kind) in lpo_plan::hub_names(&loaded.recipe) {
+            if let Err(e) = lpo_hf::hub::download(&name, kind) {
+                eprintln!("error: {e:#}");
+            }
         }
-    };
-    for (name, kind) in lpo_plan::hub_names(&loaded.recipe) {
-        if let Err(e) = lpo_hf::hub::download(&name, kind) {
-            eprintln!("error: {e:#}");
-        }
-    }
-    match plan_recipe(&loaded) {
+    })
+}
+
+/// Loads the recipe, runs `before` on it, then plans it; problems are
+/// printed and give `None`.
+fn load_and_plan(
+    args: &RecipeArgs,
+    before: impl FnOnce(&Loaded),
+) -> Result<Option<lpo_plan::Plan>> {
+    let planned = args.load().and_then(|loaded| {
+        before(&loaded);
+        plan_recipe(&loaded)
+    });
+    match planned {
         Ok(plan) => Ok(Some(plan)),
         Err(diagnostics) => {
             crate::print_diagnostics(&diagnostics);
