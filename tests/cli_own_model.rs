@@ -197,6 +197,17 @@ fn a_checkpoint_without_tokenizer_or_an_absent_hub_name_is_exit_2() {
     let out = lpo(&dir, &hub, &["plan", "with.toml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
+    // An evaluation split the dataset does not have names the splits it has.
+    let no_split = RECIPE.replace("eval_split = \"test\"", "eval_split = \"validation\"");
+    std::fs::write(dir.join("no-split.toml"), no_split).unwrap();
+    let out = lpo(&dir, &hub, &["data", "preview", "no-split.toml"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("validation") && stderr.contains("test"),
+        "{stderr}"
+    );
+
     std::fs::write(dir.join("absent.toml"), recipe("\"org/absent\"")).unwrap();
     let out = lpo(&dir, &hub, &["plan", "absent.toml"]);
     let stderr = text(&out.stderr);

@@ -619,6 +619,16 @@ fn silent_overrides_self_baselines_empty_inputs_and_missing_files_exit_2_at_plan
             "no/such/file.jsonl does not exist",
         ),
         (
+            "eval-split-alone.toml",
+            "[data]\nmix = [{ path = \"tests/fixtures/hf/pairs\", eval_split = \"test\", format = \"trl\" }]\n",
+            "needs `split` too",
+        ),
+        (
+            "eval-split-is-split.toml",
+            "[data]\nmix = [{ path = \"tests/fixtures/hf/pairs\", split = \"train\", eval_split = \"train\", format = \"trl\" }]\n",
+            "the training split itself",
+        ),
+        (
             "no-tokenizer.toml",
             "[data]\ntokenizer = \"absent-tokenizer.json\"\n",
             "absent-tokenizer.json does not exist",
