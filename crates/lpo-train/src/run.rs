@@ -881,6 +881,11 @@ fn micro_weights(
     set: &crate::batch::TrainSet,
     parts: &[Vec<usize>],
 ) -> Vec<f64> {
+    // One micro-batch is the whole step: its weight is 1 (a step without
+    // contributing prompts has loss 0 and no gradient either way).
+    if parts.len() == 1 {
+        return vec![1.0];
+    }
     let counts: Vec<f64> = parts
         .iter()
         .map(|indices| {
