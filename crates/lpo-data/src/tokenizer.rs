@@ -202,6 +202,44 @@ impl HfTokenizer {
     }
 }
 
+impl HfTokenizer {
+    /// Token ids of `text` with the special tokens the tokenizer's
+    /// post-processor adds (transformers' `tokenizer(text)`, e.g. Llama's `<s>`).
+    pub fn encode_with_specials(&self, text: &str) -> Vec<i64> {
+        self.inner
+            .encode(text, true)
+            .map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Token ids of a whole conversation ending in `response`, as a reward
+    /// model reads it: with a chat template, the rendered messages (context,
+    /// the user's `prompt`, the assistant's `response`; no generation
+    /// prompt) tokenized as they are (`apply_chat_template(tokenize=True)`);
+    /// without one, `prompt + response` with the tokenizer's special tokens
+    /// (`tokenizer(prompt + response)`; the context is not part of it).
+    pub fn encode_conversation(
+        &self,
+        context: &[Message],
+        prompt: &str,
+        response: &str,
+    ) -> Result<Vec<i64>, String> {
+        let Some(template) = &self.template else {
+            return Ok(self.encode_with_specials(&format!("{prompt}{response}")));
+        };
+        let mut messages = context.to_vec();
+        messages.push(Message {
+            role: "user".into(),
+            content: prompt.into(),
+        });
+        messages.push(Message {
+            role: "assistant".into(),
+            content: response.into(),
+        });
+        Ok(self.encode(&template.render(&messages, false)?))
+    }
+}
+
 /// A special token as (text, id).
 type Special = (String, i64);
 

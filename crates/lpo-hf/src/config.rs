@@ -43,6 +43,65 @@ impl Family {
             Family::Qwen3 => "Qwen3ForCausalLM",
         }
     }
+
+    /// Its sequence-classification class (a reward model: the decoder and a
+    /// `score` head at the last non-padding token).
+    pub fn classifier_architecture(self) -> &'static str {
+        match self {
+            Family::Mistral => "MistralForSequenceClassification",
+            Family::Llama => "LlamaForSequenceClassification",
+            Family::Qwen2 => "Qwen2ForSequenceClassification",
+            Family::Qwen3 => "Qwen3ForSequenceClassification",
+        }
+    }
+}
+
+/// What sits on top of a checkpoint's decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// `XForCausalLM` (or no `architectures`): next-token logits.
+    CausalLm,
+    /// `XForSequenceClassification`: `num_labels` scores per sequence.
+    Classifier {
+        /// Outputs of the `score` head (`num_labels`, transformers' default 2).
+        num_labels: i64,
+    },
+}
+
+impl Head {
+    /// The head a `config.json` declares (its `architectures`).
+    pub fn from_hf_json(text: &str) -> Result<Head> {
+        let value: Value = serde_json::from_str(text)?;
+        let o = value
+            .as_object()
+            .context("config.json is not a JSON object")?;
+        let family = family_of(o)?;
+        let classifier = o
+            .get("architectures")
+            .and_then(Value::as_array)
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|a| a.as_str() == Some(family.classifier_architecture()))
+            });
+        if !classifier {
+            return Ok(Head::CausalLm);
+        }
+        let num_labels = match (o.get("num_labels"), o.get("id2label")) {
+            (Some(n), _) if !n.is_null() => n
+                .as_i64()
+                .with_context(|| format!("`num_labels` is {n}, not an integer"))?,
+            (_, Some(Value::Object(labels))) => labels.len() as i64,
+            _ => 2, // PretrainedConfig's default
+        };
+        Ok(Head::Classifier { num_labels })
+    }
+
+    /// The head of the checkpoint in `dir` (its `config.json`).
+    pub fn read(dir: &std::path::Path) -> Result<Head> {
+        let path = dir.join("config.json");
+        let text = lpo_results::read_config_text(&path)?;
+        Head::from_hf_json(&text).with_context(|| format!("in `{}`", path.display()))
+    }
 }
 
 /// Decoder hyper-parameters (names as in Hugging Face's configs).
@@ -418,9 +477,11 @@ fn family_of(o: &Map<String, Value>) -> Result<Family> {
             .with_context(|| format!("`architectures` is {archs}, not a list"))?;
         for a in archs {
             ensure!(
-                a.as_str() == Some(family.architecture()),
-                "architecture {a} is not supported: a `{kind}` checkpoint must be a {}",
-                family.architecture()
+                a.as_str() == Some(family.architecture())
+                    || a.as_str() == Some(family.classifier_architecture()),
+                "architecture {a} is not supported: a `{kind}` checkpoint must be a {} or a {}",
+                family.architecture(),
+                family.classifier_architecture()
             );
         }
     }

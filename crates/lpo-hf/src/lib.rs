@@ -13,7 +13,7 @@ mod config;
 pub mod hub;
 mod rope;
 
-pub use config::{Config, Family};
+pub use config::{Config, Family, Head};
 pub use rope::RopeScaling;
 
 #[cfg(test)]

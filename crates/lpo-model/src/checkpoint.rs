@@ -191,6 +191,12 @@ pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
 /// Loads a checkpoint directory: its `config.json` and weights, on `device`.
 pub fn load(dir: &Path, device: Device) -> Result<(nn::VarStore, Mistral)> {
     let config = Config::read(dir)?;
+    ensure!(
+        lpo_hf::Head::read(dir)? == lpo_hf::Head::CausalLm,
+        "{} is a {} (a reward model), not a causal language model",
+        dir.display(),
+        config.family.classifier_architecture()
+    );
     let vs = nn::VarStore::new(device);
     let model = Mistral::new(&vs.root(), &config);
     load_into(&vs, dir)?;

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod logps;
 pub mod lora;
 pub mod model;
+pub mod reward_model;
 
 pub use lpo_hf::{Config, Family, RopeScaling};
 pub use model::{KvCache, Mistral};

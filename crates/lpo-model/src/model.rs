@@ -27,7 +27,7 @@ pub struct Linear {
 
 impl Linear {
     /// Weights from `N(0, 0.02)`, a zero bias when `bias`.
-    fn new(vs: nn::Path, input: i64, output: i64, bias: bool) -> Linear {
+    pub(crate) fn new(vs: nn::Path, input: i64, output: i64, bias: bool) -> Linear {
         let init = nn::Init::Randn {
             mean: 0.0,
             stdev: INIT_STD,
@@ -40,7 +40,7 @@ impl Linear {
     }
 
     /// `[.., in] -> [.., out]`.
-    fn forward(&self, x: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let y = linear(x, &self.weight, self.bias.as_ref());
         match &self.adapter {
             Some(adapter) => y + adapter.forward(x),
@@ -493,6 +493,17 @@ impl Mistral {
             rotary: Rotary::new(config, vs.device()),
             config: config.clone(),
         }
+    }
+
+    /// The decoder without its output head (`model.*` only), for a reward
+    /// model's trunk ([`crate::reward_model`]); [`Mistral::logits`] is never
+    /// called on it.
+    pub(crate) fn trunk(vs: &nn::Path, config: &Config) -> Mistral {
+        let tied = Config {
+            tie_word_embeddings: true,
+            ..config.clone()
+        };
+        Mistral::new(vs, &tied)
     }
 
     /// A policy with LoRA adapters: this model's weights, shared (not
