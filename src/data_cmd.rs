@@ -144,11 +144,13 @@ impl RunData {
             device,
             &mut bars,
         )?;
+        let rewards = lpo_train::rewards::Rewards::load(recipe, device)?;
         let lists = lpo_train::lists::obtain(
             recipe,
             &sources,
             tokenizer.as_ref(),
             &reference,
+            &rewards,
             &layout,
             &mut bars,
         )?;

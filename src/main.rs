@@ -10,6 +10,7 @@ mod prepare_cmd;
 mod progress;
 mod recipes;
 mod report_cmd;
+mod score_cmd;
 mod slurm;
 mod status_cmd;
 mod sweep;
@@ -48,6 +49,8 @@ enum Command {
     Report(report_cmd::ReportArgs),
     /// Write a finished run's policy as a full Hugging Face checkpoint (LoRA adapters merged into their base).
     Export(export_cmd::ExportArgs),
+    /// Sample K responses for every record of a recipe's prompt files from its reference and score them with their reward: a reward-list file data.mix trains on.
+    Score(score_cmd::ScoreArgs),
     /// Inspect the data a recipe trains on.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
         Command::Export(args) => export_cmd::run(&args),
+        Command::Score(args) => score_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

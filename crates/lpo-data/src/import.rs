@@ -23,7 +23,21 @@
 //!   (`score_chosen`/`score_rejected`); without them chosen gets reward 1 and
 //!   rejected 0.
 //!
-//! Every record needs at least two responses with finite scores.
+//!
+//! Prompt files, whose responses lpo samples and a reward source scores
+//! (`data.mix[].reward`), hold no responses:
+//!
+//! - `prompts`: `{"prompt": "…", "context": [messages]?, "answer": "42"?,
+//!   "tests": {"test": "…", "entry_point": "f"?}?, "responses": ["…"]?}`;
+//!   unscored `responses` (strings or `{"text": …}`) are for `lpo score`,
+//!   which scores them instead of sampling (their reward is NaN until then).
+//! - `gsm8k` (`openai/gsm8k`): `{"question": "…", "answer": "… #### 42"}`;
+//!   the answer is the whole solution, whose `####` line the math reward reads.
+//! - `humaneval` (`openai_humaneval`): `{"prompt": "def f(…", "test": "def
+//!   check(candidate): …", "entry_point": "f"}` (other fields ignored).
+//!
+//! Every record of a response format needs at least two responses with
+//! finite scores.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -31,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::{Message, RewardList, Scored};
+use crate::{CodeTests, Message, RewardList, Scored};
 
 /// A JSONL file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +58,19 @@ pub enum Format {
     UltraFeedbackBinarized,
     /// TRL's standard and conversational preference formats.
     Trl,
+    /// Prompts with optional reference answers and tests.
+    Prompts,
+    /// GSM8K's question/answer records.
+    Gsm8k,
+    /// HumanEval's prompt/test/entry_point records.
+    HumanEval,
+}
+
+impl Format {
+    /// Whether records are prompts without responses (scored by a reward source).
+    pub fn is_prompts(self) -> bool {
+        matches!(self, Format::Prompts | Format::Gsm8k | Format::HumanEval)
+    }
 }
 
 /// What to do with a malformed line.
@@ -507,7 +534,13 @@ pub fn parse_value(value: &Value, format: Format) -> Result<RewardList, String> 
         Format::UltraFeedback => ultrafeedback(value)?,
         Format::UltraFeedbackBinarized => binarized(value)?,
         Format::Trl => trl(value)?,
+        Format::Prompts => prompts(value)?,
+        Format::Gsm8k => gsm8k(value)?,
+        Format::HumanEval => humaneval(value)?,
     };
+    if format.is_prompts() {
+        return Ok(record);
+    }
     if record.responses.len() < 2 {
         return Err(format!(
             "needs at least 2 responses, found {}",
@@ -581,6 +614,75 @@ fn native(value: &Value) -> Result<RewardList, String> {
         context: Vec::new(),
         prompt,
         responses,
+        ..RewardList::default()
+    })
+}
+
+fn prompts(value: &Value) -> Result<RewardList, String> {
+    let context = match value.get("context") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => messages(v, "context")?,
+    };
+    let answer = match value.get("answer") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(v) => return Err(format!("`answer` is not a string or a number: {v}")),
+    };
+    let tests = match value.get("tests") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(CodeTests {
+            test: text(t, "test").map_err(|e| format!("tests: {e}"))?,
+            entry_point: match t.get("entry_point") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(text(t, "entry_point").map_err(|e| format!("tests: {e}"))?),
+            },
+        }),
+    };
+    // Unscored responses, for `lpo score` to score (training refuses them).
+    let responses = match value.get("responses") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Value::String(t) => Ok(t.clone()),
+                other => text(other, "text").map_err(|e| format!("responses[{i}]: {e}")),
+            })
+            .map(|t| {
+                t.map(|text| Scored {
+                    text,
+                    reward: f64::NAN,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        Some(v) => return Err(format!("`responses` is not an array: {v}")),
+    };
+    Ok(RewardList {
+        context,
+        prompt: text(value, "prompt")?,
+        responses,
+        answer,
+        tests,
+    })
+}
+
+fn gsm8k(value: &Value) -> Result<RewardList, String> {
+    Ok(RewardList {
+        prompt: text(value, "question")?,
+        answer: Some(text(value, "answer")?),
+        ..RewardList::default()
+    })
+}
+
+fn humaneval(value: &Value) -> Result<RewardList, String> {
+    Ok(RewardList {
+        prompt: text(value, "prompt")?,
+        tests: Some(CodeTests {
+            test: text(value, "test")?,
+            entry_point: Some(text(value, "entry_point")?),
+        }),
+        ..RewardList::default()
     })
 }
 
@@ -604,6 +706,7 @@ fn ultrafeedback(value: &Value) -> Result<RewardList, String> {
         context: Vec::new(),
         prompt,
         responses,
+        ..RewardList::default()
     })
 }
 
@@ -750,6 +853,7 @@ fn pair(
                 reward: scores.1,
             },
         ],
+        ..RewardList::default()
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Message {
 }
 
 /// A prompt with its scored responses: one line of the native JSONL format.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RewardList {
     /// The messages before the prompt: a system message and earlier turns
     /// (empty for a single-turn prompt). A chat template renders them; without
@@ -50,8 +50,27 @@ pub struct RewardList {
     pub context: Vec<Message>,
     /// Prompt text (the last user message of a conversation).
     pub prompt: String,
-    /// Scored responses (at least two).
+    /// Scored responses (at least two; none in a prompt file, whose
+    /// responses lpo samples and scores with the source's reward).
     pub responses: Vec<Scored>,
+    /// The reference answer a `math` reward checks responses against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The tests a `code` reward runs responses against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<CodeTests>,
+}
+
+/// A code prompt's tests (HumanEval's layout): the program run is the
+/// prompt, the response, the test code, then `check(entry_point)` when an
+/// entry point is named (MBPP-style tests are top-level asserts without one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeTests {
+    /// Test code (HumanEval: a `check(candidate)` function).
+    pub test: String,
+    /// The function the tests call (`check(entry_point)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<String>,
 }
 
 impl RewardList {
@@ -79,6 +98,8 @@ impl RewardList {
             context: self.context.clone(),
             prompt: self.prompt.clone(),
             responses: vec![self.responses[best].clone(), self.responses[other].clone()],
+            answer: self.answer.clone(),
+            tests: self.tests.clone(),
         })
     }
 
@@ -108,6 +129,7 @@ mod tests {
                     reward,
                 })
                 .collect(),
+            ..RewardList::default()
         }
     }
 

@@ -74,6 +74,7 @@ mod tests {
                     reward,
                 })
                 .collect(),
+            ..RewardList::default()
         }
     }
 

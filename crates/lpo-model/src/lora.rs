@@ -60,6 +60,16 @@ impl LoraSpec {
         self.alpha / self.rank as f64
     }
 
+    /// The same adapters with their own dropout switch, always off: for a
+    /// copy of the policy that only samples or scores (an on-policy round's
+    /// starting point), whatever the training policy's switch says.
+    pub fn inference_copy(&self) -> LoraSpec {
+        LoraSpec {
+            training: Arc::new(AtomicBool::new(false)),
+            ..self.clone()
+        }
+    }
+
     /// Turns dropout on (training) or off (scoring, sampling, evaluation).
     pub fn set_training(&self, on: bool) {
         self.training.store(on, Ordering::Relaxed);

@@ -388,6 +388,9 @@ pub fn localize(recipe: &mut Recipe) -> Result<(), (String, String)> {
     if let Some(path) = &mut recipe.data.tokenizer {
         local("data.tokenizer", path, RepoKind::Model)?;
     }
+    if let Some(dir) = &mut recipe.reward.model {
+        local("reward.model", dir, RepoKind::Model)?;
+    }
     for (i, source) in recipe.data.mix.iter_mut().enumerate() {
         if let Some(path) = &mut source.path {
             local(&format!("data.mix[{i}].path"), path, RepoKind::Dataset)?;
@@ -398,13 +401,14 @@ pub fn localize(recipe: &mut Recipe) -> Result<(), (String, String)> {
         let path = s.path.as_deref()?;
         Some((format!("data.mix[{i}].path"), path))
     });
-    for (key, path) in files.chain(
-        recipe
-            .data
-            .tokenizer
-            .as_deref()
-            .map(|p| ("data.tokenizer".to_string(), p)),
-    ) {
+    let named = [
+        ("data.tokenizer", &recipe.data.tokenizer),
+        ("reward.model", &recipe.reward.model),
+    ];
+    let named = named
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_string(), value.as_deref()?)));
+    for (key, path) in files.chain(named) {
         if !std::path::Path::new(path).exists() {
             return Err((key.clone(), format!("`{key}`: {path} does not exist")));
         }
@@ -444,7 +448,11 @@ pub fn hub_names(recipe: &Recipe) -> Vec<(String, lpo_hf::hub::RepoKind)> {
             }
         }
     };
-    let models = [&recipe.reference.checkpoint, &recipe.data.tokenizer];
+    let models = [
+        &recipe.reference.checkpoint,
+        &recipe.data.tokenizer,
+        &recipe.reward.model,
+    ];
     for value in models.into_iter().flatten() {
         add(value, RepoKind::Model);
     }
@@ -459,7 +467,7 @@ pub fn hub_names(recipe: &Recipe) -> Vec<(String, lpo_hf::hub::RepoKind)> {
     for (key, values) in axes {
         for value in values {
             match (key.as_str(), value) {
-                ("reference.checkpoint" | "data.tokenizer", Value::String(s)) => {
+                ("reference.checkpoint" | "data.tokenizer" | "reward.model", Value::String(s)) => {
                     add(s, RepoKind::Model)
                 }
                 ("data.mix", Value::Array(sources)) => {
@@ -479,6 +487,7 @@ pub(crate) fn names_hub(recipe: &Recipe) -> bool {
     let hub = |v: &Option<String>| v.as_deref().and_then(lpo_recipe::paths::hub_name).is_some();
     hub(&recipe.reference.checkpoint)
         || hub(&recipe.data.tokenizer)
+        || hub(&recipe.reward.model)
         || recipe.data.mix.iter().any(|s| hub(&s.path))
 }
 
@@ -492,6 +501,13 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
         return Ok(());
     };
     let config = lpo_hf::Config::read(std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))?;
+    let head = lpo_hf::Head::read(std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))?;
+    if head != lpo_hf::Head::CausalLm {
+        return Err(format!(
+            "`reference.checkpoint` {dir} is a {} (a reward model), not a causal language model: name it as a reward source (`reward = {{ model = \"{dir}\" }}`)",
+            config.family.classifier_architecture()
+        ));
+    }
     let have = config.dims().ok_or_else(|| {
         format!(
             "the checkpoint {} does not fit a recipe's model fields",

@@ -39,6 +39,10 @@ pub struct Recipe {
     pub sweep: SweepConfig,
     /// Paper-style tables `lpo report` regenerates. Cosmetic.
     pub report: ReportConfig,
+    /// Settings of the reward sources that file sources name
+    /// (`data.mix[].reward`); absent from run ids while at its defaults.
+    #[serde(skip_serializing_if = "RewardConfig::is_default")]
+    pub reward: RewardConfig,
 }
 
 impl Default for Recipe {
@@ -56,6 +60,7 @@ impl Default for Recipe {
             eval: EvalConfig::default(),
             sweep: SweepConfig::default(),
             report: ReportConfig::default(),
+            reward: RewardConfig::default(),
         }
     }
 }
@@ -78,6 +83,7 @@ impl Recipe {
             "eval" => self.eval = from.eval.clone(),
             "sweep" => self.sweep = from.sweep.clone(),
             "report" => self.report = from.report.clone(),
+            "reward" => self.reward = from.reward.clone(),
             _ => return false,
         }
         true
@@ -540,6 +546,85 @@ pub enum FileFormat {
     UltrafeedbackBinarized,
     /// TRL's standard and conversational preference formats.
     Trl,
+    /// Prompts (with reference answers or tests) for a reward source.
+    Prompts,
+    /// GSM8K's question/answer records.
+    Gsm8k,
+    /// HumanEval's prompt/test/entry_point records.
+    Humaneval,
+}
+
+impl FileFormat {
+    /// Whether the records are prompts whose responses lpo samples and a
+    /// reward source scores.
+    pub fn is_prompts(self) -> bool {
+        matches!(
+            self,
+            FileFormat::Prompts | FileFormat::Gsm8k | FileFormat::Humaneval
+        )
+    }
+}
+
+/// How a prompt source's sampled responses are scored (docs/data.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RewardKind {
+    /// The final answer against the record's `answer` (10 if equal, else 0).
+    Math,
+    /// The program against the record's `tests` in a sandbox (10 if they pass, else 0).
+    Code,
+    /// The score of `reward.model`, a sequence-classification checkpoint.
+    Model,
+}
+
+impl RewardKind {
+    /// The name recipes use.
+    pub fn name(self) -> &'static str {
+        match self {
+            RewardKind::Math => "math",
+            RewardKind::Code => "code",
+            RewardKind::Model => "model",
+        }
+    }
+}
+
+/// How the math reward finds a response's final answer (`reward.math_style`).
+pub use lpo_reward::math::AnswerStyle;
+
+/// Settings of the reward sources (`[reward]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Reward-model checkpoint (directory or Hub name) for `reward = "model"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Answer extraction of the math reward.
+    pub math_style: AnswerStyle,
+    /// Wall-clock limit of one code execution, seconds.
+    pub code_timeout: f64,
+    /// Address-space limit of one code execution, MiB.
+    pub code_memory_mb: u32,
+    /// Sequences per reward-model forward pass (not in run ids).
+    pub model_batch: u32,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            model: None,
+            math_style: AnswerStyle::Auto,
+            code_timeout: 10.0,
+            code_memory_mb: 1024,
+            model_batch: 8,
+        }
+    }
+}
+
+impl RewardConfig {
+    /// Whether every setting is the default (then absent from run ids).
+    pub fn is_default(&self) -> bool {
+        *self == RewardConfig::default()
+    }
 }
 
 /// Whether prompts go through the tokenizer's chat template.
@@ -601,6 +686,9 @@ pub struct DataSource {
     /// Split of the same directory that is this source's held-out lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_split: Option<String>,
+    /// The reward source scoring a prompt file's sampled responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<RewardKind>,
 }
 
 fn one() -> f64 {
@@ -672,6 +760,7 @@ impl Default for DataConfig {
                 weight: 1.0,
                 split: None,
                 eval_split: None,
+                reward: None,
             }],
             on_bad_record: OnBadRecord::Error,
             tokenizer: None,

@@ -31,25 +31,23 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ),
         ));
     }
-    if recipe.train.rounds > 1 && recipe.data.mix.iter().any(|s| s.task.is_none()) {
+    if recipe.train.rounds > 1
+        && recipe
+            .data
+            .mix
+            .iter()
+            .any(|s| s.task.is_none() && s.reward.is_none())
+    {
         out.push((
             "train.rounds".into(),
             format!(
-                "is {}, but on-policy rounds score new responses with a built-in task's reward; data.mix has a file source",
+                "is {}, but on-policy rounds score new responses with a reward source; data.mix has a file of scored responses (give it as a prompt file with a `reward`, or set train.rounds = 1)",
                 recipe.train.rounds
             ),
         ));
     }
+    reward_sources(recipe, &mut out);
     let lora = &recipe.model.lora;
-    if !lora.is_off() && recipe.train.rounds > 1 {
-        out.push((
-            "model.lora.rank".into(),
-            format!(
-                "is {}, but on-policy rounds (train.rounds = {}) restart from full checkpoints; LoRA runs are offline (train.rounds = 1)",
-                lora.rank, recipe.train.rounds
-            ),
-        ));
-    }
     if !lora.is_off() && lora.dropout > 0.0 && recipe.train.activation_checkpointing {
         out.push((
             "model.lora.dropout".into(),
@@ -203,6 +201,44 @@ fn name_problems(recipe: &Recipe) -> Vec<(String, String)> {
                 .map(|message| (key, message))
         })
         .collect()
+}
+
+/// A prompt format needs a reward source, a response format refuses one,
+/// and `reward = "model"` needs `reward.model`.
+fn reward_sources(recipe: &Recipe, out: &mut Vec<(String, String)>) {
+    for (i, source) in recipe.data.mix.iter().enumerate() {
+        let prompts = source
+            .format
+            .is_some_and(crate::schema::FileFormat::is_prompts);
+        match (prompts, source.reward, source.task.is_some()) {
+            (_, Some(kind), true) => out.push((
+                format!("data.mix[{i}].reward"),
+                format!(
+                    "is \"{}\", but a built-in task has its own reward; only prompt files take a reward source",
+                    kind.name()
+                ),
+            )),
+            (true, None, _) => out.push((
+                format!("data.mix[{i}].reward"),
+                "is missing: a prompt file's responses are sampled and need a reward source (\"math\", \"code\" or \"model\")".into(),
+            )),
+            (false, Some(kind), false) => out.push((
+                format!("data.mix[{i}].reward"),
+                format!(
+                    "is \"{}\", but the source's format holds scored responses; a reward source scores prompt files (format \"prompts\", \"gsm8k\" or \"humaneval\")",
+                    kind.name()
+                ),
+            )),
+            _ => {}
+        }
+        if source.reward == Some(crate::schema::RewardKind::Model) && recipe.reward.model.is_none()
+        {
+            out.push((
+                format!("data.mix[{i}].reward"),
+                "is \"model\", but reward.model names no reward model".into(),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

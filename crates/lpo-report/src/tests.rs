@@ -69,6 +69,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         reference: "r".into(),
         lists: "l".into(),
         round_lists: vec!["l".into()],
+        round_rewards: Vec::new(),
         truncated: Default::default(),
         repeated: Default::default(),
         timings: Timings::default(),

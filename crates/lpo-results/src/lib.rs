@@ -26,8 +26,8 @@ pub use fsutil::{
 };
 pub use records::{
     CurveRow, EvalRecord, Headline, HeldoutHeadline, HeldoutRecord, MetricsRow, Outcome,
-    PlanRecord, PlannedEntry, RecordFile, Split, Status, Summary, SummaryFile, TimingRow, Timings,
-    Truncation,
+    PlanRecord, PlannedEntry, RecordFile, RewardSummary, Split, Status, Summary, SummaryFile,
+    TimingRow, Timings, Truncation,
 };
 
 /// Paths inside a results root.

@@ -104,6 +104,36 @@ pub struct Truncation {
     pub responses: usize,
 }
 
+/// The rewards of one round's training lists from one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardSummary {
+    /// Scored responses.
+    pub responses: usize,
+    /// Their mean reward.
+    pub mean: f64,
+    /// Their standard deviation (population).
+    pub sd: f64,
+    /// Share at the solved level, where the reward has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solved: Option<f64>,
+}
+
+impl RewardSummary {
+    /// The summary of `rewards`; `solved_at` is the reward's solved level.
+    pub fn of(rewards: &[f64], solved_at: Option<f64>) -> RewardSummary {
+        let n = rewards.len().max(1) as f64;
+        let mean = rewards.iter().sum::<f64>() / n;
+        let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+        RewardSummary {
+            responses: rewards.len(),
+            mean,
+            sd: var.sqrt(),
+            solved: solved_at
+                .map(|level| rewards.iter().filter(|&&r| r >= level).count() as f64 / n),
+        }
+    }
+}
+
 /// `summary.json`: a run's status, timings and headline numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -142,6 +172,11 @@ pub struct Summary {
     /// ones were sampled from the policy).
     #[serde(default)]
     pub round_lists: Vec<String>,
+    /// The training rewards of each round so far, per source: how scored
+    /// samples move from round to round (a reward model's scores rising
+    /// while KL grows is reward hacking to look at). Absent for offline runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_rewards: Vec<std::collections::BTreeMap<String, RewardSummary>>,
     /// Prompts and responses of the first round's training lists cut to fit
     /// `data.max_prompt_tokens`, `data.max_response_tokens` and
     /// `model.max_len`, per source (absent when none was cut).

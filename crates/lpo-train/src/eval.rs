@@ -21,7 +21,6 @@ use lpo_results::{
     content_id, derive_seed, write_atomic, EvalRecord, Headline, HeldoutHeadline, Outcome, Split,
     Status, Summary,
 };
-use lpo_tasks::{Example, MAX_REWARD};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
@@ -29,6 +28,7 @@ use tch::{Kind, Tensor};
 use crate::batch::TrainSet;
 use crate::lists::SourcedList;
 use crate::reference::Reference;
+use crate::rewards::{Rewards, Scorable};
 use crate::run::{Baseline, RunRequest};
 use crate::sources::{encode_prompt, Window};
 use crate::Progress;
@@ -415,12 +415,20 @@ fn reference_responses(
     request: &RunRequest<'_>,
     reference: &Reference,
     tokenizer: &dyn Tokenize,
-    examples: &[Example],
+    examples: &[Scorable],
     prompts: &[Vec<i64>],
     progress: &mut dyn Progress,
 ) -> Result<Vec<String>> {
     let recipe = request.recipe;
-    let texts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
+    // The prompt texts identify the responses; a prompt file's prompts are
+    // also told apart by their context (absent for tasks, so ids stay).
+    let texts: Vec<String> = examples
+        .iter()
+        .map(|e| match e.context() {
+            [] => e.prompt().to_string(),
+            context => serde_json::to_string(&(context, e.prompt())).expect("messages serialize"),
+        })
+        .collect();
     let e = &recipe.eval;
     let id = content_id(
         "reference-eval",
@@ -498,17 +506,31 @@ fn kl_estimates(
     Vec::<f64>::try_from(kl.to_device(tch::Device::Cpu)).expect("KL estimates to the host")
 }
 
-/// Mean reward and pass rate (share at the full reward) of `n` responses.
-fn score(example: &Example, responses: &[String]) -> (f64, f64) {
-    let rewards: Vec<f64> = responses
+/// Mean reward and pass rate (share at the solved level, 0 without one)
+/// of each example's `n` responses (example-major).
+fn score(
+    rewards: &Rewards,
+    examples: &[Scorable],
+    responses: &[String],
+    n: usize,
+) -> Result<Vec<(f64, f64)>> {
+    let pairs: Vec<(&Scorable, &str)> = responses
         .iter()
-        .map(|r| example.task.reward(example, r))
+        .enumerate()
+        .map(|(j, r)| (&examples[j / n], r.as_str()))
         .collect();
-    let n = rewards.len().max(1) as f64;
-    (
-        rewards.iter().sum::<f64>() / n,
-        rewards.iter().filter(|&&r| r >= MAX_REWARD).count() as f64 / n,
-    )
+    let scores = rewards.score(&pairs, None)?.rewards;
+    Ok(examples
+        .iter()
+        .zip(scores.chunks(n))
+        .map(|(e, r)| {
+            let count = r.len().max(1) as f64;
+            let solved = e
+                .solved_level()
+                .map_or(0, |level| r.iter().filter(|&&x| x >= level).count());
+            (r.iter().sum::<f64>() / count, solved as f64 / count)
+        })
+        .collect())
 }
 
 /// A baseline's per-prompt numbers: first response, mean reward, pass rate.
@@ -520,7 +542,8 @@ pub fn generations(
     reference: &Reference,
     policy: &Mistral,
     tokenizer: &dyn Tokenize,
-    examples: &[Example],
+    rewards: &Rewards,
+    examples: &[Scorable],
     progress: &mut dyn Progress,
 ) -> Result<Vec<EvalRecord>> {
     let recipe = request.recipe;
@@ -528,7 +551,7 @@ pub fn generations(
     let window = Window::new(recipe, policy.config().max_position_embeddings as usize);
     let prompts: Vec<Vec<i64>> = examples
         .iter()
-        .map(|e| encode_prompt(tokenizer, &[], &e.prompt, &window))
+        .map(|e| encode_prompt(tokenizer, e.context(), e.prompt(), &window))
         .collect::<Result<_>>()?;
     let samples = respond(policy, tokenizer, &prompts, recipe, progress, "evaluation");
     let kl = kl_estimates(
@@ -541,11 +564,12 @@ pub fn generations(
         progress,
     );
     let texts: Vec<String> = samples.iter().map(|r| tokenizer.decode(r)).collect();
-    let tasks: Vec<String> = examples.iter().map(|e| e.task.name().to_string()).collect();
+    let tasks: Vec<String> = examples.iter().map(|e| short_source(&e.group())).collect();
     let (ids, splits) = ids_and_splits(&tasks, recipe);
     let (baseline_name, baseline) = baseline_rows(
-        request, reference, tokenizer, examples, &prompts, &ids, progress,
+        request, reference, tokenizer, rewards, examples, &prompts, &ids, progress,
     )?;
+    let scored = score(rewards, examples, &texts, n)?;
     Ok(examples
         .iter()
         .enumerate()
@@ -553,12 +577,12 @@ pub fn generations(
         .map(
             |((i, e), (baseline_response, baseline_reward, baseline_pass))| {
                 let own = &texts[i * n..(i + 1) * n];
-                let (policy_reward, policy_pass) = score(e, own);
+                let (policy_reward, policy_pass) = scored[i];
                 EvalRecord {
                     prompt_id: ids[i].clone(),
                     split: splits[i],
-                    task: e.task.name().to_string(),
-                    prompt: e.prompt.clone(),
+                    task: tasks[i].clone(),
+                    prompt: e.prompt().to_string(),
                     samples: n as u32,
                     policy_response: own[0].clone(),
                     policy_reward,
@@ -577,11 +601,13 @@ pub fn generations(
 
 /// The baseline's name and per-prompt numbers: the reference's sampled
 /// responses, or another complete run's `eval.csv` (same prompts and samples).
+#[allow(clippy::too_many_arguments)]
 fn baseline_rows(
     request: &RunRequest<'_>,
     reference: &Reference,
     tokenizer: &dyn Tokenize,
-    examples: &[Example],
+    rewards: &Rewards,
+    examples: &[Scorable],
     prompts: &[Vec<i64>],
     ids: &[String],
     progress: &mut dyn Progress,
@@ -597,13 +623,11 @@ fn baseline_rows(
                 responses.len(),
                 examples.len() * n
             );
-            let rows = examples
-                .iter()
-                .zip(responses.chunks(n))
-                .map(|(e, own)| {
-                    let (reward, pass) = score(e, own);
-                    (own[0].clone(), reward, pass)
-                })
+            let scored = score(rewards, examples, &responses, n)?;
+            let rows = responses
+                .chunks(n)
+                .zip(scored)
+                .map(|(own, (reward, pass))| (own[0].clone(), reward, pass))
                 .collect();
             Ok(("reference".into(), rows))
         }
@@ -625,7 +649,7 @@ fn baseline_rows(
                         .get(pid)
                         .with_context(|| format!("baseline run {id} has no prompt {pid}"))?;
                     ensure!(
-                        row.prompt == e.prompt && row.samples as usize == n,
+                        row.prompt == e.prompt() && row.samples as usize == n,
                         "baseline run {id} evaluated different prompts or sample counts ({pid})"
                     );
                     Ok((
@@ -641,8 +665,8 @@ fn baseline_rows(
 }
 
 /// Headline numbers of the test split.
-pub fn headline(records: &[EvalRecord], examples: &[Example]) -> Headline {
-    let test: Vec<(&EvalRecord, &Example)> = records
+pub fn headline(records: &[EvalRecord], examples: &[Scorable]) -> Headline {
+    let test: Vec<(&EvalRecord, &Scorable)> = records
         .iter()
         .zip(examples)
         .filter(|(r, _)| r.split == Split::Test)
@@ -659,7 +683,7 @@ pub fn headline(records: &[EvalRecord], examples: &[Example]) -> Headline {
     };
     let with_accuracy: Vec<&EvalRecord> = test
         .iter()
-        .filter(|(_, e)| e.task.has_accuracy())
+        .filter(|(_, e)| e.solved_level().is_some())
         .map(|(r, _)| *r)
         .collect();
     let accuracy = |f: &dyn Fn(&EvalRecord) -> f64| {

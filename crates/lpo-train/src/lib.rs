@@ -16,6 +16,7 @@ pub mod eval;
 pub mod lists;
 pub mod optim;
 pub mod reference;
+pub mod rewards;
 mod rounds;
 pub mod run;
 pub mod sources;

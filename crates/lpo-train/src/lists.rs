@@ -25,6 +25,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::reference::Reference;
+use crate::rewards::{Rewards, Scorable};
 use crate::sources::{encode_prompt, Source, SourceKind, Window};
 use crate::Progress;
 
@@ -111,6 +112,10 @@ struct ListsIdentity {
     /// without it (absent when false, so earlier ids stay).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     oversample: bool,
+    /// How prompt files' responses are scored (absent without prompt
+    /// files, so earlier ids stay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewards: Option<crate::rewards::RewardsIdentity>,
 }
 
 /// Prompts generated per batch when sampling lists.
@@ -122,6 +127,7 @@ pub fn obtain(
     sources: &[Source],
     tokenizer: &dyn Tokenize,
     reference: &Reference,
+    rewards: &Rewards,
     layout: &Layout,
     progress: &mut dyn Progress,
 ) -> Result<Lists> {
@@ -139,22 +145,29 @@ pub fn obtain(
             max_new_tokens: recipe.eval.max_new_tokens,
             seed: recipe.train.seed,
             oversample: recipe.data.oversample,
+            rewards: crate::rewards::identity(recipe)?,
         },
     );
     cached(layout, id, || {
-        generate_lists(recipe, sources, tokenizer, reference, progress)
+        let sampling = Sampling {
+            recipe,
+            tokenizer,
+            rewards,
+        };
+        generate_lists(&sampling, sources, reference, progress)
     })
 }
 
 /// The lists of on-policy round `round` (>= 1) of run `run_id`: the same
 /// training prompts as `base` (round 0), with K responses sampled from
-/// `policy` (the policy at the start of the round) and scored with the
-/// task's reward (and rater noise, as in round 0). Cached by content id, so a
-/// run resumed mid-round trains on the lists it already had.
+/// `policy` (the policy at the start of the round) and scored with each
+/// prompt's reward (a task's, with its rater noise as in round 0, or the
+/// prompt file's). Cached by content id, so a run resumed mid-round trains
+/// on the lists it already had.
 #[allow(clippy::too_many_arguments)]
 pub fn obtain_round(
-    recipe: &Recipe,
-    tokenizer: &dyn Tokenize,
+    sampling: &Sampling<'_>,
+    sources: &[Source],
     policy: &Mistral,
     base: &Lists,
     run_id: &str,
@@ -162,21 +175,58 @@ pub fn obtain_round(
     layout: &Layout,
     progress: &mut dyn Progress,
 ) -> Result<Lists> {
+    let recipe = sampling.recipe;
     cached(layout, round_id(&base.id, run_id, round), || {
-        let examples: Vec<(Task, Example)> = training_examples(recipe)
-            .into_iter()
-            .collect::<Option<_>>()
-            .context("on-policy rounds need built-in task sources only (files cannot be scored)")?;
+        let examples = training_examples(recipe);
+        let items = base
+            .lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| round_item(sources, &examples, i, l))
+            .collect::<Result<Vec<_>>>()?;
         let seed = recipe.train.seed;
         let purpose = format!("list-sampling-round-{round}");
-        let mut sampler = ListSampler::new(recipe, tokenizer, policy, &purpose);
+        let mut sampler = ListSampler::new(sampling, policy, &purpose);
         let mut annotate =
             StdRng::seed_from_u64(derive_seed(seed, &format!("annotation-round-{round}")));
-        progress.start(&format!("round {} lists", round + 1), examples.len() as u64);
-        let lists = sampler.sample(&examples, Some(&mut annotate), progress)?;
+        progress.start(&format!("round {} lists", round + 1), items.len() as u64);
+        let lists = sampler.sample(&items, Some(&mut annotate), progress)?;
         progress.finish();
         Ok(lists)
     })
+}
+
+/// The prompt of round 0's training list `i` to sample again: the task
+/// example of its slot, or the prompt-file record it came from.
+fn round_item(
+    sources: &[Source],
+    examples: &[Option<(Task, Example)>],
+    i: usize,
+    list: &SourcedList,
+) -> Result<Scorable> {
+    let reward = sources.iter().find_map(|s| match &s.kind {
+        SourceKind::File {
+            reward: Some(kind), ..
+        } if s.name == list.source => Some(*kind),
+        _ => None,
+    });
+    if let Some(kind) = reward {
+        return Ok(Scorable::Record {
+            source: list.source.clone(),
+            kind,
+            record: RewardList {
+                responses: Vec::new(),
+                ..list.list.clone()
+            },
+        });
+    }
+    match examples.get(i).cloned().flatten() {
+        Some((_, example)) => Ok(Scorable::Task(example)),
+        None => bail!(
+            "on-policy rounds need a reward for every source; {} holds scored responses without one",
+            list.source
+        ),
+    }
 }
 
 /// Content id of the lists of `round` of run `run_id` (round 0 is `base_id`).
@@ -331,14 +381,24 @@ pub fn prompt_shortfalls(recipe: &Recipe) -> Vec<String> {
     out
 }
 
+/// What sampling and scoring lists needs.
+pub struct Sampling<'a> {
+    /// The recipe.
+    pub recipe: &'a Recipe,
+    /// The tokenizer of prompts and responses.
+    pub tokenizer: &'a dyn Tokenize,
+    /// The prompt files' reward sources.
+    pub rewards: &'a Rewards,
+}
+
 /// Training lists (in slot order) followed by held-out lists.
 fn generate_lists(
-    recipe: &Recipe,
+    sampling: &Sampling<'_>,
     sources: &[Source],
-    tokenizer: &dyn Tokenize,
     reference: &Reference,
     progress: &mut dyn Progress,
 ) -> Result<Vec<SourcedList>> {
+    let recipe = sampling.recipe;
     let seed = recipe.train.seed;
     let k = recipe.data.list_size as usize;
     let fraction = recipe.data.eval_fraction;
@@ -360,56 +420,104 @@ fn generate_lists(
     check_draws(recipe, sources, &slots, &orders)?;
     let n = slots.len();
     let mut out: Vec<Option<SourcedList>> = vec![None; n];
-    let mut pending: Vec<(usize, Task, Example)> = Vec::new();
+    let mut pending: Vec<(usize, Scorable)> = Vec::new();
     let examples = training_examples(recipe);
     for (slot, &s) in slots.iter().enumerate() {
         match &sources[s].kind {
             SourceKind::Task(_) => {
-                let (task, example) = examples[slot].clone().expect("task slots have examples");
-                pending.push((slot, task, example));
+                let (_, example) = examples[slot].clone().expect("task slots have examples");
+                pending.push((slot, Scorable::Task(example)));
             }
-            SourceKind::File { records, .. } => {
+            SourceKind::File {
+                records, reward, ..
+            } => {
                 let (_, train, next) = &mut orders[s];
                 let record = &records[train[*next % train.len()]];
                 *next += 1;
-                out[slot] = Some(file_list(&sources[s].name, record, k, false, &mut pick_rng));
+                match reward {
+                    Some(_) if !record.responses.is_empty() => bail!(
+                        "{}: a prompt record holds responses ({:?}…); score them with `lpo score` and train on its output (format \"native\")",
+                        sources[s].name,
+                        record.prompt.chars().take(40).collect::<String>()
+                    ),
+                    Some(kind) => pending.push((
+                        slot,
+                        Scorable::Record {
+                            source: sources[s].name.clone(),
+                            kind: *kind,
+                            record: record.clone(),
+                        },
+                    )),
+                    None => {
+                        out[slot] =
+                            Some(file_list(&sources[s].name, record, k, false, &mut pick_rng))
+                    }
+                }
             }
         }
     }
-    let mut sampler = ListSampler::new(recipe, tokenizer, &reference.model, "list-sampling");
+    let mut sampler = ListSampler::new(sampling, &reference.model, "list-sampling");
     progress.start("sampling reward lists", pending.len() as u64);
     let mut annotate_rng = StdRng::seed_from_u64(derive_seed(seed, "annotation"));
-    let examples: Vec<(Task, Example)> = pending.iter().map(|(_, t, e)| (*t, e.clone())).collect();
-    let sampled = sampler.sample(&examples, Some(&mut annotate_rng), progress)?;
+    let items: Vec<Scorable> = pending.iter().map(|(_, item)| item.clone()).collect();
+    let sampled = sampler.sample(&items, Some(&mut annotate_rng), progress)?;
     progress.finish();
-    for ((slot, _, _), list) in pending.iter().zip(sampled) {
+    for ((slot, _), list) in pending.iter().zip(sampled) {
         out[*slot] = Some(list);
     }
     let mut lists: Vec<SourcedList> = out
         .into_iter()
         .map(|l| l.expect("every slot filled"))
         .collect();
+    let held = heldout_lists(
+        sampling,
+        sources,
+        reference,
+        &lists,
+        &orders,
+        &mut pick_rng,
+        progress,
+    )?;
+    lists.extend(held);
+    Ok(lists)
+}
 
-    // Held-out lists of the built-in tasks: fresh prompts, true rewards.
+/// Held-out lists: sampled for fresh prompts of the built-in tasks (true
+/// rewards), then the held-out records of the files of scored responses (a
+/// prompt file's are evaluation prompts instead: [`eval_examples`]).
+fn heldout_lists(
+    sampling: &Sampling<'_>,
+    sources: &[Source],
+    reference: &Reference,
+    lists: &[SourcedList],
+    orders: &[(Vec<usize>, Vec<usize>, usize)],
+    pick_rng: &mut StdRng,
+    progress: &mut dyn Progress,
+) -> Result<Vec<SourcedList>> {
+    let (recipe, k) = (sampling.recipe, sampling.recipe.data.list_size as usize);
     let train_prompts: HashSet<String> = lists.iter().map(|l| l.list.prompt.clone()).collect();
-    let held_tasks = heldout_examples(recipe, &train_prompts)?;
-    let mut sampler =
-        ListSampler::new(recipe, tokenizer, &reference.model, "heldout-list-sampling");
+    let held_tasks: Vec<Scorable> = heldout_examples(recipe, &train_prompts)?
+        .into_iter()
+        .map(|(_, e)| Scorable::Task(e))
+        .collect();
+    let mut sampler = ListSampler::new(sampling, &reference.model, "heldout-list-sampling");
     progress.start("sampling held-out lists", held_tasks.len() as u64);
     let mut held = sampler.sample(&held_tasks, None, progress)?;
     progress.finish();
-    // Held-out records of the files.
-    for (s, (held_records, _, _)) in sources.iter().zip(&orders) {
+    for (s, (held_records, _, _)) in sources.iter().zip(orders) {
         if let SourceKind::File {
-            records, heldout, ..
+            records,
+            heldout,
+            reward: None,
+            ..
         } = &s.kind
         {
             for &i in held_records {
-                held.push(file_list(&s.name, &records[i], k, true, &mut pick_rng));
+                held.push(file_list(&s.name, &records[i], k, true, pick_rng));
             }
             if let Some((name, records)) = heldout {
                 for record in records {
-                    held.push(file_list(name, record, k, true, &mut pick_rng));
+                    held.push(file_list(name, record, k, true, pick_rng));
                 }
             }
         }
@@ -417,8 +525,7 @@ fn generate_lists(
     for l in &mut held {
         l.heldout = true;
     }
-    lists.extend(held);
-    Ok(lists)
+    Ok(held)
 }
 
 /// `data.train_prompts = 0`: one slot for every training record of every
@@ -502,6 +609,8 @@ fn file_list(
             context: record.context.clone(),
             prompt: record.prompt.clone(),
             responses,
+            answer: record.answer.clone(),
+            tests: record.tests.clone(),
         },
     }
 }
@@ -544,10 +653,24 @@ fn heldout_examples(
     Ok(out)
 }
 
+/// K responses sampled from `model` for each item and scored with the
+/// item's reward (true rewards, no annotator noise): what `lpo score`
+/// writes. Seeded by the recipe's seed and `purpose`.
+pub fn sample_scored(
+    sampling: &Sampling<'_>,
+    model: &Mistral,
+    items: &[Scorable],
+    purpose: &str,
+    progress: &mut dyn Progress,
+) -> Result<Vec<SourcedList>> {
+    ListSampler::new(sampling, model, purpose).sample(items, None, progress)
+}
+
 /// Samples K responses per prompt from a model and scores them.
 struct ListSampler<'a> {
     model: &'a Mistral,
     tokenizer: &'a dyn Tokenize,
+    rewards: &'a Rewards,
     window: Window,
     options: GenerateOptions,
     k: usize,
@@ -555,15 +678,12 @@ struct ListSampler<'a> {
 }
 
 impl<'a> ListSampler<'a> {
-    fn new(
-        recipe: &Recipe,
-        tokenizer: &'a dyn Tokenize,
-        model: &'a Mistral,
-        purpose: &str,
-    ) -> ListSampler<'a> {
+    fn new(sampling: &Sampling<'a>, model: &'a Mistral, purpose: &str) -> ListSampler<'a> {
+        let (recipe, tokenizer) = (sampling.recipe, sampling.tokenizer);
         ListSampler {
             model,
             tokenizer,
+            rewards: sampling.rewards,
             window: Window::new(recipe, model.config().max_position_embeddings as usize),
             options: GenerateOptions {
                 max_new_tokens: recipe.eval.max_new_tokens as usize,
@@ -579,44 +699,43 @@ impl<'a> ListSampler<'a> {
         }
     }
 
-    /// One list per example. Rewards are annotated (with the task's rater
-    /// noise) when `annotate` is given, else the true reward.
+    /// One list per prompt. Task rewards are annotated (with the task's
+    /// rater noise) when `annotate` is given, else the true reward.
     fn sample(
         &mut self,
-        examples: &[(Task, Example)],
+        items: &[Scorable],
         mut annotate: Option<&mut StdRng>,
         progress: &mut dyn Progress,
     ) -> Result<Vec<SourcedList>> {
         let k = self.k;
-        let mut out = Vec::with_capacity(examples.len());
-        for chunk in examples.chunks(GENERATION_BATCH) {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(GENERATION_BATCH) {
             let prompts = chunk
                 .iter()
-                .map(|(_, ex)| encode_prompt(self.tokenizer, &[], &ex.prompt, &self.window))
+                .map(|item| {
+                    encode_prompt(self.tokenizer, item.context(), item.prompt(), &self.window)
+                })
                 .collect::<Result<Vec<_>>>()?;
             // K samples per prompt, computing each prompt once.
             let generated = generate_k(self.model, &prompts, k, &self.options, &mut self.rng);
-            for (i, (task, example)) in chunk.iter().enumerate() {
-                let responses = generated[i * k..(i + 1) * k]
-                    .iter()
-                    .map(|ids| {
-                        let text = self.tokenizer.decode(ids);
-                        let reward = match annotate.as_deref_mut() {
-                            Some(rng) => task.annotate(example, &text, rng),
-                            None => task.reward(example, &text),
-                        };
-                        Scored { text, reward }
+            let texts: Vec<String> = generated
+                .iter()
+                .map(|ids| self.tokenizer.decode(ids))
+                .collect();
+            let pairs: Vec<(&Scorable, &str)> = texts
+                .iter()
+                .enumerate()
+                .map(|(j, text)| (&chunk[j / k], text.as_str()))
+                .collect();
+            let scores = self.rewards.score(&pairs, annotate.as_deref_mut())?;
+            for (i, item) in chunk.iter().enumerate() {
+                let responses = (i * k..(i + 1) * k)
+                    .map(|j| Scored {
+                        text: texts[j].clone(),
+                        reward: scores.rewards[j],
                     })
                     .collect();
-                out.push(SourcedList {
-                    source: task.name().to_string(),
-                    heldout: false,
-                    list: RewardList {
-                        context: Vec::new(),
-                        prompt: example.prompt.clone(),
-                        responses,
-                    },
-                });
+                out.push(item.list(&item.group(), responses));
             }
             progress.update(out.len() as u64, "");
         }
@@ -627,12 +746,47 @@ impl<'a> ListSampler<'a> {
 /// Held-out evaluation prompts: `eval.prompts` split over the mix's built-in
 /// tasks exactly by weight (the same counts for every seed), task by task,
 /// drawn with a separate seed, never repeating a training or held-out list
-/// prompt or each other. Empty when the mix has no built-in task.
+/// prompt or each other; then every held-out record of each prompt file
+/// (its `data.eval_fraction` share, or its `eval_split`), scored by the
+/// file's reward. Empty when the mix has neither.
 pub fn eval_examples(
     recipe: &Recipe,
     sources: &[Source],
     train_prompts: &HashSet<&str>,
-) -> Result<Vec<Example>> {
+) -> Result<Vec<Scorable>> {
+    let mut out = task_eval_examples(recipe, sources, train_prompts)?;
+    for source in sources {
+        let SourceKind::File {
+            records,
+            heldout,
+            reward: Some(kind),
+            ..
+        } = &source.kind
+        else {
+            continue;
+        };
+        let (name, held): (&str, Vec<&RewardList>) = match heldout {
+            Some((name, records)) => (name, records.iter().collect()),
+            None => {
+                let (held, _) = source.file_split(recipe.train.seed, recipe.data.eval_fraction);
+                (&source.name, held.iter().map(|&i| &records[i]).collect())
+            }
+        };
+        out.extend(held.into_iter().map(|record| Scorable::Record {
+            source: name.to_string(),
+            kind: *kind,
+            record: record.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// The built-in tasks' evaluation prompts of [`eval_examples`].
+fn task_eval_examples(
+    recipe: &Recipe,
+    sources: &[Source],
+    train_prompts: &HashSet<&str>,
+) -> Result<Vec<Scorable>> {
     let tasks: Vec<(Task, f64)> = sources
         .iter()
         .filter_map(|s| match s.kind {
@@ -641,8 +795,6 @@ pub fn eval_examples(
         })
         .collect();
     if tasks.is_empty() {
-        // Files only: no reward function to score generations with; the
-        // held-out lists measure the run instead.
         return Ok(Vec::new());
     }
     let weights: Vec<f64> = tasks.iter().map(|t| t.1).collect();
@@ -668,7 +820,7 @@ pub fn eval_examples(
             {
                 continue;
             }
-            out.push(example);
+            out.push(Scorable::Task(example));
             drawn += 1;
         }
     }

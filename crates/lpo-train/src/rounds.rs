@@ -42,6 +42,8 @@ pub(crate) struct RunInputs<'a> {
     pub lists: Lists,
     /// The held-out lists, scored under the SFT reference.
     pub heldout: HeldoutSet,
+    /// The prompt files' reward sources.
+    pub rewards: crate::rewards::Rewards,
     /// LoRA adapters on the frozen reference instead of full fine-tuning.
     pub lora: Option<lpo_model::lora::LoraSpec>,
 }
@@ -56,6 +58,8 @@ pub(crate) struct RoundData {
     pub ref_sum: Tensor,
     /// Their token counts, `[N, K]`.
     pub ref_tokens: Tensor,
+    /// The rewards of the training lists, per source.
+    pub rewards: BTreeMap<String, lpo_results::RewardSummary>,
 }
 
 /// Where the policy at the start of the current round is kept.
@@ -88,7 +92,7 @@ impl RunInputs<'_> {
     ) -> Result<RoundData> {
         let dir = round_start_dir(run_dir);
         if at_start {
-            save_round_start(policy.0, policy.1, &dir, round)?;
+            self.save_round_start(policy, &dir, round)?;
         } else {
             recover_round_start(&dir)?;
         }
@@ -104,14 +108,16 @@ impl RunInputs<'_> {
             saved + 1,
             round + 1
         );
-        let (mut vs, start) = checkpoint::load(&dir, self.request.device)?;
-        if self.request.device.is_cuda() {
-            vs.bfloat16();
-        }
+        let (_vs, start) = self.round_start(&dir)?;
         let request = self.request;
+        let sampling = lists::Sampling {
+            recipe: request.recipe,
+            tokenizer: self.tokenizer.as_ref(),
+            rewards: &self.rewards,
+        };
         let lists = lists::obtain_round(
-            request.recipe,
-            self.tokenizer.as_ref(),
+            &sampling,
+            &self.sources,
             &start,
             &self.lists,
             request.run_id,
@@ -159,7 +165,37 @@ impl RunInputs<'_> {
             set,
             ref_sum,
             ref_tokens,
+            rewards: self.reward_summaries(lists),
         })
+    }
+
+    /// The rewards of `lists`' training lists per source, with the solved
+    /// share where the source's reward has a solved level.
+    fn reward_summaries(&self, lists: &Lists) -> BTreeMap<String, lpo_results::RewardSummary> {
+        let mut by_source: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for l in &lists.lists {
+            let rewards = by_source.entry(l.source.clone()).or_default();
+            rewards.extend(l.list.responses.iter().map(|r| r.reward));
+        }
+        by_source
+            .into_iter()
+            .map(|(name, rewards)| {
+                let level =
+                    self.sources
+                        .iter()
+                        .find(|s| s.name == name)
+                        .and_then(|s| match &s.kind {
+                            crate::sources::SourceKind::Task(t) => {
+                                t.has_accuracy().then_some(lpo_tasks::MAX_REWARD)
+                            }
+                            crate::sources::SourceKind::File { reward, .. } => {
+                                reward.and_then(crate::rewards::solved_level)
+                            }
+                        });
+                let summary = lpo_results::RewardSummary::of(&rewards, level);
+                (name, summary)
+            })
+            .collect()
     }
 
     /// Reference log-probabilities of every training response, computed once
@@ -222,16 +258,60 @@ fn recover_round_start(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Saves the policy as the start of `round`: weights first, `round.txt`
-/// last, swapped in by a rename so a reader sees a whole one.
-fn save_round_start(vs: &nn::VarStore, model: &Mistral, dir: &Path, round: u32) -> Result<()> {
-    let new = dir.with_file_name("round-start-new");
-    let _ = std::fs::remove_dir_all(&new);
-    checkpoint::save(vs, model.config(), &new)?;
+impl RunInputs<'_> {
+    /// Saves the policy as the start of `round` (its full weights, or with
+    /// LoRA its adapters in PEFT's layout): weights first, `round.txt` last,
+    /// swapped in by a rename so a reader sees a whole one.
+    fn save_round_start(
+        &self,
+        (vs, model): (&nn::VarStore, &Mistral),
+        dir: &Path,
+        round: u32,
+    ) -> Result<()> {
+        let new = dir.with_file_name("round-start-new");
+        let _ = std::fs::remove_dir_all(&new);
+        match &self.lora {
+            Some(spec) => {
+                let base = self.reference.dir.display().to_string();
+                lpo_model::lora::save_peft(vs, spec, &base, &new)?;
+            }
+            None => checkpoint::save(vs, model.config(), &new)?,
+        }
+        swap_in(&new, dir, round)
+    }
+
+    /// The policy saved by [`Self::save_round_start`]: full weights (bf16 on
+    /// CUDA), or the frozen reference with the saved adapters (never in
+    /// dropout, whatever the training policy's state).
+    fn round_start(&self, dir: &Path) -> Result<(nn::VarStore, Mistral)> {
+        let device = self.request.device;
+        match &self.lora {
+            Some(spec) => {
+                let vs = nn::VarStore::new(device);
+                let start = self
+                    .reference
+                    .model
+                    .with_adapters(&vs.root(), &spec.inference_copy());
+                lpo_model::lora::load_peft(&vs, dir)?;
+                Ok((vs, start))
+            }
+            None => {
+                let (mut vs, start) = checkpoint::load(dir, device)?;
+                if device.is_cuda() {
+                    vs.bfloat16();
+                }
+                Ok((vs, start))
+            }
+        }
+    }
+}
+
+/// Writes `round.txt` into the finished copy `new` and renames it to `dir`.
+fn swap_in(new: &Path, dir: &Path, round: u32) -> Result<()> {
     lpo_results::write_atomic(&new.join("round.txt"), format!("{round}\n").as_bytes())?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    std::fs::rename(&new, dir)
+    std::fs::rename(new, dir)
         .with_context(|| format!("renaming {} to {}", new.display(), dir.display()))
 }

@@ -117,6 +117,7 @@ impl RunState {
                 reference: String::new(),
                 lists: String::new(),
                 round_lists: Vec::new(),
+                round_rewards: Vec::new(),
                 truncated: Default::default(),
                 repeated: Default::default(),
                 timings: Timings::default(),
@@ -285,6 +286,7 @@ struct SharedData {
     tokenizer: std::sync::Arc<dyn lpo_data::tokenizer::Tokenize>,
     reference: reference::Reference,
     lists: lists::Lists,
+    rewards: crate::rewards::Rewards,
     reference_seconds: f64,
 }
 
@@ -306,11 +308,13 @@ fn shared_data(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         reference.vs.bfloat16();
     }
     let reference_seconds = started.elapsed().as_secs_f64();
+    let rewards = crate::rewards::Rewards::load(recipe, request.device)?;
     let lists = lists::obtain(
         recipe,
         &sources,
         tokenizer.as_ref(),
         &reference,
+        &rewards,
         request.layout,
         progress,
     )?;
@@ -319,6 +323,7 @@ fn shared_data(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         tokenizer,
         reference,
         lists,
+        rewards,
         reference_seconds,
     })
 }
@@ -330,6 +335,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer,
         reference,
         lists,
+        rewards,
         reference_seconds,
     } = shared_data(request, progress)?;
     // With train.epochs the steps follow from the training lists, known now.
@@ -370,6 +376,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         tokenizer,
         lists,
         heldout,
+        rewards,
         lora: lpo_model::lora::LoraSpec::from_recipe(&recipe.model.lora),
     };
     state.summary.timings.data = started.elapsed().as_secs_f64() - reference_seconds;
@@ -410,6 +417,7 @@ pub fn prepare(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         tokenizer,
         reference,
         lists,
+        rewards,
         ..
     } = shared_data(request, progress)?;
     // The held-out lists are scored by each run itself (not cached).
@@ -421,6 +429,7 @@ pub fn prepare(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         tokenizer,
         lists,
         heldout,
+        rewards,
         lora: None, // shared data only: no policy is built
     };
     let round = inputs.first_round(progress)?;
@@ -453,6 +462,7 @@ fn evaluate(
             &inputs.reference,
             policy,
             inputs.tokenizer.as_ref(),
+            &inputs.rewards,
             &examples,
             progress,
         )?;
@@ -653,6 +663,13 @@ fn round_data(
     };
     let (base, run) = (&inputs.lists.id, inputs.request.run_id);
     state.summary.round_lists = (0..=round).map(|r| lists::round_id(base, run, r)).collect();
+    if inputs.request.recipe.train.rounds > 1 {
+        let rewards = &mut state.summary.round_rewards;
+        rewards.truncate(round as usize);
+        if rewards.len() == round as usize {
+            rewards.push(data.rewards.clone());
+        }
+    }
     debug_assert_eq!(state.summary.round_lists.last(), Some(&data.lists_id));
     Ok(data)
 }

@@ -37,6 +37,9 @@ pub enum SourceKind {
         context_dropped: usize,
         /// SHA-256 of the files' bytes (part of dataset identities).
         sha256: String,
+        /// The reward source of a prompt file (its records have no
+        /// responses: they are sampled and scored).
+        reward: Option<lpo_recipe::RewardKind>,
     },
 }
 
@@ -84,7 +87,16 @@ impl Source {
             weight: self.weight,
             content: match &self.kind {
                 SourceKind::Task(t) => format!("task:{}", t.name()),
-                SourceKind::File { sha256, .. } => format!("file:{sha256}"),
+                SourceKind::File {
+                    sha256,
+                    reward: None,
+                    ..
+                } => format!("file:{sha256}"),
+                SourceKind::File {
+                    sha256,
+                    reward: Some(kind),
+                    ..
+                } => format!("file:{sha256}:{}", kind.name()),
             },
         }
     }
@@ -139,17 +151,26 @@ fn load_file(
         FileFormat::Ultrafeedback => Format::UltraFeedback,
         FileFormat::UltrafeedbackBinarized => Format::UltraFeedbackBinarized,
         FileFormat::Trl => Format::Trl,
+        FileFormat::Prompts => Format::Prompts,
+        FileFormat::Gsm8k => Format::Gsm8k,
+        FileFormat::Humaneval => Format::HumanEval,
     };
     let files = |split: &Option<String>| match split {
         None => Ok(vec![path.to_path_buf()]),
         Some(split) => import::split_files(path, split).map_err(anyhow::Error::msg),
     };
     let mut checked = Checked::default();
-    let records = checked.import(recipe, &files(&entry.split)?, format, tokenizer)?;
+    let records = checked.import(recipe, entry, &files(&entry.split)?, format, tokenizer)?;
     let heldout = match &entry.eval_split {
         None => None,
         Some(split) => {
-            let held = checked.import(recipe, &files(&Some(split.clone()))?, format, tokenizer)?;
+            let held = checked.import(
+                recipe,
+                entry,
+                &files(&Some(split.clone()))?,
+                format,
+                tokenizer,
+            )?;
             let name = format!("{}[{split}]", shown(path));
             ensure_some(&held, &name, &checked)?;
             Some((name, held))
@@ -167,6 +188,7 @@ fn load_file(
         skipped: checked.skipped,
         unknown: checked.unknown,
         context_dropped: checked.context_dropped,
+        reward: entry.reward,
     })
 }
 
@@ -203,6 +225,7 @@ impl Checked {
     fn import(
         &mut self,
         recipe: &Recipe,
+        entry: &DataSource,
         files: &[PathBuf],
         format: Format,
         tokenizer: &dyn Tokenize,
@@ -234,7 +257,14 @@ impl Checked {
                         }
                     }
                 }
-                if let Err(why) = tokenizer.encode_prompt(&record.context, &record.prompt) {
+                let problem = reward_field_missing(entry.reward, record)
+                    .map(str::to_string)
+                    .or_else(|| {
+                        tokenizer
+                            .encode_prompt(&record.context, &record.prompt)
+                            .err()
+                    });
+                if let Some(why) = problem {
                     match on_bad {
                         OnBad::Error => bail!("{}: {why}", at()),
                         OnBad::Skip => {
@@ -250,6 +280,23 @@ impl Checked {
             self.hashed.push(file_sha256(file)?);
         }
         Ok(records)
+    }
+}
+
+/// What a prompt record lacks for its reward: `answer` for math, `tests` for code.
+fn reward_field_missing(
+    reward: Option<lpo_recipe::RewardKind>,
+    record: &RewardList,
+) -> Option<&'static str> {
+    use lpo_recipe::RewardKind;
+    match reward {
+        Some(RewardKind::Math) if record.answer.is_none() => {
+            Some("the math reward needs the record's reference `answer`")
+        }
+        Some(RewardKind::Code) if record.tests.is_none() => {
+            Some("the code reward needs the record's `tests`")
+        }
+        _ => None,
     }
 }
 
@@ -374,6 +421,8 @@ pub struct Window {
     pub max_prompt: Option<usize>,
     /// `data.max_response_tokens`.
     pub max_response: Option<usize>,
+    /// `eval.max_new_tokens`: the room a prompt for generation leaves.
+    pub max_new: usize,
 }
 
 impl Window {
@@ -383,6 +432,7 @@ impl Window {
             max_len,
             max_prompt: recipe.data.max_prompt_tokens.map(|n| n as usize),
             max_response: recipe.data.max_response_tokens.map(|n| n as usize),
+            max_new: recipe.eval.max_new_tokens as usize,
         }
     }
 }
@@ -449,14 +499,20 @@ pub fn encode_pair(
     })
 }
 
-/// The ids of a prompt alone (for generation), cut to `window`.
+/// The ids of a prompt alone (for generation), cut to `window` so that
+/// `eval.max_new_tokens` new tokens fit after it: a longer prompt keeps its
+/// last `max_len - max_new_tokens` tokens (at least one).
 pub fn encode_prompt(
     tokenizer: &dyn Tokenize,
     context: &[Message],
     prompt: &str,
     window: &Window,
 ) -> Result<Vec<i64>> {
-    Ok(encode_pair(tokenizer, context, prompt, None, window)?.prompt)
+    let room = Window {
+        max_len: window.max_len.saturating_sub(window.max_new).max(1),
+        ..*window
+    };
+    Ok(encode_pair(tokenizer, context, prompt, None, &room)?.prompt)
 }
 
 #[cfg(test)]
@@ -468,11 +524,29 @@ mod tests {
             max_len,
             max_prompt: None,
             max_response: None,
+            max_new: 8,
         }
     }
 
     fn pair(prompt: &str, response: &str, w: &Window) -> Encoded {
         encode_pair(&CharTokenizer, &[], prompt, Some(response), w).unwrap()
+    }
+
+    #[test]
+    fn prompts_for_generation_leave_room_for_the_new_tokens() {
+        let long = "1".repeat(100);
+        let p = encode_prompt(&CharTokenizer, &[], &long, &window(40)).unwrap();
+        // 40 positions, 8 kept for generation: the prompt's last 32 tokens.
+        assert_eq!(p.len(), 32);
+        let short = encode_prompt(&CharTokenizer, &[], "12+3=", &window(40)).unwrap();
+        assert_eq!(short.len(), 6);
+        // A window smaller than the room still keeps one prompt token.
+        assert_eq!(
+            encode_prompt(&CharTokenizer, &[], &long, &window(4))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -498,6 +572,7 @@ mod tests {
             max_len: 64,
             max_prompt: Some(3),
             max_response: Some(2),
+            max_new: 8,
         };
         let e = pair("12+34=", "4567", &w);
         assert_eq!(e.prompt, t.encode("34="));
@@ -537,6 +612,7 @@ mod tests {
             weight: 1.0,
             split: None,
             eval_split: None,
+            reward: None,
         }];
         recipe
     }

@@ -67,6 +67,7 @@ fn a_policy_equal_to_the_reference_ties_everywhere_with_zero_kl() {
         &reference,
         &policy,
         tok.as_ref(),
+        &lpo_train::rewards::Rewards::load(&recipe, Device::Cpu).unwrap(),
         &examples,
         &mut Silent,
     )
@@ -119,6 +120,7 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         weight: 1.0,
         split: None,
         eval_split: None,
+        reward: None,
     }];
     recipe.data.oversample = true; // 40 lists from 30 training records
     let srcs = sources::load_sources(&recipe).unwrap();
@@ -146,6 +148,7 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         &srcs,
         tok.as_ref(),
         &reference,
+        &lpo_train::rewards::Rewards::load(&recipe, Device::Cpu).unwrap(),
         &layout,
         &mut Silent,
     )

@@ -56,6 +56,7 @@ fn reference_and_lists_are_built_once_and_reused() {
         &srcs,
         tok.as_ref(),
         &reference,
+        &no_rewards(),
         &layout,
         &mut Silent,
     )
@@ -98,7 +99,16 @@ fn reference_and_lists_are_built_once_and_reused() {
     // The lists come from the cache: nothing is sampled (no phase starts),
     // and the file is read as it is, not regenerated.
     let mut phases = Phases::default();
-    let cached = lists::obtain(&recipe, &srcs, tok.as_ref(), &again, &layout, &mut phases).unwrap();
+    let cached = lists::obtain(
+        &recipe,
+        &srcs,
+        tok.as_ref(),
+        &again,
+        &no_rewards(),
+        &layout,
+        &mut phases,
+    )
+    .unwrap();
     assert_eq!(cached.id, built.id);
     assert_eq!(cached.lists, built.lists);
     assert!(
@@ -113,7 +123,16 @@ fn reference_and_lists_are_built_once_and_reused() {
     let flipped = text.replacen("\"reward\":", "\"reward\":1", 1);
     assert_ne!(flipped, text);
     std::fs::write(&built.path, &flipped).unwrap();
-    let healed = lists::obtain(&recipe, &srcs, tok.as_ref(), &again, &layout, &mut Silent).unwrap();
+    let healed = lists::obtain(
+        &recipe,
+        &srcs,
+        tok.as_ref(),
+        &again,
+        &no_rewards(),
+        &layout,
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(healed.lists, built.lists);
     let aside = built.path.with_file_name(format!(
         "{}.damaged-1",
@@ -129,6 +148,7 @@ fn reference_and_lists_are_built_once_and_reused() {
         &srcs,
         tok.as_ref(),
         &again,
+        &no_rewards(),
         &layout,
         &mut Silent,
     )
@@ -136,8 +156,16 @@ fn reference_and_lists_are_built_once_and_reused() {
     assert_eq!(same.id, built.id);
     let mut bigger = recipe.clone();
     bigger.data.list_size = 4;
-    let different =
-        lists::obtain(&bigger, &srcs, tok.as_ref(), &again, &layout, &mut Silent).unwrap();
+    let different = lists::obtain(
+        &bigger,
+        &srcs,
+        tok.as_ref(),
+        &again,
+        &no_rewards(),
+        &layout,
+        &mut Silent,
+    )
+    .unwrap();
     assert_ne!(different.id, built.id);
 
     // Preference form: pairs of (best, strictly worse); all-tied lists dropped.
@@ -152,7 +180,7 @@ fn reference_and_lists_are_built_once_and_reused() {
     let train = built.prompts();
     let eval = lists::eval_examples(&recipe, &srcs, &train).unwrap();
     assert_eq!(eval.len(), 20);
-    assert!(eval.iter().all(|e| !train.contains(e.prompt.as_str())));
+    assert!(eval.iter().all(|e| !train.contains(e.prompt())));
 }
 
 #[test]
@@ -177,6 +205,7 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
         weight: 1.0,
         split: None,
         eval_split: None,
+        reward: None,
     });
     let err = sources::load_sources(&recipe).err().unwrap().to_string();
     assert_eq!(
@@ -204,6 +233,7 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
         &srcs,
         tok.as_ref(),
         &reference,
+        &no_rewards(),
         &layout,
         &mut Silent,
     )
@@ -242,9 +272,15 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
         &srcs,
         tok.as_ref(),
         &reference,
+        &no_rewards(),
         &layout,
         &mut Silent,
     )
     .unwrap();
     assert_eq!((again.lists, again.heldout), (built.lists, built.heldout));
+}
+
+/// The reward sources of a mix without prompt files: nothing loaded.
+fn no_rewards() -> lpo_train::rewards::Rewards {
+    lpo_train::rewards::Rewards::load(&Recipe::default(), Device::Cpu).unwrap()
 }
