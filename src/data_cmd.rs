@@ -84,6 +84,7 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         println!("binarization dropped {dropped} lists whose rewards all tie");
     }
     print_skipped_lines(&data.sources);
+    print_prompt_files(&data.sources, recipe);
     let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
     for (source, n) in
         lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, seed, fraction)
@@ -132,18 +133,12 @@ impl RunData {
         let recipe = &run.recipe;
         let layout = Layout::new(results);
         let device = crate::sweep::device_for(recipe)?;
-        let sources = lpo_train::sources::load_sources(recipe)?;
-        let (tokenizer, tokenizer_id) = lpo_train::sources::tokenizer(recipe)?;
         let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
-        let reference = lpo_train::reference::obtain(
-            recipe,
-            &sources,
-            tokenizer.as_ref(),
-            &tokenizer_id,
-            &layout,
-            device,
-            &mut bars,
-        )?;
+        let lpo_train::reference::Basis {
+            sources,
+            tokenizer,
+            reference,
+        } = lpo_train::reference::basis(recipe, &layout, device, &mut bars)?;
         let rewards = lpo_train::rewards::Rewards::load(recipe, device)?;
         let lists = lpo_train::lists::obtain(
             recipe,
@@ -160,6 +155,30 @@ impl RunData {
             reference,
             lists,
         })
+    }
+}
+
+/// For each prompt file: its reward, and how many of its records are
+/// training prompts and how many evaluation prompts.
+fn print_prompt_files(sources: &[Source], recipe: &lpo_recipe::Recipe) {
+    for source in sources {
+        if let SourceKind::File {
+            records,
+            heldout,
+            reward: Some(kind),
+            ..
+        } = &source.kind
+        {
+            let (held, train) = source.file_split(recipe.train.seed, recipe.data.eval_fraction);
+            let eval = heldout.as_ref().map_or(held.len(), |(_, r)| r.len());
+            println!(
+                "{}: prompt file scored by the {} reward: {} training prompts (of {} records), {eval} evaluation prompts",
+                source.name,
+                kind.name(),
+                train.len(),
+                records.len()
+            );
+        }
     }
 }
 

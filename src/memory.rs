@@ -70,6 +70,7 @@ pub fn breakdown(e: &MemoryEstimate) -> String {
         ("rotary tables", e.rotary),
         ("evaluation", e.evaluation),
         ("runtime", e.runtime),
+        ("reward model", e.reward_model),
     ];
     terms.sort_by_key(|t| std::cmp::Reverse(t.1));
     terms

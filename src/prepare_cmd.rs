@@ -41,6 +41,7 @@ fn shared_key(recipe: &Recipe) -> Result<String> {
         recipe.train.seed,
         recipe.train.device,
         recipe.eval.max_new_tokens,
+        lpo_plan::relevant_reward(recipe),
     ))
     .context("serializing a run's data settings")
 }

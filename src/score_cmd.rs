@@ -2,7 +2,7 @@
 //!
 //! Every record of every prompt source (`data.mix[].reward`) gets
 //! `data.list_size` responses sampled from the run's reference (the
-//! `reference.checkpoint`, or the SFT reference) at
+//! `reference.checkpoint`, which a prompt file needs) at
 //! `reference.sample_temperature`, at most `eval.max_new_tokens` long, seeded
 //! by `train.seed`, scored by the source's reward. A record that already
 //! holds (unscored) responses has those scored instead. The output is the
@@ -60,18 +60,12 @@ pub fn run(args: &ScoreArgs) -> Result<std::process::ExitCode> {
     }
     let layout = Layout::new(&args.results.dir);
     let device = crate::sweep::device_for(recipe)?;
-    let sources = lpo_train::sources::load_sources(recipe)?;
-    let (tokenizer, tokenizer_id) = lpo_train::sources::tokenizer(recipe)?;
     let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
-    let reference = lpo_train::reference::obtain(
-        recipe,
-        &sources,
-        tokenizer.as_ref(),
-        &tokenizer_id,
-        &layout,
-        device,
-        &mut bars,
-    )?;
+    let lpo_train::reference::Basis {
+        sources,
+        tokenizer,
+        reference,
+    } = lpo_train::reference::basis(recipe, &layout, device, &mut bars)?;
     let rewards = Rewards::load(recipe, device)?;
     let sampling = Sampling {
         recipe,
@@ -137,17 +131,19 @@ fn score_given(rewards: &Rewards, items: &[Scorable]) -> Result<Vec<SourcedList>
             .iter()
             .map(|r| (item, r.text.as_str()))
             .collect();
-        let scores = rewards.score(&pairs, None)?.rewards;
+        let scored = rewards.score(&pairs, None)?;
         let responses = record
             .responses
             .iter()
-            .zip(scores)
+            .zip(scored.rewards)
             .map(|(r, reward)| Scored {
                 text: r.text.clone(),
                 reward,
             })
             .collect();
-        out.push(item.list(source, responses));
+        let mut list = item.list(source, responses);
+        list.outcomes = scored.outcomes.into_iter().flatten().collect();
+        out.push(list);
     }
     Ok(out)
 }
@@ -170,6 +166,10 @@ fn print_summary(
     lists: &[SourcedList],
     isolation: Option<&lpo_reward::sandbox::Isolation>,
 ) {
+    let mut causes: BTreeMap<&str, usize> = BTreeMap::new();
+    for outcome in lists.iter().flat_map(|l| &l.outcomes) {
+        *causes.entry(outcome).or_default() += 1;
+    }
     let mut per_source: BTreeMap<&str, (usize, Vec<f64>)> = BTreeMap::new();
     for l in lists {
         let entry = per_source.entry(&l.source).or_default();
@@ -182,6 +182,11 @@ fn print_summary(
             "{source}: {records} records, {} responses, mean reward {mean:.3}",
             rewards.len()
         );
+    }
+    if !causes.is_empty() {
+        let total: usize = causes.values().sum();
+        let counts: Vec<String> = causes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        println!("code executions: {total} ({})", counts.join(", "));
     }
     if let Some(isolation) = isolation {
         println!("code ran with {isolation}");

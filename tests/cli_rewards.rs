@@ -201,6 +201,11 @@ fn reward_sources_are_checked_at_plan_time() {
             "reward.model names no reward model",
         ),
         (r#"reward = "math""#, r#"reward = "maths""#, "data.mix"),
+        (
+            "[reference]\ncheckpoint",
+            "[reference]\nsft_steps = 10\n#",
+            "a prompt file has no demonstrations to train an SFT reference on",
+        ),
     ] {
         std::fs::write(dir.join("r.toml"), base.replace(from, to)).unwrap();
         let out = lpo(&dir, &["plan", "r.toml"]);
@@ -263,6 +268,19 @@ max_new_tokens = 8
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("code ran with python"), "{stdout}");
+    // One passed, one failed its assertion, one looped into a limit.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("code executions: 3 ("))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("failed 1") && line.contains("passed 1"),
+        "{line}"
+    );
+    assert!(
+        line.contains("cpu_time 1") || line.contains("timeout 1"),
+        "{line}"
+    );
     let lists: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("scored.jsonl"))
         .unwrap()
         .lines()
@@ -337,25 +355,11 @@ fn reward_fixture(family: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/reward/{family}"))
 }
 
-#[test]
-fn a_reward_model_scores_as_transformers_does_and_drives_rounds() {
-    let dir = scratch("rewards-model");
-    // The fixture's conversations as given responses: `lpo score` must give
-    // transformers' scores of the ChatML-rendered conversation.
-    let rm = reward_fixture("qwen2");
-    let want: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rm.join("expected.json")).unwrap()).unwrap();
-    let cases = want["cases"].as_array().unwrap();
-    let lines: Vec<String> = cases
-        .iter()
-        .map(|c| {
-            serde_json::json!({"prompt": c["prompt"], "responses": [c["response"]]}).to_string()
-        })
-        .collect();
-    std::fs::write(dir.join("given.jsonl"), lines.join("\n") + "\n").unwrap();
-    let recipe = |path: &str, extra: &str| {
-        format!(
-            r#"
+/// A recipe whose prompt file `path` is scored by the qwen2 reward model
+/// fixture, in two on-policy rounds.
+fn rm_recipe(path: &str) -> String {
+    format!(
+        r#"
 name = "rm"
 [reference]
 checkpoint = "{}"
@@ -375,12 +379,30 @@ threads = 1
 every = 0
 samples = 2
 max_new_tokens = 8
-{extra}"#,
-            checkpoint().display(),
-            rm.display()
-        )
-    };
-    std::fs::write(dir.join("score.toml"), recipe("given.jsonl", "")).unwrap();
+"#,
+        checkpoint().display(),
+        reward_fixture("qwen2").display()
+    )
+}
+
+#[test]
+fn a_reward_model_scores_as_transformers_does_and_drives_rounds() {
+    let dir = scratch("rewards-model");
+    // The fixture's conversations as given responses: `lpo score` must give
+    // transformers' scores of the ChatML-rendered conversation.
+    let rm = reward_fixture("qwen2");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rm.join("expected.json")).unwrap()).unwrap();
+    let cases = want["cases"].as_array().unwrap();
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            serde_json::json!({"prompt": c["prompt"], "responses": [c["response"]]}).to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("given.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    std::fs::write(dir.join("score.toml"), rm_recipe("given.jsonl")).unwrap();
     let out = lpo(&dir, &["score", "score.toml", "--out", "scored.jsonl"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let scored = std::fs::read_to_string(dir.join("scored.jsonl")).unwrap();
@@ -401,7 +423,7 @@ max_new_tokens = 8
         })
         .collect();
     std::fs::write(dir.join("prompts.jsonl"), prompts.join("\n") + "\n").unwrap();
-    std::fs::write(dir.join("rm.toml"), recipe("prompts.jsonl", "")).unwrap();
+    std::fs::write(dir.join("rm.toml"), rm_recipe("prompts.jsonl")).unwrap();
     let out = lpo(&dir, &["sweep", "rm.toml"]);
     assert!(
         out.status.success(),
@@ -423,6 +445,27 @@ max_new_tokens = 8
         summary["headline"]["prompts"].as_u64().unwrap() > 0,
         "{summary}"
     );
+    no_pass_rate(&dir, &run);
+}
+
+/// Without a solved level there is no pass rate: empty cells in `eval.csv`
+/// and `-` in the report of `rm.toml` in `dir`.
+fn no_pass_rate(dir: &Path, run: &Path) {
+    let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(eval.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let column = header.iter().position(|h| h == "policy_pass").unwrap();
+    for row in rows.records() {
+        assert_eq!(&row.unwrap()[column], "", "{eval}");
+    }
+    let out = lpo(dir, &["report", "rm.toml"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| lpo |"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(row.split('|').nth(6).unwrap().trim(), "-", "{row}");
 }
 
 #[test]

@@ -127,6 +127,9 @@ fn a_run_killed_mid_round_two_resumes_to_the_same_bytes() {
         "{resumed}"
     );
     assert_eq!(resumed["round_lists"], summary["round_lists"]);
+    // Each round's training rewards, rebuilt from the cached lists on resume.
+    assert_eq!(summary["round_rewards"].as_array().unwrap().len(), 2);
+    assert_eq!(resumed["round_rewards"], summary["round_rewards"]);
     for ((name, a), (_, b)) in outputs(&whole).iter().zip(outputs(&killed)) {
         assert!(!a.is_empty(), "{name} is empty");
         assert!(*a == b, "{name} differs after the resume");
@@ -134,7 +137,7 @@ fn a_run_killed_mid_round_two_resumes_to_the_same_bytes() {
 }
 
 #[test]
-fn rounds_need_built_in_tasks() {
+fn rounds_need_a_reward_for_every_source() {
     let dir = scratch("rounds-files");
     std::fs::write(
         dir.join("l.jsonl"),
@@ -149,7 +152,8 @@ fn rounds_need_built_in_tasks() {
     let out = lpo(&dir, &["plan", "r.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("train.rounds"),
+        text(&out.stderr).contains("train.rounds")
+            && text(&out.stderr).contains("a file of scored responses"),
         "{}",
         text(&out.stderr)
     );

@@ -668,9 +668,13 @@ fn prompts(value: &Value) -> Result<RewardList, String> {
 }
 
 fn gsm8k(value: &Value) -> Result<RewardList, String> {
+    let answer = text(value, "answer")?;
+    if !answer.contains("####") {
+        return Err("`answer` has no `#### N` line: GSM8K's solutions end with the final answer after `####`".into());
+    }
     Ok(RewardList {
         prompt: text(value, "question")?,
-        answer: Some(text(value, "answer")?),
+        answer: Some(answer),
         ..RewardList::default()
     })
 }

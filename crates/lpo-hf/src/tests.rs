@@ -149,8 +149,26 @@ fn unsupported_architectures_and_rotary_types_are_errors() {
     v["model_type"] = json!("gpt2");
     assert!(err(&v.to_string()).contains("model_type `gpt2` is not supported"));
     let mut v = nano();
+    v["architectures"] = json!(["MistralForTokenClassification"]);
+    assert!(err(&v.to_string()).contains("MistralForTokenClassification"));
+    // A sequence classifier (a reward model) reads as the same decoder; its
+    // head says what it is.
     v["architectures"] = json!(["MistralForSequenceClassification"]);
-    assert!(err(&v.to_string()).contains("MistralForSequenceClassification"));
+    assert!(Config::from_hf_json(&v.to_string()).is_ok());
+    assert_eq!(
+        crate::Head::from_hf_json(&v.to_string()).unwrap(),
+        crate::Head::Classifier { num_labels: 2 }
+    );
+    v["num_labels"] = json!(1);
+    assert_eq!(
+        crate::Head::from_hf_json(&v.to_string()).unwrap(),
+        crate::Head::Classifier { num_labels: 1 }
+    );
+    v["architectures"] = json!(["MistralForCausalLM"]);
+    assert_eq!(
+        crate::Head::from_hf_json(&v.to_string()).unwrap(),
+        crate::Head::CausalLm
+    );
     let mut v = nano();
     v.as_object_mut().unwrap().remove("model_type");
     assert!(err(&v.to_string()).contains("no `model_type`"));

@@ -20,9 +20,6 @@ use crate::checkpoint;
 use crate::model::{positions_of, Linear};
 use crate::{Config, KvCache, Mistral};
 
-/// Sequences scored per forward pass.
-const SCORE_BATCH: usize = 8;
-
 /// A sequence-classification checkpoint with one output.
 #[derive(Debug)]
 pub struct RewardModel {
@@ -83,8 +80,8 @@ impl RewardModel {
     }
 
     /// The score of each token sequence (none may be empty or longer than
-    /// the model's positions), computed in batches of right-padded rows.
-    pub fn scores(&self, sequences: &[Vec<i64>]) -> Result<Vec<f64>> {
+    /// the model's positions), computed in batches of `batch` right-padded rows.
+    pub fn scores(&self, sequences: &[Vec<i64>], batch: usize) -> Result<Vec<f64>> {
         let max = self.config().max_position_embeddings as usize;
         for (i, s) in sequences.iter().enumerate() {
             ensure!(
@@ -94,7 +91,7 @@ impl RewardModel {
             );
         }
         let mut out = Vec::with_capacity(sequences.len());
-        for chunk in sequences.chunks(SCORE_BATCH) {
+        for chunk in sequences.chunks(batch.max(1)) {
             out.extend(tch::no_grad(|| self.batch_scores(chunk)));
         }
         Ok(out)

@@ -44,9 +44,9 @@ fn scores_match_transformers_for_every_family() {
             scores.push(c["raw_score"].as_f64().unwrap());
         }
         // All in batches (right-padded), and one at a time.
-        let batched = model.scores(&sequences).unwrap();
+        let batched = model.scores(&sequences, 8).unwrap();
         for (i, s) in sequences.iter().enumerate() {
-            let alone = model.scores(std::slice::from_ref(s)).unwrap()[0];
+            let alone = model.scores(std::slice::from_ref(s), 1).unwrap()[0];
             for (how, got) in [("batched", batched[i]), ("alone", alone)] {
                 assert!(
                     (got - scores[i]).abs() <= TOLERANCE,
@@ -67,9 +67,9 @@ fn a_trailing_pad_token_is_skipped_as_transformers_does() {
     let pad = want["pad_token_id"].as_i64().unwrap();
     let case = &want["cases"][0];
     let mut s = ids(&case["input_ids"]);
-    let before = model.scores(std::slice::from_ref(&s)).unwrap()[0];
+    let before = model.scores(std::slice::from_ref(&s), 1).unwrap()[0];
     s.extend([pad, pad]);
-    let after = model.scores(std::slice::from_ref(&s)).unwrap()[0];
+    let after = model.scores(std::slice::from_ref(&s), 1).unwrap()[0];
     assert!((before - after).abs() < 1e-6, "{before} vs {after}");
 }
 

@@ -361,6 +361,13 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
             help: help.map(String::from),
         }]);
     }
+    if let Err(message) = reward_model(&recipe) {
+        return Resolved::Invalid(vec![Diagnostic {
+            message: format!("run [{}]: {message}", context()),
+            location: "reward.model".into(),
+            help: None,
+        }]);
+    }
     Resolved::Run {
         id: id(&recipe),
         assignments,
@@ -489,6 +496,32 @@ pub(crate) fn names_hub(recipe: &Recipe) -> bool {
         || hub(&recipe.data.tokenizer)
         || hub(&recipe.reward.model)
         || recipe.data.mix.iter().any(|s| hub(&s.path))
+}
+
+/// `reward.model`, when a source is scored by it, must be a
+/// sequence-classification checkpoint with one output and a tokenizer.
+pub fn reward_model(recipe: &Recipe) -> Result<(), String> {
+    let uses = recipe
+        .reward_kinds()
+        .contains(&lpo_recipe::RewardKind::Model);
+    let Some(dir) = recipe.reward.model.as_deref().filter(|_| uses) else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(dir);
+    let config = lpo_hf::Config::read(path).map_err(|e| format!("`reward.model`: {e:#}"))?;
+    let head = lpo_hf::Head::read(path).map_err(|e| format!("`reward.model`: {e:#}"))?;
+    if head != (lpo_hf::Head::Classifier { num_labels: 1 }) {
+        return Err(format!(
+            "`reward.model` {dir} is not a reward model: it must be a {} with num_labels = 1 (its config.json says {head:?})",
+            config.family.classifier_architecture()
+        ));
+    }
+    if !path.join("tokenizer.json").is_file() {
+        return Err(format!(
+            "`reward.model` {dir} has no tokenizer.json: a reward model reads text with its own tokenizer"
+        ));
+    }
+    Ok(())
 }
 
 /// With `reference.checkpoint`, the model is the checkpoint's: its
@@ -708,9 +741,26 @@ fn canonical_field(recipe: &Recipe, name: &str, mut json: Json) -> Option<Json> 
                 }
             }
         }
+        // None left, no member (ids stay as without [reward]).
+        "reward" => return relevant_reward(recipe),
         _ => {}
     }
     Some(json)
+}
+
+/// The `[reward]` settings away from their defaults that change what the
+/// mix's reward kinds compute ([`lpo_recipe::RewardConfig::relevant_keys`]),
+/// or `None` when there are none: part of run ids, evaluation keys and
+/// shared-data keys.
+pub fn relevant_reward(recipe: &Recipe) -> Option<Json> {
+    let relevant = recipe.reward.relevant_keys(&recipe.reward_kinds());
+    let Json::Object(mut reward) = serde_json::to_value(&recipe.reward).expect("serializes") else {
+        return None;
+    };
+    // Defaults stay out too, so a recipe that writes a default keeps its id.
+    let defaults = serde_json::to_value(lpo_recipe::RewardConfig::default()).expect("serializes");
+    reward.retain(|k, v| relevant.contains(&k.as_str()) && defaults.get(k) != Some(v));
+    (!reward.is_empty()).then_some(Json::Object(reward))
 }
 
 /// A member of the canonical configuration's text, `"name":json`, as
@@ -772,7 +822,11 @@ pub fn eval_key(recipe: &Recipe) -> String {
         eval,
         recipe.train.seed,
     );
-    let json = serde_json::to_vec(&value).expect("JSON values serialize");
+    let mut json = serde_json::to_vec(&value).expect("JSON values serialize");
+    // How responses are scored, where a prompt file's reward does it.
+    if let Some(reward) = relevant_reward(recipe) {
+        json.extend(serde_json::to_vec(&reward).expect("JSON values serialize"));
+    }
     lpo_results::sha256_hex(&[b"lpo-eval-key-v1\n", &json], 8)
 }
 

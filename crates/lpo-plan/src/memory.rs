@@ -47,6 +47,9 @@ pub struct MemoryEstimate {
     pub evaluation: u64,
     /// libtorch's own allocations (CPU runtime, or the CUDA context).
     pub runtime: u64,
+    /// The reward model's weights (`reward.model`), resident for the whole
+    /// run when a source is scored by it.
+    pub reward_model: u64,
 }
 
 /// Prompts whose responses' log-probabilities are computed in one forward
@@ -68,6 +71,7 @@ impl MemoryEstimate {
             + self.rotary
             + (self.activations + self.logits).max(self.evaluation)
             + self.runtime
+            + self.reward_model
     }
 }
 
@@ -138,7 +142,23 @@ pub fn estimate(recipe: &Recipe, placement: Placement) -> MemoryEstimate {
         activations,
         logits,
         runtime: RUNTIME_BYTES,
+        reward_model: reward_model_bytes(recipe, weight_bytes),
     }
+}
+
+/// The weights of `reward.model` when a source is scored by it (from its
+/// config.json; 0 when it cannot be read, which planning reports anyway).
+fn reward_model_bytes(recipe: &Recipe, weight_bytes: u64) -> u64 {
+    let uses = recipe
+        .reward_kinds()
+        .contains(&lpo_recipe::RewardKind::Model);
+    let Some(dir) = recipe.reward.model.as_deref().filter(|_| uses) else {
+        return 0;
+    };
+    lpo_hf::Config::read(std::path::Path::new(dir))
+        .ok()
+        .and_then(|c| c.dims())
+        .map_or(0, |d| d.parameter_count() * weight_bytes)
 }
 
 /// Two rotary tables (policy and reference), `2 x max_len x head_dim`

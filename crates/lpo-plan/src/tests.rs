@@ -297,6 +297,7 @@ fn keys_outside_run_ids_do_not_move_the_id() {
             "train.activation_checkpointing",
             "[train]\nactivation_checkpointing = true\n",
         ),
+        ("reward.model_batch", "[reward]\nmodel_batch = 16\n"),
         (
             "report",
             "[[report.tables]]\nname = \"t\"\nmetric = \"reward\"\ncaption = \"c\"\n",
@@ -317,6 +318,44 @@ fn keys_outside_run_ids_do_not_move_the_id() {
         assert_ne!(r, Recipe::default(), "{key}: the change took effect");
         assert_eq!(run_id(&r), base, "{key} moved the run id");
     }
+}
+
+#[test]
+fn reward_settings_move_the_id_only_for_the_reward_kinds_in_use() {
+    let parse = |text: &str| -> Recipe {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        toml::Value::Table(table).try_into().unwrap()
+    };
+    // Task-only: no [reward] setting computes anything.
+    let base = run_id(&Recipe::default());
+    for text in [
+        "[reward]\nmath_style = \"boxed\"\n",
+        "[reward]\ncode_timeout = 3.0\n",
+        "[reward]\nmodel = \"rm\"\n",
+    ] {
+        assert_eq!(run_id(&parse(text)), base, "{text}");
+    }
+    // A math prompt file: math_style counts, the code and model settings do not.
+    let mix = "[reference]\ncheckpoint = \"c\"\n[data]\nmix = [{ path = \"p.jsonl\", format = \"gsm8k\", reward = \"math\" }]\n";
+    let math = run_id(&parse(mix));
+    assert_ne!(math, base);
+    assert_ne!(
+        run_id(&parse(&format!("{mix}[reward]\nmath_style = \"boxed\"\n"))),
+        math
+    );
+    for extra in [
+        "[reward]\ncode_timeout = 3.0\n",
+        "[reward]\nmodel = \"rm\"\n",
+    ] {
+        assert_eq!(run_id(&parse(&format!("{mix}{extra}"))), math, "{extra}");
+    }
+    // The evaluation key follows the same rule.
+    let boxed = parse(&format!("{mix}[reward]\nmath_style = \"boxed\"\n"));
+    assert_ne!(eval_key(&boxed), eval_key(&parse(mix)));
+    assert_eq!(
+        eval_key(&parse("[reward]\nmath_style = \"boxed\"\n")),
+        eval_key(&Recipe::default())
+    );
 }
 
 /// A checkpoint directory holding only a config.json (all the planner reads).

@@ -66,6 +66,17 @@ impl Default for Recipe {
 }
 
 impl Recipe {
+    /// The reward kinds of the mix's prompt files, once each, in mix order.
+    pub fn reward_kinds(&self) -> Vec<RewardKind> {
+        let mut out = Vec::new();
+        for kind in self.data.mix.iter().filter_map(|s| s.reward) {
+            if !out.contains(&kind) {
+                out.push(kind);
+            }
+        }
+        out
+    }
+
     /// Replaces the top-level field `name` (a section such as `train`, or a
     /// root key such as `label`) with `from`'s. False for a name that is not
     /// a field.
@@ -624,6 +635,20 @@ impl RewardConfig {
     /// Whether every setting is the default (then absent from run ids).
     pub fn is_default(&self) -> bool {
         *self == RewardConfig::default()
+    }
+
+    /// The settings that change what the reward `kinds` compute (the keys
+    /// of the others, and `model_batch`, change nothing).
+    pub fn relevant_keys(&self, kinds: &[RewardKind]) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        for kind in kinds {
+            keys.extend_from_slice(match kind {
+                RewardKind::Math => &["math_style"][..],
+                RewardKind::Code => &["code_timeout", "code_memory_mb"],
+                RewardKind::Model => &["model"],
+            });
+        }
+        keys
     }
 }
 

@@ -203,8 +203,8 @@ fn name_problems(recipe: &Recipe) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A prompt format needs a reward source, a response format refuses one,
-/// and `reward = "model"` needs `reward.model`.
+/// A prompt format needs a reward source and a checkpoint to sample from,
+/// a response format refuses one, and `reward = "model"` needs `reward.model`.
 fn reward_sources(recipe: &Recipe, out: &mut Vec<(String, String)>) {
     for (i, source) in recipe.data.mix.iter().enumerate() {
         let prompts = source
@@ -230,6 +230,21 @@ fn reward_sources(recipe: &Recipe, out: &mut Vec<(String, String)>) {
                 ),
             )),
             _ => {}
+        }
+        let twin = recipe.data.mix[..i]
+            .iter()
+            .position(|o| o.path.is_some() && o.path == source.path && o.split == source.split);
+        if let (Some(j), Some(_)) = (twin, source.reward) {
+            out.push((
+                format!("data.mix[{i}].path"),
+                format!("names the same prompt file as data.mix[{j}]: list it once (with the weight of both)"),
+            ));
+        }
+        if source.reward.is_some() && recipe.reference.checkpoint.is_none() {
+            out.push((
+                format!("data.mix[{i}].reward"),
+                "is set, but reference.checkpoint is not: a prompt file has no demonstrations to train an SFT reference on, so its responses are sampled from a checkpoint".into(),
+            ));
         }
         if source.reward == Some(crate::schema::RewardKind::Model) && recipe.reward.model.is_none()
         {

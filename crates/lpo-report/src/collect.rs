@@ -172,18 +172,19 @@ pub fn read_checked<T: DeserializeOwned>(
     Ok(rows)
 }
 
-/// Reads `eval.csv`: every reward, pass rate and KL must be finite.
+/// Reads `eval.csv`: every reward, pass rate (where the reward has a
+/// solved level) and KL must be finite.
 pub fn read_eval(path: &Path) -> Result<Vec<EvalRecord>> {
     read_checked(path, |r: &EvalRecord| {
         [
-            ("policy_reward", r.policy_reward),
-            ("baseline_reward", r.baseline_reward),
+            ("policy_reward", Some(r.policy_reward)),
+            ("baseline_reward", Some(r.baseline_reward)),
             ("policy_pass", r.policy_pass),
             ("baseline_pass", r.baseline_pass),
-            ("policy_kl", r.policy_kl),
+            ("policy_kl", Some(r.policy_kl)),
         ]
         .into_iter()
-        .find(|(_, v)| !v.is_finite())
+        .find_map(|(c, v)| v.filter(|v| !v.is_finite()).map(|v| (c, v)))
     })
 }
 

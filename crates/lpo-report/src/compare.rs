@@ -29,10 +29,11 @@ pub struct PairRow {
     pub policy: f64,
     /// The baseline's mean reward.
     pub baseline: f64,
-    /// The policy's pass rate (share of samples at the full reward).
-    pub policy_pass: f64,
+    /// The policy's pass rate (share of samples at the full reward);
+    /// `None` for a reward without a solved level.
+    pub policy_pass: Option<f64>,
     /// The baseline's pass rate.
-    pub baseline_pass: f64,
+    pub baseline_pass: Option<f64>,
     /// The policy's KL estimate to the reference.
     pub kl: f64,
 }
@@ -210,6 +211,12 @@ pub fn score(method: &str, seeds: &[SeedPairs], samples: Vec<u32>) -> Option<Row
             .map(|s| s.rows.iter().map(f).collect())
             .collect()
     };
+    let per_seed_some = |f: &dyn Fn(&PairRow) -> Option<f64>| -> Vec<Vec<f64>> {
+        seeds
+            .iter()
+            .map(|s| s.rows.iter().filter_map(f).collect())
+            .collect()
+    };
     let diffs = per_seed(&|r| r.policy - r.baseline);
     let tally = Tally::of(all().map(|r| (r.policy, r.baseline)));
     let test = if seeds.len() >= 2 {
@@ -252,11 +259,12 @@ pub fn score(method: &str, seeds: &[SeedPairs], samples: Vec<u32>) -> Option<Row
         baseline_reward: mean(all().map(|r| r.baseline)),
         reward_diff: mean(all().map(|r| r.policy - r.baseline)),
         reward_diff_ci: boot(&diffs),
-        pass: mean(all().map(|r| r.policy_pass)),
-        pass_ci: boot(&per_seed(&|r| r.policy_pass)),
-        baseline_pass: mean(all().map(|r| r.baseline_pass)),
-        pass_diff: mean(all().map(|r| r.policy_pass - r.baseline_pass)),
-        pass_diff_ci: boot(&per_seed(&|r| r.policy_pass - r.baseline_pass)),
+        // Without a solved level there are no pass rates: NaN, shown as "-".
+        pass: mean(all().filter_map(|r| r.policy_pass)),
+        pass_ci: boot(&per_seed_some(&|r| r.policy_pass)),
+        baseline_pass: mean(all().filter_map(|r| r.baseline_pass)),
+        pass_diff: mean(all().filter_map(pass_diff)),
+        pass_diff_ci: boot(&per_seed_some(&pass_diff)),
         kl: mean(all().map(|r| r.kl)),
         win_rate: tally.decided_win_rate(),
         win_rate_ci,
@@ -264,6 +272,11 @@ pub fn score(method: &str, seeds: &[SeedPairs], samples: Vec<u32>) -> Option<Row
         test,
         p_adjusted: test.p,
     })
+}
+
+/// A prompt's pass-rate difference, where both have pass rates.
+fn pass_diff(r: &PairRow) -> Option<f64> {
+    Some(r.policy_pass? - r.baseline_pass?)
 }
 
 /// All arms against one baseline on one task.
@@ -462,7 +475,7 @@ pub fn compare(arms: &Arms<'_>, baseline: &str) -> (Vec<TaskTable>, Vec<Unpaired
     let mut tables = Vec::new();
     for (task, by_arm) in groups {
         let mut rows = Vec::new();
-        let mut distinct: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+        let mut distinct: BTreeMap<(String, String), (f64, Option<f64>)> = BTreeMap::new();
         for (i, seeds) in &by_arm {
             let arm = &arms.arms[*i];
             for s in seeds {
@@ -480,7 +493,7 @@ pub fn compare(arms: &Arms<'_>, baseline: &str) -> (Vec<TaskTable>, Vec<Unpaired
         tables.push(TaskTable {
             baseline: partner.map_or_else(|| baseline.to_string(), |p| p.name.clone()),
             baseline_reward: mean(distinct.values().map(|v| v.0)),
-            baseline_pass: mean(distinct.values().map(|v| v.1)),
+            baseline_pass: mean(distinct.values().filter_map(|v| v.1)),
             baseline_prompts: distinct.len(),
             task,
             rows,

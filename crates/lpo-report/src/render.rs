@@ -40,6 +40,9 @@ fn signed_ci(x: f64, ci: Option<Interval>) -> String {
 }
 
 fn signed_pct_ci(x: f64, ci: Option<Interval>) -> String {
+    if !x.is_finite() {
+        return "-".into();
+    }
     let s = |v: f64| format!("{:+.1}%", 100.0 * v);
     match ci {
         Some(i) => format!("{} [{}, {}]", s(x), s(i.lo), s(i.hi)),

@@ -70,6 +70,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         lists: "l".into(),
         round_lists: vec!["l".into()],
         round_rewards: Vec::new(),
+        reward_model: None,
         truncated: Default::default(),
         repeated: Default::default(),
         timings: Timings::default(),
@@ -159,12 +160,12 @@ fn eval_rows(
                 samples: 4,
                 policy_response: "x".into(),
                 policy_reward: p,
-                policy_pass: pass(p),
+                policy_pass: Some(pass(p)),
                 policy_kl: 0.5 + effect.abs() * 0.1 + i as f64 * 0.001,
                 baseline: "reference".into(),
                 baseline_response: "y".into(),
                 baseline_reward: b,
-                baseline_pass: pass(b),
+                baseline_pass: Some(pass(b)),
                 outcome: Outcome::of(p, b),
             });
         }
@@ -310,7 +311,7 @@ fn rows_use_test_prompts_grouped_by_seed_and_an_across_seed_test() {
             assert!((r.kl - kl.iter().sum::<f64>() / kl.len() as f64).abs() < 1e-12);
             let pass: Vec<Vec<f64>> = groups
                 .iter()
-                .map(|g| g.iter().map(|e| e.policy_pass).collect())
+                .map(|g| g.iter().map(|e| e.policy_pass.unwrap()).collect())
                 .collect();
             assert_eq!(
                 r.pass_ci,
@@ -743,12 +744,12 @@ fn p_values_below_the_float_range_print_as_a_bound() {
             samples: 1,
             policy_response: "a".into(),
             policy_reward: 10.0,
-            policy_pass: 1.0,
+            policy_pass: Some(1.0),
             policy_kl: 0.1,
             baseline: "reference".into(),
             baseline_response: "b".into(),
             baseline_reward: 0.0,
-            baseline_pass: 0.0,
+            baseline_pass: Some(0.0),
             outcome: Outcome::Win,
         })
         .collect();

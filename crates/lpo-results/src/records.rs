@@ -116,6 +116,10 @@ pub struct RewardSummary {
     /// Share at the solved level, where the reward has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solved: Option<f64>,
+    /// A code reward's programs by how they ended (`passed`, `failed`,
+    /// `timeout`, `forbidden`, ...; absent for other rewards).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub outcomes: std::collections::BTreeMap<String, usize>,
 }
 
 impl RewardSummary {
@@ -130,6 +134,7 @@ impl RewardSummary {
             sd: var.sqrt(),
             solved: solved_at
                 .map(|level| rewards.iter().filter(|&&r| r >= level).count() as f64 / n),
+            outcomes: Default::default(),
         }
     }
 }
@@ -172,6 +177,10 @@ pub struct Summary {
     /// ones were sampled from the policy).
     #[serde(default)]
     pub round_lists: Vec<String>,
+    /// SHA-256 over the reward model's files (`reward.model`), when a source
+    /// is scored by one: a complete run is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_model: Option<String>,
     /// The training rewards of each round so far, per source: how scored
     /// samples move from round to round (a reward model's scores rising
     /// while KL grows is reward hacking to look at). Absent for offline runs.
@@ -385,8 +394,9 @@ pub struct EvalRecord {
     pub policy_response: String,
     /// Mean reward of the policy's responses.
     pub policy_reward: f64,
-    /// Share of the policy's responses with the full reward.
-    pub policy_pass: f64,
+    /// Share of the policy's responses at the solved level (the full
+    /// reward); empty for a reward without one (a reward model).
+    pub policy_pass: Option<f64>,
     /// Mean of log pi(y|x) - log pi_ref(y|x) over the policy's responses
     /// (a Monte Carlo estimate of KL(pi || pi_ref) at temperature 1).
     pub policy_kl: f64,
@@ -396,8 +406,8 @@ pub struct EvalRecord {
     pub baseline_response: String,
     /// Mean reward of the baseline's responses.
     pub baseline_reward: f64,
-    /// Share of the baseline's responses with the full reward.
-    pub baseline_pass: f64,
+    /// Share of the baseline's responses at the solved level; empty without one.
+    pub baseline_pass: Option<f64>,
     /// Win, tie or loss for the policy, by mean reward.
     pub outcome: Outcome,
 }

@@ -86,9 +86,9 @@ fn reward_model(args: &Args) -> Result<()> {
                 .collect()
         })
         .collect();
-    model.scores(&sequences[..8.min(sequences.len())])?; // warm-up
+    model.scores(&sequences[..8.min(sequences.len())], 8)?; // warm-up
     let started = Instant::now();
-    model.scores(&sequences)?;
+    model.scores(&sequences, 8)?;
     let seconds = started.elapsed().as_secs_f64();
     let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
     println!(

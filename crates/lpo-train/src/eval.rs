@@ -33,6 +33,10 @@ use crate::run::{Baseline, RunRequest};
 use crate::sources::{encode_prompt, Window};
 use crate::Progress;
 
+/// Names how evaluation prompts are cut, in cache identities of generated
+/// text: they keep room for `eval.max_new_tokens` new tokens.
+const PROMPT_ROOM: &str = "prompt-room-v1";
+
 /// Rows generated per batch; each batch draws from its own seeded stream.
 const GENERATION_CHUNK: usize = 64;
 /// Prompts per batch when scoring log-probabilities without gradients.
@@ -433,6 +437,7 @@ fn reference_responses(
     let id = content_id(
         "reference-eval",
         &(
+            PROMPT_ROOM,
             lpo_model::generate::SAMPLER,
             lpo_model::PRODUCTS,
             &reference.meta.id,
@@ -506,14 +511,31 @@ fn kl_estimates(
     Vec::<f64>::try_from(kl.to_device(tch::Device::Cpu)).expect("KL estimates to the host")
 }
 
-/// Mean reward and pass rate (share at the solved level, 0 without one)
-/// of each example's `n` responses (example-major).
+/// The report-table name of each example: its task, or its file's short
+/// name unless two sources share that, then the source's full name.
+fn group_names(examples: &[Scorable]) -> Vec<String> {
+    let groups: Vec<String> = examples.iter().map(Scorable::group).collect();
+    let mut sources_of: HashMap<String, std::collections::HashSet<&str>> = HashMap::new();
+    for g in &groups {
+        sources_of.entry(short_source(g)).or_default().insert(g);
+    }
+    groups
+        .iter()
+        .map(|g| match sources_of[&short_source(g)].len() {
+            1 => short_source(g),
+            _ => g.clone(),
+        })
+        .collect()
+}
+
+/// Mean reward and pass rate (share at the pass level; none for a reward
+/// without one) of each example's `n` responses (example-major).
 fn score(
     rewards: &Rewards,
     examples: &[Scorable],
     responses: &[String],
     n: usize,
-) -> Result<Vec<(f64, f64)>> {
+) -> Result<Vec<(f64, Option<f64>)>> {
     let pairs: Vec<(&Scorable, &str)> = responses
         .iter()
         .enumerate()
@@ -525,16 +547,16 @@ fn score(
         .zip(scores.chunks(n))
         .map(|(e, r)| {
             let count = r.len().max(1) as f64;
-            let solved = e
-                .solved_level()
-                .map_or(0, |level| r.iter().filter(|&&x| x >= level).count());
-            (r.iter().sum::<f64>() / count, solved as f64 / count)
+            let pass = e
+                .pass_level()
+                .map(|level| r.iter().filter(|&&x| x >= level).count() as f64 / count);
+            (r.iter().sum::<f64>() / count, pass)
         })
         .collect())
 }
 
 /// A baseline's per-prompt numbers: first response, mean reward, pass rate.
-type BaselineRow = (String, f64, f64);
+type BaselineRow = (String, f64, Option<f64>);
 
 /// Evaluates `policy` on `examples` against the request's baseline.
 pub fn generations(
@@ -564,7 +586,7 @@ pub fn generations(
         progress,
     );
     let texts: Vec<String> = samples.iter().map(|r| tokenizer.decode(r)).collect();
-    let tasks: Vec<String> = examples.iter().map(|e| short_source(&e.group())).collect();
+    let tasks = group_names(examples);
     let (ids, splits) = ids_and_splits(&tasks, recipe);
     let (baseline_name, baseline) = baseline_rows(
         request, reference, tokenizer, rewards, examples, &prompts, &ids, progress,
@@ -683,7 +705,7 @@ pub fn headline(records: &[EvalRecord], examples: &[Scorable]) -> Headline {
     };
     let with_accuracy: Vec<&EvalRecord> = test
         .iter()
-        .filter(|(_, e)| e.solved_level().is_some())
+        .filter(|(_, e)| e.has_accuracy())
         .map(|(r, _)| *r)
         .collect();
     let accuracy = |f: &dyn Fn(&EvalRecord) -> f64| {
@@ -709,8 +731,8 @@ pub fn headline(records: &[EvalRecord], examples: &[Scorable]) -> Headline {
         },
         policy_reward: mean(&|r| r.policy_reward),
         baseline_reward: mean(&|r| r.baseline_reward),
-        policy_accuracy: accuracy(&|r| r.policy_pass),
-        baseline_accuracy: accuracy(&|r| r.baseline_pass),
+        policy_accuracy: accuracy(&|r| r.policy_pass.unwrap_or(0.0)),
+        baseline_accuracy: accuracy(&|r| r.baseline_pass.unwrap_or(0.0)),
         kl: mean(&|r| r.policy_kl),
     }
 }

@@ -40,6 +40,10 @@ pub struct SourcedList {
     /// The list.
     #[serde(flatten)]
     pub list: RewardList,
+    /// How each response's program ended, for a `code` reward (`passed`, or
+    /// the cause of failure: `failed`, `timeout`, `forbidden`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
 }
 
 /// The lists of a run: training lists and held-out lists.
@@ -75,6 +79,7 @@ impl Lists {
                             source: l.source.clone(),
                             heldout: false,
                             list,
+                            outcomes: Vec::new(),
                         })
                     })
                     .collect();
@@ -134,7 +139,9 @@ pub fn obtain(
     let id = content_id(
         "lists",
         &ListsIdentity {
-            version: 5, // 4: inverse-CDF sampling on the device; 5: oneDNN products
+            // 4: inverse-CDF sampling on the device; 5: oneDNN products;
+            // 6: prompts keep room for eval.max_new_tokens new tokens.
+            version: 6,
             reference: reference.meta.id.clone(),
             encoding: crate::sources::tokenizer(recipe)?.1,
             sources: sources.iter().map(Source::identity).collect(),
@@ -145,7 +152,7 @@ pub fn obtain(
             max_new_tokens: recipe.eval.max_new_tokens,
             seed: recipe.train.seed,
             oversample: recipe.data.oversample,
-            rewards: crate::rewards::identity(recipe)?,
+            rewards: crate::rewards::identity(recipe, rewards, &layout.cache_dir())?,
         },
     );
     cached(layout, id, || {
@@ -263,6 +270,14 @@ fn cached(
         lists,
         heldout,
     })
+}
+
+/// The training lists cached under `id` (a round's lists, written by
+/// [`obtain`] or [`obtain_round`]).
+pub fn read_training_lists(layout: &Layout, id: &str) -> Result<Vec<SourcedList>> {
+    let mut lists = read_cached(&layout.lists_file(id))?;
+    lists.retain(|l| !l.heldout);
+    Ok(lists)
 }
 
 /// Reads a cache file this module wrote: one `SourcedList` per line.
@@ -605,6 +620,7 @@ fn file_list(
     SourcedList {
         source: source.to_string(),
         heldout,
+        outcomes: Vec::new(),
         list: RewardList {
             context: record.context.clone(),
             prompt: record.prompt.clone(),
@@ -735,7 +751,13 @@ impl<'a> ListSampler<'a> {
                         reward: scores.rewards[j],
                     })
                     .collect();
-                out.push(item.list(&item.group(), responses));
+                let mut list = item.list(&item.group(), responses);
+                list.outcomes = scores.outcomes[i * k..(i + 1) * k]
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                out.push(list);
             }
             progress.update(out.len() as u64, "");
         }

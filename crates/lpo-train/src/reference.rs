@@ -69,6 +69,42 @@ struct SftIdentity<'a> {
     heldout_fraction: Option<f64>,
 }
 
+/// What every command that samples from a run's reference starts from.
+pub struct Basis {
+    /// The loaded sources.
+    pub sources: Vec<Source>,
+    /// The tokenizer.
+    pub tokenizer: std::sync::Arc<dyn Tokenize>,
+    /// The reference model.
+    pub reference: Reference,
+}
+
+/// A run's sources, tokenizer and reference ([`obtain`]): what `lpo run`,
+/// `lpo data preview` and `lpo score` build first.
+pub fn basis(
+    recipe: &Recipe,
+    layout: &Layout,
+    device: Device,
+    progress: &mut dyn Progress,
+) -> Result<Basis> {
+    let sources = crate::sources::load_sources(recipe)?;
+    let (tokenizer, tokenizer_id) = crate::sources::tokenizer(recipe)?;
+    let reference = obtain(
+        recipe,
+        &sources,
+        tokenizer.as_ref(),
+        &tokenizer_id,
+        layout,
+        device,
+        progress,
+    )?;
+    Ok(Basis {
+        sources,
+        tokenizer,
+        reference,
+    })
+}
+
 /// The reference a run uses: the configured checkpoint, or the SFT model
 /// from the cache (trained now if it is not there; concurrent runs wait for
 /// one another instead of training it twice).

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use lpo_data::tokenizer::{HfOptions, HfTokenizer};
 use lpo_data::{Message, RewardList};
 use lpo_model::reward_model::RewardModel;
@@ -58,13 +58,23 @@ impl Scorable {
         }
     }
 
-    /// The reward at which a response counts as solved (pass rates), if
-    /// the reward has one: the full reward of `arith`, `program`, `math`
-    /// and `code`; none for `rating` and reward models.
-    pub fn solved_level(&self) -> Option<f64> {
+    /// The reward at which a response counts as passing (pass rates), if
+    /// the reward has one: the full reward of every built-in task, `math`
+    /// and `code`; none for reward models.
+    pub fn pass_level(&self) -> Option<f64> {
         match self {
-            Scorable::Task(e) => e.task.has_accuracy().then_some(MAX_REWARD),
+            Scorable::Task(_) => Some(MAX_REWARD),
             Scorable::Record { kind, .. } => solved_level(*kind),
+        }
+    }
+
+    /// Whether the pass rate is an accuracy that headlines report: for the
+    /// tasks with right answers (`arith`, `program`; not the noisy rater
+    /// `rating`), `math` and `code`.
+    pub fn has_accuracy(&self) -> bool {
+        match self {
+            Scorable::Task(e) => e.task.has_accuracy(),
+            Scorable::Record { kind, .. } => solved_level(*kind).is_some(),
         }
     }
 
@@ -89,6 +99,7 @@ impl Scorable {
             source: source.to_string(),
             heldout: false,
             list,
+            outcomes: Vec::new(),
         }
     }
 }
@@ -114,54 +125,66 @@ pub struct Rewards {
     math_style: lpo_reward::math::AnswerStyle,
     sandbox: Option<Sandbox>,
     model: Option<ModelScorer>,
+    model_batch: usize,
     threads: usize,
 }
 
 /// What identifies how rewards are computed (part of list identities
-/// when a prompt file is scored).
+/// when a prompt file is scored): the settings that matter to the kinds in
+/// use ([`lpo_recipe::RewardConfig::relevant_keys`]).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RewardsIdentity {
+    version: u32,
     kinds: Vec<&'static str>,
-    math_style: lpo_reward::math::AnswerStyle,
-    code_timeout: f64,
-    code_memory_mb: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    math_style: Option<lpo_reward::math::AnswerStyle>,
+    /// Wall-clock and memory limits, and the interpreter's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<(f64, u32, String)>,
     /// SHA-256 over the reward model's config, weights and tokenizer files.
+    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<String>,
 }
 
-/// The file kinds of a recipe's sources, once each, in mix order.
-fn kinds(recipe: &Recipe) -> Vec<RewardKind> {
-    let mut out = Vec::new();
-    for kind in recipe.data.mix.iter().filter_map(|s| s.reward) {
-        if !out.contains(&kind) {
-            out.push(kind);
-        }
-    }
-    out
-}
-
-/// The identity of `recipe`'s file rewards, `None` without any.
-pub fn identity(recipe: &Recipe) -> Result<Option<RewardsIdentity>> {
-    let kinds = kinds(recipe);
+/// The identity of `recipe`'s file rewards, `None` without any. Reward
+/// model files are hashed once per content (cached under `cache_dir`).
+pub fn identity(
+    recipe: &Recipe,
+    rewards: &Rewards,
+    cache_dir: &Path,
+) -> Result<Option<RewardsIdentity>> {
+    let kinds = recipe.reward_kinds();
     if kinds.is_empty() {
         return Ok(None);
     }
     let r = &recipe.reward;
-    let model = match (&r.model, kinds.contains(&RewardKind::Model)) {
-        (Some(dir), true) => Some(model_hash(Path::new(dir))?),
-        _ => None,
-    };
+    let model = model_id(recipe, cache_dir)?;
+    let code = rewards.sandbox.as_ref().map(|s| {
+        let python = s.isolation().python_version.clone();
+        (r.code_timeout, r.code_memory_mb, python)
+    });
     Ok(Some(RewardsIdentity {
+        version: 1,
         kinds: kinds.iter().map(|k| k.name()).collect(),
-        math_style: r.math_style,
-        code_timeout: r.code_timeout,
-        code_memory_mb: r.code_memory_mb,
+        math_style: kinds.contains(&RewardKind::Math).then_some(r.math_style),
+        code,
         model,
     }))
 }
 
+/// SHA-256 over the files of `recipe`'s reward model, when a source uses one.
+pub fn model_id(recipe: &Recipe, cache_dir: &Path) -> Result<Option<String>> {
+    match (
+        &recipe.reward.model,
+        recipe.reward_kinds().contains(&RewardKind::Model),
+    ) {
+        (Some(dir), true) => Ok(Some(model_hash(Path::new(dir), cache_dir)?)),
+        _ => Ok(None),
+    }
+}
+
 /// SHA-256 over a reward model directory's config, weights and tokenizer files.
-fn model_hash(dir: &Path) -> Result<String> {
+fn model_hash(dir: &Path, cache_dir: &Path) -> Result<String> {
     let mut files = vec![dir.join("config.json")];
     files.extend(lpo_model::checkpoint::weight_files(dir)?);
     let tokenizer = lpo_data::tokenizer::tokenizer_json(dir);
@@ -173,7 +196,7 @@ fn model_hash(dir: &Path) -> Result<String> {
     );
     let hashes = files
         .iter()
-        .map(|f| lpo_results::file_hash::sha256_file(f))
+        .map(|f| lpo_results::file_hash::sha256_file_cached(f, cache_dir))
         .collect::<Result<Vec<_>>>()?;
     Ok(lpo_results::sha256_hex(&[hashes.join(",").as_bytes()], 32))
 }
@@ -182,7 +205,7 @@ impl Rewards {
     /// Loads what `recipe`'s sources need: the sandbox for `code`, the
     /// reward model (on `device`) for `model`.
     pub fn load(recipe: &Recipe, device: Device) -> Result<Rewards> {
-        let kinds = kinds(recipe);
+        let kinds = recipe.reward_kinds();
         let r = &recipe.reward;
         let sandbox = match kinds.contains(&RewardKind::Code) {
             true => Some(Sandbox::new(code_limits(recipe))?),
@@ -199,6 +222,7 @@ impl Rewards {
             math_style: r.math_style,
             sandbox,
             model,
+            model_batch: r.model_batch as usize,
             threads: match recipe.train.threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n as usize,
@@ -222,7 +246,7 @@ impl Rewards {
     ) -> Result<Scores> {
         let mut out = Scores {
             rewards: vec![0.0; items.len()],
-            causes: Vec::new(),
+            outcomes: vec![None; items.len()],
         };
         let mut code = Vec::new();
         let mut model = Vec::new();
@@ -275,8 +299,12 @@ impl Rewards {
             .collect::<Result<Vec<_>>>()?;
         let runs = sandbox.run_all(&programs, self.threads);
         for (&i, run) in which.iter().zip(runs) {
+            // lpo failing to run a program says nothing of the response.
+            if let Some(Cause::Sandbox(why)) = &run.cause {
+                bail!("the code sandbox could not run a response: {why}");
+            }
             out.rewards[i] = if run.passed { MAX_REWARD } else { 0.0 };
-            out.causes.push(run);
+            out.outcomes[i] = Some(outcome(&run).to_string());
         }
         Ok(())
     }
@@ -306,7 +334,13 @@ impl Rewards {
                 Ok(ids)
             })
             .collect::<Result<Vec<_>>>()?;
-        for (&i, score) in which.iter().zip(scorer.model.scores(&sequences)?) {
+        let scores = scorer.model.scores(&sequences, self.model_batch)?;
+        for (&i, score) in which.iter().zip(scores) {
+            ensure!(
+                score.is_finite(),
+                "reward.model scored a response to {:?} {score}",
+                items[i].0.prompt().chars().take(60).collect::<String>()
+            );
             out.rewards[i] = score;
         }
         Ok(())
@@ -320,12 +354,12 @@ impl ModelScorer {
     }
 }
 
-/// Rewards of a batch, and the executions of its code responses.
+/// Rewards of a batch, and how its code responses' programs ended.
 pub struct Scores {
     /// One per item.
     pub rewards: Vec<f64>,
-    /// Each code execution, in item order.
-    pub causes: Vec<Execution>,
+    /// One per item: `passed` or the cause of failure for a code response.
+    pub outcomes: Vec<Option<String>>,
 }
 
 /// The sandbox limits of `recipe` (`reward.code_timeout` for wall and CPU
@@ -371,12 +405,7 @@ fn load_model(dir: &Path, device: Device) -> Result<ModelScorer> {
     })
 }
 
-/// Counts of code executions by cause (`passed` for none), for summaries.
-pub fn cause_counts(runs: &[Execution]) -> std::collections::BTreeMap<String, usize> {
-    let mut out = std::collections::BTreeMap::new();
-    for run in runs {
-        let label = run.cause.as_ref().map_or("passed", Cause::label);
-        *out.entry(label.to_string()).or_default() += 1;
-    }
-    out
+/// How a program ended: `passed`, or its cause's label.
+fn outcome(run: &Execution) -> &'static str {
+    run.cause.as_ref().map_or("passed", Cause::label)
 }

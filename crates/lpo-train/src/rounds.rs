@@ -165,21 +165,27 @@ impl RunInputs<'_> {
             set,
             ref_sum,
             ref_tokens,
-            rewards: self.reward_summaries(lists),
+            rewards: self.reward_summaries(&lists.lists),
         })
     }
 
     /// The rewards of `lists`' training lists per source, with the solved
     /// share where the source's reward has a solved level.
-    fn reward_summaries(&self, lists: &Lists) -> BTreeMap<String, lpo_results::RewardSummary> {
-        let mut by_source: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for l in &lists.lists {
-            let rewards = by_source.entry(l.source.clone()).or_default();
+    fn reward_summaries(
+        &self,
+        lists: &[lists::SourcedList],
+    ) -> BTreeMap<String, lpo_results::RewardSummary> {
+        let mut by_source: BTreeMap<String, (Vec<f64>, BTreeMap<String, usize>)> = BTreeMap::new();
+        for l in lists {
+            let (rewards, outcomes) = by_source.entry(l.source.clone()).or_default();
             rewards.extend(l.list.responses.iter().map(|r| r.reward));
+            for o in &l.outcomes {
+                *outcomes.entry(o.clone()).or_default() += 1;
+            }
         }
         by_source
             .into_iter()
-            .map(|(name, rewards)| {
+            .map(|(name, (rewards, outcomes))| {
                 let level =
                     self.sources
                         .iter()
@@ -192,10 +198,33 @@ impl RunInputs<'_> {
                                 reward.and_then(crate::rewards::solved_level)
                             }
                         });
-                let summary = lpo_results::RewardSummary::of(&rewards, level);
+                let summary = lpo_results::RewardSummary {
+                    outcomes,
+                    ..lpo_results::RewardSummary::of(&rewards, level)
+                };
                 (name, summary)
             })
             .collect()
+    }
+
+    /// The training rewards of every round up to `current` (whose lists are
+    /// `data`), per source: earlier rounds' from their cached lists, so a
+    /// resumed run logs them too.
+    pub fn round_rewards(
+        &self,
+        round_lists: &[String],
+        data: &RoundData,
+    ) -> Result<Vec<BTreeMap<String, lpo_results::RewardSummary>>> {
+        let (earlier, _) = round_lists.split_at(round_lists.len().saturating_sub(1));
+        let mut out = Vec::with_capacity(round_lists.len());
+        for (r, id) in earlier.iter().enumerate() {
+            out.push(match r {
+                0 => self.reward_summaries(&self.lists.lists),
+                _ => self.reward_summaries(&lists::read_training_lists(self.request.layout, id)?),
+            });
+        }
+        out.push(data.rewards.clone());
+        Ok(out)
     }
 
     /// Reference log-probabilities of every training response, computed once

@@ -118,6 +118,7 @@ impl RunState {
                 lists: String::new(),
                 round_lists: Vec::new(),
                 round_rewards: Vec::new(),
+                reward_model: None,
                 truncated: Default::default(),
                 repeated: Default::default(),
                 timings: Timings::default(),
@@ -215,6 +216,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     if let Some(summary) = Summary::read(&dir)? {
         if summary.status == Status::Complete && summary.run_id == request.run_id {
             reference_unchanged(request, &summary, &dir)?;
+            reward_model_unchanged(request, &summary, &dir)?;
             return Ok(RunOutcome::AlreadyComplete(summary));
         }
     }
@@ -257,6 +259,24 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     }
 }
 
+/// A complete run scored by a reward model must still find that model at
+/// `reward.model`: new weights in place would otherwise silently stand for
+/// results they did not compute.
+fn reward_model_unchanged(request: &RunRequest<'_>, summary: &Summary, dir: &Path) -> Result<()> {
+    let now = crate::rewards::model_id(request.recipe, &request.layout.cache_dir())?;
+    if now.is_some() && now != summary.reward_model {
+        bail!(
+            "run {} is complete, scored by reward model {}, but reward.model `{}` is now {}: its files changed. Remove {} to train the run again",
+            summary.run_id,
+            summary.reward_model.as_deref().unwrap_or("(none recorded)"),
+            request.recipe.reward.model.as_deref().unwrap_or_default(),
+            now.as_deref().unwrap_or_default(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// A complete run's reference checkpoint must still be the model it was
 /// trained against: the run id holds the checkpoint's path and architecture,
 /// not its weights, so new weights in place would otherwise silently
@@ -293,17 +313,11 @@ struct SharedData {
 fn shared_data(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<SharedData> {
     let recipe = request.recipe;
     let started = Instant::now();
-    let sources = sources::load_sources(recipe)?;
-    let (tokenizer, tokenizer_id) = sources::tokenizer(recipe)?;
-    let mut reference = reference::obtain(
-        recipe,
-        &sources,
-        tokenizer.as_ref(),
-        &tokenizer_id,
-        request.layout,
-        request.device,
-        progress,
-    )?;
+    let reference::Basis {
+        sources,
+        tokenizer,
+        mut reference,
+    } = reference::basis(recipe, request.layout, request.device, progress)?;
     if request.device.is_cuda() {
         reference.vs.bfloat16();
     }
@@ -358,6 +372,8 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     let recipe = request.recipe;
     state.summary.steps = recipe.train.steps;
     state.summary.reference = reference.meta.id.clone();
+    state.summary.reward_model =
+        crate::rewards::model_id(request.recipe, &request.layout.cache_dir())?;
     state.summary.timings.reference = reference_seconds;
     state.summary.lists = lists.id.clone();
     let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
@@ -664,11 +680,7 @@ fn round_data(
     let (base, run) = (&inputs.lists.id, inputs.request.run_id);
     state.summary.round_lists = (0..=round).map(|r| lists::round_id(base, run, r)).collect();
     if inputs.request.recipe.train.rounds > 1 {
-        let rewards = &mut state.summary.round_rewards;
-        rewards.truncate(round as usize);
-        if rewards.len() == round as usize {
-            rewards.push(data.rewards.clone());
-        }
+        state.summary.round_rewards = inputs.round_rewards(&state.summary.round_lists, &data)?;
     }
     debug_assert_eq!(state.summary.round_lists.last(), Some(&data.lists_id));
     Ok(data)

@@ -283,19 +283,29 @@ impl Checked {
     }
 }
 
-/// What a prompt record lacks for its reward: `answer` for math, `tests` for code.
+/// What a prompt record lacks for its reward: an `answer` the math reward
+/// can read (a number or text after normalisation), or non-empty `tests`.
 fn reward_field_missing(
     reward: Option<lpo_recipe::RewardKind>,
     record: &RewardList,
 ) -> Option<&'static str> {
     use lpo_recipe::RewardKind;
+    use lpo_reward::math;
     match reward {
-        Some(RewardKind::Math) if record.answer.is_none() => {
-            Some("the math reward needs the record's reference `answer`")
-        }
-        Some(RewardKind::Code) if record.tests.is_none() => {
-            Some("the code reward needs the record's `tests`")
-        }
+        Some(RewardKind::Math) => match &record.answer {
+            None => Some("the math reward needs the record's reference `answer`"),
+            Some(a) if math::reference_answer(a).and_then(|a| math::canonical(&a)).is_none() => {
+                Some("the record's `answer` holds no answer the math reward can read (empty, unbalanced braces, or a division by zero)")
+            }
+            Some(_) => None,
+        },
+        Some(RewardKind::Code) => match &record.tests {
+            None => Some("the code reward needs the record's `tests`"),
+            Some(t) if t.test.trim().is_empty() => {
+                Some("the record's `tests.test` is empty: every response would pass")
+            }
+            Some(_) => None,
+        },
         _ => None,
     }
 }
@@ -501,7 +511,8 @@ pub fn encode_pair(
 
 /// The ids of a prompt alone (for generation), cut to `window` so that
 /// `eval.max_new_tokens` new tokens fit after it: a longer prompt keeps its
-/// last `max_len - max_new_tokens` tokens (at least one).
+/// last `max_len - max_new_tokens` tokens (at least two, the smallest
+/// window [`encode_pair`] keeps).
 pub fn encode_prompt(
     tokenizer: &dyn Tokenize,
     context: &[Message],
@@ -540,13 +551,10 @@ mod tests {
         assert_eq!(p.len(), 32);
         let short = encode_prompt(&CharTokenizer, &[], "12+3=", &window(40)).unwrap();
         assert_eq!(short.len(), 6);
-        // A window smaller than the room still keeps one prompt token.
-        assert_eq!(
-            encode_prompt(&CharTokenizer, &[], &long, &window(4))
-                .unwrap()
-                .len(),
-            1
-        );
+        // A window smaller than the room still keeps the prompt's end (two
+        // tokens: encode_pair's smallest window).
+        let tiny = encode_prompt(&CharTokenizer, &[], &long, &window(4)).unwrap();
+        assert_eq!(tiny.len(), 2);
     }
 
     #[test]
