@@ -495,6 +495,14 @@ fn the_real_recipes_run_with_a_tiny_model() {
             text(&out.stdout),
             text(&out.stderr)
         );
+        if name == "humaneval" {
+            // The run says what the sandbox enforced.
+            let run = run_dirs(&dir.join("results/humaneval")).pop().unwrap();
+            let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
+            let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+            let sandbox = summary["sandbox"].as_str().unwrap_or_default();
+            assert!(sandbox.contains("audit hook"), "{summary}");
+        }
         args[0] = "report";
         let out = lpo(&dir, &args);
         let stdout = text(&out.stdout);

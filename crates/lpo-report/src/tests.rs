@@ -71,6 +71,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         round_lists: vec!["l".into()],
         round_rewards: Vec::new(),
         reward_model: None,
+        sandbox: None,
         truncated: Default::default(),
         repeated: Default::default(),
         timings: Timings::default(),

@@ -177,6 +177,10 @@ pub struct Summary {
     /// ones were sampled from the policy).
     #[serde(default)]
     pub round_lists: Vec<String>,
+    /// What the code sandbox enforced on this machine (docs/data.md), when a
+    /// source is scored by running code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
     /// SHA-256 over the reward model's files (`reward.model`), when a source
     /// is scored by one: a complete run is checked against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -119,6 +119,7 @@ impl RunState {
                 round_lists: Vec::new(),
                 round_rewards: Vec::new(),
                 reward_model: None,
+                sandbox: None,
                 truncated: Default::default(),
                 repeated: Default::default(),
                 timings: Timings::default(),
@@ -378,6 +379,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     state.summary.lists = lists.id.clone();
     let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
     state.summary.repeated = lists::repeated_draws(&sources, &lists.lists, seed, fraction);
+    state.summary.sandbox = rewards.isolation().map(ToString::to_string);
     let heldout = HeldoutSet::build(
         recipe,
         &lists.heldout,
