@@ -316,3 +316,37 @@ fn preview_shows_conversations_and_what_no_template_drops() {
         "{stdout}"
     );
 }
+
+#[test]
+fn every_record_once_is_refused_for_a_built_in_task() {
+    // data.train_prompts = 0 means every training record of every file
+    // once; a built-in task has no fixed records, so plan, preview and
+    // sweep all stop at plan time (exit 2) naming both keys' places.
+    let dir = scratch("data-train-prompts-0");
+    std::fs::write(
+        dir.join("l.jsonl"),
+        r#"{"prompt": "1+1=", "responses": [{"text": "2", "reward": 1}, {"text": "3", "reward": 0}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("r.toml"),
+        "name = \"tp\"\n[data]\ntrain_prompts = 0\nmix = [{ task = \"arith\" }, { path = \"l.jsonl\", format = \"native\" }]\n",
+    )
+    .unwrap();
+    for command in [
+        &["plan", "r.toml"][..],
+        &["data", "preview", "r.toml"],
+        &["sweep", "r.toml"],
+    ] {
+        let out = lpo(&dir, command);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("data.mix[0] is the built-in task \"arith\"")
+                && stderr.contains("r.toml:3:1")
+                && stderr.contains("r.toml:4:1"),
+            "{command:?}: {stderr}"
+        );
+        assert!(!dir.join("results").exists(), "{command:?} wrote results");
+    }
+}
