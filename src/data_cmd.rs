@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use lpo_data::stats::RewardStats;
 use lpo_plan::PlannedRun;
@@ -54,13 +54,7 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
-    let run = plan.runs.get(args.index).with_context(|| {
-        format!(
-            "--index {} but the plan has {} runs",
-            args.index,
-            plan.runs.len()
-        )
-    })?;
+    let run = crate::recipes::planned_run(&plan, args.index)?;
     let recipe = &run.recipe;
     let data = RunData::obtain(run, &args.results.dir)?;
     let (shown, dropped) = data.lists.in_form(recipe.data.form, recipe.train.seed);

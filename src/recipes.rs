@@ -118,6 +118,13 @@ pub fn plan_or_report(args: &RecipeArgs) -> Result<Option<lpo_plan::Plan>> {
     load_and_plan(args, |_| {})
 }
 
+/// The planned run at `--index`, or an error naming the plan's size.
+pub fn planned_run(plan: &lpo_plan::Plan, index: usize) -> Result<&lpo_plan::PlannedRun> {
+    plan.runs
+        .get(index)
+        .ok_or_else(|| anyhow::anyhow!("--index {index} but the plan has {} runs", plan.runs.len()))
+}
+
 /// [`plan_or_report`] for the commands that run: the Hugging Face Hub
 /// names the recipe uses that the cache lacks are fetched first
 /// ([`lpo_hf::hub::download`]; a failed fetch is printed, and planning then

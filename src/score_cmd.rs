@@ -43,13 +43,7 @@ pub fn run(args: &ScoreArgs) -> Result<std::process::ExitCode> {
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
-    let run = plan.runs.get(args.index).with_context(|| {
-        format!(
-            "--index {} but the plan has {} runs",
-            args.index,
-            plan.runs.len()
-        )
-    })?;
+    let run = crate::recipes::planned_run(&plan, args.index)?;
     let recipe = &run.recipe;
     if recipe.data.mix.iter().all(|s| s.reward.is_none()) {
         eprintln!(
