@@ -126,7 +126,7 @@ impl RunData {
     fn obtain(run: &PlannedRun, results: &Path) -> Result<RunData> {
         let recipe = &run.recipe;
         let layout = Layout::new(results);
-        let device = crate::sweep::device_for(recipe)?;
+        let device = crate::device::device_for(recipe)?;
         let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
         let lpo_train::reference::Basis {
             sources,

@@ -31,7 +31,7 @@ pub struct LossArgs {
 }
 
 /// Runs `lpo loss` and prints JSON. A malformed input file or `--set` is
-/// bad input (exit 2, src/exit.rs), printed like every error.
+/// bad input (exit 2, `lpo_exec::exit`), printed like every error.
 pub fn run(args: &LossArgs) -> Result<std::process::ExitCode> {
     let inputs = loss_config(args).and_then(|config| Ok((config, Values::read(&args.input)?)));
     let (config, values) = match inputs {

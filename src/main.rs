@@ -1,8 +1,8 @@
 //! `lpo`: the command-line front end of the lpo research framework.
 
 mod data_cmd;
+mod device;
 mod doctor;
-mod exit;
 mod export_cmd;
 mod loss_cmd;
 mod memory;
@@ -10,14 +10,17 @@ mod prepare_cmd;
 mod progress;
 mod recipes;
 mod report_cmd;
+mod run_cmd;
 mod score_cmd;
-mod slurm;
 mod status_cmd;
-mod sweep;
+mod sweep_cmd;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+// The exit statuses: one table for the commands and for the backends, which
+// read them back from `lpo run` (`crate::exit` in every command).
+use lpo_exec::exit;
 
 /// Listwise preference optimization: recipes, sweeps, training and reports.
 #[derive(Debug, Parser)]
@@ -38,9 +41,9 @@ enum Command {
     /// Evaluate a loss on given log-probabilities and rewards; print loss and gradient as JSON.
     Loss(loss_cmd::LossArgs),
     /// Train and evaluate every planned run of a recipe; complete runs are skipped, interrupted ones resume.
-    Sweep(sweep::SweepArgs),
+    Sweep(sweep_cmd::SweepArgs),
     /// Train and evaluate one planned run (the unit a cluster scheduler calls).
-    Run(sweep::RunArgs),
+    Run(run_cmd::RunArgs),
     /// Build the data a sweep's runs share (SFT references, reward lists, reference log-probabilities) once, ahead of the runs.
     Prepare(prepare_cmd::PrepareArgs),
     /// Show where every planned run stands: complete, running, interrupted, failed or missing.
@@ -64,8 +67,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
         Command::Loss(args) => loss_cmd::run(&args),
         Command::Data(command) => data_cmd::run(&command),
-        Command::Sweep(args) => sweep::sweep(&args),
-        Command::Run(args) => sweep::run_one(&args),
+        Command::Sweep(args) => sweep_cmd::sweep(&args),
+        Command::Run(args) => run_cmd::run_one(&args),
         Command::Prepare(args) => prepare_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),

@@ -1,6 +1,7 @@
 //! A run's estimated peak memory ([`lpo_plan::memory`]) against this
 //! machine: shown by `lpo plan`, and a run that cannot fit is refused
-//! before anything is allocated.
+//! before anything is allocated. `lpo sweep`'s scheduler gets the estimates
+//! as plain data ([`Estimates::admission`]).
 
 use lpo_plan::memory::{estimate, human, MemoryEstimate, Placement};
 use lpo_plan::Plan;
@@ -44,17 +45,6 @@ pub fn problem(recipe: &Recipe, placement: Placement) -> Option<String> {
             breakdown(&e)
         )
     })
-}
-
-/// Whether a run estimated at `need` bytes may start beside runs estimated
-/// at `running` on a device with `limit` bytes: always when nothing runs (a
-/// run alone was already checked to fit, or allowed by
-/// `--ignore-memory-estimate`), else while the estimates fit together.
-pub fn admits(running: &[u64], need: u64, limit: Option<u64>) -> bool {
-    match limit {
-        Some(limit) if !running.is_empty() => running.iter().sum::<u64>() + need <= limit,
-        _ => true,
-    }
 }
 
 /// The terms of an estimate, largest first.
@@ -116,10 +106,14 @@ impl Estimates {
         }
     }
 
-    /// Run `index`'s placement and estimated peak.
-    pub fn peak(&self, index: usize) -> (Placement, u64) {
-        let (place, e) = &self.runs[index];
-        (*place, e.total())
+    /// The estimates as `lpo sweep`'s scheduler admits runs by them: each
+    /// run's placement and peak, and the memory of each placement here.
+    pub fn admission(&self) -> lpo_exec::local::Memory {
+        lpo_exec::local::Memory {
+            peaks: self.runs.iter().map(|(p, e)| (*p, e.total())).collect(),
+            cpu: self.cpu,
+            cuda: self.cuda,
+        }
     }
 
     /// The memory available on `placement` here, if known.
@@ -184,25 +178,3 @@ pub fn refuse_sweep(plan: &Plan) -> bool {
 
 /// How to make a run fit.
 const HELP: &str = "lower the estimate with [model.lora], train.activation_checkpointing = true, train.moments = \"bf16\", a smaller train.batch_size or a larger train.grad_accum, or pass --ignore-memory-estimate";
-
-#[cfg(test)]
-mod tests {
-    use super::admits;
-
-    const GIB: u64 = 1 << 30;
-
-    #[test]
-    fn runs_start_together_only_while_their_estimates_fit() {
-        // The audit's case: two runs of 13.6 GiB on a 23.5 GiB machine.
-        let (run, machine) = (136 * GIB / 10, 235 * GIB / 10);
-        assert!(admits(&[], run, Some(machine)));
-        assert!(!admits(&[run], run, Some(machine)));
-        // Small runs share the machine.
-        assert!(admits(&[GIB, GIB], GIB, Some(machine)));
-        assert!(!admits(&[10 * GIB, 10 * GIB], 4 * GIB, Some(machine)));
-        // Alone, a run always starts (it was checked on its own, or the check
-        // was turned off); an unknown limit admits everything.
-        assert!(admits(&[], 2 * machine, Some(machine)));
-        assert!(admits(&[run, run], run, None));
-    }
-}

@@ -64,8 +64,8 @@ pub fn run(args: &PrepareArgs) -> Result<ExitCode> {
             continue;
         }
         let mut recipe = (*run.recipe).clone();
-        crate::sweep::apply_threads(&mut recipe, args.threads);
-        let device = crate::sweep::device_for(&recipe)?;
+        crate::device::apply_threads(&mut recipe, args.threads);
+        let device = crate::device::device_for(&recipe)?;
         let request = RunRequest {
             recipe: &recipe,
             run_id: &run.id,

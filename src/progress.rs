@@ -4,13 +4,15 @@
 //! training, evaluation) with the loss, rate and ETA, and prints one summary
 //! line per phase so logs without a terminal still say what happened.
 //! Under `lpo sweep` a run instead writes machine-readable progress lines to
-//! stdout ([`PIPE_TAG`]); the sweep parses them and draws one bar for the
-//! sweep and one per running run ([`SweepBars`]).
+//! stdout ([`PIPE_TAG`]); the sweep's scheduler (`lpo_exec::local`) hands
+//! each line to its observer, [`SweepBars`], which parses them and draws one
+//! bar for the sweep and one per running run.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use lpo_exec::local::Observer;
 
 /// Prefix of a progress line a run writes for its sweep.
 pub const PIPE_TAG: &str = "@lpo-progress";
@@ -186,9 +188,13 @@ impl SweepBars {
             terminal: std::io::stderr().is_terminal(),
         }
     }
+}
+
+impl Observer for SweepBars {
+    type Run = ProgressBar;
 
     /// A bar for a run that has just started.
-    pub fn run_bar(&self, prefix: &str) -> ProgressBar {
+    fn run_started(&self, prefix: &str) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(1));
         bar.set_style(phase_style());
         bar.set_prefix(prefix.to_string());
@@ -196,7 +202,7 @@ impl SweepBars {
     }
 
     /// Applies one line of a run's stdout to its bar (progress) or prints it.
-    pub fn feed(&self, bar: &ProgressBar, line: &str) {
+    fn feed(&self, bar: &ProgressBar, line: &str) {
         let Some(rest) = line.strip_prefix(PIPE_TAG) else {
             self.println(line);
             return;
@@ -217,8 +223,15 @@ impl SweepBars {
         }
     }
 
+    /// One more run finished.
+    fn run_finished(&self, bar: &ProgressBar) {
+        bar.finish_and_clear();
+        self.multi.remove(bar);
+        self.sweep.inc(1);
+    }
+
     /// A log line above the bars (plain stderr without a terminal).
-    pub fn println(&self, line: &str) {
+    fn println(&self, line: &str) {
         if self.terminal {
             let _ = self.multi.println(line);
         } else {
@@ -226,15 +239,8 @@ impl SweepBars {
         }
     }
 
-    /// One more run finished.
-    pub fn run_finished(&self, bar: &ProgressBar) {
-        bar.finish_and_clear();
-        self.multi.remove(bar);
-        self.sweep.inc(1);
-    }
-
     /// Removes the bars.
-    pub fn finish(&self) {
+    fn finish(&self) {
         self.sweep.finish_and_clear();
     }
 }

@@ -53,7 +53,7 @@ pub fn run(args: &ScoreArgs) -> Result<std::process::ExitCode> {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     }
     let layout = Layout::new(&args.results.dir);
-    let device = crate::sweep::device_for(recipe)?;
+    let device = crate::device::device_for(recipe)?;
     let mut bars = Bars::new(format!("[{}]", run.id), crate::progress::Mode::Bars);
     let lpo_train::reference::Basis {
         sources,

@@ -37,7 +37,7 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
         rows.push(row);
     }
     let slurm = match plan.runs.first() {
-        Some(first) => crate::slurm::status_column(&plan, &layout, &first.recipe.name)?,
+        Some(first) => lpo_exec::slurm::status_column(&plan, &layout, &first.recipe.name)?,
         None => None,
     };
     if let Some((cells, _)) = &slurm {

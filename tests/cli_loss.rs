@@ -158,7 +158,7 @@ fn malformed_input_is_rejected_clearly() {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
         let out = lpo(&["loss", "--loss", "lpo", "--input", path.to_str().unwrap()]);
-        // Bad input, as src/exit.rs defines it.
+        // Bad input, as `lpo_exec::exit` defines it.
         assert_eq!(out.status.code(), Some(2), "{name}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(message) && err.contains(name), "{name}: {err}");

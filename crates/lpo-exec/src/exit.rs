@@ -1,5 +1,6 @@
 //! The exit statuses of `lpo`, in one place (clap's own usage errors also
-//! exit with 2).
+//! exit with 2). The command-line front end exits with them, and the
+//! backends read them back from the `lpo run` processes they start.
 
 use std::process::ExitCode;
 
