@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use lpo_data::stats::RewardStats;
 use lpo_plan::PlannedRun;
 use lpo_results::Layout;
-use lpo_train::lists::{Lists, SourcedList};
+use lpo_train::lists::Lists;
 use lpo_train::reference::Reference;
-use lpo_train::sources::{Source, SourceKind};
+use lpo_train::sources::{Source, SourceKind, SourcedList};
 
 use crate::progress::Bars;
 use crate::recipes::RecipeArgs;

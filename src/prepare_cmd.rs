@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use lpo_recipe::Recipe;
-use lpo_train::run::{Baseline, RunRequest};
+use lpo_train::request::{Baseline, RunRequest};
 
 use crate::progress::{Bars, Mode};
 use crate::recipes::RecipeArgs;

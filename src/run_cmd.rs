@@ -8,7 +8,7 @@ use clap::Args;
 use lpo_exec::plan_record::assignments;
 use lpo_plan::{Plan, PlannedRun};
 use lpo_results::{Layout, Summary};
-use lpo_train::run::{Baseline, RunOutcome, RunRequest};
+use lpo_train::request::{Baseline, RunOutcome, RunRequest};
 
 use crate::device::{apply_threads, device_for};
 use crate::progress::{Bars, Mode};

@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use lpo_data::Scored;
 use lpo_results::Layout;
-use lpo_train::lists::{Sampling, SourcedList};
+use lpo_train::lists::Sampling;
 use lpo_train::rewards::{Rewards, Scorable};
-use lpo_train::sources::{Source, SourceKind};
+use lpo_train::sources::{Source, SourceKind, SourcedList};
 
 use crate::progress::Bars;
 use crate::recipes::RecipeArgs;

@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod generate;
+mod linear;
 pub mod logps;
 pub mod lora;
 pub mod model;
@@ -23,7 +24,7 @@ pub use model::{KvCache, Mistral};
 /// Names how this version computes the model's matrix products, in cache
 /// identities of generated text: a new name when the same weights and seed
 /// would give other numbers (v1: oneDNN products for f32 on AVX-512 CPUs,
-/// see `model::linear`).
+/// see `linear::linear`).
 pub const PRODUCTS: &str = "onednn-linear-v1";
 
 #[cfg(test)]

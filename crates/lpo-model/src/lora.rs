@@ -15,7 +15,7 @@ use anyhow::{ensure, Context, Result};
 use tch::{nn, Kind, Tensor};
 
 use crate::checkpoint::{read_tensors, write_tensors};
-use crate::model::linear;
+use crate::linear::linear;
 
 /// PEFT's prefix of adapter tensor names.
 const PEFT_PREFIX: &str = "base_model.model.";

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
-use crate::lists::SourcedList;
+use crate::sources::SourcedList;
 use crate::sources::{encode_pair, Window};
 
 /// Every training list, tokenized, with K response slots per prompt.

@@ -26,10 +26,10 @@ use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
 use crate::batch::TrainSet;
-use crate::lists::SourcedList;
 use crate::reference::Reference;
+use crate::request::{Baseline, RunRequest};
 use crate::rewards::{Rewards, Scorable};
-use crate::run::{Baseline, RunRequest};
+use crate::sources::SourcedList;
 use crate::sources::{encode_prompt, Window};
 use crate::Progress;
 

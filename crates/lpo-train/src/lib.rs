@@ -7,6 +7,7 @@
 //! - [`optim`]: AdamW with schedules and clipping, checkpointable.
 //! - [`eval`]: sampled evaluation against a baseline, KL to the reference,
 //!   implicit-reward metrics and curves on held-out lists.
+//! - [`request`]: what one run is asked to do and how it ended.
 //! - `rounds`: the lists each (on-policy) training round reads.
 //! - [`run`]: one planned run: training with checkpoints, evaluation, results files.
 
@@ -16,6 +17,7 @@ pub mod eval;
 pub mod lists;
 pub mod optim;
 pub mod reference;
+pub mod request;
 pub mod rewards;
 mod rounds;
 pub mod run;

@@ -22,29 +22,12 @@ use lpo_results::{content_id, derive_seed, write_atomic, Layout};
 use lpo_tasks::{Example, Task};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::reference::Reference;
 use crate::rewards::{Rewards, Scorable};
-use crate::sources::{encode_prompt, Source, SourceKind, Window};
+use crate::sources::{encode_prompt, Source, SourceKind, SourcedList, Window};
 use crate::Progress;
-
-/// A list and the source it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourcedList {
-    /// Source name (task or file path).
-    pub source: String,
-    /// Held out from training (for ranking metrics); absent = training list.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub heldout: bool,
-    /// The list.
-    #[serde(flatten)]
-    pub list: RewardList,
-    /// How each response's program ended, for a `code` reward (`passed`, or
-    /// the cause of failure: `failed`, `timeout`, `forbidden`, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outcomes: Vec<String>,
-}
 
 /// The lists of a run: training lists and held-out lists.
 pub struct Lists {
@@ -292,18 +275,6 @@ fn read_cached(path: &std::path::Path) -> Result<Vec<SourcedList>> {
                 .with_context(|| format!("{}:{}: corrupt cache entry", path.display(), i + 1))
         })
         .collect()
-}
-
-/// A file source's records split into (held out, training) indices: a
-/// seeded permutation of its `len` records whose first `ceil(fraction * len)`
-/// (leaving at least one for training) are held out. The reference's SFT
-/// and the training lists only ever see the training part.
-pub fn file_split(source: &str, len: usize, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = StdRng::seed_from_u64(derive_seed(seed, &format!("heldout-records:{source}")));
-    let mut order = lpo_data::mix::permutation(len, &mut rng);
-    let held = ((fraction * len as f64).ceil() as usize).min(len.saturating_sub(1));
-    let train = order.split_off(held);
-    (order, train)
 }
 
 /// The `data.mix` entry of each of the `data.train_prompts` training slots.

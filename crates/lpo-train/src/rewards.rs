@@ -83,7 +83,7 @@ impl Scorable {
         &self,
         source: &str,
         responses: Vec<lpo_data::Scored>,
-    ) -> crate::lists::SourcedList {
+    ) -> crate::sources::SourcedList {
         let list = match self {
             Scorable::Task(e) => RewardList {
                 prompt: e.prompt.clone(),
@@ -95,7 +95,7 @@ impl Scorable {
                 ..record.clone()
             },
         };
-        crate::lists::SourcedList {
+        crate::sources::SourcedList {
             source: source.to_string(),
             heldout: false,
             list,

@@ -24,7 +24,7 @@ use crate::batch::TrainSet;
 use crate::eval::HeldoutSet;
 use crate::lists::{self, Lists};
 use crate::reference::Reference;
-use crate::run::RunRequest;
+use crate::request::RunRequest;
 use crate::sources::{Source, Window};
 use crate::Progress;
 
@@ -173,7 +173,7 @@ impl RunInputs<'_> {
     /// share where the source's reward has a solved level.
     fn reward_summaries(
         &self,
-        lists: &[lists::SourcedList],
+        lists: &[crate::sources::SourcedList],
     ) -> BTreeMap<String, lpo_results::RewardSummary> {
         let mut by_source: BTreeMap<String, (Vec<f64>, BTreeMap<String, usize>)> = BTreeMap::new();
         for l in lists {

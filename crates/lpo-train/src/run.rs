@@ -1,7 +1,6 @@
 //! One planned run, start to finish: data, training with checkpoints,
 //! evaluation, and the files of its results directory.
 
-use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,63 +11,20 @@ use lpo_model::checkpoint;
 use lpo_model::logps::{checkpointed_response_logps, response_logps, Recompute};
 use lpo_model::lora::LoraSpec;
 use lpo_model::Mistral;
-use lpo_recipe::{Normalize, Recipe};
+use lpo_recipe::Normalize;
 use lpo_results::records::{self, MemoryRecord, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
 use lpo_results::{
-    remove_stale_temporaries, write_atomic, CurveRow, FileLock, Layout, MetricsRow, Status,
-    Summary, TimingRow, Timings,
+    remove_stale_temporaries, write_atomic, CurveRow, FileLock, MetricsRow, Status, Summary,
+    TimingRow, Timings,
 };
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::batch::batch_indices;
 use crate::eval::{self, HeldoutSet};
 use crate::optim::{learning_rate, AdamW};
+use crate::request::{RunOutcome, RunRequest};
 use crate::rounds::{RoundData, RunInputs};
 use crate::{lists, reference, sources, Progress};
-
-/// What the policy is compared with at evaluation.
-#[derive(Debug, Clone)]
-pub enum Baseline {
-    /// The reference (SFT) model.
-    Reference,
-    /// Another run's policy responses, read from its `eval.csv`.
-    Run {
-        /// Its id.
-        id: String,
-        /// Its directory.
-        dir: PathBuf,
-    },
-}
-
-/// Everything needed to execute one run.
-#[derive(Clone)]
-pub struct RunRequest<'a> {
-    /// The run's resolved recipe.
-    pub recipe: &'a Recipe,
-    /// Its id.
-    pub run_id: &'a str,
-    /// Its swept keys.
-    pub assignments: BTreeMap<String, serde_json::Value>,
-    /// The results root.
-    pub layout: &'a Layout,
-    /// The device.
-    pub device: Device,
-    /// The evaluation baseline.
-    pub baseline: Baseline,
-}
-
-/// How a request ended.
-#[derive(Debug)]
-pub enum RunOutcome {
-    /// Trained and evaluated now.
-    Complete(Summary),
-    /// Already complete from an earlier invocation; nothing was redone.
-    AlreadyComplete(Summary),
-    /// Stopped by an error; the summary names the step and cause.
-    Failed(Summary),
-    /// Another process holds the run's lock.
-    Locked,
-}
 
 /// Progress of the current run, kept so a failure can say where it stopped.
 struct RunState {

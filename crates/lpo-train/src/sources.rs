@@ -9,8 +9,40 @@ use lpo_data::import::{self, Format, OnBad};
 use lpo_data::tokenizer::{CharTokenizer, HfOptions, HfTokenizer, Tokenize};
 use lpo_data::{Message, RewardList};
 use lpo_recipe::{ChatTemplateUse, DataSource, FileFormat, OnBadRecord, Recipe};
+use lpo_results::derive_seed;
 use lpo_tasks::Task;
-use serde::Serialize;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// A list and the source it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourcedList {
+    /// Source name (task or file path).
+    pub source: String,
+    /// Held out from training (for ranking metrics); absent = training list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heldout: bool,
+    /// The list.
+    #[serde(flatten)]
+    pub list: RewardList,
+    /// How each response's program ended, for a `code` reward (`passed`, or
+    /// the cause of failure: `failed`, `timeout`, `forbidden`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
+}
+
+/// A file source's records split into (held out, training) indices: a
+/// seeded permutation of its `len` records whose first `ceil(fraction * len)`
+/// (leaving at least one for training) are held out. The reference's SFT
+/// and the training lists only ever see the training part.
+pub fn file_split(source: &str, len: usize, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, &format!("heldout-records:{source}")));
+    let mut order = lpo_data::mix::permutation(len, &mut rng);
+    let held = ((fraction * len as f64).ceil() as usize).min(len.saturating_sub(1));
+    let train = order.split_off(held);
+    (order, train)
+}
 
 /// What one `data.mix` entry provides.
 pub enum SourceKind {
@@ -64,7 +96,7 @@ pub struct SourceIdentity {
 impl Source {
     /// A file source's records split into (held out, training) indices of
     /// its `records`: none held out when it has an `eval_split` (its records
-    /// are the held-out lists), else [`crate::lists::file_split`]'s share.
+    /// are the held-out lists), else [`file_split`]'s share.
     /// Empty for a built-in task.
     pub fn file_split(&self, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
         match &self.kind {
@@ -74,7 +106,7 @@ impl Source {
                 ..
             } => (Vec::new(), (0..records.len()).collect()),
             SourceKind::File { records, .. } => {
-                crate::lists::file_split(&self.name, records.len(), seed, fraction)
+                file_split(&self.name, records.len(), seed, fraction)
             }
             SourceKind::Task(_) => (Vec::new(), Vec::new()),
         }

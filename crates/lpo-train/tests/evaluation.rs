@@ -10,7 +10,7 @@ use lpo_model::logps::response_logps;
 use lpo_recipe::Recipe;
 use lpo_results::{Layout, Outcome, Split};
 use lpo_train::eval::{self, HeldoutSet};
-use lpo_train::run::{Baseline, RunRequest};
+use lpo_train::request::{Baseline, RunRequest};
 use lpo_train::sources::encode_pair;
 use lpo_train::{lists, reference, sources, Silent};
 use tch::Device;
