@@ -122,3 +122,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Whether `error` (a summary's error, a status line) says the loss or the
+/// gradient norm became non-finite at `step` (`None`: at some step). Which
+/// of the two and whether NaN or inf depends on the CPU's summation order.
+pub fn diverged_at(error: &str, step: Option<u64>) -> bool {
+    let at = step.map_or_else(|| " at step ".to_string(), |s| format!(" at step {s}"));
+    ["loss", "gradient norm"].iter().any(|what| {
+        ["NaN", "inf", "-inf"]
+            .iter()
+            .any(|value| error.contains(&format!("{what} is {value}{at}")))
+    })
+}
