@@ -132,8 +132,8 @@ impl RunData {
             sources,
             tokenizer,
             reference,
+            rewards,
         } = lpo_train::reference::basis(recipe, &layout, device, &mut bars)?;
-        let rewards = lpo_train::rewards::Rewards::load(recipe, device)?;
         let lists = lpo_train::lists::obtain(
             recipe,
             &sources,

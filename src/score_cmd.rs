@@ -59,8 +59,8 @@ pub fn run(args: &ScoreArgs) -> Result<std::process::ExitCode> {
         sources,
         tokenizer,
         reference,
+        rewards,
     } = lpo_train::reference::basis(recipe, &layout, device, &mut bars)?;
-    let rewards = Rewards::load(recipe, device)?;
     let sampling = Sampling {
         recipe,
         tokenizer: tokenizer.as_ref(),

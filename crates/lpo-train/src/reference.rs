@@ -75,12 +75,15 @@ pub struct Basis {
     pub sources: Vec<Source>,
     /// The tokenizer.
     pub tokenizer: std::sync::Arc<dyn Tokenize>,
-    /// The reference model.
+    /// The reference model, in bf16 on CUDA (as every run samples from it).
     pub reference: Reference,
+    /// What scores sampled responses.
+    pub rewards: crate::rewards::Rewards,
 }
 
-/// A run's sources, tokenizer and reference ([`obtain`]): what `lpo run`,
-/// `lpo data preview` and `lpo score` build first.
+/// A run's sources, tokenizer, reference ([`obtain`]) and reward sources:
+/// what `lpo run`, `lpo data preview` and `lpo score` build first, so the
+/// lists each samples (and caches under one id) are the same.
 pub fn basis(
     recipe: &Recipe,
     layout: &Layout,
@@ -89,7 +92,7 @@ pub fn basis(
 ) -> Result<Basis> {
     let sources = crate::sources::load_sources(recipe)?;
     let (tokenizer, tokenizer_id) = crate::sources::tokenizer(recipe)?;
-    let reference = obtain(
+    let mut reference = obtain(
         recipe,
         &sources,
         tokenizer.as_ref(),
@@ -98,10 +101,15 @@ pub fn basis(
         device,
         progress,
     )?;
+    if device.is_cuda() {
+        reference.vs.bfloat16();
+    }
+    let rewards = crate::rewards::Rewards::load(recipe, device)?;
     Ok(Basis {
         sources,
         tokenizer,
         reference,
+        rewards,
     })
 }
 

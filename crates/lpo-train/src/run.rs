@@ -273,13 +273,10 @@ fn shared_data(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     let reference::Basis {
         sources,
         tokenizer,
-        mut reference,
+        reference,
+        rewards,
     } = reference::basis(recipe, request.layout, request.device, progress)?;
-    if request.device.is_cuda() {
-        reference.vs.bfloat16();
-    }
     let reference_seconds = started.elapsed().as_secs_f64();
-    let rewards = crate::rewards::Rewards::load(recipe, request.device)?;
     let lists = lists::obtain(
         recipe,
         &sources,
