@@ -75,9 +75,10 @@ pub struct RecipeError(pub Diagnostics);
 /// Expands a recipe's sweep and checks what only the executor knows: that
 /// the built-in tasks can supply each run's distinct prompts
 /// ([`lpo_train::lists::prompt_shortfalls`]). Runs that draw the same
-/// prompts are checked once.
+/// prompts are checked once. Problems are located where the recipe sets
+/// the key they concern ([`Loaded::locate`]).
 pub fn plan_recipe(loaded: &Loaded) -> Result<lpo_plan::Plan, Diagnostics> {
-    let plan = lpo_plan::plan(&loaded.recipe)?;
+    let plan = lpo_plan::plan(&loaded.recipe).map_err(|d| loaded.locate(d))?;
     // Once per distinct data draw: the scalars that shape it as a hash key,
     // the mix (nearly always one per plan) compared beside it.
     let mut checked: std::collections::HashMap<_, Vec<&[lpo_recipe::DataSource]>> =
@@ -100,15 +101,16 @@ pub fn plan_recipe(loaded: &Loaded) -> Result<lpo_plan::Plan, Diagnostics> {
             lpo_train::lists::prompt_shortfalls(r)
                 .into_iter()
                 .map(|message| lpo_recipe::Diagnostic {
-                    message,
-                    location: format!("run {} ({})", run.id, r.method_label()),
+                    // Each message starts with the key it is about.
+                    location: message.split('`').nth(1).unwrap_or_default().to_string(),
+                    message: format!("{message} (run {}, {})", run.id, r.method_label()),
                     help: Some("lower it, or raise the task's share of data.mix".into()),
                 }),
         );
     }
     match problems.is_empty() {
         true => Ok(plan),
-        false => Err(Diagnostics(problems)),
+        false => Err(loaded.locate(Diagnostics(problems))),
     }
 }
 

@@ -88,7 +88,7 @@ fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
     let plan = match lpo_plan::plan(&loaded.recipe) {
         Ok(p) => p,
         Err(d) => {
-            crate::print_diagnostics(&d);
+            crate::print_diagnostics(&loaded.locate(d));
             return Ok(None);
         }
     };

@@ -60,7 +60,10 @@ type Choice = Vec<(String, Value)>;
 /// One `sweep.exclude` entry.
 type ExcludeFilter = BTreeMap<String, Value>;
 
-/// Expands `recipe`'s sweep. Every run is validated; all problems are reported together.
+/// Expands `recipe`'s sweep. Every run is validated; all problems are reported together,
+/// each with the recipe key it concerns as its location (`eval.baseline`,
+/// `data.mix[0].path`), which [`lpo_recipe::Loaded::locate`] turns into the
+/// `file:line:col` that set it.
 pub fn plan(recipe: &Recipe) -> Result<Plan, Diagnostics> {
     let sweep = &recipe.sweep;
     let (axes, names) = axes_of(sweep);
@@ -231,7 +234,7 @@ fn link_baselines(runs: &mut [PlannedRun]) -> Vec<Diagnostic> {
         };
         problems.push(Diagnostic {
             message,
-            location: "the planned sweep".into(),
+            location: "eval.baseline".into(),
             help: Some("use `reference` or a label of the sweep".into()),
         });
     }
@@ -272,7 +275,7 @@ fn lone_self_baselines(runs: &[PlannedRun]) -> Vec<Diagnostic> {
                 "`eval.baseline` is \"{}\" in run {}, its own label, and no other run compares with it: a run cannot be its own baseline",
                 r.recipe.eval.baseline, r.id
             ),
-            location: "the planned sweep".into(),
+            location: "eval.baseline".into(),
             help: Some("use `reference`, or another method's label".into()),
         })
         .collect()
@@ -335,7 +338,7 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
         .into_iter()
         .map(|(key, message)| Diagnostic {
             message: format!("run [{}]: `{key}` {message}", context()),
-            location: "sweep".into(),
+            location: key,
             help: None,
         })
         .collect();
@@ -418,6 +421,28 @@ pub fn localize(recipe: &mut Recipe) -> Result<(), (String, String)> {
     for (key, path) in files.chain(named) {
         if !std::path::Path::new(path).exists() {
             return Err((key.clone(), format!("`{key}`: {path} does not exist")));
+        }
+    }
+    // A dataset directory is read by split, a tokenizer directory through
+    // its tokenizer.json: without them a run would fail on its first read.
+    for (i, source) in recipe.data.mix.iter().enumerate() {
+        if let (Some(path), None) = (&source.path, &source.split) {
+            if std::path::Path::new(path).is_dir() {
+                let key = format!("data.mix[{i}].path");
+                let message = format!(
+                    "`{key}`: {path} is a dataset directory: name the split to read (`split`)"
+                );
+                return Err((key, message));
+            }
+        }
+    }
+    if let Some(path) = &recipe.data.tokenizer {
+        let dir = std::path::Path::new(path);
+        if dir.is_dir() && !dir.join("tokenizer.json").is_file() {
+            return Err((
+                "data.tokenizer".into(),
+                format!("`data.tokenizer`: the directory {path} has no tokenizer.json"),
+            ));
         }
     }
     Ok(())

@@ -529,3 +529,34 @@ fn run_ids_hash_the_canonical_json_text() {
         lpo_results::sha256_hex(&[ID_SCHEME.as_bytes(), b"\n", &json], 6)
     );
 }
+
+#[test]
+fn dataset_and_tokenizer_directories_without_what_a_run_reads_are_plan_errors() {
+    let dir = std::env::temp_dir().join(format!("lpo-plan-dirs-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("ds")).unwrap();
+    std::fs::create_dir_all(dir.join("tok")).unwrap();
+    let (ds, tok) = (dir.join("ds"), dir.join("tok"));
+    // A dataset directory without `split`: a run would read it as a file.
+    let r = recipe(&format!(
+        "[data]\ntrain_prompts = 0\nmix = [{{ path = {:?}, format = \"trl\" }}]\n",
+        ds.display().to_string()
+    ));
+    let err = plan(&r).unwrap_err();
+    assert_eq!(err.0[0].location, "data.mix[0].path");
+    assert!(
+        err.0[0]
+            .message
+            .contains("is a dataset directory: name the split to read (`split`)"),
+        "{err}"
+    );
+    // A tokenizer directory without tokenizer.json.
+    let r = recipe(&format!(
+        "[data]\ntokenizer = {:?}\n",
+        tok.display().to_string()
+    ));
+    let err = plan(&r).unwrap_err();
+    assert_eq!(err.0[0].location, "data.tokenizer");
+    assert!(err.0[0].message.contains("has no tokenizer.json"), "{err}");
+    std::fs::write(tok.join("tokenizer.json"), "{}").unwrap();
+    assert!(plan(&r).is_ok());
+}

@@ -125,6 +125,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Diagnostics> {
     let mut files = Vec::new();
     read_chain(
         path,
+        None,
         &mut Vec::new(),
         &mut layers,
         &mut files,
@@ -190,10 +191,19 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Diagnostics> {
             errors
                 .into_iter()
                 .map(|e| {
+                    // figment's path names array entries by number (`report.tables.0`).
+                    let path: Vec<String> = e
+                        .path
+                        .iter()
+                        .map(|s| match s.parse::<usize>() {
+                            Ok(i) => format!("[{i}]"),
+                            Err(_) => s.clone(),
+                        })
+                        .collect();
                     let location = e.metadata.as_ref().map_or_else(
                         || "the merged recipe".to_string(),
                         |m| match &m.source {
-                            Some(Source::File(p)) => p.display().to_string(),
+                            Some(Source::File(p)) => position_in(p, &[path], 1),
                             _ => m.name.to_string(),
                         },
                     );
@@ -239,7 +249,16 @@ impl Loaded {
                 .last()
                 .map_or_else(|| "the merged recipe".into(), |f| f.display().to_string())
         };
-        let location = self.origin(key).unwrap_or_else(fallback);
+        // A key at its built-in default is located where the keys its
+        // message names were set (greedy `eval.decoding` for the default
+        // `eval.samples`).
+        let location = self
+            .origin(key)
+            .or_else(|| {
+                let others = mentioned_keys(key, message);
+                others.iter().find_map(|other| self.origin(other))
+            })
+            .unwrap_or_else(fallback);
         let others: Vec<String> = mentioned_keys(key, message)
             .into_iter()
             .filter_map(|other| {
@@ -260,25 +279,112 @@ impl Loaded {
 
     /// Where `key` was set: `file:line:col` in a recipe file, the `--set`
     /// or environment variable, or the preset; `None` for a built-in default.
+    /// `key` may name an entry of an array of tables or one of its fields
+    /// (`data.mix[1].path`, `sweep.zip[0]`): the layer that set the array
+    /// set its entries (arrays are replaced whole), and a field the entry
+    /// lacks (a missing `reward`) is located at its entry.
     fn origin(&self, key: &str) -> Option<String> {
-        let explained = self.explain(key).ok()?;
+        let array = key.split_once('[').map_or(key, |(array, _)| array);
+        self.position(array, &[segments(key)])
+    }
+
+    /// `file:line:col` in the file that set `layer_key` of the first of
+    /// `paths` it has, else of the longest prefix of the last one (at least
+    /// as long as `layer_key`), else the file; the layer when no file set
+    /// `layer_key`, `None` for a built-in default.
+    fn position(&self, layer_key: &str, paths: &[Vec<String>]) -> Option<String> {
+        let explained = self.explain(layer_key).ok()?;
         match explained.file {
-            Some(file) => {
-                let text = lpo_results::read_config_text(&file).ok()?;
-                let path: Vec<String> = key.split('.').map(String::from).collect();
-                let at = key_spans(&text).get(&path).copied();
-                Some(match at {
-                    Some(offset) => {
-                        let (line, col) = line_col(&text, offset);
-                        format!("{}:{line}:{col}", file.display())
-                    }
-                    None => file.display().to_string(),
-                })
-            }
+            Some(file) => Some(position_in(&file, paths, layer_key.split('.').count())),
             None if explained.layer == "built-in defaults" => None,
             None => Some(explained.layer),
         }
     }
+
+    /// Where the sweep sets `key` (or the array of tables `key` is an entry
+    /// or field of): its axis in `sweep.grid` or in a `sweep.zip` group.
+    fn axis_origin(&self, key: &str) -> Option<String> {
+        let array = key.split_once('[').map_or(key, |(array, _)| array);
+        let sweep = &self.recipe.sweep;
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        if sweep.grid.contains_key(array) {
+            return self.position("sweep.grid", &[path(&["sweep", "grid", array])]);
+        }
+        let group = sweep.zip.iter().position(|g| g.contains_key(array))?;
+        // `[[sweep.zip]]` groups, or one `[sweep.zip]` table.
+        let entry = format!("[{group}]");
+        self.position(
+            "sweep.zip",
+            &[
+                path(&["sweep", "zip", &entry, array]),
+                path(&["sweep", "zip", array]),
+            ],
+        )
+    }
+
+    /// Problems found after loading (planning a sweep) located in the
+    /// recipe files: a diagnostic whose location is a recipe key
+    /// (`eval.baseline`, `data.mix[0].path`, `sweep.exclude`) is located
+    /// where its value came from: the sweep axis that sets it, else the
+    /// `file:line:col` (or `--set`, variable) that set it, else, for a key
+    /// at its built-in default, where the first other key its message
+    /// names was set. Other locations are kept.
+    pub fn locate(&self, diagnostics: Diagnostics) -> Diagnostics {
+        let locate = |key: &str, message: &str| {
+            let at = |k: &str| self.axis_origin(k).or_else(|| self.origin(k));
+            at(key).or_else(|| mentioned_keys(key, message).iter().find_map(|k| at(k)))
+        };
+        Diagnostics(
+            diagnostics
+                .0
+                .into_iter()
+                .map(|mut d| {
+                    if let Some(location) = locate(&d.location, &d.message) {
+                        d.location = location;
+                    }
+                    d
+                })
+                .collect(),
+        )
+    }
+}
+
+/// `file:line:col` in `file` of the first of `paths` it sets, else of the
+/// longest prefix (at least `shortest` segments) of the last one; `file`
+/// alone when it sets none.
+fn position_in(file: &Path, paths: &[Vec<String>], shortest: usize) -> String {
+    let text = lpo_results::read_config_text(file).unwrap_or_default();
+    let spans = key_spans(&text);
+    let at = paths
+        .iter()
+        .find_map(|p| spans.get(p).copied())
+        .or_else(|| {
+            let last = paths.last()?;
+            (shortest..last.len())
+                .rev()
+                .find_map(|n| spans.get(&last[..n]).copied())
+        });
+    match at {
+        Some(offset) => {
+            let (line, col) = line_col(&text, offset);
+            format!("{}:{line}:{col}", file.display())
+        }
+        None => file.display().to_string(),
+    }
+}
+
+/// The path segments of a dotted key as [`key_spans`] names them:
+/// `data.mix[1].path` is `data`, `mix`, `[1]`, `path`.
+fn segments(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let (name, indices) = part.split_once('[').unwrap_or((part, ""));
+        out.push(name.to_string());
+        for index in indices.split('[').filter(|i| !i.is_empty()) {
+            out.push(format!("[{index}"));
+        }
+    }
+    out
 }
 
 /// The recipe keys other than `key` a cross-key message names: dotted keys
@@ -330,8 +436,13 @@ fn replace_coefficient_tables(layers: &mut [Layer]) {
     }
 }
 
+/// Reads `path` and the chain it extends into `layers`, base first. `via`
+/// is where the file that extends `path` says so (`file:line:col` of its
+/// `extends`): a file that cannot be read, or closes a cycle, is reported
+/// there; `None` for the recipe itself.
 fn read_chain(
     path: &Path,
+    via: Option<&str>,
     stack: &mut Vec<PathBuf>,
     layers: &mut Vec<Layer>,
     files: &mut Vec<PathBuf>,
@@ -348,7 +459,7 @@ fn read_chain(
             .join(" -> ");
         problems.push(Diagnostic {
             message: format!("`extends` forms a cycle: {cycle}"),
-            location: display,
+            location: via.map_or(display, String::from),
             help: None,
         });
         return;
@@ -356,9 +467,29 @@ fn read_chain(
     let text = match lpo_results::read_config_text(path) {
         Ok(text) => text,
         Err(e) => {
+            // Bytes that are not UTF-8 are a problem inside the file, at
+            // their line; a file that cannot be read at all is one of the
+            // `extends` that names it.
+            let bad_text = e.root_cause().downcast_ref::<std::string::FromUtf8Error>();
+            let (message, location) = match (bad_text, via) {
+                (Some(bad), _) => {
+                    let valid = &bad.as_bytes()[..bad.utf8_error().valid_up_to()];
+                    let valid = std::str::from_utf8(valid).unwrap_or_default();
+                    let (line, col) = line_col(valid, valid.len());
+                    (
+                        format!("cannot read recipe: {e:#}"),
+                        format!("{display}:{line}:{col}"),
+                    )
+                }
+                (None, Some(via)) => (
+                    format!("cannot read the recipe `extends` names: {e:#}"),
+                    via.to_string(),
+                ),
+                (None, None) => (format!("cannot read recipe: {e:#}"), display),
+            };
             problems.push(Diagnostic {
-                message: format!("cannot read recipe: {e:#}"),
-                location: display,
+                message,
+                location,
                 help: None,
             });
             return;
@@ -382,7 +513,7 @@ fn read_chain(
     if table.is_empty() {
         problems.push(Diagnostic {
             message: "the recipe sets no key: an empty file is most likely the wrong one".into(),
-            location: display,
+            location: format!("{display}:1:1"),
             help: Some(
                 "name at least the recipe (`name = \"...\"`), or extend another with `extends`"
                     .into(),
@@ -391,14 +522,15 @@ fn read_chain(
         return;
     }
     let spans = key_spans(&text);
+    let located = |path: &[String]| match spans.get(path) {
+        Some(&offset) => {
+            let (line, col) = line_col(&text, offset);
+            format!("{display}:{line}:{col}")
+        }
+        None => display.clone(),
+    };
     for p in keys::check_table(&table) {
-        let location = match spans.get(&p.path) {
-            Some(&offset) => {
-                let (line, col) = line_col(&text, offset);
-                format!("{display}:{line}:{col}")
-            }
-            None => display.clone(),
-        };
+        let location = located(&p.path);
         problems.push(Diagnostic {
             message: p.message,
             location,
@@ -411,8 +543,9 @@ fn read_chain(
         // Already resolved against `dir` like every path of the file.
         if let Some(resolved) = parent.as_str() {
             let base = PathBuf::from(resolved);
+            let via = located(&["extends".to_string()]);
             stack.push(identity);
-            read_chain(&base, stack, layers, files, problems);
+            read_chain(&base, Some(&via), stack, layers, files, problems);
             stack.pop();
         }
     }
@@ -648,6 +781,90 @@ mod tests {
             text.contains("invalid TOML") && text.contains("bad.toml:2:"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn unreadable_extends_cycles_empty_and_non_utf8_files_name_a_line() {
+        let dir = tempdir("extends-lines");
+        let r = |body: &str| {
+            let path = write(&dir, "r.toml", body);
+            load(&path, &Overrides::default()).unwrap_err().to_string()
+        };
+        let at = |name: &str, lc: &str| format!("at {}:{lc}", dir.join(name).display());
+        // A missing or special base is reported at the `extends` naming it.
+        for base in ["missing.toml", "/dev/zero", "."] {
+            let text = r(&format!("name = \"x\"\nextends = {base:?}\n"));
+            assert!(
+                text.contains("cannot read the recipe `extends` names")
+                    && text.contains(&at("r.toml", "2:1")),
+                "{text}"
+            );
+        }
+        // A cycle, at the `extends` that closes it.
+        write(&dir, "a.toml", "name = \"a\"\n\nextends = \"r.toml\"\n");
+        let text = r("extends = \"a.toml\"\n");
+        assert!(
+            text.contains("forms a cycle") && text.contains(&at("a.toml", "3:1")),
+            "{text}"
+        );
+        let text = r("# only a comment\n");
+        assert!(text.contains(&at("r.toml", "1:1")), "{text}");
+        let path = dir.join("r.toml");
+        std::fs::write(&path, b"name = \"x\"\ndescription = \"caf\xe9\"\n").unwrap();
+        let text = load(&path, &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            text.contains("not UTF-8") && text.contains(&at("r.toml", "2:19")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn planning_problems_are_located_at_the_key_or_sweep_axis_that_set_them() {
+        let dir = tempdir("locate");
+        let path = write(
+            &dir,
+            "r.toml",
+            "[eval]\nbaseline = \"x\"\n[data]\nmix = [\n  { task = \"arith\" },\n  { path = \"p.jsonl\", format = \"native\" },\n]\n\
+             [sweep]\ngrid = { \"model.max_len\" = [16, 64] }\n[[sweep.zip]]\nlabel = [\"x\", \"y\"]\n",
+        );
+        let loaded = load(&path, &Overrides::default()).unwrap();
+        let problem = |location: &str, message: &str| Diagnostic {
+            message: message.into(),
+            location: location.into(),
+            help: None,
+        };
+        let located = loaded.locate(Diagnostics(vec![
+            problem("data.mix[1].path", "p.jsonl does not exist"),
+            problem("data.mix[1].reward", "is missing"),
+            problem("eval.baseline", "no run is labelled so"),
+            problem("label", "is empty"),
+            problem(
+                "eval.max_new_tokens",
+                "is 32, but must be below model.max_len (16)",
+            ),
+            problem("not a key", "stays"),
+        ]));
+        let file = path.display();
+        let locations: Vec<&str> = located.0.iter().map(|d| d.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            [
+                format!("{file}:6:5").as_str(),
+                &format!("{file}:6:3"),
+                &format!("{file}:2:1"),
+                &format!("{file}:11:1"),
+                &format!("{file}:9:10"),
+                "not a key",
+            ]
+        );
+        // A table a file sets without its required name: at the table.
+        let path = write(
+            &dir,
+            "t.toml",
+            "name = \"t\"\n[[report.tables]]\nmetric = \"reward\"\n",
+        );
+        let text = load(&path, &Overrides::default()).unwrap_err().to_string();
+        assert!(text.contains(&format!("{}:2:", path.display())), "{text}");
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn label_problems(recipe: &Recipe) -> Vec<(String, String)> {
 /// from any route (a file, `--set`, an `LPO_` variable, a sweep axis, a
 /// zip group) is held to the one rule of the key table (`keys::leaf` on a
 /// [`Ty::Name`](crate::keys::Ty::Name) key); the layer checks report file
-/// values earlier, with their line.
+/// values earlier, with their line. Two tables may not share a name.
 fn name_problems(recipe: &Recipe) -> Vec<(String, String)> {
     let tables = recipe.report.tables.iter().enumerate().map(|(i, t)| {
         (
@@ -192,15 +192,30 @@ fn name_problems(recipe: &Recipe) -> Vec<(String, String)> {
             &t.name,
         )
     });
-    std::iter::once(("name".to_string(), "name", &recipe.name))
-        .chain(tables)
-        .filter_map(|(key, path, value)| {
-            let spec = crate::keys::spec(path).expect("name keys are in the key table");
-            crate::keys::leaf(spec, &toml::Value::String(value.clone()))
-                .err()
-                .map(|message| (key, message))
-        })
-        .collect()
+    let mut out: Vec<(String, String)> =
+        std::iter::once(("name".to_string(), "name", &recipe.name))
+            .chain(tables)
+            .filter_map(|(key, path, value)| {
+                let spec = crate::keys::spec(path).expect("name keys are in the key table");
+                crate::keys::leaf(spec, &toml::Value::String(value.clone()))
+                    .err()
+                    .map(|message| (key, message))
+            })
+            .collect();
+    // Two tables of one name would write the same files, the last one winning.
+    let tables = &recipe.report.tables;
+    for (i, table) in tables.iter().enumerate() {
+        if let Some(j) = tables[..i].iter().position(|t| t.name == table.name) {
+            out.push((
+                format!("report.tables[{i}].name"),
+                format!(
+                    "is \"{}\", the name of report.tables[{j}] too: each table needs its own name (its files are results/tables/<name>.*)",
+                    table.name.escape_default()
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// A prompt format needs a reward source and a checkpoint to sample from,
@@ -289,5 +304,11 @@ mod tests {
         let mut recipe = Recipe::default();
         recipe.report.tables = vec![table("main"), table("lpo-vs-dpo (v2)")];
         assert!(problems(&recipe).is_empty());
+        // Two tables of one name would write one set of files.
+        recipe.report.tables.push(table("main"));
+        let p = problems(&recipe);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "report.tables[2].name");
+        assert!(p[0].1.contains("the name of report.tables[0] too"), "{p:?}");
     }
 }
