@@ -11,8 +11,9 @@ use tch::Tensor;
 /// Options of `lpo loss`.
 #[derive(Debug, Args)]
 pub struct LossArgs {
-    /// Loss kind: lpo, dpo, listmle, infonca or nca.
-    #[arg(long = "loss", value_name = "KIND")]
+    /// Loss kind (the table of loss kinds in docs/recipes.md).
+    #[arg(long = "loss", value_name = "KIND",
+          value_parser = clap::builder::PossibleValuesParser::new(lpo_recipe::LOSS_NAMES))]
     pub kind: String,
     /// Loss parameters: `--set loss.alpha=0.5` (any `loss.` key; schedules allowed).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -185,13 +186,13 @@ fn loss_and_grad(params: &LossParams, values: &Values) -> (LossOutput, Vec<Vec<f
 }
 
 fn loss_config(args: &LossArgs) -> Result<LossConfig> {
-    let kind: LossKind = serde_json::from_value(serde_json::Value::String(args.kind.clone()))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "unknown loss `{}`; expected one of lpo, dpo, listmle, infonca, nca",
-                args.kind
-            )
-        })?;
+    let kind = LossKind::from_name(&args.kind).with_context(|| {
+        format!(
+            "unknown loss `{}`; expected one of {}",
+            args.kind,
+            lpo_recipe::LOSS_NAMES.join(", ")
+        )
+    })?;
     let mut value = toml::Value::try_from(Recipe::default())?;
     for set in &args.sets {
         let (key, raw) = set

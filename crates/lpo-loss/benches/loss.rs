@@ -1,9 +1,9 @@
-//! Loss forward + backward throughput for B = 64 lists of K = 8 (each loss
-//! as configured by default, plus LPO with its anchor and the supervised term).
+//! Loss forward + backward throughput for B = 64 lists of K = 8 (every loss
+//! kind as configured by default, plus LPO with its anchor and the supervised term).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lpo_loss::{compute, LossInput, LossParams};
-use lpo_recipe::{LossConfig, LossKind};
+use lpo_recipe::LossConfig;
 use tch::{Kind, Tensor};
 
 fn bench(c: &mut Criterion) {
@@ -15,25 +15,20 @@ fn bench(c: &mut Criterion) {
     let tokens = Tensor::randint_low(1, 200, [b, k], (Kind::Int64, tch::Device::Cpu));
     let mut group = c.benchmark_group("loss_fwd_bwd_b64_k8");
     group.throughput(Throughput::Elements(b as u64));
-    let mut cases: Vec<(String, LossParams)> = [
-        LossKind::Lpo,
-        LossKind::Dpo,
-        LossKind::Listmle,
-        LossKind::Infonca,
-        LossKind::Nca,
-    ]
-    .into_iter()
-    .map(|kind| {
-        let config = LossConfig {
-            kind,
-            ..LossConfig::default()
-        };
-        (
-            kind.as_str().to_string(),
-            LossParams::at_step(&config, 0, 1),
-        )
-    })
-    .collect();
+    let mut cases: Vec<(String, LossParams)> = lpo_recipe::LOSSES
+        .iter()
+        .map(|spec| spec.kind)
+        .map(|kind| {
+            let config = LossConfig {
+                kind,
+                ..LossConfig::default()
+            };
+            (
+                kind.as_str().to_string(),
+                LossParams::at_step(&config, 0, 1),
+            )
+        })
+        .collect();
     let lpo = cases[0].1;
     cases.push((
         "lpo+anchor+sft".to_string(),

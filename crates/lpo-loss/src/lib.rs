@@ -14,6 +14,8 @@
 use lpo_recipe::{CoefficientMode, LossConfig, LossKind, Pairing};
 use tch::{Kind, Tensor};
 
+mod trl;
+
 /// Fill value for masked logits: exp(FILL - x) is 0 in f32 and f64, and finite.
 const FILL: f64 = -1.0e9;
 
@@ -38,6 +40,12 @@ pub struct LossParams {
     pub pairing: Pairing,
     /// Weight of the supervised term (length-normalised NLL of the best response).
     pub sft_weight: f64,
+    /// Label flip probability (robust).
+    pub label_smoothing: f64,
+    /// EXO's epsilon (exo_pair).
+    pub exo_epsilon: f64,
+    /// DiscoPOP's temperature.
+    pub discopop_tau: f64,
 }
 
 impl LossParams {
@@ -53,6 +61,9 @@ impl LossParams {
             reward_scale: config.reward_scale,
             pairing: config.pairing,
             sft_weight: config.sft_weight.at(step, total),
+            label_smoothing: config.label_smoothing,
+            exo_epsilon: config.exo_epsilon,
+            discopop_tau: config.discopop_tau,
         }
     }
 }
@@ -139,7 +150,26 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
         .logical_and(&pair_mask); // [B, K, K]
 
     let (per_prompt, contributes) = match params.kind {
-        LossKind::Dpo => dpo(&s, &r, &mask, &better, params.pairing),
+        LossKind::Dpo => pairwise(&s, &pair_weights(&r, &mask, &better, params.pairing)),
+        // TRL's pairwise kinds (trl.rs).
+        LossKind::Hinge
+        | LossKind::Ipo
+        | LossKind::ExoPair
+        | LossKind::NcaPair
+        | LossKind::Robust
+        | LossKind::BcoPair
+        | LossKind::SppoHard
+        | LossKind::ApoZero
+        | LossKind::ApoDown
+        | LossKind::Discopop
+        | LossKind::SigmoidNorm => {
+            let weights = pair_weights(&r, &mask, &better, params.pairing);
+            let counts = input
+                .token_counts
+                .map(|n| n.to_kind(kind).to_device(lp.device()));
+            let terms = trl::pair_terms(params, &lp, &lr, counts.as_ref(), &weights);
+            mean_over_pairs(&terms, &weights)
+        }
         LossKind::Lpo => lpo(params, &s, &r, &mask, &better, &n_valid),
         LossKind::Listmle => listmle(&s, &r, &mask),
         LossKind::Infonca => {
@@ -226,9 +256,15 @@ pub fn target_distribution(r: &Tensor, mask: &Tensor, alpha: f64) -> Tensor {
 
 /// softplus(-(s_i - s_j)) averaged over the pairs `weights` selects.
 fn pairwise(s: &Tensor, weights: &Tensor) -> (Tensor, Tensor) {
-    let kind = s.kind();
     let gap = s.unsqueeze(2) - s.unsqueeze(1); // s_i - s_j, [B, K, K]
-    let terms = (-gap).softplus().masked_fill(&weights.logical_not(), 0.0);
+    mean_over_pairs(&(-gap).softplus(), weights)
+}
+
+/// Each prompt's mean of `terms` over the pairs `weights` selects, `[B]`, and
+/// whether it has any, `[B]` bool.
+fn mean_over_pairs(terms: &Tensor, weights: &Tensor) -> (Tensor, Tensor) {
+    let kind = terms.kind();
+    let terms = terms.masked_fill(&weights.logical_not(), 0.0);
     let pairs = weights
         .to_kind(kind)
         .sum_dim_intlist([1i64, 2].as_slice(), false, kind);
@@ -236,29 +272,22 @@ fn pairwise(s: &Tensor, weights: &Tensor) -> (Tensor, Tensor) {
     (loss, pairs.gt(0.0))
 }
 
-fn dpo(
-    s: &Tensor,
-    r: &Tensor,
-    mask: &Tensor,
-    better: &Tensor,
-    pairing: Pairing,
-) -> (Tensor, Tensor) {
-    let k = s.size()[1];
+/// The (chosen i, rejected j) pairs `pairing` makes of each list, `[B, K, K]`
+/// bool: of the strictly ordered valid pairs `better`, the best against the
+/// worst, the best against each other, or all.
+fn pair_weights(r: &Tensor, mask: &Tensor, better: &Tensor, pairing: Pairing) -> Tensor {
+    let k = r.size()[1];
     let (best, worst) = best_and_worst(r, mask);
-    let is_best = best
-        .unsqueeze(1)
-        .eq_tensor(&Tensor::arange(k, (Kind::Int64, s.device())).unsqueeze(0)); // [B, K]
-    let is_worst = worst
-        .unsqueeze(1)
-        .eq_tensor(&Tensor::arange(k, (Kind::Int64, s.device())).unsqueeze(0));
-    let weights = match pairing {
+    let positions = Tensor::arange(k, (Kind::Int64, r.device())).unsqueeze(0);
+    let is_best = best.unsqueeze(1).eq_tensor(&positions); // [B, K]
+    let is_worst = worst.unsqueeze(1).eq_tensor(&positions);
+    match pairing {
         Pairing::All => better.shallow_clone(),
         Pairing::BestRest => better.logical_and(&is_best.unsqueeze(2)),
         Pairing::BestWorst => better
             .logical_and(&is_best.unsqueeze(2))
             .logical_and(&is_worst.unsqueeze(1)),
-    };
-    pairwise(s, &weights)
+    }
 }
 
 /// Index of each list's highest and lowest reward among valid responses

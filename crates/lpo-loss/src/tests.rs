@@ -26,6 +26,58 @@ fn params(kind: LossKind) -> LossParams {
         reward_scale: 10.0,
         pairing: Pairing::BestWorst,
         sft_weight: 0.0,
+        label_smoothing: 0.2,
+        exo_epsilon: 0.01,
+        discopop_tau: 0.05,
+    }
+}
+
+/// TRL's pairwise kinds (trl.rs).
+const TRL_KINDS: [LossKind; 11] = [
+    LossKind::Hinge,
+    LossKind::Ipo,
+    LossKind::ExoPair,
+    LossKind::NcaPair,
+    LossKind::Robust,
+    LossKind::BcoPair,
+    LossKind::SppoHard,
+    LossKind::ApoZero,
+    LossKind::ApoDown,
+    LossKind::Discopop,
+    LossKind::SigmoidNorm,
+];
+
+/// One pair's term of a TRL kind, from docs/trl-losses.md: `dc`, `dr` the
+/// chosen and rejected log-ratios, `tc`, `tr` the same per token.
+fn trl_term(p: &LossParams, dc: f64, dr: f64, tc: f64, tr: f64) -> f64 {
+    let b = p.beta;
+    let z = b * (dc - dr);
+    match p.kind {
+        LossKind::Hinge => (1.0 - z).max(0.0),
+        LossKind::Ipo => (tc - tr - 1.0 / (2.0 * b)).powi(2),
+        LossKind::ExoPair => {
+            // TRL takes log(1 - eps) and log(eps) of eps as an f32 tensor.
+            let e = f64::from(p.exo_epsilon as f32);
+            let (log_pw, log_pl) = (f64::from((1.0 - e).ln() as f32), f64::from(e.ln() as f32));
+            sigmoid(z) * (log_sigmoid(z) - log_pw) + sigmoid(-z) * (log_sigmoid(-z) - log_pl)
+        }
+        LossKind::NcaPair => {
+            -log_sigmoid(b * dc) - 0.5 * log_sigmoid(-b * dc) - 0.5 * log_sigmoid(-b * dr)
+        }
+        LossKind::Robust => {
+            let ls = p.label_smoothing;
+            (-(1.0 - ls) * log_sigmoid(z) + ls * log_sigmoid(-z)) / (1.0 - 2.0 * ls)
+        }
+        LossKind::BcoPair => -log_sigmoid(b * dc) - log_sigmoid(-b * dr),
+        LossKind::SppoHard => (dc - 0.5 / b).powi(2) + (dr + 0.5 / b).powi(2),
+        LossKind::ApoZero => 1.0 - sigmoid(b * dc) + sigmoid(b * dr),
+        LossKind::ApoDown => sigmoid(b * dc) + 1.0 - sigmoid(z),
+        LossKind::Discopop => {
+            let m = sigmoid(z / p.discopop_tau);
+            -log_sigmoid(z) * (1.0 - m) + (-z).exp() * m
+        }
+        LossKind::SigmoidNorm => -log_sigmoid(b * (tc - tr)),
+        other => unreachable!("{other:?} is not a TRL kind"),
     }
 }
 
@@ -57,12 +109,12 @@ fn softmax(xs: &[f64]) -> Vec<f64> {
 
 /// The method's own term for one prompt: (loss, contributes), straight from
 /// docs/losses.md revision 2 (no supervised term).
-fn method_term(p: &LossParams, list: &List) -> (f64, bool) {
+fn method_term(p: &LossParams, list: &List, per_token: bool) -> (f64, bool) {
     let k = list.r.len();
     let s: Vec<f64> = (0..k).map(|i| p.beta * (list.lp[i] - list.lr[i])).collect();
     let target = softmax(&list.r.iter().map(|r| r / p.alpha).collect::<Vec<_>>());
     match p.kind {
-        LossKind::Dpo => {
+        kind if kind == LossKind::Dpo || TRL_KINDS.contains(&kind) => {
             let first_max = (0..k).fold(0, |b, i| if list.r[i] > list.r[b] { i } else { b });
             let first_min = (0..k).fold(0, |w, i| if list.r[i] < list.r[w] { i } else { w });
             let mut pairs = Vec::new();
@@ -74,8 +126,16 @@ fn method_term(p: &LossParams, list: &List) -> (f64, bool) {
                             Pairing::BestRest => i == first_max,
                             Pairing::BestWorst => i == first_max && j == first_min,
                         };
-                    if keep {
+                    if keep && kind == LossKind::Dpo {
                         pairs.push(softplus(-(s[i] - s[j])));
+                    } else if keep {
+                        let (dc, dr) = (list.lp[i] - list.lr[i], list.lp[j] - list.lr[j]);
+                        let (nc, nr) = if per_token {
+                            (1.0, 1.0)
+                        } else {
+                            (list.n[i], list.n[j])
+                        };
+                        pairs.push(trl_term(p, dc, dr, dc / nc.max(1.0), dr / nr.max(1.0)));
                     }
                 }
             }
@@ -136,6 +196,7 @@ fn method_term(p: &LossParams, list: &List) -> (f64, bool) {
             let repel: f64 = (0..k).map(|i| log_sigmoid(-s[i])).sum::<f64>() / k as f64;
             (-attract - repel, k >= 2)
         }
+        other => unreachable!("{other:?} has an arm above"),
     }
 }
 
@@ -161,7 +222,7 @@ fn reference_nll_best(list: &List, per_token: bool) -> Option<f64> {
 /// The reference: (loss, contributes) for one prompt, method term plus
 /// supervised term.
 fn reference(p: &LossParams, list: &List, per_token: bool) -> (f64, bool) {
-    let (term, contributes) = method_term(p, list);
+    let (term, contributes) = method_term(p, list, per_token);
     let mut loss = if contributes { term } else { 0.0 };
     let mut any = contributes;
     if p.sft_weight > 0.0 {
@@ -352,6 +413,19 @@ fn all_params() -> Vec<LossParams> {
         pairing: Pairing::All,
         ..params(LossKind::Dpo)
     });
+    // TRL's pairwise kinds, with each pairing and the supervised term.
+    for kind in TRL_KINDS {
+        out.push(params(kind));
+        out.push(LossParams {
+            pairing: Pairing::All,
+            ..params(kind)
+        });
+        out.push(LossParams {
+            pairing: Pairing::BestRest,
+            sft_weight: 0.4,
+            ..params(kind)
+        });
+    }
     out
 }
 
@@ -684,7 +758,7 @@ fn revision_two_anchor_only_pushes_up() {
                 let count = lists.len() as f64;
                 let count0 = lists
                     .iter()
-                    .filter(|l| method_term(&LossParams { gamma: 0.0, ..base }, l).1)
+                    .filter(|l| method_term(&LossParams { gamma: 0.0, ..base }, l, false).1)
                     .count() as f64;
                 for (b, list) in lists.iter().enumerate() {
                     let k = list.r.len();
@@ -953,4 +1027,52 @@ fn contributing_prompts_depend_on_rewards_and_mask_only() {
         Vec::<bool>::try_from(&dpo).unwrap(),
         [false, true, true, false]
     );
+}
+
+/// The loss-kind table says which `loss.*` keys each kind reads, and run
+/// ids hash exactly those (lpo-plan's `tests/loss_keys.rs`). Here the other
+/// half: moving a key a kind reads changes its loss on lists of four, and
+/// moving a key it does not read changes nothing. (`normalize` acts before
+/// the loss, on how log-probabilities are summed, so it is not checked here.)
+#[test]
+fn a_kind_s_loss_moves_with_exactly_the_keys_it_declares() {
+    let lists = random_lists(11, 12, 5.0, false);
+    let loss_of = |text: &str| {
+        let config: LossConfig = toml::from_str(text).unwrap();
+        let p = LossParams::at_step(&config, 0, 1);
+        run(&p, &lists).loss.double_value(&[])
+    };
+    let mut wrong = Vec::new();
+    for spec in lpo_recipe::LOSSES {
+        for margin_weight in [false, true] {
+            let base_text = format!(
+                "kind = \"{}\"\nmargin_weight = {margin_weight}\n",
+                spec.name
+            );
+            let base = loss_of(&base_text);
+            let reads = spec.kind.relevant_keys(margin_weight);
+            for key in lpo_recipe::keys::KEYS {
+                let Some(name) = key.path.strip_prefix("loss.") else {
+                    continue;
+                };
+                if ["kind", "margin_weight", "normalize"].contains(&name) {
+                    continue;
+                }
+                let value = key.ty.another_value(key.default).unwrap();
+                let moved = loss_of(&format!("{base_text}{name} = {value}\n")) != base;
+                if moved != reads.contains(&name) {
+                    wrong.push(format!(
+                        "{} (margin_weight = {margin_weight}): {name} = {value} {}",
+                        spec.name,
+                        if moved {
+                            "changes the loss but is not declared"
+                        } else {
+                            "is declared but changes nothing"
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

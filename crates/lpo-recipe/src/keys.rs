@@ -67,6 +67,37 @@ pub enum Ty {
     Filters,
 }
 
+impl Ty {
+    /// A valid value other than `default` (TOML text), for checks that move
+    /// a key away from its default; `None` for the composite types.
+    pub fn another_value(&self, default: &str) -> Option<String> {
+        let number = |n: f64| format!("{n:?}");
+        match *self {
+            Ty::Bool => Some((if default == "true" { "false" } else { "true" }).to_string()),
+            Ty::Enum(options) => options
+                .iter()
+                .find(|o| format!("\"{o}\"") != default)
+                .map(|o| format!("\"{o}\"")),
+            Ty::Int { min, max } => {
+                let current: i64 = default.parse().ok()?;
+                Some(if current < max { current + 1 } else { min }.to_string())
+            }
+            Ty::Float { min, max, .. } => {
+                let current: f64 = default.parse().ok()?;
+                let bounded = max < 1e300;
+                Some(number(if bounded {
+                    (min + max) / 3.0
+                } else {
+                    current * 3.0 + 0.25
+                }))
+                .filter(|v| v.parse::<f64>().ok() != Some(current))
+            }
+            Ty::Coef { .. } => Some(number(default.parse::<f64>().ok()? * 3.0 + 0.25)),
+            _ => None,
+        }
+    }
+}
+
 /// Whether a key takes part in the run id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -170,14 +201,17 @@ pub const KEYS: &[KeySpec] = &[
     key("reference.sample_temperature", POSITIVE, "1.0", "Temperature when sampling the K responses of each training prompt."),
     key("reference.checkpoint", Ty::Path, "-", "Hugging Face checkpoint directory (config.json + safetensors) of a Mistral, Llama, Qwen2 or Qwen3 decoder, or a Hub name `org/name` (`org/name@revision`) from the Hugging Face cache, used as the reference and the policy's start instead of SFT; its config.json gives the model architecture and its tokenizer files the tokenizer."),
     key("loss", Ty::Section, "", "Training objective (docs/losses.md)."),
-    key("loss.kind", Ty::Enum(&["lpo", "dpo", "listmle", "infonca", "nca"]), "\"lpo\"", "Which objective."),
+    key("loss.kind", Ty::Enum(crate::losses::LOSS_NAMES), "\"lpo\"", "Which objective (the loss kinds table below)."),
     key("loss.beta", Ty::Coef { min: 0.0, open_min: true }, "0.1", "Implicit-reward scale beta > 0: a number or a schedule."),
     key("loss.alpha", Ty::Coef { min: 0.0, open_min: true }, "1.0", "Reward temperature alpha > 0 of p = softmax(r / alpha): a number or a schedule."),
     key("loss.gamma", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight gamma >= 0 of LPO's anchor term: a number or a schedule."),
     key("loss.coefficient", Ty::Enum(&["adaptive", "uniform"]), "\"adaptive\"", "LPO's loss coefficient c_i."),
     key("loss.margin_weight", Ty::Bool, "false", "LPO: weight each prompt by (r_max - r_min) / reward_scale."),
     key("loss.reward_scale", POSITIVE, "10.0", "Reward scale used by margin_weight."),
-    key("loss.pairing", Ty::Enum(&["best-worst", "best-rest", "all"]), "\"best-worst\"", "DPO: how a list of K > 2 becomes pairs."),
+    key("loss.pairing", Ty::Enum(&["best-worst", "best-rest", "all"]), "\"best-worst\"", "Pairwise losses (dpo and the TRL kinds): how a list of K > 2 becomes pairs."),
+    key("loss.label_smoothing", Ty::Float { min: 0.0, max: 0.499, open_min: false }, "0.0", "robust: probability that a preference label is flipped."),
+    key("loss.exo_epsilon", Ty::Float { min: 0.0, max: 0.999, open_min: true }, "1e-3", "exo_pair: target probability eps of the rejected response (TRL's label_smoothing for exo_pair)."),
+    key("loss.discopop_tau", POSITIVE, "0.05", "discopop: temperature tau of the mixing weight sigma(z / tau)."),
     key("loss.normalize", Ty::Enum(&["sum", "mean"]), "\"sum\"", "Sequence log-probability: sum over response tokens, or their mean."),
     key("data", Ty::Section, "", "Data form and sources."),
     key("loss.sft_weight", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight >= 0 of the supervised term: the length-normalised NLL of each prompt's best response (RPO), for every loss; a number or a schedule."),
@@ -781,6 +815,16 @@ pub fn reference_markdown() -> String {
             k.path, ty, k.default, doc
         ));
     }
+    out.push_str(&format!(
+        "\n### Loss kinds\n\nEvery kind reads {}; the table says what else. \
+         docs/losses.md defines the first five, docs/trl-losses.md the TRL ones.\n\n{}",
+        crate::losses::EVERY_KIND_READS
+            .iter()
+            .map(|k| format!("`loss.{k}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::losses::markdown()
+    ));
     out
 }
 

@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod keys;
 pub mod load;
+pub mod losses;
 pub mod paths;
 pub mod schedule;
 pub mod schema;
@@ -12,5 +13,6 @@ pub mod validate;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use load::{load, Explanation, Loaded, Overrides};
+pub use losses::{LossSpec, LOSSES, LOSS_NAMES};
 pub use schedule::{Coef, Schedule};
 pub use schema::*;

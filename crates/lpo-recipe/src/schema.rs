@@ -399,66 +399,7 @@ impl Default for ReferenceConfig {
     }
 }
 
-/// The training objective (docs/losses.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossKind {
-    /// Listwise preference optimization with explicit rewards.
-    Lpo,
-    /// Direct preference optimization on pairs.
-    Dpo,
-    /// Plackett-Luce likelihood of the reward ordering.
-    Listmle,
-    /// Noise-contrastive alignment, InfoNCA form.
-    Infonca,
-    /// Noise-contrastive alignment, NCA form.
-    Nca,
-}
-
-impl LossKind {
-    /// The name recipes use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LossKind::Lpo => "lpo",
-            LossKind::Dpo => "dpo",
-            LossKind::Listmle => "listmle",
-            LossKind::Infonca => "infonca",
-            LossKind::Nca => "nca",
-        }
-    }
-
-    /// The `[loss]` keys this loss reads; the others do not affect a run.
-    pub fn relevant_keys(self, margin_weight: bool) -> &'static [&'static str] {
-        match self {
-            LossKind::Lpo if margin_weight => &[
-                "kind",
-                "beta",
-                "alpha",
-                "gamma",
-                "coefficient",
-                "margin_weight",
-                "reward_scale",
-                "normalize",
-                "sft_weight",
-            ],
-            LossKind::Lpo => &[
-                "kind",
-                "beta",
-                "alpha",
-                "gamma",
-                "coefficient",
-                "margin_weight",
-                "normalize",
-                "sft_weight",
-            ],
-            LossKind::Dpo => &["kind", "beta", "pairing", "normalize", "sft_weight"],
-            LossKind::Listmle => &["kind", "beta", "normalize", "sft_weight"],
-            LossKind::Infonca | LossKind::Nca => {
-                &["kind", "beta", "alpha", "normalize", "sft_weight"]
-            }
-        }
-    }
-}
+pub use crate::losses::LossKind;
 
 /// LPO's per-response weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -516,6 +457,12 @@ pub struct LossConfig {
     pub normalize: Normalize,
     /// Weight of the supervised term (length-normalised NLL of the best response) (>= 0).
     pub sft_weight: Coef,
+    /// Probability that a preference label is flipped, in [0, 0.5) (robust).
+    pub label_smoothing: f64,
+    /// EXO's epsilon in (0, 1): the target probability of the rejected response (exo_pair).
+    pub exo_epsilon: f64,
+    /// DiscoPOP's temperature tau (> 0).
+    pub discopop_tau: f64,
 }
 
 impl Default for LossConfig {
@@ -531,6 +478,9 @@ impl Default for LossConfig {
             pairing: Pairing::BestWorst,
             normalize: Normalize::Sum,
             sft_weight: Coef::Value(0.0),
+            label_smoothing: 0.0,
+            exo_epsilon: 1e-3,
+            discopop_tau: 0.05,
         }
     }
 }

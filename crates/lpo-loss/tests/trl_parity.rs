@@ -1,0 +1,191 @@
+//! lpo's pairwise losses against TRL's own: `fixtures/trl_losses.json` holds
+//! what TRL 1.16.0's `DPOTrainer` computed (its losses per pair, the batch
+//! loss, the logged rewards and the gradient of the loss with respect to the
+//! policy log-probabilities) on seeded pairs, made by
+//! `scripts/make_trl_loss_fixtures.py` (docs/trl-losses.md). Each pair is a
+//! list of K = 2 (rewards 1 and 0) with its token counts; lpo must give the
+//! same numbers to 1e-12 in f64 and 1e-6 in f32.
+
+use lpo_loss::{compute, LossInput, LossParams};
+use lpo_recipe::{LossConfig, LossKind};
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+fn fixture() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/trl_losses.json"
+    );
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("failed to read `{path}`: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// The lpo kind TRL's `loss_type` is, and the parameters it reads.
+fn params(case: &Value) -> Option<LossParams> {
+    let p = &case["params"];
+    let types = p["loss_type"].as_array().unwrap();
+    if types.len() != 1
+        || p["f_divergence_type"] != "reverse_kl"
+        || p["use_weighting"] == true
+        || !p["ld_alpha"].is_null()
+    {
+        return None; // combinations, f-divergences, WPO and LD-DPO are not lpo kinds
+    }
+    let name = match types[0].as_str().unwrap() {
+        "sigmoid" => "dpo",
+        other => other,
+    };
+    let kind = LossKind::from_name(name)?;
+    let mut config = LossConfig {
+        kind,
+        ..LossConfig::default()
+    };
+    let label_smoothing = p["label_smoothing"].as_f64().unwrap();
+    match kind {
+        LossKind::ExoPair => config.exo_epsilon = label_smoothing,
+        _ => config.label_smoothing = label_smoothing,
+    }
+    config.beta = lpo_recipe::Coef::Value(p["beta"].as_f64().unwrap());
+    config.discopop_tau = p["discopop_tau"].as_f64().unwrap();
+    Some(LossParams::at_step(&config, 0, 1))
+}
+
+struct Outcome {
+    per_pair: Vec<f64>,
+    loss: f64,
+    chosen_reward: f64,
+    rejected_reward: f64,
+    grad_chosen: Vec<f64>,
+    grad_rejected: Vec<f64>,
+}
+
+/// lpo's loss on the case's pairs as lists of two.
+fn lpo_on(case: &Value, params: &LossParams, kind: Kind) -> Outcome {
+    let inputs = &case["inputs"];
+    let column = |name: &str| Tensor::from_slice(&numbers(&inputs[name])).to_kind(kind);
+    let pair = |a: &str, b: &str| Tensor::stack(&[column(a), column(b)], 1); // [B, 2]
+    let policy = pair("policy_chosen_logps", "policy_rejected_logps").set_requires_grad(true);
+    let reference = pair("ref_chosen_logps", "ref_rejected_logps");
+    let counts = pair("chosen_tokens", "rejected_tokens");
+    let b = policy.size()[0];
+    let rewards = Tensor::from_slice(&[1.0f64, 0.0])
+        .to_kind(kind)
+        .unsqueeze(0)
+        .repeat([b, 1]);
+    let mask = rewards.ones_like().to_kind(Kind::Bool);
+    let out = compute(
+        params,
+        &LossInput {
+            policy_logps: &policy,
+            reference_logps: &reference,
+            rewards: &rewards,
+            mask: &mask,
+            token_counts: Some(&counts),
+        },
+    );
+    out.loss.backward();
+    let grad = policy.grad().to_kind(Kind::Double);
+    let to_vec = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap();
+    let stats = out.stats();
+    Outcome {
+        per_pair: to_vec(out.per_prompt.detach()),
+        loss: out.loss.double_value(&[]),
+        chosen_reward: stats.chosen_reward,
+        rejected_reward: stats.rejected_reward,
+        grad_chosen: to_vec(grad.select(1, 0)),
+        grad_rejected: to_vec(grad.select(1, 1)),
+    }
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1.0)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Where lpo and TRL differ on `case`, if anywhere.
+fn differences(case: &Value, params: &LossParams) -> Vec<String> {
+    let (kind, tol) = match case["dtype"].as_str().unwrap() {
+        "float32" => (Kind::Float, 1e-6),
+        _ => (Kind::Double, 1e-12),
+    };
+    let got = lpo_on(case, params, kind);
+    let want = &case["outputs"];
+    let trl_type = case["params"]["loss_type"][0].as_str().unwrap();
+    let mut wrong = Vec::new();
+    let mut check = |what: &str, got: &[f64], want: &[f64]| {
+        if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| !close(*g, *w, tol)) {
+            wrong.push(format!("{what}: lpo {got:?}, TRL {want:?}"));
+        }
+    };
+    check(
+        "per-pair loss",
+        &got.per_pair,
+        &numbers(&want["losses"][trl_type]),
+    );
+    check("loss", &[got.loss], &[want["loss"].as_f64().unwrap()]);
+    check(
+        "chosen reward",
+        &[got.chosen_reward],
+        &[mean(&numbers(&want["chosen_rewards"]))],
+    );
+    check(
+        "rejected reward",
+        &[got.rejected_reward],
+        &[mean(&numbers(&want["rejected_rewards"]))],
+    );
+    check(
+        "d loss / d chosen",
+        &got.grad_chosen,
+        &numbers(&want["grad_policy_chosen_logps"]),
+    );
+    check(
+        "d loss / d rejected",
+        &got.grad_rejected,
+        &numbers(&want["grad_policy_rejected_logps"]),
+    );
+    wrong
+}
+
+#[test]
+fn every_trl_loss_type_lpo_implements_equals_trls_own_outputs() {
+    let fixture = fixture();
+    let mut compared = std::collections::BTreeSet::new();
+    let mut wrong = Vec::new();
+    for case in fixture["cases"].as_array().unwrap() {
+        if case["trainer"] != "DPOTrainer" {
+            continue;
+        }
+        let Some(params) = params(case) else { continue };
+        compared.insert(params.kind.as_str());
+        for problem in differences(case, &params) {
+            wrong.push(format!("{}: {problem}", case["name"].as_str().unwrap()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "lpo differs from TRL:\n{}",
+        wrong.join("\n")
+    );
+    // Every pairwise kind lpo declares with TRL as its source is compared.
+    let declared: std::collections::BTreeSet<&str> = lpo_recipe::LOSSES
+        .iter()
+        .filter(|s| s.source.contains("TRL's"))
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        compared, declared,
+        "kinds with a TRL source but no TRL case, or the reverse"
+    );
+}

@@ -1,0 +1,259 @@
+//! Every loss kind, declared once: its name, what it is, whether it needs a
+//! reference model, which `loss.*` keys it reads and where its definition
+//! comes from. The [`LossKind`] enum, the choices of `loss.kind`, which loss
+//! keys enter a run id ([`LossKind::relevant_keys`]), the choices of
+//! `lpo loss` and the loss table of docs/recipes.md are all derived from
+//! [`LOSSES`], so a kind cannot be listed in one place and missed in another.
+
+use serde::{Deserialize, Serialize};
+
+/// What lpo knows about one loss kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossSpec {
+    /// The kind.
+    pub kind: LossKind,
+    /// The name recipes use (`loss.kind`).
+    pub name: &'static str,
+    /// One line saying what it optimises.
+    pub summary: &'static str,
+    /// Whether it compares the policy with a frozen reference model.
+    pub reference: bool,
+    /// The `loss.*` keys it reads besides those every kind reads
+    /// ([`EVERY_KIND_READS`]).
+    pub reads: &'static [&'static str],
+    /// Where its definition comes from: the paper, and TRL's name where TRL
+    /// has it (docs/losses.md, docs/trl-losses.md).
+    pub source: &'static str,
+}
+
+/// The `loss.*` keys every kind reads: the kind itself, how sequence
+/// log-probabilities aggregate tokens, and the supervised term's weight.
+pub const EVERY_KIND_READS: &[&str] = &["kind", "normalize", "sft_weight"];
+
+/// Keys a kind reads only while a switch is on: (key, switch).
+pub const READ_ONLY_WITH: &[(&str, &str)] = &[("reward_scale", "margin_weight")];
+
+macro_rules! loss_kinds {
+    ($(
+        $variant:ident = $name:literal {
+            summary: $summary:literal,
+            reference: $reference:literal,
+            reads: [$($key:literal),* $(,)?],
+            source: $source:literal $(,)?
+        }
+    )+) => {
+        /// The training objective (docs/losses.md, docs/trl-losses.md); one
+        /// entry of [`LOSSES`] each.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum LossKind {
+            $(
+                #[doc = $summary]
+                #[serde(rename = $name)]
+                $variant,
+            )+
+        }
+
+        /// Every loss kind, in the order docs and `lpo loss` list them.
+        pub const LOSSES: &[LossSpec] = &[$(
+            LossSpec {
+                kind: LossKind::$variant,
+                name: $name,
+                summary: $summary,
+                reference: $reference,
+                reads: &[$($key),*],
+                source: $source,
+            },
+        )+];
+
+        /// The names of [`LOSSES`], as `loss.kind` takes them.
+        pub const LOSS_NAMES: &[&str] = &[$($name),+];
+    };
+}
+
+loss_kinds! {
+    Lpo = "lpo" {
+        summary: "Listwise preference optimization with explicit rewards: an exponential-logarithmic listwise term with an adaptive coefficient.",
+        reference: true,
+        reads: ["beta", "alpha", "gamma", "coefficient", "margin_weight", "reward_scale"],
+        source: "docs/losses.md (the paper)",
+    }
+    Dpo = "dpo" {
+        summary: "Direct preference optimization on pairs: -log sigma(beta (chosen - rejected log-ratio)).",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "Rafailov et al. 2023; TRL's loss_type = \"sigmoid\"",
+    }
+    Listmle = "listmle" {
+        summary: "Plackett-Luce likelihood of the reward ordering of the implicit rewards.",
+        reference: true,
+        reads: ["beta"],
+        source: "Xia et al. 2008",
+    }
+    Infonca = "infonca" {
+        summary: "Noise-contrastive alignment, InfoNCA form: cross-entropy of softmax(s) to softmax(r / alpha).",
+        reference: true,
+        reads: ["beta", "alpha"],
+        source: "Chen et al. 2024",
+    }
+    Nca = "nca" {
+        summary: "Noise-contrastive alignment, NCA form: each response's implicit reward against its target weight.",
+        reference: true,
+        reads: ["beta", "alpha"],
+        source: "Chen et al. 2024",
+    }
+    Hinge = "hinge" {
+        summary: "SLiC's hinge on pairs: relu(1 - beta d).",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "Zhao et al. 2023; TRL's \"hinge\"",
+    }
+    Ipo = "ipo" {
+        summary: "IPO's squared loss on per-token log-ratios: (d_c / n_c - d_r / n_r - 1 / (2 beta))^2.",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "Azar et al. 2023; TRL's \"ipo\"",
+    }
+    ExoPair = "exo_pair" {
+        summary: "EXO on pairs: KL(softmax([z, 0]) || [1 - eps, eps]) with z = beta d.",
+        reference: true,
+        reads: ["beta", "pairing", "exo_epsilon"],
+        source: "Ji et al. 2024; TRL's \"exo_pair\" (its label_smoothing is eps)",
+    }
+    NcaPair = "nca_pair" {
+        summary: "Pairwise NCA: -log sigma(beta d_c) - (log sigma(-beta d_c) + log sigma(-beta d_r)) / 2.",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "Chen et al. 2024; TRL's \"nca_pair\"",
+    }
+    Robust = "robust" {
+        summary: "Robust DPO for labels flipped with probability ls: (-(1 - ls) log sigma(z) + ls log sigma(-z)) / (1 - 2 ls).",
+        reference: true,
+        reads: ["beta", "pairing", "label_smoothing"],
+        source: "Chowdhury et al. 2024; TRL's \"robust\"",
+    }
+    BcoPair = "bco_pair" {
+        summary: "BCO on pairs (no running reward baseline, as TRL >= 0.29): -log sigma(beta d_c) - log sigma(-beta d_r).",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "Jung et al. 2024; TRL's \"bco_pair\"",
+    }
+    SppoHard = "sppo_hard" {
+        summary: "SPPO with hard win probabilities: (d_c - 1 / (2 beta))^2 + (d_r + 1 / (2 beta))^2.",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "Wu et al. 2024; TRL's \"sppo_hard\"",
+    }
+    ApoZero = "apo_zero" {
+        summary: "Anchored preference optimization, zero anchor: 1 - sigma(beta d_c) + sigma(beta d_r).",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "D'Oosterlinck et al. 2024; TRL's \"apo_zero\"",
+    }
+    ApoDown = "apo_down" {
+        summary: "Anchored preference optimization, down anchor: sigma(beta d_c) + 1 - sigma(beta d).",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "D'Oosterlinck et al. 2024; TRL's \"apo_down\"",
+    }
+    Discopop = "discopop" {
+        summary: "DiscoPOP's log-ratio modulated loss: mixes -log sigma(z) and exp(-z) by sigma(z / tau).",
+        reference: true,
+        reads: ["beta", "pairing", "discopop_tau"],
+        source: "Lu et al. 2024; TRL's \"discopop\"",
+    }
+    SigmoidNorm = "sigmoid_norm" {
+        summary: "DPO on per-token log-ratios: -log sigma(beta (d_c / n_c - d_r / n_r)).",
+        reference: true,
+        reads: ["beta", "pairing"],
+        source: "TRL's \"sigmoid_norm\"",
+    }
+}
+
+impl LossKind {
+    /// Its entry of [`LOSSES`].
+    pub fn spec(self) -> &'static LossSpec {
+        LOSSES
+            .iter()
+            .find(|s| s.kind == self)
+            .expect("every kind has an entry: both come from one declaration")
+    }
+
+    /// The name recipes use.
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The kind named `name`, if any.
+    pub fn from_name(name: &str) -> Option<LossKind> {
+        LOSSES.iter().find(|s| s.name == name).map(|s| s.kind)
+    }
+
+    /// The `[loss]` keys this loss reads with `margin_weight` as given; the
+    /// others do not affect a run, so they stay out of its id.
+    pub fn relevant_keys(self, margin_weight: bool) -> Vec<&'static str> {
+        let spec = self.spec();
+        EVERY_KIND_READS
+            .iter()
+            .chain(spec.reads)
+            .copied()
+            .filter(|key| {
+                READ_ONLY_WITH
+                    .iter()
+                    .all(|&(k, switch)| k != *key || (switch == "margin_weight" && margin_weight))
+            })
+            .collect()
+    }
+}
+
+/// docs/recipes.md's table of loss kinds, generated from [`LOSSES`].
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "| kind | reference | also reads `loss.` | definition | source |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for spec in LOSSES {
+        let reads: Vec<String> = spec
+            .reads
+            .iter()
+            .map(|key| match READ_ONLY_WITH.iter().find(|(k, _)| k == key) {
+                Some((_, switch)) => format!("`{key}` (with `{switch}`)"),
+                None => format!("`{key}`"),
+            })
+            .collect();
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            spec.name,
+            if spec.reference { "yes" } else { "no" },
+            reads.join(", "),
+            spec.summary.replace('|', "\\|"),
+            spec.source.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_round_trip_through_serde() {
+        for (i, spec) in LOSSES.iter().enumerate() {
+            assert_eq!(LOSS_NAMES[i], spec.name);
+            assert_eq!(LossKind::from_name(spec.name), Some(spec.kind));
+            let json = serde_json::to_string(&spec.kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", spec.name));
+            assert_eq!(serde_json::from_str::<LossKind>(&json).unwrap(), spec.kind);
+            assert!(LOSSES[..i].iter().all(|s| s.name != spec.name));
+        }
+    }
+
+    #[test]
+    fn reward_scale_counts_only_with_margin_weight() {
+        assert!(LossKind::Lpo.relevant_keys(true).contains(&"reward_scale"));
+        assert!(!LossKind::Lpo.relevant_keys(false).contains(&"reward_scale"));
+        assert_eq!(
+            LossKind::Dpo.relevant_keys(true),
+            ["kind", "normalize", "sft_weight", "beta", "pairing"]
+        );
+    }
+}
