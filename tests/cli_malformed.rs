@@ -111,8 +111,8 @@ const CASES: &[Case] = &[
     case("range-learning-rate-zero", b"[train]\nlearning_rate = 0.0\n", "r.toml:2:1", "`train.learning_rate` is 0, but must be > 0"),
     case("range-eval-fraction-above", b"[data]\neval_fraction = 0.95\n", "r.toml:2:1", "`data.eval_fraction` is 0.95, but must be >= 0 and <= 0.9"),
     case("range-beta-negative", b"[loss]\nbeta = -0.1\n", "r.toml:2:1", "`loss.beta` is -0.1, but must be > 0"),
-    case("range-beta-beyond-f32", b"[loss]\nbeta = 1e308\n", "r.toml:2:1", "beyond the f32 range (about 3.4e38)"),
-    case("range-rope-theta-beyond-f32", b"[model]\nrope_theta = 1e39\n", "r.toml:2:1", "`model.rope_theta` is 1000000000000000000000000000000000000000, beyond the f32 range"),
+    case("range-beta-beyond-f32", b"[loss]\nbeta = 1e308\n", "r.toml:2:1", "`loss.beta` is 1e308, beyond the f32 range (about 3.4e38)"),
+    case("range-rope-theta-beyond-f32", b"[model]\nrope_theta = 1e39\n", "r.toml:2:1", "`model.rope_theta` is 1e39, beyond the f32 range"),
     case("range-temperature-inf", b"[eval]\ntemperature = inf\n", "r.toml:2:1", "`eval.temperature` is inf, but must be > 0"),
     case("range-mix-weight-zero", b"[data]\nmix = [{ task = \"arith\", weight = 0 }]\n", "r.toml:2:26", "`data.mix.weight` is 0, but must be > 0"),
     // Enum typos.
@@ -121,13 +121,13 @@ const CASES: &[Case] = &[
     case("enum-mix-task", b"[data]\nmix = [{ task = \"arithmetic\" }]\n", "r.toml:2:10", "`data.mix.task` is \"arithmetic\", expected one of \"arith\", \"program\", \"rating\""),
     Case { extra: &[File("d.jsonl", b"{}\n")], ..case("enum-mix-format", b"[data]\nmix = [{ path = \"d.jsonl\", format = \"jsonl\" }]\n", "r.toml:2:28", "`data.mix.format` is \"jsonl\"") },
     // Coefficient schedules.
-    case("schedule-unknown-kind", b"[loss]\nbeta = { kind = \"exp\", from = 1.0, to = 0.1 }\n", "r.toml:2:1", "`loss.beta` must be a number or a schedule table"),
-    case("schedule-missing-field", b"[loss]\nalpha = { kind = \"linear\", from = 1.0 }\n", "r.toml:2:1", "`loss.alpha` must be a number or a schedule table"),
+    case("schedule-unknown-kind", b"[loss]\nbeta = { kind = \"exp\", from = 1.0, to = 0.1 }\n", "r.toml:2:1", "`loss.beta` is not a valid schedule table: unknown variant `exp`"),
+    case("schedule-missing-field", b"[loss]\nalpha = { kind = \"linear\", from = 1.0 }\n", "r.toml:2:1", "`loss.alpha` is not a valid schedule table: missing field `to`"),
     case("schedule-at-not-increasing", b"[loss]\ngamma = { kind = \"step\", values = [0.0, 0.5, 1.0], at = [50, 50] }\n", "r.toml:2:1", "`loss.gamma` step boundaries `at` must increase strictly"),
     case("schedule-lengths-differ", b"[loss]\ngamma = { kind = \"step\", values = [0.0, 0.5], at = [10, 20] }\n", "r.toml:2:1", "needs one more value than boundaries (values has 2, at has 2)"),
     case("schedule-nan", b"[loss]\nsft_weight = { kind = \"step\", values = [0.0, nan], at = [10] }\n", "r.toml:2:1", "`loss.sft_weight` schedule values must be finite"),
     case("schedule-negative-value", b"[loss]\nbeta = { kind = \"cosine\", from = 0.5, to = -0.1 }\n", "r.toml:2:1", "`loss.beta` is -0.1, but must be > 0"),
-    case("schedule-beyond-f32", b"[loss]\nalpha = { kind = \"constant\", value = 1e39 }\n", "r.toml:2:1", "`loss.alpha` is 1000000000000000000000000000000000000000, beyond the f32 range"),
+    case("schedule-beyond-f32", b"[loss]\nalpha = { kind = \"constant\", value = 1e39 }\n", "r.toml:2:1", "`loss.alpha` is 1e39, beyond the f32 range"),
     // Sweeps: axes, zip groups, exclusions, seeds, runs an axis breaks.
     case("sweep-unknown-axis", b"[sweep]\ngrid = { \"loss.temperature\" = [0.5, 1.0] }\n", "r.toml:2:10", "sweep axis `loss.temperature` is not a recipe key that can be swept"),
     case("sweep-empty-axis", b"[sweep]\ngrid = { \"loss.kind\" = [] }\n", "r.toml:2:10", "sweep axis `loss.kind` has no values"),

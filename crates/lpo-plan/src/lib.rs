@@ -353,10 +353,8 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
             help: None,
         }]);
     }
-    let checked = match checkpoint_model(&mut recipe) {
-        Err(message) => Err((message, Some("remove the model keys that contradict the checkpoint: its config.json gives the architecture"))),
-        Ok(()) => checkpoint_tokenizer(&mut recipe).map_err(|m| (m, None)),
-    };
+    let checked = checkpoint_model(&mut recipe)
+        .and_then(|()| checkpoint_tokenizer(&mut recipe).map_err(|m| (m, None)));
     if let Err((message, help)) = checked {
         return Resolved::Invalid(vec![Diagnostic {
             message: format!("run [{}]: {message}", context()),
@@ -554,22 +552,29 @@ pub fn reward_model(recipe: &Recipe) -> Result<(), String> {
 /// preset), so the plan, the run id and the run's config.toml describe the
 /// model that trains. A preset or field the recipe sets explicitly must
 /// agree with the checkpoint.
-pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
+///
+/// The error is the message and, for contradicting fields, a hint.
+pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), (String, Option<&'static str>)> {
     let Some(dir) = &recipe.reference.checkpoint else {
         return Ok(());
     };
-    let config = lpo_hf::Config::read(std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))?;
-    let head = lpo_hf::Head::read(std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))?;
+    let config =
+        lpo_hf::Config::read(std::path::Path::new(dir)).map_err(|e| (format!("{e:#}"), None))?;
+    let head =
+        lpo_hf::Head::read(std::path::Path::new(dir)).map_err(|e| (format!("{e:#}"), None))?;
     if head != lpo_hf::Head::CausalLm {
-        return Err(format!(
+        return Err((format!(
             "`reference.checkpoint` {dir} is a {} (a reward model), not a causal language model: name it as a reward source (`reward = {{ model = \"{dir}\" }}`)",
             config.family.classifier_architecture()
-        ));
+        ), None));
     }
     let have = config.dims().ok_or_else(|| {
-        format!(
-            "the checkpoint {} does not fit a recipe's model fields",
-            config.describe()
+        (
+            format!(
+                "the checkpoint {} does not fit a recipe's model fields",
+                config.describe()
+            ),
+            None,
         )
     })?;
     let m = &recipe.model;
@@ -604,7 +609,10 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), String> {
         }
     }
     if !conflicts.is_empty() {
-        return Err(conflicts.join("; "));
+        return Err((
+            conflicts.join("; "),
+            Some("remove the model keys that contradict the checkpoint: its config.json gives the architecture"),
+        ));
     }
     recipe.model = lpo_recipe::ModelConfig {
         size: None,

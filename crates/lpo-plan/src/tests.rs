@@ -560,3 +560,14 @@ fn dataset_and_tokenizer_directories_without_what_a_run_reads_are_plan_errors() 
     std::fs::write(tok.join("tokenizer.json"), "{}").unwrap();
     assert!(plan(&r).is_ok());
 }
+
+#[test]
+fn a_missing_checkpoint_is_not_told_to_remove_contradicting_keys() {
+    let mut r = recipe("[reference]\ncheckpoint = \"/nonexistent/lpo-ckpt\"\n");
+    let (message, help) = checkpoint_model(&mut r).unwrap_err();
+    assert!(
+        message.contains("/nonexistent/lpo-ckpt/config.json"),
+        "{message}"
+    );
+    assert_eq!(help, None);
+}

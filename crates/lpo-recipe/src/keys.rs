@@ -694,9 +694,16 @@ pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
             )),
         },
         Ty::Coef { min, open_min } => {
-            let coef: Coef = value.clone().try_into().map_err(|e: toml::de::Error| {
-                format!("must be a number or a schedule table (kind = constant|linear|cosine|step|warmup): {}", e.message())
-            })?;
+            // A table is a schedule: its own error (an unknown kind, a
+            // missing field) says more than the untagged enum's.
+            let coef: Coef = match value {
+                Value::Table(_) => Coef::Schedule(value.clone().try_into().map_err(
+                    |e: toml::de::Error| format!("is not a valid schedule table: {}", e.message()),
+                )?),
+                _ => value.clone().try_into().map_err(|e: toml::de::Error| {
+                    format!("must be a number or a schedule table (kind = constant|linear|cosine|step|warmup): {}", e.message())
+                })?,
+            };
             if let Some(problem) = coef.problems().into_iter().next() {
                 return Err(problem);
             }
@@ -727,9 +734,15 @@ pub const F32_LIMIT: f64 = f32::MAX as f64;
 
 fn in_range(n: f64, min: f64, max: f64, open_min: bool) -> Result<(), String> {
     let low_ok = if open_min { n > min } else { n >= min };
+    // 1e308 as `1e308`, not its 309 digits; ordinary numbers as written.
+    let n_text = if n != 0.0 && !(1e-6..1e16).contains(&n.abs()) {
+        format!("{n:e}")
+    } else {
+        format!("{n}")
+    };
     if n.is_finite() && low_ok && n <= max && n.abs() > F32_LIMIT {
         return Err(format!(
-            "is {n}, beyond the f32 range (about 3.4e38) the run computes in"
+            "is {n_text}, beyond the f32 range (about 3.4e38) the run computes in"
         ));
     }
     if n.is_finite() && low_ok && n <= max {
@@ -745,7 +758,7 @@ fn in_range(n: f64, min: f64, max: f64, open_min: bool) -> Result<(), String> {
     } else {
         String::new()
     };
-    Err(format!("is {n}, but must be {low}{high}"))
+    Err(format!("is {n_text}, but must be {low}{high}"))
 }
 
 fn list(options: &[&str]) -> String {
