@@ -191,6 +191,7 @@ const CASES: &[Case] = &[
     case("model-odd-head-width", b"[model]\nd_model = 36\nheads = 4\n", "r.toml:3:1", "head width 9 must be even for rotary embeddings"),
     case("model-max-new-tokens-fill-max-len", b"[model]\nmax_len = 32\n[eval]\nmax_new_tokens = 32\n", "r.toml:4:1", "`eval.max_new_tokens` is 32, but must be below model.max_len (32)"),
     case("model-lora-dropout-with-checkpointing", b"[model.lora]\nrank = 4\ndropout = 0.1\n[train]\nactivation_checkpointing = true\n", "r.toml:3:1", "would draw other dropout masks"),
+    case("train-grad-accum-with-a-batch-coupled-loss", b"[loss]\nkind = \"aot\"\n[train]\nbatch_size = 8\ngrad_accum = 2\n", "r.toml:5:1", "loss.kind = \"aot\" couples the prompts of a batch"),
     case("train-grad-accum-does-not-divide", b"[train]\nbatch_size = 8\ngrad_accum = 3\n", "r.toml:3:1", "`train.grad_accum` is 3, but must divide train.batch_size (8)"),
     case("eval-greedy-with-default-samples", b"[eval]\ndecoding = \"greedy\"\n", "r.toml:2:1", "`eval.samples` is 8, but greedy decoding gives one response"),
     case("eval-more-prompts-than-the-task-has", b"[eval]\nprompts = 14751\n", "r.toml:2:1", "`eval.prompts` asks for 14751 evaluation arith prompts"),

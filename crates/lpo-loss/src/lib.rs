@@ -151,6 +151,14 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
 
     let (per_prompt, contributes) = match params.kind {
         LossKind::Dpo => pairwise(&s, &pair_weights(&r, &mask, &better, params.pairing)),
+        // TRL's kinds that couple the pairs of a batch (trl.rs).
+        LossKind::Aot | LossKind::AotUnpaired | LossKind::Sft => {
+            let weights = pair_weights(&r, &mask, &better, params.pairing);
+            let counts = input
+                .token_counts
+                .map(|n| n.to_kind(kind).to_device(lp.device()));
+            trl::batch_terms(params, &lp, &lr, counts.as_ref(), &weights)
+        }
         // TRL's pairwise kinds (trl.rs).
         LossKind::Hinge
         | LossKind::Ipo

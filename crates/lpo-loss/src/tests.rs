@@ -1076,3 +1076,95 @@ fn a_kind_s_loss_moves_with_exactly_the_keys_it_declares() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// `aot`, `aot_unpaired` and `sft` from docs/trl-losses.md with plain loops
+/// over the whole batch's pairs (the pairs `pairing` makes of each list).
+fn reference_batch_kind(p: &LossParams, lists: &[List]) -> f64 {
+    let mut pairs = Vec::new(); // (chosen, rejected) of each list
+    for list in lists {
+        let k = list.r.len();
+        let best = (0..k).fold(0, |b, i| if list.r[i] > list.r[b] { i } else { b });
+        let worst = (0..k).fold(0, |w, i| if list.r[i] < list.r[w] { i } else { w });
+        for i in 0..k {
+            for j in 0..k {
+                let keep = list.r[i] > list.r[j]
+                    && match p.pairing {
+                        Pairing::All => true,
+                        Pairing::BestRest => i == best,
+                        Pairing::BestWorst => i == best && j == worst,
+                    };
+                if keep {
+                    pairs.push((list, i, j));
+                }
+            }
+        }
+    }
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    };
+    let smoothed = |dl: f64| {
+        let ls = p.label_smoothing;
+        -(1.0 - ls) * log_sigmoid(p.beta * dl) - ls * log_sigmoid(-p.beta * dl)
+    };
+    let ranks = |a: Vec<f64>, b: Vec<f64>| {
+        let (a, b) = (sorted(a), sorted(b));
+        a.iter().zip(&b).map(|(x, y)| smoothed(x - y)).sum::<f64>() / a.len() as f64
+    };
+    match p.kind {
+        LossKind::Aot => ranks(
+            pairs.iter().map(|(l, i, j)| l.lp[*i] - l.lp[*j]).collect(),
+            pairs.iter().map(|(l, i, j)| l.lr[*i] - l.lr[*j]).collect(),
+        ),
+        LossKind::AotUnpaired => ranks(
+            pairs.iter().map(|(l, i, _)| l.lp[*i] - l.lr[*i]).collect(),
+            pairs.iter().map(|(l, _, j)| l.lp[*j] - l.lr[*j]).collect(),
+        ),
+        LossKind::Sft => {
+            let logp: f64 = pairs.iter().map(|(l, i, _)| l.lp[*i]).sum();
+            let tokens: f64 = pairs.iter().map(|(l, i, _)| l.n[*i].max(1.0)).sum();
+            -logp / tokens
+        }
+        other => unreachable!("{other:?} is not coupled across the batch"),
+    }
+}
+
+#[test]
+fn batch_coupled_kinds_match_the_float64_reference_and_finite_differences() {
+    let lists = random_lists(12, 9, 5.0, false);
+    for kind in [LossKind::Aot, LossKind::AotUnpaired, LossKind::Sft] {
+        for pairing in [Pairing::BestWorst, Pairing::BestRest, Pairing::All] {
+            let p = LossParams {
+                pairing,
+                ..params(kind)
+            };
+            let (lp, lr, r, mask, n) = batch(&lists);
+            let lp = lp.set_requires_grad(true);
+            let loss_of = |x: &Tensor| compute(&p, &input(x, &lr, &r, &mask, Some(&n))).loss;
+            let loss = loss_of(&lp);
+            assert_close(
+                loss.double_value(&[]),
+                reference_batch_kind(&p, &lists),
+                1e-12,
+                &format!("{p:?}"),
+            );
+            loss.backward();
+            let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
+            let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
+            let h = 1e-6;
+            for i in 0..base.len() {
+                let shifted = |delta: f64| {
+                    let mut v = base.clone();
+                    v[i] += delta;
+                    loss_of(&Tensor::from_slice(&v).view(lp.size().as_slice())).double_value(&[])
+                };
+                let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+                assert!(
+                    (numeric - analytic[i]).abs() < 1e-6,
+                    "{p:?} d/dlp[{i}]: numeric {numeric} vs autograd {}",
+                    analytic[i]
+                );
+            }
+        }
+    }
+}

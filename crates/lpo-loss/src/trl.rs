@@ -17,6 +17,9 @@
 //! | discopop | `m = sig(z / tau)`: `-logsig(z) (1 - m) + exp(-z) m` (as `exp(-z + log m)`) |
 //! | sigmoid_norm | `-logsig(beta (d_c / n_c - d_r / n_r))` |
 //!
+//! `aot`, `aot_unpaired` and `sft` couple the pairs of a batch
+//! ([`batch_terms`]).
+//!
 //! `n` is a response's token count (clamped to >= 1), as TRL divides by its
 //! completion mask's sum; with `normalize = "mean"` the log-probabilities are
 //! already per token and are not divided again.
@@ -88,11 +91,76 @@ pub(crate) fn pair_terms(
             let (tc, tr) = per_token();
             -logsig(&((tc - tr) * beta))
         }
-        LossKind::Lpo | LossKind::Dpo | LossKind::Listmle | LossKind::Infonca | LossKind::Nca => {
-            unreachable!("compute() computes {} itself", params.kind.as_str())
+        LossKind::Lpo
+        | LossKind::Dpo
+        | LossKind::Listmle
+        | LossKind::Infonca
+        | LossKind::Nca
+        | LossKind::Aot
+        | LossKind::AotUnpaired
+        | LossKind::Sft => {
+            unreachable!("{} has no per-pair term here", params.kind.as_str())
         }
     }
     .to_kind(d.kind())
+}
+
+/// The kinds whose pairs are coupled across the batch (`aot`,
+/// `aot_unpaired`, `sft`): one number for the whole batch, given to every
+/// prompt that has a pair, so the mean over those prompts is that number.
+/// Returns (`[B]` per prompt, `[B]` bool whether it has a pair).
+///
+/// - `aot`: the policy margins `lp_c - lp_r` and the reference margins
+///   `lr_c - lr_r` of the batch's pairs are each sorted ascending and
+///   subtracted rank by rank (`dl`); the loss is the mean over ranks of
+///   `-(1 - ls) logsig(beta dl) - ls logsig(-beta dl)`.
+/// - `aot_unpaired`: the same with the chosen and the rejected log-ratios
+///   sorted.
+/// - `sft`: `-(sum of the chosen log-probabilities) / (sum of their token
+///   counts)` over the batch's pairs.
+pub(crate) fn batch_terms(
+    params: &LossParams,
+    lp: &Tensor,
+    lr: &Tensor,
+    counts: Option<&Tensor>,
+    weights: &Tensor,
+) -> (Tensor, Tensor) {
+    let shape = weights.size();
+    let chosen = |t: &Tensor| t.unsqueeze(2).expand(&shape, false).masked_select(weights);
+    let rejected = |t: &Tensor| t.unsqueeze(1).expand(&shape, false).masked_select(weights);
+    let contributes = weights.any_dim(2, false).any_dim(1, false); // [B]
+    let smoothed = |dl: &Tensor| {
+        let (ls, z) = (params.label_smoothing, dl * params.beta);
+        -(z.log_sigmoid() * (1.0 - ls)) - (-z).log_sigmoid() * ls
+    };
+    let sorted = |t: Tensor| t.sort(0, false).0;
+    let value = if chosen(lp).numel() == 0 {
+        lp.sum(lp.kind()) * 0.0 // no pair: nothing to learn, still a graph
+    } else {
+        match params.kind {
+            LossKind::Aot => {
+                let policy = chosen(lp) - rejected(lp);
+                let reference = chosen(lr) - rejected(lr);
+                smoothed(&(sorted(policy) - sorted(reference))).mean(lp.kind())
+            }
+            LossKind::AotUnpaired => {
+                let d = lp - lr;
+                smoothed(&(sorted(chosen(&d)) - sorted(rejected(&d)))).mean(lp.kind())
+            }
+            LossKind::Sft => {
+                let tokens = match counts {
+                    Some(n) => chosen(&n.clamp_min(1.0)).sum(lp.kind()),
+                    None => chosen(&lp.ones_like()).sum(lp.kind()),
+                };
+                -chosen(lp).sum(lp.kind()) / tokens
+            }
+            other => unreachable!("{} is not coupled across the batch", other.as_str()),
+        }
+    };
+    let per_prompt = value
+        .expand([shape[0]], false)
+        .masked_fill(&contributes.logical_not(), 0.0);
+    (per_prompt, contributes)
 }
 
 /// EXO's `(log(1 - eps), log eps)` as TRL computes them: from eps as an f32

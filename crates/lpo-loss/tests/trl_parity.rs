@@ -129,11 +129,15 @@ fn differences(case: &Value, params: &LossParams) -> Vec<String> {
             wrong.push(format!("{what}: lpo {got:?}, TRL {want:?}"));
         }
     };
-    check(
-        "per-pair loss",
-        &got.per_pair,
-        &numbers(&want["losses"][trl_type]),
-    );
+    let trl_losses = numbers(&want["losses"][trl_type]);
+    if params.kind.spec().batch {
+        // One number for the batch (aot's terms belong to ranks, not pairs):
+        // every pair's prompt carries TRL's mean.
+        let batch = vec![mean(&trl_losses); trl_losses.len()];
+        check("per-pair loss", &got.per_pair, &batch);
+    } else {
+        check("per-pair loss", &got.per_pair, &trl_losses);
+    }
     check("loss", &[got.loss], &[want["loss"].as_f64().unwrap()]);
     check(
         "chosen reward",

@@ -209,7 +209,7 @@ pub const KEYS: &[KeySpec] = &[
     key("loss.margin_weight", Ty::Bool, "false", "LPO: weight each prompt by (r_max - r_min) / reward_scale."),
     key("loss.reward_scale", POSITIVE, "10.0", "Reward scale used by margin_weight."),
     key("loss.pairing", Ty::Enum(&["best-worst", "best-rest", "all"]), "\"best-worst\"", "Pairwise losses (dpo and the TRL kinds): how a list of K > 2 becomes pairs."),
-    key("loss.label_smoothing", Ty::Float { min: 0.0, max: 0.499, open_min: false }, "0.0", "robust: probability that a preference label is flipped."),
+    key("loss.label_smoothing", Ty::Float { min: 0.0, max: 0.499, open_min: false }, "0.0", "robust, aot, aot_unpaired: probability that a preference label is flipped."),
     key("loss.exo_epsilon", Ty::Float { min: 0.0, max: 0.999, open_min: true }, "1e-3", "exo_pair: target probability eps of the rejected response (TRL's label_smoothing for exo_pair)."),
     key("loss.discopop_tau", POSITIVE, "0.05", "discopop: temperature tau of the mixing weight sigma(z / tau)."),
     key("loss.normalize", Ty::Enum(&["sum", "mean"]), "\"sum\"", "Sequence log-probability: sum over response tokens, or their mean."),

@@ -18,6 +18,10 @@ pub struct LossSpec {
     pub summary: &'static str,
     /// Whether it compares the policy with a frozen reference model.
     pub reference: bool,
+    /// Whether a prompt's loss depends on the other prompts of its batch
+    /// (sorting or token weighting across the batch), so the batch cannot be
+    /// split into micro-batches (`train.grad_accum` must be 1).
+    pub batch: bool,
     /// The `loss.*` keys it reads besides those every kind reads
     /// ([`EVERY_KIND_READS`]).
     pub reads: &'static [&'static str],
@@ -38,6 +42,7 @@ macro_rules! loss_kinds {
         $variant:ident = $name:literal {
             summary: $summary:literal,
             reference: $reference:literal,
+            $(batch: $batch:literal,)?
             reads: [$($key:literal),* $(,)?],
             source: $source:literal $(,)?
         }
@@ -60,6 +65,7 @@ macro_rules! loss_kinds {
                 name: $name,
                 summary: $summary,
                 reference: $reference,
+                batch: false $(|| $batch)?,
                 reads: &[$($key),*],
                 source: $source,
             },
@@ -161,6 +167,27 @@ loss_kinds! {
         reads: ["beta", "pairing", "discopop_tau"],
         source: "Lu et al. 2024; TRL's \"discopop\"",
     }
+    Aot = "aot" {
+        summary: "Alignment via optimal transport: the batch's policy and reference margins sorted, then -(1 - ls) log sigma(beta dl) - ls log sigma(-beta dl) rank by rank.",
+        reference: true,
+        batch: true,
+        reads: ["beta", "pairing", "label_smoothing"],
+        source: "Melnyk et al. 2024; TRL's \"aot\"",
+    }
+    AotUnpaired = "aot_unpaired" {
+        summary: "AOT on the sorted chosen and rejected log-ratios of the batch, unpaired.",
+        reference: true,
+        batch: true,
+        reads: ["beta", "pairing", "label_smoothing"],
+        source: "Melnyk et al. 2024; TRL's \"aot_unpaired\"",
+    }
+    Sft = "sft" {
+        summary: "The chosen responses' negative log-likelihood, token-weighted over the batch (TRL's RPO term as a loss; loss.sft_weight is the per-prompt form).",
+        reference: false,
+        batch: true,
+        reads: ["pairing"],
+        source: "TRL's \"sft\"",
+    }
     SigmoidNorm = "sigmoid_norm" {
         summary: "DPO on per-token log-ratios: -log sigma(beta (d_c / n_c - d_r / n_r)).",
         reference: true,
@@ -208,7 +235,7 @@ impl LossKind {
 /// docs/recipes.md's table of loss kinds, generated from [`LOSSES`].
 pub fn markdown() -> String {
     let mut out = String::from(
-        "| kind | reference | also reads `loss.` | definition | source |\n| --- | --- | --- | --- | --- |\n",
+        "| kind | reference | batch | also reads `loss.` | definition | source |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for spec in LOSSES {
         let reads: Vec<String> = spec
@@ -220,9 +247,10 @@ pub fn markdown() -> String {
             })
             .collect();
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} |\n",
             spec.name,
             if spec.reference { "yes" } else { "no" },
+            if spec.batch { "yes" } else { "no" },
             reads.join(", "),
             spec.summary.replace('|', "\\|"),
             spec.source.replace('|', "\\|"),

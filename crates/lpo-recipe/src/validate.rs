@@ -111,6 +111,16 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ),
         ));
     }
+    if t.grad_accum > 1 && recipe.loss.kind.spec().batch {
+        out.push((
+            "train.grad_accum".into(),
+            format!(
+                "is {}, but loss.kind = \"{}\" couples the prompts of a batch (it sorts or token-weights across it), so its batch cannot be split into micro-batches: use grad_accum = 1",
+                t.grad_accum,
+                recipe.loss.kind.as_str()
+            ),
+        ));
+    }
     out.extend(sweep_problems(&recipe.sweep));
     out.extend(label_problems(recipe));
     for (i, group) in recipe.sweep.zip.iter().enumerate() {
