@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite: installs libtorch if needed, checks formatting and
 # lints (warnings are errors), then runs every test. Stops at the first
-# failure. Arguments go to `cargo test`.
+# failure. Arguments go to `cargo test`. Each phase prints its wall time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/setup-libtorch.sh
-cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked "$@"
+# A clean CI build gains nothing from incremental compilation's bookkeeping.
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+phase() {
+    local start=$SECONDS
+    "$@"
+    echo "test.sh: \`$*\` took $((SECONDS - start)) s" >&2
+}
+phase scripts/setup-libtorch.sh
+phase cargo fmt --all --check
+phase cargo clippy --workspace --all-targets --locked -- -D warnings
+phase cargo test --workspace --locked "$@"
