@@ -1061,3 +1061,32 @@ fn a_tampered_checkpoint_is_not_resumed_and_the_run_ends_as_an_uninterrupted_one
         );
     }
 }
+
+#[test]
+fn reference_free_losses_train_without_reference_log_probs() {
+    let dir = scratch("sweep-reference-free");
+    let sweep = r#"grid = { "loss.kind" = ["simpo", "orpo"] }"#;
+    std::fs::write(dir.join("r.toml"), small(4, 0, sweep)).unwrap();
+    let out = lpo(&dir, &["sweep", "r.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for run in run_dirs(&dir.join("results")) {
+        let s = summary(&run);
+        assert_eq!(s["status"], "complete", "{s}");
+        let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        assert_eq!(metrics.lines().count(), 1 + 4, "{metrics}");
+    }
+    // The reference still samples the lists and is the evaluation's
+    // baseline, but no run scored the training lists under it.
+    let cache: Vec<String> = std::fs::read_dir(dir.join("results/_cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        cache.iter().any(|f| f.starts_with("reference-")),
+        "{cache:?}"
+    );
+    assert!(
+        !cache.iter().any(|f| f.starts_with("reference-logps")),
+        "{cache:?}"
+    );
+}

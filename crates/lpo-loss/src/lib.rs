@@ -46,6 +46,8 @@ pub struct LossParams {
     pub exo_epsilon: f64,
     /// DiscoPOP's temperature.
     pub discopop_tau: f64,
+    /// SimPO's target margin.
+    pub simpo_gamma: f64,
 }
 
 impl LossParams {
@@ -64,6 +66,7 @@ impl LossParams {
             label_smoothing: config.label_smoothing,
             exo_epsilon: config.exo_epsilon,
             discopop_tau: config.discopop_tau,
+            simpo_gamma: config.simpo_gamma,
         }
     }
 }
@@ -138,7 +141,13 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
     let lr = input.reference_logps.to_kind(kind);
     let r = input.rewards.to_kind(kind);
     let mask = input.mask.to_kind(Kind::Bool);
-    let s = (&lp - &lr) * params.beta; // [B, K]
+    // The implicit reward: beta (lp - lr), or, for a reference-free kind,
+    // beta times the per-token log-probability (lr is not read).
+    let s = if params.kind.spec().reference {
+        (&lp - &lr) * params.beta
+    } else {
+        per_token(&lp, input.token_counts) * params.beta
+    }; // [B, K]
     let valid = mask.to_kind(kind);
     let n_valid = valid.sum_dim_intlist(-1, false, kind); // [B]
 
@@ -170,7 +179,9 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
         | LossKind::ApoZero
         | LossKind::ApoDown
         | LossKind::Discopop
-        | LossKind::SigmoidNorm => {
+        | LossKind::SigmoidNorm
+        | LossKind::Simpo
+        | LossKind::Orpo => {
             let weights = pair_weights(&r, &mask, &better, params.pairing);
             let counts = input
                 .token_counts
@@ -244,6 +255,15 @@ pub fn contributing(params: &LossParams, rewards: &Tensor, mask: &Tensor) -> Ten
         },
     )
     .contributes
+}
+
+/// `lp` per token: divided by its token count (at least 1), or as it is
+/// when the log-probabilities are already per token (`counts` is `None`).
+fn per_token(lp: &Tensor, counts: Option<&Tensor>) -> Tensor {
+    match counts {
+        Some(n) => lp / n.to_kind(lp.kind()).to_device(lp.device()).clamp_min(1.0),
+        None => lp.shallow_clone(),
+    }
 }
 
 /// f32 for half precision (accumulate in f32), f64 stays f64.

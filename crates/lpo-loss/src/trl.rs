@@ -16,6 +16,8 @@
 //! | apo_down | `sig(beta d_c) + 1 - sig(z)` |
 //! | discopop | `m = sig(z / tau)`: `-logsig(z) (1 - m) + exp(-z) m` (as `exp(-z + log m)`) |
 //! | sigmoid_norm | `-logsig(beta (d_c / n_c - d_r / n_r))` |
+//! | simpo | `-logsig(beta (u_c - u_r) - gamma)`, `u = lp / n` (no reference) |
+//! | orpo | `-u_c - beta logsig((u_c - u_r) - (log(1 - e^u_c) - log(1 - e^u_r)))` (no reference) |
 //!
 //! `aot`, `aot_unpaired` and `sft` couple the pairs of a batch
 //! ([`batch_terms`]).
@@ -45,12 +47,13 @@ pub(crate) fn pair_terms(
     let d = lp - lr; // [B, K]
     let off = weights.logical_not();
     // A row's value as the chosen (i) and the rejected (j) side of each pair.
-    let sides = |t: &Tensor| {
+    let sides_filled = |t: &Tensor, fill: f64| {
         let shape = weights.size();
-        let chosen = t.unsqueeze(2).expand(&shape, false).masked_fill(&off, 0.0);
-        let rejected = t.unsqueeze(1).expand(&shape, false).masked_fill(&off, 0.0);
+        let chosen = t.unsqueeze(2).expand(&shape, false).masked_fill(&off, fill);
+        let rejected = t.unsqueeze(1).expand(&shape, false).masked_fill(&off, fill);
         (chosen, rejected)
     };
+    let sides = |t: &Tensor| sides_filled(t, 0.0);
     let (dc, dr) = sides(&d);
     let z = (&dc - &dr) * beta;
     let per_token = || match counts {
@@ -90,6 +93,16 @@ pub(crate) fn pair_terms(
         LossKind::SigmoidNorm => {
             let (tc, tr) = per_token();
             -logsig(&((tc - tr) * beta))
+        }
+        LossKind::Simpo => {
+            let (uc, ur) = sides(&crate::per_token(lp, counts));
+            -logsig(&((uc - ur) * beta - params.simpo_gamma))
+        }
+        LossKind::Orpo => {
+            // Unpaired slots hold -1 (a finite log-odds), never 0 (log 0).
+            let (uc, ur) = sides_filled(&crate::per_token(lp, counts), -1.0);
+            let log_odds = (&uc - &ur) - (log1mexp(&uc) - log1mexp(&ur));
+            -&uc - logsig(&log_odds) * beta
         }
         LossKind::Lpo
         | LossKind::Dpo
@@ -161,6 +174,15 @@ pub(crate) fn batch_terms(
         .expand([shape[0]], false)
         .masked_fill(&contributes.logical_not(), 0.0);
     (per_prompt, contributes)
+}
+
+/// `log(1 - exp(x))` for `x < 0`, accurate on both sides of `-ln 2`
+/// (Mächler's log1mexp, as TRL's ORPO computes it).
+fn log1mexp(x: &Tensor) -> Tensor {
+    let near_zero = x.gt(-std::f64::consts::LN_2);
+    let far = (-x.exp()).log1p();
+    let near = (-x.expm1()).log();
+    near.where_self(&near_zero, &far)
 }
 
 /// EXO's `(log(1 - eps), log eps)` as TRL computes them: from eps as an f32

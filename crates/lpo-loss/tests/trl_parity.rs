@@ -185,11 +185,120 @@ fn every_trl_loss_type_lpo_implements_equals_trls_own_outputs() {
     // Every pairwise kind lpo declares with TRL as its source is compared.
     let declared: std::collections::BTreeSet<&str> = lpo_recipe::LOSSES
         .iter()
-        .filter(|s| s.source.contains("TRL's"))
+        .filter(|s| s.source.contains("TRL's") && s.reference) // DPOTrainer's
         .map(|s| s.name)
         .collect();
     assert_eq!(
         compared, declared,
         "kinds with a TRL source but no TRL case, or the reverse"
     );
+}
+
+/// lpo's reference-free kinds against TRL's CPOTrainer (`loss_type =
+/// "simpo"` with `cpo_alpha = 0` and no label smoothing: the SimPO paper's
+/// loss) and ORPOTrainer. For ORPO, TRL's NLL covers the prompt's tokens too
+/// and is token-weighted over the batch, so only its odds-ratio part and the
+/// rewards are compared (TRL computes them in f32): lpo's per-pair loss is
+/// the chosen response's per-token NLL, `-u_c`, plus TRL's `-losses`.
+#[test]
+fn simpo_and_orpo_equal_trls_cpo_and_orpo_trainers() {
+    let fixture = fixture();
+    let mut compared = Vec::new();
+    let mut wrong = Vec::new();
+    for case in fixture["cases"].as_array().unwrap() {
+        let p = &case["params"];
+        let name = case["name"].as_str().unwrap();
+        let (kind, tol): (LossKind, f64) = match case["trainer"].as_str().unwrap() {
+            "CPOTrainer"
+                if p["loss_type"] == "simpo"
+                    && p["cpo_alpha"] == 0.0
+                    && p["label_smoothing"] == 0.0
+                    && p["alpha"] == 0.0 =>
+            {
+                (LossKind::Simpo, 1e-12)
+            }
+            "ORPOTrainer" => (LossKind::Orpo, 1e-6),
+            _ => continue,
+        };
+        let mut config = LossConfig {
+            kind,
+            ..LossConfig::default()
+        };
+        config.beta = lpo_recipe::Coef::Value(p["beta"].as_f64().unwrap());
+        if let Some(gamma) = p["simpo_gamma"].as_f64() {
+            config.simpo_gamma = gamma;
+        }
+        let params = LossParams::at_step(&config, 0, 1);
+        let dtype = match case["dtype"].as_str().unwrap() {
+            "float32" => Kind::Float,
+            _ => Kind::Double,
+        };
+        let tol = if dtype == Kind::Float {
+            tol.max(1e-6)
+        } else {
+            tol
+        };
+        // No reference: the inputs' reference log-probabilities are unused.
+        let mut inputs = case.clone();
+        for side in ["ref_chosen_logps", "ref_rejected_logps"] {
+            inputs["inputs"][side] = inputs["inputs"]["policy_chosen_logps"].clone();
+        }
+        let got = lpo_on(&inputs, &params, dtype);
+        let want = &case["outputs"];
+        let per_token = |logps: &str, tokens: &str| -> Vec<f64> {
+            let (l, n) = (
+                numbers(&case["inputs"][logps]),
+                numbers(&case["inputs"][tokens]),
+            );
+            l.iter().zip(&n).map(|(l, n)| l / n.max(1.0)).collect()
+        };
+        let u_c = per_token("policy_chosen_logps", "chosen_tokens");
+        let trl: Vec<f64> = numbers(&want["losses"]);
+        let expected: Vec<f64> = match kind {
+            LossKind::Orpo => trl.iter().zip(&u_c).map(|(l, u)| -u - l).collect(),
+            _ => trl.clone(),
+        };
+        let mut check = |what: &str, got: &[f64], want: &[f64]| {
+            if got.iter().zip(want).any(|(g, w)| !close(*g, *w, tol)) {
+                wrong.push(format!("{name}: {what}: lpo {got:?}, TRL {want:?}"));
+            }
+        };
+        check("per-pair loss", &got.per_pair, &expected);
+        check(
+            "chosen reward",
+            &[got.chosen_reward],
+            &[mean(&numbers(&want["chosen_rewards"]))],
+        );
+        check(
+            "rejected reward",
+            &[got.rejected_reward],
+            &[mean(&numbers(&want["rejected_rewards"]))],
+        );
+        if kind == LossKind::Simpo {
+            check("loss", &[got.loss], &[want["loss"].as_f64().unwrap()]);
+            check(
+                "d loss / d chosen",
+                &got.grad_chosen,
+                &numbers(&want["grad_policy_chosen_logps"]),
+            );
+            check(
+                "d loss / d rejected",
+                &got.grad_rejected,
+                &numbers(&want["grad_policy_rejected_logps"]),
+            );
+        }
+        compared.push(name.to_string());
+    }
+    assert!(
+        wrong.is_empty(),
+        "lpo differs from TRL:\n{}",
+        wrong.join("\n")
+    );
+    assert!(compared.len() >= 5, "{compared:?}");
+    for kind in ["cpo/simpo", "orpo/"] {
+        assert!(
+            compared.iter().any(|c| c.starts_with(kind)),
+            "no {kind} case: {compared:?}"
+        );
+    }
 }

@@ -212,6 +212,7 @@ pub const KEYS: &[KeySpec] = &[
     key("loss.label_smoothing", Ty::Float { min: 0.0, max: 0.499, open_min: false }, "0.0", "robust, aot, aot_unpaired: probability that a preference label is flipped."),
     key("loss.exo_epsilon", Ty::Float { min: 0.0, max: 0.999, open_min: true }, "1e-3", "exo_pair: target probability eps of the rejected response (TRL's label_smoothing for exo_pair)."),
     key("loss.discopop_tau", POSITIVE, "0.05", "discopop: temperature tau of the mixing weight sigma(z / tau)."),
+    key("loss.simpo_gamma", NON_NEGATIVE, "0.5", "simpo: target reward margin gamma (TRL's simpo_gamma; the paper's gamma / beta is about 0.5)."),
     key("loss.normalize", Ty::Enum(&["sum", "mean"]), "\"sum\"", "Sequence log-probability: sum over response tokens, or their mean."),
     key("data", Ty::Section, "", "Data form and sources."),
     key("loss.sft_weight", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight >= 0 of the supervised term: the length-normalised NLL of each prompt's best response (RPO), for every loss; a number or a schedule."),

@@ -16,7 +16,10 @@ pub struct LossSpec {
     pub name: &'static str,
     /// One line saying what it optimises.
     pub summary: &'static str,
-    /// Whether it compares the policy with a frozen reference model.
+    /// Whether it compares the policy with a frozen reference model. A
+    /// reference-free kind trains without reference log-probabilities, and
+    /// its implicit reward is `beta` times the per-token log-probability
+    /// (`log pi / n`) instead of `beta (log pi - log pi_ref)`.
     pub reference: bool,
     /// Whether a prompt's loss depends on the other prompts of its batch
     /// (sorting or token weighting across the batch), so the batch cannot be
@@ -182,11 +185,23 @@ loss_kinds! {
         source: "Melnyk et al. 2024; TRL's \"aot_unpaired\"",
     }
     Sft = "sft" {
-        summary: "The chosen responses' negative log-likelihood, token-weighted over the batch (TRL's RPO term as a loss; loss.sft_weight is the per-prompt form).",
-        reference: false,
+        summary: "The chosen responses' negative log-likelihood, token-weighted over the batch (TRL's RPO term as a loss; loss.sft_weight is the per-prompt form). The loss uses no reference; its logged rewards do, as TRL's.",
+        reference: true,
         batch: true,
         reads: ["pairing"],
         source: "TRL's \"sft\"",
+    }
+    Simpo = "simpo" {
+        summary: "SimPO, reference-free: -log sigma(beta (u_c - u_r) - gamma) on per-token log-probabilities u = log pi / n.",
+        reference: false,
+        reads: ["beta", "pairing", "simpo_gamma"],
+        source: "Meng et al. 2024; TRL's CPOTrainer loss_type = \"simpo\" with cpo_alpha = 0",
+    }
+    Orpo = "orpo" {
+        summary: "ORPO, reference-free: the chosen response's per-token NLL - beta log sigma(log odds(u_c) - log odds(u_r)), odds(u) = e^u / (1 - e^u).",
+        reference: false,
+        reads: ["beta", "pairing"],
+        source: "Hong et al. 2024; TRL's ORPOTrainer odds_ratio_loss (its NLL also covers prompt tokens)",
     }
     SigmoidNorm = "sigmoid_norm" {
         summary: "DPO on per-token log-ratios: -log sigma(beta (d_c / n_c - d_r / n_r)).",

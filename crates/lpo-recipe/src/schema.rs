@@ -463,6 +463,8 @@ pub struct LossConfig {
     pub exo_epsilon: f64,
     /// DiscoPOP's temperature tau (> 0).
     pub discopop_tau: f64,
+    /// SimPO's target reward margin gamma (>= 0).
+    pub simpo_gamma: f64,
 }
 
 impl Default for LossConfig {
@@ -481,6 +483,7 @@ impl Default for LossConfig {
             label_smoothing: 0.0,
             exo_epsilon: 1e-3,
             discopop_tau: 0.05,
+            simpo_gamma: 0.5,
         }
     }
 }

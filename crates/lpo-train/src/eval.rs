@@ -116,9 +116,13 @@ pub struct HeldoutSet {
     ids: Vec<String>,
     splits: Vec<Split>,
     sources: Vec<String>,
-    /// Reference sequence log-probabilities as the loss sees them, `[N, K]` f64 on the host.
+    /// Reference sequence log-probabilities as the loss sees them, `[N, K]`
+    /// f64 on the host (empty for a reference-free loss).
     reference: Vec<f64>,
     normalize: Normalize,
+    /// Whether the loss is reference-free: its implicit reward is beta times
+    /// the per-token log-probability, and no reference log-prob is needed.
+    reference_free: bool,
     pad: i64,
 }
 
@@ -143,9 +147,14 @@ impl HeldoutSet {
             sources: lists.iter().map(|l| l.source.clone()).collect(),
             reference: Vec::new(),
             normalize: recipe.loss.normalize,
+            reference_free: !recipe.loss.kind.spec().reference,
             pad: tokenizer.pad(),
         };
-        held.reference = held.logps(reference, progress, "held-out reference log-probs");
+        if !held.reference_free {
+            held.reference = held
+                .logps(reference, progress, "held-out reference log-probs")
+                .0;
+        }
         Ok(held)
     }
 
@@ -159,20 +168,35 @@ impl HeldoutSet {
         self.set.is_empty()
     }
 
-    /// A model's sequence log-probabilities as the loss sees them, `[N*K]`.
-    fn logps(&self, model: &Mistral, progress: &mut dyn Progress, phase: &str) -> Vec<f64> {
+    /// A model's sequence log-probabilities as the loss sees them and per
+    /// token, `[N*K]` each.
+    fn logps(
+        &self,
+        model: &Mistral,
+        progress: &mut dyn Progress,
+        phase: &str,
+    ) -> (Vec<f64>, Vec<f64>) {
         let (sum, tokens) = set_logps(model, &self.set, self.pad, progress, phase);
+        let per_token = &sum / tokens.clamp_min(1.0);
         let values = match self.normalize {
             Normalize::Sum => sum,
-            Normalize::Mean => sum / tokens.clamp_min(1.0),
+            Normalize::Mean => per_token.shallow_clone(),
         };
-        Vec::<f64>::try_from(
-            values
-                .to_kind(Kind::Double)
-                .to_device(tch::Device::Cpu)
-                .view(-1),
-        )
-        .expect("log-probabilities to the host")
+        let host = |t: Tensor| {
+            Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu).view(-1))
+                .expect("log-probabilities to the host")
+        };
+        (host(values), host(per_token))
+    }
+
+    /// The implicit reward of slot `j`: `beta (lp - lr)`, or for a
+    /// reference-free loss `beta` times the per-token log-probability.
+    fn implicit_reward(&self, beta: f64, lp: &[f64], per_token: &[f64], j: usize) -> f64 {
+        if self.reference_free {
+            beta * per_token[j]
+        } else {
+            beta * (lp[j] - self.reference[j])
+        }
     }
 
     /// Per-list metrics of `policy` at implicit-reward scale `beta`, each
@@ -184,7 +208,7 @@ impl HeldoutSet {
         beta: f64,
         progress: &mut dyn Progress,
     ) -> Vec<(HeldoutRecord, Option<(f64, f64)>)> {
-        let lp = self.logps(policy, progress, "held-out lists");
+        let (lp, per_token) = self.logps(policy, progress, "held-out lists");
         let k = self.set.k;
         (0..self.len())
             .map(|i| {
@@ -194,7 +218,7 @@ impl HeldoutSet {
                 let l: Vec<f64> = valid.iter().map(|&j| lp[j]).collect();
                 let s: Vec<f64> = valid
                     .iter()
-                    .map(|&j| beta * (lp[j] - self.reference[j]))
+                    .map(|&j| self.implicit_reward(beta, &lp, &per_token, j))
                     .collect();
                 let m = list_metrics(&r, &s);
                 let (best, worst) = best_and_worst(&r);

@@ -227,8 +227,10 @@ impl RunInputs<'_> {
         Ok(out)
     }
 
-    /// Reference log-probabilities of every training response, computed once
-    /// per (reference, dataset, form) and cached.
+    /// Reference log-probabilities of every training response and their
+    /// token counts, computed once per (reference, dataset, form) and cached.
+    /// A reference-free loss reads no reference log-probability: it gets
+    /// zeros, and the counts from the tokenized set, with no forward pass.
     fn reference_logps(
         &self,
         model: &Mistral,
@@ -239,6 +241,13 @@ impl RunInputs<'_> {
     ) -> Result<(Tensor, Tensor)> {
         let request = self.request;
         let recipe = request.recipe;
+        if !recipe.loss.kind.spec().reference {
+            let counts: Vec<f32> = set.responses.iter().map(|r| r.len() as f32).collect();
+            let tokens = Tensor::from_slice(&counts)
+                .view([set.len() as i64, set.k as i64])
+                .to_device(request.device);
+            return Ok((tokens.zeros_like(), tokens));
+        }
         let id = content_id(
             "reference-logps",
             &(
