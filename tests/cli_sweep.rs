@@ -561,6 +561,25 @@ fn a_checkpoint_that_lost_its_weights_falls_back_and_a_thread_change_is_warned()
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(steps, (0..300).collect::<Vec<_>>());
+    tensorboard_has_each_step_once(&run, 300);
+}
+
+/// The run's `tb/` after a resume: one event file (every CRC checked by
+/// `accumulate`), each step's tags at steps 0..steps exactly once, the
+/// held-out curves in strictly increasing steps, the headline at the end.
+fn tensorboard_has_each_step_once(run: &Path, steps: i64) {
+    let tb = run.join(lpo_track::TB_DIR);
+    assert_eq!(std::fs::read_dir(&tb).unwrap().count(), 1, "one event file");
+    let scalars = lpo_track::accumulate(&tb).unwrap();
+    for tag in ["train/loss", "train/lr", "coef/beta", "rewards/margin"] {
+        let seen: Vec<i64> = scalars[tag].iter().map(|v| v.0).collect();
+        assert_eq!(seen, (0..steps).collect::<Vec<_>>(), "{tag}");
+    }
+    for (tag, values) in &scalars {
+        assert!(values.windows(2).all(|w| w[0].0 < w[1].0), "{tag}");
+    }
+    assert_eq!(scalars["heldout/accuracy"].last().unwrap().0, steps);
+    assert_eq!(scalars["final/win_rate"].len(), 1);
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! - [`request`]: what one run is asked to do and how it ended.
 //! - `rounds`: the lists each (on-policy) training round reads.
 //! - [`run`]: one planned run: training with checkpoints, evaluation, results files.
+//! - `tracking`: the run's TensorBoard event file (`tb/`).
 
 pub mod batch;
 pub mod checkpoints;
@@ -22,6 +23,7 @@ pub mod rewards;
 mod rounds;
 pub mod run;
 pub mod sources;
+mod tracking;
 
 /// Reports the progress of a long phase (SFT, generation, training).
 pub trait Progress {

@@ -24,6 +24,7 @@ use crate::eval::{self, HeldoutSet};
 use crate::optim::{learning_rate, AdamW};
 use crate::request::{RunOutcome, RunRequest};
 use crate::rounds::{RoundData, RunInputs};
+use crate::tracking::Tracker;
 use crate::{lists, reference, sources, Progress};
 
 /// Progress of the current run, kept so a failure can say where it stopped.
@@ -40,6 +41,8 @@ struct RunState {
     /// When the run directory's metrics.csv, timing.csv and curves.csv were
     /// last written ([`RunState::write_live`]).
     written: Instant,
+    /// The TensorBoard events of `metrics` and `curves`.
+    tracker: Tracker,
 }
 
 /// How often the step metrics of a running run reach its directory: often
@@ -90,7 +93,22 @@ impl RunState {
             evaluating: false,
             cuda_peak: None,
             written: Instant::now(),
+            tracker: Tracker::default(),
         }
+    }
+
+    /// Records a step's metrics, in metrics.csv and the event file.
+    fn push_metrics(&mut self, row: MetricsRow) -> Result<()> {
+        self.tracker.metrics(&row)?;
+        self.metrics.push(row);
+        Ok(())
+    }
+
+    /// Records a held-out curve point, in curves.csv and the event file.
+    fn push_curve(&mut self, row: CurveRow) -> Result<()> {
+        self.tracker.curve(&row)?;
+        self.curves.push(row);
+        Ok(())
     }
 
     /// Notes the CUDA memory in use now (after an optimizer step).
@@ -197,6 +215,8 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
     match error {
         None => {
             state.summary.status = Status::Complete;
+            let done = state.summary.steps_done;
+            state.tracker.finish(&state.summary, done)?;
             state.summary.write(&dir)?;
             Ok(RunOutcome::Complete(state.summary))
         }
@@ -210,6 +230,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
                 state.summary.failed_step = Some(state.summary.steps_done);
             }
             state.write_curves()?;
+            state.tracker.flush()?;
             state.summary.write(&dir)?;
             Ok(RunOutcome::Failed(state.summary))
         }
@@ -559,12 +580,15 @@ fn train(
     let t = &recipe.train;
     let total = t.steps * t.rounds;
     let (vs, policy, mut opt, start) = resume_point(inputs, state)?;
+    state
+        .tracker
+        .start(&state.dir, &state.metrics, &state.curves)?;
     let every = recipe.eval.every;
     let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
         let beta = recipe.loss.beta.at(0, u64::from(total));
         let row = inputs.heldout.curve(&policy, beta, 0, &mut crate::Silent);
-        state.curves.push(row);
+        state.push_curve(row)?;
     }
     let mut data: Option<(u32, RoundData)> = None;
     progress.start("training", u64::from(total));
@@ -591,7 +615,7 @@ fn train(
             cpu_seconds: lpo_torch::process_cpu_seconds() - cpu_started,
         });
         progress.update(u64::from(step + 1), &format!("loss {:.4}", row.loss));
-        state.metrics.push(row);
+        state.push_metrics(row)?;
         state.note_memory(inputs.request.device);
         state.summary.steps_done = step + 1;
         state.summary.failed_step = None;
@@ -601,7 +625,7 @@ fn train(
             let row = inputs
                 .heldout
                 .curve(&policy, beta, done, &mut crate::Silent);
-            state.curves.push(row);
+            state.push_curve(row)?;
         }
         state.write_live()?;
         let every = t.checkpoint_every;
