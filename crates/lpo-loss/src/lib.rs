@@ -14,6 +14,7 @@
 use lpo_recipe::{CoefficientMode, LossConfig, LossKind, Pairing};
 use tch::{Kind, Tensor};
 
+mod listwise;
 mod trl;
 
 /// Fill value for masked logits: exp(FILL - x) is 0 in f32 and f64, and finite.
@@ -143,10 +144,11 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
     let mask = input.mask.to_kind(Kind::Bool);
     // The implicit reward: beta (lp - lr), or, for a reference-free kind,
     // beta times the per-token log-probability (lr is not read).
+    let a = per_token(&lp, input.token_counts); // [B, K]
     let s = if params.kind.spec().reference {
         (&lp - &lr) * params.beta
     } else {
-        per_token(&lp, input.token_counts) * params.beta
+        &a * params.kind.implicit_reward_scale(params.beta)
     }; // [B, K]
     let valid = mask.to_kind(kind);
     let n_valid = valid.sum_dim_intlist(-1, false, kind); // [B]
@@ -160,6 +162,10 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
 
     let (per_prompt, contributes) = match params.kind {
         LossKind::Dpo => pairwise(&s, &pair_weights(&r, &mask, &better, params.pairing)),
+        // Learning-to-rank losses (listwise.rs).
+        LossKind::LipoLambda | LossKind::Pro | LossKind::Rrhf => {
+            listwise::loss(params, &s, &a, &lp, &r, &mask, &better)
+        }
         // TRL's kinds that couple the pairs of a batch (trl.rs).
         LossKind::Aot | LossKind::AotUnpaired | LossKind::Sft => {
             let weights = pair_weights(&r, &mask, &better, params.pairing);

@@ -1042,16 +1042,21 @@ fn contributing_prompts_depend_on_rewards_and_mask_only() {
 
 /// The loss-kind table says which `loss.*` keys each kind reads, and run
 /// ids hash exactly those (lpo-plan's `tests/loss_keys.rs`). Here the other
-/// half: moving a key a kind reads changes its loss on lists of four, and
-/// moving a key it does not read changes nothing. (`normalize` acts before
+/// half: moving a key a kind reads changes its loss or its logged statistics
+/// on random lists, and moving a key it does not read changes neither. (`normalize` acts before
 /// the loss, on how log-probabilities are summed, so it is not checked here.)
 #[test]
 fn a_kind_s_loss_moves_with_exactly_the_keys_it_declares() {
     let lists = random_lists(11, 12, 5.0, false);
+    // The loss and the statistics a run logs (metrics.csv): both are what a
+    // run computes, so a key that moves either must be in the run id.
     let loss_of = |text: &str| {
         let config: LossConfig = toml::from_str(text).unwrap();
         let p = LossParams::at_step(&config, 0, 1);
-        run(&p, &lists).loss.double_value(&[])
+        let out = run(&p, &lists);
+        let mut values = Vec::<f64>::try_from(&out.stats_values).unwrap();
+        values.push(out.loss.double_value(&[]));
+        values
     };
     let mut wrong = Vec::new();
     for spec in lpo_recipe::LOSSES {
@@ -1176,6 +1181,108 @@ fn batch_coupled_kinds_match_the_float64_reference_and_finite_differences() {
                     analytic[i]
                 );
             }
+        }
+    }
+}
+
+/// docs/listwise-losses.md's worked example: one K = 3 list (plus a masked
+/// fourth slot that must change nothing), with the values and exact
+/// gradients its appendix script computed from the papers' formulas.
+#[test]
+fn learning_to_rank_kinds_give_the_worked_examples() {
+    let (lp, lr, r, n) = (
+        [-12.0, -15.0, -9.0],
+        [-13.0, -14.0, -10.5],
+        [7.0, 3.0, 5.0],
+        [10.0, 12.0, 6.0],
+    );
+    let padded = |v: [f64; 3], pad: f64| Tensor::from_slice(&[v[0], v[1], v[2], pad]).view([1, 4]);
+    let expectations: [(LossKind, f64, f64, [f64; 3]); 3] = [
+        (
+            LossKind::Rrhf,
+            0.0,
+            1.45,
+            [-0.1, 0.0833333333333, -0.166666666667],
+        ),
+        (
+            LossKind::LipoLambda,
+            0.1,
+            0.509160960224,
+            [-0.024488332701, 0.0215850750928, 0.00290325760824],
+        ),
+        (
+            LossKind::Pro,
+            0.0,
+            5.4369289539,
+            [-0.549163602849, 0.138427656636, 0.0487987905373],
+        ),
+    ];
+    for (kind, beta, value, grad) in expectations {
+        let p = LossParams {
+            beta: if beta > 0.0 { beta } else { 0.5 },
+            ..params(kind)
+        };
+        let policy = padded(lp, -3.0).set_requires_grad(true);
+        let out = compute(
+            &p,
+            &input(
+                &policy,
+                &padded(lr, -1.0),
+                &padded(r, 9.0),
+                &Tensor::from_slice(&[true, true, true, false]).view([1, 4]),
+                Some(&padded(n, 2.0)),
+            ),
+        );
+        assert_close(
+            out.loss.double_value(&[]),
+            value,
+            1e-10,
+            &format!("{kind:?} loss"),
+        );
+        out.loss.backward();
+        let g = Vec::<f64>::try_from(policy.grad().view([-1])).unwrap();
+        for i in 0..3 {
+            assert_close(g[i], grad[i], 1e-10, &format!("{kind:?} d/dlp[{i}]"));
+        }
+        assert_eq!(g[3], 0.0, "{kind:?}: the masked slot gets no gradient");
+    }
+}
+
+/// The learning-to-rank kinds' gradients by central finite differences, on
+/// random lists with padding and ties (LiPO-λ's weights are constants, so
+/// its loss is smooth wherever no two implicit rewards cross).
+#[test]
+fn learning_to_rank_kinds_match_finite_differences_and_ignore_ties_only_lists() {
+    let lists = random_lists(13, 8, 5.0, true);
+    for kind in [LossKind::LipoLambda, LossKind::Pro, LossKind::Rrhf] {
+        let p = params(kind);
+        let (lp, lr, r, mask, n) = batch(&lists);
+        let lp = lp.set_requires_grad(true);
+        let loss_of = |x: &Tensor| compute(&p, &input(x, &lr, &r, &mask, Some(&n)));
+        let out = loss_of(&lp);
+        let contributes = Vec::<bool>::try_from(&out.contributes).unwrap();
+        for (b, list) in lists.iter().enumerate() {
+            let untied = list.r.iter().any(|x| *x != list.r[0]);
+            assert_eq!(contributes[b], untied, "{kind:?} prompt {b}");
+        }
+        out.loss.backward();
+        let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
+        let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
+        let h = 1e-6;
+        for i in 0..base.len() {
+            let shifted = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                loss_of(&Tensor::from_slice(&v).view(lp.size().as_slice()))
+                    .loss
+                    .double_value(&[])
+            };
+            let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+            assert!(
+                (numeric - analytic[i]).abs() < 1e-6,
+                "{kind:?} d/dlp[{i}]: numeric {numeric} vs autograd {}",
+                analytic[i]
+            );
         }
     }
 }

@@ -111,7 +111,10 @@ pub(crate) fn pair_terms(
         | LossKind::Nca
         | LossKind::Aot
         | LossKind::AotUnpaired
-        | LossKind::Sft => {
+        | LossKind::Sft
+        | LossKind::LipoLambda
+        | LossKind::Pro
+        | LossKind::Rrhf => {
             unreachable!("{} has no per-pair term here", params.kind.as_str())
         }
     }

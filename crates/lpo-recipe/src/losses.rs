@@ -185,11 +185,29 @@ loss_kinds! {
         source: "Melnyk et al. 2024; TRL's \"aot_unpaired\"",
     }
     Sft = "sft" {
-        summary: "The chosen responses' negative log-likelihood, token-weighted over the batch (TRL's RPO term as a loss; loss.sft_weight is the per-prompt form). The loss uses no reference; its logged rewards do, as TRL's.",
+        summary: "The chosen responses' negative log-likelihood, token-weighted over the batch (TRL's RPO term as a loss; loss.sft_weight is the per-prompt form). The loss uses neither the reference nor beta; its logged rewards do, as TRL's.",
         reference: true,
         batch: true,
-        reads: ["pairing"],
+        reads: ["beta", "pairing"],
         source: "TRL's \"sft\"",
+    }
+    LipoLambda = "lipo_lambda" {
+        summary: "LiPO-λ: DPO's term on every ordered pair, weighted by |ΔG| |Δ(1/ln(1 + rank))| (gains of the rewards scaled to [0, 1] per list, ranks under the implicit rewards).",
+        reference: true,
+        reads: ["beta"],
+        source: "Liu et al. 2024 (docs/listwise-losses.md)",
+    }
+    Pro = "pro" {
+        summary: "PRO, reference-free: nested Plackett-Luce stages on per-token log-probabilities scaled by reward differences, plus 0.05 (K - 1)^2 times the best response's NLL.",
+        reference: false,
+        reads: [],
+        source: "Song et al. 2024 and its official code (docs/listwise-losses.md)",
+    }
+    Rrhf = "rrhf" {
+        summary: "RRHF, reference-free: sum over ordered pairs of relu(u_worse - u_better) on per-token log-probabilities, plus the best response's per-token NLL.",
+        reference: false,
+        reads: [],
+        source: "Yuan et al. 2023 (docs/listwise-losses.md)",
     }
     Simpo = "simpo" {
         summary: "SimPO, reference-free: -log sigma(beta (u_c - u_r) - gamma) on per-token log-probabilities u = log pi / n.",
@@ -223,6 +241,17 @@ impl LossKind {
     /// The name recipes use.
     pub fn as_str(self) -> &'static str {
         self.spec().name
+    }
+
+    /// The scale of the implicit reward this kind logs and ranks held-out
+    /// lists by: `beta` when the kind reads it, else 1 (`pro`, `rrhf`: their
+    /// implicit reward is the per-token log-probability itself).
+    pub fn implicit_reward_scale(self, beta: f64) -> f64 {
+        if self.spec().reads.contains(&"beta") {
+            beta
+        } else {
+            1.0
+        }
     }
 
     /// The kind named `name`, if any.

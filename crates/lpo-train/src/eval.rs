@@ -120,9 +120,12 @@ pub struct HeldoutSet {
     /// f64 on the host (empty for a reference-free loss).
     reference: Vec<f64>,
     normalize: Normalize,
-    /// Whether the loss is reference-free: its implicit reward is beta times
-    /// the per-token log-probability, and no reference log-prob is needed.
+    /// Whether the loss is reference-free: its implicit reward is the
+    /// per-token log-probability (times beta where the kind reads beta), and
+    /// no reference log-prob is needed.
     reference_free: bool,
+    /// The loss kind.
+    kind: lpo_recipe::LossKind,
     pad: i64,
 }
 
@@ -148,6 +151,7 @@ impl HeldoutSet {
             reference: Vec::new(),
             normalize: recipe.loss.normalize,
             reference_free: !recipe.loss.kind.spec().reference,
+            kind: recipe.loss.kind,
             pad: tokenizer.pad(),
         };
         if !held.reference_free {
@@ -193,7 +197,7 @@ impl HeldoutSet {
     /// reference-free loss `beta` times the per-token log-probability.
     fn implicit_reward(&self, beta: f64, lp: &[f64], per_token: &[f64], j: usize) -> f64 {
         if self.reference_free {
-            beta * per_token[j]
+            self.kind.implicit_reward_scale(beta) * per_token[j]
         } else {
             beta * (lp[j] - self.reference[j])
         }
