@@ -1286,3 +1286,64 @@ fn learning_to_rank_kinds_match_finite_differences_and_ignore_ties_only_lists() 
         }
     }
 }
+
+/// docs/listwise-losses.md's K = 2 identities, on random pairs: LiPO-λ is
+/// `(1/ln 2 - 1/ln 3)` times DPO (labels 1 and 0 after per-list scaling);
+/// PRO is `softplus(-(r_w - r_l)(u_w - u_l)) + 0.05 (-lp_w)`; RRHF is
+/// `relu(u_l - u_w) - u_w`; ORPO with beta = 0 is the chosen response's
+/// per-token NLL; SimPO with gamma = 0 is sigmoid_norm without a reference.
+#[test]
+fn learning_to_rank_and_reference_free_kinds_keep_their_k2_identities() {
+    let pairs: Vec<List> = random_lists(14, 16, 8.0, false)
+        .into_iter()
+        .map(|l| List {
+            lp: l.lp[..2].to_vec(),
+            lr: l.lr[..2].to_vec(),
+            r: l.r[..2].to_vec(),
+            n: l.n[..2].to_vec(),
+        })
+        .collect();
+    let per_prompt = |p: &LossParams, lists: &[List]| {
+        Vec::<f64>::try_from(&run_with(p, lists, false).per_prompt).unwrap()
+    };
+    let c = 1.0 / std::f64::consts::LN_2 - 1.0 / 3f64.ln();
+    let dpo = per_prompt(&params(LossKind::Dpo), &pairs);
+    let lipo = per_prompt(&params(LossKind::LipoLambda), &pairs);
+    let pro = per_prompt(&params(LossKind::Pro), &pairs);
+    let rrhf = per_prompt(&params(LossKind::Rrhf), &pairs);
+    let orpo = per_prompt(
+        &LossParams {
+            beta: 0.0,
+            ..params(LossKind::Orpo)
+        },
+        &pairs,
+    );
+    let simpo = per_prompt(
+        &LossParams {
+            simpo_gamma: 0.0,
+            ..params(LossKind::Simpo)
+        },
+        &pairs,
+    );
+    for (b, l) in pairs.iter().enumerate() {
+        let (w, lo) = if l.r[0] > l.r[1] { (0, 1) } else { (1, 0) };
+        let u = |i: usize| l.lp[i] / l.n[i].max(1.0);
+        let what = |name: &str| format!("{name} pair {b}");
+        assert_close(lipo[b], c * dpo[b], 1e-12, &what("lipo_lambda"));
+        let pro_expected = softplus(-(l.r[w] - l.r[lo]) * (u(w) - u(lo))) + 0.05 * -l.lp[w];
+        assert_close(pro[b], pro_expected, 1e-12, &what("pro"));
+        assert_close(
+            rrhf[b],
+            (u(lo) - u(w)).max(0.0) - u(w),
+            1e-12,
+            &what("rrhf"),
+        );
+        assert_close(orpo[b], -u(w), 1e-12, &what("orpo"));
+        assert_close(
+            simpo[b],
+            softplus(-0.5 * (u(w) - u(lo))),
+            1e-12,
+            &what("simpo"),
+        );
+    }
+}
