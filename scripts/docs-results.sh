@@ -6,16 +6,20 @@
 # between its quote markers (the test says which quote differs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-paths=$(grep -o '<!-- lpo report: [^ ]* -->' docs/results.md | sed 's/<!-- lpo report: \(.*\) -->/\1/' | sort -u)
 status=0
-for path in $paths; do
-    if [[ -f "$path" ]]; then
+while IFS= read -r path; do
+    # Quotes name files under results/ (the test refuses others); never
+    # copy from or to anywhere else.
+    if [[ "$path" != results/* || "$path" == *..* ]]; then
+        echo "refusing the quote of \`$path\`: not a file under results/" >&2
+        status=1
+    elif [[ -f "$path" ]]; then
         mkdir -p "docs/$(dirname "$path")"
-        cp "$path" "docs/$path"
+        cp -- "$path" "docs/$path"
         echo "copied $path to docs/$path"
     else
         echo "missing $path: run the sweep and report named above its quote" >&2
         status=1
     fi
-done
+done < <(sed -n 's/^<!-- lpo report: \(.*\) -->$/\1/p' docs/results.md | sort -u)
 exit $status

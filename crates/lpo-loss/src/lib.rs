@@ -144,7 +144,11 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
     let mask = input.mask.to_kind(Kind::Bool);
     // The implicit reward: beta (lp - lr), or, for a reference-free kind,
     // beta times the per-token log-probability (lr is not read).
-    let a = per_token(&lp, input.token_counts); // [B, K]
+    // Token counts in the loss's precision and place, once for every kind.
+    let counts = input
+        .token_counts
+        .map(|n| n.to_kind(kind).to_device(lp.device()));
+    let a = per_token(&lp, counts.as_ref()); // [B, K]
     let s = if params.kind.spec().reference {
         (&lp - &lr) * params.beta
     } else {
@@ -169,9 +173,6 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
         // TRL's kinds that couple the pairs of a batch (trl.rs).
         LossKind::Aot | LossKind::AotUnpaired | LossKind::Sft => {
             let weights = pair_weights(&r, &mask, &better, params.pairing);
-            let counts = input
-                .token_counts
-                .map(|n| n.to_kind(kind).to_device(lp.device()));
             trl::batch_terms(params, &lp, &lr, counts.as_ref(), &weights)
         }
         // TRL's pairwise kinds (trl.rs).
@@ -189,9 +190,6 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
         | LossKind::Simpo
         | LossKind::Orpo => {
             let weights = pair_weights(&r, &mask, &better, params.pairing);
-            let counts = input
-                .token_counts
-                .map(|n| n.to_kind(kind).to_device(lp.device()));
             let terms = trl::pair_terms(params, &lp, &lr, counts.as_ref(), &weights);
             mean_over_pairs(&terms, &weights)
         }
@@ -263,11 +261,12 @@ pub fn contributing(params: &LossParams, rewards: &Tensor, mask: &Tensor) -> Ten
     .contributes
 }
 
-/// `lp` per token: divided by its token count (at least 1), or as it is
-/// when the log-probabilities are already per token (`counts` is `None`).
+/// `lp` per token: divided by its token count (at least 1; `counts` in
+/// `lp`'s kind and device), or as it is when the log-probabilities are
+/// already per token (`counts` is `None`).
 fn per_token(lp: &Tensor, counts: Option<&Tensor>) -> Tensor {
     match counts {
-        Some(n) => lp / n.to_kind(lp.kind()).to_device(lp.device()).clamp_min(1.0),
+        Some(n) => lp / n.clamp_min(1.0),
         None => lp.shallow_clone(),
     }
 }

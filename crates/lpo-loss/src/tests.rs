@@ -633,30 +633,37 @@ fn permutation_and_padding_do_not_change_any_loss() {
     }
 }
 
+/// Asserts that autograd's gradient of the batch loss w.r.t. every policy
+/// log-probability of `lists` equals central finite differences (h = 1e-6)
+/// to 1e-6.
+fn assert_gradient_matches_finite_differences(p: &LossParams, lists: &[List]) {
+    let (lp, lr, r, mask, n) = batch(lists);
+    let lp = lp.set_requires_grad(true);
+    let loss_of = |x: &Tensor| compute(p, &input(x, &lr, &r, &mask, Some(&n))).loss;
+    loss_of(&lp).backward();
+    let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
+    let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
+    let h = 1e-6;
+    for i in 0..base.len() {
+        let shifted = |delta: f64| {
+            let mut v = base.clone();
+            v[i] += delta;
+            loss_of(&Tensor::from_slice(&v).view(lp.size().as_slice())).double_value(&[])
+        };
+        let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+        assert!(
+            (numeric - analytic[i]).abs() < 1e-6,
+            "{p:?} d/dlp[{i}]: numeric {numeric} vs autograd {}",
+            analytic[i]
+        );
+    }
+}
+
 #[test]
 fn gradients_match_central_finite_differences() {
     let lists = random_lists(8, 6, 5.0, false);
     for p in all_params() {
-        let (lp, lr, r, mask, n) = batch(&lists);
-        let lp = lp.set_requires_grad(true);
-        let loss_of = |x: &Tensor| compute(&p, &input(x, &lr, &r, &mask, Some(&n))).loss;
-        loss_of(&lp).backward();
-        let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
-        let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
-        let h = 1e-6;
-        for i in 0..base.len() {
-            let shifted = |delta: f64| {
-                let mut v = base.clone();
-                v[i] += delta;
-                loss_of(&Tensor::from_slice(&v).view(lp.size().as_slice())).double_value(&[])
-            };
-            let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
-            assert!(
-                (numeric - analytic[i]).abs() < 1e-6,
-                "{p:?} d/dlp[{i}]: numeric {numeric} vs autograd {}",
-                analytic[i]
-            );
-        }
+        assert_gradient_matches_finite_differences(&p, &lists);
     }
 }
 
@@ -1155,32 +1162,14 @@ fn batch_coupled_kinds_match_the_float64_reference_and_finite_differences() {
                 ..params(kind)
             };
             let (lp, lr, r, mask, n) = batch(&lists);
-            let lp = lp.set_requires_grad(true);
-            let loss_of = |x: &Tensor| compute(&p, &input(x, &lr, &r, &mask, Some(&n))).loss;
-            let loss = loss_of(&lp);
+            let loss = compute(&p, &input(&lp, &lr, &r, &mask, Some(&n))).loss;
             assert_close(
                 loss.double_value(&[]),
                 reference_batch_kind(&p, &lists),
                 1e-12,
                 &format!("{p:?}"),
             );
-            loss.backward();
-            let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
-            let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
-            let h = 1e-6;
-            for i in 0..base.len() {
-                let shifted = |delta: f64| {
-                    let mut v = base.clone();
-                    v[i] += delta;
-                    loss_of(&Tensor::from_slice(&v).view(lp.size().as_slice())).double_value(&[])
-                };
-                let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
-                assert!(
-                    (numeric - analytic[i]).abs() < 1e-6,
-                    "{p:?} d/dlp[{i}]: numeric {numeric} vs autograd {}",
-                    analytic[i]
-                );
-            }
+            assert_gradient_matches_finite_differences(&p, &lists);
         }
     }
 }
@@ -1257,33 +1246,13 @@ fn learning_to_rank_kinds_match_finite_differences_and_ignore_ties_only_lists() 
     for kind in [LossKind::LipoLambda, LossKind::Pro, LossKind::Rrhf] {
         let p = params(kind);
         let (lp, lr, r, mask, n) = batch(&lists);
-        let lp = lp.set_requires_grad(true);
-        let loss_of = |x: &Tensor| compute(&p, &input(x, &lr, &r, &mask, Some(&n)));
-        let out = loss_of(&lp);
+        let out = compute(&p, &input(&lp, &lr, &r, &mask, Some(&n)));
         let contributes = Vec::<bool>::try_from(&out.contributes).unwrap();
         for (b, list) in lists.iter().enumerate() {
             let untied = list.r.iter().any(|x| *x != list.r[0]);
             assert_eq!(contributes[b], untied, "{kind:?} prompt {b}");
         }
-        out.loss.backward();
-        let analytic = Vec::<f64>::try_from(lp.grad().view([-1])).unwrap();
-        let base = Vec::<f64>::try_from(lp.detach().view([-1])).unwrap();
-        let h = 1e-6;
-        for i in 0..base.len() {
-            let shifted = |delta: f64| {
-                let mut v = base.clone();
-                v[i] += delta;
-                loss_of(&Tensor::from_slice(&v).view(lp.size().as_slice()))
-                    .loss
-                    .double_value(&[])
-            };
-            let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
-            assert!(
-                (numeric - analytic[i]).abs() < 1e-6,
-                "{kind:?} d/dlp[{i}]: numeric {numeric} vs autograd {}",
-                analytic[i]
-            );
-        }
+        assert_gradient_matches_finite_differences(&p, &lists);
     }
 }
 

@@ -56,10 +56,7 @@ pub(crate) fn pair_terms(
     let sides = |t: &Tensor| sides_filled(t, 0.0);
     let (dc, dr) = sides(&d);
     let z = (&dc - &dr) * beta;
-    let per_token = || match counts {
-        Some(n) => sides(&(&d / n.clamp_min(1.0))),
-        None => (dc.shallow_clone(), dr.shallow_clone()),
-    };
+    let per_token = || sides(&crate::per_token(&d, counts));
     let sig = |t: &Tensor| t.sigmoid();
     let logsig = |t: &Tensor| t.log_sigmoid();
     match params.kind {
