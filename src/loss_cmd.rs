@@ -11,10 +11,13 @@ use tch::Tensor;
 /// Options of `lpo loss`.
 #[derive(Debug, Args)]
 pub struct LossArgs {
-    /// Loss kind (the table of loss kinds in docs/recipes.md).
+    /// Loss kind (the table of loss kinds in docs/recipes.md). A weighted
+    /// sum of kinds is given as a recipe gives it, with
+    /// `--set 'loss.kind=[{ kind = "dpo", weight = 0.8 }, { kind = "bco_pair", weight = 0.2 }]'`
+    /// instead.
     #[arg(long = "loss", value_name = "KIND",
           value_parser = clap::builder::PossibleValuesParser::new(lpo_recipe::LOSS_NAMES))]
-    pub kind: String,
+    pub kind: Option<String>,
     /// Loss parameters: `--set loss.alpha=0.5` (any `loss.` key; schedules allowed).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -50,9 +53,12 @@ pub fn run(args: &LossArgs) -> Result<std::process::ExitCode> {
         "contributes": Vec::<bool>::try_from(&out.contributes)?,
         "grad_policy_logps": grad_rows,
         "params": {
-            "kind": params.kind.as_str(), "beta": params.beta, "alpha": params.alpha, "gamma": params.gamma,
+            "kind": config.kind.label(), "beta": params.beta, "alpha": params.alpha, "gamma": params.gamma,
             "sft_weight": params.sft_weight, "step": args.step, "steps": args.steps,
         },
+        "parts": params.parts.iter().zip(Vec::<f64>::try_from(&out.parts)?).map(|(p, loss)| {
+            serde_json::json!({ "kind": p.kind.as_str(), "weight": p.weight, "loss": loss })
+        }).collect::<Vec<_>>(),
         "ranking_accuracy": out.stats().ranking_accuracy,
         "sft_loss": out.stats().sft_loss,
     });
@@ -186,13 +192,20 @@ fn loss_and_grad(params: &LossParams, values: &Values) -> (LossOutput, Vec<Vec<f
 }
 
 fn loss_config(args: &LossArgs) -> Result<LossConfig> {
-    let kind = LossKind::from_name(&args.kind).with_context(|| {
-        format!(
-            "unknown loss `{}`; expected one of {}",
-            args.kind,
-            lpo_recipe::LOSS_NAMES.join(", ")
-        )
-    })?;
+    let sets_kind = args.sets.iter().any(|s| s.starts_with("loss.kind="));
+    let kind = match (&args.kind, sets_kind) {
+        (Some(_), true) => bail!("give the loss as --loss KIND or as --set loss.kind=..., not both"),
+        (None, false) => bail!(
+            "give the loss: --loss KIND, or a weighted sum as --set 'loss.kind=[{{ kind = \"dpo\", weight = 0.8 }}, ...]'"
+        ),
+        (Some(name), false) => Some(LossKind::from_name(name).with_context(|| {
+            format!(
+                "unknown loss `{name}`; expected one of {}",
+                lpo_recipe::LOSS_NAMES.join(", ")
+            )
+        })?),
+        (None, true) => None,
+    };
     let mut value = toml::Value::try_from(Recipe::default())?;
     for set in &args.sets {
         let (key, raw) = set
@@ -212,9 +225,12 @@ fn loss_config(args: &LossArgs) -> Result<LossConfig> {
         lpo_plan::set_path(&mut value, key, lpo_recipe::load::parse_value(raw));
     }
     let recipe: Recipe = value.try_into()?;
-    Ok(LossConfig {
-        kind,
-        ..recipe.loss
+    Ok(match kind {
+        Some(kind) => LossConfig {
+            kind: kind.into(),
+            ..recipe.loss
+        },
+        None => recipe.loss,
     })
 }
 

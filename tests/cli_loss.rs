@@ -46,6 +46,67 @@ fn dpo_pair_matches_hand_computation() {
     );
 }
 
+/// A weighted sum of kinds (`--set loss.kind=[...]`): each part's loss, and
+/// the loss as their weighted sum; the loss is given once, and given.
+#[test]
+fn a_weighted_sum_of_kinds_matches_hand_computation() {
+    // The pair above: z = beta (d_c - d_r) = 0.1 (1 - -1) = 0.2;
+    // dpo = ln(1 + e^-0.2), hinge = relu(1 - z) = 0.8.
+    let report = json(&lpo(&[
+        "loss",
+        "--set",
+        r#"loss.kind=[{ kind = "dpo", weight = 0.25 }, { kind = "hinge", weight = 2 }]"#,
+        "--input",
+        "tests/fixtures/loss_dpo_pair.json",
+    ]));
+    let dpo = (1.0f64 + (-0.2f64).exp()).ln();
+    let parts = report["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{report}");
+    assert_eq!(parts[0]["kind"], "dpo");
+    assert!(
+        (parts[0]["loss"].as_f64().unwrap() - dpo).abs() < 1e-12,
+        "{report}"
+    );
+    assert_eq!(parts[1]["weight"], 2.0);
+    assert!(
+        (parts[1]["loss"].as_f64().unwrap() - 0.8).abs() < 1e-12,
+        "{report}"
+    );
+    let want = 0.25 * dpo + 2.0 * 0.8;
+    assert!(
+        (report["loss"].as_f64().unwrap() - want).abs() < 1e-12,
+        "{report}"
+    );
+    assert_eq!(report["params"]["kind"], "0.25*dpo+2*hinge");
+    let input = ["--input", "tests/fixtures/loss_dpo_pair.json"];
+    for (args, message) in [
+        (vec!["loss"], "give the loss: --loss KIND"),
+        (
+            vec![
+                "loss",
+                "--loss",
+                "dpo",
+                "--set",
+                r#"loss.kind=[{ kind = "ipo" }]"#,
+            ],
+            "not both",
+        ),
+        (
+            vec![
+                "loss",
+                "--set",
+                r#"loss.kind=[{ kind = "ipo", weight = 0 }]"#,
+            ],
+            "weights must be finite, > 0",
+        ),
+    ] {
+        let out = lpo(&[&args[..], &input[..]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn lpo_k4_list_matches_hand_computation() {
     // beta = 1: s = [1, 0, -1, -2], r = [4, 1, 3, 2] (a fifth, masked entry is padding).

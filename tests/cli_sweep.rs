@@ -1109,3 +1109,62 @@ fn reference_free_losses_train_without_reference_log_probs() {
         "{cache:?}"
     );
 }
+
+/// A weighted `loss.kind` (with gradient accumulation, and a reference-free
+/// part beside reference ones): each step's parts go to loss_parts.csv and
+/// TensorBoard, sum with their weights to the step's loss, and survive a
+/// resume from a checkpoint.
+#[test]
+fn a_weighted_loss_logs_each_part_and_a_resume_keeps_them() {
+    let dir = scratch("sweep-weighted-loss");
+    let sweep = r#"zip = { "train.grad_accum" = [2], "loss.kind" = [[{ kind = "dpo", weight = 0.8 }, { kind = "bco_pair", weight = 0.2 }, { kind = "simpo", weight = 0.5 }]] }"#;
+    std::fs::write(dir.join("r.toml"), small(40, 10, sweep)).unwrap();
+    let args = [
+        "run",
+        "r.toml",
+        "--index",
+        "0",
+        "--no-bars",
+        "--threads",
+        "1",
+    ];
+    let saved = kill_when(&dir, &args, || {
+        let run = run_dirs(&dir.join("results")).pop()?;
+        checkpoint_step(&run).filter(|s| (10..40).contains(s))?;
+        Some(run)
+    });
+    let run = saved.expect("no checkpoint inside the run");
+    let out = lpo(&dir, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = summary(&run);
+    assert_eq!(s["status"], "complete", "{s}");
+    assert!(s["resumed_from"].as_u64().is_some(), "{s}");
+    assert_eq!(s["label"], "0.8*dpo+0.2*bco_pair+0.5*simpo");
+    let parts = std::fs::read_to_string(run.join("loss_parts.csv")).unwrap();
+    let mut lines = parts.lines();
+    assert_eq!(lines.next(), Some("step,dpo,bco_pair,simpo"));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let loss_column = header.iter().position(|c| *c == "loss").unwrap();
+    let mut steps = 0;
+    for (row, metrics_row) in lines.zip(metrics.lines().skip(1)) {
+        let v: Vec<f64> = row.split(',').map(|x| x.parse().unwrap()).collect();
+        let loss: f64 = metrics_row
+            .split(',')
+            .nth(loss_column)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(v[0], f64::from(steps), "{parts}");
+        let sum = 0.8 * v[1] + 0.2 * v[2] + 0.5 * v[3];
+        assert!(
+            (sum - loss).abs() <= 1e-5 * loss.abs().max(1.0),
+            "step {steps}: {sum} vs {loss}"
+        );
+        steps += 1;
+    }
+    assert_eq!(steps, 40, "{parts}");
+    let tb = lpo_track::accumulate(&run.join("tb")).unwrap();
+    let dpo: Vec<i64> = tb["loss_parts/dpo"].iter().map(|v| v.0).collect();
+    assert_eq!(dpo, (0..40).collect::<Vec<i64>>());
+}

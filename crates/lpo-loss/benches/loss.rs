@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
         .map(|spec| spec.kind)
         .map(|kind| {
             let config = LossConfig {
-                kind,
+                kind: kind.into(),
                 ..LossConfig::default()
             };
             (
@@ -29,7 +29,7 @@ fn bench(c: &mut Criterion) {
             )
         })
         .collect();
-    let lpo = cases[0].1;
+    let lpo = cases[0].1.clone();
     cases.push((
         "lpo+anchor+sft".to_string(),
         LossParams {

@@ -11,7 +11,7 @@
 //! (`A = - sum_i p_i log sigma(s_i)`), and every loss may add the supervised
 //! term `sft_weight * NLL_best`.
 
-use lpo_recipe::{CoefficientMode, LossConfig, LossKind, Pairing};
+use lpo_recipe::{CoefficientMode, LossConfig, LossKind, Pairing, Part};
 use tch::{Kind, Tensor};
 
 mod listwise;
@@ -21,10 +21,11 @@ mod trl;
 const FILL: f64 = -1.0e9;
 
 /// A loss's parameters at one optimizer step (schedules evaluated).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LossParams {
-    /// Which objective.
-    pub kind: LossKind,
+    /// The objective's parts: one kind of weight 1, or the weighted kinds of
+    /// a `loss.kind` list (each reads the parameters below).
+    pub parts: Vec<Part>,
     /// Implicit-reward scale.
     pub beta: f64,
     /// Reward temperature of p = softmax(r / alpha).
@@ -52,10 +53,15 @@ pub struct LossParams {
 }
 
 impl LossParams {
+    /// The first part's kind: its implicit reward is the one logged.
+    pub fn kind(&self) -> LossKind {
+        self.parts.first().map_or(LossKind::Lpo, |p| p.kind)
+    }
+
     /// Evaluates the configured schedules at optimizer step `step` of `total`.
     pub fn at_step(config: &LossConfig, step: u64, total: u64) -> Self {
         LossParams {
-            kind: config.kind,
+            parts: config.kind.parts(),
             beta: config.beta.at(step, total),
             alpha: config.alpha.at(step, total),
             gamma: config.gamma.at(step, total),
@@ -102,6 +108,11 @@ pub struct LossOutput {
     /// ([`LossStats::from_values`] reads them): kept there so a training step
     /// reads them with its loss, after the update, not before `backward()`.
     pub stats_values: Tensor,
+    /// Each part's loss before its weight, `[P]` (P = the objective's
+    /// parts), detached: the sum of the part's per-prompt terms over the
+    /// batch's contributing prompts, so `loss = sum_p weight_p parts[p]` plus
+    /// the supervised term's share.
+    pub parts: Tensor,
 }
 
 impl LossOutput {
@@ -135,45 +146,116 @@ pub struct LossStats {
     pub sft_loss: f64,
 }
 
-/// Computes the configured loss on a batch.
+/// Computes the configured loss on a batch: each part's per-prompt terms,
+/// weighted and summed, plus the supervised term, averaged over the prompts
+/// where any of them contributes.
 pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
     let kind = working_kind(input.policy_logps.kind());
     let lp = input.policy_logps.to_kind(kind);
     let lr = input.reference_logps.to_kind(kind);
     let r = input.rewards.to_kind(kind);
     let mask = input.mask.to_kind(Kind::Bool);
-    // The implicit reward: beta (lp - lr), or, for a reference-free kind,
-    // beta times the per-token log-probability (lr is not read).
     // Token counts in the loss's precision and place, once for every kind.
     let counts = input
         .token_counts
         .map(|n| n.to_kind(kind).to_device(lp.device()));
     let a = per_token(&lp, counts.as_ref()); // [B, K]
-    let s = if params.kind.spec().reference {
-        (&lp - &lr) * params.beta
-    } else {
-        &a * params.kind.implicit_reward_scale(params.beta)
-    }; // [B, K]
-    let valid = mask.to_kind(kind);
-    let n_valid = valid.sum_dim_intlist(-1, false, kind); // [B]
-
-    // better[b, i, j] = both valid and r_i > r_j.
+                                             // better[b, i, j] = both valid and r_i > r_j.
     let pair_mask = mask.unsqueeze(2).logical_and(&mask.unsqueeze(1));
     let better = r
         .unsqueeze(2)
         .gt_tensor(&r.unsqueeze(1))
         .logical_and(&pair_mask); // [B, K, K]
+    let batch = Batch {
+        lp: &lp,
+        lr: &lr,
+        r: &r,
+        mask: &mask,
+        counts: counts.as_ref(),
+        a: &a,
+        better: &better,
+    };
+    let mut terms = Vec::with_capacity(params.parts.len());
+    let prompts = [r.size()[0]];
+    let mut per_prompt = Tensor::zeros(prompts, (kind, r.device())); // [B]
+    let mut contributes = Tensor::zeros(prompts, (Kind::Bool, r.device())); // [B]
+    for part in &params.parts {
+        let (term, c) = part_loss(part.kind, params, &batch);
+        let term = term.masked_fill(&c.logical_not(), 0.0);
+        per_prompt += &term * part.weight;
+        contributes = contributes.logical_or(&c);
+        terms.push(term);
+    }
+    // Supervised term: lambda * NLL_best on prompts whose rewards do not all tie.
+    let (nll_best, ordered) = best_nll(&lp, &r, &mask, &better, input.token_counts);
+    if params.sft_weight > 0.0 {
+        per_prompt += nll_best.masked_fill(&ordered.logical_not(), 0.0) * params.sft_weight;
+        contributes = contributes.logical_or(&ordered);
+    }
+    let count = contributes.to_kind(kind).sum(kind).clamp_min(1.0);
+    let loss = per_prompt.sum(kind) / &count;
+    let parts = tch::no_grad(|| {
+        let sums: Vec<Tensor> = terms.iter().map(|t| t.detach().sum(kind)).collect();
+        Tensor::stack(&sums, 0) / &count
+    });
+    // The diagnostics use the first part's implicit reward.
+    let s = implicit_reward(params.kind(), params.beta, &batch);
+    let stats_values = stats(&lp, &s, &r, &mask, &better, &nll_best, &ordered);
+    LossOutput {
+        loss,
+        per_prompt,
+        contributes,
+        stats_values,
+        parts,
+    }
+}
 
-    let (per_prompt, contributes) = match params.kind {
-        LossKind::Dpo => pairwise(&s, &pair_weights(&r, &mask, &better, params.pairing)),
+/// A batch's tensors as every kind reads them.
+struct Batch<'t> {
+    /// Policy log-probabilities, `[B, K]`, in the loss's precision.
+    lp: &'t Tensor,
+    /// Reference log-probabilities, `[B, K]`.
+    lr: &'t Tensor,
+    /// Explicit rewards, `[B, K]`.
+    r: &'t Tensor,
+    /// Valid responses, `[B, K]` bool.
+    mask: &'t Tensor,
+    /// Token counts (`None`: log-probabilities already per token).
+    counts: Option<&'t Tensor>,
+    /// Per-token log-probabilities, `[B, K]`.
+    a: &'t Tensor,
+    /// Both valid and `r_i > r_j`, `[B, K, K]` bool.
+    better: &'t Tensor,
+}
+
+/// A kind's implicit reward, `[B, K]`: `beta (lp - lr)`, or, for a
+/// reference-free kind, its scale times the per-token log-probability (`lr`
+/// is not read).
+fn implicit_reward(kind: LossKind, beta: f64, b: &Batch<'_>) -> Tensor {
+    if kind.spec().reference {
+        (b.lp - b.lr) * beta
+    } else {
+        b.a * kind.implicit_reward_scale(beta)
+    }
+}
+
+/// One kind's per-prompt loss, `[B]`, and whether each prompt contributes,
+/// `[B]` bool.
+fn part_loss(loss_kind: LossKind, params: &LossParams, b: &Batch<'_>) -> (Tensor, Tensor) {
+    let kind = b.lp.kind();
+    let (r, mask, better) = (b.r, b.mask, b.better);
+    let s = implicit_reward(loss_kind, params.beta, b); // [B, K]
+    let n_valid = mask.to_kind(kind).sum_dim_intlist(-1, false, kind); // [B]
+    let pairs = || pair_weights(r, mask, better, params.pairing);
+    match loss_kind {
+        LossKind::Dpo => pairwise(&s, &pairs()),
         // Learning-to-rank losses (listwise.rs).
         LossKind::LipoLambda | LossKind::Pro | LossKind::Rrhf => {
-            listwise::loss(params, &s, &a, &lp, &r, &mask, &better)
+            listwise::loss(loss_kind, &s, b.a, b.lp, r, mask, better)
         }
         // TRL's kinds that couple the pairs of a batch (trl.rs).
         LossKind::Aot | LossKind::AotUnpaired | LossKind::Sft => {
-            let weights = pair_weights(&r, &mask, &better, params.pairing);
-            trl::batch_terms(params, &lp, &lr, counts.as_ref(), &weights)
+            trl::batch_terms(loss_kind, params, b.lp, b.lr, b.counts, &pairs())
         }
         // TRL's pairwise kinds (trl.rs).
         LossKind::Hinge
@@ -189,14 +271,14 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
         | LossKind::SigmoidNorm
         | LossKind::Simpo
         | LossKind::Orpo => {
-            let weights = pair_weights(&r, &mask, &better, params.pairing);
-            let terms = trl::pair_terms(params, &lp, &lr, counts.as_ref(), &weights);
+            let weights = pairs();
+            let terms = trl::pair_terms(loss_kind, params, b.lp, b.lr, b.counts, &weights);
             mean_over_pairs(&terms, &weights)
         }
-        LossKind::Lpo => lpo(params, &s, &r, &mask, &better, &n_valid),
-        LossKind::Listmle => listmle(&s, &r, &mask),
+        LossKind::Lpo => lpo(params, &s, r, mask, better, &n_valid),
+        LossKind::Listmle => listmle(&s, r, mask),
         LossKind::Infonca => {
-            let p = target_distribution(&r, &mask, params.alpha);
+            let p = target_distribution(r, mask, params.alpha);
             let log_q = s
                 .masked_fill(&mask.logical_not(), FILL)
                 .log_softmax(-1, kind);
@@ -206,7 +288,7 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
             (loss, n_valid.ge(2.0))
         }
         LossKind::Nca => {
-            let p = target_distribution(&r, &mask, params.alpha);
+            let p = target_distribution(r, mask, params.alpha);
             let attract = (&p * s.log_sigmoid())
                 .masked_fill(&mask.logical_not(), 0.0)
                 .sum_dim_intlist(-1, false, kind);
@@ -216,26 +298,6 @@ pub fn compute(params: &LossParams, input: &LossInput<'_>) -> LossOutput {
                 .sum_dim_intlist(-1, false, kind);
             (-attract - repel / n_valid.clamp_min(1.0), n_valid.ge(2.0))
         }
-    };
-    let per_prompt = per_prompt.masked_fill(&contributes.logical_not(), 0.0);
-    // Supervised term: lambda * NLL_best on prompts whose rewards do not all tie.
-    let (nll_best, ordered) = best_nll(&lp, &r, &mask, &better, input.token_counts);
-    let (per_prompt, contributes) = if params.sft_weight > 0.0 {
-        (
-            per_prompt + nll_best.masked_fill(&ordered.logical_not(), 0.0) * params.sft_weight,
-            contributes.logical_or(&ordered),
-        )
-    } else {
-        (per_prompt, contributes)
-    };
-    let count = contributes.to_kind(kind).sum(kind);
-    let loss = per_prompt.sum(kind) / count.clamp_min(1.0);
-    let stats_values = stats(&lp, &s, &r, &mask, &better, &nll_best, &ordered);
-    LossOutput {
-        loss,
-        per_prompt,
-        contributes,
-        stats_values,
     }
 }
 

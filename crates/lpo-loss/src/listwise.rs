@@ -18,7 +18,7 @@
 use lpo_recipe::LossKind;
 use tch::{Kind, Tensor};
 
-use crate::{best_and_worst, LossParams, FILL};
+use crate::{best_and_worst, FILL};
 
 /// The kind's per-prompt loss, `[B]`, and whether each prompt contributes.
 ///
@@ -26,7 +26,7 @@ use crate::{best_and_worst, LossParams, FILL};
 /// per-token log-probabilities; `lp`: the log-probabilities as the loss sees
 /// them; `better[b, i, j]`: both valid and `r_i > r_j`.
 pub(crate) fn loss(
-    params: &LossParams,
+    loss_kind: LossKind,
     s: &Tensor,
     a: &Tensor,
     lp: &Tensor,
@@ -40,7 +40,7 @@ pub(crate) fn loss(
         t.masked_fill(&better.logical_not(), 0.0)
             .sum_dim_intlist([1i64, 2].as_slice(), false, kind)
     };
-    let loss = match params.kind {
+    let loss = match loss_kind {
         LossKind::LipoLambda => {
             let w = lambda_weights(s, r, mask).masked_fill(&better.logical_not(), 0.0);
             let gap = s.unsqueeze(2) - s.unsqueeze(1); // s_i - s_j

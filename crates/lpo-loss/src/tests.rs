@@ -17,7 +17,7 @@ struct List {
 
 fn params(kind: LossKind) -> LossParams {
     LossParams {
-        kind,
+        parts: vec![Part { kind, weight: 1.0 }],
         beta: 0.5,
         alpha: 0.7,
         gamma: 0.0,
@@ -56,7 +56,7 @@ const TRL_KINDS: [LossKind; 13] = [
 fn trl_term(p: &LossParams, dc: f64, dr: f64, tc: f64, tr: f64, u: (f64, f64)) -> f64 {
     let b = p.beta;
     let z = b * (dc - dr);
-    match p.kind {
+    match p.kind() {
         LossKind::Hinge => (1.0 - z).max(0.0),
         LossKind::Ipo => (tc - tr - 1.0 / (2.0 * b)).powi(2),
         LossKind::ExoPair => {
@@ -122,7 +122,7 @@ fn method_term(p: &LossParams, list: &List, per_token: bool) -> (f64, bool) {
     let k = list.r.len();
     let s: Vec<f64> = (0..k).map(|i| p.beta * (list.lp[i] - list.lr[i])).collect();
     let target = softmax(&list.r.iter().map(|r| r / p.alpha).collect::<Vec<_>>());
-    match p.kind {
+    match p.kind() {
         kind if kind == LossKind::Dpo || TRL_KINDS.contains(&kind) => {
             let first_max = (0..k).fold(0, |b, i| if list.r[i] > list.r[b] { i } else { b });
             let first_min = (0..k).fold(0, |w, i| if list.r[i] < list.r[w] { i } else { w });
@@ -229,12 +229,27 @@ fn reference_nll_best(list: &List, per_token: bool) -> Option<f64> {
     })
 }
 
-/// The reference: (loss, contributes) for one prompt, method term plus
-/// supervised term.
+/// `p` with only `kind` (weight 1) as its objective.
+fn only(p: &LossParams, kind: LossKind) -> LossParams {
+    LossParams {
+        parts: vec![Part { kind, weight: 1.0 }],
+        ..p.clone()
+    }
+}
+
+/// The reference: (loss, contributes) for one prompt: each part's method
+/// term times its weight (where that part contributes) plus the supervised
+/// term.
 fn reference(p: &LossParams, list: &List, per_token: bool) -> (f64, bool) {
-    let (term, contributes) = method_term(p, list, per_token);
-    let mut loss = if contributes { term } else { 0.0 };
-    let mut any = contributes;
+    let mut loss = 0.0;
+    let mut any = false;
+    for part in &p.parts {
+        let (term, contributes) = method_term(&only(p, part.kind), list, per_token);
+        if contributes {
+            loss += part.weight * term;
+            any = true;
+        }
+    }
     if p.sft_weight > 0.0 {
         if let Some(nll) = reference_nll_best(list, per_token) {
             loss += p.sft_weight * nll;
@@ -768,15 +783,37 @@ fn revision_two_anchor_only_pushes_up() {
                     ..params(LossKind::Lpo)
                 },
             ] {
-                let with = grad_of(&LossParams { gamma, ..base }, &lists);
-                let without = grad_of(&LossParams { gamma: 0.0, ..base }, &lists);
+                let with = grad_of(
+                    &LossParams {
+                        gamma,
+                        ..base.clone()
+                    },
+                    &lists,
+                );
+                let without = grad_of(
+                    &LossParams {
+                        gamma: 0.0,
+                        ..base.clone()
+                    },
+                    &lists,
+                );
                 // gamma > 0 makes every prompt (K >= 2) contribute; without it
                 // all-tied prompts do not, so compare per prompt on the anchor
                 // alone: the difference of the sums of per-prompt losses.
                 let count = lists.len() as f64;
                 let count0 = lists
                     .iter()
-                    .filter(|l| method_term(&LossParams { gamma: 0.0, ..base }, l, false).1)
+                    .filter(|l| {
+                        method_term(
+                            &LossParams {
+                                gamma: 0.0,
+                                ..base.clone()
+                            },
+                            l,
+                            false,
+                        )
+                        .1
+                    })
                     .count() as f64;
                 for (b, list) in lists.iter().enumerate() {
                     let k = list.r.len();
@@ -1134,7 +1171,7 @@ fn reference_batch_kind(p: &LossParams, lists: &[List]) -> f64 {
         let (a, b) = (sorted(a), sorted(b));
         a.iter().zip(&b).map(|(x, y)| smoothed(x - y)).sum::<f64>() / a.len() as f64
     };
-    match p.kind {
+    match p.kind() {
         LossKind::Aot => ranks(
             pairs.iter().map(|(l, i, j)| l.lp[*i] - l.lp[*j]).collect(),
             pairs.iter().map(|(l, i, j)| l.lr[*i] - l.lr[*j]).collect(),
@@ -1314,5 +1351,83 @@ fn learning_to_rank_and_reference_free_kinds_keep_their_k2_identities() {
             1e-12,
             &what("simpo"),
         );
+    }
+}
+
+/// A weighted `loss.kind`: the loss is the weighted sum of the parts'
+/// per-prompt terms plus the supervised term, averaged over the prompts
+/// where any of them contributes (parts whose contributing prompts differ
+/// included: infonca counts all-tied lists, dpo does not), each part's
+/// logged loss is its terms' sum over those prompts, the diagnostics are the
+/// first part's, and the gradient matches finite differences.
+#[test]
+fn weighted_parts_match_the_float64_reference_and_finite_differences() {
+    let mut lists = random_lists(21, 8, 4.0, true);
+    // All tied: infonca and nca count it, the pairwise kinds do not.
+    lists.push(List {
+        lp: vec![-3.0, -5.0, -4.0],
+        lr: vec![-4.0, -4.5, -3.0],
+        r: vec![2.0, 2.0, 2.0],
+        n: vec![2.0, 4.0, 3.0],
+    });
+    let part = |kind, weight| Part { kind, weight };
+    let objectives = [
+        vec![part(LossKind::Dpo, 0.8), part(LossKind::BcoPair, 0.2)],
+        vec![part(LossKind::Infonca, 0.5), part(LossKind::Dpo, 1.5)],
+        vec![
+            part(LossKind::Simpo, 0.3),
+            part(LossKind::Lpo, 0.7),
+            part(LossKind::Orpo, 0.1),
+        ],
+        vec![part(LossKind::Nca, 2.0)],
+    ];
+    for (objective, sft_weight) in objectives.into_iter().zip([0.0, 0.4, 0.0, 0.25]) {
+        let p = LossParams {
+            parts: objective.clone(),
+            sft_weight,
+            ..params(LossKind::Lpo)
+        };
+        let out = run(&p, &lists);
+        let what = format!("{objective:?}");
+        assert_close(
+            out.loss.double_value(&[]),
+            reference_batch(&p, &lists, false),
+            1e-10,
+            &what,
+        );
+        // Each part: the sum of its terms over the prompts any part (or the
+        // supervised term) makes contribute.
+        let any = lists.iter().filter(|l| reference(&p, l, false).1).count() as f64;
+        let parts = Vec::<f64>::try_from(&out.parts).unwrap();
+        assert_eq!(parts.len(), objective.len(), "{what}");
+        for (got, part) in parts.iter().zip(&objective) {
+            let sum: f64 = lists
+                .iter()
+                .map(|l| method_term(&only(&p, part.kind), l, false))
+                .filter(|(_, contributes)| *contributes)
+                .map(|(term, _)| term)
+                .sum();
+            assert_close(*got, sum / any, 1e-10, &format!("{what}: {:?}", part.kind));
+        }
+        let first = run(&only(&p, objective[0].kind), &lists).stats();
+        assert_eq!(out.stats(), first, "{what}: the first part's diagnostics");
+        let grad = Vec::<f64>::try_from(Tensor::cat(
+            &reference_grad(&p, &lists, false)
+                .iter()
+                .map(|row| Tensor::from_slice(row))
+                .collect::<Vec<_>>(),
+            0,
+        ))
+        .unwrap();
+        let (lp, lr, r, mask, n) = batch(&lists);
+        let lp = lp.set_requires_grad(true);
+        compute(&p, &input(&lp, &lr, &r, &mask, Some(&n)))
+            .loss
+            .backward();
+        let got = Vec::<f64>::try_from(lp.grad().masked_select(&mask)).unwrap();
+        for (i, (g, want)) in got.iter().zip(&grad).enumerate() {
+            assert_close(*g, *want, 1e-6, &format!("{what} d/dlp[{i}]"));
+        }
+        assert_gradient_matches_finite_differences(&p, &lists);
     }
 }

@@ -37,6 +37,7 @@ use crate::LossParams;
 /// `lp`, `lr`: `[B, K]` policy and reference log-probabilities; `counts`:
 /// the tokens each sums over (`None`: already per token).
 pub(crate) fn pair_terms(
+    loss_kind: LossKind,
     params: &LossParams,
     lp: &Tensor,
     lr: &Tensor,
@@ -59,7 +60,7 @@ pub(crate) fn pair_terms(
     let per_token = || sides(&crate::per_token(&d, counts));
     let sig = |t: &Tensor| t.sigmoid();
     let logsig = |t: &Tensor| t.log_sigmoid();
-    match params.kind {
+    match loss_kind {
         LossKind::Hinge => (-&z + 1.0).relu(),
         LossKind::Ipo => {
             let (tc, tr) = per_token();
@@ -112,7 +113,7 @@ pub(crate) fn pair_terms(
         | LossKind::LipoLambda
         | LossKind::Pro
         | LossKind::Rrhf => {
-            unreachable!("{} has no per-pair term here", params.kind.as_str())
+            unreachable!("{} has no per-pair term here", loss_kind.as_str())
         }
     }
     .to_kind(d.kind())
@@ -132,6 +133,7 @@ pub(crate) fn pair_terms(
 /// - `sft`: `-(sum of the chosen log-probabilities) / (sum of their token
 ///   counts)` over the batch's pairs.
 pub(crate) fn batch_terms(
+    loss_kind: LossKind,
     params: &LossParams,
     lp: &Tensor,
     lr: &Tensor,
@@ -150,7 +152,7 @@ pub(crate) fn batch_terms(
     let value = if chosen(lp).numel() == 0 {
         lp.sum(lp.kind()) * 0.0 // no pair: nothing to learn, still a graph
     } else {
-        match params.kind {
+        match loss_kind {
             LossKind::Aot => {
                 let policy = chosen(lp) - rejected(lp);
                 let reference = chosen(lr) - rejected(lr);

@@ -7,7 +7,7 @@
 //! same numbers to 1e-12 in f64 and 1e-6 in f32.
 
 use lpo_loss::{compute, LossInput, LossParams};
-use lpo_recipe::{LossConfig, LossKind};
+use lpo_recipe::{LossConfig, LossKind, Objective, Part};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -29,28 +29,41 @@ fn numbers(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-/// The lpo kind TRL's `loss_type` is, and the parameters it reads.
+/// The lpo objective TRL's `loss_type` list (with its `loss_weights`) is,
+/// and the parameters it reads; `None` for what lpo does not implement.
 fn params(case: &Value) -> Option<LossParams> {
     let p = &case["params"];
-    let types = p["loss_type"].as_array().unwrap();
-    if types.len() != 1
-        || p["f_divergence_type"] != "reverse_kl"
+    if p["f_divergence_type"] != "reverse_kl"
         || p["use_weighting"] == true
         || !p["ld_alpha"].is_null()
     {
-        return None; // combinations, f-divergences, WPO and LD-DPO are not lpo kinds
+        return None; // f-divergences, WPO and LD-DPO are not lpo kinds
     }
-    let name = match types[0].as_str().unwrap() {
-        "sigmoid" => "dpo",
-        other => other,
+    let types = p["loss_type"].as_array().unwrap();
+    let weights = match p["loss_weights"].as_array() {
+        Some(w) => w.iter().map(|w| w.as_f64().unwrap()).collect(),
+        None => vec![1.0; types.len()],
     };
-    let kind = LossKind::from_name(name)?;
+    let mut parts = Vec::new();
+    for (t, weight) in types.iter().zip(weights) {
+        let name = match t.as_str().unwrap() {
+            "sigmoid" => "dpo",
+            other => other,
+        };
+        parts.push(Part {
+            kind: LossKind::from_name(name)?,
+            weight,
+        });
+    }
     let mut config = LossConfig {
-        kind,
+        kind: match parts.as_slice() {
+            [one] if p["loss_weights"].is_null() => Objective::One(one.kind),
+            _ => Objective::Weighted(parts.clone()),
+        },
         ..LossConfig::default()
     };
     let label_smoothing = p["label_smoothing"].as_f64().unwrap();
-    match kind {
+    match parts[0].kind {
         LossKind::ExoPair => config.exo_epsilon = label_smoothing,
         _ => config.label_smoothing = label_smoothing,
     }
@@ -61,6 +74,7 @@ fn params(case: &Value) -> Option<LossParams> {
 
 struct Outcome {
     per_pair: Vec<f64>,
+    parts: Vec<f64>,
     loss: f64,
     chosen_reward: f64,
     rejected_reward: f64,
@@ -98,6 +112,7 @@ fn lpo_on(case: &Value, params: &LossParams, kind: Kind) -> Outcome {
     let stats = out.stats();
     Outcome {
         per_pair: to_vec(out.per_prompt.detach()),
+        parts: to_vec(out.parts.shallow_clone()),
         loss: out.loss.double_value(&[]),
         chosen_reward: stats.chosen_reward,
         rejected_reward: stats.rejected_reward,
@@ -122,22 +137,32 @@ fn differences(case: &Value, params: &LossParams) -> Vec<String> {
     };
     let got = lpo_on(case, params, kind);
     let want = &case["outputs"];
-    let trl_type = case["params"]["loss_type"][0].as_str().unwrap();
     let mut wrong = Vec::new();
     let mut check = |what: &str, got: &[f64], want: &[f64]| {
         if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| !close(*g, *w, tol)) {
             wrong.push(format!("{what}: lpo {got:?}, TRL {want:?}"));
         }
     };
-    let trl_losses = numbers(&want["losses"][trl_type]);
-    if params.kind.spec().batch {
-        // One number for the batch (aot's terms belong to ranks, not pairs):
-        // every pair's prompt carries TRL's mean.
-        let batch = vec![mean(&trl_losses); trl_losses.len()];
-        check("per-pair loss", &got.per_pair, &batch);
-    } else {
-        check("per-pair loss", &got.per_pair, &trl_losses);
+    // Each part's per-pair losses as TRL computed them (a batch-coupled
+    // kind's terms belong to ranks, not pairs: every pair's prompt carries
+    // TRL's mean), and the weighted sum lpo's per-prompt loss must be.
+    let trl_types = case["params"]["loss_type"].as_array().unwrap();
+    let mut per_pair = vec![0.0; got.per_pair.len()];
+    let mut part_means = Vec::new();
+    for (t, part) in trl_types.iter().zip(&params.parts) {
+        let losses = numbers(&want["losses"][t.as_str().unwrap()]);
+        let losses = if part.kind.spec().batch {
+            vec![mean(&losses); losses.len()]
+        } else {
+            losses
+        };
+        for (sum, l) in per_pair.iter_mut().zip(&losses) {
+            *sum += part.weight * l;
+        }
+        part_means.push(mean(&losses));
     }
+    check("per-pair loss", &got.per_pair, &per_pair);
+    check("each part's loss", &got.parts, &part_means);
     check("loss", &[got.loss], &[want["loss"].as_f64().unwrap()]);
     check(
         "chosen reward",
@@ -166,13 +191,18 @@ fn differences(case: &Value, params: &LossParams) -> Vec<String> {
 fn every_trl_loss_type_lpo_implements_equals_trls_own_outputs() {
     let fixture = fixture();
     let mut compared = std::collections::BTreeSet::new();
+    let mut combined = std::collections::BTreeSet::new();
     let mut wrong = Vec::new();
     for case in fixture["cases"].as_array().unwrap() {
         if case["trainer"] != "DPOTrainer" {
             continue;
         }
         let Some(params) = params(case) else { continue };
-        compared.insert(params.kind.as_str());
+        if let [part] = params.parts.as_slice() {
+            compared.insert(part.kind.as_str());
+        } else {
+            combined.insert(case["name"].as_str().unwrap().to_string());
+        }
         for problem in differences(case, &params) {
             wrong.push(format!("{}: {problem}", case["name"].as_str().unwrap()));
         }
@@ -191,6 +221,11 @@ fn every_trl_loss_type_lpo_implements_equals_trls_own_outputs() {
     assert_eq!(
         compared, declared,
         "kinds with a TRL source but no TRL case, or the reverse"
+    );
+    // Weighted combinations (TRL's loss_weights): MPO, RPO and ipo + hinge.
+    assert_eq!(
+        combined.into_iter().collect::<Vec<_>>(),
+        ["dpo/ipo+hinge", "dpo/mpo", "dpo/rpo"]
     );
 }
 
@@ -221,7 +256,7 @@ fn simpo_and_orpo_equal_trls_cpo_and_orpo_trainers() {
             _ => continue,
         };
         let mut config = LossConfig {
-            kind,
+            kind: kind.into(),
             ..LossConfig::default()
         };
         config.beta = lpo_recipe::Coef::Value(p["beta"].as_f64().unwrap());

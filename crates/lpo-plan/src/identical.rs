@@ -79,7 +79,7 @@ fn pairwise(recipe: &Recipe) -> Option<Pairwise> {
     // Preference pairs: two responses, the first strictly better.
     let untied_pairs = recipe.data.form == DataForm::Preference;
     let two = untied_pairs || recipe.data.list_size == 2;
-    match loss.kind {
+    match loss.kind.single()? {
         LossKind::Dpo if two => Some(Pairwise::Dpo),
         LossKind::Lpo if two && !loss.margin_weight && always_zero(&loss.gamma) => {
             Some(Pairwise::Lpo)

@@ -760,6 +760,10 @@ fn canonical_field(recipe: &Recipe, name: &str, mut json: Json) -> Option<Json> 
             let relevant = recipe.loss.kind.relevant_keys(recipe.loss.margin_weight);
             if let Some(loss) = json.as_object_mut() {
                 loss.retain(|k, _| relevant.contains(&k.as_str()));
+                // A weighted list of one part of weight 1 is that kind.
+                if let Some(kind) = recipe.loss.kind.single() {
+                    loss.insert("kind".into(), Json::from(kind.as_str()));
+                }
                 for (key, coef) in [
                     ("beta", &recipe.loss.beta),
                     ("alpha", &recipe.loss.alpha),

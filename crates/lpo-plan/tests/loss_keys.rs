@@ -14,6 +14,19 @@ fn recipe(text: &str) -> Recipe {
     toml::Value::Table(table).try_into().unwrap()
 }
 
+/// `loss.kind` as recipes write it: every kind alone, and weighted sums
+/// whose parts read different keys.
+fn objectives() -> Vec<String> {
+    let mut out: Vec<String> = LOSSES.iter().map(|s| format!("\"{}\"", s.name)).collect();
+    out.extend([
+        "[{ kind = \"simpo\", weight = 0.5 }, { kind = \"lpo\", weight = 0.5 }]".to_string(),
+        "[{ kind = \"robust\" }, { kind = \"exo_pair\", weight = 2 }, { kind = \"discopop\" }]"
+            .to_string(),
+        "[{ kind = \"pro\", weight = 0.1 }, { kind = \"rrhf\", weight = 0.9 }]".to_string(),
+    ]);
+    out
+}
+
 #[test]
 fn a_kind_s_run_id_moves_with_exactly_the_keys_it_reads() {
     let loss_keys: Vec<_> = KEYS
@@ -22,14 +35,12 @@ fn a_kind_s_run_id_moves_with_exactly_the_keys_it_reads() {
         .collect();
     assert!(loss_keys.len() >= 10, "{}", loss_keys.len());
     let mut wrong = Vec::new();
-    for spec in LOSSES {
+    for kind in objectives() {
         for margin_weight in [false, true] {
-            let base_text = format!(
-                "[loss]\nkind = \"{}\"\nmargin_weight = {margin_weight}\n",
-                spec.name
-            );
-            let base = lpo_plan::run_id(&recipe(&base_text));
-            let reads = spec.kind.relevant_keys(margin_weight);
+            let base_text = format!("[loss]\nkind = {kind}\nmargin_weight = {margin_weight}\n");
+            let base_recipe = recipe(&base_text);
+            let base = lpo_plan::run_id(&base_recipe);
+            let reads = base_recipe.loss.kind.relevant_keys(margin_weight);
             for key in &loss_keys {
                 let name = key.path.trim_start_matches("loss.");
                 if name == "margin_weight" {
@@ -42,8 +53,7 @@ fn a_kind_s_run_id_moves_with_exactly_the_keys_it_reads() {
                 let moved = lpo_plan::run_id(&recipe(&text)) != base;
                 if moved != reads.contains(&name) {
                     wrong.push(format!(
-                        "{} (margin_weight = {margin_weight}): {} {}",
-                        spec.name,
+                        "{kind} (margin_weight = {margin_weight}): {} {}",
                         key.path,
                         if moved {
                             "moves the id but is not read"
@@ -56,6 +66,27 @@ fn a_kind_s_run_id_moves_with_exactly_the_keys_it_reads() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A weighted sum's id moves with each weight and with the parts' order
+/// (the first part's implicit reward is the one logged); one part of weight
+/// 1 is the kind itself.
+#[test]
+fn weights_and_order_of_parts_enter_the_run_id() {
+    let id = |kind: &str| lpo_plan::run_id(&recipe(&format!("[loss]\nkind = {kind}\n")));
+    let mpo = id("[{ kind = \"dpo\", weight = 0.8 }, { kind = \"bco_pair\", weight = 0.2 }]");
+    assert_ne!(
+        mpo,
+        id("[{ kind = \"dpo\", weight = 0.7 }, { kind = \"bco_pair\", weight = 0.2 }]")
+    );
+    assert_ne!(
+        mpo,
+        id("[{ kind = \"bco_pair\", weight = 0.2 }, { kind = \"dpo\", weight = 0.8 }]")
+    );
+    assert_ne!(mpo, id("\"dpo\""));
+    assert_eq!(id("\"nca\""), id("[{ kind = \"nca\" }]"));
+    assert_eq!(id("\"nca\""), id("[{ kind = \"nca\", weight = 1.0 }]"));
+    assert_ne!(id("\"nca\""), id("[{ kind = \"nca\", weight = 2.0 }]"));
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub enum Ty {
     Enum(&'static [&'static str]),
     /// A non-empty array of distinct listed strings.
     EnumList(&'static [&'static str]),
+    /// `loss.kind`: a loss kind's name, or an array of `{ kind, weight }`
+    /// tables (a weighted sum of kinds, [`crate::losses::Objective`]).
+    Objective,
     /// A number or a schedule table; values must be `> min` (`open_min`) or `>= min`.
     Coef {
         /// Lower bound for every value the schedule takes.
@@ -78,6 +81,7 @@ impl Ty {
                 .iter()
                 .find(|o| format!("\"{o}\"") != default)
                 .map(|o| format!("\"{o}\"")),
+            Ty::Objective => Ty::Enum(crate::losses::LOSS_NAMES).another_value(default),
             Ty::Int { min, max } => {
                 let current: i64 = default.parse().ok()?;
                 Some(if current < max { current + 1 } else { min }.to_string())
@@ -122,6 +126,13 @@ pub struct KeySpec {
     /// Whether it enters the run id (the planner's `canonical` drops the
     /// others, and docs/recipes.md says so).
     pub role: Role,
+}
+
+impl KeySpec {
+    /// This key with another type (to check a part of its value).
+    const fn with_ty(&self, ty: Ty) -> KeySpec {
+        KeySpec { ty, ..*self }
+    }
 }
 
 const fn key(path: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> KeySpec {
@@ -201,7 +212,7 @@ pub const KEYS: &[KeySpec] = &[
     key("reference.sample_temperature", POSITIVE, "1.0", "Temperature when sampling the K responses of each training prompt."),
     key("reference.checkpoint", Ty::Path, "-", "Hugging Face checkpoint directory (config.json + safetensors) of a Mistral, Llama, Qwen2 or Qwen3 decoder, or a Hub name `org/name` (`org/name@revision`) from the Hugging Face cache, used as the reference and the policy's start instead of SFT; its config.json gives the model architecture and its tokenizer files the tokenizer."),
     key("loss", Ty::Section, "", "Training objective (docs/losses.md)."),
-    key("loss.kind", Ty::Enum(crate::losses::LOSS_NAMES), "\"lpo\"", "Which objective (the loss kinds table below)."),
+    key("loss.kind", Ty::Objective, "\"lpo\"", "Which objective (the loss kinds table below), or a weighted sum of kinds: `[{ kind = \"dpo\", weight = 0.8 }, { kind = \"bco_pair\", weight = 0.2 }]` (TRL's `loss_weights`, as MPO; a part without `weight` has weight 1). Each part reads the `loss.` keys its kind reads; the run logs each part's loss in loss_parts.csv, and its implicit reward is the first part's."),
     key("loss.beta", Ty::Coef { min: 0.0, open_min: true }, "0.1", "Implicit-reward scale beta > 0: a number or a schedule."),
     key("loss.alpha", Ty::Coef { min: 0.0, open_min: true }, "1.0", "Reward temperature alpha > 0 of p = softmax(r / alpha): a number or a schedule."),
     key("loss.gamma", Ty::Coef { min: 0.0, open_min: false }, "0.0", "Weight gamma >= 0 of LPO's anchor term: a number or a schedule."),
@@ -679,6 +690,10 @@ pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
             }
             Ok(())
         }
+        Ty::Objective => match value.as_array() {
+            Some(parts) => objective_problem(spec, parts),
+            None => leaf(&spec.with_ty(Ty::Enum(crate::losses::LOSS_NAMES)), value),
+        },
         Ty::Enum(options) => match value.as_str() {
             Some(s) if options.contains(&s) => Ok(()),
             Some(s) => Err(format!(
@@ -719,6 +734,50 @@ pub fn leaf(spec: &KeySpec, value: &Value) -> Result<(), String> {
         | Ty::ZipAxes
         | Ty::Seeds
         | Ty::Filters => Ok(()),
+    }
+}
+
+/// What is wrong with a weighted `loss.kind` list, if anything.
+fn objective_problem(spec: &KeySpec, parts: &[Value]) -> Result<(), String> {
+    let kinds = spec.with_ty(Ty::Enum(crate::losses::LOSS_NAMES));
+    for (i, part) in parts.iter().enumerate() {
+        let n = i + 1;
+        let Some(table) = part.as_table() else {
+            return Err(format!(
+                "part {n} must be a table {{ kind = \"...\", weight = ... }}, found {}",
+                describe(part)
+            ));
+        };
+        if let Some(other) = table
+            .keys()
+            .find(|k| !["kind", "weight"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "part {n} has the unknown field `{other}`: a part has `kind` and `weight`"
+            ));
+        }
+        match table.get("kind") {
+            None => return Err(format!("part {n} has no `kind`")),
+            Some(kind) => leaf(&kinds, kind).map_err(|e| format!("part {n}'s kind {e}"))?,
+        }
+        if let Some(weight) = table.get("weight") {
+            number(weight).ok_or_else(|| {
+                format!(
+                    "part {n}'s weight must be a number, found {}",
+                    describe(weight)
+                )
+            })?;
+        }
+    }
+    let objective: crate::losses::Objective =
+        Value::Array(parts.to_vec())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                format!("is not a weighted list of kinds: {}", e.message())
+            })?;
+    match objective.problems().into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(()),
     }
 }
 
@@ -812,6 +871,7 @@ pub fn reference_markdown() -> String {
                 }
             }
             Ty::Enum(options) => options.join(" \\| "),
+            Ty::Objective => "loss kind, or array of { kind, weight }".to_string(),
             Ty::EnumList(options) => format!("list of {}", options.join(" \\| ")),
             Ty::Coef { min, open_min } => format!(
                 "number or schedule, {} {min}",
@@ -831,7 +891,15 @@ pub fn reference_markdown() -> String {
     }
     out.push_str(&format!(
         "\n### Loss kinds\n\nEvery kind reads {}; the table says what else. \
-         docs/losses.md defines the first five, docs/trl-losses.md the TRL ones.\n\n{}",
+         docs/losses.md defines the first five, docs/trl-losses.md the TRL ones, \
+         docs/listwise-losses.md LiPO-λ, PRO and RRHF.\n\n\
+         `loss.kind` may also be a weighted sum of kinds, as TRL's `loss_weights` \
+         (MPO: `[{{ kind = \"dpo\", weight = 0.8 }}, {{ kind = \"bco_pair\", weight = 0.2 }}, {{ kind = \"sft\" }}]`): \
+         the loss is each part's per-prompt terms times its weight, summed, plus the supervised term, \
+         averaged over the prompts where any of them contributes. A weighted sum needs a reference \
+         when some part does, couples the batch when some part does, reads the keys its parts read, \
+         and logs each part's loss per step in loss_parts.csv and under `loss_parts/` in TensorBoard \
+         (docs/trl-losses.md).\n\n{}",
         crate::losses::EVERY_KIND_READS
             .iter()
             .map(|k| format!("`loss.{k}`"))

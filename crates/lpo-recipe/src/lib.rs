@@ -13,6 +13,6 @@ pub mod validate;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use load::{load, Explanation, Loaded, Overrides};
-pub use losses::{LossSpec, LOSSES, LOSS_NAMES};
+pub use losses::{LossSpec, Objective, Part, LOSSES, LOSS_NAMES};
 pub use schedule::{Coef, Schedule};
 pub use schema::*;

@@ -675,7 +675,7 @@ mod tests {
             (20, 4, 7)
         );
         assert_eq!(r.train.learning_rate, 0.5);
-        assert_eq!(r.loss.kind, crate::schema::LossKind::Dpo);
+        assert_eq!(r.loss.kind, crate::schema::LossKind::Dpo.into());
         assert_eq!(
             r.loss.alpha,
             crate::schedule::Coef::Schedule(crate::schedule::Schedule::Linear {

@@ -276,6 +276,152 @@ impl LossKind {
     }
 }
 
+/// `loss.kind`: one kind, or a weighted sum of kinds (TRL's `loss_type`
+/// list with `loss_weights`, as MPO combines `sigmoid`, `bco_pair` and
+/// `sft`). A single kind serializes as its name, so its run ids are those
+/// of recipes written before combinations existed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Objective {
+    /// One kind (`loss.kind = "dpo"`).
+    One(LossKind),
+    /// A weighted sum (`loss.kind = [{ kind = "dpo", weight = 0.8 }, ...]`):
+    /// at least one part, each kind once, weights finite and > 0 (checked
+    /// when the recipe loads).
+    Weighted(Vec<Part>),
+}
+
+/// One part of a weighted `loss.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    /// The kind.
+    pub kind: LossKind,
+    /// Its weight (TRL's `loss_weights`; 1 when left out, as there).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl From<LossKind> for Objective {
+    fn from(kind: LossKind) -> Self {
+        Objective::One(kind)
+    }
+}
+
+impl Objective {
+    /// Its parts: `(kind, weight)`, one of weight 1 for a single kind.
+    pub fn parts(&self) -> Vec<Part> {
+        match self {
+            Objective::One(kind) => vec![Part {
+                kind: *kind,
+                weight: 1.0,
+            }],
+            Objective::Weighted(parts) => parts.clone(),
+        }
+    }
+
+    /// The first part's kind: the one whose implicit reward a run logs and
+    /// ranks held-out lists by.
+    pub fn first(&self) -> LossKind {
+        match self {
+            Objective::One(kind) => *kind,
+            Objective::Weighted(parts) => parts.first().map_or(LossKind::Lpo, |p| p.kind),
+        }
+    }
+
+    /// The kind, when it is one kind (a weighted list of one part included,
+    /// whatever its weight: the planner's identity checks ask for the plain
+    /// kind).
+    pub fn single(&self) -> Option<LossKind> {
+        match self {
+            Objective::One(kind) => Some(*kind),
+            Objective::Weighted(parts) if parts.len() == 1 && parts[0].weight == 1.0 => {
+                Some(parts[0].kind)
+            }
+            Objective::Weighted(_) => None,
+        }
+    }
+
+    /// Whether some part compares the policy with a reference model: then
+    /// the run loads and caches one.
+    pub fn needs_reference(&self) -> bool {
+        self.parts().iter().any(|p| p.kind.spec().reference)
+    }
+
+    /// The first part that couples the prompts of a batch, if any
+    /// ([`LossSpec::batch`]).
+    pub fn batch_kind(&self) -> Option<LossKind> {
+        self.parts()
+            .into_iter()
+            .map(|p| p.kind)
+            .find(|k| k.spec().batch)
+    }
+
+    /// The `[loss]` keys some part reads ([`LossKind::relevant_keys`]), each once.
+    pub fn relevant_keys(&self, margin_weight: bool) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        for part in self.parts() {
+            for key in part.kind.relevant_keys(margin_weight) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// What a report calls it: the kind's name, or the parts as
+    /// `0.8*dpo+0.2*bco_pair`.
+    pub fn label(&self) -> String {
+        match self {
+            Objective::One(kind) => kind.as_str().to_string(),
+            Objective::Weighted(parts) => parts
+                .iter()
+                .map(|p| format!("{}*{}", p.weight, p.kind.as_str()))
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
+    }
+
+    /// Problems of a weighted list: no part, a kind twice, a weight not
+    /// finite and > 0 (or beyond f32's range, which the loss computes in).
+    pub fn problems(&self) -> Vec<String> {
+        let Objective::Weighted(parts) = self else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if parts.is_empty() {
+            out.push("is an empty list: give a kind, or at least one { kind, weight }".into());
+        }
+        for (i, part) in parts.iter().enumerate() {
+            if parts[..i].iter().any(|p| p.kind == part.kind) {
+                out.push(format!(
+                    "lists \"{}\" twice: give each kind once, with the sum of its weights",
+                    part.kind.as_str()
+                ));
+            }
+            let w = part.weight;
+            if !(w.is_finite() && w > 0.0 && w <= f64::from(f32::MAX)) {
+                out.push(format!(
+                    "gives \"{}\" the weight {w}: weights must be finite, > 0 and within f32's range",
+                    part.kind.as_str()
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Default for Objective {
+    fn default() -> Self {
+        Objective::One(LossKind::Lpo)
+    }
+}
+
 /// docs/recipes.md's table of loss kinds, generated from [`LOSSES`].
 pub fn markdown() -> String {
     let mut out = String::from(
@@ -326,6 +472,89 @@ mod tests {
         assert_eq!(
             LossKind::Dpo.relevant_keys(true),
             ["kind", "normalize", "sft_weight", "beta", "pairing"]
+        );
+    }
+
+    fn objective(text: &str) -> Objective {
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("kind = {text}"))
+            .unwrap()
+            .remove("kind")
+            .unwrap();
+        value.try_into().unwrap()
+    }
+
+    #[test]
+    fn a_weighted_kind_parses_and_reads_what_its_parts_read() {
+        assert_eq!(objective("\"dpo\""), Objective::One(LossKind::Dpo));
+        let o = objective("[{ kind = \"dpo\", weight = 0.8 }, { kind = \"simpo\" }]");
+        assert_eq!(
+            o.parts(),
+            [
+                Part {
+                    kind: LossKind::Dpo,
+                    weight: 0.8
+                },
+                Part {
+                    kind: LossKind::Simpo,
+                    weight: 1.0
+                },
+            ]
+        );
+        assert_eq!(o.label(), "0.8*dpo+1*simpo");
+        assert_eq!(o.first(), LossKind::Dpo);
+        assert_eq!(o.single(), None);
+        assert!(o.needs_reference(), "dpo needs one");
+        assert_eq!(
+            o.relevant_keys(false),
+            [
+                "kind",
+                "normalize",
+                "sft_weight",
+                "beta",
+                "pairing",
+                "simpo_gamma"
+            ]
+        );
+        assert!(o.problems().is_empty());
+        assert_eq!(o.batch_kind(), None);
+        let mpo = objective("[{ kind = \"dpo\", weight = 0.8 }, { kind = \"bco_pair\", weight = 0.2 }, { kind = \"sft\" }]");
+        assert_eq!(mpo.batch_kind(), Some(LossKind::Sft));
+        let free =
+            objective("[{ kind = \"simpo\", weight = 0.5 }, { kind = \"orpo\", weight = 0.5 }]");
+        assert!(!free.needs_reference());
+        // One part of weight 1 is the kind itself.
+        assert_eq!(
+            objective("[{ kind = \"nca\" }]").single(),
+            Some(LossKind::Nca)
+        );
+        assert_eq!(objective("[{ kind = \"nca\", weight = 2 }]").single(), None);
+    }
+
+    #[test]
+    fn a_weighted_kind_refuses_no_parts_a_kind_twice_and_bad_weights() {
+        let problem = |text: &str| objective(text).problems().join("; ");
+        assert!(problem("[]").contains("empty list"));
+        assert!(
+            problem("[{ kind = \"dpo\" }, { kind = \"dpo\", weight = 2 }]")
+                .contains("\"dpo\" twice")
+        );
+        for weight in ["0", "-1", "nan", "inf", "1e39"] {
+            assert!(
+                problem(&format!("[{{ kind = \"dpo\", weight = {weight} }}]"))
+                    .contains("weights must be finite"),
+                "{weight}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_kind_serializes_as_its_name() {
+        let json = serde_json::to_string(&Objective::One(LossKind::Dpo)).unwrap();
+        assert_eq!(json, "\"dpo\"", "run ids of one kind are as before");
+        let weighted = objective("[{ kind = \"dpo\", weight = 0.8 }]");
+        assert_eq!(
+            serde_json::to_string(&weighted).unwrap(),
+            r#"[{"kind":"dpo","weight":0.8}]"#
         );
     }
 }

@@ -102,9 +102,7 @@ impl Recipe {
 
     /// The method label reports group by: `label`, else the loss kind.
     pub fn method_label(&self) -> String {
-        self.label
-            .clone()
-            .unwrap_or_else(|| self.loss.kind.as_str().to_string())
+        self.label.clone().unwrap_or_else(|| self.loss.kind.label())
     }
 }
 
@@ -399,7 +397,7 @@ impl Default for ReferenceConfig {
     }
 }
 
-pub use crate::losses::LossKind;
+pub use crate::losses::{LossKind, Objective};
 
 /// LPO's per-response weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -437,8 +435,8 @@ pub enum Normalize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
-    /// Which objective.
-    pub kind: LossKind,
+    /// Which objective: one kind or a weighted sum of kinds.
+    pub kind: Objective,
     /// Implicit-reward scale beta (> 0).
     pub beta: Coef,
     /// Reward temperature alpha of the target distribution softmax(r / alpha) (> 0).
@@ -470,7 +468,7 @@ pub struct LossConfig {
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
-            kind: LossKind::Lpo,
+            kind: Objective::One(LossKind::Lpo),
             beta: Coef::Value(0.1),
             alpha: Coef::Value(1.0),
             gamma: Coef::Value(0.0),

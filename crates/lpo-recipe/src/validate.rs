@@ -1,6 +1,6 @@
 //! Cross-field checks on a resolved recipe (single keys are checked by [`crate::keys`]).
 
-use crate::schema::Recipe;
+use crate::schema::{Objective, Recipe};
 
 /// Problems as (key path, message).
 pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
@@ -111,13 +111,16 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
             ),
         ));
     }
-    if t.grad_accum > 1 && recipe.loss.kind.spec().batch {
+    if let Some(kind) = recipe.loss.kind.batch_kind().filter(|_| t.grad_accum > 1) {
+        let what = match recipe.loss.kind {
+            Objective::One(_) => format!("loss.kind = \"{}\"", kind.as_str()),
+            Objective::Weighted(_) => format!("loss.kind's part \"{}\"", kind.as_str()),
+        };
         out.push((
             "train.grad_accum".into(),
             format!(
-                "is {}, but loss.kind = \"{}\" couples the prompts of a batch (it sorts or token-weights across it), so its batch cannot be split into micro-batches: use grad_accum = 1",
+                "is {}, but {what} couples the prompts of a batch (it sorts or token-weights across it), so its batch cannot be split into micro-batches: use grad_accum = 1",
                 t.grad_accum,
-                recipe.loss.kind.as_str()
             ),
         ));
     }

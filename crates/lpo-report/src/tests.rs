@@ -104,6 +104,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
             sft_loss: 1.0,
             grad_norm: 1.0,
             tokens: 100,
+            parts: Vec::new(),
         })
         .collect();
     std::fs::write(dir.join(METRICS), to_csv(&metrics).unwrap()).unwrap();

@@ -17,6 +17,9 @@ pub const TIMING: &str = "timing.csv";
 pub const HELDOUT: &str = "heldout.csv";
 /// `curves.csv` file name: held-out list metrics every `eval.every` steps.
 pub const CURVES: &str = "curves.csv";
+/// `loss_parts.csv` file name: each part's loss per step, for a weighted
+/// `loss.kind`.
+pub const LOSS_PARTS: &str = "loss_parts.csv";
 /// `config.toml` file name.
 pub const CONFIG: &str = "config.toml";
 /// Checkpoint directory name.
@@ -528,6 +531,86 @@ pub struct MetricsRow {
     pub grad_norm: f64,
     /// Tokens processed (prompts once, responses K times).
     pub tokens: u64,
+    /// Each part's loss before its weight, for a weighted `loss.kind`
+    /// (empty for one kind): not a column here, whose columns are the same
+    /// for every recipe, but a row of `loss_parts.csv` ([`parts_to_csv`]).
+    #[serde(skip)]
+    pub parts: Vec<PartLoss>,
+}
+
+/// One part's loss at a step: `loss = sum weight * part + the supervised
+/// term's share` (`lpo_loss::LossOutput::parts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartLoss {
+    /// The part's loss kind.
+    pub kind: String,
+    /// Its loss before its weight.
+    pub loss: f64,
+}
+
+/// `loss_parts.csv` of `rows`: a `step` column, then one per part named by
+/// its kind (so pandas or a spreadsheet plots it as it is); `None` when the
+/// rows carry no parts (one kind).
+pub fn parts_to_csv(kinds: &[&str], rows: &[MetricsRow]) -> Result<Option<Vec<u8>>> {
+    if kinds.len() < 2 {
+        return Ok(None);
+    }
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(std::iter::once("step").chain(kinds.iter().copied()))?;
+    for row in rows {
+        let mut record = vec![row.step.to_string()];
+        record.extend(row.parts.iter().map(|p| p.loss.to_string()));
+        writer.write_record(&record)?;
+    }
+    Ok(Some(
+        writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
+}
+
+/// Fills each row's `parts` from the `loss_parts.csv` at `path` (a resumed
+/// run's history): its header must name `kinds`, and it must have a row for
+/// every step of `rows`.
+pub fn read_parts(path: &Path, kinds: &[&str], rows: &mut [MetricsRow]) -> Result<()> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("reading {}", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let want: Vec<&str> = std::iter::once("step")
+        .chain(kinds.iter().copied())
+        .collect();
+    anyhow::ensure!(
+        header == want,
+        "{} has the columns {header:?}, not {want:?} as the run's loss.kind gives",
+        path.display()
+    );
+    let mut by_step = std::collections::BTreeMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{}: record {}", path.display(), i + 1))?;
+        let numbers: Vec<f64> = record
+            .iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: record {} is not numbers", path.display(), i + 1))?;
+        by_step.insert(numbers[0] as u32, numbers[1..].to_vec());
+    }
+    for row in rows {
+        let values = by_step
+            .get(&row.step)
+            .with_context(|| format!("{} has no row for step {}", path.display(), row.step))?;
+        row.parts = kinds
+            .iter()
+            .zip(values)
+            .map(|(kind, &loss)| PartLoss {
+                kind: kind.to_string(),
+                loss,
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 /// One optimizer step of `timing.csv` (wall clock: differs between runs).

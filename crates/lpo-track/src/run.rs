@@ -2,8 +2,9 @@
 //!
 //! Tags are `group/name`, so the scalars dashboard shows one section per
 //! group: `train/`, `coef/`, `rewards/`, `logps/` per optimizer step (the
-//! columns of metrics.csv), `heldout/` (curves.csv), `final/` (the
-//! summary's headline numbers, at the last step).
+//! columns of metrics.csv), `loss_parts/<kind>` for a weighted `loss.kind`
+//! (loss_parts.csv), `heldout/` (curves.csv), `final/` (the summary's
+//! headline numbers, at the last step).
 //!
 //! Resuming: TensorBoard keeps every value it reads. Its accumulator
 //! purges a restarted run's stale steps only on a `SessionLog.START`
@@ -149,10 +150,20 @@ impl RunEvents {
         self.writer.path()
     }
 
-    /// Appends one row of metrics.csv.
+    /// Appends one row of metrics.csv, with its parts' losses (loss_parts.csv).
     pub fn metrics(&mut self, row: &MetricsRow) -> Result<()> {
-        self.writer
-            .scalars(i64::from(row.step), &metrics_scalars(row))
+        let tags: Vec<String> = row
+            .parts
+            .iter()
+            .map(|p| format!("loss_parts/{}", p.kind))
+            .collect();
+        let mut values = metrics_scalars(row);
+        values.extend(
+            tags.iter()
+                .map(String::as_str)
+                .zip(row.parts.iter().map(|p| p.loss)),
+        );
+        self.writer.scalars(i64::from(row.step), &values)
     }
 
     /// Appends one row of curves.csv.

@@ -162,6 +162,7 @@ fn metrics_row(step: u32, shift: f64) -> MetricsRow {
         sft_loss: 1.5 - 0.01 * x,
         grad_norm: 2.0 + shift,
         tokens: 1000 + u64::from(step),
+        parts: Vec::new(),
     }
 }
 
@@ -309,6 +310,37 @@ fn a_resumed_run_shows_one_value_per_tag_and_step() {
         .collect();
     assert_eq!(loss, want);
     assert_eq!(seen.len(), 16 + 6);
+}
+
+/// A weighted `loss.kind`'s parts get a tag each, `loss_parts/<kind>`,
+/// replayed on a resume like the other columns.
+#[test]
+fn each_part_of_a_weighted_loss_has_its_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_parts = |step: u32| MetricsRow {
+        parts: vec![
+            lpo_results::records::PartLoss {
+                kind: "dpo".into(),
+                loss: 0.69 - 0.01 * f64::from(step),
+            },
+            lpo_results::records::PartLoss {
+                kind: "bco_pair".into(),
+                loss: 1.38,
+            },
+        ],
+        ..metrics_row(step, 0.0)
+    };
+    let history: Vec<MetricsRow> = (0..3).map(with_parts).collect();
+    let mut events = RunEvents::start(tmp.path(), &history, &[]).unwrap();
+    events.metrics(&with_parts(3)).unwrap();
+    events.flush().unwrap();
+    let seen = accumulate(&tmp.path().join(TB_DIR)).unwrap();
+    let dpo: Vec<(i64, f32)> = (0..4)
+        .map(|s| (i64::from(s), (0.69 - 0.01 * f64::from(s)) as f32))
+        .collect();
+    assert_eq!(seen["loss_parts/dpo"], dpo);
+    assert_eq!(seen["loss_parts/bco_pair"].len(), 4);
+    assert_eq!(seen.len(), 16 + 2);
 }
 
 #[test]

@@ -150,8 +150,9 @@ impl HeldoutSet {
             sources: lists.iter().map(|l| l.source.clone()).collect(),
             reference: Vec::new(),
             normalize: recipe.loss.normalize,
-            reference_free: !recipe.loss.kind.spec().reference,
-            kind: recipe.loss.kind,
+            // Held-out lists are ranked by the first part's implicit reward.
+            reference_free: !recipe.loss.kind.first().spec().reference,
+            kind: recipe.loss.kind.first(),
             pad: tokenizer.pad(),
         };
         if !held.reference_free {

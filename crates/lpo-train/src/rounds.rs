@@ -241,7 +241,7 @@ impl RunInputs<'_> {
     ) -> Result<(Tensor, Tensor)> {
         let request = self.request;
         let recipe = request.recipe;
-        if !recipe.loss.kind.spec().reference {
+        if !recipe.loss.kind.needs_reference() {
             let counts: Vec<f32> = set.responses.iter().map(|r| r.len() as f32).collect();
             let tokens = Tensor::from_slice(&counts)
                 .view([set.len() as i64, set.k as i64])

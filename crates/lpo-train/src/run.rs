@@ -12,7 +12,9 @@ use lpo_model::logps::{checkpointed_response_logps, response_logps, Recompute};
 use lpo_model::lora::LoraSpec;
 use lpo_model::Mistral;
 use lpo_recipe::Normalize;
-use lpo_results::records::{self, MemoryRecord, CHECKPOINT, CONFIG, CURVES, METRICS, TIMING};
+use lpo_results::records::{
+    self, MemoryRecord, CHECKPOINT, CONFIG, CURVES, LOSS_PARTS, METRICS, TIMING,
+};
 use lpo_results::{
     remove_stale_temporaries, write_atomic, CurveRow, FileLock, MetricsRow, Status, Summary,
     TimingRow, Timings,
@@ -43,6 +45,9 @@ struct RunState {
     written: Instant,
     /// The TensorBoard events of `metrics` and `curves`.
     tracker: Tracker,
+    /// The kinds of a weighted `loss.kind`, whose losses each step logs in
+    /// loss_parts.csv (empty for one kind).
+    part_kinds: Vec<&'static str>,
 }
 
 /// How often the step metrics of a running run reach its directory: often
@@ -94,6 +99,12 @@ impl RunState {
             cuda_peak: None,
             written: Instant::now(),
             tracker: Tracker::default(),
+            part_kinds: match &recipe.loss.kind {
+                lpo_recipe::Objective::Weighted(parts) if parts.len() > 1 => {
+                    parts.iter().map(|p| p.kind.as_str()).collect()
+                }
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -137,12 +148,15 @@ impl RunState {
         }
     }
 
-    /// Writes metrics.csv, timing.csv and curves.csv into `dir`.
+    /// Writes metrics.csv, timing.csv, curves.csv and loss_parts.csv into `dir`.
     fn write_curves_to(&self, dir: &Path) -> Result<()> {
         write_atomic(
             &dir.join(METRICS),
             &records::to_csv_with_header(&self.metrics)?,
         )?;
+        if let Some(parts) = records::parts_to_csv(&self.part_kinds, &self.metrics)? {
+            write_atomic(&dir.join(LOSS_PARTS), &parts)?;
+        }
         write_atomic(
             &dir.join(TIMING),
             &records::to_csv_with_header(&self.timing)?,
@@ -700,6 +714,9 @@ fn resume_from(
         .filter(|r| r.step < start)
         .collect();
     // Every step before the checkpoint has its row, in order.
+    if !state.part_kinds.is_empty() {
+        records::read_parts(&dir.join(LOSS_PARTS), &state.part_kinds, &mut state.metrics)?;
+    }
     let steps_logged: Vec<u32> = state.metrics.iter().map(|r| r.step).collect();
     ensure!(
         steps_logged.iter().copied().eq(0..start),
@@ -756,11 +773,13 @@ fn optimizer_step(
     // The loss and the gradient norm stay on the device until the step is
     // done; a step with either not finite is skipped there, then refused.
     let mut losses = Vec::with_capacity(micro);
+    let mut part_losses = Vec::with_capacity(micro);
     let mut stats_values = Vec::with_capacity(micro);
     let mut tokens = 0;
     for (indices, &weight) in parts.iter().zip(&weights) {
         let (result, recompute) = micro_batch_loss(inputs, data, policy, &params, indices);
         losses.push(result.loss.detach() * weight);
+        part_losses.push(result.parts.to_kind(Kind::Double) * weight);
         (result.loss * weight).backward();
         if let Some(recompute) = recompute {
             recompute.backward(); // activation checkpointing: the blocks' part
@@ -782,7 +801,9 @@ fn optimizer_step(
         t.steps,
     );
     opt.step(lr, Some(&finite.logical_not()))?;
-    let (loss, grad_norm, stats) = read_step(&loss, &grad_norm, stats_values)?;
+    let part_losses = Tensor::stack(&part_losses, 0).sum_dim_intlist(0, false, Kind::Double);
+    let (loss, grad_norm, part_losses, stats) =
+        read_step(&loss, &grad_norm, &part_losses, stats_values)?;
     if !loss.is_finite() {
         bail!("loss is {loss} at step {step}");
     }
@@ -806,7 +827,20 @@ fn optimizer_step(
         sft_loss: stats.sft_loss,
         grad_norm,
         tokens,
+        parts: part_rows(&params, part_losses),
     })
+}
+
+/// A step's part losses as metrics.csv's rows carry them: none for one kind.
+fn part_rows(params: &LossParams, losses: Vec<f64>) -> Vec<records::PartLoss> {
+    if params.parts.len() < 2 {
+        return Vec::new();
+    }
+    let kinds = params.parts.iter().map(|p| p.kind.as_str().to_string());
+    kinds
+        .zip(losses)
+        .map(|(kind, loss)| records::PartLoss { kind, loss })
+        .collect()
 }
 
 /// The seed of a round's batch order: the run's seed in round 0, one derived
@@ -877,9 +911,6 @@ fn seed_lora_dropout(inputs: &RunInputs<'_>, step: u32) {
     }
 }
 
-/// A step's numbers, read to the host in one copy after the update: the
-/// loss, the gradient norm, and the mean of its micro-batches' statistics
-/// (each [`lpo_loss::LossOutput::stats_values`], in f64).
 /// Each micro-batch's share of the step's contributing prompts
 /// ([`lpo_loss::contributing`], from the rewards on the host: no device
 /// read): the step's loss, a mean over its contributing prompts, is the
@@ -912,24 +943,39 @@ fn micro_weights(
         .collect()
 }
 
+/// A step's numbers, read to the host in one copy after the update: the
+/// loss, the gradient norm, each part's loss (`parts`, the micro-batches'
+/// weighted like the loss) and the mean of its micro-batches' statistics
+/// (each [`lpo_loss::LossOutput::stats_values`], in f64).
 fn read_step(
     loss: &Tensor,
     grad_norm: &Tensor,
+    parts: &Tensor,
     stats_values: Vec<Tensor>,
-) -> Result<(f64, f64, lpo_loss::LossStats)> {
+) -> Result<(f64, f64, Vec<f64>, lpo_loss::LossStats)> {
     let micro = stats_values.len();
-    let mut numbers = vec![loss.view([1]), grad_norm.to_kind(Kind::Double).view([1])];
+    let n_parts = parts.size()[0] as usize;
+    let mut numbers = vec![
+        loss.view([1]),
+        grad_norm.to_kind(Kind::Double).view([1]),
+        parts.shallow_clone(),
+    ];
     numbers.extend(stats_values);
     let numbers = Vec::<f64>::try_from(Tensor::cat(&numbers, 0).to_device(Device::Cpu))?;
     let mut stats = lpo_loss::LossStats::default();
-    for values in numbers[2..].chunks(8) {
+    for values in numbers[2 + n_parts..].chunks(8) {
         add_share(
             &mut stats,
             &lpo_loss::LossStats::from_values(values),
             1.0 / micro as f64,
         );
     }
-    Ok((numbers[0], numbers[1], stats))
+    Ok((
+        numbers[0],
+        numbers[1],
+        numbers[2..2 + n_parts].to_vec(),
+        stats,
+    ))
 }
 
 /// Adds `share` of one micro-batch's statistics `s` to the step's `stats`.

@@ -142,7 +142,7 @@ fn reference_and_lists_are_built_once_and_reused() {
 
     // A loss setting does not change the data; a data setting does.
     let mut other_loss = recipe.clone();
-    other_loss.loss.kind = lpo_recipe::LossKind::Dpo;
+    other_loss.loss.kind = lpo_recipe::LossKind::Dpo.into();
     let same = lists::obtain(
         &other_loss,
         &srcs,
