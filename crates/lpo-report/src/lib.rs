@@ -5,12 +5,14 @@
 //! configuration best on validation), [`compare`] pairs every arm with a
 //! baseline prompt by prompt on the test split (seed-aware intervals and
 //! tests), head-to-heads and held-out list metrics, [`render`] writes
-//! Markdown, LaTeX and CSV, and [`svg`] draws the reward-vs-KL frontier,
-//! training curves and win rates. [`write_report`] does all of it for one
+//! Markdown, LaTeX and CSV, [`svg`] draws the reward-vs-KL frontier,
+//! training curves and win rates, and [`html`] lays all of it out as one
+//! self-contained page. [`write_report`] does all of it for one
 //! family. docs/results.md defines every number.
 
 pub mod collect;
 pub mod compare;
+pub mod html;
 pub mod render;
 pub mod select;
 pub mod svg;
@@ -217,8 +219,9 @@ pub fn build<'a>(collection: &'a Collection, options: &Options) -> Result<(Repor
 }
 
 /// Compares `collection` against `options.baseline` and writes
-/// `report.{md,tex,csv}`, `report-heldout.csv`, `report-compare.csv` and
-/// `plots/*.svg` into its directory, and each paper table of
+/// `report.{md,tex,csv}`, `report-heldout.csv`, `report-compare.csv`,
+/// `plots/*.svg` and `report.html` (all of them on one page) into its
+/// directory, and each paper table of
 /// `options.specs` into `results_root/tables/`.
 pub fn write_report(
     collection: &Collection,
@@ -248,29 +251,20 @@ pub fn write_report(
             &mut files,
         )?;
     }
-    let plot_notes = plots(collection, &arms, &report, &mut files)?;
+    let (plot_notes, charts) = plots(collection, &arms, &report, &mut files)?;
+    let mut papers = Vec::new();
     for spec in &options.specs {
-        let base = spec.baseline.as_deref().unwrap_or(&options.baseline);
-        let (mut spec_tables, _) = compare::compare(&arms, base);
-        adjust_family(&mut spec_tables, &mut [], options.adjustment);
-        let paper = render::paper_table(spec, &spec_tables)?;
-        let dir = results_root.join("tables");
-        write(
-            dir.join(format!("{}.md", spec.name)),
-            &paper.markdown,
-            &mut files,
-        )?;
-        write(
-            dir.join(format!("{}.tex", spec.name)),
-            &paper.latex,
-            &mut files,
-        )?;
-        write(
-            dir.join(format!("{}.csv", spec.name)),
-            &paper.csv,
-            &mut files,
-        )?;
+        let paper = write_paper_table(spec, &arms, options, results_root, &mut files)?;
+        papers.push((spec.name.clone(), paper));
     }
+    let page = html::page(&html::Page {
+        report: &report,
+        runs: &run_lines(collection, &arms),
+        papers: &papers,
+        charts: &charts,
+        plot_notes: &plot_notes,
+    });
+    write(collection.dir.join("report.html"), &page, &mut files)?;
     let text = match options.format {
         Format::Markdown => {
             let mut md = md;
@@ -290,6 +284,71 @@ pub fn write_report(
         unpaired: report.unpaired.clone(),
         report,
     })
+}
+
+/// Compares every arm with the paper table's baseline and writes the table
+/// to `results_root/tables/NAME.{md,tex,csv}`.
+fn write_paper_table(
+    spec: &TableSpec,
+    arms: &Arms<'_>,
+    options: &Options,
+    results_root: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<render::PaperTable> {
+    let base = spec.baseline.as_deref().unwrap_or(&options.baseline);
+    let (mut spec_tables, _) = compare::compare(arms, base);
+    adjust_family(&mut spec_tables, &mut [], options.adjustment);
+    let paper = render::paper_table(spec, &spec_tables)?;
+    let dir = results_root.join("tables");
+    write(
+        dir.join(format!("{}.md", spec.name)),
+        &paper.markdown,
+        files,
+    )?;
+    write(dir.join(format!("{}.tex", spec.name)), &paper.latex, files)?;
+    write(dir.join(format!("{}.csv", spec.name)), &paper.csv, files)?;
+    Ok(paper)
+}
+
+/// Every run of the family for the page's runs table: complete runs by
+/// arm (runs of a configuration not selected after them), then the absent.
+fn run_lines(collection: &Collection, arms: &Arms<'_>) -> Vec<html::RunLine> {
+    let mut out = Vec::new();
+    for arm in &arms.arms {
+        for run in &arm.runs {
+            out.push(html::RunLine {
+                id: run.summary.run_id.clone(),
+                method: arm.name.clone(),
+                in_arm: true,
+                seed: Some(run.seed()),
+                state: "complete".into(),
+                detail: None,
+            });
+        }
+    }
+    for run in &collection.runs {
+        if !out.iter().any(|l| l.id == run.summary.run_id) {
+            out.push(html::RunLine {
+                id: run.summary.run_id.clone(),
+                method: run.label().to_string(),
+                in_arm: false,
+                seed: Some(run.seed()),
+                state: "complete".into(),
+                detail: Some("its configuration was not selected".into()),
+            });
+        }
+    }
+    for a in &collection.absent {
+        out.push(html::RunLine {
+            id: a.id.clone(),
+            method: a.label.clone(),
+            in_arm: false,
+            seed: None,
+            state: a.state.clone(),
+            detail: a.detail.clone(),
+        });
+    }
+    out
 }
 
 /// Mean of `f` per x over several runs' rows (x = step).
@@ -327,17 +386,48 @@ fn frontier_point(run: &RunResult) -> Option<(f64, f64)> {
     ))
 }
 
-/// The plots: frontier, held-out curves, per-batch curves, win rates.
-/// Returns notes about runs whose curves could not be read.
+/// A plot: its file name under `plots/` and its SVG.
+pub struct Chart {
+    /// File name (`frontier.svg`).
+    pub file: String,
+    /// The SVG document.
+    pub svg: String,
+}
+
+#[derive(Default)]
+struct Charts(Vec<Chart>);
+
+impl Charts {
+    fn push(&mut self, file: &str, svg: String) {
+        self.0.push(Chart {
+            file: file.into(),
+            svg,
+        });
+    }
+}
+
+/// The plots: frontier, held-out curves, per-batch curves, win rates,
+/// written to `plots/`. Returns them with notes about runs whose curves
+/// could not be read.
 fn plots(
     collection: &Collection,
     arms: &Arms<'_>,
     report: &Report,
     files: &mut Vec<PathBuf>,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<Chart>)> {
     let dir = collection.dir.join("plots");
+    let charts = draw(collection, arms, report);
+    for c in &charts.1 {
+        write(dir.join(&c.file), &c.svg, files)?;
+    }
+    Ok(charts)
+}
+
+/// Draws the plots of [`plots`] without writing them.
+fn draw(collection: &Collection, arms: &Arms<'_>, report: &Report) -> (Vec<String>, Vec<Chart>) {
     let name = &collection.name;
     let mut notes = Vec::new();
+    let mut charts = Charts::default();
     // Reward-vs-KL frontier: one point per run.
     let mut points = Vec::new();
     let mut legend = Vec::new();
@@ -378,17 +468,16 @@ fn plots(
             });
             legend.push(("reference".into(), None));
         }
-        write(
-            dir.join("frontier.svg"),
-            &svg::scatter_chart(
+        charts.push(
+            "frontier.svg",
+            svg::scatter_chart(
                 &format!("{name}: mean test reward against KL to the reference, one point per run"),
                 "KL(π || π_ref) per response, nats (mean over test samples)",
                 "mean reward (test prompts)",
                 &points,
                 &legend,
             ),
-            files,
-        )?;
+        );
     }
     // Held-out curves (curves.csv), averaged over seeds.
     let mut curves: Vec<(usize, &str, Vec<Vec<CurveRow>>)> = Vec::new();
@@ -444,36 +533,33 @@ fn plots(
                 false,
             ));
         }
-        write(
-            dir.join("likelihood.svg"),
-            &svg::line_chart(
+        charts.push(
+            "likelihood.svg",
+            svg::line_chart(
                 &format!("{name}: log-likelihood of the best (chosen, solid) and worst (rejected, dashed) response, held-out lists"),
                 "step (0 = reference)",
                 "mean log π(y | x)",
                 &likelihood,
             ),
-            files,
-        )?;
-        write(
-            dir.join("margin.svg"),
-            &svg::line_chart(
+        );
+        charts.push(
+            "margin.svg",
+            svg::line_chart(
                 &format!("{name}: implicit-reward margin of ordered pairs, held-out lists"),
                 "step (0 = reference)",
                 "mean s_i − s_j",
                 &margin,
             ),
-            files,
-        )?;
-        write(
-            dir.join("ranking_accuracy.svg"),
-            &svg::line_chart(
+        );
+        charts.push(
+            "ranking_accuracy.svg",
+            svg::line_chart(
                 &format!("{name}: ranking accuracy of the implicit reward, held-out lists"),
                 "step (0 = reference)",
                 "accuracy",
                 &accuracy,
             ),
-            files,
-        )?;
+        );
     }
     // Per-batch curves: EMA over a faint raw series.
     if !metrics.is_empty() {
@@ -525,36 +611,33 @@ fn plots(
             );
         }
         let sub = format!("per batch; lines: EMA (span {span:.0}), faint: raw");
-        write(
-            dir.join("loss.svg"),
-            &svg::line_chart(
+        charts.push(
+            "loss.svg",
+            svg::line_chart(
                 &format!("{name}: training loss ({sub})"),
                 "step",
                 "loss",
                 &loss,
             ),
-            files,
-        )?;
-        write(
-            dir.join("batch_likelihood.svg"),
-            &svg::line_chart(
+        );
+        charts.push(
+            "batch_likelihood.svg",
+            svg::line_chart(
                 &format!("{name}: log-likelihood of chosen (solid) and rejected (dashed) training responses ({sub})"),
                 "step",
                 "mean log π(y | x)",
                 &likelihood,
             ),
-            files,
-        )?;
-        write(
-            dir.join("batch_ranking_accuracy.svg"),
-            &svg::line_chart(
+        );
+        charts.push(
+            "batch_ranking_accuracy.svg",
+            svg::line_chart(
                 &format!("{name}: ranking accuracy on training batches ({sub})"),
                 "step",
                 "accuracy",
                 &accuracy,
             ),
-            files,
-        )?;
+        );
     }
     // Win rates W / (W + L) with their intervals.
     let names: Vec<&str> = arms.arms.iter().map(|a| a.name.as_str()).collect();
@@ -575,9 +658,9 @@ fn plots(
         })
         .collect();
     if !bars.is_empty() {
-        write(
-            dir.join("win_rate.svg"),
-            &svg::bar_chart(
+        charts.push(
+            "win_rate.svg",
+            svg::bar_chart(
                 &format!(
                     "{name}: win rate W / (W + L) against {} (test split, 95% intervals)",
                     report.baseline
@@ -586,10 +669,9 @@ fn plots(
                 &bars,
                 Some(0.5),
             ),
-            files,
-        )?;
+        );
     }
-    Ok(notes)
+    (notes, charts.0)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use anyhow::Result;
 use lpo_recipe::{TableMetric, TableSpec};
 use lpo_stats::{stars, Interval, P_FLOOR};
 
-use crate::compare::{HeldoutDiff, HeldoutRow, Row, TaskTable, Test, TestKind};
+use crate::compare::{HeadToHead, HeldoutDiff, HeldoutRow, Row, TaskTable, Test, TestKind};
 use crate::Report;
 
 pub use lpo_stats::format_p;
@@ -159,25 +159,35 @@ pub fn footer(report: &Report) -> String {
     out
 }
 
-fn selection_lines(report: &Report) -> String {
-    if report.selections.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("## Configurations selected on the validation split\n\n");
+/// One line per label chosen on validation: the picked configuration (in
+/// backticks) and the ones not picked.
+pub fn selection_items(report: &Report) -> Vec<String> {
+    let mut items = Vec::new();
     for s in &report.selections {
         let (best, score, seeds) = &s.candidates[0];
-        out.push_str(&format!(
-            "- {}: picked `{best}` ({} {score:.4}, {seeds} seeds)",
+        let mut line = format!(
+            "{}: picked `{best}` ({} {score:.4}, {seeds} seeds)",
             s.label, s.metric
-        ));
+        );
         let others: Vec<String> = s.candidates[1..]
             .iter()
             .map(|(c, v, n)| format!("`{c}` {v:.4} ({n} seeds)"))
             .collect();
         if !others.is_empty() {
-            out.push_str(&format!("; not picked: {}", others.join(", ")));
+            line.push_str(&format!("; not picked: {}", others.join(", ")));
         }
-        out.push('\n');
+        items.push(line);
+    }
+    items
+}
+
+fn selection_lines(report: &Report) -> String {
+    if report.selections.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Configurations selected on the validation split\n\n");
+    for line in selection_items(report) {
+        out.push_str(&format!("- {line}\n"));
     }
     out.push_str("\nThe tables report the picked configurations on the test split.\n\n");
     out
@@ -188,136 +198,272 @@ fn md_cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
-fn markdown_task(t: &TaskTable, adj: &str) -> String {
-    let mut out = format!(
-        "## {} (baseline: {}, test split)\n\n| method | seeds | prompts | reward | Δ reward [95% CI] | pass rate [95% CI] | KL | W / T / L | win rate [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | ---: | --- | --- | ---: | --- | --- | --- | --- |\n",
-        t.task, t.baseline
-    );
-    for r in &t.rows {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |\n",
-            md_cell(&r.method),
-            r.seeds,
-            prompts_cell(r),
-            num(r.reward, 2),
-            signed_ci(r.reward_diff, r.reward_diff_ci),
-            pct_ci(r.pass, r.pass_ci),
-            num(r.kl, 3),
-            r.tally.wins,
-            r.tally.ties,
-            r.tally.losses,
-            rate_ci(r.win_rate, r.win_rate_ci),
-            test_cell(&r.test),
-            p_cell(r.p_adjusted),
-        ));
+/// A Markdown table row: `| a | b |`, an empty cell as `| |`.
+fn md_row(cells: &[String]) -> String {
+    let mut out = String::from("|");
+    for c in cells {
+        if c.is_empty() {
+            out.push_str(" |");
+        } else {
+            out.push_str(&format!(" {} |", md_cell(c)));
+        }
     }
-    out.push_str(&format!(
-        "| {} (baseline) | | {} | {} | - | {} | - | - | - | - | - |\n\n",
-        md_cell(&t.baseline),
-        t.baseline_prompts,
+    out.push('\n');
+    out
+}
+
+/// A Markdown table: header, alignment (`true`: right) and rows.
+fn md_table(header: &[String], right: &[bool], rows: &[Vec<String>]) -> String {
+    let mut out = md_row(header);
+    out.push('|');
+    for r in right {
+        out.push_str(if *r { " ---: |" } else { " --- |" });
+    }
+    out.push('\n');
+    for row in rows {
+        out.push_str(&md_row(row));
+    }
+    out
+}
+
+fn strings(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(ToString::to_string).collect()
+}
+
+/// Columns of a task table.
+pub fn task_header(adj: &str) -> Vec<String> {
+    let mut h = strings(&[
+        "method",
+        "seeds",
+        "prompts",
+        "reward",
+        "Δ reward [95% CI]",
+        "pass rate [95% CI]",
+        "KL",
+        "W / T / L",
+        "win rate [95% CI]",
+        "test: estimate [95% CI]",
+    ]);
+    h.push(format!("p ({adj})"));
+    h
+}
+
+const TASK_RIGHT: [bool; 11] = [
+    false, true, true, true, false, false, true, false, false, false, false,
+];
+
+/// The cells of a method's row of a task table.
+pub fn task_cells(r: &Row) -> Vec<String> {
+    vec![
+        r.method.clone(),
+        r.seeds.to_string(),
+        prompts_cell(r),
+        num(r.reward, 2),
+        signed_ci(r.reward_diff, r.reward_diff_ci),
+        pct_ci(r.pass, r.pass_ci),
+        num(r.kl, 3),
+        wtl(r),
+        rate_ci(r.win_rate, r.win_rate_ci),
+        test_cell(&r.test),
+        p_cell(r.p_adjusted),
+    ]
+}
+
+fn wtl(r: &Row) -> String {
+    format!("{} / {} / {}", r.tally.wins, r.tally.ties, r.tally.losses)
+}
+
+/// The cells of a task table's baseline row.
+pub fn baseline_cells(t: &TaskTable) -> Vec<String> {
+    let dash = || "-".to_string();
+    vec![
+        format!("{} (baseline)", t.baseline),
+        String::new(),
+        t.baseline_prompts.to_string(),
         num(t.baseline_reward, 2),
-        pct(t.baseline_pass)
-    ));
+        dash(),
+        pct(t.baseline_pass),
+        dash(),
+        dash(),
+        dash(),
+        dash(),
+        dash(),
+    ]
+}
+
+/// The note under a task table on rows whose seeds evaluated different
+/// numbers of prompts.
+pub fn uneven_note(t: &TaskTable) -> Option<String> {
     let uneven: Vec<String> = t
         .rows
         .iter()
         .filter(|r| r.uneven_prompts())
         .map(|r| format!("{} ({})", r.method, counts(&r.prompt_counts)))
         .collect();
-    if !uneven.is_empty() {
-        out.push_str(&format!(
+    (!uneven.is_empty()).then(|| {
+        format!(
             "† the seeds of these rows evaluated different numbers of test prompts of this task \
              (Δ reward pools prompts, so larger seeds weigh more; the t-test weighs seeds \
-             equally): {}\n\n",
+             equally): {}",
             uneven.join("; ")
-        ));
-    }
+        )
+    })
+}
+
+/// The note under a task table on rows whose runs sampled different
+/// numbers of responses.
+pub fn samples_note(t: &TaskTable) -> Option<String> {
     let samples: Vec<String> = t
         .rows
         .iter()
         .filter(|r| r.samples.len() > 1)
         .map(|r| format!("{} ({:?})", r.method, r.samples))
         .collect();
-    if !samples.is_empty() {
-        out.push_str(&format!(
-            "Runs of these rows sampled different numbers of responses per prompt: {}\n\n",
+    (!samples.is_empty()).then(|| {
+        format!(
+            "Runs of these rows sampled different numbers of responses per prompt: {}",
             samples.join("; ")
-        ));
+        )
+    })
+}
+
+/// The heading of a task's section.
+pub fn task_title(t: &TaskTable) -> String {
+    format!("{} (baseline: {}, test split)", t.task, t.baseline)
+}
+
+fn markdown_task(t: &TaskTable, adj: &str) -> String {
+    let mut rows: Vec<Vec<String>> = t.rows.iter().map(task_cells).collect();
+    rows.push(baseline_cells(t));
+    let mut out = format!("## {}\n\n", task_title(t));
+    out.push_str(&md_table(&task_header(adj), &TASK_RIGHT, &rows));
+    out.push('\n');
+    for note in [uneven_note(t), samples_note(t)].into_iter().flatten() {
+        out.push_str(&format!("{note}\n\n"));
     }
     out
 }
 
+/// Columns of the held-out table.
+pub fn heldout_header() -> Vec<String> {
+    strings(&[
+        "method",
+        "source",
+        "seeds",
+        "lists",
+        "ranking accuracy [95% CI]",
+        "margin",
+        "NDCG",
+    ])
+}
+
+const HELDOUT_RIGHT: [bool; 7] = [false, false, true, true, false, true, true];
+
+/// The cells of a held-out row.
+pub fn heldout_cells(r: &HeldoutRow) -> Vec<String> {
+    let lists = if r.list_counts.windows(2).any(|w| w[0] != w[1]) {
+        format!("{} ({})", r.lists, counts(&r.list_counts))
+    } else {
+        r.lists.to_string()
+    };
+    vec![
+        r.method.clone(),
+        r.source.clone(),
+        r.seeds.to_string(),
+        lists,
+        rate_ci(r.accuracy, r.accuracy_ci),
+        opt_num(r.margin, 3),
+        opt_num(r.ndcg, 3),
+    ]
+}
+
 fn markdown_heldout(rows: &[HeldoutRow]) -> String {
-    let mut out = String::from(
-        "## Held-out lists (test split)\n\n| method | source | seeds | lists | ranking accuracy [95% CI] | margin | NDCG |\n| --- | --- | ---: | ---: | --- | ---: | ---: |\n",
-    );
-    for r in rows {
-        let lists = if r.list_counts.windows(2).any(|w| w[0] != w[1]) {
-            format!("{} ({})", r.lists, counts(&r.list_counts))
-        } else {
-            r.lists.to_string()
-        };
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            md_cell(&r.method),
-            md_cell(&r.source),
-            r.seeds,
-            lists,
-            rate_ci(r.accuracy, r.accuracy_ci),
-            opt_num(r.margin, 3),
-            opt_num(r.ndcg, 3),
-        ));
-    }
+    let rows: Vec<Vec<String>> = rows.iter().map(heldout_cells).collect();
+    let mut out = String::from("## Held-out lists (test split)\n\n");
+    out.push_str(&md_table(&heldout_header(), &HELDOUT_RIGHT, &rows));
     out.push('\n');
     out
+}
+
+/// Columns of a head-to-head's generation table.
+pub fn h2h_header(adj: &str) -> Vec<String> {
+    let mut h = strings(&[
+        "task",
+        "seeds",
+        "prompts",
+        "Δ reward [95% CI]",
+        "Δ pass rate [95% CI]",
+        "W / T / L",
+        "win rate [95% CI]",
+        "test: estimate [95% CI]",
+    ]);
+    h.push(format!("p ({adj})"));
+    h
+}
+
+const H2H_RIGHT: [bool; 9] = [false, true, true, false, false, false, false, false, false];
+
+/// The cells of a head-to-head's row on one task.
+pub fn h2h_cells(task: &str, r: &Row) -> Vec<String> {
+    vec![
+        task.to_string(),
+        r.seeds.to_string(),
+        prompts_cell(r),
+        signed_ci(r.reward_diff, r.reward_diff_ci),
+        signed_pct_ci(r.pass_diff, r.pass_diff_ci),
+        wtl(r),
+        rate_ci(r.win_rate, r.win_rate_ci),
+        test_cell(&r.test),
+        p_cell(r.p_adjusted),
+    ]
+}
+
+/// Columns of a head-to-head's held-out table.
+pub fn h2h_heldout_header(a: &str, b: &str, adj: &str) -> Vec<String> {
+    vec![
+        "source".into(),
+        "seeds".into(),
+        "lists".into(),
+        format!("ranking accuracy {a} / {b}"),
+        "Δ ranking accuracy [95% CI]".into(),
+        "test: estimate [95% CI]".into(),
+        format!("p ({adj})"),
+    ]
+}
+
+const H2H_HELDOUT_RIGHT: [bool; 7] = [false, true, true, false, false, false, false];
+
+/// The cells of a head-to-head's row on one held-out source.
+pub fn h2h_heldout_cells(d: &HeldoutDiff) -> Vec<String> {
+    vec![
+        d.source.clone(),
+        d.seeds.to_string(),
+        d.lists.to_string(),
+        format!("{:.3} / {:.3}", d.a_accuracy, d.b_accuracy),
+        diff_ci(d),
+        heldout_test_cell(&d.test),
+        p_cell(d.p_adjusted),
+    ]
+}
+
+/// The heading of a head-to-head's section.
+pub fn h2h_title(h: &HeadToHead) -> String {
+    format!("Head-to-head: {} − {} (test split)", h.a, h.b)
 }
 
 fn markdown_h2h(report: &Report, adj: &str) -> String {
     let mut out = String::new();
     for h in &report.head_to_head {
-        out.push_str(&format!(
-            "## Head-to-head: {} − {} (test split)\n\n",
-            h.a, h.b
-        ));
+        out.push_str(&format!("## {}\n\n", h2h_title(h)));
         if !h.rows.is_empty() {
-            out.push_str(&format!(
-                "| task | seeds | prompts | Δ reward [95% CI] | Δ pass rate [95% CI] | W / T / L | win rate [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |\n"
-            ));
-            for (task, r) in &h.rows {
-                out.push_str(&format!(
-                    "| {task} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |\n",
-                    r.seeds,
-                    prompts_cell(r),
-                    signed_ci(r.reward_diff, r.reward_diff_ci),
-                    signed_pct_ci(r.pass_diff, r.pass_diff_ci),
-                    r.tally.wins,
-                    r.tally.ties,
-                    r.tally.losses,
-                    rate_ci(r.win_rate, r.win_rate_ci),
-                    test_cell(&r.test),
-                    p_cell(r.p_adjusted),
-                ));
-            }
+            let rows: Vec<Vec<String>> = h.rows.iter().map(|(t, r)| h2h_cells(t, r)).collect();
+            out.push_str(&md_table(&h2h_header(adj), &H2H_RIGHT, &rows));
             out.push('\n');
         }
         if !h.heldout.is_empty() {
-            out.push_str(&format!(
-                "| source | seeds | lists | ranking accuracy {} / {} | Δ ranking accuracy [95% CI] | test: estimate [95% CI] | p ({adj}) |\n| --- | ---: | ---: | --- | --- | --- | --- |\n",
-                md_cell(&h.a), md_cell(&h.b)
-            ));
-            for d in &h.heldout {
-                out.push_str(&format!(
-                    "| {} | {} | {} | {:.3} / {:.3} | {} | {} | {} |\n",
-                    d.source,
-                    d.seeds,
-                    d.lists,
-                    d.a_accuracy,
-                    d.b_accuracy,
-                    diff_ci(d),
-                    heldout_test_cell(&d.test),
-                    p_cell(d.p_adjusted),
-                ));
-            }
+            let rows: Vec<Vec<String>> = h.heldout.iter().map(h2h_heldout_cells).collect();
+            let header = h2h_heldout_header(&h.a, &h.b, adj);
+            out.push_str(&md_table(&header, &H2H_HELDOUT_RIGHT, &rows));
             out.push('\n');
         }
         if h.rows.is_empty() && h.heldout.is_empty() {
@@ -744,6 +890,12 @@ pub struct PaperTable {
     pub latex: String,
     /// CSV (method, then one column per task).
     pub csv: String,
+    /// Its caption.
+    pub caption: String,
+    /// Its columns: the tasks.
+    pub tasks: Vec<String>,
+    /// Per method, its cells as the Markdown shows them.
+    pub rows: Vec<(String, Vec<String>)>,
 }
 
 fn cell(r: &Row, metric: TableMetric) -> (String, String, String) {
@@ -804,6 +956,7 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
     let mut header = vec!["method".to_string()];
     header.extend(tasks.iter().map(|t| t.to_string()));
     w.write_record(&header)?;
+    let mut rows = Vec::new();
     for m in &methods {
         let cells: Vec<(String, String, String)> = tables
             .iter()
@@ -835,8 +988,9 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
                 .join(" & ")
         ));
         let mut record = vec![m.clone()];
-        record.extend(cells.into_iter().map(|c| c.2));
+        record.extend(cells.iter().map(|c| c.2.clone()));
         w.write_record(&record)?;
+        rows.push((m.clone(), cells.into_iter().map(|c| c.0).collect()));
     }
     tex.push_str(&format!(
         "\\bottomrule\n\\end{{tabular}}\n\\caption{{{}}}\n\\end{{table}}\n",
@@ -846,5 +1000,8 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
         markdown: md,
         latex: tex,
         csv: finish(w)?,
+        tasks: tasks.iter().map(ToString::to_string).collect(),
+        caption,
+        rows,
     })
 }

@@ -931,3 +931,174 @@ fn configurations_on_disjoint_tasks_are_one_arm() {
     let (report, _) = build(&c, &Options::new("reference")).unwrap();
     assert_eq!(report.tables[0].rows.len(), 2);
 }
+
+/// report.html parsed as XML (the page is written well-formed on purpose).
+fn parse_html(html: &str) -> roxmltree::Document<'_> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(html, opts)
+        .unwrap_or_else(|e| panic!("report.html is not well-formed: {e}"))
+}
+
+/// The text of every table cell of the page.
+fn html_cells(doc: &roxmltree::Document<'_>) -> std::collections::BTreeSet<String> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("td") || n.has_tag_name("th"))
+        .map(|n| {
+            n.descendants()
+                .filter(roxmltree::Node::is_text)
+                .filter_map(|d| d.text())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// The cells of report.md's main tables (one section per task), `\|`
+/// unescaped.
+fn md_main_cells(md: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_task = false;
+    for line in md.lines() {
+        if line.starts_with("## ") {
+            in_task = line.contains("(baseline: ");
+        } else if in_task && line.starts_with("| ") && !line.starts_with("| method |") {
+            let line = line.replace("\\|", "\u{1}");
+            out.extend(
+                line.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().replace('\u{1}', "|")),
+            );
+        }
+    }
+    out
+}
+
+fn html_options() -> Options {
+    let mut options = Options::new("reference");
+    options.compare = vec![("lpo".into(), "dpo".into())];
+    options.specs = vec![lpo_recipe::TableSpec {
+        name: "main".into(),
+        metric: lpo_recipe::TableMetric::WinRate,
+        baseline: None,
+        caption: None,
+    }];
+    options
+}
+
+#[test]
+fn report_html_shows_every_number_of_report_md() {
+    let (tmp, c) = two_by_two();
+    let written = write_report(&c, &html_options(), tmp.path()).unwrap();
+    let path = c.dir.join("report.html");
+    assert!(written.files.contains(&path));
+    let md = std::fs::read_to_string(c.dir.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(&path).unwrap();
+    let cells = html_cells(&parse_html(&html));
+    let numbers: Vec<String> = md_main_cells(&md)
+        .into_iter()
+        .filter(|c| c.chars().any(|ch| ch.is_ascii_digit()))
+        .collect();
+    assert!(numbers.len() >= 2 * 2 * 9, "{numbers:?}");
+    for n in &numbers {
+        assert!(
+            cells.contains(n),
+            "{n:?} of report.md is not a cell of report.html"
+        );
+    }
+    // The other tables and the plots are there too.
+    for text in [
+        "Held-out lists",
+        "Head-to-head: lpo − dpo",
+        "tables/main.md",
+        "How to read",
+    ] {
+        assert!(html.contains(text), "{text}");
+    }
+    assert_eq!(html.matches("<svg ").count(), 8);
+    assert!(html.contains("class=\"sig\"") || !md.contains('*'), "{md}");
+}
+
+#[test]
+fn report_html_links_every_run_and_task_to_its_row() {
+    let mut specs = vec![gen_spec("lpo", 0, 1.0, 20), gen_spec("dpo", 0, -0.5, 20)];
+    specs[0].eval.as_mut().unwrap().iter_mut().for_each(|r| {
+        if r.task == "rating" {
+            r.task = "rat ing<&>".into();
+        }
+    });
+    let (tmp, c) = family("links", &specs);
+    let planned: Vec<(String, String)> = c
+        .runs
+        .iter()
+        .map(|r| (r.summary.run_id.clone(), r.label().to_string()))
+        .chain([("gone-1234".to_string(), "sft".to_string())])
+        .collect();
+    let c = collect::collect(&c.dir, Some(&planned)).unwrap();
+    write_report(&c, &html_options(), tmp.path()).unwrap();
+    let html = std::fs::read_to_string(c.dir.join("report.html")).unwrap();
+    let doc = parse_html(&html);
+    let ids: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("id"))
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate ids");
+    for (id, _) in &planned {
+        let want = crate::html::anchor("run", &[id]);
+        assert!(unique.contains(want.as_str()), "{want}");
+    }
+    let (report, _) = build(&c, &html_options()).unwrap();
+    for t in &report.tables {
+        assert!(unique.contains(crate::html::anchor("task", &[&t.task]).as_str()));
+        for r in &t.rows {
+            assert!(unique.contains(crate::html::anchor("row", &[&t.task, &r.method]).as_str()));
+        }
+    }
+    let hrefs: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("href"))
+        .filter_map(|h| h.strip_prefix('#'))
+        .collect();
+    assert!(hrefs.len() > 10, "{hrefs:?}");
+    for h in &hrefs {
+        assert!(unique.contains(h), "href=#{h} has no element");
+    }
+    // The absent run's note links to its row.
+    assert!(hrefs.contains(&crate::html::anchor("run", &["gone-1234"]).as_str()));
+    assert!(html.contains("rat ing&lt;&amp;&gt;"));
+}
+
+#[test]
+fn report_html_escapes_names_and_fetches_nothing() {
+    let label = "<script>alert('x')</script>&\"q\"";
+    let (tmp, c) = family("esc", &[gen_spec("dpo", 0, 1.0, 10)]);
+    // A label with markup, set in the summary (the synthetic run's
+    // directory name is made from the label).
+    let dir = c.dir.clone();
+    let run = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    summary["label"] = label.into();
+    std::fs::write(run.join("summary.json"), summary.to_string()).unwrap();
+    let c = collect::collect(&dir, None).unwrap();
+    write_report(&c, &Options::new("reference"), tmp.path()).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    parse_html(&html);
+    assert!(
+        !html.contains("<script"),
+        "markup of a label reached the page"
+    );
+    assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;q&quot;"));
+    for external in [
+        "http://", "https://", "src=", "url(", "@import", "<link", "<img",
+    ] {
+        assert!(!html.contains(external), "{external}");
+    }
+}
