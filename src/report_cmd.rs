@@ -221,8 +221,8 @@ fn options_for(
     }
 }
 
-/// Prints the report to stdout; selections, runs left out, unpaired runs
-/// and the files written to stderr.
+/// Prints the report to stdout; selections, runs left out, unpaired runs,
+/// the files written and the report page to stderr.
 fn print_written(written: &Written) {
     print!("{}", written.text);
     for s in &written.report.selections {
@@ -254,4 +254,7 @@ fn print_written(written: &Written) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(page) = written.files.iter().find(|f| f.ends_with("report.html")) {
+        eprintln!("open in a browser: {}", page.display());
+    }
 }

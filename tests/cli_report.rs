@@ -4,9 +4,11 @@
 //! implementation written here (SplitMix64 and the documented hierarchical
 //! bootstrap, closed-form t with 1 degree of freedom, binomial sums for the
 //! sign test, Wilson, Holm). Also: LaTeX, head-to-heads, paper tables,
-//! plots, partial sweeps, and a recipe whose data are only a JSONL file.
+//! plots, partial sweeps, a recipe whose data are only a JSONL file, and
+//! report.html rendered by headless Chromium.
 #![allow(clippy::too_many_lines)]
 
+mod chromium;
 mod common;
 use common::{lpo, scratch, text};
 
@@ -892,4 +894,54 @@ seeds = [0, 1]
     assert!(dir
         .join("results/files/plots/ranking_accuracy.svg")
         .exists());
+}
+
+#[test]
+fn report_html_renders_in_headless_chromium() {
+    let dir = swept();
+    let out = lpo(dir, &["report", "r.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = dir.join("results/rep/report.html");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "open in a browser: {}",
+            Path::new("results/rep/report.html").display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for external in ["http://", "https://", "src=", "<script"] {
+        assert!(!html.contains(external), "report.html has {external}");
+    }
+    chromium::ensure_installed();
+    let work = scratch("report-chromium");
+    let png = work.join("report.png");
+    let shot = chromium::screenshot(&page, &png, 2000, &work.join("profile"));
+    let log = text(&shot.stderr);
+    assert!(
+        shot.status.success(),
+        "chromium failed ({}):\n{log}",
+        shot.status
+    );
+    let errors = chromium::page_errors(&log);
+    assert!(
+        errors.is_empty(),
+        "the page logged errors:\n{}",
+        errors.join("\n")
+    );
+    let image = chromium::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!((image.width, image.height), (1280, 2000));
+    let colours: std::collections::BTreeSet<[u8; 3]> = image.rgb.iter().copied().collect();
+    let white = image.rgb.iter().filter(|p| **p == [255, 255, 255]).count();
+    assert!(
+        colours.len() > 50,
+        "{} colours: a blank page?",
+        colours.len()
+    );
+    assert!(
+        white < image.rgb.len() * 95 / 100,
+        "{white} of {} pixels are white",
+        image.rgb.len()
+    );
 }
