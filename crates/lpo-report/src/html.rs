@@ -542,7 +542,7 @@ const CSS: &str = "
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--fg);
   font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif; }
-main { max-width: 1100px; margin: 0 auto; padding: 28px 24px 64px; }
+main { max-width: 1100px; margin: 0 auto; padding: 28px 20px 64px; }
 header h1 { margin: 0 0 4px; font-size: 30px; letter-spacing: -0.01em; }
 .kicker { margin: 0; color: var(--accent); font-weight: 600; text-transform: uppercase;
   font-size: 12px; letter-spacing: 0.08em; }
@@ -556,7 +556,7 @@ nav { margin: 18px 0 8px; }
 nav ol { display: flex; flex-wrap: wrap; gap: 6px; margin: 0; padding: 0; list-style: none; }
 nav li a { display: block; padding: 3px 10px; border: 1px solid var(--line); border-radius: 999px;
   background: var(--card); font-size: 13px; }
-section { margin-top: 22px; padding: 18px 20px; background: var(--card);
+section { margin-top: 22px; padding: 16px 18px; background: var(--card);
   border: 1px solid var(--line); border-radius: 10px; }
 section section { margin: 14px 0 0; padding: 0; border: 0; }
 h2 { margin: 0 0 12px; font-size: 19px; }
@@ -566,10 +566,10 @@ h3 { margin: 0 0 6px; font-size: 16px; }
 .scroll + .scroll { margin-top: 14px; }
 table { border-collapse: separate; border-spacing: 0; width: 100%; font-size: 13.5px;
   font-variant-numeric: tabular-nums; }
-th, td { padding: 6px 9px; vertical-align: top; text-align: left; white-space: nowrap; border-bottom: 1px solid var(--line); }
+th, td { padding: 6px 8px; vertical-align: top; text-align: left; white-space: nowrap; border-bottom: 1px solid var(--line); }
 thead th { position: sticky; top: 0; z-index: 1; background: #eef1f5; font-weight: 600;
   color: #39414f; font-size: 12.5px; white-space: normal; vertical-align: bottom; }
-tbody th { font-weight: 600; }
+tbody th { font-weight: 600; white-space: normal; min-width: 5em; }
 .n { text-align: right; }
 .ci { display: block; color: var(--muted); font-size: 11.5px; }
 tbody tr:hover td, tbody tr:hover th { background: #f2f5fb; }
