@@ -14,6 +14,11 @@ phase() {
     echo "test.sh: \`$*\` took $((SECONDS - start)) s" >&2
 }
 phase scripts/setup-libtorch.sh
+# The MLflow tests need a tracking server (pip, into a virtualenv outside
+# the clone): install it while the code builds; the tests wait for it, or
+# install it themselves when run alone.
+mkdir -p target
+scripts/mlflow-local.sh install > target/mlflow-install.log 2>&1 &
 phase cargo fmt --all --check
 phase cargo clippy --workspace --all-targets --locked -- -D warnings
 # Libraries, binaries and integration tests; not the doc tests (no crate has

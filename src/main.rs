@@ -67,8 +67,14 @@ fn main() -> ExitCode {
         Command::Plan(args) => recipe_outcome(recipes::plan(&args)),
         Command::Loss(args) => loss_cmd::run(&args),
         Command::Data(command) => data_cmd::run(&command),
-        Command::Sweep(args) => sweep_cmd::sweep(&args),
-        Command::Run(args) => run_cmd::run_one(&args),
+        Command::Sweep(mut args) => {
+            args.recipe.set_mlflow(args.mlflow.take());
+            sweep_cmd::sweep(&args)
+        }
+        Command::Run(mut args) => {
+            args.recipe.set_mlflow(args.mlflow.take());
+            run_cmd::run_one(&args)
+        }
         Command::Prepare(args) => prepare_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),

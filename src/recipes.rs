@@ -18,6 +18,14 @@ pub struct RecipeArgs {
 }
 
 impl RecipeArgs {
+    /// Folds `--mlflow URI` into the overrides as `tracking.mlflow`, so it
+    /// reaches every run (child processes and Slurm jobs get `--set`).
+    pub fn set_mlflow(&mut self, uri: Option<String>) {
+        if let Some(uri) = uri {
+            self.sets.push(format!("tracking.mlflow={uri}"));
+        }
+    }
+
     /// Loads the recipe with `--set` and `LPO_…__…` layers.
     pub fn load(&self) -> Result<Loaded, Diagnostics> {
         lpo_recipe::load(&self.recipe, &Overrides::from_process(self.sets.clone()))

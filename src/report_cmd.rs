@@ -66,12 +66,18 @@ pub struct ReportArgs {
     /// Recipe overrides, as for `lpo sweep` (so the plan matches).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Also log the report's files to this MLflow tracking server (default:
+    /// the recipe's `tracking.mlflow`, else its runs').
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     #[command(flatten)]
     pub results: crate::recipes::ResultsRoot,
 }
 
 struct Family {
     dir: PathBuf,
+    /// The recipe's `[tracking]`, when read from a recipe.
+    tracking: Option<lpo_recipe::TrackingConfig>,
     planned: Option<Vec<PlannedId>>,
     specs: Vec<TableSpec>,
     baseline: Option<String>,
@@ -99,6 +105,7 @@ fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
         .collect();
     Ok(Some(Family {
         dir: args.results.dir.join(&loaded.recipe.name),
+        tracking: Some(loaded.recipe.tracking.clone()),
         planned: Some(planned),
         specs: loaded.recipe.report.tables.clone(),
         baseline: Some(loaded.recipe.eval.baseline.clone()),
@@ -108,6 +115,7 @@ fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
 fn from_dir(dir: &Path) -> Result<Family> {
     Ok(Family {
         dir: dir.to_path_buf(),
+        tracking: None,
         planned: collect::read_plan_json(dir)?,
         specs: Vec::new(),
         baseline: None,
@@ -116,17 +124,69 @@ fn from_dir(dir: &Path) -> Result<Family> {
 
 /// Runs `lpo report`.
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
+    if let Some(problem) = args
+        .mlflow
+        .as_deref()
+        .and_then(lpo_recipe::validate::mlflow_uri_problem)
+    {
+        eprintln!("error: --mlflow {problem}");
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+    }
     let Some(families) = families(args)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
     let compare = compare_pairs(&args.compare)?;
     for family in families {
         let collection: Collection = collect::collect(&family.dir, family.planned.as_deref())?;
+        let target = mlflow_target(args, &family, &collection);
         let options = options_for(args, family, &collection, &compare);
         let written = lpo_report::write_report(&collection, &options, &args.results.dir)?;
         print_written(&written);
+        if let Some(target) = target {
+            log_to_mlflow(&target, &collection, &written.files);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the report is logged in MLflow, if anywhere: `--mlflow`, else the
+/// recipe's `[tracking]`, else its first run's; the experiment is the
+/// tracking section's, else the family's name.
+fn mlflow_target(
+    args: &ReportArgs,
+    family: &Family,
+    collection: &Collection,
+) -> Option<lpo_track::mlflow::Target> {
+    let tracking = family
+        .tracking
+        .clone()
+        .or_else(|| collection.runs.first().map(|r| r.recipe.tracking.clone()))
+        .unwrap_or_default();
+    let name = family.dir.file_name()?.to_string_lossy().into_owned();
+    Some(lpo_track::mlflow::Target {
+        uri: args.mlflow.clone().or(tracking.mlflow)?,
+        experiment: tracking.experiment.unwrap_or(name),
+    })
+}
+
+/// Uploads the report's files; a server that fails is a warning (the files
+/// are written).
+fn log_to_mlflow(target: &lpo_track::mlflow::Target, collection: &Collection, files: &[PathBuf]) {
+    let family = collection
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    match lpo_track::mlflow::upload_report(target, &family.unwrap_or_default(), files) {
+        Ok(run) => println!(
+            "logged the report to MLflow run {run} (experiment `{}` at {})",
+            target.experiment, target.uri
+        ),
+        Err(e) => eprintln!(
+            "warning: MLflow at {}: the report was not logged ({e:#}); its files are in {}",
+            target.uri,
+            collection.dir.display()
+        ),
+    }
 }
 
 /// The families `args.target` names: a recipe's, one results directory's,

@@ -19,6 +19,11 @@ use crate::recipes::RecipeArgs;
 pub struct RunArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// Also log every run to this MLflow tracking server (sets
+    /// `tracking.mlflow`; credentials from MLFLOW_TRACKING_TOKEN or
+    /// MLFLOW_TRACKING_USERNAME/PASSWORD).
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     /// The run's id (from `lpo plan`); one the plan no longer has runs nothing (exit 2).
     #[arg(long, conflicts_with = "index", required_unless_present = "index")]
     pub id: Option<String>,

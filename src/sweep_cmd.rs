@@ -18,6 +18,11 @@ use crate::recipes::RecipeArgs;
 pub struct SweepArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// Also log every run to this MLflow tracking server (sets
+    /// `tracking.mlflow`; credentials from MLFLOW_TRACKING_TOKEN or
+    /// MLFLOW_TRACKING_USERNAME/PASSWORD).
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     /// Runs executed at once; CPU threads are divided between them.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,

@@ -299,6 +299,18 @@ fn keys_outside_run_ids_do_not_move_the_id() {
         ),
         ("reward.model_batch", "[reward]\nmodel_batch = 16\n"),
         (
+            "tracking",
+            "[tracking]\nmlflow = \"http://127.0.0.1:5000\"\nexperiment = \"e\"\n",
+        ),
+        (
+            "tracking.mlflow",
+            "[tracking]\nmlflow = \"https://mlflow.example.org\"\n",
+        ),
+        (
+            "tracking.experiment",
+            "[tracking]\nexperiment = \"other\"\n",
+        ),
+        (
             "report",
             "[[report.tables]]\nname = \"t\"\nmetric = \"reward\"\ncaption = \"c\"\n",
         ),

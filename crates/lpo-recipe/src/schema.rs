@@ -43,6 +43,29 @@ pub struct Recipe {
     /// (`data.mix[].reward`); absent from run ids while at its defaults.
     #[serde(skip_serializing_if = "RewardConfig::is_default")]
     pub reward: RewardConfig,
+    /// Experiment trackers the runs also log to. Not part of run ids.
+    #[serde(skip_serializing_if = "TrackingConfig::is_default")]
+    pub tracking: TrackingConfig,
+}
+
+/// `[tracking]`: experiment trackers beside the run directory's own files
+/// (TensorBoard's are always written).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// An MLflow tracking server (`http://` or `https://`); none: no MLflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment (default: the recipe's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+}
+
+impl TrackingConfig {
+    /// Whether nothing is set (then config.toml leaves the section out).
+    pub fn is_default(&self) -> bool {
+        self == &TrackingConfig::default()
+    }
 }
 
 impl Default for Recipe {
@@ -61,6 +84,7 @@ impl Default for Recipe {
             sweep: SweepConfig::default(),
             report: ReportConfig::default(),
             reward: RewardConfig::default(),
+            tracking: TrackingConfig::default(),
         }
     }
 }
@@ -95,6 +119,7 @@ impl Recipe {
             "sweep" => self.sweep = from.sweep.clone(),
             "report" => self.report = from.report.clone(),
             "reward" => self.reward = from.reward.clone(),
+            "tracking" => self.tracking = from.tracking.clone(),
             _ => return false,
         }
         true

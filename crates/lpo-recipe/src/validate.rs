@@ -126,6 +126,7 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
     }
     out.extend(sweep_problems(&recipe.sweep));
     out.extend(label_problems(recipe));
+    out.extend(tracking_problems(recipe));
     for (i, group) in recipe.sweep.zip.iter().enumerate() {
         let lengths: Vec<usize> = group.values().map(Vec::len).collect();
         if lengths.windows(2).any(|w| w[0] != w[1]) {
@@ -180,6 +181,48 @@ fn sweep_problems(sweep: &crate::schema::SweepConfig) -> Vec<(String, String)> {
 
 /// An empty `label` (a run that is its own baseline is the planner's
 /// concern: it depends on the other runs).
+fn tracking_problems(recipe: &Recipe) -> Vec<(String, String)> {
+    let t = &recipe.tracking;
+    let mut out = Vec::new();
+    if let Some(problem) = t.mlflow.as_deref().and_then(mlflow_uri_problem) {
+        out.push(("tracking.mlflow".into(), problem));
+    }
+    if t.experiment.as_deref().is_some_and(|e| e.trim().is_empty()) {
+        out.push((
+            "tracking.experiment".into(),
+            "is empty: leave it out to use the recipe's name".into(),
+        ));
+    }
+    out
+}
+
+/// What is wrong with an MLflow tracking URI, if anything: lpo speaks the
+/// REST API over http(s), and credentials belong in the environment.
+pub fn mlflow_uri_problem(uri: &str) -> Option<String> {
+    let Some(rest) = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+    else {
+        return Some(format!(
+            "is \"{}\": lpo logs to an MLflow tracking server over http:// or https:// (file:, databricks and database URIs are not supported)",
+            uri.escape_default()
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Some(format!(
+            "is \"{}\", which names no host",
+            uri.escape_default()
+        ));
+    }
+    if host.contains('@') {
+        return Some(
+            "holds credentials: set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, in the environment instead (recipes are shared and stored with results)".into(),
+        );
+    }
+    None
+}
+
 fn label_problems(recipe: &Recipe) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if recipe.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
@@ -286,7 +329,19 @@ fn reward_sources(recipe: &Recipe, out: &mut Vec<(String, String)>) {
 
 #[cfg(test)]
 mod tests {
-    use super::problems;
+
+    #[test]
+    fn mlflow_uris_are_http_without_credentials() {
+        assert_eq!(mlflow_uri_problem("http://127.0.0.1:5000"), None);
+        assert_eq!(mlflow_uri_problem("https://mlflow.example.org/path"), None);
+        let problem = |u| mlflow_uri_problem(u).unwrap();
+        assert!(problem("file:///tmp/mlruns").contains("http://"));
+        assert!(problem("databricks").contains("not supported"));
+        assert!(problem("http://").contains("no host"));
+        assert!(problem("https://me:secret@host").contains("MLFLOW_TRACKING_TOKEN"));
+    }
+
+    use super::{mlflow_uri_problem, problems};
     use crate::schema::{Recipe, TableSpec};
 
     fn table(name: &str) -> TableSpec {

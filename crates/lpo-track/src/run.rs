@@ -52,6 +52,24 @@ pub fn metrics_scalars(row: &MetricsRow) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The tags and values of one optimizer step: [`metrics_scalars`], then a
+/// weighted `loss.kind`'s parts as `loss_parts/<kind>` (loss_parts.csv).
+pub fn step_scalars(row: &MetricsRow) -> Vec<(String, f64)> {
+    let columns = metrics_scalars(row)
+        .into_iter()
+        .map(|(tag, value)| (tag.to_string(), value));
+    let parts = row
+        .parts
+        .iter()
+        .map(|p| (format!("loss_parts/{}", p.kind), p.loss));
+    columns.chain(parts).collect()
+}
+
+/// The scalars as the writers take them.
+pub fn borrowed(values: &[(String, f64)]) -> Vec<(&str, f64)> {
+    values.iter().map(|(t, v)| (t.as_str(), *v)).collect()
+}
+
 /// The tags and values of one row of curves.csv.
 pub fn curve_scalars(row: &CurveRow) -> Vec<(&'static str, f64)> {
     vec![

@@ -232,6 +232,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             let done = state.summary.steps_done;
             state.tracker.finish(&state.summary, done)?;
             state.summary.write(&dir)?;
+            state.tracker.close_mlflow(true)?;
             Ok(RunOutcome::Complete(state.summary))
         }
         Some(message) => {
@@ -246,6 +247,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             state.write_curves()?;
             state.tracker.flush()?;
             state.summary.write(&dir)?;
+            state.tracker.close_mlflow(false)?;
             Ok(RunOutcome::Failed(state.summary))
         }
     }
@@ -596,7 +598,7 @@ fn train(
     let (vs, policy, mut opt, start) = resume_point(inputs, state)?;
     state
         .tracker
-        .start(&state.dir, &state.metrics, &state.curves)?;
+        .start(inputs.request, &state.dir, &state.metrics, &state.curves)?;
     let every = recipe.eval.every;
     let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
