@@ -314,6 +314,12 @@ fn print_written(written: &Written) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for path in &written.removed {
+        eprintln!(
+            "removed {}: an earlier report's, and this report has no such table",
+            path.display()
+        );
+    }
     if let Some(page) = written.files.iter().find(|f| f.ends_with("report.html")) {
         eprintln!("open in a browser: {}", page.display());
     }

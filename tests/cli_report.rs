@@ -46,16 +46,22 @@ metric = "win-rate"
 caption = "LPO and DPO against the reference"
 "#;
 
-/// One sweep shared by the tests of this file (built once).
-fn swept() -> &'static PathBuf {
+/// One sweep shared by the tests of this file (built once), and a lock its
+/// holder keeps while it reports on it: a report rewrites the family's
+/// report files and removes the optional tables it does not have, so two at
+/// once would read each other's.
+fn swept() -> (std::sync::MutexGuard<'static, ()>, &'static PathBuf) {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+    static REPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let lock = REPORTING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = DIR.get_or_init(|| {
         let dir = scratch("report-sweep");
         std::fs::write(dir.join("r.toml"), RECIPE).unwrap();
         let out = lpo(&dir, &["sweep", "r.toml", "--jobs", "2"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         dir
-    })
+    });
+    (lock, dir)
 }
 
 type CsvRow = BTreeMap<String, String>;
@@ -358,7 +364,7 @@ fn values(rows: &[Vec<CsvRow>], who: &str) -> Vec<Vec<(f64, f64)>> {
 
 #[test]
 fn intervals_and_p_values_agree_with_an_independent_recomputation() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     let out = lpo(
         dir,
         &[
@@ -516,7 +522,7 @@ fn intervals_and_p_values_agree_with_an_independent_recomputation() {
 
 #[test]
 fn one_seed_rows_use_the_sign_test_with_the_wilson_interval() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     // A family directory holding only the seed-0 runs.
     let copy = scratch("report-one-seed");
     let family = copy.join("results/rep1");
@@ -556,7 +562,7 @@ fn one_seed_rows_use_the_sign_test_with_the_wilson_interval() {
 
 #[test]
 fn markdown_table_per_task_with_baseline_row_and_footer() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     let out = lpo(dir, &["report", "r.toml"]);
     let md = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -619,7 +625,7 @@ fn markdown_table_per_task_with_baseline_row_and_footer() {
 
 #[test]
 fn latex_is_a_well_formed_booktabs_document_body() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     let out = lpo(dir, &["report", "r.toml", "--format", "latex"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let tex = text(&out.stdout);
@@ -666,7 +672,7 @@ fn latex_is_a_well_formed_booktabs_document_body() {
 
 #[test]
 fn head_to_head_against_dpo_pairs_the_same_prompts() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     let out = lpo(
         dir,
         &["report", "r.toml", "--baseline", "dpo", "--format", "csv"],
@@ -689,7 +695,7 @@ fn head_to_head_against_dpo_pairs_the_same_prompts() {
 
 #[test]
 fn paper_tables_and_plots_are_written() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     let out = lpo(dir, &["report", "r.toml"]);
     assert!(out.status.success());
     let tables = dir.join("results/tables");
@@ -737,7 +743,7 @@ fn paper_tables_and_plots_are_written() {
 
 #[test]
 fn partial_sweeps_report_what_exists_and_list_the_rest() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     // A copy of the results with one run removed, one marked failed and one
     // with an empty eval.csv.
     let copy = scratch("report-partial");
@@ -894,11 +900,22 @@ seeds = [0, 1]
     assert!(dir
         .join("results/files/plots/ranking_accuracy.svg")
         .exists());
+    // A report without --compare leaves no earlier head-to-head beside it.
+    let compare = dir.join("results/files/report-compare.csv");
+    assert!(compare.exists());
+    let out = lpo(&dir, &["report", "f.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!compare.exists(), "a stale report-compare.csv is left");
+    assert!(
+        text(&out.stderr).contains("removed "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn report_html_renders_in_headless_chromium() {
-    let dir = swept();
+    let (_reporting, dir) = swept();
     let out = lpo(dir, &["report", "r.toml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let page = dir.join("results/rep/report.html");

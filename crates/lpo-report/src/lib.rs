@@ -20,7 +20,7 @@ pub mod svg;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use lpo_recipe::TableSpec;
 use lpo_results::{write_atomic, CurveRow, MetricsRow, Split};
 pub use lpo_stats::Adjustment;
@@ -103,6 +103,9 @@ pub struct Written {
     pub text: String,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// An earlier report's optional tables this report does not have
+    /// (`report-compare.csv` without `--compare`, ...), removed.
+    pub removed: Vec<PathBuf>,
     /// Planned runs without results.
     pub absent: Vec<Absent>,
     /// Runs that could not be compared with the baseline, with the reason.
@@ -237,19 +240,29 @@ pub fn write_report(
     write(collection.dir.join("report.md"), &md, &mut files)?;
     write(collection.dir.join("report.tex"), &tex, &mut files)?;
     write(collection.dir.join("report.csv"), &csv, &mut files)?;
-    if !report.heldout.is_empty() {
-        write(
-            collection.dir.join("report-heldout.csv"),
-            &heldout_csv,
-            &mut files,
-        )?;
-    }
-    if !report.head_to_head.is_empty() {
-        write(
-            collection.dir.join("report-compare.csv"),
-            &render::compare_csv(&report)?,
-            &mut files,
-        )?;
+    // The optional tables: written when this report has them; an older
+    // report's copy is removed, so a file beside report.csv is never from
+    // another invocation (another --compare, another family of tests).
+    let mut removed = Vec::new();
+    let heldout = (!report.heldout.is_empty()).then(|| heldout_csv.clone());
+    let compare = match report.head_to_head.is_empty() {
+        true => None,
+        false => Some(render::compare_csv(&report)?),
+    };
+    for (name, text) in [
+        ("report-heldout.csv", heldout),
+        ("report-compare.csv", compare),
+    ] {
+        let path = collection.dir.join(name);
+        match text {
+            Some(text) => write(path, &text, &mut files)?,
+            None if path.exists() => {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("failed to remove `{}`", path.display()))?;
+                removed.push(path);
+            }
+            None => {}
+        }
     }
     let (plot_notes, charts) = plots(collection, &arms, &report, &mut files)?;
     let mut papers = Vec::new();
@@ -280,6 +293,7 @@ pub fn write_report(
     Ok(Written {
         text,
         files,
+        removed,
         absent: collection.absent.clone(),
         unpaired: report.unpaired.clone(),
         report,
