@@ -849,13 +849,19 @@ fn id_of_members<'m>(members: impl Iterator<Item = &'m [u8]>) -> String {
 /// Identity of what a run is evaluated on: its model, reference, data,
 /// evaluation settings (not the baseline) and seed. Runs with equal keys
 /// answer the same held-out prompts, so they can be compared prompt by prompt.
+/// `data.form` is left out: preference pairs are binarized from the same
+/// reward lists when a run loads them, so its held-out prompts and lists are
+/// the reward form's (`lpo` pairs with `lpo` on pairs, and the reference's
+/// answers count once).
 pub fn eval_key(recipe: &Recipe) -> String {
     let mut eval = recipe.eval.clone();
     eval.baseline = String::new();
+    let mut data = recipe.data.clone();
+    data.form = lpo_recipe::DataForm::Reward;
     let value = (
         recipe.model.dims(),
         &recipe.reference,
-        &recipe.data,
+        &data,
         eval,
         recipe.train.seed,
     );

@@ -370,6 +370,18 @@ fn reward_settings_move_the_id_only_for_the_reward_kinds_in_use() {
     );
 }
 
+/// Preference pairs come from the same lists and held-out prompts as the
+/// reward form: the form changes the run, not what it is evaluated on.
+#[test]
+fn the_data_form_changes_the_run_id_but_not_the_evaluation_key() {
+    let reward = Recipe::default();
+    let pairs = recipe("[data]\nform = \"preference\"\n");
+    assert_ne!(run_id(&reward), run_id(&pairs));
+    assert_eq!(eval_key(&reward), eval_key(&pairs));
+    let other_data = recipe("[data]\nform = \"preference\"\nlist_size = 5\n");
+    assert_ne!(eval_key(&reward), eval_key(&other_data));
+}
+
 /// A checkpoint directory holding only a config.json (all the planner reads).
 fn checkpoint_dir(name: &str, config: &serde_json::Value) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lpo-plan-{name}-{}", std::process::id()));
