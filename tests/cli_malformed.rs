@@ -211,6 +211,7 @@ const CASES: &[Case] = &[
     case("tracking-mlflow-credentials-in-uri", b"[tracking]\nmlflow = \"https://me:secret@mlflow.example.org\"\n", "r.toml:2:1", "holds credentials: set MLFLOW_TRACKING_TOKEN"),
     case("tracking-mlflow-no-host", b"[tracking]\nmlflow = \"http://\"\n", "r.toml:2:1", "which names no host"),
     case("tracking-mlflow-not-a-string", b"[tracking]\nmlflow = 5000\n", "r.toml:2:1", "`tracking.mlflow` must be a string"),
+    case("tracking-mlflow-shell-metacharacters", b"[tracking]\nmlflow = \"http://h/$(touch pwned; echo)\"\n", "r.toml:2:1", "holds a space or a control character"),
     case("tracking-unknown-key", b"[tracking]\nwandb = \"x\"\n", "r.toml:2:1", "unknown key `tracking.wandb`"),
     case("tracking-experiment-empty", b"[tracking]\nexperiment = \" \"\n", "r.toml:2:1", "`tracking.experiment` is empty"),
     case("loss-simpo-gamma-negative", b"[loss]\nkind = \"simpo\"\nsimpo_gamma = -1\n", "r.toml:3:1", "`loss.simpo_gamma` is -1, but must be >= 0"),

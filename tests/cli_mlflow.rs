@@ -289,3 +289,29 @@ fn a_server_killed_mid_run_neither_fails_nor_stalls_it() {
         .any(|l| l["type"] == "status" && l["status"] == "FINISHED"));
     assert!(lines.iter().all(|l| l["error"].is_string()));
 }
+
+/// A bad `--mlflow` (another scheme, credentials, shell metacharacters)
+/// exits 2 naming the problem, before anything is written.
+#[test]
+fn a_bad_mlflow_uri_is_refused_before_anything_is_written() {
+    let dir = scratch("mlflow-bad-uri");
+    std::fs::write(dir.join("r.toml"), recipe("fam", 2)).unwrap();
+    for (uri, message) in [
+        ("file:///tmp/mlruns", "over http:// or https://"),
+        ("https://me:secret@mlflow.example.org", "holds credentials"),
+        ("http://h/$(touch pwned)", "not a URI"),
+    ] {
+        for args in [
+            vec!["sweep", "r.toml", "--mlflow", uri],
+            vec!["run", "r.toml", "--index", "0", "--mlflow", uri],
+            vec!["report", "r.toml", "--mlflow", uri],
+        ] {
+            let out = lpo(&dir, &args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(message), "{args:?}: {stderr}");
+        }
+    }
+    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(entries.len(), 1, "only r.toml: {entries:?}");
+}

@@ -199,6 +199,12 @@ fn tracking_problems(recipe: &Recipe) -> Vec<(String, String)> {
 /// What is wrong with an MLflow tracking URI, if anything: lpo speaks the
 /// REST API over http(s), and credentials belong in the environment.
 pub fn mlflow_uri_problem(uri: &str) -> Option<String> {
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "is \"{}\", which holds a space or a control character: not a URI",
+            uri.escape_default()
+        ));
+    }
     let Some(rest) = uri
         .strip_prefix("http://")
         .or_else(|| uri.strip_prefix("https://"))
@@ -339,6 +345,8 @@ mod tests {
         assert!(problem("databricks").contains("not supported"));
         assert!(problem("http://").contains("no host"));
         assert!(problem("https://me:secret@host").contains("MLFLOW_TRACKING_TOKEN"));
+        assert!(problem("http://h/$(touch x; y)").contains("not a URI"));
+        assert!(problem("http://h\nx").contains("control character"));
     }
 
     use super::{mlflow_uri_problem, problems};

@@ -590,12 +590,19 @@ pub fn read_parts(path: &Path, kinds: &[&str], rows: &mut [MetricsRow]) -> Resul
     let mut by_step = std::collections::BTreeMap::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{}: record {}", path.display(), i + 1))?;
-        let numbers: Vec<f64> = record
-            .iter()
-            .map(str::parse)
+        let bad = || {
+            format!(
+                "{}: record {} is not a step and {} numbers",
+                path.display(),
+                i + 1,
+                kinds.len()
+            )
+        };
+        let step: u32 = record[0].parse().with_context(bad)?;
+        let values: Vec<f64> = (record.iter().skip(1).map(str::parse))
             .collect::<Result<_, _>>()
-            .with_context(|| format!("{}: record {} is not numbers", path.display(), i + 1))?;
-        by_step.insert(numbers[0] as u32, numbers[1..].to_vec());
+            .with_context(bad)?;
+        by_step.insert(step, values);
     }
     for row in rows {
         let values = by_step
@@ -638,4 +645,56 @@ pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> 
         .enumerate()
         .map(|(i, r)| r.with_context(|| format!("{}: record {}", path.display(), i + 1)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: u32) -> Vec<MetricsRow> {
+        (0..n)
+            .map(|step| MetricsRow {
+                step,
+                ..MetricsRow::default()
+            })
+            .collect()
+    }
+
+    /// loss_parts.csv round-trips, and a resume refuses one that names
+    /// other kinds, lacks a step, or holds something else than numbers.
+    #[test]
+    fn loss_parts_round_trip_and_corrupt_files_are_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOSS_PARTS);
+        let kinds = ["dpo", "bco_pair"];
+        let mut written = rows(3);
+        for row in &mut written {
+            row.parts = kinds
+                .iter()
+                .map(|k| PartLoss {
+                    kind: k.to_string(),
+                    loss: 0.5 + f64::from(row.step),
+                })
+                .collect();
+        }
+        assert_eq!(parts_to_csv(&["dpo"], &written).unwrap(), None, "one kind");
+        let text = parts_to_csv(&kinds, &written).unwrap().unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let mut read = rows(3);
+        read_parts(&path, &kinds, &mut read).unwrap();
+        assert_eq!(read, written);
+
+        let error = |text: &str, kinds: &[&str], n: u32| {
+            std::fs::write(&path, text).unwrap();
+            format!("{:#}", read_parts(&path, kinds, &mut rows(n)).unwrap_err())
+        };
+        assert!(error("step,dpo,bco_pair\n0,1,2\n", &["dpo", "ipo"], 1)
+            .contains("not [\"step\", \"dpo\", \"ipo\"]"));
+        assert!(error("step,dpo\n0,1\n", &["dpo"], 2).contains("no row for step 1"));
+        assert!(error("step,dpo\n-1,1\n", &["dpo"], 1).contains("record 1 is not a step"));
+        assert!(error("step,dpo\n0,x\n", &["dpo"], 1).contains("record 1 is not a step"));
+        assert!(error("step,dpo\n0,1,2\n", &["dpo"], 1).contains("record 1"));
+        let missing = read_parts(&dir.path().join("missing"), &kinds, &mut rows(1));
+        assert!(format!("{:#}", missing.unwrap_err()).contains("missing"));
+    }
 }

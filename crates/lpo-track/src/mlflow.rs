@@ -10,7 +10,7 @@
 //!   `mlflow-artifacts:` URIs) and its status.
 //! - MLflow's limits: `runs/log-batch` takes at most 1000 metrics, 100
 //!   params and 100 tags (1000 items) per request; a param value longer than
-//!   6000 characters or a key longer than 250 is cut, with a warning.
+//!   6000 characters or a key longer than 250 is cut to that length.
 //! - Failure: each request has a 3 s connect and a 10 s overall timeout and
 //!   is tried 3 times (0.5 s, then 1 s apart); a server error, timeout or
 //!   refused connection after that marks the server down and nothing more is
@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -304,16 +304,27 @@ struct Sender {
 
 /// Why a request failed: the server is down (stop sending) or refused this
 /// request (drop its items, go on).
+#[derive(Debug)]
 enum Failure {
     Down(String),
     Refused(String),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Down(why) | Failure::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
 impl Sender {
     fn run(mut self, target: &Target, info: RunInfo) {
         match self.open(target, info) {
             Ok(()) => self.send_loop(),
-            Err(Failure::Down(why) | Failure::Refused(why)) => self.give_up(why),
+            Err(failure) => self.give_up(failure.to_string()),
         }
         let mut state = self.shared.lock();
         state.done = true;
@@ -505,30 +516,26 @@ fn upload(client: &Client, artifact_uri: &str, path: &Path) -> Result<(), Failur
 /// replaces them. Returns the MLflow run's id.
 pub fn upload_report(target: &Target, family: &str, files: &[PathBuf]) -> Result<String> {
     let client = Client::new(&target.uri);
-    let experiment = experiment_id(&client, &target.experiment).or_else(failed_with)?;
+    let experiment = experiment_id(&client, &target.experiment)?;
     let filter = format!("tags.`lpo.report` = '{}'", family.replace('\'', "\\'"));
     let body = json!({"experiment_ids": [experiment], "filter": filter, "max_results": 1});
-    let found = client.post("runs/search", &body).or_else(failed)?;
+    let found = client.post("runs/search", &body)?;
     let info = match found["runs"].get(0) {
         Some(run) => run["info"].clone(),
         None => {
             let tags = json!([{"key": "lpo.report", "value": family}, {"key": "lpo.recipe", "value": family}]);
             let body = json!({"experiment_id": experiment, "run_name": "report", "start_time": now_ms(), "tags": tags});
-            client.post("runs/create", &body).or_else(failed)?["run"]["info"].clone()
+            client.post("runs/create", &body)?["run"]["info"].clone()
         }
     };
     let run_id = info["run_id"].as_str().unwrap_or_default().to_string();
     let artifact_uri = info["artifact_uri"].as_str().unwrap_or_default();
     for file in files {
-        upload(&client, artifact_uri, file).or_else(|f| failed(f).map(|_| ()))?;
+        upload(&client, artifact_uri, file)?;
     }
     let body = json!({"run_id": run_id, "status": "FINISHED", "end_time": now_ms()});
-    client.post("runs/update", &body).or_else(failed)?;
+    client.post("runs/update", &body)?;
     Ok(run_id)
-}
-
-fn failed_with(f: Failure) -> Result<String> {
-    failed(f).map(|_| String::new())
 }
 
 /// A metric as MLflow's JSON takes it: NaN and infinities as strings.
@@ -617,41 +624,33 @@ impl Client {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
         let text = body.to_string();
         self.retry(&url, || {
-            let mut request = self
-                .agent
-                .post(&url)
-                .header("Content-Type", "application/json");
-            if let Some(auth) = &self.auth {
-                request = request.header("Authorization", auth);
-            }
-            request.send(text.as_bytes())
+            self.authorized(self.agent.post(&url))
+                .header("Content-Type", "application/json")
+                .send(text.as_bytes())
         })
     }
 
     fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, Failure> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
         self.retry(&url, || {
-            let mut request = self.agent.get(&url);
-            for (k, v) in query {
-                request = request.query(*k, *v);
-            }
-            if let Some(auth) = &self.auth {
-                request = request.header("Authorization", auth);
-            }
-            request.call()
+            self.authorized(self.agent.get(&url))
+                .query_pairs(query.iter().copied())
+                .call()
         })
     }
 
     fn put_artifact(&self, path: &str, bytes: &[u8]) -> Result<(), Failure> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
-        self.retry(&url, || {
-            let mut request = self.agent.put(&url);
-            if let Some(auth) = &self.auth {
-                request = request.header("Authorization", auth);
-            }
-            request.send(bytes)
-        })
-        .map(|_| ())
+        self.retry(&url, || self.authorized(self.agent.put(&url)).send(bytes))
+            .map(|_| ())
+    }
+
+    /// `request` with the credentials, if any.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(auth) => request.header("Authorization", auth),
+            None => request,
+        }
     }
 
     /// Runs `call` up to [`ATTEMPTS`] times while the server fails (no
@@ -710,18 +709,12 @@ fn auth_from(var: impl Fn(&str) -> Option<String>) -> Option<String> {
 /// the same timeouts, retries and credentials as the sink: for reading runs
 /// back (tests, scripts).
 pub fn rest_get(uri: &str, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
-    Client::new(uri).get(endpoint, query).or_else(failed)
+    Ok(Client::new(uri).get(endpoint, query)?)
 }
 
 /// `POST /api/2.0/mlflow/<endpoint>` with a JSON body, as [`rest_get`].
 pub fn rest_post(uri: &str, endpoint: &str, body: &Value) -> Result<Value> {
-    Client::new(uri).post(endpoint, body).or_else(failed)
-}
-
-fn failed(f: Failure) -> Result<Value> {
-    match f {
-        Failure::Down(e) | Failure::Refused(e) => bail!("{e}"),
-    }
+    Ok(Client::new(uri).post(endpoint, body)?)
 }
 
 /// The runs of the experiment named `experiment` (`runs/search`).

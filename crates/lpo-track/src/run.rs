@@ -170,18 +170,13 @@ impl RunEvents {
 
     /// Appends one row of metrics.csv, with its parts' losses (loss_parts.csv).
     pub fn metrics(&mut self, row: &MetricsRow) -> Result<()> {
-        let tags: Vec<String> = row
-            .parts
-            .iter()
-            .map(|p| format!("loss_parts/{}", p.kind))
-            .collect();
-        let mut values = metrics_scalars(row);
-        values.extend(
-            tags.iter()
-                .map(String::as_str)
-                .zip(row.parts.iter().map(|p| p.loss)),
-        );
-        self.writer.scalars(i64::from(row.step), &values)
+        self.scalars(i64::from(row.step), &borrowed(&step_scalars(row)))
+    }
+
+    /// Appends scalars at `step` (a step's, computed once for every
+    /// tracker by the caller).
+    pub fn scalars(&mut self, step: i64, values: &[(&str, f64)]) -> Result<()> {
+        self.writer.scalars(step, values)
     }
 
     /// Appends one row of curves.csv.

@@ -60,11 +60,14 @@ impl Tracker {
 
     /// Appends a step's metrics (flushed every few seconds).
     pub(crate) fn metrics(&mut self, row: &MetricsRow) -> Result<()> {
+        let owned = lpo_track::run::step_scalars(row);
+        let (step, values) = (i64::from(row.step), lpo_track::run::borrowed(&owned));
         if let Some(sink) = &self.mlflow {
-            let values = lpo_track::run::step_scalars(row);
-            sink.metrics(i64::from(row.step), &lpo_track::run::borrowed(&values));
+            sink.metrics(step, &values);
         }
-        self.events.as_mut().map_or(Ok(()), |e| e.metrics(row))
+        self.events
+            .as_mut()
+            .map_or(Ok(()), |e| e.scalars(step, &values))
     }
 
     /// Appends a held-out curve point.
