@@ -14,8 +14,27 @@
 //!   difference per seed, df = seeds - 1) with its t interval;
 //! - the exact [`sign_test`] with the [`wilson`] interval of W/(W+L), which
 //!   agree with each other (both ignore ties);
-//! - [`holm`] and [`benjamini_hochberg`] adjustments over a family of tests;
+//! - [`holm`] and [`benjamini_hochberg`] adjustments over a family of tests,
+//!   and the level at which each test's interval must be printed to agree
+//!   with its adjusted p-value ([`Adjustment::interval_alphas`], module
+//!   [`simultaneous`]);
+//! - the paired equivalence test TOST ([`equivalence`]);
+//! - the power of the paired t-test and its inversions ([`power`]) on the
+//!   noncentral t distribution ([`noncentral`]);
 //! - [`format_p`], which never prints a p-value as `0`.
+//!
+//! TOST and power equal statsmodels' `ttost_paired` and
+//! `TTestPower().solve_power` to 1e-9 on the fixtures of
+//! scripts/stats-fixtures.py (`tests/statsmodels.rs`).
+
+pub mod equivalence;
+pub mod noncentral;
+pub mod power;
+pub mod simultaneous;
+
+pub use equivalence::{tost_paired, Tost, EQUIVALENCE_ALPHA};
+pub use power::{solve_effect, solve_nobs, t_test_power, PowerSummary, POWER};
+pub use simultaneous::ALPHA;
 
 use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal, StudentsT};
 
@@ -327,6 +346,19 @@ pub struct TTest {
     /// 95% t interval of the mean: mean -/+ t_{0.975, df} sd / sqrt(n); it
     /// excludes 0 exactly when p < 0.05.
     pub interval: Interval,
+}
+
+impl TTest {
+    /// The t interval of the mean at confidence `1 - alpha`: mean -/+
+    /// t_{1 - alpha/2, df} sd / sqrt(n). It excludes 0 exactly when
+    /// p < alpha.
+    pub fn interval_at(&self, alpha: f64) -> Interval {
+        let half = noncentral::t_isf(alpha / 2.0, self.df) * self.sd / (self.n as f64).sqrt();
+        Interval {
+            lo: self.mean - half,
+            hi: self.mean + half,
+        }
+    }
 }
 
 /// Student's paired t-test of `diffs` (one difference per unit, e.g. the
