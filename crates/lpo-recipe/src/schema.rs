@@ -993,6 +993,28 @@ fn win_rate() -> TableMetric {
 pub struct ReportConfig {
     /// Tables to regenerate.
     pub tables: Vec<TableSpec>,
+    /// The declared family of hypotheses the multiple-comparison adjustment
+    /// runs over; empty: every test the report shows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub family: Vec<Hypothesis>,
+    /// Equivalence margin D: a paired TOST at 0.05 for |Δ reward| < D on
+    /// every comparison with two or more seeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equivalence_margin: Option<f64>,
+}
+
+/// One declared hypothesis: method `a` minus `b` (`reference` or a method
+/// label) differ in mean reward, on `task` or on every task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hypothesis {
+    /// The method label tested.
+    pub a: String,
+    /// What it is compared with: `reference` or a method label.
+    pub b: String,
+    /// One task (or data source); default: every task both have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// One group of axes that move together.

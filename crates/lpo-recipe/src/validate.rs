@@ -12,6 +12,7 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
         .map(|(k, m)| (k.to_string(), m))
         .collect();
     out.extend(name_problems(recipe));
+    out.extend(family_problems(recipe));
     let dims = recipe.model.dims();
     if recipe.eval.max_new_tokens >= dims.max_len {
         out.push((
@@ -280,6 +281,76 @@ fn name_problems(recipe: &Recipe) -> Vec<(String, String)> {
     out
 }
 
+/// `report.family`: each entry names two different methods (`a` a method,
+/// `b` a method or `reference`), once.
+fn family_problems(recipe: &Recipe) -> Vec<(String, String)> {
+    let family = &recipe.report.family;
+    let mut out = Vec::new();
+    for (i, h) in family.iter().enumerate() {
+        let at = |field: &str| format!("report.family[{i}].{field}");
+        for (field, value) in [("a", &h.a), ("b", &h.b)] {
+            if value.trim().is_empty() {
+                out.push((at(field), "is empty: name a method label".into()));
+            }
+        }
+        if h.task.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            out.push((
+                at("task"),
+                "is empty: name a task, or leave it out for every task".into(),
+            ));
+        }
+        if h.a == "reference" {
+            out.push((
+                at("a"),
+                "is \"reference\", the SFT model every method is compared with: it can only be `b`"
+                    .into(),
+            ));
+        }
+        if h.a == h.b {
+            out.push((
+                at("b"),
+                format!("is \"{}\", the same method as `a`", h.b.escape_default()),
+            ));
+        }
+        if let Some(j) = family[..i].iter().position(|o| o == h) {
+            out.push((
+                at("a"),
+                format!("repeats report.family[{j}]: a hypothesis counts once"),
+            ));
+        }
+    }
+    out
+}
+
+/// The labels `report.family` names that no planned run carries (`labels`:
+/// the method labels of the plan), as diagnostics located at the key: a
+/// typo would otherwise leave the declared family silently smaller.
+pub fn family_label_problems(
+    report: &crate::schema::ReportConfig,
+    labels: &std::collections::BTreeSet<String>,
+) -> Vec<crate::Diagnostic> {
+    let known = labels.iter().map(String::as_str).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for (i, h) in report.family.iter().enumerate() {
+        for (field, value) in [("a", &h.a), ("b", &h.b)] {
+            if (field == "b" && value == "reference") || labels.contains(value) {
+                continue;
+            }
+            out.push(crate::Diagnostic {
+                message: format!(
+                    "`report.family[{i}].{field}` is \"{}\", which no run of the sweep is labelled (labels: {})",
+                    value.escape_default(),
+                    known.join(", ")
+                ),
+                location: format!("report.family[{i}].{field}"),
+                help: crate::diag::did_you_mean(value, known.iter().copied())
+                    .or_else(|| Some("use a method label of the sweep (`lpo plan` lists them), or `reference` as `b`".into())),
+            });
+        }
+    }
+    out
+}
+
 /// A prompt format needs a reward source and a checkpoint to sample from,
 /// a response format refuses one, and `reward = "model"` needs `reward.model`.
 fn reward_sources(recipe: &Recipe, out: &mut Vec<(String, String)>) {
@@ -349,8 +420,8 @@ mod tests {
         assert!(problem("http://h\nx").contains("control character"));
     }
 
-    use super::{mlflow_uri_problem, problems};
-    use crate::schema::{Recipe, TableSpec};
+    use super::{family_label_problems, mlflow_uri_problem, problems};
+    use crate::schema::{Hypothesis, Recipe, TableSpec};
 
     fn table(name: &str) -> TableSpec {
         toml::from_str(&format!("name = {name:?}")).unwrap()
@@ -386,5 +457,53 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].0, "report.tables[2].name");
         assert!(p[0].1.contains("the name of report.tables[0] too"), "{p:?}");
+    }
+
+    fn hypothesis(a: &str, b: &str) -> Hypothesis {
+        Hypothesis {
+            a: a.into(),
+            b: b.into(),
+            task: None,
+        }
+    }
+
+    #[test]
+    fn a_declared_family_names_two_methods_once() {
+        let mut recipe = Recipe::default();
+        recipe.report.family = vec![hypothesis("lpo", "dpo"), hypothesis("lpo", "reference")];
+        assert!(problems(&recipe).is_empty(), "{:?}", problems(&recipe));
+        recipe.report.family = vec![
+            hypothesis("lpo", "lpo"),
+            hypothesis("reference", "dpo"),
+            hypothesis("", "dpo"),
+            hypothesis("lpo", "dpo"),
+            hypothesis("lpo", "dpo"),
+        ];
+        let p = problems(&recipe);
+        let at: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            at,
+            [
+                "report.family[0].b",
+                "report.family[1].a",
+                "report.family[2].a",
+                "report.family[4].a"
+            ],
+            "{p:?}"
+        );
+        assert!(p[3].1.contains("repeats report.family[3]"), "{p:?}");
+    }
+
+    #[test]
+    fn family_labels_must_be_the_sweeps() {
+        let mut report = crate::schema::ReportConfig::default();
+        report.family = vec![hypothesis("lpo", "reference"), hypothesis("lpx", "dpo")];
+        let labels: std::collections::BTreeSet<String> =
+            ["lpo", "dpo"].iter().map(|s| s.to_string()).collect();
+        let d = family_label_problems(&report, &labels);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].location, "report.family[1].a");
+        assert!(d[0].message.contains("\"lpx\"") && d[0].message.contains("dpo, lpo"));
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `lpo`?"));
     }
 }
