@@ -79,9 +79,9 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     }
     print_skipped_lines(&data.sources);
     print_prompt_files(&data.sources, recipe);
-    let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
+    let fraction = recipe.data.eval_fraction;
     for (source, n) in
-        lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, seed, fraction)
+        lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, fraction)
     {
         println!("{source}: {n} training lists repeat a record (data.oversample = true)");
     }
@@ -163,7 +163,7 @@ fn print_prompt_files(sources: &[Source], recipe: &lpo_recipe::Recipe) {
             ..
         } = &source.kind
         {
-            let (held, train) = source.file_split(recipe.train.seed, recipe.data.eval_fraction);
+            let (held, train) = source.file_split(recipe.data.eval_fraction);
             let eval = heldout.as_ref().map_or(held.len(), |(_, r)| r.len());
             println!(
                 "{}: prompt file scored by the {} reward: {} training prompts (of {} records), {eval} evaluation prompts",

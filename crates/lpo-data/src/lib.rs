@@ -73,7 +73,23 @@ pub struct CodeTests {
     pub entry_point: Option<String>,
 }
 
+/// The text that identifies a prompt in its conversation: the prompt alone
+/// when there is no context (so a task's prompt is its own key), else the
+/// JSON of `(context, prompt)`. Splits ([`lpo_tasks::split`]) and cached
+/// responses are keyed by it.
+pub fn prompt_key(context: &[Message], prompt: &str) -> String {
+    match context {
+        [] => prompt.to_string(),
+        context => serde_json::to_string(&(context, prompt)).expect("messages serialize"),
+    }
+}
+
 impl RewardList {
+    /// This record's [`prompt_key`].
+    pub fn key(&self) -> String {
+        prompt_key(&self.context, &self.prompt)
+    }
+
     /// Binarizes the list as binarized UltraFeedback does: the highest-reward
     /// response against a random response with a strictly lower reward.
     /// `None` when every reward ties (there is no preference to learn).

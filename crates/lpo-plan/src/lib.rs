@@ -20,9 +20,10 @@ use toml::Value;
 /// Hashed in front of every canonical configuration; bump when the id scheme
 /// changes, or when the same configuration would now compute other numbers
 /// (v2: libtorch's fused AdamW formula and the inverse-CDF sampler; v3:
-/// oneDNN's matrix products on the CPU), so a sweep never mixes runs of two
-/// implementations under one id.
-const ID_SCHEME: &str = "lpo-run-v3";
+/// oneDNN's matrix products on the CPU; v4: prompts and records split into
+/// training, validation and test by content, `lpo_tasks::split`), so a
+/// sweep never mixes runs of two implementations under one id.
+const ID_SCHEME: &str = "lpo-run-v4";
 
 /// One concrete run.
 #[derive(Debug, Clone)]

@@ -15,10 +15,13 @@
 //! Every character a task produces is in [`ALPHABET`], which the character
 //! tokenizer covers.
 
+pub mod split;
 pub mod stack;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+pub use split::Part;
 
 /// Every character the built-in tasks use in prompts and answers.
 pub const ALPHABET: &str = "0123456789abcdefghijklmnopqrstuvwxyz +-*/=<>,;:|[]()?!.";
@@ -526,6 +529,33 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn part_prompts_counts_every_prompt_of_each_part() {
+        for task in Task::ALL {
+            let all = enumerate_prompts(task);
+            let count = |part| all.iter().filter(|p| task.part(p) == part).count();
+            let counts = [Part::Train, Part::Validation, Part::Test].map(count);
+            assert_eq!(
+                counts,
+                [Part::Train, Part::Validation, Part::Test].map(|p| task.part_prompts(p)),
+                "{task:?}"
+            );
+            assert_eq!(counts.iter().sum::<usize>(), task.distinct_prompts());
+        }
+    }
+
+    #[test]
+    fn generate_in_draws_only_its_part() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for task in Task::ALL {
+            for part in [Part::Train, Part::Validation, Part::Test] {
+                for _ in 0..200 {
+                    assert_eq!(task.part(&task.generate_in(part, &mut rng).prompt), part);
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use lpo_results::{
     content_id, derive_seed, write_atomic, EvalRecord, Headline, HeldoutHeadline, Outcome, Split,
     Status, Summary,
 };
+use lpo_tasks::{Part, Task};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
@@ -42,34 +43,34 @@ const GENERATION_CHUNK: usize = 64;
 /// Prompts per batch when scoring log-probabilities without gradients.
 const LOGPS_CHUNK: usize = lpo_plan::memory::EVAL_LOGPS_CHUNK;
 
-/// Validation for the first `round(fraction * n)` of `n` items, test after.
-fn split_of(index: usize, n: usize, fraction: f64) -> Split {
-    if index < (fraction * n as f64).round() as usize {
+/// The split of a held-out item whose prompt in its context is `key`
+/// ([`lpo_data::prompt_key`]): a built-in task's by the part of the task's
+/// prompt space it was drawn from, a file record's (`task` = `None`) by its
+/// content hash at `eval.validation_fraction` ([`lpo_tasks::split`]).
+pub fn heldout_split(task: Option<Task>, key: &str, validation_fraction: f64) -> Split {
+    let validation = match task {
+        Some(task) => task.part(key) == Part::Validation,
+        None => lpo_tasks::split::is_validation(key, validation_fraction),
+    };
+    if validation {
         Split::Validation
     } else {
         Split::Test
     }
 }
 
-/// Ids `<group>-s<seed>-<index>` and splits of items in `groups` order,
-/// counted within each group: the first `eval.validation_fraction` of a
-/// group's items are validation.
-fn ids_and_splits(groups: &[String], recipe: &Recipe) -> (Vec<String>, Vec<Split>) {
-    let mut sizes: HashMap<&str, usize> = HashMap::new();
-    for g in groups {
-        *sizes.entry(g.as_str()).or_default() += 1;
-    }
+/// Ids `<group>-s<seed>-<index>` of items in `groups` order, counted within
+/// each group.
+fn ids(groups: &[String], seed: u64) -> Vec<String> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     groups
         .iter()
         .map(|g| {
             let i = seen.entry(g.as_str()).or_default();
-            let id = format!("{g}-s{}-{:05}", recipe.train.seed, *i);
-            let split = split_of(*i, sizes[g.as_str()], recipe.eval.validation_fraction);
             *i += 1;
-            (id, split)
+            format!("{g}-s{seed}-{:05}", *i - 1)
         })
-        .unzip()
+        .collect()
 }
 
 /// Short name of a source for ids: the task name or the file stem.
@@ -142,7 +143,16 @@ impl HeldoutSet {
         let window = Window::new(recipe, reference.config().max_position_embeddings as usize);
         let set = TrainSet::build(lists, tokenizer, k, &window)?;
         let sources: Vec<String> = lists.iter().map(|l| short_source(&l.source)).collect();
-        let (ids, splits) = ids_and_splits(&sources, recipe);
+        let splits = lists
+            .iter()
+            .map(|l| {
+                // A task's lists carry its name; file names never equal one
+                // (sources::load_sources).
+                let task = Task::from_name(&l.source);
+                heldout_split(task, &l.list.key(), recipe.eval.validation_fraction)
+            })
+            .collect();
+        let ids = ids(&sources, recipe.train.seed);
         let mut held = HeldoutSet {
             set,
             ids,
@@ -457,10 +467,7 @@ fn reference_responses(
     // also told apart by their context (absent for tasks, so ids stay).
     let texts: Vec<String> = examples
         .iter()
-        .map(|e| match e.context() {
-            [] => e.prompt().to_string(),
-            context => serde_json::to_string(&(context, e.prompt())).expect("messages serialize"),
-        })
+        .map(|e| lpo_data::prompt_key(e.context(), e.prompt()))
         .collect();
     let e = &recipe.eval;
     let id = content_id(
@@ -616,7 +623,18 @@ pub fn generations(
     );
     let texts: Vec<String> = samples.iter().map(|r| tokenizer.decode(r)).collect();
     let tasks = group_names(examples);
-    let (ids, splits) = ids_and_splits(&tasks, recipe);
+    let ids = ids(&tasks, recipe.train.seed);
+    let splits: Vec<Split> = examples
+        .iter()
+        .map(|e| {
+            let task = match e {
+                Scorable::Task(example) => Some(example.task),
+                Scorable::Record { .. } => None,
+            };
+            let key = lpo_data::prompt_key(e.context(), e.prompt());
+            heldout_split(task, &key, recipe.eval.validation_fraction)
+        })
+        .collect();
     let (baseline_name, baseline) = baseline_rows(
         request, reference, tokenizer, rewards, examples, &prompts, &ids, progress,
     )?;
@@ -795,18 +813,34 @@ mod tests {
     }
 
     #[test]
-    fn splits_put_the_first_share_in_validation() {
-        let splits: Vec<Split> = (0..5).map(|i| split_of(i, 5, 0.5)).collect();
-        // round(2.5) = 3 validation items.
+    fn held_out_items_split_by_content() {
+        // A task prompt's split is its part of the task's space, whatever
+        // eval.validation_fraction says; a file record's follows the share.
+        let task_prompts: Vec<String> = (1..60).map(|a| format!("{a}+7=")).collect();
+        for p in task_prompts
+            .iter()
+            .filter(|p| Task::Arith.part(p) != Part::Train)
+        {
+            let want = match Task::Arith.part(p) {
+                Part::Validation => Split::Validation,
+                _ => Split::Test,
+            };
+            for share in [0.1, 0.5, 1.0] {
+                assert_eq!(heldout_split(Some(Task::Arith), p, share), want, "{p}");
+            }
+        }
+        let keys: Vec<String> = (0..2000).map(|i| format!("record {i}")).collect();
+        let validation = |share| {
+            keys.iter()
+                .filter(|k| heldout_split(None, k, share) == Split::Validation)
+                .count()
+        };
+        assert_eq!(validation(1.0), 2000);
+        let half = validation(0.5);
+        assert!((900..1100).contains(&half), "{half}");
         assert_eq!(
-            splits,
-            [
-                Split::Validation,
-                Split::Validation,
-                Split::Validation,
-                Split::Test,
-                Split::Test
-            ]
+            ids(&["a".into(), "b".into(), "a".into()], 3),
+            ["a-s3-00000", "b-s3-00000", "a-s3-00001"]
         );
         assert_eq!(short_source("data/my lists.jsonl"), "my lists");
         assert_eq!(short_source("arith"), "arith");

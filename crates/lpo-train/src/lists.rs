@@ -19,7 +19,7 @@ use lpo_model::generate::{generate_k, Decoding, GenerateOptions};
 use lpo_model::Mistral;
 use lpo_recipe::{DataForm, Recipe};
 use lpo_results::{content_id, derive_seed, write_atomic, Layout};
-use lpo_tasks::{Example, Task};
+use lpo_tasks::{Example, Part, Task};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -70,15 +70,6 @@ impl Lists {
             }
         }
     }
-
-    /// The prompts of the training and held-out lists.
-    pub fn prompts(&self) -> HashSet<&str> {
-        self.lists
-            .iter()
-            .chain(&self.heldout)
-            .map(|l| l.list.prompt.as_str())
-            .collect()
-    }
 }
 
 #[derive(Serialize)]
@@ -123,8 +114,9 @@ pub fn obtain(
         "lists",
         &ListsIdentity {
             // 4: inverse-CDF sampling on the device; 5: oneDNN products;
-            // 6: prompts keep room for eval.max_new_tokens new tokens.
-            version: 6,
+            // 6: prompts keep room for eval.max_new_tokens new tokens;
+            // 7: prompts and records split by content (lpo_tasks::split).
+            version: 7,
             reference: reference.meta.id.clone(),
             encoding: crate::sources::tokenizer(recipe)?.1,
             sources: sources.iter().map(Source::identity).collect(),
@@ -305,7 +297,7 @@ fn training_examples(recipe: &Recipe) -> Vec<Option<(Task, Example)>> {
     let tasks = mix_tasks(recipe);
     training_slots(recipe)
         .into_iter()
-        .map(|s| tasks[s].map(|task| (task, task.generate(&mut rng))))
+        .map(|s| tasks[s].map(|task| (task, task.generate_in(Part::Train, &mut rng))))
         .collect()
 }
 
@@ -320,51 +312,112 @@ fn heldout_slots(recipe: &Recipe) -> Vec<usize> {
     )
 }
 
-/// Built-in tasks asked for more distinct prompts than they can draw: per
-/// task, the held-out prompts and the evaluation prompts must each fit
-/// beside the distinct training prompts ([`Task::distinct_prompts`]).
-/// Exact, so `lpo plan` refuses what would otherwise fail after training.
+/// Built-in tasks asked for more distinct held-out prompts than a part of
+/// their prompt space holds ([`Task::part_prompts`]): per task, the
+/// validation and the test prompts of the held-out lists and of the
+/// evaluation, each against its part. Exact, so `lpo plan` refuses what
+/// would otherwise fail after training.
 pub fn prompt_shortfalls(recipe: &Recipe) -> Vec<String> {
     let tasks = mix_tasks(recipe);
-    let mut training: std::collections::HashMap<Task, HashSet<String>> = Default::default();
-    for (task, example) in training_examples(recipe).into_iter().flatten() {
-        training.entry(task).or_default().insert(example.prompt);
-    }
-    let heldout = heldout_slots(recipe);
-    let task_weights: Vec<(Task, f64)> = recipe
-        .data
-        .mix
-        .iter()
-        .zip(&tasks)
-        .filter_map(|(s, t)| t.map(|t| (t, s.weight)))
+    let held: Vec<Task> = heldout_slots(recipe)
+        .into_iter()
+        .filter_map(|s| tasks[s])
         .collect();
-    let weights: Vec<f64> = task_weights.iter().map(|t| t.1).collect();
-    let eval = lpo_data::mix::apportion(&weights, recipe.eval.prompts as usize);
+    let evaluated = eval_tasks(recipe, &tasks);
+    let fraction = recipe.eval.validation_fraction;
     let mut out = Vec::new();
     for task in Task::ALL.into_iter().filter(|t| tasks.contains(&Some(*t))) {
-        let space = task.distinct_prompts();
-        let trained = training.get(&task).map_or(0, HashSet::len);
-        let free = space - trained;
-        let held = heldout.iter().filter(|&&s| tasks[s] == Some(task)).count();
-        let evaluated: usize = task_weights
-            .iter()
-            .zip(&eval)
-            .filter(|((t, _), _)| *t == task)
-            .map(|(_, &n)| n)
-            .sum();
-        for (n, what, key) in [
-            (held, "held-out", "data.eval_fraction"),
-            (evaluated, "evaluation", "eval.prompts"),
+        for (items, what, key) in [
+            (&held, "held-out list", "data.eval_fraction"),
+            (&evaluated, "evaluation", "eval.prompts"),
         ] {
-            if n > free {
-                out.push(format!(
-                    "`{key}` asks for {n} {what} {} prompts, but the task has {space} distinct prompts and training uses {trained} of them: at most {free} are left",
-                    task.name()
-                ));
+            let n = items.iter().filter(|&&t| t == task).count();
+            let validation = validation_count(n, fraction);
+            for (part, name, k) in [
+                (Part::Validation, "validation", validation),
+                (Part::Test, "test", n - validation),
+            ] {
+                let space = task.part_prompts(part);
+                if k > space {
+                    out.push(format!(
+                        "`{key}` asks for {k} {what} {} prompts from the task's {name} part, which has {space} distinct prompts (docs/data.md: splits)",
+                        task.name()
+                    ));
+                }
             }
         }
     }
     out
+}
+
+/// Of `n` held-out items of a task, how many are validation items: the
+/// first `round(eval.validation_fraction * n)`; the rest are test items.
+fn validation_count(n: usize, fraction: f64) -> usize {
+    ((fraction * n as f64).round() as usize).min(n)
+}
+
+/// Most draws [`draw_heldout`] makes for one new distinct prompt.
+const MAX_DRAWS_PER_PROMPT: usize = 20_000;
+
+/// Distinct held-out prompts, one per entry of `tasks` in order: of each
+/// task's `n` entries the first [`validation_count`] come from its
+/// validation part and the rest from its test part, so no training stage
+/// has seen any of them ([`lpo_tasks::split`]).
+fn draw_heldout(
+    tasks: &[Task],
+    validation_fraction: f64,
+    rng: &mut StdRng,
+    key: &str,
+) -> Result<Vec<Example>> {
+    let mut totals: std::collections::HashMap<Task, usize> = Default::default();
+    for &t in tasks {
+        *totals.entry(t).or_default() += 1;
+    }
+    let mut drawn: std::collections::HashMap<Task, usize> = Default::default();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(tasks.len());
+    for &task in tasks {
+        let i = drawn.entry(task).or_default();
+        let part = if *i < validation_count(totals[&task], validation_fraction) {
+            Part::Validation
+        } else {
+            Part::Test
+        };
+        *i += 1;
+        let example = (0..MAX_DRAWS_PER_PROMPT)
+            .map(|_| task.generate_in(part, rng))
+            .find(|e| seen.insert(e.prompt.clone()));
+        match example {
+            Some(e) => out.push(e),
+            None => bail!(
+                "could not draw {} distinct held-out {} prompts of the {:?} part; lower {key}",
+                totals[&task],
+                task.name(),
+                part
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// The built-in task of each evaluation prompt, task by task: `eval.prompts`
+/// apportioned over the mix's task entries by weight (the same counts for
+/// every seed).
+fn eval_tasks(recipe: &Recipe, tasks: &[Option<Task>]) -> Vec<Task> {
+    let entries: Vec<(Task, f64)> = recipe
+        .data
+        .mix
+        .iter()
+        .zip(tasks)
+        .filter_map(|(s, t)| t.map(|t| (t, s.weight)))
+        .collect();
+    let weights: Vec<f64> = entries.iter().map(|e| e.1).collect();
+    let counts = lpo_data::mix::apportion(&weights, recipe.eval.prompts as usize);
+    entries
+        .iter()
+        .zip(counts)
+        .flat_map(|(&(task, _), n)| std::iter::repeat_n(task, n))
+        .collect()
 }
 
 /// What sampling and scoring lists needs.
@@ -394,7 +447,7 @@ fn generate_lists(
     let mut orders: Vec<(Vec<usize>, Vec<usize>, usize)> = sources
         .iter()
         .map(|s| {
-            let (held, train) = s.file_split(seed, fraction);
+            let (held, train) = s.file_split(fraction);
             let order = lpo_data::mix::permutation(train.len(), &mut pick_rng);
             (held, order.into_iter().map(|i| train[i]).collect(), 0)
         })
@@ -459,7 +512,6 @@ fn generate_lists(
         sampling,
         sources,
         reference,
-        &lists,
         &orders,
         &mut pick_rng,
         progress,
@@ -475,16 +527,14 @@ fn heldout_lists(
     sampling: &Sampling<'_>,
     sources: &[Source],
     reference: &Reference,
-    lists: &[SourcedList],
     orders: &[(Vec<usize>, Vec<usize>, usize)],
     pick_rng: &mut StdRng,
     progress: &mut dyn Progress,
 ) -> Result<Vec<SourcedList>> {
     let (recipe, k) = (sampling.recipe, sampling.recipe.data.list_size as usize);
-    let train_prompts: HashSet<String> = lists.iter().map(|l| l.list.prompt.clone()).collect();
-    let held_tasks: Vec<Scorable> = heldout_examples(recipe, &train_prompts)?
+    let held_tasks: Vec<Scorable> = heldout_examples(recipe)?
         .into_iter()
-        .map(|(_, e)| Scorable::Task(e))
+        .map(Scorable::Task)
         .collect();
     let mut sampler = ListSampler::new(sampling, &reference.model, "heldout-list-sampling");
     progress.start("sampling held-out lists", held_tasks.len() as u64);
@@ -529,7 +579,6 @@ fn every_record_once(orders: &[(Vec<usize>, Vec<usize>, usize)]) -> Vec<usize> {
 pub fn repeated_draws(
     sources: &[Source],
     lists: &[SourcedList],
-    seed: u64,
     fraction: f64,
 ) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
@@ -538,7 +587,7 @@ pub fn repeated_draws(
         .filter(|s| matches!(s.kind, SourceKind::File { .. }))
     {
         let drawn = lists.iter().filter(|l| l.source == s.name).count();
-        let records = s.file_split(seed, fraction).1.len();
+        let records = s.file_split(fraction).1.len();
         if drawn > records {
             out.insert(s.name.clone(), drawn - records);
         }
@@ -604,40 +653,21 @@ fn file_list(
 
 /// Prompts for the built-in tasks' held-out lists: `round(eval_fraction *
 /// train_prompts)` slots spread over the whole mix by weight, of which the
-/// task slots are used (files hold out their own records), never repeating
-/// a training prompt or each other.
-fn heldout_examples(
-    recipe: &Recipe,
-    train_prompts: &HashSet<String>,
-) -> Result<Vec<(Task, Example)>> {
-    let seed = recipe.train.seed;
-    let slots = heldout_slots(recipe);
-    let m = slots.len();
+/// task slots are used (files hold out their own records), from the tasks'
+/// validation and test parts ([`draw_heldout`]).
+fn heldout_examples(recipe: &Recipe) -> Result<Vec<Example>> {
     let tasks = mix_tasks(recipe);
-    let mut rng = StdRng::seed_from_u64(derive_seed(seed, "heldout-prompts"));
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut out = Vec::new();
-    for &s in &slots {
-        let Some(task) = tasks[s] else {
-            continue;
-        };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            if attempts > 1000 {
-                bail!(
-                    "could not draw {m} held-out {} prompts distinct from the training prompts; lower data.eval_fraction",
-                    task.name()
-                );
-            }
-            let example = task.generate(&mut rng);
-            if !train_prompts.contains(&example.prompt) && seen.insert(example.prompt.clone()) {
-                out.push((task, example));
-                break;
-            }
-        }
-    }
-    Ok(out)
+    let held: Vec<Task> = heldout_slots(recipe)
+        .into_iter()
+        .filter_map(|s| tasks[s])
+        .collect();
+    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "heldout-prompts"));
+    draw_heldout(
+        &held,
+        recipe.eval.validation_fraction,
+        &mut rng,
+        "data.eval_fraction",
+    )
 }
 
 /// K responses sampled from `model` for each item and scored with the
@@ -738,16 +768,29 @@ impl<'a> ListSampler<'a> {
 
 /// Held-out evaluation prompts: `eval.prompts` split over the mix's built-in
 /// tasks exactly by weight (the same counts for every seed), task by task,
-/// drawn with a separate seed, never repeating a training or held-out list
-/// prompt or each other; then every held-out record of each prompt file
-/// (its `data.eval_fraction` share, or its `eval_split`), scored by the
-/// file's reward. Empty when the mix has neither.
-pub fn eval_examples(
-    recipe: &Recipe,
-    sources: &[Source],
-    train_prompts: &HashSet<&str>,
-) -> Result<Vec<Scorable>> {
-    let mut out = task_eval_examples(recipe, sources, train_prompts)?;
+/// drawn with a separate seed from the tasks' validation and test parts
+/// ([`draw_heldout`]), never repeating each other; then every held-out
+/// record of each prompt file (its `data.eval_fraction` share, or its
+/// `eval_split`), scored by the file's reward. Empty when the mix has
+/// neither.
+pub fn eval_examples(recipe: &Recipe, sources: &[Source]) -> Result<Vec<Scorable>> {
+    let tasks: Vec<Option<Task>> = sources
+        .iter()
+        .map(|s| match s.kind {
+            SourceKind::Task(t) => Some(t),
+            SourceKind::File { .. } => None,
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "eval-prompts"));
+    let mut out: Vec<Scorable> = draw_heldout(
+        &eval_tasks(recipe, &tasks),
+        recipe.eval.validation_fraction,
+        &mut rng,
+        "eval.prompts",
+    )?
+    .into_iter()
+    .map(Scorable::Task)
+    .collect();
     for source in sources {
         let SourceKind::File {
             records,
@@ -761,7 +804,7 @@ pub fn eval_examples(
         let (name, held): (&str, Vec<&RewardList>) = match heldout {
             Some((name, records)) => (name, records.iter().collect()),
             None => {
-                let (held, _) = source.file_split(recipe.train.seed, recipe.data.eval_fraction);
+                let (held, _) = source.file_split(recipe.data.eval_fraction);
                 (&source.name, held.iter().map(|&i| &records[i]).collect())
             }
         };
@@ -770,52 +813,6 @@ pub fn eval_examples(
             kind: *kind,
             record: record.clone(),
         }));
-    }
-    Ok(out)
-}
-
-/// The built-in tasks' evaluation prompts of [`eval_examples`].
-fn task_eval_examples(
-    recipe: &Recipe,
-    sources: &[Source],
-    train_prompts: &HashSet<&str>,
-) -> Result<Vec<Scorable>> {
-    let tasks: Vec<(Task, f64)> = sources
-        .iter()
-        .filter_map(|s| match s.kind {
-            SourceKind::Task(t) => Some((t, s.weight)),
-            SourceKind::File { .. } => None,
-        })
-        .collect();
-    if tasks.is_empty() {
-        return Ok(Vec::new());
-    }
-    let weights: Vec<f64> = tasks.iter().map(|t| t.1).collect();
-    let n = recipe.eval.prompts as usize;
-    let counts = lpo_data::mix::apportion(&weights, n);
-    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "eval-prompts"));
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut out = Vec::with_capacity(n);
-    for (&(task, _), &count) in tasks.iter().zip(&counts) {
-        let mut attempts = 0usize;
-        let mut drawn = 0;
-        while drawn < count {
-            attempts += 1;
-            if attempts > 100 * count + 1000 {
-                bail!(
-                    "could not draw {count} distinct held-out {} prompts; lower eval.prompts",
-                    task.name()
-                );
-            }
-            let example = task.generate(&mut rng);
-            if train_prompts.contains(example.prompt.as_str())
-                || !seen.insert(example.prompt.clone())
-            {
-                continue;
-            }
-            out.push(Scorable::Task(example));
-            drawn += 1;
-        }
     }
     Ok(out)
 }

@@ -132,7 +132,9 @@ pub fn obtain(
     let id = content_id(
         "reference",
         &SftIdentity {
-            version: 3, // 2: fused AdamW; 3: oneDNN products
+            // 2: fused AdamW; 3: oneDNN products; 4: demonstrations only
+            // from the training part (lpo_tasks::split).
+            version: 4,
             model: recipe.model.dims(),
             sft_steps: r.sft_steps,
             sft_batch_size: r.sft_batch_size,
@@ -249,40 +251,69 @@ fn from_checkpoint(dir: &Path, layout: &Layout, device: Device) -> Result<Refere
     })
 }
 
-/// One demonstration: a prompt and the answer shown for it.
-fn demonstration(
-    sources: &[Source],
-    train_records: &[Vec<usize>],
-    weights: &[f64],
+/// The reference's SFT demonstrations in the order it sees them: a pure
+/// function of the recipe and its sources, so tests can check which prompts
+/// SFT shows. Each is (context, prompt, answer).
+pub struct Demonstrations<'a> {
+    sources: &'a [Source],
+    /// Per source, its training records (file sources; held-out records
+    /// are never demonstrated).
+    train_records: Vec<Vec<usize>>,
+    weights: Vec<f64>,
     error_rate: f64,
-    rng: &mut StdRng,
-) -> (Vec<lpo_data::Message>, String, String) {
-    let s = lpo_data::mix::assign(weights, 1, rng)[0];
-    let source = &sources[s];
-    match &source.kind {
-        SourceKind::Task(task) => {
-            let example = task.generate(rng);
-            let answer = if rng.random_bool(error_rate) {
-                task.corrupt(&example, rng)
-            } else {
-                example.solution.clone()
-            };
-            (Vec::new(), example.prompt, answer)
-        }
-        SourceKind::File { records, .. } => {
-            let train = &train_records[s];
-            let record = &records[train[rng.random_range(0..train.len())]];
-            let best = record
-                .responses
+    rng: StdRng,
+}
+
+impl<'a> Demonstrations<'a> {
+    /// The demonstrations of `recipe`'s reference SFT over `sources`.
+    pub fn new(recipe: &Recipe, sources: &'a [Source]) -> Demonstrations<'a> {
+        Demonstrations {
+            sources,
+            train_records: sources
                 .iter()
-                .max_by(|a, b| a.reward.total_cmp(&b.reward))
-                .expect("records have responses");
-            (
-                record.context.clone(),
-                record.prompt.clone(),
-                best.text.clone(),
-            )
+                .map(|s| s.file_split(recipe.data.eval_fraction).1)
+                .collect(),
+            weights: sources.iter().map(|s| s.weight).collect(),
+            error_rate: recipe.reference.error_rate,
+            rng: StdRng::seed_from_u64(derive_seed(recipe.train.seed, "sft-demonstrations")),
         }
+    }
+}
+
+impl Iterator for Demonstrations<'_> {
+    type Item = (Vec<lpo_data::Message>, String, String);
+
+    /// One demonstration: a prompt of a training part and the answer shown
+    /// for it (wrong at `reference.error_rate` for a built-in task).
+    fn next(&mut self) -> Option<Self::Item> {
+        let rng = &mut self.rng;
+        let s = lpo_data::mix::assign(&self.weights, 1, rng)[0];
+        Some(match &self.sources[s].kind {
+            SourceKind::Task(task) => {
+                // Never a validation or test prompt (lpo_tasks::split).
+                let example = task.generate_in(lpo_tasks::Part::Train, rng);
+                let answer = if rng.random_bool(self.error_rate) {
+                    task.corrupt(&example, rng)
+                } else {
+                    example.solution.clone()
+                };
+                (Vec::new(), example.prompt, answer)
+            }
+            SourceKind::File { records, .. } => {
+                let train = &self.train_records[s];
+                let record = &records[train[rng.random_range(0..train.len())]];
+                let best = record
+                    .responses
+                    .iter()
+                    .max_by(|a, b| a.reward.total_cmp(&b.reward))
+                    .expect("records have responses");
+                (
+                    record.context.clone(),
+                    record.prompt.clone(),
+                    best.text.clone(),
+                )
+            }
+        })
     }
 }
 
@@ -303,13 +334,7 @@ fn train_sft(
     let vs = nn::VarStore::new(device);
     let model = Mistral::new(&vs.root(), &config);
     let mut opt = AdamW::new(&vs, 0.0);
-    let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "sft-demonstrations"));
-    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
-    // File records held out for evaluation are never demonstrated.
-    let train_records: Vec<Vec<usize>> = sources
-        .iter()
-        .map(|s| s.file_split(recipe.train.seed, recipe.data.eval_fraction).1)
-        .collect();
+    let mut demonstrations = Demonstrations::new(recipe, sources);
     let warmup = r.sft_steps / 20;
     let tail = (r.sft_steps / 10).max(1);
     let mut tail_losses = Vec::new();
@@ -318,8 +343,7 @@ fn train_sft(
         let mut prompts = Vec::with_capacity(r.sft_batch_size as usize);
         let mut responses = Vec::with_capacity(r.sft_batch_size as usize);
         for _ in 0..r.sft_batch_size {
-            let (c, p, a) =
-                demonstration(sources, &train_records, &weights, r.error_rate, &mut rng);
+            let (c, p, a) = demonstrations.next().expect("demonstrations never end");
             let e = encode_pair(tokenizer, &c, &p, Some(&a), &window)?;
             prompts.push(e.prompt);
             responses.push(e.response);

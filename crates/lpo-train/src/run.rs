@@ -367,8 +367,8 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         crate::rewards::model_id(request.recipe, &request.layout.cache_dir())?;
     state.summary.timings.reference = reference_seconds;
     state.summary.lists = lists.id.clone();
-    let (seed, fraction) = (recipe.train.seed, recipe.data.eval_fraction);
-    state.summary.repeated = lists::repeated_draws(&sources, &lists.lists, seed, fraction);
+    let fraction = recipe.data.eval_fraction;
+    state.summary.repeated = lists::repeated_draws(&sources, &lists.lists, fraction);
     state.summary.sandbox = rewards.isolation().map(ToString::to_string);
     let heldout = HeldoutSet::build(
         recipe,
@@ -463,7 +463,7 @@ fn evaluate(
         write_atomic(&state.dir.join(records::HELDOUT), &records::to_csv(&rows)?)?;
         state.summary.heldout = Some(headline);
     }
-    let examples = lists::eval_examples(recipe, &inputs.sources, &inputs.lists.prompts())?;
+    let examples = lists::eval_examples(recipe, &inputs.sources)?;
     if !examples.is_empty() {
         let rows = eval::generations(
             inputs.request,

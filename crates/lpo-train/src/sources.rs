@@ -9,10 +9,7 @@ use lpo_data::import::{self, Format, OnBad};
 use lpo_data::tokenizer::{CharTokenizer, HfOptions, HfTokenizer, Tokenize};
 use lpo_data::{Message, RewardList};
 use lpo_recipe::{ChatTemplateUse, DataSource, FileFormat, OnBadRecord, Recipe};
-use lpo_results::derive_seed;
 use lpo_tasks::Task;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 /// A list and the source it came from.
@@ -32,16 +29,14 @@ pub struct SourcedList {
     pub outcomes: Vec<String>,
 }
 
-/// A file source's records split into (held out, training) indices: a
-/// seeded permutation of its `len` records whose first `ceil(fraction * len)`
-/// (leaving at least one for training) are held out. The reference's SFT
-/// and the training lists only ever see the training part.
-pub fn file_split(source: &str, len: usize, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = StdRng::seed_from_u64(derive_seed(seed, &format!("heldout-records:{source}")));
-    let mut order = lpo_data::mix::permutation(len, &mut rng);
-    let held = ((fraction * len as f64).ceil() as usize).min(len.saturating_sub(1));
-    let train = order.split_off(held);
-    (order, train)
+/// A file source's records split into (held out, training) indices, in
+/// file order: a record is held out when the content hash of its prompt in
+/// its context says so at `fraction` ([`lpo_tasks::split::is_heldout`]), so
+/// about `fraction` of the records, the same ones for every seed, and
+/// copies of one prompt on one side. The reference's SFT and the training
+/// lists only ever see the training part.
+pub fn file_split(records: &[RewardList], fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    (0..records.len()).partition(|&i| lpo_tasks::split::is_heldout(&records[i].key(), fraction))
 }
 
 /// What one `data.mix` entry provides.
@@ -98,16 +93,14 @@ impl Source {
     /// its `records`: none held out when it has an `eval_split` (its records
     /// are the held-out lists), else [`file_split`]'s share.
     /// Empty for a built-in task.
-    pub fn file_split(&self, seed: u64, fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    pub fn file_split(&self, fraction: f64) -> (Vec<usize>, Vec<usize>) {
         match &self.kind {
             SourceKind::File {
                 records,
                 heldout: Some(_),
                 ..
             } => (Vec::new(), (0..records.len()).collect()),
-            SourceKind::File { records, .. } => {
-                file_split(&self.name, records.len(), seed, fraction)
-            }
+            SourceKind::File { records, .. } => file_split(records, fraction),
             SourceKind::Task(_) => (Vec::new(), Vec::new()),
         }
     }
@@ -159,13 +152,49 @@ pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
             (SourceKind::File { path, .. }, None) => shown(path),
             (SourceKind::File { path, .. }, Some(split)) => format!("{}[{split}]", shown(path)),
         };
-        sources.push(Source {
+        if matches!(kind, SourceKind::File { .. }) && Task::from_name(&name).is_some() {
+            // Lists carry their source's name, and a task's name means the task.
+            bail!("data.mix[{i}]: a file named `{name}` would be taken for the built-in task; name it with a directory or extension (`./{name}`)");
+        }
+        let source = Source {
             name,
             weight: entry.weight,
             kind,
-        });
+        };
+        ensure_split(&source, recipe.data.eval_fraction)?;
+        sources.push(source);
     }
     Ok(sources)
+}
+
+/// An error when the content-hash split leaves a file source without
+/// training records, or a prompt file without evaluation prompts.
+fn ensure_split(source: &Source, fraction: f64) -> Result<()> {
+    let SourceKind::File {
+        records,
+        heldout,
+        reward,
+        ..
+    } = &source.kind
+    else {
+        return Ok(());
+    };
+    let (held, train) = source.file_split(fraction);
+    if train.is_empty() {
+        bail!(
+            "{}: all {} records are held out at data.eval_fraction = {fraction} (records are held out by a hash of their prompt, docs/data.md); lower data.eval_fraction",
+            source.name,
+            records.len()
+        );
+    }
+    if reward.is_some() && heldout.is_none() && held.is_empty() {
+        bail!(
+            "{}: none of its {} records is held out at data.eval_fraction = {fraction}, so the prompt file has no evaluation prompts (records are held out by a hash of their prompt, docs/data.md); raise data.eval_fraction or name an eval_split",
+            source.name,
+            records.len()
+        );
+    }
+    Ok(())
 }
 
 /// Imports one file source (or the files of a split), then checks each
@@ -743,6 +772,8 @@ mod tests {
         .unwrap();
         let path = path.display().to_string();
         let mut recipe = file_recipe(&path, FileFormat::Native, None);
+        // One record left: hold none out (its hash would hold it out at 0.1).
+        recipe.data.eval_fraction = 0.0;
         let e = load_sources(&recipe).err().unwrap().to_string();
         assert!(
             e.starts_with(&format!(

@@ -176,9 +176,10 @@ fn reference_and_lists_are_built_once_and_reused() {
         .all(|p| p.list.responses.len() == 2
             && p.list.responses[0].reward > p.list.responses[1].reward));
 
-    // Held-out prompts never repeat a training prompt.
-    let train = built.prompts();
-    let eval = lists::eval_examples(&recipe, &srcs, &train).unwrap();
+    // Evaluation prompts never repeat a training prompt.
+    let train: std::collections::HashSet<&str> =
+        built.lists.iter().map(|l| l.list.prompt.as_str()).collect();
+    let eval = lists::eval_examples(&recipe, &srcs).unwrap();
     assert_eq!(eval.len(), 20);
     assert!(eval.iter().all(|e| !train.contains(e.prompt())));
 }
@@ -214,6 +215,7 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
     );
 
     recipe.data.on_bad_record = OnBadRecord::Skip;
+    recipe.data.eval_fraction = 0.25;
     recipe.data.oversample = true; // the file's few records fill their share of 24 lists
     let srcs = sources::load_sources(&recipe).unwrap();
     let layout = Layout::new(dir.path().join("results"));
@@ -247,14 +249,21 @@ fn file_sources_mix_with_tasks_and_bad_lines_are_located() {
     // Records with more than K = 3 responses are subsampled to K.
     assert!(from_file.iter().all(|l| l.list.responses.len() == 3));
 
-    // Held-out lists: ceil(0.1 * 5) = 1 file record, and round(0.1 * 24) slots
-    // over the mix for the task; none of their prompts is trained on.
+    // Held-out lists: the file records whose prompt hashes into the 0.25
+    // share (q3 alone), and round(0.25 * 24) slots over the mix for the
+    // task; none of their prompts is trained on.
     let held_files: Vec<_> = built
         .heldout
         .iter()
         .filter(|l| l.source != "arith")
         .collect();
+    let held: Vec<String> = (0..5)
+        .map(|i| format!("q{i}"))
+        .filter(|q| lpo_tasks::split::is_heldout(q, 0.25))
+        .collect();
+    assert_eq!(held, ["q3"]);
     assert_eq!(held_files.len(), 1);
+    assert_eq!(held_files[0].list.prompt, "q3");
     assert!(built.heldout.iter().all(|l| l.heldout));
     assert!(!built.heldout.iter().any(|l| l.source == "arith") || built.heldout.len() > 1);
     let trained: std::collections::HashSet<&str> =
