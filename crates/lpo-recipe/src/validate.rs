@@ -103,6 +103,12 @@ pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
         }
     }
     let t = &recipe.train;
+    if t.reproducible && t.device == crate::schema::DeviceChoice::Cuda {
+        out.push((
+            "train.reproducible".into(),
+            "is true, but train.device is \"cuda\": reproducible mode fixes the CPU's kernels (docs/performance.md); use train.device = \"cpu\"".into(),
+        ));
+    }
     if t.grad_accum > 1 && !t.batch_size.is_multiple_of(t.grad_accum) {
         out.push((
             "train.grad_accum".into(),
@@ -496,8 +502,10 @@ mod tests {
 
     #[test]
     fn family_labels_must_be_the_sweeps() {
-        let mut report = crate::schema::ReportConfig::default();
-        report.family = vec![hypothesis("lpo", "reference"), hypothesis("lpx", "dpo")];
+        let report = crate::schema::ReportConfig {
+            family: vec![hypothesis("lpo", "reference"), hypothesis("lpx", "dpo")],
+            ..Default::default()
+        };
         let labels: std::collections::BTreeSet<String> =
             ["lpo", "dpo"].iter().map(|s| s.to_string()).collect();
         let d = family_label_problems(&report, &labels);

@@ -18,6 +18,7 @@ use lpo_stats::{
 };
 
 use crate::collect::RunResult;
+use crate::inference::Inference;
 use crate::select::{Arm, Arms};
 
 /// One paired test prompt.
@@ -157,8 +158,14 @@ pub struct Row {
     pub win_rate_ci: Option<Interval>,
     /// The primary test.
     pub test: Test,
-    /// Its p-value adjusted over the report's family of tests.
+    /// Its p-value adjusted over the report's family of tests (the raw p
+    /// for a test outside a declared family: see `inference.exploratory`).
     pub p_adjusted: f64,
+    /// The per-seed mean differences the t-test runs on (seed order);
+    /// empty with one seed.
+    pub seed_diffs: Vec<f64>,
+    /// The interval agreeing with the p shown, equivalence and power.
+    pub inference: Inference,
 }
 
 impl Row {
@@ -219,14 +226,12 @@ pub fn score(method: &str, seeds: &[SeedPairs], samples: Vec<u32>) -> Option<Row
     };
     let diffs = per_seed(&|r| r.policy - r.baseline);
     let tally = Tally::of(all().map(|r| (r.policy, r.baseline)));
+    let seed_diffs: Vec<f64> = match seeds.len() {
+        1 => Vec::new(),
+        _ => diffs.iter().map(|d| mean(d.iter().copied())).collect(),
+    };
     let test = if seeds.len() >= 2 {
-        Test::across_seeds(
-            &diffs
-                .iter()
-                .map(|d| mean(d.iter().copied()))
-                .collect::<Vec<_>>(),
-        )
-        .expect("two or more seeds")
+        Test::across_seeds(&seed_diffs).expect("two or more seeds")
     } else {
         Test::sign(tally.wins, tally.losses)
     };
@@ -271,6 +276,8 @@ pub fn score(method: &str, seeds: &[SeedPairs], samples: Vec<u32>) -> Option<Row
         tally,
         test,
         p_adjusted: test.p,
+        inference: Inference::unadjusted(&seed_diffs),
+        seed_diffs,
     })
 }
 
@@ -605,6 +612,10 @@ pub struct HeldoutDiff {
     pub test: Test,
     /// Adjusted p.
     pub p_adjusted: f64,
+    /// Per-seed accuracy differences (seed order); empty with one seed.
+    pub seed_diffs: Vec<f64>,
+    /// The interval agreeing with the p shown, equivalence and power.
+    pub inference: Inference,
 }
 
 /// One held-out list scored by two methods: (correct A, correct B, pairs).
@@ -711,8 +722,8 @@ pub fn head_to_head(arms: &Arms<'_>, a: &str, b: &str) -> Result<HeadToHead, Str
         }
         let ca: f64 = all().map(|l| l.0).sum();
         let cb: f64 = all().map(|l| l.1).sum();
-        let test = if seeds.len() >= 2 {
-            let per_seed: Vec<f64> = seeds
+        let seed_diffs: Vec<f64> = if seeds.len() >= 2 {
+            seeds
                 .iter()
                 .map(|s| {
                     let p: f64 = s.iter().map(|l| l.2).sum();
@@ -722,8 +733,12 @@ pub fn head_to_head(arms: &Arms<'_>, a: &str, b: &str) -> Result<HeadToHead, Str
                         0.0
                     }
                 })
-                .collect();
-            Test::across_seeds(&per_seed).expect("two or more seeds")
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let test = if seeds.len() >= 2 {
+            Test::across_seeds(&seed_diffs).expect("two or more seeds")
         } else {
             let wins = all().filter(|l| l.0 > l.1).count() as u64;
             let losses = all().filter(|l| l.0 < l.1).count() as u64;
@@ -744,6 +759,8 @@ pub fn head_to_head(arms: &Arms<'_>, a: &str, b: &str) -> Result<HeadToHead, Str
             p_adjusted: test.p,
             test,
             source,
+            inference: Inference::unadjusted(&seed_diffs),
+            seed_diffs,
         });
     }
     Ok(HeadToHead {

@@ -157,8 +157,8 @@ fn tr(id: Option<&str>, class: &str, names: &[String], numbers: &[String]) -> St
     out
 }
 
-fn sig_class(p_adjusted: f64) -> &'static str {
-    if stars(p_adjusted).is_empty() {
+fn sig_class(p_adjusted: f64, exploratory: bool) -> &'static str {
+    if exploratory || stars(p_adjusted).is_empty() {
         ""
     } else {
         "sig"
@@ -200,18 +200,19 @@ fn method_link(method: &str, page: &Page<'_>) -> String {
     }
 }
 
-fn task_section(t: &TaskTable, adj: &str, page: &Page<'_>) -> String {
+fn task_section(t: &TaskTable, page: &Page<'_>) -> String {
+    let report = page.report;
     let mut body = String::new();
     for r in &t.rows {
-        let cells = render::task_cells(r);
+        let cells = render::task_cells(r, report);
         body.push_str(&tr(
             Some(&anchor("row", &[&t.task, &r.method])),
-            sig_class(r.p_adjusted),
+            sig_class(r.p_adjusted, r.inference.exploratory),
             &[method_link(&r.method, page)],
             &cells[1..],
         ));
     }
-    let base = render::baseline_cells(t);
+    let base = render::baseline_cells(t, report);
     body.push_str(&tr(
         Some(&anchor("base", &[&t.task])),
         "baseline",
@@ -224,7 +225,7 @@ fn task_section(t: &TaskTable, adj: &str, page: &Page<'_>) -> String {
         escape(&t.task),
         escape(&t.baseline)
     );
-    out.push_str(&table(&thead(&render::task_header(adj), 1), &body));
+    out.push_str(&table(&thead(&render::task_header(report), 1), &body));
     for note in [render::uneven_note(t), render::samples_note(t)]
         .into_iter()
         .flatten()
@@ -252,7 +253,8 @@ fn heldout_section(page: &Page<'_>, tasks: &Tasks) -> String {
     )
 }
 
-fn h2h_section(h: &HeadToHead, adj: &str, tasks: &Tasks) -> String {
+fn h2h_section(h: &HeadToHead, report: &Report, tasks: &Tasks) -> String {
+    let adj = report.adjustment.short();
     let id = anchor("h2h", &[&h.a, &h.b]);
     let mut out = format!(
         "<section id=\"{id}\">\n<h2>{}</h2>\n",
@@ -261,15 +263,15 @@ fn h2h_section(h: &HeadToHead, adj: &str, tasks: &Tasks) -> String {
     if !h.rows.is_empty() {
         let mut body = String::new();
         for (task, r) in &h.rows {
-            let cells = render::h2h_cells(task, r);
+            let cells = render::h2h_cells(task, r, report);
             body.push_str(&tr(
                 Some(&anchor("h2h", &[&h.a, &h.b, task])),
-                sig_class(r.p_adjusted),
+                sig_class(r.p_adjusted, r.inference.exploratory),
                 &[tasks.mention(task)],
                 &cells[1..],
             ));
         }
-        out.push_str(&table(&thead(&render::h2h_header(adj), 1), &body));
+        out.push_str(&table(&thead(&render::h2h_header(report), 1), &body));
     }
     if !h.heldout.is_empty() {
         let mut body = String::new();
@@ -277,7 +279,7 @@ fn h2h_section(h: &HeadToHead, adj: &str, tasks: &Tasks) -> String {
             let cells = render::h2h_heldout_cells(d);
             body.push_str(&tr(
                 Some(&anchor("h2h", &[&h.a, &h.b, "lists", &d.source])),
-                sig_class(d.p_adjusted),
+                sig_class(d.p_adjusted, d.inference.exploratory),
                 &[tasks.mention(&d.source)],
                 &cells[1..],
             ));
@@ -293,6 +295,19 @@ fn h2h_section(h: &HeadToHead, adj: &str, tasks: &Tasks) -> String {
     }
     out.push_str("</section>\n");
     out
+}
+
+fn power_section(report: &Report, header: &[String], rows: &[Vec<String>]) -> String {
+    let mut body = String::new();
+    for r in rows {
+        body.push_str(&tr(None, "", &[escape(&r[0]), escape(&r[1])], &r[2..]));
+    }
+    format!(
+        "<section id=\"power\">\n<h2>{}</h2>\n{}<p class=\"foot\">{}</p>\n</section>\n",
+        escape(&render::power_title(report)),
+        table(&thead(header, 2), &body),
+        escape(&render::power_note(report))
+    )
 }
 
 fn paper_section(name: &str, p: &PaperTable, tasks: &Tasks) -> String {
@@ -493,6 +508,9 @@ fn contents(page: &Page<'_>) -> Vec<(String, String)> {
     for h in &report.head_to_head {
         out.push((anchor("h2h", &[&h.a, &h.b]), render::h2h_title(h)));
     }
+    if render::power_table(report).is_some() {
+        out.push(("power".into(), "Power".into()));
+    }
     if !page.charts.is_empty() {
         out.push(("plots".into(), "Plots".into()));
     }
@@ -595,20 +613,22 @@ figcaption { font-size: 12.5px; color: var(--muted); }
 /// The whole page.
 pub fn page(page: &Page<'_>) -> String {
     let report = page.report;
-    let adj = report.adjustment.short();
     let tasks = Tasks(report.tables.iter().map(|t| t.task.clone()).collect());
     let mut body = header(page);
     if !report.selections.is_empty() {
         body.push_str(&selection_section(report));
     }
     for t in &report.tables {
-        body.push_str(&task_section(t, adj, page));
+        body.push_str(&task_section(t, page));
     }
     if !report.heldout.is_empty() {
         body.push_str(&heldout_section(page, &tasks));
     }
     for h in &report.head_to_head {
-        body.push_str(&h2h_section(h, adj, &tasks));
+        body.push_str(&h2h_section(h, report, &tasks));
+    }
+    if let Some((header, rows)) = render::power_table(report) {
+        body.push_str(&power_section(report, &header, &rows));
     }
     if !page.charts.is_empty() {
         body.push_str(&plots_section(page));

@@ -12,7 +12,9 @@
 
 pub mod collect;
 pub mod compare;
+pub mod family;
 pub mod html;
+pub mod inference;
 pub mod render;
 pub mod select;
 pub mod svg;
@@ -21,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use lpo_recipe::TableSpec;
+use lpo_recipe::{Hypothesis, TableSpec};
 use lpo_results::{write_atomic, CurveRow, MetricsRow, Split};
 pub use lpo_stats::Adjustment;
 
@@ -55,6 +57,15 @@ pub struct Options {
     pub select_by: Option<SelectBy>,
     /// Multiple-comparison adjustment over the report's tests.
     pub adjustment: Adjustment,
+    /// The declared family of hypotheses (`[report] family`); empty: every
+    /// test of the report.
+    pub family: Vec<Hypothesis>,
+    /// TOST margin D: equivalence within ±D (`--equivalence-margin`).
+    pub equivalence_margin: Option<f64>,
+    /// Print the power section (`--power`).
+    pub power: bool,
+    /// The difference whose seeds the power section gives (`--effect`).
+    pub effect: Option<f64>,
 }
 
 impl Options {
@@ -67,6 +78,10 @@ impl Options {
             compare: Vec::new(),
             select_by: None,
             adjustment: Adjustment::Holm,
+            family: Vec::new(),
+            equivalence_margin: None,
+            power: false,
+            effect: None,
         }
     }
 }
@@ -91,10 +106,23 @@ pub struct Report {
     pub notes: Vec<String>,
     /// The adjustment applied.
     pub adjustment: Adjustment,
-    /// Tests in the family (main tables and head-to-heads).
+    /// Tests in the family (main tables, head-to-heads and paper tables;
+    /// the declared hypotheses when `[report] family` declares them).
     pub family: usize,
     /// Of those, in the main tables.
     pub family_main: usize,
+    /// How the family was formed: declared hypotheses, untested ones,
+    /// exploratory tests.
+    pub family_outcome: family::Outcome,
+    /// Per paper table (`Options::specs`, same order): its comparisons,
+    /// their p-values from the report's family.
+    pub papers: Vec<Vec<TaskTable>>,
+    /// TOST margin, if asked.
+    pub equivalence_margin: Option<f64>,
+    /// Whether the power section is shown.
+    pub power: bool,
+    /// The difference the power section sizes seeds for.
+    pub effect: Option<f64>,
 }
 
 /// What [`write_report`] produced.
@@ -120,38 +148,70 @@ fn write(path: PathBuf, text: &str, files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Adjusts the primary p-values of the main tables and head-to-heads as one
-/// family; returns (family size, tests in the main tables).
-fn adjust_family(
-    tables: &mut [TaskTable],
-    h2h: &mut [HeadToHead],
-    adjustment: Adjustment,
-) -> (usize, usize) {
-    let mut p = Vec::new();
-    for t in tables.iter() {
-        p.extend(t.rows.iter().map(|r| r.test.p));
+/// The arm a family label designates; `None` when no run of it is
+/// complete (the hypothesis is then untested), an error when ambiguous.
+fn family_arm(arms: &Arms<'_>, label: &str) -> Result<Option<String>, String> {
+    if label == "reference" {
+        return Ok(Some(label.to_string()));
     }
-    let main = p.len();
-    for h in h2h.iter() {
-        p.extend(h.rows.iter().map(|(_, r)| r.test.p));
-        p.extend(h.heldout.iter().map(|d| d.test.p));
+    match compare::resolve(arms, label) {
+        Ok(arm) => Ok(Some(arm.name.clone())),
+        Err(_) if arms.of_label(label).is_empty() => Ok(None),
+        Err(why) => Err(why),
     }
-    let adjusted = adjustment.adjust(&p);
-    let mut it = adjusted.into_iter();
-    for t in tables.iter_mut() {
-        for r in &mut t.rows {
-            r.p_adjusted = it.next().expect("one per test");
+}
+
+/// The declared hypotheses with arm names; those without complete runs
+/// keep their labels (no test matches them: untested).
+fn declared(arms: &Arms<'_>, family: &[Hypothesis]) -> Result<Vec<family::Declared>> {
+    let mut out = Vec::new();
+    for (i, h) in family.iter().enumerate() {
+        let arm = |field: &str, label: &str| -> Result<String> {
+            match family_arm(arms, label) {
+                Ok(name) => Ok(name.unwrap_or_else(|| label.to_string())),
+                Err(why) => bail!("report.family[{i}].{field}: {why}"),
+            }
+        };
+        out.push(family::Declared {
+            a: arm("a", &h.a)?,
+            b: arm("b", &h.b)?,
+            task: h.task.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The head-to-heads: `--compare`, then each declared hypothesis between
+/// two methods that no task table or earlier head-to-head holds.
+fn head_to_heads(
+    arms: &Arms<'_>,
+    options: &Options,
+    declared: &[family::Declared],
+    baseline: &str,
+) -> Result<Vec<HeadToHead>> {
+    let mut out: Vec<HeadToHead> = Vec::new();
+    for (a, b) in &options.compare {
+        match compare::head_to_head(arms, a, b) {
+            Ok(h) => out.push(h),
+            Err(why) => bail!("--compare {a},{b}: {why}"),
         }
     }
-    for h in h2h.iter_mut() {
-        for (_, r) in &mut h.rows {
-            r.p_adjusted = it.next().expect("one per test");
+    for d in declared {
+        let shown = |x: &str, y: &str| {
+            out.iter()
+                .any(|h| (h.a == x && h.b == y) || (h.a == y && h.b == x))
+        };
+        let in_tables = d.a == baseline || d.b == baseline;
+        let runs = |name: &str| arms.arms.iter().any(|a| a.name == name);
+        if in_tables || shown(&d.a, &d.b) || !runs(&d.a) || !runs(&d.b) {
+            continue;
         }
-        for d in &mut h.heldout {
-            d.p_adjusted = it.next().expect("one per test");
-        }
+        out.push(
+            compare::head_to_head(arms, &d.a, &d.b)
+                .map_err(|why| anyhow::anyhow!("report.family: {} − {}: {why}", d.a, d.b))?,
+        );
     }
-    (p.len(), main)
+    Ok(out)
 }
 
 /// Builds the report of `collection` (no files written).
@@ -166,13 +226,27 @@ pub fn build<'a>(collection: &'a Collection, options: &Options) -> Result<(Repor
     let arms = select::arms(collection, options.select_by)?;
     let (mut tables, unpaired) = compare::compare(&arms, &options.baseline);
     let heldout = compare::heldout(&arms);
-    let mut head_to_head = Vec::new();
-    for (a, b) in &options.compare {
-        match compare::head_to_head(&arms, a, b) {
-            Ok(h) => head_to_head.push(h),
-            Err(why) => bail!("--compare {a},{b}: {why}"),
-        }
-    }
+    let baseline = match options.baseline.as_str() {
+        "reference" => "reference".to_string(),
+        b => compare::resolve(&arms, b).map_or_else(|_| b.to_string(), |a| a.name.clone()),
+    };
+    let declared = match options.family.is_empty() {
+        true => None,
+        false => Some(declared(&arms, &options.family)?),
+    };
+    let mut head_to_head = head_to_heads(
+        &arms,
+        options,
+        declared.as_deref().unwrap_or_default(),
+        &baseline,
+    )?;
+    let mut papers: Vec<Vec<TaskTable>> = options
+        .specs
+        .iter()
+        .map(|spec| {
+            compare::compare(&arms, spec.baseline.as_deref().unwrap_or(&options.baseline)).0
+        })
+        .collect();
     if tables.is_empty() && heldout.is_empty() && head_to_head.is_empty() {
         bail!(
             "nothing to report for {}: no run could be compared with `{}` ({}) and no run has \
@@ -182,8 +256,23 @@ pub fn build<'a>(collection: &'a Collection, options: &Options) -> Result<(Repor
             unpaired.first().map_or("no evaluations", |u| u.1.as_str())
         );
     }
-    let (family, family_main) = adjust_family(&mut tables, &mut head_to_head, options.adjustment);
+    let outcome = family::assign(
+        &mut tables,
+        &mut head_to_head,
+        &mut papers,
+        options.adjustment,
+        declared.as_deref(),
+        inference::Questions {
+            margin: options.equivalence_margin,
+            effect: options.effect,
+        },
+    );
     let mut notes = arms.notes.clone();
+    for h in &outcome.untested {
+        notes.push(format!(
+            "untested: the declared hypothesis {h} has no paired runs; it counts in the family with p = 1"
+        ));
+    }
     for (id, why) in &unpaired {
         notes.push(format!("not compared: run {id}: {why}"));
     }
@@ -214,8 +303,13 @@ pub fn build<'a>(collection: &'a Collection, options: &Options) -> Result<(Repor
             selections: arms.selections.clone(),
             notes,
             adjustment: options.adjustment,
-            family,
-            family_main,
+            family: outcome.size,
+            family_main: outcome.in_main,
+            family_outcome: outcome,
+            papers,
+            equivalence_margin: options.equivalence_margin,
+            power: options.power || options.effect.is_some(),
+            effect: options.effect,
         },
         arms,
     ))
@@ -266,8 +360,8 @@ pub fn write_report(
     }
     let (plot_notes, charts) = plots(collection, &arms, &report, &mut files)?;
     let mut papers = Vec::new();
-    for spec in &options.specs {
-        let paper = write_paper_table(spec, &arms, options, results_root, &mut files)?;
+    for (spec, tables) in options.specs.iter().zip(&report.papers) {
+        let paper = write_paper_table(spec, tables, results_root, &mut files)?;
         papers.push((spec.name.clone(), paper));
     }
     let page = html::page(&html::Page {
@@ -300,19 +394,16 @@ pub fn write_report(
     })
 }
 
-/// Compares every arm with the paper table's baseline and writes the table
-/// to `results_root/tables/NAME.{md,tex,csv}`.
+/// Writes a paper table (its comparisons with the table's baseline, their
+/// p-values from the report's family) to
+/// `results_root/tables/NAME.{md,tex,csv}`.
 fn write_paper_table(
     spec: &TableSpec,
-    arms: &Arms<'_>,
-    options: &Options,
+    tables: &[TaskTable],
     results_root: &Path,
     files: &mut Vec<PathBuf>,
 ) -> Result<render::PaperTable> {
-    let base = spec.baseline.as_deref().unwrap_or(&options.baseline);
-    let (mut spec_tables, _) = compare::compare(arms, base);
-    adjust_family(&mut spec_tables, &mut [], options.adjustment);
-    let paper = render::paper_table(spec, &spec_tables)?;
+    let paper = render::paper_table(spec, tables)?;
     let dir = results_root.join("tables");
     write(
         dir.join(format!("{}.md", spec.name)),

@@ -70,15 +70,89 @@ fn opt_num(x: Option<f64>, decimals: usize) -> String {
     x.map_or_else(|| "-".into(), |v| num(v, decimals))
 }
 
-/// A test with its estimate and interval: `t(1): +0.12 [-1.20, +1.44]` or
-/// `sign: 0.600 [0.440, 0.750]`.
+/// A test by name and statistic: `t(2) = 3.10`, or `sign` (its counts
+/// are W / L). Its interval is the one in the estimate's column
+/// ([`delta_cell`]; the win rate's with one seed).
 pub fn test_cell(t: &Test) -> String {
     match t.kind {
-        TestKind::AcrossSeeds => format!("{}: {}", t.name(), signed_ci(t.estimate, t.interval)),
-        TestKind::Sign => format!(
-            "sign: {}",
-            rate_ci(t.estimate.is_finite().then_some(t.estimate), t.interval)
+        TestKind::AcrossSeeds => format!("{} = {}", t.name(), statistic(t.statistic)),
+        TestKind::Sign => "sign".into(),
+    }
+}
+
+/// A t statistic: two decimals, `+∞`/`−∞` when the differences do not vary.
+fn statistic(t: f64) -> String {
+    match t {
+        f64::INFINITY => "+∞".into(),
+        f64::NEG_INFINITY => "−∞".into(),
+        _ => num(t, 2),
+    }
+}
+
+/// ` (98.3%)` after an interval whose confidence is not 95%.
+fn level_suffix(level: f64) -> String {
+    if (level - 0.95).abs() < 1e-12 {
+        String::new()
+    } else {
+        let pct = 100.0 * level;
+        let text = format!("{pct:.3}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        format!(" ({text}%)")
+    }
+}
+
+/// Δ with the interval that agrees with the row's test: with two or more
+/// seeds the mean per-seed Δ and its t interval at the level matching the
+/// p shown; with one seed the pooled Δ and its prompt bootstrap (95%).
+pub fn delta_cell(r: &Row) -> String {
+    match r.inference.ci {
+        Some(ci) => format!(
+            "{}{}",
+            signed_ci(r.test.estimate, Some(ci)),
+            level_suffix(r.inference.level())
         ),
+        None => signed_ci(r.reward_diff, r.reward_diff_ci),
+    }
+}
+
+/// The win rate W / (W + L) and its interval (with one seed the sign
+/// test's, at the level of its p).
+fn win_cell(r: &Row) -> String {
+    let suffix = match r.seeds {
+        1 if r.win_rate_ci.is_some() => level_suffix(r.inference.level()),
+        _ => String::new(),
+    };
+    format!("{}{suffix}", rate_ci(r.win_rate, r.win_rate_ci))
+}
+
+/// The p a row shows: adjusted with its stars, or unadjusted and marked
+/// `(expl.)` outside a declared family (no stars).
+pub fn shown_p(p: f64, exploratory: bool) -> String {
+    if exploratory {
+        format!("{} (expl.)", format_p(p))
+    } else {
+        p_cell(p)
+    }
+}
+
+/// Stars of a row's p: none for an exploratory test.
+pub fn shown_stars(p: f64, exploratory: bool) -> &'static str {
+    if exploratory {
+        ""
+    } else {
+        stars(p)
+    }
+}
+
+/// The equivalence cell: `equivalent within ±0.15 (p = 0.012)`, `not shown
+/// (p = 0.31)`, or `-` (one seed: TOST runs across seeds).
+pub fn equivalence_cell(r: &Row) -> String {
+    match r.inference.tost {
+        Some(t) if t.equivalent() => {
+            format!("equivalent within ±{} (p = {})", t.upp, format_p(t.p))
+        }
+        Some(t) => format!("not shown (p = {})", format_p(t.p)),
+        None => "-".into(),
     }
 }
 
@@ -116,24 +190,30 @@ fn counts(v: &[usize]) -> String {
 }
 
 /// The methods footer: which test, which interval, which adjustment, over
-/// how many tests.
+/// which family.
 pub fn footer(report: &Report) -> String {
     let mut out = String::from(
-        "Test split only. Intervals in brackets are 95%: hierarchical bootstrap (resample \
-         seeds, then prompts or lists within each drawn seed; 10,000 resamples, SplitMix64 \
-         seed 0, percentile), except where a test states its own. ",
+        "Test split only. Δ intervals agree with the test and the p beside them: with ≥ 2 \
+         seeds, the t interval of the mean per-seed Δ (df = seeds − 1) at 95%, or, for a test \
+         adjusted in the family, at the level shown in parentheses, chosen so that the \
+         interval excludes 0 exactly when the adjusted p < 0.05 (docs/results.md, \"Intervals \
+         that agree with the tests\"); with 1 seed, the prompt bootstrap (95%; the test is then \
+         the sign test, whose interval is the win rate's). Other intervals in brackets are 95% \
+         hierarchical bootstraps (resample seeds, then prompts or lists within each drawn seed; \
+         10,000 resamples, SplitMix64 seed 0, percentile). ",
     );
     if !report.tables.is_empty() || report.head_to_head.iter().any(|h| !h.rows.is_empty()) {
         out.push_str(
             "Δ reward: mean over prompts of (policy mean reward − baseline mean reward) over \
-             each prompt's samples; pass rate: share of samples with the full reward (10); KL: \
+             each prompt's samples (with ≥ 2 seeds: the mean of the per-seed means, which the \
+             t-test tests); pass rate: share of samples with the full reward (10); KL: \
              mean log π − log π_ref of the policy's samples (nats per response). W / T / L \
              compare per-prompt mean rewards; win rate = W / (W + L), ties dropped. Test: with \
-             ≥ 2 seeds, a paired t-test across seeds on the per-seed mean Δ, df = seeds − 1, \
-             shown with its t interval (prompts of different seeds are never pooled as \
-             independent); with 1 seed, the exact two-sided sign test on prompts (ties \
-             dropped), shown with the Wilson interval of W / (W + L), which is also the \
-             win-rate interval then (with ≥ 2 seeds the win-rate interval is the bootstrap). ",
+             ≥ 2 seeds, a paired t-test across seeds on the per-seed mean Δ reward, df = seeds − 1 \
+             (prompts of different seeds are never pooled as independent); with 1 seed, the \
+             exact two-sided sign test on prompts (W / L, ties dropped), shown with the Wilson \
+             interval of the win rate. Stars and highlights on win rates come from this test of \
+             Δ reward (with 1 seed, the sign test of the win rate itself). ",
         );
     }
     if !report.heldout.is_empty() {
@@ -145,17 +225,45 @@ pub fn footer(report: &Report) -> String {
         );
     }
     if report.family > 0 {
+        out.push_str(&family_sentence(report));
+    }
+    if let Some(d) = report.equivalence_margin {
         out.push_str(&format!(
-            "p: adjusted with {} over all {} tests of this report ({} in the tables against \
-             {}, {} head-to-head); * p < 0.05, ** p < 0.01, *** p < 0.001 (adjusted). ",
-            report.adjustment.name(),
-            report.family,
-            report.family_main,
-            report.baseline,
-            report.family - report.family_main,
+            "Equivalence: paired TOST across seeds at 0.05 for |Δ| < {d} (two one-sided \
+             t-tests, p = the larger; equivalent exactly when the 90% t interval lies inside \
+             ±{d}; unadjusted; needs ≥ 2 seeds). ",
         ));
     }
     out.push_str("Definitions and formulas: docs/results.md.\n");
+    out
+}
+
+/// Which tests were adjusted together.
+fn family_sentence(report: &Report) -> String {
+    let o = &report.family_outcome;
+    let name = report.adjustment.name();
+    let mut out = match &o.declared {
+        Some(hypotheses) => format!(
+            "p: adjusted with {name} over the declared family of {} tests (report.family: {}); \
+             ",
+            report.family,
+            hypotheses.join("; ")
+        ),
+        None => format!(
+            "p: adjusted with {name} over all {} tests of this report ({} in the tables against \
+             {}, the others head-to-head or in paper tables; a comparison shown twice is one \
+             test); ",
+            report.family, report.family_main, report.baseline,
+        ),
+    };
+    if o.exploratory > 0 {
+        out.push_str(&format!(
+            "{} tests outside it are exploratory: unadjusted p marked (expl.), no stars, 95% \
+             intervals; ",
+            o.exploratory
+        ));
+    }
+    out.push_str("* p < 0.05, ** p < 0.01, *** p < 0.001 (adjusted). ");
     out
 }
 
@@ -231,42 +339,55 @@ fn strings(cells: &[&str]) -> Vec<String> {
 }
 
 /// Columns of a task table.
-pub fn task_header(adj: &str) -> Vec<String> {
+pub fn task_header(report: &Report) -> Vec<String> {
     let mut h = strings(&[
         "method",
         "seeds",
         "prompts",
         "reward",
-        "Δ reward [95% CI]",
+        "Δ reward [CI]",
         "pass rate [95% CI]",
         "KL",
         "W / T / L",
-        "win rate [95% CI]",
-        "test: estimate [95% CI]",
+        "win rate [CI]",
+        "test",
     ]);
-    h.push(format!("p ({adj})"));
+    h.push(format!("p ({})", report.adjustment.short()));
+    if let Some(d) = report.equivalence_margin {
+        h.push(format!("equivalence (±{d})"));
+    }
     h
 }
 
-const TASK_RIGHT: [bool; 11] = [
-    false, true, true, true, false, false, true, false, false, false, false,
-];
+fn task_right(report: &Report) -> Vec<bool> {
+    let mut r = vec![
+        false, true, true, true, false, false, true, false, false, false, false,
+    ];
+    if report.equivalence_margin.is_some() {
+        r.push(false);
+    }
+    r
+}
 
 /// The cells of a method's row of a task table.
-pub fn task_cells(r: &Row) -> Vec<String> {
-    vec![
+pub fn task_cells(r: &Row, report: &Report) -> Vec<String> {
+    let mut cells = vec![
         r.method.clone(),
         r.seeds.to_string(),
         prompts_cell(r),
         num(r.reward, 2),
-        signed_ci(r.reward_diff, r.reward_diff_ci),
+        delta_cell(r),
         pct_ci(r.pass, r.pass_ci),
         num(r.kl, 3),
         wtl(r),
-        rate_ci(r.win_rate, r.win_rate_ci),
+        win_cell(r),
         test_cell(&r.test),
-        p_cell(r.p_adjusted),
-    ]
+        shown_p(r.p_adjusted, r.inference.exploratory),
+    ];
+    if report.equivalence_margin.is_some() {
+        cells.push(equivalence_cell(r));
+    }
+    cells
 }
 
 fn wtl(r: &Row) -> String {
@@ -274,9 +395,9 @@ fn wtl(r: &Row) -> String {
 }
 
 /// The cells of a task table's baseline row.
-pub fn baseline_cells(t: &TaskTable) -> Vec<String> {
+pub fn baseline_cells(t: &TaskTable, report: &Report) -> Vec<String> {
     let dash = || "-".to_string();
-    vec![
+    let mut cells = vec![
         format!("{} (baseline)", t.baseline),
         String::new(),
         t.baseline_prompts.to_string(),
@@ -288,7 +409,11 @@ pub fn baseline_cells(t: &TaskTable) -> Vec<String> {
         dash(),
         dash(),
         dash(),
-    ]
+    ];
+    if report.equivalence_margin.is_some() {
+        cells.push(dash());
+    }
+    cells
 }
 
 /// The note under a task table on rows whose seeds evaluated different
@@ -332,11 +457,11 @@ pub fn task_title(t: &TaskTable) -> String {
     format!("{} (baseline: {}, test split)", t.task, t.baseline)
 }
 
-fn markdown_task(t: &TaskTable, adj: &str) -> String {
-    let mut rows: Vec<Vec<String>> = t.rows.iter().map(task_cells).collect();
-    rows.push(baseline_cells(t));
+fn markdown_task(t: &TaskTable, report: &Report) -> String {
+    let mut rows: Vec<Vec<String>> = t.rows.iter().map(|r| task_cells(r, report)).collect();
+    rows.push(baseline_cells(t, report));
     let mut out = format!("## {}\n\n", task_title(t));
-    out.push_str(&md_table(&task_header(adj), &TASK_RIGHT, &rows));
+    out.push_str(&md_table(&task_header(report), &task_right(report), &rows));
     out.push('\n');
     for note in [uneven_note(t), samples_note(t)].into_iter().flatten() {
         out.push_str(&format!("{note}\n\n"));
@@ -386,36 +511,49 @@ fn markdown_heldout(rows: &[HeldoutRow]) -> String {
 }
 
 /// Columns of a head-to-head's generation table.
-pub fn h2h_header(adj: &str) -> Vec<String> {
+pub fn h2h_header(report: &Report) -> Vec<String> {
     let mut h = strings(&[
         "task",
         "seeds",
         "prompts",
-        "Δ reward [95% CI]",
+        "Δ reward [CI]",
         "Δ pass rate [95% CI]",
         "W / T / L",
-        "win rate [95% CI]",
-        "test: estimate [95% CI]",
+        "win rate [CI]",
+        "test",
     ]);
-    h.push(format!("p ({adj})"));
+    h.push(format!("p ({})", report.adjustment.short()));
+    if let Some(d) = report.equivalence_margin {
+        h.push(format!("equivalence (±{d})"));
+    }
     h
 }
 
-const H2H_RIGHT: [bool; 9] = [false, true, true, false, false, false, false, false, false];
+fn h2h_right(report: &Report) -> Vec<bool> {
+    let mut r = vec![false, true, true, false, false, false, false, false, false];
+    if report.equivalence_margin.is_some() {
+        r.push(false);
+    }
+    r
+}
 
 /// The cells of a head-to-head's row on one task.
-pub fn h2h_cells(task: &str, r: &Row) -> Vec<String> {
-    vec![
+pub fn h2h_cells(task: &str, r: &Row, report: &Report) -> Vec<String> {
+    let mut cells = vec![
         task.to_string(),
         r.seeds.to_string(),
         prompts_cell(r),
-        signed_ci(r.reward_diff, r.reward_diff_ci),
+        delta_cell(r),
         signed_pct_ci(r.pass_diff, r.pass_diff_ci),
         wtl(r),
-        rate_ci(r.win_rate, r.win_rate_ci),
+        win_cell(r),
         test_cell(&r.test),
-        p_cell(r.p_adjusted),
-    ]
+        shown_p(r.p_adjusted, r.inference.exploratory),
+    ];
+    if report.equivalence_margin.is_some() {
+        cells.push(equivalence_cell(r));
+    }
+    cells
 }
 
 /// Columns of a head-to-head's held-out table.
@@ -425,8 +563,8 @@ pub fn h2h_heldout_header(a: &str, b: &str, adj: &str) -> Vec<String> {
         "seeds".into(),
         "lists".into(),
         format!("ranking accuracy {a} / {b}"),
-        "Δ ranking accuracy [95% CI]".into(),
-        "test: estimate [95% CI]".into(),
+        "Δ ranking accuracy [CI]".into(),
+        "test".into(),
         format!("p ({adj})"),
     ]
 }
@@ -442,7 +580,7 @@ pub fn h2h_heldout_cells(d: &HeldoutDiff) -> Vec<String> {
         format!("{:.3} / {:.3}", d.a_accuracy, d.b_accuracy),
         diff_ci(d),
         heldout_test_cell(&d.test),
-        p_cell(d.p_adjusted),
+        shown_p(d.p_adjusted, d.inference.exploratory),
     ]
 }
 
@@ -451,13 +589,18 @@ pub fn h2h_title(h: &HeadToHead) -> String {
     format!("Head-to-head: {} − {} (test split)", h.a, h.b)
 }
 
-fn markdown_h2h(report: &Report, adj: &str) -> String {
+fn markdown_h2h(report: &Report) -> String {
+    let adj = report.adjustment.short();
     let mut out = String::new();
     for h in &report.head_to_head {
         out.push_str(&format!("## {}\n\n", h2h_title(h)));
         if !h.rows.is_empty() {
-            let rows: Vec<Vec<String>> = h.rows.iter().map(|(t, r)| h2h_cells(t, r)).collect();
-            out.push_str(&md_table(&h2h_header(adj), &H2H_RIGHT, &rows));
+            let rows: Vec<Vec<String>> = h
+                .rows
+                .iter()
+                .map(|(t, r)| h2h_cells(t, r, report))
+                .collect();
+            out.push_str(&md_table(&h2h_header(report), &h2h_right(report), &rows));
             out.push('\n');
         }
         if !h.heldout.is_empty() {
@@ -479,23 +622,23 @@ fn markdown_h2h(report: &Report, adj: &str) -> String {
     out
 }
 
+/// The ranking-accuracy difference with the interval that agrees with its
+/// test (as [`delta_cell`]).
 fn diff_ci(d: &HeldoutDiff) -> String {
     let f = |v: f64| format!("{v:+.3}");
-    match d.ci {
-        Some(i) => format!("{} [{}, {}]", f(d.diff), f(i.lo), f(i.hi)),
-        None => f(d.diff),
+    let (estimate, ci, suffix) = match d.inference.ci {
+        Some(ci) => (d.test.estimate, Some(ci), level_suffix(d.inference.level())),
+        None => (d.diff, d.ci, String::new()),
+    };
+    match ci {
+        Some(i) => format!("{} [{}, {}]{suffix}", f(estimate), f(i.lo), f(i.hi)),
+        None => f(estimate),
     }
 }
 
 fn heldout_test_cell(t: &Test) -> String {
     match t.kind {
-        TestKind::AcrossSeeds => {
-            let f = |v: f64| format!("{v:+.3}");
-            match t.interval {
-                Some(i) => format!("{}: {} [{}, {}]", t.name(), f(t.estimate), f(i.lo), f(i.hi)),
-                None => format!("{}: {}", t.name(), f(t.estimate)),
-            }
-        }
+        TestKind::AcrossSeeds => format!("{} = {}", t.name(), statistic(t.statistic)),
         TestKind::Sign => format!(
             "sign on lists: {}",
             rate_ci(t.estimate.is_finite().then_some(t.estimate), t.interval)
@@ -503,19 +646,102 @@ fn heldout_test_cell(t: &Test) -> String {
     }
 }
 
+/// The heading of the power section.
+pub fn power_title(report: &Report) -> String {
+    format!(
+        "Power (80%, two-sided paired t-test across seeds{})",
+        report.effect.map_or(String::new(), |e| format!(
+            "; seeds for a difference of {e}"
+        ))
+    )
+}
+
+/// How the power section is computed.
+pub fn power_note(report: &Report) -> String {
+    format!(
+        "From the standard deviation of each comparison's per-seed mean Δ reward (taken as the \
+         true one, so with few seeds itself uncertain): the smallest |Δ| the design detects with \
+         probability 0.8 by the two-sided t-test at level α, and{} the seeds (continuous; round \
+         up) that detect it. α is 0.05 / m for the {} tests of the family (Bonferroni, the \
+         strictest step of {}), 0.05 for exploratory tests. Noncentral t; equals statsmodels' \
+         TTestPower (docs/results.md, \"Power\").",
+        report
+            .effect
+            .map_or(" with --effect".to_string(), |e| format!(
+                " for a difference of {e}"
+            )),
+        report.family,
+        report.adjustment.short()
+    )
+}
+
+/// The power table: one row per comparison of reward (task tables, then
+/// head-to-heads); `None` unless asked for or without comparisons.
+pub fn power_table(report: &Report) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    if !report.power {
+        return None;
+    }
+    let mut header = strings(&[
+        "comparison",
+        "task",
+        "seeds",
+        "sd of per-seed Δ",
+        "α",
+        "detectable Δ (80%)",
+    ]);
+    if let Some(e) = report.effect {
+        header.push(format!("seeds for Δ = ±{e}"));
+    }
+    let mut rows = Vec::new();
+    let mut push = |name: String, task: &str, r: &Row| {
+        let mut cells = vec![name, task.to_string(), r.seeds.to_string()];
+        match r.inference.power {
+            Some(p) => {
+                cells.push(num(p.sd, 3));
+                cells.push(format!("{:.4}", p.alpha));
+                cells.push(p.detectable.map_or("-".into(), |d| num(d, 3)));
+                if report.effect.is_some() {
+                    cells.push(p.seeds_needed.map_or("-".into(), |n| num(n, 1)));
+                }
+            }
+            None => {
+                let n = header.len() - cells.len();
+                cells.extend(std::iter::repeat_n("- (1 seed)".to_string(), n));
+            }
+        }
+        rows.push(cells);
+    };
+    for t in &report.tables {
+        for r in &t.rows {
+            push(format!("{} − {}", r.method, t.baseline), &t.task, r);
+        }
+    }
+    for h in &report.head_to_head {
+        for (task, r) in &h.rows {
+            push(format!("{} − {}", h.a, h.b), task, r);
+        }
+    }
+    (!rows.is_empty()).then_some((header, rows))
+}
+
 /// Markdown: selections, one section per task, held-out lists,
 /// head-to-heads, the footer, then notes.
 pub fn markdown(report: &Report) -> String {
-    let adj = report.adjustment.short();
     let mut out = format!("# {}\n\n", report.name);
     out.push_str(&selection_lines(report));
     for t in &report.tables {
-        out.push_str(&markdown_task(t, adj));
+        out.push_str(&markdown_task(t, report));
     }
     if !report.heldout.is_empty() {
         out.push_str(&markdown_heldout(&report.heldout));
     }
-    out.push_str(&markdown_h2h(report, adj));
+    out.push_str(&markdown_h2h(report));
+    if let Some((header, rows)) = power_table(report) {
+        out.push_str(&format!("## {}\n\n", power_title(report)));
+        let right: Vec<bool> = (0..header.len()).map(|i| i >= 2).collect();
+        out.push_str(&md_table(&header, &right, &rows));
+        out.push_str(&format!("\n{}\n\n", power_note(report)));
+    }
     out.push_str(&footer(report));
     if !report.notes.is_empty() {
         out.push('\n');
@@ -562,6 +788,13 @@ fn tex_p(p: f64) -> String {
     format!("{}{}", latex_escape(&format_p(p)), tex_stars(p))
 }
 
+fn tex_shown_p(r: &Row) -> String {
+    match r.inference.exploratory {
+        true => latex_escape(&shown_p(r.p_adjusted, true)),
+        false => tex_p(r.p_adjusted),
+    }
+}
+
 /// LaTeX: one booktabs `table` per task, one for held-out lists and one per
 /// head-to-head (needs `\usepackage{booktabs}`).
 pub fn latex(report: &Report) -> String {
@@ -579,14 +812,14 @@ pub fn latex(report: &Report) -> String {
                 latex_escape(&r.method),
                 r.seeds,
                 num(r.reward, 2),
-                signed_ci(r.reward_diff, r.reward_diff_ci),
+                latex_escape(&delta_cell(r)),
                 latex_escape(&pct_ci(r.pass, r.pass_ci)),
                 num(r.kl, 3),
                 r.tally.wins,
                 r.tally.ties,
                 r.tally.losses,
-                rate_ci(r.win_rate, r.win_rate_ci),
-                tex_p(r.p_adjusted),
+                latex_escape(&win_cell(r)),
+                tex_shown_p(r),
             ));
         }
         out.push_str(&format!(
@@ -596,7 +829,7 @@ pub fn latex(report: &Report) -> String {
             latex_escape(&pct(t.baseline_pass))
         ));
         out.push_str(&format!(
-            "\\caption{{{name}: {} against {} on the test split. Intervals: 95\\% hierarchical bootstrap over seeds and prompts; $p$: paired t-test across seeds (1 seed: exact sign test), {adj}-adjusted over {} tests; $^{{*}}p<0.05$, $^{{**}}p<0.01$, $^{{***}}p<0.001$.}}\n\\end{{table}}\n\n",
+            "\\caption{{{name}: {} against {} on the test split. $\\Delta$ reward: with $\\geq 2$ seeds the mean per-seed difference and its $t$ interval, at 95\\% or the level in parentheses, which excludes 0 exactly when the adjusted $p < 0.05$ (1 seed: 95\\% prompt bootstrap); pass rate and win rate: 95\\% hierarchical bootstrap over seeds and prompts (1 seed: the win rate's Wilson interval at the level of $p$); $p$: paired t-test across seeds (1 seed: exact sign test), {adj}-adjusted over {} tests (``expl.'': outside the declared family, unadjusted); stars on win rates come from this test; $^{{*}}p<0.05$, $^{{**}}p<0.01$, $^{{***}}p<0.001$.}}\n\\end{{table}}\n\n",
             latex_escape(&t.task),
             latex_escape(&t.baseline),
             report.family,
@@ -635,12 +868,12 @@ pub fn latex(report: &Report) -> String {
                 latex_escape(task),
                 r.seeds,
                 r.prompts,
-                signed_ci(r.reward_diff, r.reward_diff_ci),
+                latex_escape(&delta_cell(r)),
                 r.tally.wins,
                 r.tally.ties,
                 r.tally.losses,
-                rate_ci(r.win_rate, r.win_rate_ci),
-                tex_p(r.p_adjusted),
+                latex_escape(&win_cell(r)),
+                tex_shown_p(r),
             ));
         }
         out.push_str(&format!(
@@ -755,8 +988,86 @@ fn row_cells(r: &Row) -> Vec<String> {
         opt(r.test.interval.map(|i| i.lo)),
         opt(r.test.interval.map(|i| i.hi)),
         csv_p(r.test.p),
-        csv_p(r.p_adjusted),
+        adjusted_cell(r.p_adjusted, r.inference.exploratory),
     ]
+}
+
+/// Columns after `adjustment` and `family` (issue 29): the p shown and the
+/// interval, equivalence and power readings of [`crate::inference`].
+const READING_COLUMNS: [&str; 17] = [
+    "p_shown",
+    "exploratory",
+    "ci_estimate",
+    "ci_lo",
+    "ci_hi",
+    "ci_level",
+    "win_rate_level",
+    "equivalence_margin",
+    "tost_p",
+    "tost_lo",
+    "tost_hi",
+    "equivalent",
+    "power_alpha",
+    "seed_sd",
+    "detectable_diff",
+    "effect",
+    "seeds_needed",
+];
+
+/// The cells of [`READING_COLUMNS`] for a test with these readings.
+fn reading_cells(
+    p_shown: f64,
+    estimate: f64,
+    inference: &crate::inference::Inference,
+    win_rate_level: Option<f64>,
+    margin: Option<f64>,
+) -> Vec<String> {
+    let i = inference;
+    let tost = i.tost;
+    let power = i.power;
+    vec![
+        csv_p(p_shown),
+        i.exploratory.to_string(),
+        opt(i.ci.map(|_| estimate)),
+        opt(i.ci.map(|c| c.lo)),
+        opt(i.ci.map(|c| c.hi)),
+        opt(i.ci.map(|_| i.level())),
+        opt(win_rate_level),
+        opt(margin),
+        opt(tost.map(|t| t.p)),
+        opt(tost.map(|t| t.interval.lo)),
+        opt(tost.map(|t| t.interval.hi)),
+        tost.map_or(String::new(), |t| t.equivalent().to_string()),
+        opt(power.map(|p| p.alpha)),
+        opt(power.map(|p| p.sd)),
+        opt(power.and_then(|p| p.detectable)),
+        opt(power.and_then(|p| p.effect)),
+        opt(power.and_then(|p| p.seeds_needed)),
+    ]
+}
+
+fn row_reading(r: &Row, margin: Option<f64>) -> Vec<String> {
+    let win_level = (r.win_rate_ci.is_some()).then(|| match r.seeds {
+        1 => r.inference.level(),
+        _ => 0.95,
+    });
+    reading_cells(
+        r.p_adjusted,
+        r.test.estimate,
+        &r.inference,
+        win_level,
+        margin,
+    )
+}
+
+/// `p_adjusted` of a row: empty for an exploratory test (its p is not
+/// adjusted; `p_shown` has it).
+fn adjusted_cell(p: f64, exploratory: bool) -> String {
+    if exploratory {
+        String::new()
+    } else {
+        csv_p(p)
+    }
 }
 
 /// CSV of the main tables: one row per (task, method).
@@ -765,6 +1076,7 @@ pub fn csv(report: &Report) -> Result<String> {
     let mut header = vec!["task", "method", "baseline"];
     header.extend(ROW_COLUMNS);
     header.extend(["adjustment", "family"]);
+    header.extend(READING_COLUMNS);
     w.write_record(&header)?;
     for t in &report.tables {
         for r in &t.rows {
@@ -772,6 +1084,7 @@ pub fn csv(report: &Report) -> Result<String> {
             rec.extend(row_cells(r));
             rec.push(report.adjustment.short().to_string());
             rec.push(report.family.to_string());
+            rec.extend(row_reading(r, report.equivalence_margin));
             w.write_record(&rec)?;
         }
     }
@@ -826,6 +1139,7 @@ pub fn compare_csv(report: &Report) -> Result<String> {
     let mut header = vec!["kind", "a", "b", "task"];
     header.extend(ROW_COLUMNS);
     header.extend(["adjustment", "family"]);
+    header.extend(READING_COLUMNS);
     w.write_record(&header)?;
     let tail = [
         report.adjustment.short().to_string(),
@@ -836,6 +1150,7 @@ pub fn compare_csv(report: &Report) -> Result<String> {
             let mut rec = vec!["generation".into(), h.a.clone(), h.b.clone(), task.clone()];
             rec.extend(row_cells(r));
             rec.extend(tail.clone());
+            rec.extend(row_reading(r, report.equivalence_margin));
             w.write_record(&rec)?;
         }
         for d in &h.heldout {
@@ -873,9 +1188,20 @@ pub fn compare_csv(report: &Report) -> Result<String> {
             set(&mut cells, "test_lo", opt(d.test.interval.map(|i| i.lo)));
             set(&mut cells, "test_hi", opt(d.test.interval.map(|i| i.hi)));
             set(&mut cells, "p_value", csv_p(d.test.p));
-            set(&mut cells, "p_adjusted", csv_p(d.p_adjusted));
+            set(
+                &mut cells,
+                "p_adjusted",
+                adjusted_cell(d.p_adjusted, d.inference.exploratory),
+            );
             rec.extend(cells);
             rec.extend(tail.clone());
+            rec.extend(reading_cells(
+                d.p_adjusted,
+                d.test.estimate,
+                &d.inference,
+                None,
+                report.equivalence_margin,
+            ));
             w.write_record(&rec)?;
         }
     }
@@ -900,19 +1226,18 @@ pub struct PaperTable {
 
 fn cell(r: &Row, metric: TableMetric) -> (String, String, String) {
     match metric {
-        TableMetric::WinRate => (
-            format!(
-                "{}{}",
-                rate_ci(r.win_rate, r.win_rate_ci),
-                stars(r.p_adjusted)
-            ),
-            format!(
-                "{}{}",
-                rate_ci(r.win_rate, r.win_rate_ci),
-                tex_stars(r.p_adjusted)
-            ),
-            opt(r.win_rate),
-        ),
+        TableMetric::WinRate => {
+            let stars = shown_stars(r.p_adjusted, r.inference.exploratory);
+            let tex = match stars {
+                "" => String::new(),
+                s => format!("$^{{{s}}}$"),
+            };
+            (
+                format!("{}{stars}", win_cell(r)),
+                format!("{}{tex}", latex_escape(&win_cell(r))),
+                opt(r.win_rate),
+            )
+        }
         TableMetric::Reward => (num(r.reward, 2), num(r.reward, 2), fin(r.reward)),
         TableMetric::Accuracy => (pct(r.pass), latex_escape(&pct(r.pass)), fin(r.pass)),
     }
@@ -942,6 +1267,14 @@ pub fn paper_table(spec: &TableSpec, tables: &[TaskTable]) -> Result<PaperTable>
             tables.first().map_or("-", |t| t.baseline.as_str())
         )
     });
+    let caption = match spec.metric {
+        TableMetric::WinRate => format!(
+            "{caption}. Stars: the paired test of Δ reward against the baseline (across seeds; \
+             sign test with one seed), p as in report.md (adjusted over the report's family; none \
+             for exploratory tests)"
+        ),
+        _ => caption,
+    };
     let mut md = format!(
         "{caption}\n\n| method | {} |\n| --- |{}\n",
         tasks.join(" | "),

@@ -353,7 +353,7 @@ fn rows_use_test_prompts_grouped_by_seed_and_an_across_seed_test() {
     assert!(md.contains("over all 4 tests"), "{md}");
     assert!(md.contains("Holm–Bonferroni"), "{md}");
     assert!(md.contains("paired t-test across seeds"), "{md}");
-    assert!(md.contains("t(1): "), "{md}");
+    assert!(md.contains("| t(1) = "), "{md}");
     assert!(md.contains("## Held-out lists (test split)"), "{md}");
 }
 
@@ -371,11 +371,20 @@ fn one_seed_uses_the_sign_test_next_to_its_wilson_interval() {
             0.95,
         );
         assert_eq!(r.test.interval, Some(w));
-        assert_eq!(r.win_rate_ci, Some(w));
+        // The win rate's interval is the sign test's at the level of its
+        // adjusted p: it excludes 1/2 when that p is below 0.05.
+        let level = r.inference.level();
+        let at_level = wilson(
+            r.tally.wins as f64,
+            (r.tally.wins + r.tally.losses) as f64,
+            level,
+        );
+        assert_eq!(r.win_rate_ci, Some(at_level));
         assert_eq!(r.win_rate_interval(), "Wilson");
+        assert_eq!(r.inference.ci, None, "one seed: no t interval");
     }
     let md = render::markdown(&report);
-    assert!(md.contains("| sign: "), "{md}");
+    assert!(md.contains("| sign |"), "{md}");
 }
 
 #[test]
@@ -1101,4 +1110,196 @@ fn report_html_escapes_names_and_fetches_nothing() {
     ] {
         assert!(!html.contains(external), "{external}");
     }
+}
+
+/// Every row of the report with its per-seed differences, p shown and
+/// interval: main tables, head-to-heads, paper tables.
+fn every_row(report: &crate::Report) -> Vec<&crate::compare::Row> {
+    let mut rows: Vec<&crate::compare::Row> =
+        report.tables.iter().flat_map(|t| t.rows.iter()).collect();
+    rows.extend(
+        report
+            .head_to_head
+            .iter()
+            .flat_map(|h| h.rows.iter().map(|(_, r)| r)),
+    );
+    rows.extend(report.papers.iter().flatten().flat_map(|t| t.rows.iter()));
+    rows
+}
+
+#[test]
+fn intervals_agree_with_the_p_shown_in_every_table() {
+    let specs: Vec<Spec> = (0..4)
+        .flat_map(|seed| {
+            [
+                gen_spec("lpo", seed, 1.0, 30),
+                gen_spec("dpo", seed, -0.5, 30),
+            ]
+        })
+        .collect();
+    let (_tmp, c) = family("four", &specs);
+    for adjustment in [Adjustment::Holm, Adjustment::BenjaminiHochberg] {
+        let mut options = html_options();
+        options.adjustment = adjustment;
+        let (report, _) = build(&c, &options).unwrap();
+        let rows = every_row(&report);
+        assert!(rows.len() >= 10, "{}", rows.len());
+        let mut excluded = 0;
+        for r in rows {
+            let t = paired_t(&r.seed_diffs).unwrap();
+            let ci = r.inference.ci.unwrap();
+            assert_eq!(ci, t.interval_at(r.inference.ci_alpha));
+            assert_eq!(ci.contains(0.0), r.p_adjusted >= 0.05, "{r:?}");
+            excluded += usize::from(!ci.contains(0.0));
+        }
+        assert!(excluded > 0, "the synthetic effects are detected");
+        for h in &report.head_to_head {
+            for d in &h.heldout {
+                let ci = d.inference.ci.unwrap();
+                assert_eq!(ci.contains(0.0), d.p_adjusted >= 0.05);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_comparison_shown_twice_is_one_test_with_one_p() {
+    // The paper table repeats the main tables' comparisons: the family
+    // counts them once (4 main + 2 tasks and 2 sources head-to-head) and
+    // both show the same p.
+    let (_tmp, c) = two_by_two();
+    let (report, _) = build(&c, &html_options()).unwrap();
+    assert_eq!(report.family, 8);
+    for (t, paper) in report.tables.iter().zip(&report.papers[0]) {
+        for (a, b) in t.rows.iter().zip(&paper.rows) {
+            assert_eq!(a.p_adjusted, b.p_adjusted);
+            assert_eq!(a.inference, b.inference);
+        }
+    }
+}
+
+fn declared(a: &str, b: &str, task: Option<&str>) -> lpo_recipe::Hypothesis {
+    lpo_recipe::Hypothesis {
+        a: a.into(),
+        b: b.into(),
+        task: task.map(Into::into),
+    }
+}
+
+#[test]
+fn a_declared_family_is_adjusted_alone_and_the_rest_is_exploratory() {
+    let (tmp, c) = two_by_two();
+    let mut options = Options::new("reference");
+    options.family = vec![declared("lpo", "dpo", None)];
+    options.specs = html_options().specs;
+    let (report, _) = build(&c, &options).unwrap();
+    // The declared comparison becomes a head-to-head without --compare.
+    let h = &report.head_to_head[0];
+    assert_eq!((h.a.as_str(), h.b.as_str()), ("lpo", "dpo"));
+    assert_eq!(report.family, 2);
+    let raw: Vec<f64> = h.rows.iter().map(|(_, r)| r.test.p).collect();
+    let shown: Vec<f64> = h.rows.iter().map(|(_, r)| r.p_adjusted).collect();
+    assert_eq!(shown, holm(&raw));
+    assert!(h.rows.iter().all(|(_, r)| !r.inference.exploratory));
+    // Everything else: the raw p, a 95% interval, marked exploratory.
+    for r in report.tables.iter().flat_map(|t| &t.rows) {
+        assert!(r.inference.exploratory);
+        assert_eq!(r.p_adjusted, r.test.p);
+        assert_eq!(r.inference.ci_alpha, 0.05);
+    }
+    assert!(h.heldout.iter().all(|d| d.inference.exploratory));
+    let md = render::markdown(&report);
+    assert!(md.contains("(expl.)"), "{md}");
+    assert!(md.contains("declared family of 2 tests"), "{md}");
+    assert!(md.contains("report.family: lpo − dpo"), "{md}");
+    // report.csv: p_adjusted empty for exploratory rows, p_shown the raw p.
+    let csv = render::csv(&report).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        assert_eq!(&rec[col("p_adjusted")], "");
+        assert_eq!(&rec[col("exploratory")], "true");
+        assert_eq!(&rec[col("p_shown")], &rec[col("p_value")]);
+    }
+    // The paper table shows the main tables' p, without stars (exploratory).
+    let written = write_report(&c, &options, tmp.path()).unwrap();
+    assert!(written.files.iter().any(|f| f.ends_with("tables/main.md")));
+    let paper = std::fs::read_to_string(tmp.path().join("tables/main.md")).unwrap();
+    assert!(!paper.contains('*'), "{paper}");
+    assert!(
+        paper.contains("Stars: the paired test of Δ reward"),
+        "{paper}"
+    );
+}
+
+#[test]
+fn an_untested_declared_hypothesis_counts_with_p_one() {
+    let (_tmp, c) = two_by_two();
+    let mut options = Options::new("reference");
+    options.family = vec![
+        declared("lpo", "reference", Some("arith")),
+        declared("lpo", "reference", Some("code")),
+        declared("orpo", "dpo", None),
+    ];
+    let (report, _) = build(&c, &options).unwrap();
+    assert_eq!(report.family, 3);
+    assert_eq!(report.family_outcome.untested.len(), 2);
+    let arith = &report
+        .tables
+        .iter()
+        .find(|t| t.task == "arith")
+        .unwrap()
+        .rows;
+    let lpo = arith.iter().find(|r| r.method == "lpo").unwrap();
+    assert_eq!(lpo.p_adjusted, holm(&[lpo.test.p, 1.0, 1.0])[0]);
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.contains("untested") && n.contains("orpo")));
+    // A label with several configurations is an error naming the key.
+    let (_tmp2, c2) = family("cfg3", &configs());
+    let mut options = Options::new("reference");
+    options.family = vec![declared("lpo", "reference", None)];
+    let err = build(&c2, &options)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("report.family[0].a"), "{err}");
+}
+
+#[test]
+fn equivalence_and_power_are_computed_on_the_per_seed_differences() {
+    let (_tmp, c) = two_by_two();
+    let mut options = Options::new("reference");
+    options.compare = vec![("lpo".into(), "dpo".into())];
+    options.equivalence_margin = Some(0.15);
+    options.power = true;
+    options.effect = Some(0.1);
+    let (report, _) = build(&c, &options).unwrap();
+    for r in every_row(&report) {
+        let tost = lpo_stats::tost_paired(&r.seed_diffs, -0.15, 0.15).unwrap();
+        assert_eq!(r.inference.tost, Some(tost));
+        let alpha = if r.inference.exploratory {
+            0.05
+        } else {
+            0.05 / report.family as f64
+        };
+        let power = lpo_stats::power::summarize(&r.seed_diffs, alpha, Some(0.1));
+        assert_eq!(r.inference.power, power);
+    }
+    let md = render::markdown(&report);
+    assert!(md.contains("| equivalence (±0.15) |"), "{md}");
+    assert!(
+        md.contains("not shown (p = ") || md.contains("equivalent within ±0.15"),
+        "{md}"
+    );
+    assert!(md.contains("## Power (80%"), "{md}");
+    assert!(md.contains("| seeds for Δ = ±0.1 |"), "{md}");
+    let csv = render::csv(&report).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with("effect,seeds_needed"),
+        "{csv}"
+    );
 }

@@ -61,7 +61,7 @@ impl Tost {
 /// strictly beyond its bound, else 1.
 pub fn tost_paired(diffs: &[f64], low: f64, upp: f64) -> Option<Tost> {
     let s = spread(diffs);
-    if s.n < 2 || !(low < upp) || !low.is_finite() || !upp.is_finite() {
+    if s.n < 2 || low >= upp || !low.is_finite() || !upp.is_finite() {
         return None;
     }
     let df = (s.n - 1) as f64;
