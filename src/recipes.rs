@@ -87,6 +87,12 @@ pub struct RecipeError(pub Diagnostics);
 /// the key they concern ([`Loaded::locate`]).
 pub fn plan_recipe(loaded: &Loaded) -> Result<lpo_plan::Plan, Diagnostics> {
     let plan = lpo_plan::plan(&loaded.recipe).map_err(|d| loaded.locate(d))?;
+    // `[report] family` names method labels: each must be one the plan has.
+    let labels = plan.runs.iter().map(|r| r.recipe.method_label()).collect();
+    let family = lpo_recipe::validate::family_label_problems(&loaded.recipe.report, &labels);
+    if !family.is_empty() {
+        return Err(loaded.locate(Diagnostics(family)));
+    }
     // Once per distinct data draw: the scalars that shape it as a hash key,
     // the mix (nearly always one per plan) compared beside it.
     let mut checked: std::collections::HashMap<_, Vec<&[lpo_recipe::DataSource]>> =

@@ -60,12 +60,29 @@ pub struct ReportArgs {
     /// validation split and report its test numbers.
     #[arg(long, value_enum)]
     pub select_by: Option<SelectArg>,
-    /// Adjustment of p-values over all the report's tests.
+    /// Adjustment of p-values over the family: the recipe's `[report]
+    /// family`, else every test of the report.
     #[arg(long, value_enum, default_value = "holm")]
     pub adjust: AdjustArg,
+    /// Equivalence margin D: a paired TOST at 0.05 across seeds for |Δ| < D
+    /// on every comparison with two or more seeds (default: the recipe's
+    /// `[report] equivalence_margin`).
+    #[arg(long, value_name = "D", value_parser = positive)]
+    pub equivalence_margin: Option<f64>,
+    /// Add the power section: the smallest difference each comparison's
+    /// seeds detect at 80% power at the family's level.
+    #[arg(long)]
+    pub power: bool,
+    /// With the power section, the seeds that detect a difference of E
+    /// (implies --power).
+    #[arg(long, value_name = "E", value_parser = positive)]
+    pub effect: Option<f64>,
     /// Recipe overrides, as for `lpo sweep` (so the plan matches).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// As for `lpo sweep` (`--set train.reproducible=true`), so the plan matches.
+    #[arg(long)]
+    pub reproducible: bool,
     /// Also log the report's files to this MLflow tracking server (default:
     /// the recipe's `tracking.mlflow`, else its runs').
     #[arg(long, value_name = "URI")]
@@ -74,17 +91,31 @@ pub struct ReportArgs {
     pub results: crate::recipes::ResultsRoot,
 }
 
+/// A finite number above 0, for `--equivalence-margin` and `--effect`.
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a number above 0")),
+    }
+}
+
 struct Family {
     dir: PathBuf,
     /// The recipe's `[tracking]`, when read from a recipe.
     tracking: Option<lpo_recipe::TrackingConfig>,
     planned: Option<Vec<PlannedId>>,
     specs: Vec<TableSpec>,
+    /// The recipe's `[report]` (family, equivalence margin).
+    report: Option<lpo_recipe::ReportConfig>,
     baseline: Option<String>,
 }
 
 fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
-    let loaded = match lpo_recipe::load(path, &Overrides::from_process(args.sets.clone())) {
+    let mut sets = args.sets.clone();
+    if args.reproducible {
+        sets.push("train.reproducible=true".into());
+    }
+    let loaded = match lpo_recipe::load(path, &Overrides::from_process(sets)) {
         Ok(l) => l,
         Err(d) => {
             crate::print_diagnostics(&d);
@@ -98,6 +129,13 @@ fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
             return Ok(None);
         }
     };
+    // `[report] family` names method labels: each must be one the plan has.
+    let labels = plan.runs.iter().map(|r| r.recipe.method_label()).collect();
+    let unknown = lpo_recipe::validate::family_label_problems(&loaded.recipe.report, &labels);
+    if !unknown.is_empty() {
+        crate::print_diagnostics(&loaded.locate(lpo_recipe::Diagnostics(unknown)));
+        return Ok(None);
+    }
     let planned = plan
         .runs
         .iter()
@@ -108,6 +146,7 @@ fn from_recipe(args: &ReportArgs, path: &Path) -> Result<Option<Family>> {
         tracking: Some(loaded.recipe.tracking.clone()),
         planned: Some(planned),
         specs: loaded.recipe.report.tables.clone(),
+        report: Some(loaded.recipe.report.clone()),
         baseline: Some(loaded.recipe.eval.baseline.clone()),
     }))
 }
@@ -118,6 +157,7 @@ fn from_dir(dir: &Path) -> Result<Family> {
         tracking: None,
         planned: collect::read_plan_json(dir)?,
         specs: Vec::new(),
+        report: None,
         baseline: None,
     })
 }
@@ -262,6 +302,11 @@ fn options_for(
     } else {
         family.specs
     };
+    // The recipe's [report], else the first run's.
+    let report = family
+        .report
+        .or_else(|| first.map(|r| r.recipe.report.clone()))
+        .unwrap_or_default();
     Options {
         baseline,
         format: match args.format {
@@ -278,6 +323,10 @@ fn options_for(
             AdjustArg::Holm => Adjustment::Holm,
             AdjustArg::Bh => Adjustment::BenjaminiHochberg,
         },
+        family: report.family,
+        equivalence_margin: args.equivalence_margin.or(report.equivalence_margin),
+        power: args.power,
+        effect: args.effect,
     }
 }
 

@@ -328,20 +328,32 @@ fn check_paired_row(row: &CsvRow, a: &[Vec<(f64, f64)>], b: &[Vec<(f64, f64)>], 
         close(f(row, "p_value"), p, 1e-9, what);
         close(f(row, "test_lo"), lo, 1e-6, what);
         close(f(row, "test_hi"), hi, 1e-6, what);
-        // The t interval excludes 0 exactly when p < 0.05.
+        // The t interval excludes 0 exactly when p < 0.05, and the
+        // interval the table prints exactly when the p it prints is.
         assert_eq!(lo > 0.0 || hi < 0.0, p < 0.05, "{what}");
+        let (clo, chi) = (f(row, "ci_lo"), f(row, "ci_hi"));
+        assert_eq!(clo > 0.0 || chi < 0.0, f(row, "p_shown") < 0.05, "{what}");
+        assert!(
+            clo <= lo + 1e-12 && chi >= hi - 1e-12,
+            "{what}: 95% or wider"
+        );
     } else {
         assert_eq!(row["test"], "sign", "{what}");
         let p = sign_p(w, l);
         close(f(row, "p_value"), p, 1e-9, what);
         if w + l > 0 {
             let (lo, hi) = wilson(w as f64, (w + l) as f64);
-            for key in ["win_rate_lo", "test_lo"] {
-                close(f(row, key), lo, 1e-9, what);
+            close(f(row, "test_lo"), lo, 1e-9, what);
+            close(f(row, "test_hi"), hi, 1e-9, what);
+            // The win rate's Wilson interval is at the level of the p shown
+            // (95% or wider), and excludes 1/2 exactly when it is < 0.05.
+            let (wlo, whi) = (f(row, "win_rate_lo"), f(row, "win_rate_hi"));
+            assert!(wlo <= lo + 1e-12 && whi >= hi - 1e-12, "{what}");
+            if f(row, "win_rate_level") == 0.95 {
+                close(wlo, lo, 1e-9, what);
+                close(whi, hi, 1e-9, what);
             }
-            for key in ["win_rate_hi", "test_hi"] {
-                close(f(row, key), hi, 1e-9, what);
-            }
+            assert_eq!(wlo > 0.5 || whi < 0.5, f(row, "p_shown") < 0.05, "{what}");
         }
     }
 }
@@ -556,7 +568,7 @@ fn one_seed_rows_use_the_sign_test_with_the_wilson_interval() {
         close(f(row, "p_adjusted"), e, 1e-12, "Holm");
     }
     let md = text(&lpo(&copy, &["report", "results/rep1"]).stdout);
-    assert!(md.contains("| sign: "), "{md}");
+    assert!(md.contains("| sign |"), "{md}");
     assert!(md.contains("exact two-sided sign test"), "{md}");
 }
 
@@ -961,4 +973,96 @@ fn report_html_renders_in_headless_chromium() {
         "{white} of {} pixels are white",
         image.rgb.len()
     );
+}
+
+#[test]
+fn equivalence_power_and_a_declared_family_from_the_command_line() {
+    let (_lock, dir) = swept();
+    let args = [
+        "report",
+        "r.toml",
+        "--format",
+        "csv",
+        "--equivalence-margin",
+        "0.15",
+        "--effect",
+        "0.1",
+    ];
+    let out = lpo(dir, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for row in csv_rows(&text(&out.stdout)) {
+        // Two seeds: a TOST and a power reading on every row.
+        assert_eq!(row["equivalence_margin"], "0.15");
+        let p = f(&row, "tost_p");
+        assert_eq!(row["equivalent"], (p < 0.05).to_string());
+        if f(&row, "seed_sd") > 0.0 {
+            assert!(f(&row, "detectable_diff") > 0.0 && f(&row, "seeds_needed") >= 2.0);
+        } else {
+            // No spread across seeds: nothing to size a design from.
+            assert_eq!(
+                (
+                    row["detectable_diff"].as_str(),
+                    row["seeds_needed"].as_str()
+                ),
+                ("", "")
+            );
+        }
+        close(f(&row, "power_alpha"), 0.05 / 4.0, 1e-15, "alpha / m");
+    }
+    let md = text(&lpo(dir, &["report", "r.toml", "--power"]).stdout);
+    assert!(md.contains("## Power (80%"), "{md}");
+    // A declared family: LPO − DPO per task; the rest exploratory.
+    let family_recipe = RECIPE.replace(
+        "[[report.tables]]",
+        "[report]\nfamily = [{ a = \"lpo\", b = \"dpo\" }]\n\n[[report.tables]]",
+    );
+    std::fs::write(dir.join("f.toml"), family_recipe).unwrap();
+    let out = lpo(dir, &["report", "f.toml", "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for row in csv_rows(&text(&out.stdout)) {
+        assert_eq!(row["exploratory"], "true");
+        assert_eq!(row["p_adjusted"], "");
+        assert_eq!(row["p_shown"], row["p_value"]);
+    }
+    let compare = std::fs::read_to_string(dir.join("results/rep/report-compare.csv")).unwrap();
+    let rows = csv_rows(&compare);
+    let generation: Vec<&CsvRow> = rows.iter().filter(|r| r["kind"] == "generation").collect();
+    assert_eq!(generation.len(), 2, "{compare}");
+    let raw: Vec<f64> = generation.iter().map(|r| f(r, "p_value")).collect();
+    for (row, e) in generation.iter().zip(holm(&raw)) {
+        close(
+            f(row, "p_adjusted"),
+            e,
+            1e-12,
+            "Holm over the declared family",
+        );
+        assert_eq!(row["family"], "2");
+    }
+}
+
+#[test]
+fn a_declared_family_with_an_unknown_label_is_refused_at_plan_time() {
+    let dir = scratch("report-family-typo");
+    let recipe = RECIPE.replace(
+        "[[report.tables]]",
+        "[report]\nfamily = [{ a = \"lpx\", b = \"dpo\" }]\n\n[[report.tables]]",
+    );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    for command in ["plan", "report"] {
+        let out = lpo(&dir, &[command, "r.toml"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("report.family[0].a")
+                && err.contains("\"lpx\"")
+                && err.contains("r.toml:"),
+            "{command}: {err}"
+        );
+        assert!(err.contains("did you mean `lpo`?"), "{err}");
+    }
 }
