@@ -147,11 +147,13 @@ pub fn shown_stars(p: f64, exploratory: bool) -> &'static str {
 /// The equivalence cell: `equivalent within ±0.15 (p = 0.012)`, `not shown
 /// (p = 0.31)`, or `-` (one seed: TOST runs across seeds).
 pub fn equivalence_cell(r: &Row) -> String {
+    let p = |p: f64| match format_p(p) {
+        bound if bound.starts_with('<') => format!("p {bound}"),
+        value => format!("p = {value}"),
+    };
     match r.inference.tost {
-        Some(t) if t.equivalent() => {
-            format!("equivalent within ±{} (p = {})", t.upp, format_p(t.p))
-        }
-        Some(t) => format!("not shown (p = {})", format_p(t.p)),
+        Some(t) if t.equivalent() => format!("equivalent within ±{} ({})", t.upp, p(t.p)),
+        Some(t) => format!("not shown ({})", p(t.p)),
         None => "-".into(),
     }
 }
