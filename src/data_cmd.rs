@@ -80,8 +80,7 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     print_skipped_lines(&data.sources);
     print_prompt_files(&data.sources, recipe);
     let fraction = recipe.data.eval_fraction;
-    for (source, n) in
-        lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, fraction)
+    for (source, n) in lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, fraction)
     {
         println!("{source}: {n} training lists repeat a record (data.oversample = true)");
     }

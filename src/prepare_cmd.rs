@@ -58,6 +58,18 @@ pub fn run(args: &PrepareArgs) -> Result<ExitCode> {
     } else {
         Mode::Bars
     };
+    // One process computes in one mode (lpo_torch::numerics).
+    let reproducible = plan
+        .runs
+        .iter()
+        .filter(|r| r.recipe.train.reproducible)
+        .count();
+    if reproducible > 0 && reproducible < plan.runs.len() {
+        anyhow::bail!(
+            "{reproducible} of the plan's {} runs have train.reproducible and the others not: one process computes in one mode, so prepare them apart (--set train.reproducible=...)",
+            plan.runs.len()
+        );
+    }
     let mut seen = HashSet::new();
     for run in &plan.runs {
         if !seen.insert(shared_key(&run.recipe)?) {

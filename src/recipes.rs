@@ -15,6 +15,10 @@ pub struct RecipeArgs {
     /// Override a key: `--set train.steps=100` (value parsed as TOML, else a string).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Byte-identical results on every x86-64 CPU at the same thread count,
+    /// slower (`--set train.reproducible=true`; part of run ids).
+    #[arg(long)]
+    pub reproducible: bool,
 }
 
 impl RecipeArgs {
@@ -26,9 +30,18 @@ impl RecipeArgs {
         }
     }
 
+    /// The `--set` overrides, `--reproducible` among them.
+    pub fn overrides(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        if self.reproducible {
+            sets.push("train.reproducible=true".into());
+        }
+        sets
+    }
+
     /// Loads the recipe with `--set` and `LPO_…__…` layers.
     pub fn load(&self) -> Result<Loaded, Diagnostics> {
-        lpo_recipe::load(&self.recipe, &Overrides::from_process(self.sets.clone()))
+        lpo_recipe::load(&self.recipe, &Overrides::from_process(self.overrides()))
     }
 }
 

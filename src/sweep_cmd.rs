@@ -121,7 +121,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     if args.backend == Backend::Slurm {
         let options = lpo_exec::slurm::Options {
             recipe: args.recipe.recipe.clone(),
-            sets: args.recipe.sets.clone(),
+            sets: args.recipe.overrides(),
             results: args.results.dir.clone(),
             threads: args.threads,
             ignore_memory_estimate: args.ignore_memory_estimate,
@@ -146,7 +146,7 @@ fn sweep_here(args: &SweepArgs, plan: &Plan, layout: &Layout, name: &str) -> Res
     }
     let options = lpo_exec::local::Options {
         recipe: args.recipe.recipe.clone(),
-        sets: args.recipe.sets.clone(),
+        sets: args.recipe.overrides(),
         results: args.results.dir.clone(),
         jobs: args.jobs,
         threads: args.threads,

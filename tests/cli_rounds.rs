@@ -92,16 +92,20 @@ fn a_run_killed_mid_round_two_resumes_to_the_same_bytes() {
     assert_ne!(first, second);
     // No evaluation prompt (validation or test) is a prompt of either
     // round's training lists (issue 29: test prompts unseen by training).
-    let eval: Vec<lpo_results::EvalRecord> =
-        csv::Reader::from_path(whole.join("eval.csv"))
-            .unwrap()
-            .deserialize()
-            .map(Result::unwrap)
-            .collect();
+    let eval: Vec<lpo_results::EvalRecord> = csv::Reader::from_path(whole.join("eval.csv"))
+        .unwrap()
+        .deserialize()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(eval.len(), 8);
     for row in &eval {
         for list in first.iter().chain(&second) {
-            assert_ne!(list["prompt"], row.prompt.as_str(), "{} is trained on", row.prompt);
+            assert_ne!(
+                list["prompt"],
+                row.prompt.as_str(),
+                "{} is trained on",
+                row.prompt
+            );
         }
     }
     // metrics.csv counts rounds.

@@ -354,13 +354,12 @@ impl<O: Observer> Scheduler<'_, O> {
     fn start(&mut self, i: usize) -> Result<()> {
         let plan = self.plan;
         let run = &plan.runs[i];
-        let threads = self
-            .options
-            .threads
-            .unwrap_or(match run.recipe.train.threads {
-                0 => self.default_threads,
-                n => n,
-            });
+        let threads = self.options.threads.unwrap_or(
+            run.recipe
+                .train
+                .fixed_threads()
+                .unwrap_or(self.default_threads),
+        );
         let mut child = spawn_run(self.options, run, threads)?;
         let display =
             self.observer

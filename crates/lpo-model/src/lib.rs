@@ -21,11 +21,11 @@ pub mod reward_model;
 pub use lpo_hf::{Config, Family, RopeScaling};
 pub use model::{KvCache, Mistral};
 
-/// Names how this version computes the model's matrix products, in cache
-/// identities of generated text: a new name when the same weights and seed
-/// would give other numbers (v1: oneDNN products for f32 on AVX-512 CPUs,
-/// see `linear::linear`).
-pub const PRODUCTS: &str = "onednn-linear-v1";
+/// Names how this process computes the model's numbers, in cache
+/// identities: [`lpo_torch::numerics::identity`].
+pub fn products() -> &'static str {
+    lpo_torch::numerics::identity()
+}
 
 #[cfg(test)]
 mod tests;

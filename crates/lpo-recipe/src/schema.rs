@@ -859,6 +859,25 @@ pub struct TrainConfig {
     /// Precision of AdamW's moments.
     #[serde(skip_serializing_if = "Moments::is_f32")]
     pub moments: Moments,
+    /// Byte-identical CPU results across x86-64 CPUs at the same thread
+    /// count (docs/performance.md: reproducible mode); part of run ids when
+    /// on, since it computes other (equally valid) roundings.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reproducible: bool,
+}
+
+impl TrainConfig {
+    /// The CPU threads a run computes with when the recipe fixes them:
+    /// `threads`, or 1 in reproducible mode (sums are ordered by the thread
+    /// count, so a machine-dependent default would move the bytes); `None`
+    /// leaves the choice to the executor.
+    pub fn fixed_threads(&self) -> Option<u32> {
+        match (self.threads, self.reproducible) {
+            (0, true) => Some(1),
+            (0, false) => None,
+            (n, _) => Some(n),
+        }
+    }
 }
 
 /// Storage of AdamW's first and second moments.
@@ -899,6 +918,7 @@ impl Default for TrainConfig {
             checkpoint_every: 25,
             seed: 0,
             activation_checkpointing: false,
+            reproducible: false,
             moments: Moments::F32,
         }
     }

@@ -17,6 +17,7 @@ mod cuda_driver;
 pub mod fused;
 pub mod linear;
 pub mod memory;
+pub mod numerics;
 
 pub use clock::process_cpu_seconds;
 

@@ -42,10 +42,11 @@ pub fn onednn_applies(x: &Tensor, w: &Tensor) -> bool {
         && onednn_preferred()
 }
 
-/// Whether this machine multiplies f32 CPU tensors on oneDNN: present, and
-/// the CPU has AVX-512.
+/// Whether this machine multiplies f32 CPU tensors on oneDNN: present, the
+/// CPU has AVX-512, and the process is not in reproducible mode
+/// ([`crate::numerics`]).
 pub fn onednn_preferred() -> bool {
-    avx512() && onednn_available()
+    avx512() && onednn_available() && !crate::numerics::reproducible()
 }
 
 #[cfg(target_arch = "x86_64")]

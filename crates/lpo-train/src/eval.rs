@@ -475,7 +475,7 @@ fn reference_responses(
         &(
             PROMPT_ROOM,
             lpo_model::generate::SAMPLER,
-            lpo_model::PRODUCTS,
+            lpo_model::products(),
             &reference.meta.id,
             &texts,
             format!("{:?}", e.decoding),

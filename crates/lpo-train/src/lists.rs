@@ -75,6 +75,8 @@ impl Lists {
 #[derive(Serialize)]
 struct ListsIdentity {
     version: u32,
+    /// How this process computes ([`lpo_model::products`]).
+    numerics: &'static str,
     reference: String,
     /// How text becomes tokens (prompts of sampled lists; with a checkpoint
     /// reference, nothing else in this identity says it).
@@ -83,6 +85,8 @@ struct ListsIdentity {
     list_size: u32,
     train_prompts: u32,
     eval_fraction: f64,
+    /// Which part (validation or test) each held-out task list is drawn from.
+    validation_fraction: f64,
     sample_temperature: f64,
     max_new_tokens: u32,
     seed: u64,
@@ -117,12 +121,14 @@ pub fn obtain(
             // 6: prompts keep room for eval.max_new_tokens new tokens;
             // 7: prompts and records split by content (lpo_tasks::split).
             version: 7,
+            numerics: lpo_model::products(),
             reference: reference.meta.id.clone(),
             encoding: crate::sources::tokenizer(recipe)?.1,
             sources: sources.iter().map(Source::identity).collect(),
             list_size: recipe.data.list_size,
             train_prompts: recipe.data.train_prompts,
             eval_fraction: recipe.data.eval_fraction,
+            validation_fraction: recipe.eval.validation_fraction,
             sample_temperature: recipe.reference.sample_temperature,
             max_new_tokens: recipe.eval.max_new_tokens,
             seed: recipe.train.seed,

@@ -56,6 +56,8 @@ impl Reference {
 #[derive(Serialize)]
 struct SftIdentity<'a> {
     version: u32,
+    /// How this process computes ([`lpo_model::products`]).
+    numerics: &'static str,
     model: lpo_recipe::ModelDims,
     sft_steps: u32,
     sft_batch_size: u32,
@@ -135,6 +137,7 @@ pub fn obtain(
             // 2: fused AdamW; 3: oneDNN products; 4: demonstrations only
             // from the training part (lpo_tasks::split).
             version: 4,
+            numerics: lpo_model::products(),
             model: recipe.model.dims(),
             sft_steps: r.sft_steps,
             sft_batch_size: r.sft_batch_size,
