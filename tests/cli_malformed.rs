@@ -218,8 +218,8 @@ const CASES: &[Case] = &[
     case("train-grad-accum-with-a-batch-coupled-loss", b"[loss]\nkind = \"aot\"\n[train]\nbatch_size = 8\ngrad_accum = 2\n", "r.toml:5:1", "loss.kind = \"aot\" couples the prompts of a batch"),
     case("train-grad-accum-does-not-divide", b"[train]\nbatch_size = 8\ngrad_accum = 3\n", "r.toml:3:1", "`train.grad_accum` is 3, but must divide train.batch_size (8)"),
     case("eval-greedy-with-default-samples", b"[eval]\ndecoding = \"greedy\"\n", "r.toml:2:1", "`eval.samples` is 8, but greedy decoding gives one response"),
-    case("eval-more-prompts-than-the-task-has", b"[eval]\nprompts = 14751\n", "r.toml:2:1", "`eval.prompts` asks for 14751 evaluation arith prompts"),
-    case("data-held-out-more-than-the-task-has", b"[data]\ntrain_prompts = 14000\neval_fraction = 0.9\n", "r.toml:3:1", "`data.eval_fraction` asks for 12600 held-out arith prompts"),
+    case("eval-more-prompts-than-the-task-has", b"[eval]\nprompts = 14751\n", "r.toml:2:1", "`eval.prompts` asks for 7375 evaluation arith prompts from the task's test part"),
+    case("data-held-out-more-than-the-task-has", b"[data]\ntrain_prompts = 14000\neval_fraction = 0.9\n", "r.toml:3:1", "`data.eval_fraction` asks for 6300 held-out list arith prompts from the task's test part"),
     // Names, labels, report tables, baselines, empty files.
     case("label-empty", b"label = \"\"\n", "r.toml:1:1", "`label` is empty"),
     case("name-empty", b"name = \"\"\n", "r.toml:1:1", "`name` is \"\", which is empty"),

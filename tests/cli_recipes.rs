@@ -41,7 +41,7 @@ fn shipped_recipes_plan_with_distinct_ids() {
         ("recipes/calibrated.toml", 1),
         ("recipes/tuning/quickstart.toml", 36),
         ("recipes/ablation.toml", 27),
-        ("recipes/paper/main.toml", 90),
+        ("recipes/paper/main.toml", 300),
     ] {
         let ids = plan_ids(recipe);
         assert_eq!(ids.len(), runs, "{recipe}");
@@ -293,7 +293,8 @@ fn names_that_escape_the_results_directory_exit_2_with_file_line() {
 
 #[test]
 fn more_evaluation_prompts_than_a_task_has_exit_2_at_plan_time() {
-    // arith has 14751 distinct prompts; the quickstart trains on some.
+    // arith's validation part has 2341 distinct prompts and its test part
+    // 2196 (docs/data.md); half of the evaluation prompts come from each.
     let out = lpo(&[
         "plan",
         "recipes/quickstart.toml",
@@ -303,11 +304,16 @@ fn more_evaluation_prompts_than_a_task_has_exit_2_at_plan_time() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     let err = text(&out.stderr);
     assert!(
-        err.contains("`eval.prompts` asks for 14751 evaluation arith prompts, but the task has 14751 distinct prompts"),
+        err.contains("`eval.prompts` asks for 7376 evaluation arith prompts from the task's validation part, which has 2341 distinct prompts"),
         "{err}"
     );
-    // Every run of the sweep draws the same prompts: one message, not three.
-    assert_eq!(err.matches("eval.prompts").count(), 1, "{err}");
+    assert!(
+        err.contains("`eval.prompts` asks for 7375 evaluation arith prompts from the task's test part, which has 2196 distinct prompts"),
+        "{err}"
+    );
+    // Every run of the sweep draws the same prompts: one message per part,
+    // not one per run.
+    assert_eq!(err.matches("eval.prompts").count(), 2, "{err}");
     // The held-out share is checked the same way.
     let out = lpo(&[
         "plan",
@@ -318,15 +324,15 @@ fn more_evaluation_prompts_than_a_task_has_exit_2_at_plan_time() {
         "data.eval_fraction=0.9",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("`data.eval_fraction` asks for 12600 held-out arith prompts")
-    );
-    // Within the limit it plans.
+    assert!(text(&out.stderr).contains(
+        "`data.eval_fraction` asks for 6300 held-out list arith prompts from the task's test part"
+    ));
+    // Within the limit it plans: 2196 prompts from each part.
     assert!(lpo(&[
         "plan",
         "recipes/quickstart.toml",
         "--set",
-        "eval.prompts=13000"
+        "eval.prompts=4392"
     ])
     .status
     .success());

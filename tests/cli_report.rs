@@ -874,7 +874,7 @@ sft_steps = 20
 sft_batch_size = 8
 [data]
 list_size = 4
-train_prompts = 40
+train_prompts = 36
 eval_fraction = 0.3
 mix = [{ path = "prefs.jsonl", format = "native" }]
 [train]

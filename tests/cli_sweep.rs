@@ -585,7 +585,9 @@ fn tensorboard_has_each_step_once(run: &Path, steps: i64) {
 #[test]
 fn failures_at_step_0_and_in_evaluation_are_recorded_as_such() {
     let dir = scratch("failure-points");
-    let sweep = r#"zip = { "label" = ["base", "user"], "loss.beta" = [3e38, 0.1], "eval.baseline" = ["reference", "base"] }"#;
+    // Preference pairs, never tied, so the huge beta meets a nonzero
+    // difference in the first batch (tied lists would give a zero loss).
+    let sweep = r#"zip = { "label" = ["base", "user"], "loss.beta" = [3e38, 0.1], "eval.baseline" = ["reference", "base"], "data.form" = ["preference", "preference"] }"#;
     std::fs::write(dir.join("r.toml"), small(3, 0, sweep)).unwrap();
     let by_label = |label: &str| {
         run_dirs(&dir.join("results"))

@@ -114,6 +114,7 @@ pub fn obtain(
     layout: &Layout,
     progress: &mut dyn Progress,
 ) -> Result<Lists> {
+    crate::sources::ensure_splits(sources, recipe.data.eval_fraction)?;
     let id = content_id(
         "lists",
         &ListsIdentity {
@@ -479,12 +480,9 @@ fn generate_lists(
                 let (_, train, next) = &mut orders[s];
                 let record = &records[train[*next % train.len()]];
                 *next += 1;
+                // A prompt record holding responses is refused before
+                // (sources::ensure_splits).
                 match reward {
-                    Some(_) if !record.responses.is_empty() => bail!(
-                        "{}: a prompt record holds responses ({:?}…); score them with `lpo score` and train on its output (format \"native\")",
-                        sources[s].name,
-                        record.prompt.chars().take(40).collect::<String>()
-                    ),
                     Some(kind) => pending.push((
                         slot,
                         Scorable::Record {

@@ -130,6 +130,9 @@ pub fn obtain(
     if let Some(dir) = &recipe.reference.checkpoint {
         return from_checkpoint(Path::new(dir), layout, device);
     }
+    // SFT demonstrates training records only (lists::obtain checks the
+    // same for a checkpoint reference; `lpo score` scores every record).
+    crate::sources::ensure_splits(sources, recipe.data.eval_fraction)?;
     let r = &recipe.reference;
     let id = content_id(
         "reference",

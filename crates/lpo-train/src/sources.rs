@@ -161,14 +161,20 @@ pub fn load_sources(recipe: &Recipe) -> Result<Vec<Source>> {
             weight: entry.weight,
             kind,
         };
-        ensure_split(&source, recipe.data.eval_fraction)?;
         sources.push(source);
     }
     Ok(sources)
 }
 
-/// An error when the content-hash split leaves a file source without
-/// training records, or a prompt file without evaluation prompts.
+/// An error when a prompt file's records hold responses, or when the
+/// content-hash split leaves a file source without training records or a
+/// prompt file without evaluation prompts: checked
+/// before anything trains on the sources (SFT, lists), not by `lpo score`,
+/// which scores every record.
+pub fn ensure_splits(sources: &[Source], fraction: f64) -> Result<()> {
+    sources.iter().try_for_each(|s| ensure_split(s, fraction))
+}
+
 fn ensure_split(source: &Source, fraction: f64) -> Result<()> {
     let SourceKind::File {
         records,
@@ -179,6 +185,15 @@ fn ensure_split(source: &Source, fraction: f64) -> Result<()> {
     else {
         return Ok(());
     };
+    if let Some(record) = records.iter().find(|r| !r.responses.is_empty()) {
+        if reward.is_some() {
+            bail!(
+                "{}: a prompt record holds responses ({:?}…); score them with `lpo score` and train on its output (format \"native\")",
+                source.name,
+                record.prompt.chars().take(40).collect::<String>()
+            );
+        }
+    }
     let (held, train) = source.file_split(fraction);
     if train.is_empty() {
         bail!(
