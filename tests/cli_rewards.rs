@@ -80,6 +80,18 @@ fn read_lists(path: &Path) -> Vec<(String, Vec<(String, f64)>)> {
         .collect()
 }
 
+/// 24 records: the 4 whose prompt hashes into the 0.25 share (questions 10,
+/// 11, 16 and 19; docs/data.md) are evaluation prompts, the 20 others train.
+fn held_out_are_not_trained(lists: &[(String, Vec<(String, f64)>)]) {
+    for held in [10, 11, 16, 19] {
+        let question = format!("Question {held}:");
+        assert!(
+            !lists.iter().any(|l| l.0.starts_with(&question)),
+            "{question} trained on"
+        );
+    }
+}
+
 /// Runs the recipe and checks its two rounds and its report.
 fn rounds_sample_and_score_new_lists(name: &str, extra: &str) -> PathBuf {
     let dir = scratch(name);
@@ -114,16 +126,8 @@ fn rounds_sample_and_score_new_lists(name: &str, extra: &str) -> PathBuf {
     let cache = dir.join("results/_cache");
     let first = read_lists(&cache.join(format!("lists-{}.jsonl", ids[0])));
     let second = read_lists(&cache.join(format!("lists-{}.jsonl", ids[1])));
-    // 24 records: the 4 whose prompt hashes into the 0.25 share (questions
-    // 10, 11, 16 and 19; docs/data.md) are evaluation prompts, 20 train.
     assert_eq!((first.len(), second.len()), (20, 20));
-    for held in [10, 11, 16, 19] {
-        let question = format!("Question {held}:");
-        assert!(
-            !first.iter().any(|l| l.0.starts_with(&question)),
-            "{question} trained on"
-        );
-    }
+    held_out_are_not_trained(&first);
     // The same prompts, new samples.
     let prompts =
         |l: &[(String, Vec<(String, f64)>)]| l.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
