@@ -78,10 +78,8 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         println!("binarization dropped {dropped} lists whose rewards all tie");
     }
     print_skipped_lines(&data.sources);
-    print_prompt_files(&data.sources, recipe);
-    let fraction = recipe.data.eval_fraction;
-    for (source, n) in lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists, fraction)
-    {
+    print_prompt_files(&data.sources);
+    for (source, n) in lpo_train::lists::repeated_draws(&data.sources, &data.lists.lists) {
         println!("{source}: {n} training lists repeat a record (data.oversample = true)");
     }
     let (batch, accum) = (recipe.train.batch_size, recipe.train.grad_accum);
@@ -153,7 +151,7 @@ impl RunData {
 
 /// For each prompt file: its reward, and how many of its records are
 /// training prompts and how many evaluation prompts.
-fn print_prompt_files(sources: &[Source], recipe: &lpo_recipe::Recipe) {
+fn print_prompt_files(sources: &[Source]) {
     for source in sources {
         if let SourceKind::File {
             records,
@@ -162,7 +160,7 @@ fn print_prompt_files(sources: &[Source], recipe: &lpo_recipe::Recipe) {
             ..
         } = &source.kind
         {
-            let (held, train) = source.file_split(recipe.data.eval_fraction);
+            let (held, train) = source.file_split();
             let eval = heldout.as_ref().map_or(held.len(), |(_, r)| r.len());
             println!(
                 "{}: prompt file scored by the {} reward: {} training prompts (of {} records), {eval} evaluation prompts",

@@ -627,12 +627,8 @@ pub fn generations(
     let splits: Vec<Split> = examples
         .iter()
         .map(|e| {
-            let task = match e {
-                Scorable::Task(example) => Some(example.task),
-                Scorable::Record { .. } => None,
-            };
             let key = lpo_data::prompt_key(e.context(), e.prompt());
-            heldout_split(task, &key, recipe.eval.validation_fraction)
+            heldout_split(e.task(), &key, recipe.eval.validation_fraction)
         })
         .collect();
     let (baseline_name, baseline) = baseline_rows(

@@ -447,16 +447,15 @@ fn generate_lists(
     let recipe = sampling.recipe;
     let seed = recipe.train.seed;
     let k = recipe.data.list_size as usize;
-    let fraction = recipe.data.eval_fraction;
     let mut pick_rng = StdRng::seed_from_u64(derive_seed(seed, "file-records"));
-    // Per file source: its held-out records, and a seeded order of its
-    // training records consumed in turn.
-    let mut orders: Vec<(Vec<usize>, Vec<usize>, usize)> = sources
+    // Per file source: a seeded order of its training records, consumed in
+    // turn from the second member on.
+    let mut orders: Vec<(Vec<usize>, usize)> = sources
         .iter()
         .map(|s| {
-            let (held, train) = s.file_split(fraction);
+            let train = s.file_split().1;
             let order = lpo_data::mix::permutation(train.len(), &mut pick_rng);
-            (held, order.into_iter().map(|i| train[i]).collect(), 0)
+            (order.into_iter().map(|i| train[i]).collect(), 0)
         })
         .collect();
     let slots = match recipe.data.train_prompts {
@@ -477,7 +476,7 @@ fn generate_lists(
             SourceKind::File {
                 records, reward, ..
             } => {
-                let (_, train, next) = &mut orders[s];
+                let (train, next) = &mut orders[s];
                 let record = &records[train[*next % train.len()]];
                 *next += 1;
                 // A prompt record holding responses is refused before
@@ -512,14 +511,7 @@ fn generate_lists(
         .into_iter()
         .map(|l| l.expect("every slot filled"))
         .collect();
-    let held = heldout_lists(
-        sampling,
-        sources,
-        reference,
-        &orders,
-        &mut pick_rng,
-        progress,
-    )?;
+    let held = heldout_lists(sampling, sources, reference, &mut pick_rng, progress)?;
     lists.extend(held);
     Ok(lists)
 }
@@ -531,7 +523,6 @@ fn heldout_lists(
     sampling: &Sampling<'_>,
     sources: &[Source],
     reference: &Reference,
-    orders: &[(Vec<usize>, Vec<usize>, usize)],
     pick_rng: &mut StdRng,
     progress: &mut dyn Progress,
 ) -> Result<Vec<SourcedList>> {
@@ -544,7 +535,7 @@ fn heldout_lists(
     progress.start("sampling held-out lists", held_tasks.len() as u64);
     let mut held = sampler.sample(&held_tasks, None, progress)?;
     progress.finish();
-    for (s, (held_records, _, _)) in sources.iter().zip(orders) {
+    for s in sources {
         if let SourceKind::File {
             records,
             heldout,
@@ -552,7 +543,7 @@ fn heldout_lists(
             ..
         } = &s.kind
         {
-            for &i in held_records {
+            for &i in s.file_split().0 {
                 held.push(file_list(&s.name, &records[i], k, true, pick_rng));
             }
             if let Some((name, records)) = heldout {
@@ -570,11 +561,11 @@ fn heldout_lists(
 
 /// `data.train_prompts = 0`: one slot for every training record of every
 /// file source, source by source (batches are drawn in seeded permutations).
-fn every_record_once(orders: &[(Vec<usize>, Vec<usize>, usize)]) -> Vec<usize> {
+fn every_record_once(orders: &[(Vec<usize>, usize)]) -> Vec<usize> {
     orders
         .iter()
         .enumerate()
-        .flat_map(|(s, (_, train, _))| std::iter::repeat_n(s, train.len()))
+        .flat_map(|(s, (train, _))| std::iter::repeat_n(s, train.len()))
         .collect()
 }
 
@@ -583,7 +574,6 @@ fn every_record_once(orders: &[(Vec<usize>, Vec<usize>, usize)]) -> Vec<usize> {
 pub fn repeated_draws(
     sources: &[Source],
     lists: &[SourcedList],
-    fraction: f64,
 ) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
     for s in sources
@@ -591,7 +581,7 @@ pub fn repeated_draws(
         .filter(|s| matches!(s.kind, SourceKind::File { .. }))
     {
         let drawn = lists.iter().filter(|l| l.source == s.name).count();
-        let records = s.file_split(fraction).1.len();
+        let records = s.file_split().1.len();
         if drawn > records {
             out.insert(s.name.clone(), drawn - records);
         }
@@ -605,7 +595,7 @@ fn check_draws(
     recipe: &Recipe,
     sources: &[Source],
     slots: &[usize],
-    orders: &[(Vec<usize>, Vec<usize>, usize)],
+    orders: &[(Vec<usize>, usize)],
 ) -> Result<()> {
     if recipe.data.oversample {
         return Ok(());
@@ -615,7 +605,7 @@ fn check_draws(
             continue;
         }
         let drawn = slots.iter().filter(|&&x| x == s).count();
-        let records = orders[s].1.len();
+        let records = orders[s].0.len();
         if drawn > records {
             bail!(
                 "data.train_prompts = {} gives {drawn} training lists to {}, which has {records} training records: \
@@ -778,16 +768,9 @@ impl<'a> ListSampler<'a> {
 /// `eval_split`), scored by the file's reward. Empty when the mix has
 /// neither.
 pub fn eval_examples(recipe: &Recipe, sources: &[Source]) -> Result<Vec<Scorable>> {
-    let tasks: Vec<Option<Task>> = sources
-        .iter()
-        .map(|s| match s.kind {
-            SourceKind::Task(t) => Some(t),
-            SourceKind::File { .. } => None,
-        })
-        .collect();
     let mut rng = StdRng::seed_from_u64(derive_seed(recipe.train.seed, "eval-prompts"));
     let mut out: Vec<Scorable> = draw_heldout(
-        &eval_tasks(recipe, &tasks),
+        &eval_tasks(recipe, &mix_tasks(recipe)),
         recipe.eval.validation_fraction,
         &mut rng,
         "eval.prompts",
@@ -808,7 +791,7 @@ pub fn eval_examples(recipe: &Recipe, sources: &[Source]) -> Result<Vec<Scorable
         let (name, held): (&str, Vec<&RewardList>) = match heldout {
             Some((name, records)) => (name, records.iter().collect()),
             None => {
-                let (held, _) = source.file_split(recipe.data.eval_fraction);
+                let held = source.file_split().0;
                 (&source.name, held.iter().map(|&i| &records[i]).collect())
             }
         };

@@ -262,9 +262,6 @@ fn from_checkpoint(dir: &Path, layout: &Layout, device: Device) -> Result<Refere
 /// SFT shows. Each is (context, prompt, answer).
 pub struct Demonstrations<'a> {
     sources: &'a [Source],
-    /// Per source, its training records (file sources; held-out records
-    /// are never demonstrated).
-    train_records: Vec<Vec<usize>>,
     weights: Vec<f64>,
     error_rate: f64,
     rng: StdRng,
@@ -275,10 +272,6 @@ impl<'a> Demonstrations<'a> {
     pub fn new(recipe: &Recipe, sources: &'a [Source]) -> Demonstrations<'a> {
         Demonstrations {
             sources,
-            train_records: sources
-                .iter()
-                .map(|s| s.file_split(recipe.data.eval_fraction).1)
-                .collect(),
             weights: sources.iter().map(|s| s.weight).collect(),
             error_rate: recipe.reference.error_rate,
             rng: StdRng::seed_from_u64(derive_seed(recipe.train.seed, "sft-demonstrations")),
@@ -306,7 +299,8 @@ impl Iterator for Demonstrations<'_> {
                 (Vec::new(), example.prompt, answer)
             }
             SourceKind::File { records, .. } => {
-                let train = &self.train_records[s];
+                // Held-out records are never demonstrated.
+                let train = self.sources[s].file_split().1;
                 let record = &records[train[rng.random_range(0..train.len())]];
                 let best = record
                     .responses

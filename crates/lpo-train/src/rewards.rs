@@ -12,7 +12,7 @@ use lpo_data::{Message, RewardList};
 use lpo_model::reward_model::RewardModel;
 use lpo_recipe::{Recipe, RewardKind};
 use lpo_reward::sandbox::{self, Cause, Execution, Sandbox};
-use lpo_tasks::{Example, MAX_REWARD};
+use lpo_tasks::{Example, Task, MAX_REWARD};
 use rand::rngs::StdRng;
 use serde::Serialize;
 use tch::{nn, Device};
@@ -39,6 +39,14 @@ impl Scorable {
         match self {
             Scorable::Task(e) => e.task.name().to_string(),
             Scorable::Record { source, .. } => source.clone(),
+        }
+    }
+
+    /// The built-in task of a task prompt (`None` for a file record).
+    pub fn task(&self) -> Option<Task> {
+        match self {
+            Scorable::Task(e) => Some(e.task),
+            Scorable::Record { .. } => None,
         }
     }
 

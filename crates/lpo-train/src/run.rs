@@ -367,8 +367,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         crate::rewards::model_id(request.recipe, &request.layout.cache_dir())?;
     state.summary.timings.reference = reference_seconds;
     state.summary.lists = lists.id.clone();
-    let fraction = recipe.data.eval_fraction;
-    state.summary.repeated = lists::repeated_draws(&sources, &lists.lists, fraction);
+    state.summary.repeated = lists::repeated_draws(&sources, &lists.lists);
     state.summary.sandbox = rewards.isolation().map(ToString::to_string);
     let heldout = HeldoutSet::build(
         recipe,

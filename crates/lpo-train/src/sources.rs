@@ -35,11 +35,26 @@ pub struct SourcedList {
 /// about `fraction` of the records, the same ones for every seed, and
 /// copies of one prompt on one side. The reference's SFT and the training
 /// lists only ever see the training part.
-pub fn file_split(records: &[RewardList], fraction: f64) -> (Vec<usize>, Vec<usize>) {
-    (0..records.len()).partition(|&i| lpo_tasks::split::is_heldout(&records[i].key(), fraction))
+pub fn file_split(records: &[RewardList], fraction: f64) -> FileSplit {
+    let (held, train) = (0..records.len())
+        .partition(|&i| lpo_tasks::split::is_heldout(&records[i].key(), fraction));
+    FileSplit { held, train }
+}
+
+/// A file source's records as (held out, training) indices, computed once
+/// when the source is loaded (hashing every record's prompt).
+#[derive(Debug, Clone, Default)]
+pub struct FileSplit {
+    /// Held out: never trained on.
+    pub held: Vec<usize>,
+    /// Training records.
+    pub train: Vec<usize>,
 }
 
 /// What one `data.mix` entry provides.
+// A mix holds a handful of sources, loaded once: the size of the file
+// variant does not matter, and boxing it would add a hop to every use.
+#[allow(clippy::large_enum_variant)]
 pub enum SourceKind {
     /// A built-in task: prompts are generated, responses sampled and scored.
     Task(Task),
@@ -53,6 +68,8 @@ pub enum SourceKind {
         /// `eval_split`: its held-out lists, all of them, instead of a
         /// `data.eval_fraction` share of `records`.
         heldout: Option<(String, Vec<RewardList>)>,
+        /// `records` split into held out and training ([`Source::file_split`]).
+        split: FileSplit,
         /// Records skipped, with where and why: malformed (with
         /// `on_bad_record = "skip"`) or unrenderable by the chat template.
         skipped: Vec<(String, String)>,
@@ -90,18 +107,13 @@ pub struct SourceIdentity {
 
 impl Source {
     /// A file source's records split into (held out, training) indices of
-    /// its `records`: none held out when it has an `eval_split` (its records
-    /// are the held-out lists), else [`file_split`]'s share.
-    /// Empty for a built-in task.
-    pub fn file_split(&self, fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    /// its `records`, as loaded: none held out when it has an `eval_split`
+    /// (its records are the held-out lists), else [`file_split`]'s share at
+    /// the loading recipe's `data.eval_fraction`. Empty for a built-in task.
+    pub fn file_split(&self) -> (&[usize], &[usize]) {
         match &self.kind {
-            SourceKind::File {
-                records,
-                heldout: Some(_),
-                ..
-            } => (Vec::new(), (0..records.len()).collect()),
-            SourceKind::File { records, .. } => file_split(records, fraction),
-            SourceKind::Task(_) => (Vec::new(), Vec::new()),
+            SourceKind::File { split, .. } => (&split.held, &split.train),
+            SourceKind::Task(_) => (&[], &[]),
         }
     }
 
@@ -185,16 +197,15 @@ fn ensure_split(source: &Source, fraction: f64) -> Result<()> {
     else {
         return Ok(());
     };
-    if let Some(record) = records.iter().find(|r| !r.responses.is_empty()) {
-        if reward.is_some() {
-            bail!(
-                "{}: a prompt record holds responses ({:?}…); score them with `lpo score` and train on its output (format \"native\")",
-                source.name,
-                record.prompt.chars().take(40).collect::<String>()
-            );
-        }
+    let scored = reward.and_then(|_| records.iter().find(|r| !r.responses.is_empty()));
+    if let Some(record) = scored {
+        bail!(
+            "{}: a prompt record holds responses ({:?}…); score them with `lpo score` and train on its output (format \"native\")",
+            source.name,
+            record.prompt.chars().take(40).collect::<String>()
+        );
     }
-    let (held, train) = source.file_split(fraction);
+    let (held, train) = source.file_split();
     if train.is_empty() {
         bail!(
             "{}: all {} records are held out at data.eval_fraction = {fraction} (records are held out by a hash of their prompt, docs/data.md); lower data.eval_fraction",
@@ -253,7 +264,15 @@ fn load_file(
         }
     };
     ensure_some(&records, &path.display().to_string(), &checked)?;
+    let split = match heldout {
+        Some(_) => FileSplit {
+            held: Vec::new(),
+            train: (0..records.len()).collect(),
+        },
+        None => file_split(&records, recipe.data.eval_fraction),
+    };
     Ok(SourceKind::File {
+        split,
         sha256: match checked.hashed.as_slice() {
             [one] => one.clone(),
             many => lpo_results::sha256_hex(&[many.join(",").as_bytes()], 32),

@@ -10,7 +10,6 @@ use std::io::Write;
 use lpo_recipe::{DataSource, Recipe};
 use lpo_results::{Layout, Split};
 use lpo_train::eval::heldout_split;
-use lpo_train::rewards::Scorable;
 use lpo_train::{lists, reference, sources, Silent};
 use tch::Device;
 
@@ -91,12 +90,8 @@ fn seen(recipe: &Recipe, layout: &Layout) -> Seen {
         })
         .collect();
     for e in lists::eval_examples(recipe, &srcs).unwrap() {
-        let task = match &e {
-            Scorable::Task(example) => Some(example.task),
-            Scorable::Record { .. } => None,
-        };
         let key = lpo_data::prompt_key(e.context(), e.prompt());
-        let split = heldout_split(task, &key, vf);
+        let split = heldout_split(e.task(), &key, vf);
         held.push((key, split));
     }
     Seen { trained, held }
