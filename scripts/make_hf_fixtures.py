@@ -33,6 +33,10 @@ replaces tests/fixtures/hf/ whole:
                          chat templates: `default` (Llama-2-chat's) is saved as
                          chat_template.jinja, `tool_use` as
                          additional_chat_templates/tool_use.jinja.
+  mixtral-chatml/        MixtralForCausalLM (hidden 32, 2 layers, 4 experts,
+                         top-2 routing, untied head) with qwen2-chatml's
+                         tokenizer and template: the sparse model of
+                         tests/cli_own_model.rs's LoRA run.
   expected.json          per checkpoint, for train records 0 and 1 and test
                          record 0: the prompt messages, the text and ids of
                          apply_chat_template(prompt, add_generation_prompt=True),
@@ -405,6 +409,31 @@ def llama_model(tok):
     return model
 
 
+def mixtral_model(tok):
+    """Qwen2's tokenizer and template on a Mixtral decoder (4 experts, top 2):
+    the sparse model a LoRA run trains in tests/cli_own_model.rs."""
+    config = transformers.MixtralConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+    )
+    config.architectures = ["MixtralForCausalLM"]
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    randomize(model, 3)
+    return model
+
+
 # ---------------------------------------------------------------- expected
 
 
@@ -506,6 +535,7 @@ def main():
     for name, make_tok, make_model in [
         ("qwen2-chatml", qwen2_tokenizer, qwen2_model),
         ("llama-tied-named", llama_tokenizer, llama_model),
+        ("mixtral-chatml", qwen2_tokenizer, mixtral_model),
     ]:
         tok = make_tok(corpus)
         model = make_model(tok)
@@ -526,7 +556,7 @@ def main():
         ),
         "checkpoints": {},
     }
-    for name in ["qwen2-chatml", "llama-tied-named"]:
+    for name in ["qwen2-chatml", "llama-tied-named", "mixtral-chatml"]:
         tok, entry = expected_for(ROOT / name, data)
         if name == "llama-tied-named":
             r = data["train"][0]

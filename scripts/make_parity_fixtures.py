@@ -16,12 +16,20 @@ with none it rebuilds tests/fixtures/parity/ whole.
 crates/lpo-model/tests/parity.rs compares lpo's log-probabilities with the
 stored ones to 1e-4.
 
-Families: mistral, llama3, llama_tied, qwen2, llama_linear, llama_yarn and
-qwen3 (Qwen3ForCausalLM: per-head RMSNorm `q_norm` / `k_norm` on the
+Families: mistral, llama3, llama_tied, qwen2, llama_linear, llama_yarn,
+mixtral and qwen3 (Qwen3ForCausalLM: per-head RMSNorm `q_norm` / `k_norm` on the
 queries and keys before the rotary, no attention biases, and an explicit
 head_dim = 24 that is not hidden_size / num_attention_heads = 16, so a
 reader that derives head_dim instead of reading it gets wrong shapes; tied
 embeddings, as Qwen3's small checkpoints (0.6B to 4B) have).
+mixtral: MixtralForCausalLM with 4 experts, top-2 routing; its
+expected.json adds the router's load-balancing loss (transformers'
+`aux_loss` with output_router_logits) of the sequences, and `shared`: two
+prompts with two responses each, their response log-prob sums and the
+router loss of the four full sequences. save_pretrained writes the
+per-expert (4.x) names; mixtral_fused/ holds the same weights in the fused
+5.x layout (`mlp.experts.gate_up_proj`, `mlp.experts.down_proj`, the model's
+own state_dict), which transformers loads to the same log-probs.
 
 Each fixture directory holds:
   config.json, model.safetensors   as save_pretrained writes them
@@ -41,6 +49,7 @@ import pathlib
 import shutil
 import sys
 
+import safetensors.torch
 import torch
 import transformers
 from transformers import AutoModelForCausalLM
@@ -112,6 +121,11 @@ FAMILIES = {
         dict(max_position_embeddings=128, head_dim=24, attention_bias=False, tie_word_embeddings=True),
         {"rope_type": "default", "rope_theta": 1000000.0},
     ),
+    "mixtral": (
+        transformers.MixtralConfig,
+        dict(max_position_embeddings=128, num_local_experts=4, num_experts_per_tok=2, router_aux_loss_coef=0.02),
+        {"rope_type": "default", "rope_theta": 1000000.0},
+    ),
 }
 
 
@@ -139,6 +153,72 @@ def logps(model, rows):
     for i, r in enumerate(rows):
         out.append([lp[i, t - 1, r[t]].item() for t in range(1, len(r))])
     return out
+
+
+def shared_rows():
+    """Two prompts with two responses each (K = 2), ragged, for the
+    shared-prefix path: per-row response log-prob sums and the router's
+    load-balancing loss over the four full sequences."""
+    g = torch.Generator().manual_seed(11)
+    draw = lambda n: torch.randint(3, VOCAB, (n,), generator=g).tolist()
+    prompts = [[1] + draw(6), [1] + draw(11)]
+    responses = [draw(5), draw(9), draw(3), draw(14)]
+    return prompts, responses
+
+
+def padded(rows):
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def router_loss(model, rows):
+    """transformers' load-balancing loss (output_router_logits) of a
+    right-padded batch; checks it is what the causal-LM loss adds."""
+    ids, mask = padded(rows)
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_router_logits=True, labels=labels)
+        plain = model(input_ids=ids, attention_mask=mask, labels=labels)
+    added = (out.loss - plain.loss).item()
+    assert abs(added - model.config.router_aux_loss_coef * out.aux_loss.item()) < 1e-6
+    return out.aux_loss.item()
+
+
+def mixtral_extras(model, out):
+    """The shared-prefix rows and router losses, and the same weights in
+    transformers 5.x's fused layout (`mixtral_fused/`)."""
+    prompts, responses = shared_rows()
+    full = [prompts[i // 2] + r for i, r in enumerate(responses)]
+    per_token = logps(model, full)
+    sums = [sum(per_token[i][len(prompts[i // 2]) - 1 :]) for i in range(len(full))]
+    extra = {
+        "router_aux_loss": router_loss(model, sequences()),
+        "shared": {
+            "prompts": prompts,
+            "responses": responses,
+            "k": 2,
+            "sums": sums,
+            "router_aux_loss": router_loss(model, full),
+        },
+    }
+    saved = safetensors.torch.load_file(out / "model.safetensors")
+    fused = {k: v.contiguous() for k, v in model.state_dict().items()}
+    assert any("block_sparse_moe.experts.0.w1" in k for k in saved), "save_pretrained wrote the 4.x layout"
+    assert any(k.endswith("mlp.experts.gate_up_proj") for k in fused), "the model holds fused experts"
+    fused_dir = ROOT / "mixtral_fused"
+    if fused_dir.exists():
+        shutil.rmtree(fused_dir)
+    fused_dir.mkdir()
+    shutil.copy(out / "config.json", fused_dir / "config.json")
+    safetensors.torch.save_file(fused, fused_dir / "model.safetensors", metadata={"format": "pt"})
+    reloaded = AutoModelForCausalLM.from_pretrained(fused_dir, dtype=torch.float32).eval()
+    assert logps(reloaded, sequences()) == logps(model, sequences())
+    return extra
 
 
 def randomize(model, seed):
@@ -187,6 +267,8 @@ def main():
         out = ROOT / name
         model.save_pretrained(out, safe_serialization=True)
         expected = {"transformers": transformers.__version__, "sequences": rows, "logps": logps(model, rows)}
+        if name == "mixtral":
+            expected.update(mixtral_extras(model, out))
         if rope["rope_type"] != "default":
             plain = cls(**COMMON, **extra, rope_parameters={"rope_type": "default", "rope_theta": rope["rope_theta"]})
             unscaled = AutoModelForCausalLM.from_config(plain, dtype=torch.float32).eval()

@@ -77,6 +77,8 @@ pub struct Estimates {
     runs: Vec<(Placement, MemoryEstimate)>,
     cpu: Option<u64>,
     cuda: Option<u64>,
+    /// The CUDA limit is `--gpu-memory`'s, not this machine's.
+    cuda_given: bool,
 }
 
 impl Estimates {
@@ -102,6 +104,7 @@ impl Estimates {
             cuda: uses(Placement::Cuda)
                 .then(|| available(Placement::Cuda))
                 .flatten(),
+            cuda_given: false,
             runs,
         }
     }
@@ -114,6 +117,54 @@ impl Estimates {
             cpu: self.cpu,
             cuda: self.cuda,
         }
+    }
+
+    /// Checks runs on CUDA against a GPU of `bytes` instead of this
+    /// machine's (`lpo plan --gpu-memory`).
+    pub fn set_cuda_limit(&mut self, bytes: u64) {
+        self.cuda = Some(bytes);
+        self.cuda_given = true;
+    }
+
+    /// A line per run: its estimate term by term, the parameters it trains,
+    /// and whether it fits the memory available (when known).
+    pub fn terms(&self, plan: &Plan) -> Vec<String> {
+        plan.runs
+            .iter()
+            .zip(&self.runs)
+            .map(|(run, (place, e))| {
+                let dims = run.recipe.model.dims();
+                let active = match dims.is_moe() {
+                    true => format!(
+                        ", {} active per token",
+                        human_count(dims.active_parameter_count())
+                    ),
+                    false => String::new(),
+                };
+                let fit = match self.limit(*place) {
+                    Some(limit) if e.total() <= limit => {
+                        format!("; fits the {} ({:.0} GB)", human(limit), limit as f64 / 1e9)
+                    }
+                    Some(limit) => {
+                        format!(
+                            "; exceeds the {} ({:.0} GB)",
+                            human(limit),
+                            limit as f64 / 1e9
+                        )
+                    }
+                    None => String::new(),
+                };
+                format!(
+                    "run {} ({}): {} parameters{active}; {} on {}: {}{fit}",
+                    run.index,
+                    run.id,
+                    human_count(dims.parameter_count()),
+                    human(e.total()),
+                    format!("{place:?}").to_lowercase(),
+                    breakdown(e)
+                )
+            })
+            .collect()
     }
 
     /// The memory available on `placement` here, if known.
@@ -151,8 +202,12 @@ impl Estimates {
             .zip(&self.runs)
             .filter_map(|(run, (place, e))| {
                 let limit = self.limit(*place).filter(|&l| e.total() > l)?;
+                let whose = match (place, self.cuda_given) {
+                    (Placement::Cuda, true) => "of the GPU --gpu-memory gives",
+                    _ => "available here",
+                };
                 Some(format!(
-                    "run {} ({}): estimated peak memory {} exceeds the {} available here ({})",
+                    "run {} ({}): estimated peak memory {} exceeds the {} {whose} ({})",
                     run.id,
                     run.recipe.method_label(),
                     human(e.total()),
@@ -178,3 +233,13 @@ pub fn refuse_sweep(plan: &Plan) -> bool {
 
 /// How to make a run fit.
 const HELP: &str = "lower the estimate with [model.lora], train.activation_checkpointing = true, train.moments = \"bf16\", a smaller train.batch_size or a larger train.grad_accum, or pass --ignore-memory-estimate";
+
+/// 1234567 -> "1.23M".
+pub fn human_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}K", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}B", n as f64 / 1e9),
+    }
+}

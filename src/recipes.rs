@@ -56,7 +56,7 @@ pub struct ConfigArgs {
 }
 
 /// Output format of `lpo plan`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     /// Aligned text table.
     Table,
@@ -72,6 +72,23 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: PlanFormat,
+    /// After the table, each run's estimated peak memory term by term, and
+    /// whether it fits the memory available.
+    #[arg(long)]
+    pub memory: bool,
+    /// Check runs on CUDA against a GPU of this many GB (10^9 bytes, as
+    /// vendors state it: 80 for an H100, 141 for an H200) instead of this
+    /// machine's.
+    #[arg(long, value_name = "GB", value_parser = gpu_gigabytes)]
+    pub gpu_memory: Option<u64>,
+}
+
+/// `--gpu-memory`: a positive number of GB, as bytes.
+fn gpu_gigabytes(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(gb) if gb.is_finite() && gb > 0.0 && gb < 1e6 => Ok((gb * 1e9) as u64),
+        _ => Err(format!("`{text}` is not a positive number of GB")),
+    }
 }
 
 /// `--results DIR`, the results root, declared once for every command that
@@ -218,10 +235,18 @@ pub fn plan(args: &PlanArgs) -> Result<(), RecipeError> {
     // The process ends after printing: freeing a large plan's recipes one
     // by one would only delay the exit.
     let plan = std::mem::ManuallyDrop::new(plan);
-    let memory = crate::memory::Estimates::new(&plan);
+    let mut memory = crate::memory::Estimates::new(&plan);
+    if let Some(bytes) = args.gpu_memory {
+        memory.set_cuda_limit(bytes);
+    }
     match args.format {
         PlanFormat::Json => print_plan_json(&plan, &loaded.recipe.name, &memory),
         PlanFormat::Table => print_plan_table(&plan, &loaded.recipe.name, &memory),
+    }
+    if args.memory && args.format == PlanFormat::Table {
+        for line in memory.terms(&plan) {
+            println!("{line}");
+        }
     }
     for line in memory.oversized(&plan) {
         eprintln!("warning: {line}; `lpo run` and `lpo sweep` refuse it");
@@ -297,7 +322,9 @@ fn print_plan_table(plan: &lpo_plan::Plan, name: &str, memory: &crate::memory::E
                     .unwrap_or_default();
                 row.push(value);
             }
-            row.push(human_count(run.recipe.model.dims().parameter_count()));
+            row.push(crate::memory::human_count(
+                run.recipe.model.dims().parameter_count(),
+            ));
             row.push(memory.cell(run.index));
             row
         })
@@ -332,16 +359,6 @@ fn short(value: &toml::Value) -> String {
             }
         }
         other => other.to_string(),
-    }
-}
-
-/// 1234567 -> "1.23M".
-pub fn human_count(n: u64) -> String {
-    match n {
-        0..=9_999 => n.to_string(),
-        10_000..=999_999 => format!("{:.1}K", n as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.2}M", n as f64 / 1e6),
-        _ => format!("{:.2}B", n as f64 / 1e9),
     }
 }
 

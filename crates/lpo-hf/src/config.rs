@@ -18,11 +18,20 @@ pub enum Family {
     /// `Qwen3ForCausalLM` (dense): per-head RMSNorm of queries and keys
     /// (`q_norm`, `k_norm`) before the rotary embedding, no biases.
     Qwen3,
+    /// `MixtralForCausalLM`: Mistral's attention, and a sparse mixture of
+    /// SwiGLU experts (a router picks the top k per token) for the MLP.
+    Mixtral,
 }
 
 impl Family {
     /// Every supported family.
-    pub const ALL: [Family; 4] = [Family::Mistral, Family::Llama, Family::Qwen2, Family::Qwen3];
+    pub const ALL: [Family; 5] = [
+        Family::Mistral,
+        Family::Llama,
+        Family::Qwen2,
+        Family::Qwen3,
+        Family::Mixtral,
+    ];
 
     /// The `model_type` of its config.json.
     pub fn model_type(self) -> &'static str {
@@ -31,6 +40,7 @@ impl Family {
             Family::Llama => "llama",
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Mixtral => "mixtral",
         }
     }
 
@@ -41,6 +51,7 @@ impl Family {
             Family::Llama => "LlamaForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Qwen3 => "Qwen3ForCausalLM",
+            Family::Mixtral => "MixtralForCausalLM",
         }
     }
 
@@ -52,6 +63,7 @@ impl Family {
             Family::Llama => "LlamaForSequenceClassification",
             Family::Qwen2 => "Qwen2ForSequenceClassification",
             Family::Qwen3 => "Qwen3ForSequenceClassification",
+            Family::Mixtral => "MixtralForSequenceClassification",
         }
     }
 }
@@ -141,13 +153,21 @@ pub struct Config {
     pub eos_token_id: Vec<i64>,
     /// Padding token id.
     pub pad_token_id: Option<i64>,
+    /// Experts of each block's sparse feed-forward (Mixtral's
+    /// `num_local_experts`); 0 for a dense MLP.
+    pub num_local_experts: i64,
+    /// Experts each token is routed to (`num_experts_per_tok`); 0 when dense.
+    pub num_experts_per_tok: i64,
 }
 
 impl Config {
     /// The configuration of a recipe's model section (a Mistral decoder).
     pub fn from_dims(d: &ModelDims) -> Config {
         Config {
-            family: Family::Mistral,
+            family: match d.experts {
+                0 => Family::Mistral,
+                _ => Family::Mixtral,
+            },
             vocab_size: i64::from(d.vocab),
             hidden_size: i64::from(d.d_model),
             intermediate_size: i64::from(d.d_ff),
@@ -164,6 +184,8 @@ impl Config {
             bos_token_id: None,
             eos_token_id: Vec::new(),
             pad_token_id: None,
+            num_local_experts: i64::from(d.experts),
+            num_experts_per_tok: i64::from(d.experts_per_token),
         }
     }
 
@@ -181,12 +203,19 @@ impl Config {
             max_len: u(self.max_position_embeddings)?,
             rope_theta: self.rope_theta,
             sliding_window: u(self.sliding_window.unwrap_or(0))?,
+            experts: u(self.num_local_experts)?,
+            experts_per_token: u(self.num_experts_per_tok)?,
         })
     }
 
     /// Width of one attention head.
     pub fn head_dim(&self) -> i64 {
         self.head_dim
+    }
+
+    /// Whether each block's feed-forward is a sparse mixture of experts.
+    pub fn is_moe(&self) -> bool {
+        self.num_local_experts > 0
     }
 
     /// Whether the query, key and value projections have biases (Qwen2).
@@ -219,6 +248,12 @@ impl Config {
             self.vocab_size,
             self.max_position_embeddings
         );
+        if self.is_moe() {
+            s.push_str(&format!(
+                ", {} experts, top {}",
+                self.num_local_experts, self.num_experts_per_tok
+            ));
+        }
         if let Some(r) = &self.rope_scaling {
             s.push_str(&format!(", rope {}", r.kind()));
         }
@@ -272,6 +307,16 @@ impl Config {
             Family::Qwen3 => {
                 o.insert("use_sliding_window".into(), false.into());
                 o.insert("attention_bias".into(), false.into());
+            }
+            Family::Mixtral => {
+                o.insert("sliding_window".into(), self.sliding_window.into());
+                o.insert("num_local_experts".into(), self.num_local_experts.into());
+                o.insert(
+                    "num_experts_per_tok".into(),
+                    self.num_experts_per_tok.into(),
+                );
+                o.insert("router_jitter_noise".into(), 0.0.into());
+                o.insert("output_router_logits".into(), false.into());
             }
         }
         v
@@ -330,6 +375,19 @@ impl Config {
                 "num_key_value_heads {} does not divide num_attention_heads {}",
                 self.num_key_value_heads, self.num_attention_heads
             ));
+        }
+        match (
+            self.family,
+            self.num_local_experts,
+            self.num_experts_per_tok,
+        ) {
+            (Family::Mixtral, e, k) if !(1..=1 << 10).contains(&e) || !(1..=e).contains(&k) => {
+                out.push(format!(
+                    "num_local_experts {e} and num_experts_per_tok {k}: need 1 <= num_experts_per_tok <= num_local_experts <= 1024"
+                ));
+            }
+            (Family::Mixtral, ..) | (_, 0, 0) => {}
+            (family, ..) => out.push(format!("a {} decoder has no experts", family.model_type())),
         }
         if let Some(w) = self.sliding_window {
             if w < 1 {
@@ -401,6 +459,14 @@ impl Config {
                 Family::Mistral => 8, // MistralConfig's default
                 _ => heads,
             }),
+            num_local_experts: match family {
+                Family::Mixtral => int("num_local_experts")?.unwrap_or(8), // MixtralConfig's defaults
+                _ => 0,
+            },
+            num_experts_per_tok: match family {
+                Family::Mixtral => int("num_experts_per_tok")?.unwrap_or(2),
+                _ => 0,
+            },
             head_dim: match int("head_dim")? {
                 Some(h) => h,
                 None if family == Family::Qwen3 => 128, // Qwen3Config's default
@@ -419,7 +485,7 @@ impl Config {
             sliding_window: match family {
                 // MistralConfig's default window when the key is absent.
                 Family::Mistral if !o.contains_key("sliding_window") => Some(4096),
-                Family::Mistral => int("sliding_window")?,
+                Family::Mistral | Family::Mixtral => int("sliding_window")?,
                 Family::Llama | Family::Qwen2 | Family::Qwen3 => None,
             },
             tie_word_embeddings: flag("tie_word_embeddings")?,
@@ -524,6 +590,16 @@ fn refuse_unimplemented(
     }
     if let Some(f) = o.get("partial_rotary_factor").and_then(Value::as_f64) {
         ensure!(f == 1.0, "partial_rotary_factor {f} is not supported");
+    }
+    if family == Family::Mixtral {
+        // transformers multiplies the router's input by uniform noise while
+        // training; lpo routes exactly.
+        if let Some(j) = o.get("router_jitter_noise").filter(|v| !v.is_null()) {
+            ensure!(
+                j.as_f64() == Some(0.0),
+                "router_jitter_noise {j} is not supported (lpo routes without noise)"
+            );
+        }
     }
     Ok(())
 }

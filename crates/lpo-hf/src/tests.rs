@@ -243,3 +243,43 @@ fn rotary_frequencies_follow_their_definitions() {
     assert_eq!(f[0], plain[0]);
     assert!((f[3] - plain[3] / 4.0).abs() < 1e-15);
 }
+
+#[test]
+fn mixtral_configs_round_trip_and_refuse_what_lpo_does_not_route() {
+    let dims = lpo_recipe::ModelDims {
+        experts: 8,
+        experts_per_token: 2,
+        ..lpo_recipe::ModelConfig::default().dims()
+    };
+    let config = Config::from_dims(&dims);
+    assert_eq!(config.family, Family::Mixtral);
+    let v = config.to_hf_json();
+    assert_eq!(v["num_local_experts"], 8);
+    assert_eq!(v["architectures"][0], "MixtralForCausalLM");
+    let back = Config::from_hf_json(&v.to_string()).unwrap();
+    assert_eq!(back, config);
+    assert_eq!(back.dims().unwrap(), dims);
+    assert!(back.describe().contains("8 experts, top 2"));
+
+    let with = |key: &str, value: Value| {
+        let mut v = v.clone();
+        v[key] = value;
+        v.to_string()
+    };
+    // MixtralConfig's defaults when the keys are absent: 8 experts, top 2.
+    let mut bare = v.clone();
+    bare.as_object_mut().unwrap().remove("num_local_experts");
+    bare.as_object_mut().unwrap().remove("num_experts_per_tok");
+    let c = Config::from_hf_json(&bare.to_string()).unwrap();
+    assert_eq!((c.num_local_experts, c.num_experts_per_tok), (8, 2));
+    assert!(err(&with("router_jitter_noise", json!(0.01))).contains("router_jitter_noise"));
+    assert!(err(&with("num_experts_per_tok", json!(9))).contains("num_experts_per_tok 9"));
+    assert!(err(&with("num_local_experts", json!(0))).contains("num_local_experts 0"));
+    // A dense family's config never has experts.
+    assert_eq!(
+        Config::from_hf_json(&nano().to_string())
+            .unwrap()
+            .num_local_experts,
+        0
+    );
+}

@@ -1,7 +1,10 @@
 //! Checkpoints as Hugging Face directories: `config.json` (and
 //! `generation_config.json`) plus safetensors weights (one file, or shards
 //! listed by `model.safetensors.index.json`), tensor names as in
-//! `MistralForCausalLM`, `LlamaForCausalLM` and `Qwen2ForCausalLM`.
+//! `MistralForCausalLM`, `LlamaForCausalLM`, `Qwen2ForCausalLM`,
+//! `Qwen3ForCausalLM` and `MixtralForCausalLM` (whose experts are read in
+//! transformers 4.x's per-expert layout or 5.x's fused one, and written in
+//! the per-expert layout 5.x's `save_pretrained` also writes).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -162,7 +165,8 @@ pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
     let mut variables = vs.variables();
     let mut missing: Vec<String> = variables.keys().cloned().collect();
     for file in weight_files(dir)? {
-        for (name, src) in read_tensors(&file, Device::Cpu)? {
+        let tensors = read_tensors(&file, Device::Cpu)?;
+        for (name, src) in tensors.into_iter().flat_map(|(n, t)| unfuse_experts(n, t)) {
             let Some(var) = variables.get_mut(&name) else {
                 continue;
             };
@@ -186,6 +190,46 @@ pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
         missing[..missing.len().min(3)].join(", ")
     );
     Ok(())
+}
+
+/// transformers 5.x's fused Mixtral tensors as the per-expert ones lpo (and
+/// transformers 4.x, and 5.x's `save_pretrained`) names: `mlp.gate.weight`
+/// is `block_sparse_moe.gate.weight`; `mlp.experts.gate_up_proj` `[E, 2F, D]`
+/// holds each expert's `w1` (its first F rows) and `w3`;
+/// `mlp.experts.down_proj` `[E, D, F]` each expert's `w2`. Other names pass
+/// unchanged.
+fn unfuse_experts(name: String, t: Tensor) -> Vec<(String, Tensor)> {
+    let split = |suffix: &str| {
+        name.strip_suffix(suffix)
+            .map(|layer| format!("{layer}.block_sparse_moe"))
+    };
+    if let Some(moe) = split(".mlp.gate.weight") {
+        return vec![(format!("{moe}.gate.weight"), t)];
+    }
+    if let Some(moe) = split(".mlp.experts.gate_up_proj").filter(|_| t.dim() == 3) {
+        let f = t.size()[1] / 2;
+        return (0..t.size()[0])
+            .flat_map(|j| {
+                let expert = t.get(j);
+                [
+                    (
+                        format!("{moe}.experts.{j}.w1.weight"),
+                        expert.narrow(0, 0, f),
+                    ),
+                    (
+                        format!("{moe}.experts.{j}.w3.weight"),
+                        expert.narrow(0, f, f),
+                    ),
+                ]
+            })
+            .collect();
+    }
+    if let Some(moe) = split(".mlp.experts.down_proj").filter(|_| t.dim() == 3) {
+        return (0..t.size()[0])
+            .map(|j| (format!("{moe}.experts.{j}.w2.weight"), t.get(j)))
+            .collect();
+    }
+    vec![(name, t)]
 }
 
 /// Loads a checkpoint directory: its `config.json` and weights, on `device`.

@@ -1,6 +1,6 @@
 //! Every matrix product of a layer: `x W^T (+ b)` on oneDNN's inner product
 //! for large f32 products on an AVX-512 CPU, else `at::linear`. The dense
-//! layers ([`crate::model::Linear`]) and the LoRA adapters
+//! layers ([`crate::layer::Linear`]) and the LoRA adapters
 //! ([`crate::lora::Adapter`]) both multiply here.
 
 use tch::Tensor;

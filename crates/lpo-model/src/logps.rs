@@ -17,6 +17,11 @@ pub struct ResponseLogps {
     pub sum: Tensor,
     /// Number of response tokens (0 for an empty slot).
     pub tokens: Tensor,
+    /// A sparse (mixture-of-experts) model's router load-balancing loss over
+    /// every real token of the B*K sequences, each prompt counted K times
+    /// as in their full forward passes; `None` for a dense model and under
+    /// activation checkpointing.
+    pub router_aux: Option<Tensor>,
 }
 
 /// Right-pads token rows (see [`pad_rows`]).
@@ -104,7 +109,26 @@ impl Inputs {
             tokens: valid_f
                 .sum_dim_intlist(1, false, Kind::Float)
                 .view([self.b, self.k]),
+            router_aux: None,
         }
+    }
+
+    /// The router load-balancing loss from each block's two passes
+    /// (prompts, then responses): prompt tokens weigh K, response tokens 1,
+    /// padding 0.
+    fn router_aux(&self, model: &Mistral, router: Vec<Vec<Tensor>>) -> Option<Tensor> {
+        let prompt_weight = (self.prompt_valid.to_kind(Kind::Float) * self.k as f64).flatten(0, -1);
+        let weight = self.valid.to_kind(Kind::Float).flatten(0, -1);
+        let routed: Vec<(Tensor, Tensor)> = router
+            .into_iter()
+            .flat_map(|passes| {
+                passes
+                    .into_iter()
+                    .zip([&prompt_weight, &weight])
+                    .map(|(logits, w)| (logits, w.shallow_clone()))
+            })
+            .collect();
+        model.router_loss(&routed)
     }
 }
 
@@ -119,6 +143,9 @@ pub fn response_logps(
 ) -> ResponseLogps {
     let x = Inputs::new(model, prompts, responses, k, pad);
     let mut cache = KvCache::new(model);
+    if model.config().is_moe() {
+        cache.record_router_logits();
+    }
     let prompt_hidden = model.hidden(
         &x.prompt_tokens,
         &x.prompt_positions,
@@ -127,7 +154,9 @@ pub fn response_logps(
     );
     cache.repeat_rows(x.k);
     let hidden = model.hidden(&x.tokens, &x.positions, &x.valid, &mut cache); // [B*K, Tr, D]
-    x.score(model, &prompt_hidden, &hidden)
+    let mut out = x.score(model, &prompt_hidden, &hidden);
+    out.router_aux = x.router_aux(model, cache.take_router_logits());
+    out
 }
 
 /// The backward pass of [`checkpointed_response_logps`], block by block:

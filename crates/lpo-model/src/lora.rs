@@ -328,6 +328,45 @@ mod tests {
     }
 
     #[test]
+    fn adapters_on_experts_and_router_merge_to_the_adapted_model() {
+        tch::manual_seed(6);
+        let base_vs = nn::VarStore::new(Device::Cpu);
+        let dims = lpo_recipe::ModelDims {
+            experts: 4,
+            experts_per_token: 2,
+            ..SizePreset::Nano.dims()
+        };
+        let base = Mistral::new(&base_vs.root(), &Config::from_dims(&dims));
+        let adapters = nn::VarStore::new(Device::Cpu);
+        let targets = [
+            LoraTarget::VProj,
+            LoraTarget::W1,
+            LoraTarget::W2,
+            LoraTarget::W3,
+            LoraTarget::Gate,
+        ];
+        let spec = spec(&targets);
+        let policy = base.with_adapters(&adapters.root(), &spec);
+        // 2 layers x (v_proj + router + 4 experts x 3) x (A, B).
+        assert_eq!(adapters.variables().len(), 2 * (2 + 4 * 3) * 2);
+        assert!(
+            (logps(&base) - logps(&policy))
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-6
+        );
+        perturb(&adapters);
+        let adapted = logps(&policy);
+        assert!((logps(&base) - &adapted).abs().max().double_value(&[]) > 1e-3);
+        let dir = tempfile::tempdir().unwrap();
+        save_peft(&adapters, &spec, "base-dir", dir.path()).unwrap();
+        merge_peft(&base_vs, dir.path()).unwrap();
+        let diff = (logps(&base) - &adapted).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
     fn peft_files_name_every_adapter_as_peft_does() {
         let (_, base) = base();
         let adapters = nn::VarStore::new(Device::Cpu);

@@ -8,62 +8,11 @@
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::layer::{Linear, INIT_STD};
 use crate::linear::linear;
 use crate::lora::LoraSpec;
+use crate::moe::SparseMoe;
 use crate::Config;
-
-/// Standard deviation of the normal initialisation (as Hugging Face's `initializer_range`).
-const INIT_STD: f64 = 0.02;
-
-/// A linear layer `x W^T (+ b)`, optionally with a LoRA adapter
-/// ([`crate::lora::Adapter`]) added to its output.
-#[derive(Debug)]
-pub struct Linear {
-    /// `[out, in]`.
-    weight: Tensor,
-    /// `[out]` (Qwen2's q/k/v).
-    bias: Option<Tensor>,
-    adapter: Option<crate::lora::Adapter>,
-}
-
-impl Linear {
-    /// Weights from `N(0, 0.02)`, a zero bias when `bias`.
-    pub(crate) fn new(vs: nn::Path, input: i64, output: i64, bias: bool) -> Linear {
-        let init = nn::Init::Randn {
-            mean: 0.0,
-            stdev: INIT_STD,
-        };
-        Linear {
-            weight: vs.var("weight", &[output, input], init),
-            bias: bias.then(|| vs.var("bias", &[output], nn::Init::Const(0.0))),
-            adapter: None,
-        }
-    }
-
-    /// `[.., in] -> [.., out]`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        let y = linear(x, &self.weight, self.bias.as_ref());
-        match &self.adapter {
-            Some(adapter) => y + adapter.forward(x),
-            None => y,
-        }
-    }
-
-    /// The same weights (shared tensors) with `adapter` attached.
-    fn with_adapter(&self, adapter: Option<crate::lora::Adapter>) -> Linear {
-        Linear {
-            weight: self.weight.shallow_clone(),
-            bias: self.bias.as_ref().map(Tensor::shallow_clone),
-            adapter,
-        }
-    }
-
-    /// `(in, out)`.
-    fn shape(&self) -> (i64, i64) {
-        let size = self.weight.size();
-        (size[1], size[0])
-    }
-}
 
 /// Token embeddings, `[V, D]`.
 #[derive(Debug)]
@@ -180,10 +129,13 @@ impl RopeAt {
     }
 }
 
-/// Cached keys and values of one block, `[B, G, S, E]` each.
+/// Cached keys and values of one block, `[B, G, S, E]` each, and (when
+/// recording) the router logits of each pass through a sparse block.
 #[derive(Debug, Default)]
 pub struct LayerCache {
     kv: Option<(Tensor, Tensor)>,
+    /// `Some` when the router's logits are kept: `[B*T, E]` per pass.
+    pub(crate) router: Option<Vec<Tensor>>,
 }
 
 impl LayerCache {
@@ -287,6 +239,40 @@ impl Attention {
     }
 }
 
+/// A block's feed-forward: a dense SwiGLU MLP, or Mixtral's sparse mixture
+/// of SwiGLU experts.
+#[derive(Debug)]
+pub enum FeedForward {
+    /// `mlp.*` (Mistral, Llama, Qwen2, Qwen3).
+    Dense(Mlp),
+    /// `block_sparse_moe.*` (Mixtral).
+    Sparse(SparseMoe),
+}
+
+impl FeedForward {
+    fn new(vs: &nn::Path, c: &Config) -> FeedForward {
+        match c.is_moe() {
+            true => FeedForward::Sparse(SparseMoe::new(vs / "block_sparse_moe", c)),
+            false => FeedForward::Dense(Mlp::new(vs / "mlp", c)),
+        }
+    }
+
+    /// `[B, T, D] -> [B, T, D]`; a sparse block's router logits go to
+    /// `cache` when it records them.
+    fn forward(&self, x: &Tensor, cache: &mut LayerCache) -> Tensor {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward(x),
+            FeedForward::Sparse(moe) => {
+                let (y, logits) = moe.forward(x);
+                if let Some(router) = &mut cache.router {
+                    router.push(logits);
+                }
+                y
+            }
+        }
+    }
+}
+
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 #[derive(Debug)]
 pub struct Mlp {
@@ -317,7 +303,7 @@ pub struct Block {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+    ffn: FeedForward,
 }
 
 impl Block {
@@ -330,7 +316,7 @@ impl Block {
                 c.hidden_size,
                 c.rms_norm_eps,
             ),
-            mlp: Mlp::new(&vs / "mlp", c),
+            ffn: FeedForward::new(&vs, c),
         }
     }
 
@@ -346,7 +332,7 @@ impl Block {
                 .then(|| crate::lora::Adapter::new(&(vs / group / name), input, output, spec));
             linear.with_adapter(adapter)
         };
-        let (a, m) = (&self.self_attn, &self.mlp);
+        let a = &self.self_attn;
         Block {
             input_layernorm: self.input_layernorm.share(),
             self_attn: Attention {
@@ -361,12 +347,22 @@ impl Block {
                 head_dim: a.head_dim,
             },
             post_attention_layernorm: self.post_attention_layernorm.share(),
-            mlp: Mlp {
-                gate_proj: adapt(&m.gate_proj, "mlp", "gate_proj"),
-                up_proj: adapt(&m.up_proj, "mlp", "up_proj"),
-                down_proj: adapt(&m.down_proj, "mlp", "down_proj"),
+            ffn: match &self.ffn {
+                FeedForward::Dense(m) => FeedForward::Dense(Mlp {
+                    gate_proj: adapt(&m.gate_proj, "mlp", "gate_proj"),
+                    up_proj: adapt(&m.up_proj, "mlp", "up_proj"),
+                    down_proj: adapt(&m.down_proj, "mlp", "down_proj"),
+                }),
+                FeedForward::Sparse(moe) => {
+                    FeedForward::Sparse(moe.with_adapters(&(vs / "block_sparse_moe"), spec))
+                }
             },
         }
+    }
+
+    /// The block's feed-forward.
+    pub fn feed_forward(&self) -> &FeedForward {
+        &self.ffn
     }
 
     /// `[B, T, D] -> [B, T, D]`.
@@ -380,7 +376,9 @@ impl Block {
         let h = x + self
             .self_attn
             .forward(&self.input_layernorm.forward(x), rope, mask, cache);
-        &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h))
+        &h + self
+            .ffn
+            .forward(&self.post_attention_layernorm.forward(&h), cache)
     }
 }
 
@@ -401,6 +399,23 @@ impl KvCache {
                 .collect(),
             valid: None,
         }
+    }
+
+    /// Keeps every sparse block's router logits from now on (for the
+    /// load-balancing loss; [`KvCache::take_router_logits`]).
+    pub fn record_router_logits(&mut self) {
+        for layer in &mut self.layers {
+            layer.router.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// The router logits recorded since [`KvCache::record_router_logits`]:
+    /// per block, per pass, `[rows*T, E]`.
+    pub fn take_router_logits(&mut self) -> Vec<Vec<Tensor>> {
+        self.layers
+            .iter_mut()
+            .map(|l| l.router.take().unwrap_or_default())
+            .collect()
     }
 
     /// Cached positions S.
@@ -545,6 +560,37 @@ impl Mistral {
         let positions = positions_of(valid);
         let mut cache = KvCache::new(self);
         self.logits(&self.hidden(tokens, &positions, valid, &mut cache))
+    }
+
+    /// As [`Mistral::forward`], with the router's load-balancing loss over
+    /// the real tokens ([`crate::moe::load_balancing_loss`]; `None` for a
+    /// dense model), as transformers' `output_router_logits` gives it.
+    pub fn forward_with_router_loss(
+        &self,
+        tokens: &Tensor,
+        valid: &Tensor,
+    ) -> (Tensor, Option<Tensor>) {
+        let positions = positions_of(valid);
+        let mut cache = KvCache::new(self);
+        cache.record_router_logits();
+        let logits = self.logits(&self.hidden(tokens, &positions, valid, &mut cache));
+        let weight = valid.to_kind(Kind::Float).flatten(0, -1);
+        let routed: Vec<(Tensor, Tensor)> = cache
+            .take_router_logits()
+            .into_iter()
+            .flatten()
+            .map(|l| (l, weight.shallow_clone()))
+            .collect();
+        (logits, self.router_loss(&routed))
+    }
+
+    /// The load-balancing loss of router logits and token weights
+    /// ([`crate::moe::load_balancing_loss`]); `None` for a dense model.
+    pub(crate) fn router_loss(&self, routed: &[(Tensor, Tensor)]) -> Option<Tensor> {
+        let c = &self.config;
+        c.is_moe().then(|| {
+            crate::moe::load_balancing_loss(routed, c.num_local_experts, c.num_experts_per_tok)
+        })
     }
 
     /// `[B, 1, T, S]` bool: query i (cache index past + i) may see key j when

@@ -17,7 +17,8 @@ use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint;
-use crate::model::{positions_of, Linear};
+use crate::layer::Linear;
+use crate::model::positions_of;
 use crate::{Config, KvCache, Mistral};
 
 /// A sequence-classification checkpoint with one output.

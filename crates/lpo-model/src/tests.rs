@@ -628,3 +628,187 @@ fn onednn_products_give_the_log_probs_and_gradients_of_at_linear() {
         assert!(diff / scale < 1e-4, "{name}: {diff} of {scale}");
     }
 }
+
+/// A nano decoder whose blocks are sparse: 4 experts, top 2.
+fn moe_nano(seed: i64, layers: u32) -> (nn::VarStore, Mistral) {
+    tch::manual_seed(seed);
+    let dims = ModelDims {
+        layers,
+        experts: 4,
+        experts_per_token: 2,
+        ..SizePreset::Nano.dims()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Mistral::new(&vs.root(), &Config::from_dims(&dims));
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 2 {
+                let scaled = &v * 10.0;
+                v.copy_(&scaled);
+            }
+        }
+    });
+    (vs, model)
+}
+
+#[test]
+fn a_sparse_model_has_the_parameters_of_its_formula_and_transformers_names() {
+    let (vs, model) = moe_nano(0, 2);
+    let numel: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    let dims = ModelDims {
+        experts: 4,
+        experts_per_token: 2,
+        ..SizePreset::Nano.dims()
+    };
+    assert_eq!(numel as u64, dims.parameter_count());
+    assert!(dims.active_parameter_count() < dims.parameter_count());
+    let names = vs.variables();
+    for name in [
+        "model.layers.1.block_sparse_moe.gate.weight",
+        "model.layers.0.block_sparse_moe.experts.3.w2.weight",
+    ] {
+        assert!(names.contains_key(name), "{name}");
+    }
+    assert!(names.keys().all(|n| !n.contains(".mlp.")));
+    assert_eq!(model.config().family, crate::Family::Mixtral);
+}
+
+/// transformers' sparse block written plainly in float64: every token
+/// through every expert, weighted by its renormalised top-k router
+/// probabilities (zero for the others).
+fn naive_moe(x: &Tensor, vs: &nn::VarStore, layer: i64, top_k: i64) -> Tensor {
+    let v = vs.variables();
+    let w = |name: &str| {
+        v[&format!("model.layers.{layer}.block_sparse_moe.{name}.weight")].to_kind(Kind::Double)
+    };
+    let x = x.to_kind(Kind::Double).reshape([-1, x.size()[2]]); // [N, D]
+    let probs = x.matmul(&w("gate").tr()).softmax(-1, Kind::Double); // [N, E]
+    let (top, chosen) = probs.topk(top_k, -1, true, true);
+    let weights = probs.zeros_like().scatter(
+        1,
+        &chosen,
+        &(&top / top.sum_dim_intlist(-1, true, Kind::Double)),
+    );
+    let experts = probs.size()[1];
+    let mut out = x.zeros_like();
+    for j in 0..experts {
+        let e = |n: &str| w(&format!("experts.{j}.{n}"));
+        let y = (x.matmul(&e("w1").tr()).silu() * x.matmul(&e("w3").tr())).matmul(&e("w2").tr());
+        out += y * weights.select(1, j).unsqueeze(1);
+    }
+    out
+}
+
+#[test]
+fn grouped_routing_equals_every_token_through_every_expert_with_gradients() {
+    let (vs, model) = moe_nano(3, 1);
+    let crate::model::FeedForward::Sparse(moe) = model.blocks[0].feed_forward() else {
+        panic!("a sparse block");
+    };
+    let x = (Tensor::randn([3, 7, 64], (Kind::Float, Device::Cpu)) * 2.0).set_requires_grad(true);
+    let (y, logits) = moe.forward(&x);
+    assert_eq!(logits.size(), [21, 4]);
+    let want = naive_moe(&x, &vs, 0, 2);
+    let diff = max_diff(&y.to_kind(Kind::Double).reshape([-1, 64]), &want);
+    assert!(diff < 1e-4, "forward differs by {diff}");
+    // Gradients of a weighted sum agree too (the router's through the
+    // renormalised weights, each expert's through its tokens).
+    let r = Tensor::randn([21, 64], (Kind::Double, Device::Cpu));
+    (y.to_kind(Kind::Double).reshape([-1, 64]) * &r)
+        .sum(Kind::Double)
+        .backward();
+    let grads: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n.contains("block_sparse_moe"))
+        .map(|(n, t)| (n, t.grad().copy()))
+        .collect();
+    let x_grad = x.grad().copy();
+    for (_, mut t) in vs.variables() {
+        if t.grad().defined() {
+            t.zero_grad();
+        }
+    }
+    let x2 = x.detach().set_requires_grad(true);
+    let naive = naive_moe(&x2, &vs, 0, 2);
+    (naive * &r).sum(Kind::Double).backward();
+    assert!(
+        max_diff(
+            &x_grad.to_kind(Kind::Double),
+            &x2.grad().to_kind(Kind::Double)
+        ) < 1e-3
+    );
+    for (name, t) in vs.variables() {
+        if !name.contains("block_sparse_moe") {
+            continue;
+        }
+        let g = &grads[&name];
+        let scale = g.abs().max().double_value(&[]).max(1e-3);
+        let diff = max_diff(g, &t.grad());
+        assert!(diff / scale < 1e-4, "{name}: {diff} of {scale}");
+    }
+}
+
+#[test]
+fn a_sparse_model_generates_with_its_cache_as_without_and_shares_prefixes() {
+    let (_, model) = moe_nano(4, 2);
+    let prompts = vec![vec![1i64, 7, 8, 9], vec![1, 20, 21]];
+    let options = GenerateOptions {
+        max_new_tokens: 10,
+        eos: EOS,
+        pad: PAD,
+        decoding: Decoding::Greedy,
+    };
+    let cached = generate(&model, &prompts, &options, &mut StdRng::seed_from_u64(0));
+    for (prompt, got) in prompts.iter().zip(&cached) {
+        assert_eq!(
+            got,
+            &greedy_without_cache(&model, prompt, 10).0,
+            "{prompt:?}"
+        );
+    }
+
+    // Shared prompts (K = 2, an empty response): the sums and the router
+    // loss of the full sequences, each prompt counted once per response.
+    let responses = vec![
+        vec![10i64, 11, EOS],
+        vec![],
+        vec![12, EOS],
+        vec![13, 14, 15, 16, EOS],
+    ];
+    let got = response_logps(&model, &prompts, &responses, 2, PAD);
+    let rows: Vec<Vec<i64>> = responses
+        .iter()
+        .enumerate()
+        .map(|(i, r)| prompts[i / 2].iter().chain(r).copied().collect())
+        .collect();
+    let (tokens, valid) = crate::logps::right_pad(&rows, PAD, Device::Cpu);
+    let (logits, aux) = model.forward_with_router_loss(&tokens, &valid);
+    let logp = logits.log_softmax(-1, Kind::Float);
+    for (i, r) in responses.iter().enumerate() {
+        let p = prompts[i / 2].len() as i64;
+        let want: f64 = (0..r.len() as i64)
+            .map(|j| logp.double_value(&[i as i64, p + j - 1, r[j as usize]]))
+            .sum();
+        let have = got.sum.double_value(&[i as i64 / 2, i as i64 % 2]);
+        assert!((have - want).abs() < 1e-4, "row {i}: {have} vs {want}");
+    }
+    let (aux, shared) = (
+        aux.unwrap().double_value(&[]),
+        got.router_aux.unwrap().double_value(&[]),
+    );
+    assert!((aux - shared).abs() < 1e-5, "{aux} vs {shared}");
+}
+
+#[test]
+fn activation_checkpointing_gives_a_sparse_model_the_same_gradients() {
+    let (vs, model) = moe_nano(11, 3);
+    let (plain_sum, plain) = logps_gradients(&vs, false, &model);
+    let (ckpt_sum, ckpt) = logps_gradients(&vs, true, &model);
+    assert!(max_diff(&plain_sum, &ckpt_sum) < 1e-6);
+    for (name, g) in &plain {
+        let scale = g.abs().max().double_value(&[]).max(1e-3);
+        let diff = max_diff(g, &ckpt[name]);
+        assert!(diff / scale < 1e-5, "{name}: {diff} of {scale}");
+    }
+}

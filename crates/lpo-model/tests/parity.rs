@@ -186,3 +186,68 @@ fn qwen3_with_per_head_qk_norm_matches_transformers() {
         "q/k norm gains change log-probs by only {effect}"
     );
 }
+
+fn json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
+}
+
+fn rows<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> T {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+#[test]
+fn mixtral_matches_transformers_on_both_paths_with_its_router_loss() {
+    check("mixtral", Family::Mixtral, false, None);
+    let dir = fixture("mixtral");
+    let (_, model) = checkpoint::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(
+        (
+            model.config().num_local_experts,
+            model.config().num_experts_per_tok
+        ),
+        (4, 2)
+    );
+    let v = json(&dir);
+    let want = expected(&dir);
+
+    // transformers' `aux_loss` of the padded batch (output_router_logits).
+    let (tokens, valid) = right_pad(&want.sequences, 0, Device::Cpu);
+    let (_, aux) = tch::no_grad(|| model.forward_with_router_loss(&tokens, &valid));
+    let aux = aux
+        .expect("a sparse model has a router loss")
+        .double_value(&[]);
+    let expected_aux = v["router_aux_loss"].as_f64().unwrap();
+    assert!(
+        (aux - expected_aux).abs() < TOLERANCE,
+        "router loss {aux}, transformers {expected_aux}"
+    );
+
+    // Shared prompts (K = 2): response sums, and the router loss counting
+    // each prompt once per response as the full sequences do.
+    let shared = &v["shared"];
+    let prompts: Vec<Vec<i64>> = rows(&shared["prompts"]);
+    let responses: Vec<Vec<i64>> = rows(&shared["responses"]);
+    let sums: Vec<f64> = rows(&shared["sums"]);
+    let out = tch::no_grad(|| response_logps(&model, &prompts, &responses, 2, 0));
+    for (i, want) in sums.iter().enumerate() {
+        let got = out.sum.double_value(&[i as i64 / 2, i as i64 % 2]);
+        assert!(
+            (got - want).abs() < TOLERANCE * 20.0,
+            "row {i}: {got} vs {want}"
+        );
+    }
+    let aux = out.router_aux.expect("a router loss").double_value(&[]);
+    let expected_aux = shared["router_aux_loss"].as_f64().unwrap();
+    assert!(
+        (aux - expected_aux).abs() < TOLERANCE,
+        "shared-prefix router loss {aux}, transformers {expected_aux}"
+    );
+
+    // transformers 5.x's fused expert tensors load to the same model.
+    let (_, fused) = checkpoint::load(&fixture("mixtral_fused"), Device::Cpu).unwrap();
+    let diff = max_diff(
+        &token_logps(&fused, &want.sequences),
+        &token_logps(&model, &want.sequences),
+    );
+    assert!(diff < 1e-6, "fused layout differs by {diff}");
+}

@@ -363,6 +363,17 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
             help: help.map(String::from),
         }]);
     }
+    let problems: Vec<Diagnostic> = lpo_recipe::validate::architecture_problems(&recipe)
+        .into_iter()
+        .map(|(key, message)| Diagnostic {
+            message: format!("run [{}]: `{key}` {message}", context()),
+            location: key,
+            help: None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Resolved::Invalid(problems);
+    }
     if let Err(message) = reward_model(&recipe) {
         return Resolved::Invalid(vec![Diagnostic {
             message: format!("run [{}]: {message}", context()),
@@ -589,6 +600,8 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), (String, Option<&'sta
         m.max_len.map(f64::from),
         m.rope_theta,
         m.sliding_window.map(f64::from),
+        m.experts.map(f64::from),
+        m.experts_per_token.map(f64::from),
     ];
     let preset = m.size.map(|s| (s.as_str(), dims_fields(&s.dims())));
     let mut conflicts = Vec::new();
@@ -626,13 +639,16 @@ pub fn checkpoint_model(recipe: &mut Recipe) -> Result<(), (String, Option<&'sta
         max_len: Some(have.max_len),
         rope_theta: Some(have.rope_theta),
         sliding_window: Some(have.sliding_window),
+        experts: (have.experts > 0).then_some(have.experts),
+        experts_per_token: (have.experts > 0).then_some(have.experts_per_token),
+        router_aux_loss_coef: recipe.model.router_aux_loss_coef,
         lora: recipe.model.lora.clone(),
     };
     Ok(())
 }
 
 /// A model's fields as numbers: (recipe key, config.json key, value).
-fn dims_fields(d: &lpo_recipe::ModelDims) -> [(&'static str, &'static str, f64); 9] {
+fn dims_fields(d: &lpo_recipe::ModelDims) -> [(&'static str, &'static str, f64); 11] {
     [
         ("layers", "num_hidden_layers", f64::from(d.layers)),
         ("d_model", "hidden_size", f64::from(d.d_model)),
@@ -646,6 +662,12 @@ fn dims_fields(d: &lpo_recipe::ModelDims) -> [(&'static str, &'static str, f64);
             "sliding_window",
             "sliding_window",
             f64::from(d.sliding_window),
+        ),
+        ("experts", "num_local_experts", f64::from(d.experts)),
+        (
+            "experts_per_token",
+            "num_experts_per_tok",
+            f64::from(d.experts_per_token),
         ),
     ]
 }
@@ -750,6 +772,10 @@ fn canonical_field(recipe: &Recipe, name: &str, mut json: Json) -> Option<Json> 
         }
         "model" => {
             json = serde_json::to_value(recipe.model.dims()).expect("dims serialize");
+            let aux = recipe.model.router_aux_loss_coef();
+            if aux > 0.0 {
+                json["router_aux_loss_coef"] = aux.into();
+            }
             if !recipe.model.lora.is_off() {
                 // Targets as a set: their order does not change the run.
                 let mut lora = recipe.model.lora.clone();

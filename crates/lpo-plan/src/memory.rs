@@ -184,10 +184,12 @@ fn evaluation_bytes(recipe: &Recipe, bytes: u64) -> u64 {
     let (d, ff) = (u64::from(dims.d_model), u64::from(dims.d_ff));
     let tokens = EVAL_LOGPS_CHUNK as u64 * prompt + rows * response;
     let logits = 3 * rows * response * u64::from(dims.vocab) * 4;
-    logits + tokens * (6 * d + 2 * kv + 3 * ff) * bytes
+    let active = u64::from(dims.experts_per_token.max(1)); // experts a token passes
+    logits + tokens * (6 * d + 2 * kv + 3 * ff * active) * bytes
 }
 
-/// Adapter parameters: `rank * (in + out)` per targeted linear layer.
+/// Adapter parameters: `rank * (in + out)` per targeted linear layer (each
+/// expert's `w1`, `w2`, `w3` is a layer of its own).
 fn adapter_parameters(recipe: &Recipe) -> u64 {
     let lora = &recipe.model.lora;
     if lora.is_off() {
@@ -197,6 +199,7 @@ fn adapter_parameters(recipe: &Recipe) -> u64 {
     let d = u64::from(dims.d_model);
     let kv = u64::from(dims.kv_heads) * dims.head_dim();
     let ff = u64::from(dims.d_ff);
+    let experts = u64::from(dims.experts);
     let per_block: u64 = lora
         .targets
         .iter()
@@ -204,6 +207,8 @@ fn adapter_parameters(recipe: &Recipe) -> u64 {
             LoraTarget::QProj | LoraTarget::OProj => d + d,
             LoraTarget::KProj | LoraTarget::VProj => d + kv,
             LoraTarget::GateProj | LoraTarget::UpProj | LoraTarget::DownProj => d + ff,
+            LoraTarget::W1 | LoraTarget::W2 | LoraTarget::W3 => experts * (d + ff),
+            LoraTarget::Gate => d + experts,
         })
         .sum();
     u64::from(lora.rank) * per_block * u64::from(dims.layers)
@@ -215,6 +220,9 @@ fn adapter_parameters(recipe: &Recipe) -> u64 {
 /// q/k/v before and after rotary, grouped K/V expanded to every head, the
 /// attention output, the SwiGLU gate, up, activation and product); on the
 /// CPU the attention probabilities (`H x T x S` per sequence) as well.
+/// With experts, each token's input, SwiGLU values and output are kept for
+/// each of the k experts it is routed to (`k (2 D + 5 F)`), plus the router's
+/// logits and probabilities (`2 E`): the active experts', not all of them.
 /// Activation checkpointing keeps each block's input (`D` per token) plus
 /// one block's full set.
 fn activation_bytes(recipe: &Recipe, placement: Placement, bytes: u64) -> (u64, u64) {
@@ -243,7 +251,11 @@ fn activation_bytes(recipe: &Recipe, placement: Placement, bytes: u64) -> (u64, 
             lora.targets.len() as u64 * per_layer
         }
     };
-    let per_block = tokens * (12 * d + 4 * kv + 5 * ff + adapters) + attention;
+    let ffn = match dims.experts {
+        0 => 5 * ff,
+        e => u64::from(dims.experts_per_token) * (2 * d + 5 * ff) + 2 * u64::from(e),
+    };
+    let per_block = tokens * (12 * d + 4 * kv + ffn + adapters) + attention;
     let layers = u64::from(dims.layers);
     let activations = if recipe.train.activation_checkpointing {
         layers * tokens * d + per_block

@@ -146,6 +146,10 @@ pub enum SizePreset {
     /// Mistral 7B v0.1 (GPU only).
     #[serde(rename = "mistral-7b")]
     Mistral7b,
+    /// Mixtral 8x7B v0.1: Mistral 7B's attention with 8 SwiGLU experts per
+    /// block, 2 active per token (46.7B parameters, 12.9B active; GPU only).
+    #[serde(rename = "mixtral-8x7b")]
+    Mixtral8x7b,
 }
 
 /// Model section: a size preset with optional per-field overrides.
@@ -183,6 +187,17 @@ pub struct ModelConfig {
     /// Sliding attention window in tokens (0 = full causal attention).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<u32>,
+    /// Experts of each block's sparse feed-forward (0 = a dense SwiGLU MLP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experts: Option<u32>,
+    /// Experts each token is routed to (top-k).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experts_per_token: Option<u32>,
+    /// Weight of the router's load-balancing loss added to the training
+    /// loss (transformers' `router_aux_loss_coef` with
+    /// `output_router_logits`); 0 = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_aux_loss_coef: Option<f64>,
     /// Low-rank adapters (off unless `rank > 0`).
     #[serde(skip_serializing_if = "LoraConfig::is_off")]
     pub lora: LoraConfig,
@@ -221,6 +236,14 @@ pub enum LoraTarget {
     UpProj,
     /// SwiGLU down projection.
     DownProj,
+    /// Mixtral: every expert's gate projection (`w1`).
+    W1,
+    /// Mixtral: every expert's down projection (`w2`).
+    W2,
+    /// Mixtral: every expert's up projection (`w3`).
+    W3,
+    /// Mixtral: the router (`block_sparse_moe.gate`).
+    Gate,
 }
 
 impl LoraTarget {
@@ -234,6 +257,21 @@ impl LoraTarget {
             LoraTarget::GateProj => "gate_proj",
             LoraTarget::UpProj => "up_proj",
             LoraTarget::DownProj => "down_proj",
+            LoraTarget::W1 => "w1",
+            LoraTarget::W2 => "w2",
+            LoraTarget::W3 => "w3",
+            LoraTarget::Gate => "gate",
+        }
+    }
+
+    /// Whether the layer exists in a model with (`moe`) or without experts:
+    /// the dense MLP's projections only in dense blocks, the experts' and
+    /// the router only in sparse ones; attention in both.
+    pub fn exists(self, moe: bool) -> bool {
+        match self {
+            LoraTarget::QProj | LoraTarget::KProj | LoraTarget::VProj | LoraTarget::OProj => true,
+            LoraTarget::GateProj | LoraTarget::UpProj | LoraTarget::DownProj => !moe,
+            LoraTarget::W1 | LoraTarget::W2 | LoraTarget::W3 | LoraTarget::Gate => moe,
         }
     }
 }
@@ -282,11 +320,26 @@ pub struct ModelDims {
     pub rope_theta: f64,
     /// Sliding attention window (0 = none).
     pub sliding_window: u32,
+    /// Experts of each block's sparse feed-forward (0 = dense). Absent from
+    /// run ids when 0, so dense ids are as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub experts: u32,
+    /// Experts each token is routed to (0 when dense).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub experts_per_token: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SizePreset {
     /// The preset's architecture.
     pub fn dims(self) -> ModelDims {
+        let (experts, experts_per_token) = match self {
+            SizePreset::Mixtral8x7b => (8, 2),
+            _ => (0, 0),
+        };
         let (layers, d_model, heads, kv_heads, d_ff, vocab, max_len, rope_theta, sliding_window) =
             match self {
                 SizePreset::Nano => (2, 64, 4, 2, 176, 64, 128, 10_000.0, 0),
@@ -294,6 +347,7 @@ impl SizePreset {
                 SizePreset::Small => (6, 256, 8, 4, 704, 64, 256, 10_000.0, 0),
                 SizePreset::Base => (12, 768, 12, 4, 2048, 32_000, 1024, 10_000.0, 0),
                 SizePreset::Mistral7b => (32, 4096, 32, 8, 14_336, 32_000, 32_768, 10_000.0, 4096),
+                SizePreset::Mixtral8x7b => (32, 4096, 32, 8, 14_336, 32_000, 32_768, 1e6, 0),
             };
         ModelDims {
             layers,
@@ -305,6 +359,8 @@ impl SizePreset {
             max_len,
             rope_theta,
             sliding_window,
+            experts,
+            experts_per_token,
         }
     }
 
@@ -316,6 +372,7 @@ impl SizePreset {
             SizePreset::Small => "small",
             SizePreset::Base => "base",
             SizePreset::Mistral7b => "mistral-7b",
+            SizePreset::Mixtral8x7b => "mixtral-8x7b",
         }
     }
 }
@@ -324,6 +381,13 @@ impl ModelConfig {
     /// The architecture after overrides.
     pub fn dims(&self) -> ModelDims {
         let p = self.size.unwrap_or(SizePreset::Nano).dims();
+        let experts = self.experts.unwrap_or(p.experts);
+        let experts_per_token = match (self.experts_per_token, experts, p.experts) {
+            (Some(k), _, _) => k,
+            (None, 0, _) => 0,
+            (None, _, 0) => 2, // transformers' MixtralConfig default
+            (None, _, _) => p.experts_per_token,
+        };
         ModelDims {
             layers: self.layers.unwrap_or(p.layers),
             d_model: self.d_model.unwrap_or(p.d_model),
@@ -334,7 +398,14 @@ impl ModelConfig {
             max_len: self.max_len.unwrap_or(p.max_len),
             rope_theta: self.rope_theta.unwrap_or(p.rope_theta),
             sliding_window: self.sliding_window.unwrap_or(p.sliding_window),
+            experts,
+            experts_per_token,
         }
+    }
+
+    /// The router's load-balancing loss weight (0 = off).
+    pub fn router_aux_loss_coef(&self) -> f64 {
+        self.router_aux_loss_coef.unwrap_or(0.0)
     }
 }
 
@@ -347,13 +418,35 @@ impl ModelDims {
     /// Trainable parameters of the Mistral-style decoder (untied embeddings).
     ///
     /// Per block: two RMSNorm gains, Q and O (d x d), K and V (d x kv_heads*head_dim),
-    /// and the SwiGLU gate, up and down projections (3 x d x d_ff).
+    /// and the SwiGLU gate, up and down projections (3 x d x d_ff); with
+    /// experts, those three of every expert plus the router (experts x d).
     pub fn parameter_count(&self) -> u64 {
+        self.count(u64::from(self.experts.max(1)))
+    }
+
+    /// Parameters a token passes through: every expert's weights counted for
+    /// the `experts_per_token` it is routed to (the router counted once).
+    /// Equals [`ModelDims::parameter_count`] for a dense model.
+    pub fn active_parameter_count(&self) -> u64 {
+        match self.experts {
+            0 => self.parameter_count(),
+            _ => self.count(u64::from(self.experts_per_token)),
+        }
+    }
+
+    fn count(&self, experts: u64) -> u64 {
         let d = u64::from(self.d_model);
         let kv = u64::from(self.kv_heads) * self.head_dim();
-        let block = 2 * d + 2 * d * d + 2 * d * kv + 3 * d * u64::from(self.d_ff);
+        let router = u64::from(self.experts) * d;
+        let ffn = experts * 3 * d * u64::from(self.d_ff) + router;
+        let block = 2 * d + 2 * d * d + 2 * d * kv + ffn;
         let embeddings = 2 * u64::from(self.vocab) * d;
         u64::from(self.layers) * block + embeddings + d
+    }
+
+    /// Whether each block's feed-forward is a sparse mixture of experts.
+    pub fn is_moe(&self) -> bool {
+        self.experts > 0
     }
 
     /// Cross-field problems (divisibility of heads), as (key, message).
@@ -384,6 +477,18 @@ impl ModelDims {
                     self.heads, self.kv_heads
                 ),
             ));
+        }
+        match (self.experts, self.experts_per_token) {
+            (0, 0) => {}
+            (0, k) => problems.push((
+                "model.experts_per_token",
+                format!("is {k}, but the model has no experts (set model.experts)"),
+            )),
+            (e, k) if k == 0 || k > e => problems.push((
+                "model.experts_per_token",
+                format!("is {k}, but must be between 1 and model.experts ({e})"),
+            )),
+            _ => {}
         }
         problems
     }

@@ -1,6 +1,6 @@
 //! Cross-field checks on a resolved recipe (single keys are checked by [`crate::keys`]).
 
-use crate::schema::{Objective, Recipe};
+use crate::schema::{LoraTarget, Objective, Recipe};
 
 /// Problems as (key path, message).
 pub fn problems(recipe: &Recipe) -> Vec<(String, String)> {
@@ -408,6 +408,64 @@ fn reward_sources(recipe: &Recipe, out: &mut Vec<(String, String)>) {
             ));
         }
     }
+}
+
+/// Problems of the model's architecture against keys that need a kind of
+/// block: LoRA targets that exist only in dense or only in sparse
+/// (mixture-of-experts) blocks, and the router's load-balancing loss. Checked
+/// once the architecture is known (after a checkpoint gives it).
+pub fn architecture_problems(recipe: &Recipe) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let moe = recipe.model.dims().is_moe();
+    let lora = &recipe.model.lora;
+    if !lora.is_off() {
+        let absent: Vec<&str> = lora
+            .targets
+            .iter()
+            .filter(|t| !t.exists(moe))
+            .map(|t| t.as_str())
+            .collect();
+        if !absent.is_empty() {
+            let (kind, have) = match moe {
+                true => (
+                    "sparse (mixture-of-experts)",
+                    "q_proj, k_proj, v_proj, o_proj, w1, w2, w3, gate",
+                ),
+                false => (
+                    "dense",
+                    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+                ),
+            };
+            out.push((
+                "model.lora.targets".into(),
+                format!(
+                    "names {}, which the model's {kind} blocks do not have (they have {have})",
+                    absent.join(", ")
+                ),
+            ));
+        }
+    }
+    let has = |t: LoraTarget| lora.targets.contains(&t);
+    if !lora.is_off() && moe && has(LoraTarget::W1) != has(LoraTarget::W3) {
+        out.push((
+            "model.lora.targets".into(),
+            "names one of w1 and w3 without the other: transformers 5.x fuses them into one gate_up_proj, and PEFT loads adapters on it only for both".into(),
+        ));
+    }
+    let aux = recipe.model.router_aux_loss_coef();
+    if aux > 0.0 && !moe {
+        out.push((
+            "model.router_aux_loss_coef".into(),
+            format!("is {aux}, but the model has no experts to route to"),
+        ));
+    }
+    if aux > 0.0 && recipe.train.activation_checkpointing {
+        out.push((
+            "model.router_aux_loss_coef".into(),
+            format!("is {aux}, but activation checkpointing does not carry the router's loss through its recomputation: set it to 0 or turn train.activation_checkpointing off"),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -99,12 +99,15 @@ impl RunState {
             cuda_peak: None,
             written: Instant::now(),
             tracker: Tracker::default(),
-            part_kinds: match &recipe.loss.kind {
-                lpo_recipe::Objective::Weighted(parts) if parts.len() > 1 => {
-                    parts.iter().map(|p| p.kind.as_str()).collect()
-                }
-                _ => Vec::new(),
-            },
+            part_kinds: logged_parts(
+                match &recipe.loss.kind {
+                    lpo_recipe::Objective::Weighted(parts) => {
+                        parts.iter().map(|p| p.kind.as_str()).collect()
+                    }
+                    lpo_recipe::Objective::One(kind) => vec![kind.as_str()],
+                },
+                recipe.model.router_aux_loss_coef() > 0.0,
+            ),
         }
     }
 
@@ -757,6 +760,7 @@ fn optimizer_step(
     let total = u64::from(t.steps * t.rounds);
     let params = LossParams::at_step(&inputs.request.recipe.loss, u64::from(step), total);
     let (round, local) = (step / t.steps, step % t.steps);
+    let router_aux = inputs.request.recipe.model.router_aux_loss_coef() > 0.0;
     let seed = batch_seed(t.seed, round);
     // grad_accum splits the step's batch_size lists into micro-batches (it
     // divides batch_size: checked at plan time).
@@ -828,19 +832,35 @@ fn optimizer_step(
         sft_loss: stats.sft_loss,
         grad_norm,
         tokens,
-        parts: part_rows(&params, part_losses),
+        parts: part_rows(&params, router_aux, part_losses),
     })
 }
 
-/// A step's part losses as metrics.csv's rows carry them: none for one kind.
-fn part_rows(params: &LossParams, losses: Vec<f64>) -> Vec<records::PartLoss> {
-    if params.parts.len() < 2 {
-        return Vec::new();
+/// The name of the router's load-balancing loss in loss_parts.csv.
+const ROUTER_AUX: &str = "router_aux";
+
+/// The columns of loss_parts.csv: a weighted objective's kinds, then
+/// [`ROUTER_AUX`] when the router loss is on (after the one kind's loss when
+/// the objective has one); none for one kind without it.
+fn logged_parts(kinds: Vec<&'static str>, router_aux: bool) -> Vec<&'static str> {
+    match (kinds.len(), router_aux) {
+        (0 | 1, false) => Vec::new(),
+        (_, false) => kinds,
+        (_, true) => kinds.into_iter().chain([ROUTER_AUX]).collect(),
     }
-    let kinds = params.parts.iter().map(|p| p.kind.as_str().to_string());
-    kinds
+}
+
+/// A step's part losses as metrics.csv's rows carry them (`losses`: each
+/// part's, then the router loss's when it is on).
+fn part_rows(params: &LossParams, router_aux: bool, losses: Vec<f64>) -> Vec<records::PartLoss> {
+    let kinds = params.parts.iter().map(|p| p.kind.as_str()).collect();
+    logged_parts(kinds, router_aux)
+        .into_iter()
         .zip(losses)
-        .map(|(kind, loss)| records::PartLoss { kind, loss })
+        .map(|(kind, loss)| records::PartLoss {
+            kind: kind.to_string(),
+            loss,
+        })
         .collect()
 }
 
@@ -857,6 +877,8 @@ fn batch_seed(seed: u64, round: u32) -> u64 {
 /// `policy`, on log-probabilities summed or averaged over tokens as
 /// `loss.normalize` says; not yet backpropagated. With activation
 /// checkpointing, the blocks' backward pass comes separately, after the loss's.
+/// With `model.router_aux_loss_coef`, the loss includes the router's
+/// load-balancing loss times it, and `parts` ends with that loss.
 fn micro_batch_loss<'a>(
     inputs: &RunInputs<'_>,
     data: &RoundData,
@@ -889,7 +911,7 @@ fn micro_batch_loss<'a>(
         ),
     };
     let (rewards, mask) = set.targets(indices, device);
-    let output = lpo_loss::compute(
+    let mut output = lpo_loss::compute(
         params,
         &LossInput {
             policy_logps: &pol,
@@ -899,6 +921,14 @@ fn micro_batch_loss<'a>(
             token_counts: counts.as_ref(),
         },
     );
+    let coef = inputs.request.recipe.model.router_aux_loss_coef();
+    if let Some(aux) = out.router_aux.filter(|_| coef > 0.0) {
+        // Out of place: the objective's loss stays as autograd recorded it.
+        let loss = &output.loss + &aux * coef;
+        output.loss = loss;
+        let aux = aux.detach().view([1]).to_kind(output.parts.kind());
+        output.parts = Tensor::cat(&[&output.parts, &aux], 0);
+    }
     (output, recompute)
 }
 
