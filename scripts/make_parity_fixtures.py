@@ -140,12 +140,7 @@ def sequences():
 def logps(model, rows):
     """Per-token log p(token t | tokens < t) for t = 1..len-1 of each row, in
     one right-padded batch with an attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
+    ids, mask = padded(rows)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     lp = torch.log_softmax(logits, -1)

@@ -21,14 +21,19 @@ thread_local! {
 }
 
 fn nano(seed: i64, window: u32, layers: u32) -> (nn::VarStore, Mistral) {
-    tch::manual_seed(seed);
     let dims = ModelDims {
         sliding_window: window,
         layers,
         ..SizePreset::Nano.dims()
     };
+    scaled(seed, &dims)
+}
+
+/// A model of `dims` from torch's seed `seed`, its matrices scaled up.
+fn scaled(seed: i64, dims: &ModelDims) -> (nn::VarStore, Mistral) {
+    tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = Mistral::new(&vs.root(), &Config::from_dims(&dims));
+    let model = Mistral::new(&vs.root(), &Config::from_dims(dims));
     // Larger weights than the 0.02 init so logits vary visibly between inputs.
     tch::no_grad(|| {
         for (_, mut v) in vs.variables() {
@@ -631,24 +636,13 @@ fn onednn_products_give_the_log_probs_and_gradients_of_at_linear() {
 
 /// A nano decoder whose blocks are sparse: 4 experts, top 2.
 fn moe_nano(seed: i64, layers: u32) -> (nn::VarStore, Mistral) {
-    tch::manual_seed(seed);
     let dims = ModelDims {
         layers,
         experts: 4,
         experts_per_token: 2,
         ..SizePreset::Nano.dims()
     };
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Mistral::new(&vs.root(), &Config::from_dims(&dims));
-    tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
-            if v.dim() == 2 {
-                let scaled = &v * 10.0;
-                v.copy_(&scaled);
-            }
-        }
-    });
-    (vs, model)
+    scaled(seed, &dims)
 }
 
 #[test]

@@ -335,16 +335,20 @@ fn describe(assignments: &Choice) -> String {
 /// reference, and its id computed by `id`.
 fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> String) -> Resolved {
     let context = || describe(&assignments);
-    let problems: Vec<Diagnostic> = lpo_recipe::validate::problems(&recipe)
-        .into_iter()
-        .map(|(key, message)| Diagnostic {
-            message: format!("run [{}]: `{key}` {message}", context()),
-            location: key,
-            help: None,
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Resolved::Invalid(problems);
+    // Problems as (key, message), each located at its key.
+    let located = |problems: Vec<(String, String)>| -> Option<Resolved> {
+        let diagnostics: Vec<Diagnostic> = problems
+            .into_iter()
+            .map(|(key, message)| Diagnostic {
+                message: format!("run [{}]: `{key}` {message}", context()),
+                location: key,
+                help: None,
+            })
+            .collect();
+        (!diagnostics.is_empty()).then_some(Resolved::Invalid(diagnostics))
+    };
+    if let Some(invalid) = located(lpo_recipe::validate::problems(&recipe)) {
+        return invalid;
     }
     let mut recipe = recipe;
     if let Err((key, message)) = localize(&mut recipe) {
@@ -363,16 +367,9 @@ fn finish(recipe: Recipe, assignments: Choice, id: impl FnOnce(&Recipe) -> Strin
             help: help.map(String::from),
         }]);
     }
-    let problems: Vec<Diagnostic> = lpo_recipe::validate::architecture_problems(&recipe)
-        .into_iter()
-        .map(|(key, message)| Diagnostic {
-            message: format!("run [{}]: `{key}` {message}", context()),
-            location: key,
-            help: None,
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Resolved::Invalid(problems);
+    // Known only now that a checkpoint has given the architecture.
+    if let Some(invalid) = located(lpo_recipe::validate::architecture_problems(&recipe)) {
+        return invalid;
     }
     if let Err(message) = reward_model(&recipe) {
         return Resolved::Invalid(vec![Diagnostic {
