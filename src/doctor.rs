@@ -37,6 +37,8 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             "libtorch_version": lpo_torch::LIBTORCH_VERSION,
             "libtorch_path": loaded,
             "cpu_threads": tch::get_num_threads(),
+            "cpu_model": lpo_torch::linear::cpu_model(),
+            "cpu_products": lpo_torch::linear::product_path(),
             "cuda_backend": cuda_note,
             "cuda_devices": devices.iter().map(|d| serde_json::json!({
                 "index": d.index, "name": d.name, "memory_bytes": d.total_memory,
@@ -49,6 +51,10 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         println!("lpo         {}", env!("CARGO_PKG_VERSION"));
         println!("libtorch    {} ({loaded})", lpo_torch::LIBTORCH_VERSION);
         println!("cpu threads {}", tch::get_num_threads());
+        if let Some(model) = lpo_torch::linear::cpu_model() {
+            println!("cpu         {model}");
+        }
+        println!("products    {}", lpo_torch::linear::product_path());
         if devices.is_empty() {
             println!("cuda        none ({cuda_note})");
         }

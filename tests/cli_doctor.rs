@@ -36,3 +36,27 @@ fn doctor_json_is_machine_readable() {
     assert_eq!(report["libtorch_ok"], true);
     assert!(report["cpu_threads"].as_i64().unwrap() >= 1);
 }
+
+#[test]
+fn doctor_names_the_cpu_products_and_lpo_onednn_0_turns_onednn_off() {
+    let products = |vars: &[(&str, &str)]| {
+        let out = lpo()
+            .args(["doctor", "--json"])
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["cpu_products"].as_str().unwrap().to_string()
+    };
+    // Whatever this CPU has, the default names a path and its reason.
+    let default = products(&[]);
+    assert!(
+        default.starts_with("oneDNN inner product") || default.starts_with("at::linear"),
+        "{default}"
+    );
+    assert_eq!(
+        products(&[("LPO_ONEDNN", "0")]),
+        "at::linear (MKL sgemm) (LPO_ONEDNN=0)"
+    );
+}

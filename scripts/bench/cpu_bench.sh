@@ -25,7 +25,11 @@
 #
 # Env: PYTHON (python3), STEPS (timed steps, default 8), WARMUP (2),
 #      SIZES ("tiny small"), SHAPES ("arith long"), SAMPLING (1 = run it),
-#      OUT (directory for logs and results.txt).
+#      OUT (directory for logs and results.txt), ONEDNN (0 = lpo's oneDNN
+#      products off, LPO_ONEDNN=0: both sides multiply with MKL's sgemm, so
+#      the ratios measure lpo's design apart from its choice of BLAS).
+#
+# The header names the CPU and which kernels multiply on each side.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -35,6 +39,8 @@ WARMUP=${WARMUP:-2}
 SIZES=${SIZES:-tiny small}
 SHAPES=${SHAPES:-arith long}
 SAMPLING=${SAMPLING:-1}
+ONEDNN=${ONEDNN:-1}
+[[ $ONEDNN == 0 ]] && export LPO_ONEDNN=0
 OUT=${OUT:-$(mktemp -d /tmp/cpu_bench.XXXXXX)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/cpu_bench_work.XXXXXX)
@@ -50,11 +56,15 @@ LPO="$ROOT/target/release/lpo"
 SAMPLER="$ROOT/target/release/examples/sample_bench"
 
 echo "== cpu_bench $(date -u +%FT%TZ) on $(nproc) cores; $("$LPO" --version)"
+echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') (flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512f\|avx2' | sort -u | tr '\n' ' '))"
+echo "lpo products: $("$LPO" doctor | sed -n 's/^products *//p')"
+echo "peer products: at::linear (torch's MKL sgemm for f32 on the CPU)"
 "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 
-# Data: 16 lists of each shape, the same file for both sides.
-"$PY" "$PEER" --write-synthetic "$WORK/arith.jsonl" --arith --n-lists 16 --k 4
-"$PY" "$PEER" --write-synthetic "$WORK/long.jsonl" --n-lists 16 --k 4 \
+# Data: 32 lists of each shape, the same file for both sides (lpo trains on
+# 24 of the records its content-hash split keeps for training).
+"$PY" "$PEER" --write-synthetic "$WORK/arith.jsonl" --arith --n-lists 32 --k 4
+"$PY" "$PEER" --write-synthetic "$WORK/long.jsonl" --n-lists 32 --k 4 \
   --prompt-tokens 128 --response-tokens 64
 
 # lpo's recipe: the reference is a 1-step SFT of the same model (its own
@@ -75,7 +85,7 @@ beta = 0.1
 [data]
 form = "reward"
 list_size = 4
-train_prompts = 16
+train_prompts = 24
 mix = [{ path = "$1", format = "native", weight = 1.0 }, { task = "arith", weight = 1e-9 }]
 [train]
 steps = $((WARMUP + STEPS))

@@ -43,10 +43,43 @@ pub fn onednn_applies(x: &Tensor, w: &Tensor) -> bool {
 }
 
 /// Whether this machine multiplies f32 CPU tensors on oneDNN: present, the
-/// CPU has AVX-512, and the process is not in reproducible mode
-/// ([`crate::numerics`]).
+/// CPU has AVX-512, and neither reproducible mode nor `LPO_ONEDNN=0` turned
+/// it off ([`crate::numerics`]).
 pub fn onednn_preferred() -> bool {
-    avx512() && onednn_available() && !crate::numerics::reproducible()
+    avx512()
+        && onednn_available()
+        && !crate::numerics::reproducible()
+        && !crate::numerics::onednn_disabled()
+}
+
+/// Which kernels multiply f32 linear layers on the CPU in this process, and
+/// why: what `lpo doctor` and the CPU benchmark print.
+pub fn product_path() -> String {
+    let aten = "at::linear (MKL sgemm)";
+    if onednn_preferred() {
+        return format!(
+            "oneDNN inner product for f32 products of >= 2^20 multiply-adds (AVX-512), {aten} below"
+        );
+    }
+    let why = if crate::numerics::reproducible() {
+        "reproducible mode"
+    } else if crate::numerics::onednn_disabled() {
+        "LPO_ONEDNN=0"
+    } else if !avx512() {
+        "no AVX-512"
+    } else {
+        "oneDNN not in this libtorch"
+    };
+    format!("{aten} ({why})")
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), when the system says.
+pub fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, name)| name.trim().to_string())
 }
 
 #[cfg(target_arch = "x86_64")]

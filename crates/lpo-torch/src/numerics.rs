@@ -38,13 +38,31 @@ pub fn reproducible() -> bool {
     })
 }
 
+/// Turns lpo's oneDNN products off for this process (`LPO_ONEDNN=0`): every
+/// linear runs on `at::linear` (MKL's sgemm on the CPU), as PyTorch eager's
+/// do. For measuring lpo's design apart from its choice of BLAS
+/// (`scripts/bench/cpu_bench.sh` with `ONEDNN=0`); results differ from the
+/// default in the last bits, so cache identities name it.
+pub const ONEDNN_ENV: &str = "LPO_ONEDNN";
+
+/// Whether [`ONEDNN_ENV`] turns the oneDNN products off (`0`, `off`, `false`).
+pub fn onednn_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| {
+        std::env::var(ONEDNN_ENV).is_ok_and(|v| matches!(v.as_str(), "0" | "off" | "false"))
+    })
+}
+
 /// Names how this process computes, in cache identities of what it computes
 /// (SFT references, sampled lists, generated text): a new name whenever the
 /// same weights and seed would give other numbers (v1: oneDNN products for
-/// f32 on AVX-512 CPUs; `reproducible-v1`: [`REPRODUCIBLE_ENV`]).
+/// f32 on AVX-512 CPUs; `aten-linear-v1`: those off by [`ONEDNN_ENV`];
+/// `reproducible-v1`: [`REPRODUCIBLE_ENV`]).
 pub fn identity() -> &'static str {
     if reproducible() {
         "reproducible-v1"
+    } else if onednn_disabled() {
+        "aten-linear-v1"
     } else {
         "onednn-linear-v1"
     }
