@@ -60,6 +60,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    lpo_torch::memory::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(&args),
