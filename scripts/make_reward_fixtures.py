@@ -42,6 +42,9 @@ chat_template.jinja):
            to tie: the safetensors hold no lm_head.weight); byte-level BPE
            with Qwen2's pre-tokenizer, <|endoftext|> pad, <|im_end|> eos, no
            bos; the Qwen2-Instruct ChatML template (default system message).
+  mixtral  MixtralForSequenceClassification (4 experts, top-2 routing,
+           per-expert block_sparse_moe tensors as save_pretrained writes
+           them) with qwen2's tokenizer and template.
 
 Every model: hidden 32, 2 layers, 2 heads, 1 kv head, float32, random
 weights with std 0.3 (score.weight too: scores of order 1, not ~0), the
@@ -352,6 +355,20 @@ FAMILIES = {
             rms_norm_eps=1e-6,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
             tie_word_embeddings=True,
+        ),
+        True,
+    ),
+    "mixtral": (
+        qwen2_tokenizer,
+        lambda tok: make_model(
+            transformers.MixtralConfig,
+            tok,
+            seed=14,
+            rms_norm_eps=1e-5,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            tie_word_embeddings=False,
         ),
         True,
     ),

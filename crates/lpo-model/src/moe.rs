@@ -114,7 +114,9 @@ impl SparseMoe {
         let slots = chosen.flatten(0, -1); // [N*k]
         let order = slots.argsort_stable(true, 0, false); // [N*k]
         let token = order.floor_divide_scalar(self.top_k); // [N*k] token of each sorted slot
-        let counts = slots.bincount::<Tensor>(None, self.experts.len() as i64);
+        let counts = slots
+            .bincount::<Tensor>(None, self.experts.len() as i64)
+            .to_device(tch::Device::Cpu); // the one host read of a pass
         let counts = Vec::<i64>::try_from(&counts).expect("bincount gives i64 counts");
         let grouped = flat.index_select(0, &token); // [N*k, D]
                                                     // Every expert runs, on no tokens if none chose it, so each has a

@@ -27,7 +27,7 @@ fn ids(v: &serde_json::Value) -> Vec<i64> {
 
 #[test]
 fn scores_match_transformers_for_every_family() {
-    for family in ["llama", "mistral", "qwen2"] {
+    for family in ["llama", "mistral", "qwen2", "mixtral"] {
         let dir = fixture(family);
         let want = expected(&dir);
         let (_vs, model) = RewardModel::load(&dir, Device::Cpu).unwrap();
