@@ -37,7 +37,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             "libtorch_version": lpo_torch::LIBTORCH_VERSION,
             "libtorch_path": loaded,
             "cpu_threads": tch::get_num_threads(),
-            "cpu_model": lpo_torch::linear::cpu_model(),
+            "cpu_model": cpu_model(),
             "cpu_products": lpo_torch::linear::product_path(),
             "cuda_backend": cuda_note,
             "cuda_devices": devices.iter().map(|d| serde_json::json!({
@@ -51,7 +51,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         println!("lpo         {}", env!("CARGO_PKG_VERSION"));
         println!("libtorch    {} ({loaded})", lpo_torch::LIBTORCH_VERSION);
         println!("cpu threads {}", tch::get_num_threads());
-        if let Some(model) = lpo_torch::linear::cpu_model() {
+        if let Some(model) = cpu_model() {
             println!("cpu         {model}");
         }
         println!("products    {}", lpo_torch::linear::product_path());
@@ -75,6 +75,15 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             Ok(crate::exit::code(crate::exit::FAILED))
         }
     }
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), when the system says.
+fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, name)| name.trim().to_string())
 }
 
 fn first_line(text: &str) -> &str {

@@ -160,7 +160,7 @@ impl Estimates {
                     run.id,
                     human_count(dims.parameter_count()),
                     human(e.total()),
-                    format!("{place:?}").to_lowercase(),
+                    device_name(*place),
                     breakdown(e)
                 )
             })
@@ -178,11 +178,7 @@ impl Estimates {
     /// The table cell of run `index`: its estimated peak, and where.
     pub fn cell(&self, index: usize) -> String {
         let (place, e) = &self.runs[index];
-        let device = match place {
-            Placement::Cpu => "cpu",
-            Placement::Cuda => "cuda",
-        };
-        format!("{} {device}", human(e.total()))
+        format!("{} {}", human(e.total()), device_name(*place))
     }
 
     /// Run `index`'s estimate as JSON, each term in bytes.
@@ -190,7 +186,7 @@ impl Estimates {
         let (place, e) = &self.runs[index];
         let mut v = serde_json::to_value(e).expect("estimates serialize");
         v["total"] = e.total().into();
-        v["device"] = format!("{place:?}").to_lowercase().into();
+        v["device"] = device_name(*place).into();
         v["available"] = self.limit(*place).into();
         v
     }
@@ -216,6 +212,14 @@ impl Estimates {
                 ))
             })
             .collect()
+    }
+}
+
+/// How tables and JSON name a placement.
+fn device_name(place: Placement) -> &'static str {
+    match place {
+        Placement::Cpu => "cpu",
+        Placement::Cuda => "cuda",
     }
 }
 

@@ -52,8 +52,25 @@ impl Linear {
         }
     }
 
+    /// The same weights with an adapter under `path / name` when `spec`
+    /// targets `name` (PEFT's `target_modules` match the module's name).
+    pub(crate) fn adapted(
+        &self,
+        path: &nn::Path,
+        name: &str,
+        spec: &crate::lora::LoraSpec,
+    ) -> Linear {
+        let (input, output) = self.shape();
+        let adapter = spec
+            .targets
+            .iter()
+            .any(|t| t == name)
+            .then(|| crate::lora::Adapter::new(&(path / name), input, output, spec));
+        self.with_adapter(adapter)
+    }
+
     /// `(in, out)`.
-    pub(crate) fn shape(&self) -> (i64, i64) {
+    fn shape(&self) -> (i64, i64) {
         let size = self.weight.size();
         (size[1], size[0])
     }

@@ -323,15 +323,8 @@ impl Block {
     /// The same weights (shared) with adapters under `vs` on the targeted
     /// linear layers.
     fn with_adapters(&self, vs: &nn::Path, spec: &LoraSpec) -> Block {
-        let adapt = |linear: &Linear, group: &str, name: &str| {
-            let (input, output) = linear.shape();
-            let adapter = spec
-                .targets
-                .iter()
-                .any(|t| t == name)
-                .then(|| crate::lora::Adapter::new(&(vs / group / name), input, output, spec));
-            linear.with_adapter(adapter)
-        };
+        let adapt =
+            |linear: &Linear, group: &str, name: &str| linear.adapted(&(vs / group), name, spec);
         let a = &self.self_attn;
         Block {
             input_layernorm: self.input_layernorm.share(),

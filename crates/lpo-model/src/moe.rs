@@ -16,7 +16,7 @@
 use tch::{nn, Kind, Tensor};
 
 use crate::layer::Linear;
-use crate::lora::{Adapter, LoraSpec};
+use crate::lora::LoraSpec;
 use crate::Config;
 
 /// One expert: a SwiGLU MLP with Mixtral's names (`w1` gate, `w3` up, `w2` down).
@@ -71,17 +71,8 @@ impl SparseMoe {
     /// `block_sparse_moe` path) on the targeted layers: `gate` (the router),
     /// `w1`, `w2`, `w3` (every expert's).
     pub(crate) fn with_adapters(&self, vs: &nn::Path, spec: &LoraSpec) -> SparseMoe {
-        let adapt = |linear: &Linear, path: nn::Path, name: &str| {
-            let (input, output) = linear.shape();
-            let adapter = spec
-                .targets
-                .iter()
-                .any(|t| t == name)
-                .then(|| Adapter::new(&(path / name), input, output, spec));
-            linear.with_adapter(adapter)
-        };
         SparseMoe {
-            gate: adapt(&self.gate, vs.clone(), "gate"),
+            gate: self.gate.adapted(vs, "gate", spec),
             experts: self
                 .experts
                 .iter()
@@ -89,9 +80,9 @@ impl SparseMoe {
                 .map(|(j, x)| {
                     let path = vs / "experts" / j;
                     Expert {
-                        w1: adapt(&x.w1, path.clone(), "w1"),
-                        w2: adapt(&x.w2, path.clone(), "w2"),
-                        w3: adapt(&x.w3, path, "w3"),
+                        w1: x.w1.adapted(&path, "w1", spec),
+                        w2: x.w2.adapted(&path, "w2", spec),
+                        w3: x.w3.adapted(&path, "w3", spec),
                     }
                 })
                 .collect(),

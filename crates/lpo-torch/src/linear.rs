@@ -73,15 +73,6 @@ pub fn product_path() -> String {
     format!("{aten} ({why})")
 }
 
-/// The CPU's model name (`/proc/cpuinfo`), when the system says.
-pub fn cpu_model() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, name)| name.trim().to_string())
-}
-
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
