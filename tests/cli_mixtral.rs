@@ -163,6 +163,18 @@ fn the_mixtral_8x7b_preset_plans_46_7b_parameters_and_targets_must_exist() {
         "{stdout}"
     );
 
+    // A --gpu-memory that is not a positive number of GB is a usage error.
+    for bad in ["-1", "0", "abc", "1e400", "141GB;rm"] {
+        let flag = format!("--gpu-memory={bad}");
+        let out = lpo(&dir, &["plan", "big.toml", &flag]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("is not a positive number of GB"),
+            "{stderr}"
+        );
+    }
+
     // A dense layer's name on a sparse model is a plan error at its line.
     std::fs::write(
         dir.join("dense-target.toml"),

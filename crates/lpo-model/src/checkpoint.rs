@@ -165,8 +165,12 @@ pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
     let mut variables = vs.variables();
     let mut missing: Vec<String> = variables.keys().cloned().collect();
     for file in weight_files(dir)? {
-        let tensors = read_tensors(&file, Device::Cpu)?;
-        for (name, src) in tensors.into_iter().flat_map(|(n, t)| unfuse_experts(n, t)) {
+        let mut tensors = Vec::new();
+        for (name, t) in read_tensors(&file, Device::Cpu)? {
+            tensors
+                .extend(unfuse_experts(name, t).with_context(|| format!("in {}", file.display()))?);
+        }
+        for (name, src) in tensors {
             let Some(var) = variables.get_mut(&name) else {
                 continue;
             };
@@ -197,18 +201,31 @@ pub fn load_into(vs: &nn::VarStore, dir: &Path) -> Result<()> {
 /// is `block_sparse_moe.gate.weight`; `mlp.experts.gate_up_proj` `[E, 2F, D]`
 /// holds each expert's `w1` (its first F rows) and `w3`;
 /// `mlp.experts.down_proj` `[E, D, F]` each expert's `w2`. Other names pass
-/// unchanged.
-fn unfuse_experts(name: String, t: Tensor) -> Vec<(String, Tensor)> {
+/// unchanged; a fused tensor of another shape is an error naming it.
+fn unfuse_experts(name: String, t: Tensor) -> Result<Vec<(String, Tensor)>> {
     let split = |suffix: &str| {
         name.strip_suffix(suffix)
             .map(|layer| format!("{layer}.block_sparse_moe"))
     };
     if let Some(moe) = split(".mlp.gate.weight") {
-        return vec![(format!("{moe}.gate.weight"), t)];
+        return Ok(vec![(format!("{moe}.gate.weight"), t)]);
     }
-    if let Some(moe) = split(".mlp.experts.gate_up_proj").filter(|_| t.dim() == 3) {
+    let fused = [".mlp.experts.gate_up_proj", ".mlp.experts.down_proj"];
+    if fused.iter().any(|s| name.ends_with(s)) {
+        ensure!(
+            t.dim() == 3,
+            "fused expert tensor {name} has shape {:?}, not [experts, out, in]",
+            t.size()
+        );
+    }
+    if let Some(moe) = split(".mlp.experts.gate_up_proj") {
+        ensure!(
+            t.size()[1] % 2 == 0,
+            "fused expert tensor {name} has shape {:?}: its rows must be each expert's w1 then w3, an even count",
+            t.size()
+        );
         let f = t.size()[1] / 2;
-        return (0..t.size()[0])
+        return Ok((0..t.size()[0])
             .flat_map(|j| {
                 let expert = t.get(j);
                 [
@@ -222,14 +239,14 @@ fn unfuse_experts(name: String, t: Tensor) -> Vec<(String, Tensor)> {
                     ),
                 ]
             })
-            .collect();
+            .collect());
     }
-    if let Some(moe) = split(".mlp.experts.down_proj").filter(|_| t.dim() == 3) {
-        return (0..t.size()[0])
+    if let Some(moe) = split(".mlp.experts.down_proj") {
+        return Ok((0..t.size()[0])
             .map(|j| (format!("{moe}.experts.{j}.w2.weight"), t.get(j)))
-            .collect();
+            .collect());
     }
-    vec![(name, t)]
+    Ok(vec![(name, t)])
 }
 
 /// Loads a checkpoint directory: its `config.json` and weights, on `device`.
@@ -245,4 +262,33 @@ pub fn load(dir: &Path, device: Device) -> Result<(nn::VarStore, Mistral)> {
     let model = Mistral::new(&vs.root(), &config);
     load_into(&vs, dir)?;
     Ok((vs, model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfuse_experts;
+    use tch::{Kind, Tensor};
+
+    #[test]
+    fn fused_experts_of_the_wrong_shape_are_errors_naming_the_tensor() {
+        let name = |s: &str| format!("model.layers.0.mlp.experts.{s}");
+        let zeros = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu));
+        for (tensor, shape, why) in [
+            ("gate_up_proj", vec![4, 7, 8], "an even count"),
+            ("gate_up_proj", vec![14, 8], "not [experts, out, in]"),
+            ("down_proj", vec![8, 4], "not [experts, out, in]"),
+        ] {
+            let err = unfuse_experts(name(tensor), zeros(&shape))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&name(tensor)) && err.contains(why), "{err}");
+        }
+        let split = unfuse_experts(name("gate_up_proj"), zeros(&[4, 6, 8])).unwrap();
+        assert_eq!(split.len(), 8);
+        assert_eq!(
+            split[1].0,
+            "model.layers.0.block_sparse_moe.experts.0.w3.weight"
+        );
+        assert_eq!(split[1].1.size(), [3, 8]);
+    }
 }
