@@ -4,6 +4,7 @@ mod data_cmd;
 mod device;
 mod doctor;
 mod export_cmd;
+mod launch;
 mod loss_cmd;
 mod memory;
 mod prepare_cmd;

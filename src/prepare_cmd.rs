@@ -85,6 +85,7 @@ pub fn run(args: &PrepareArgs) -> Result<ExitCode> {
             layout: &layout,
             device,
             baseline: Baseline::Reference,
+            group: None,
         };
         let mut bars = Bars::new(format!("[prepare {}]", run.id), mode);
         let prepared = lpo_train::run::prepare(&request, &mut bars)

@@ -44,6 +44,15 @@ pub struct RunArgs {
     /// Start even when the estimated peak memory exceeds this machine's.
     #[arg(long)]
     pub ignore_memory_estimate: bool,
+    /// Train this one run on N local ranks (data parallelism: Gloo on the
+    /// CPU, one GPU a rank on CUDA). train.grad_accum must be a multiple of
+    /// N; results equal one process's up to float summation order.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub nproc: Option<u32>,
+    /// Seconds a rank waits for the others (to join, or in a collective)
+    /// before it fails naming the ranks that do not answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dist_timeout: u64,
 }
 
 /// The baseline of `run` as the planner linked it: the reference, or the
@@ -61,8 +70,22 @@ pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Baseline 
     }
 }
 
-/// `lpo run`: one planned run in this process.
+/// `lpo run`: one planned run in this process, or (`--nproc N`) in N
+/// local ranks of it.
 pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
+    let rendezvous = crate::launch::rendezvous_from_env()?;
+    if let Some(nproc) = args.nproc.filter(|&n| n > 1) {
+        if let Some(at) = rendezvous {
+            eprintln!(
+                "error: --nproc {nproc}, but this process is already rank {} of a group of {} \
+                 (RANK/WORLD_SIZE or a Slurm step): start one rank per process there",
+                at.rank, at.world
+            );
+            return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+        }
+        let grace = std::time::Duration::from_secs(args.dist_timeout + 30);
+        return crate::launch::local(nproc, grace);
+    }
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     };
@@ -78,7 +101,14 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
     let layout = args.results.layout();
     let mut recipe = (*run.recipe).clone();
     apply_threads(&mut recipe, args.threads);
-    let device = device_for(&recipe)?;
+    if let Some(at) = &rendezvous {
+        if let Some(problem) = shared_run_problem(&recipe, at.world) {
+            eprintln!("error: run {}: {problem}", run.id);
+            return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+        }
+        share_cores(&mut recipe);
+    }
+    let device = rank_device(device_for(&recipe)?, rendezvous.as_ref())?;
     let placement = match device {
         tch::Device::Cpu => lpo_plan::memory::Placement::Cpu,
         _ => lpo_plan::memory::Placement::Cuda,
@@ -90,6 +120,17 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     }
     let baseline = baseline_for(&plan, run, &layout);
+    let timeout = std::time::Duration::from_secs(args.dist_timeout);
+    let group = rendezvous
+        .as_ref()
+        .map(|at| lpo_torch::dist::Group::connect(at, timeout, 1))
+        .transpose()?;
+    if let (Some(g), true) = (&group, device.is_cuda()) {
+        eprintln!(
+            "rank {}: gradients are summed by Gloo through host copies (NCCL is not wired)",
+            g.rank()
+        );
+    }
     let request = RunRequest {
         recipe: &recipe,
         run_id: &run.id,
@@ -97,7 +138,11 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         layout: &layout,
         device,
         baseline,
+        group: group.as_ref(),
     };
+    if let Some(g) = group.as_ref().filter(|g| g.rank() > 0) {
+        return Ok(follower(&request, g.rank()));
+    }
     let mode = if args.progress_pipe {
         Mode::Pipe
     } else if args.no_bars {
@@ -106,6 +151,13 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         Mode::Bars
     };
     let mut bars = Bars::new(format!("[{} {}]", run.id, recipe.method_label()), mode);
+    let outcome = lpo_train::run::execute(&request, &mut bars)?;
+    Ok(reported(outcome, mode, &run.id))
+}
+
+/// Says how the run ended (on stdout for `lpo sweep`'s pipe, else on
+/// stderr) and gives the exit status that tells it.
+fn reported(outcome: RunOutcome, mode: Mode, id: &str) -> ExitCode {
     let say = |line: String| {
         if mode == Mode::Pipe {
             println!("{line}");
@@ -113,25 +165,94 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
             eprintln!("{line}");
         }
     };
-    match lpo_train::run::execute(&request, &mut bars)? {
+    match outcome {
         RunOutcome::Complete(summary) => {
             say(report_line(&summary, "complete"));
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         RunOutcome::AlreadyComplete(summary) => {
             say(report_line(&summary, "already complete"));
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         RunOutcome::Failed(summary) => {
             say(report_line(&summary, "FAILED"));
-            Ok(crate::exit::code(crate::exit::FAILED))
+            crate::exit::code(crate::exit::FAILED)
         }
         RunOutcome::Locked => {
+            eprintln!("run {id} is being written by another process; not touching it");
+            crate::exit::code(crate::exit::LOCKED)
+        }
+    }
+}
+
+/// Why `recipe` cannot be shared by `world` ranks, if so.
+fn shared_run_problem(recipe: &lpo_recipe::Recipe, world: usize) -> Option<String> {
+    if recipe.train.rounds > 1 {
+        return Some(format!(
+            "train.rounds = {}: on-policy rounds are not shared among ranks yet; \
+             run it in one process (without --nproc, RANK/WORLD_SIZE or a multi-task srun)",
+            recipe.train.rounds
+        ));
+    }
+    lpo_train::data_parallel::sharing_problem(recipe.train.grad_accum, world)
+}
+
+/// With no thread count set, the ranks on a node share its cores
+/// (`LOCAL_WORLD_SIZE` ranks, as torchrun and `--nproc` say) instead of
+/// each taking all of them.
+fn share_cores(recipe: &mut lpo_recipe::Recipe) {
+    if recipe.train.threads > 0 {
+        return;
+    }
+    let local = std::env::var("LOCAL_WORLD_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    if let Some(local) = local {
+        recipe.train.threads = (cores / local).max(1);
+    }
+}
+
+/// A rank's device: on CUDA, GPU `LOCAL_RANK` of its node.
+fn rank_device(
+    device: tch::Device,
+    at: Option<&lpo_torch::dist::Rendezvous>,
+) -> Result<tch::Device> {
+    match (device, at) {
+        (tch::Device::Cuda(_), Some(at)) => {
+            let count = tch::Cuda::device_count() as usize;
+            if at.local_rank >= count {
+                bail!(
+                    "rank {} has local rank {} but this node has {count} CUDA device(s)",
+                    at.rank,
+                    at.local_rank
+                );
+            }
+            Ok(tch::Device::Cuda(at.local_rank))
+        }
+        _ => Ok(device),
+    }
+}
+
+/// A rank other than 0: it computes its share silently (rank 0 writes the
+/// run's files and reports); it says only why it failed.
+fn follower(request: &RunRequest<'_>, rank: usize) -> ExitCode {
+    match lpo_train::run::execute(request, &mut lpo_train::Silent) {
+        Ok(RunOutcome::Complete(_) | RunOutcome::AlreadyComplete(_)) => ExitCode::SUCCESS,
+        Ok(RunOutcome::Failed(summary)) => {
             eprintln!(
-                "run {} is being written by another process; not touching it",
-                run.id
+                "rank {rank}: run {} failed at step {}: {}",
+                summary.run_id,
+                summary.failed_step.map_or("-".into(), |s| s.to_string()),
+                summary.error.as_deref().unwrap_or("unknown error")
             );
-            Ok(crate::exit::code(crate::exit::LOCKED))
+            crate::exit::code(crate::exit::FAILED)
+        }
+        Ok(RunOutcome::Locked) => crate::exit::code(crate::exit::LOCKED),
+        Err(e) => {
+            eprintln!("rank {rank}: error: {e:#}");
+            crate::exit::code(crate::exit::FAILED)
         }
     }
 }

@@ -66,9 +66,21 @@ pub struct SlurmArgs {
     /// Time limit per run, in Slurm's format (`#SBATCH --time`, e.g. 2:00:00).
     #[arg(long)]
     pub time: Option<String>,
-    /// GPUs per run (`#SBATCH --gpus`): at most 1, as a run uses one device.
+    /// GPUs per run (`#SBATCH --gpus`): at most 1, as one process uses one
+    /// device (several: --ntasks with --gpus-per-node).
     #[arg(long)]
     pub gpus: Option<u32>,
+    /// Ranks per run (`#SBATCH --ntasks`): above 1, each run's task starts
+    /// its ranks with srun and they share its batches (data parallelism;
+    /// train.grad_accum must be a multiple).
+    #[arg(long)]
+    pub ntasks: Option<u32>,
+    /// Nodes per run (`#SBATCH --nodes`), its ranks spread over them.
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// GPUs per node of a run's task (`#SBATCH --gpus-per-node`), one a rank.
+    #[arg(long)]
+    pub gpus_per_node: Option<u32>,
     /// CPUs per run (`#SBATCH --cpus-per-task`); a run's threads unless --threads or train.threads say otherwise.
     #[arg(long)]
     pub cpus: Option<u32>,
@@ -88,6 +100,9 @@ impl SlurmArgs {
             || self.account.is_some()
             || self.time.is_some()
             || self.gpus.is_some()
+            || self.ntasks.is_some()
+            || self.nodes.is_some()
+            || self.gpus_per_node.is_some()
             || self.cpus.is_some()
             || self.mem.is_some()
             || !self.extra.is_empty()
@@ -100,6 +115,9 @@ impl SlurmArgs {
             account: self.account.clone(),
             time: self.time.clone(),
             gpus: self.gpus,
+            ntasks: self.ntasks,
+            nodes: self.nodes,
+            gpus_per_node: self.gpus_per_node,
             cpus: self.cpus,
             mem: self.mem.clone(),
             extra: self.extra.clone(),

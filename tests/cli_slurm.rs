@@ -394,7 +394,80 @@ fn a_sweep_on_a_local_slurm_cluster_completes_resumes_and_reports_failures() {
         "{}",
         text(&out.stderr)
     );
+
+    two_tasks_train_one_run(&dir, &cluster, &results);
     drop(cluster);
+}
+
+/// A run of two ranks (`--ntasks 2` on the one node, started with srun in
+/// its array task) trains what one process accumulating two micro-batches
+/// trains.
+fn two_tasks_train_one_run(dir: &Path, cluster: &Cluster, results: &Path) {
+    let recipe =
+        small("ranks", 8, "", "").replace("batch_size = 4", "batch_size = 8\ngrad_accum = 2");
+    std::fs::write(dir.join("ranks.toml"), recipe).unwrap();
+    let res = results.to_str().unwrap();
+    let args = [
+        "sweep",
+        "ranks.toml",
+        "--backend",
+        "slurm",
+        "--cpus",
+        "1",
+        "--ntasks",
+        "2",
+        "--results",
+        res,
+    ];
+    let out = lpo(dir, &cluster.conf, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let script = std::fs::read_to_string(results.join("ranks/slurm/runs-1-0.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --ntasks=2"), "{script}");
+    assert!(
+        script.lines().last().unwrap().starts_with("exec srun "),
+        "{script}"
+    );
+    cluster.wait(results, "the two-task run", 300, || cluster.idle());
+    let run = run_dirs(&results.join("ranks")).pop().unwrap();
+    let s = summary(&run).unwrap();
+    assert_eq!(
+        s["status"],
+        "complete",
+        "{s}\n{}",
+        cluster.diagnostics(results)
+    );
+    assert_eq!(s["ranks"], 2, "{s}");
+    // The same run in one process.
+    let out = lpo(
+        dir,
+        &cluster.conf,
+        &[
+            "run",
+            "ranks.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--results",
+            "alone",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let alone = run_dirs(&dir.join("alone/ranks")).pop().unwrap();
+    let losses = |run: &Path| -> Vec<f64> {
+        let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+        reader
+            .records()
+            .map(|r| r.unwrap()[2].parse().unwrap())
+            .collect()
+    };
+    let (two, one) = (losses(&run), losses(&alone));
+    assert_eq!(two.len(), 8);
+    for (a, b) in two.iter().zip(&one) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1e-30),
+            "{two:?} vs {one:?}"
+        );
+    }
 }
 
 #[test]
@@ -708,7 +781,7 @@ fn slurm_values_that_would_leave_their_sbatch_line_exit_2_and_write_nothing() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--gpus 4: a run uses one device") && stderr.contains("use --gpus 1"),
+        stderr.contains("--gpus 4: one process uses one device") && stderr.contains("use --gpus 1"),
         "{stderr}"
     );
     // A results directory an #SBATCH line cannot carry: refused, not written.

@@ -66,6 +66,7 @@ fn write_run(family: &Path, s: &Spec) -> PathBuf {
         resumed_from: None,
         device: "cpu".into(),
         threads: 1,
+        ranks: None,
         reference: "r".into(),
         lists: "l".into(),
         round_lists: vec!["l".into()],

@@ -172,6 +172,10 @@ pub struct Summary {
     /// CPU threads libtorch used (results on CPU depend on it).
     #[serde(default)]
     pub threads: u32,
+    /// Ranks that trained the run together (data parallelism); absent for
+    /// one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<u32>,
     /// Reference id.
     pub reference: String,
     /// Reward-list dataset id.

@@ -14,6 +14,7 @@ use anyhow::{bail, Result};
 
 mod clock;
 mod cuda_driver;
+pub mod dist;
 pub mod fused;
 pub mod linear;
 pub mod memory;

@@ -4,6 +4,7 @@
 //! - [`lists`]: the reward-list dataset (K sampled responses per prompt,
 //!   scored by the task; or imported lists), cached; held-out eval prompts.
 //! - [`sources`]: data sources, tokenizer, encoding.
+//! - [`data_parallel`]: one run over several ranks (c10d): micro-batch shares, gradient all-reduce.
 //! - [`optim`]: AdamW with schedules and clipping, checkpointable.
 //! - [`eval`]: sampled evaluation against a baseline, KL to the reference,
 //!   implicit-reward metrics and curves on held-out lists.
@@ -14,6 +15,7 @@
 
 pub mod batch;
 pub mod checkpoints;
+pub mod data_parallel;
 pub mod eval;
 pub mod lists;
 pub mod optim;

@@ -103,6 +103,11 @@ impl AdamW {
         }
     }
 
+    /// The trained parameters, in slot order.
+    pub fn params(&self) -> Vec<Tensor> {
+        self.slots.iter().map(|s| s.param.shallow_clone()).collect()
+    }
+
     /// The defined gradients, in slot order.
     fn grads(&self) -> Vec<Tensor> {
         self.slots

@@ -39,6 +39,9 @@ pub struct RunRequest<'a> {
     pub device: Device,
     /// The evaluation baseline.
     pub baseline: Baseline,
+    /// The group of ranks this run is shared with (data parallelism), or
+    /// `None` for one process. Only rank 0 writes the run's files.
+    pub group: Option<&'a lpo_torch::dist::Group>,
 }
 
 /// How a request ended.

@@ -48,6 +48,8 @@ struct RunState {
     /// The kinds of a weighted `loss.kind`, whose losses each step logs in
     /// loss_parts.csv (empty for one kind).
     part_kinds: Vec<&'static str>,
+    /// This process writes the run's files: one process, or rank 0 of a group.
+    primary: bool,
 }
 
 /// How often the step metrics of a running run reach its directory: often
@@ -78,6 +80,7 @@ impl RunState {
                 resumed_from: None,
                 device: format!("{:?}", request.device).to_lowercase(),
                 threads: u32::try_from(tch::get_num_threads()).unwrap_or(0),
+                ranks: request.group.map(|g| g.world() as u32),
                 reference: String::new(),
                 lists: String::new(),
                 round_lists: Vec::new(),
@@ -108,7 +111,16 @@ impl RunState {
                 },
                 recipe.model.router_aux_loss_coef() > 0.0,
             ),
+            primary: request.group.is_none_or(|g| g.rank() == 0),
         }
+    }
+
+    /// Writes summary.json (rank 0 of a group alone).
+    fn write_summary(&self) -> Result<()> {
+        if self.primary {
+            self.summary.write(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Records a step's metrics, in metrics.csv and the event file.
@@ -171,6 +183,9 @@ impl RunState {
     }
 
     fn write_curves(&self) -> Result<()> {
+        if !self.primary {
+            return Ok(());
+        }
         self.write_curves_to(&self.dir)
     }
 
@@ -194,28 +209,14 @@ impl RunState {
 pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<RunOutcome> {
     let recipe = request.recipe;
     let dir = request.layout.run_dir(&recipe.name, request.run_id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let Some(_lock) = FileLock::try_acquire(&dir.join(".lock"))? else {
-        return Ok(RunOutcome::Locked);
-    };
-    // Writes killed before their rename (here, or of shared cache entries)
-    // leave temporaries behind; their writers are gone, so they can go.
-    for stale_dir in [dir.clone(), request.layout.cache_dir()] {
-        for path in remove_stale_temporaries(&stale_dir)? {
-            eprintln!("removed a stale temporary: {}", path.display());
-        }
-    }
-    if let Some(summary) = Summary::read(&dir)? {
-        if summary.status == Status::Complete && summary.run_id == request.run_id {
-            reference_unchanged(request, &summary, &dir)?;
-            reward_model_unchanged(request, &summary, &dir)?;
-            return Ok(RunOutcome::AlreadyComplete(summary));
-        }
-    }
     let config = toml::to_string_pretty(recipe).context("serializing the run's recipe")?;
-    write_atomic(&dir.join(CONFIG), config.as_bytes())?;
+    let _lock = match opening(request, &dir, &config)? {
+        Opening::Start(lock) => lock,
+        Opening::Locked => return Ok(RunOutcome::Locked),
+        Opening::Complete(summary) => return Ok(RunOutcome::AlreadyComplete(*summary)),
+    };
     let mut state = RunState::new(request, &dir);
-    state.summary.write(&dir)?;
+    state.write_summary()?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(request, &mut state, progress)));
     state.summary.memory = Some(state.memory_record(request));
     let error = match result {
@@ -234,7 +235,7 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             state.summary.status = Status::Complete;
             let done = state.summary.steps_done;
             state.tracker.finish(&state.summary, done)?;
-            state.summary.write(&dir)?;
+            state.write_summary()?;
             state.tracker.close_mlflow(true)?;
             Ok(RunOutcome::Complete(state.summary))
         }
@@ -249,11 +250,90 @@ pub fn execute(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
             }
             state.write_curves()?;
             state.tracker.flush()?;
-            state.summary.write(&dir)?;
+            state.write_summary()?;
             state.tracker.close_mlflow(false)?;
             Ok(RunOutcome::Failed(state.summary))
         }
     }
+}
+
+/// How [`execute`] finds a run's directory.
+enum Opening {
+    /// Run it (rank 0 holds the directory's lock).
+    Start(Option<FileLock>),
+    /// Another process holds the lock.
+    Locked,
+    /// It is complete.
+    Complete(Box<Summary>),
+}
+
+/// Takes the run directory (rank 0 of a group alone: it locks it, clears
+/// stale temporaries and writes config.toml) and tells every rank of the
+/// group what rank 0 found; then checks that every rank runs the same run
+/// id and recipe.
+fn opening(request: &RunRequest<'_>, dir: &Path, config: &str) -> Result<Opening> {
+    const START: u64 = 0;
+    const LOCKED: u64 = 1;
+    const COMPLETE: u64 = 2;
+    let primary = request.group.is_none_or(|g| g.rank() == 0);
+    let mut found = if primary {
+        open_dir(request, dir, config)?
+    } else {
+        Opening::Start(None)
+    };
+    let Some(group) = request.group else {
+        return Ok(found);
+    };
+    let code = match &found {
+        Opening::Start(_) => START,
+        Opening::Locked => LOCKED,
+        Opening::Complete(_) => COMPLETE,
+    };
+    let codes = group.all_gather_u64(if primary { code } else { 0 })?;
+    if !primary {
+        found = match codes[0] {
+            LOCKED => Opening::Locked,
+            COMPLETE => Opening::Complete(Box::new(
+                Summary::read(dir)?
+                    .with_context(|| format!("rank 0 found {} complete", dir.display()))?,
+            )),
+            _ => Opening::Start(None),
+        };
+    }
+    if matches!(found, Opening::Start(_)) {
+        let what = format!("{}\n{config}", request.run_id);
+        crate::data_parallel::agree(
+            group,
+            "run id and recipe",
+            crate::data_parallel::fingerprint(&what),
+        )?;
+    }
+    Ok(found)
+}
+
+/// [`opening`] for one process (or rank 0): the lock, stale temporaries
+/// cleared, a complete run recognised, config.toml written.
+fn open_dir(request: &RunRequest<'_>, dir: &Path, config: &str) -> Result<Opening> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let Some(lock) = FileLock::try_acquire(&dir.join(".lock"))? else {
+        return Ok(Opening::Locked);
+    };
+    // Writes killed before their rename (here, or of shared cache entries)
+    // leave temporaries behind; their writers are gone, so they can go.
+    for stale_dir in [dir.to_path_buf(), request.layout.cache_dir()] {
+        for path in remove_stale_temporaries(&stale_dir)? {
+            eprintln!("removed a stale temporary: {}", path.display());
+        }
+    }
+    if let Some(summary) = Summary::read(dir)? {
+        if summary.status == Status::Complete && summary.run_id == request.run_id {
+            reference_unchanged(request, &summary, dir)?;
+            reward_model_unchanged(request, &summary, dir)?;
+            return Ok(Opening::Complete(Box::new(summary)));
+        }
+    }
+    write_atomic(&dir.join(CONFIG), config.as_bytes())?;
+    Ok(Opening::Start(Some(lock)))
 }
 
 /// A complete run scored by a reward model must still find that model at
@@ -462,7 +542,9 @@ fn evaluate(
     let final_beta = recipe.loss.beta.at(total, total);
     if !inputs.heldout.is_empty() {
         let (rows, headline) = inputs.heldout.evaluate(policy, final_beta, progress);
-        write_atomic(&state.dir.join(records::HELDOUT), &records::to_csv(&rows)?)?;
+        if state.primary {
+            write_atomic(&state.dir.join(records::HELDOUT), &records::to_csv(&rows)?)?;
+        }
         state.summary.heldout = Some(headline);
     }
     let examples = lists::eval_examples(recipe, &inputs.sources)?;
@@ -476,7 +558,9 @@ fn evaluate(
             &examples,
             progress,
         )?;
-        write_atomic(&state.dir.join(records::EVAL), &records::to_csv(&rows)?)?;
+        if state.primary {
+            write_atomic(&state.dir.join(records::EVAL), &records::to_csv(&rows)?)?;
+        }
         state.summary.headline = Some(eval::headline(&rows, &examples));
     }
     Ok(())
@@ -556,6 +640,9 @@ fn save_checkpoint(
     opt: Option<&AdamW>,
     step: u32,
 ) -> Result<()> {
+    if !state.primary {
+        return Ok(()); // rank 0 writes the checkpoint of every rank's weights
+    }
     let new = state.dir.join("checkpoint-new");
     let current = state.dir.join(CHECKPOINT);
     let old = state.dir.join("checkpoint-old");
@@ -598,9 +685,11 @@ fn train(
     let t = &recipe.train;
     let total = t.steps * t.rounds;
     let (vs, policy, mut opt, start) = resume_point(inputs, state)?;
-    state
-        .tracker
-        .start(inputs.request, &state.dir, &state.metrics, &state.curves)?;
+    if state.primary {
+        state
+            .tracker
+            .start(inputs.request, &state.dir, &state.metrics, &state.curves)?;
+    }
     let every = recipe.eval.every;
     let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
@@ -649,7 +738,7 @@ fn train(
         let every = t.checkpoint_every;
         if every > 0 && done % every == 0 && done < total {
             save_checkpoint(state, inputs, (&vs, &policy), Some(&opt), done)?;
-            state.summary.write(&state.dir)?;
+            state.write_summary()?;
         }
     }
     progress.finish();
@@ -746,7 +835,8 @@ fn resume_from(
     Ok(start)
 }
 
-/// One optimizer step (with gradient accumulation): its metrics row.
+/// One optimizer step (with gradient accumulation, and the micro-batches
+/// shared among the ranks of a group): its metrics row.
 fn optimizer_step(
     inputs: &RunInputs<'_>,
     data: &RoundData,
@@ -771,32 +861,24 @@ fn optimizer_step(
         .collect();
     let weights = micro_weights(&params, &data.set, &parts);
     opt.zero_grad();
-    // LoRA dropout is on while the loss is computed, off everywhere else.
-    let training = |on: bool| inputs.lora.iter().for_each(|s| s.set_training(on));
-    training(true);
-    seed_lora_dropout(inputs, step);
+    let mine = crate::data_parallel::my_micro_batches(inputs.request.group, micro);
+    let mut slots = backward(
+        inputs,
+        data,
+        policy,
+        &params,
+        (&parts, &weights),
+        mine,
+        step,
+    );
+    if let Some(group) = inputs.request.group {
+        crate::data_parallel::all_reduce_grads(group, &opt.params())?;
+        group.all_reduce(&mut slots, lpo_torch::dist::Reduce::Sum)?;
+    }
     // The loss and the gradient norm stay on the device until the step is
     // done; a step with either not finite is skipped there, then refused.
-    let mut losses = Vec::with_capacity(micro);
-    let mut part_losses = Vec::with_capacity(micro);
-    let mut stats_values = Vec::with_capacity(micro);
-    let mut tokens = 0;
-    for (indices, &weight) in parts.iter().zip(&weights) {
-        let (result, recompute) = micro_batch_loss(inputs, data, policy, &params, indices);
-        losses.push(result.loss.detach() * weight);
-        part_losses.push(result.parts.to_kind(Kind::Double) * weight);
-        (result.loss * weight).backward();
-        if let Some(recompute) = recompute {
-            recompute.backward(); // activation checkpointing: the blocks' part
-        }
-        stats_values.push(result.stats_values.to_kind(Kind::Double));
-        tokens += data.set.token_count(indices);
-    }
-    training(false);
     let grad_norm = opt.clip_grad_norm(t.grad_clip)?;
-    let loss = Tensor::stack(&losses, 0)
-        .to_kind(Kind::Double)
-        .sum(Kind::Double);
+    let loss = slots.select(1, 0).sum(Kind::Double);
     let finite = loss.isfinite().logical_and(&grad_norm.isfinite());
     let lr = learning_rate(
         t.learning_rate,
@@ -806,7 +888,13 @@ fn optimizer_step(
         t.steps,
     );
     opt.step(lr, Some(&finite.logical_not()))?;
-    let part_losses = Tensor::stack(&part_losses, 0).sum_dim_intlist(0, false, Kind::Double);
+    let n_parts = slots.size()[1] - 1 - STATS;
+    let part_losses = slots
+        .narrow(1, 1, n_parts)
+        .sum_dim_intlist(0, false, Kind::Double);
+    let stats_values = (0..micro as i64)
+        .map(|m| slots.get(m).narrow(0, 1 + n_parts, STATS))
+        .collect();
     let (loss, grad_norm, part_losses, stats) =
         read_step(&loss, &grad_norm, &part_losses, stats_values)?;
     if !loss.is_finite() {
@@ -831,9 +919,59 @@ fn optimizer_step(
         sft_weight: params.sft_weight,
         sft_loss: stats.sft_loss,
         grad_norm,
-        tokens,
+        tokens: parts.iter().map(|p| data.set.token_count(p)).sum(),
         parts: part_rows(&params, router_aux, part_losses),
     })
+}
+
+/// Numbers in [`lpo_loss::LossOutput::stats_values`].
+const STATS: i64 = 8;
+
+/// Backpropagates the micro-batches `mine` of a step's `parts` (each loss
+/// times its weight) and returns the step's numbers, one f64 row per
+/// micro-batch: its weighted loss, its weighted part losses, its
+/// [`STATS`] statistics. The rows of micro-batches another rank computes
+/// are zeros here, so the sum over ranks is every rank's rows.
+fn backward(
+    inputs: &RunInputs<'_>,
+    data: &RoundData,
+    policy: &Mistral,
+    params: &LossParams,
+    (parts, weights): (&[Vec<usize>], &[f64]),
+    mine: std::ops::Range<usize>,
+    step: u32,
+) -> Tensor {
+    // LoRA dropout is on while the loss is computed, off everywhere else.
+    let training = |on: bool| inputs.lora.iter().for_each(|s| s.set_training(on));
+    training(true);
+    let mut rows = Vec::with_capacity(mine.len());
+    for m in mine.clone() {
+        seed_lora_dropout(inputs, step, m);
+        let (result, recompute) = micro_batch_loss(inputs, data, policy, params, &parts[m]);
+        let weight = weights[m];
+        rows.push(Tensor::cat(
+            &[
+                (result.loss.detach() * weight)
+                    .to_kind(Kind::Double)
+                    .view([1]),
+                result.parts.to_kind(Kind::Double) * weight,
+                result.stats_values.to_kind(Kind::Double),
+            ],
+            0,
+        ));
+        (result.loss * weight).backward();
+        if let Some(recompute) = recompute {
+            recompute.backward(); // activation checkpointing: the blocks' part
+        }
+    }
+    training(false);
+    let mine_rows = Tensor::stack(&rows, 0);
+    let (width, device) = (mine_rows.size()[1], mine_rows.device());
+    let zeros = |n: usize| Tensor::zeros([n as i64, width], (Kind::Double, device));
+    Tensor::cat(
+        &[zeros(mine.start), mine_rows, zeros(parts.len() - mine.end)],
+        0,
+    )
 }
 
 /// The name of the router's load-balancing loss in loss_parts.csv.
@@ -933,11 +1071,17 @@ fn micro_batch_loss<'a>(
 }
 
 /// Seeds LoRA dropout's masks, which come from libtorch's generator, per
-/// step: a resumed run draws the masks an uninterrupted one would.
-fn seed_lora_dropout(inputs: &RunInputs<'_>, step: u32) {
+/// step and micro-batch: a resumed run draws the masks an uninterrupted one
+/// would, and a rank computing micro-batch `micro` the masks one process
+/// would draw for it.
+fn seed_lora_dropout(inputs: &RunInputs<'_>, step: u32, micro: usize) {
     if inputs.lora.as_ref().is_some_and(|s| s.dropout > 0.0) {
         let train = &inputs.request.recipe.train;
-        let seed = lpo_results::derive_seed(train.seed, &format!("lora-dropout-{step}"));
+        let key = match micro {
+            0 => format!("lora-dropout-{step}"),
+            m => format!("lora-dropout-{step}-{m}"),
+        };
+        let seed = lpo_results::derive_seed(train.seed, &key);
         tch::manual_seed(seed as i64);
     }
 }
@@ -994,7 +1138,7 @@ fn read_step(
     numbers.extend(stats_values);
     let numbers = Vec::<f64>::try_from(Tensor::cat(&numbers, 0).to_device(Device::Cpu))?;
     let mut stats = lpo_loss::LossStats::default();
-    for values in numbers[2 + n_parts..].chunks(8) {
+    for values in numbers[2 + n_parts..].chunks(STATS as usize) {
         add_share(
             &mut stats,
             &lpo_loss::LossStats::from_values(values),

@@ -61,6 +61,7 @@ fn a_policy_equal_to_the_reference_ties_everywhere_with_zero_kl() {
         layout: &layout,
         device: Device::Cpu,
         baseline: Baseline::Reference,
+        group: None,
     };
     let rows = eval::generations(
         &request,

@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 use crate::exit;
 
 /// The sbatch options of every job of a sweep (`--partition`, `--account`,
-/// `--time`, `--gpus`, `--cpus`, `--mem`, `--sbatch`).
+/// `--time`, `--gpus`, `--cpus`, `--mem`, `--sbatch`), and of the run
+/// arrays' tasks (`--ntasks`, `--nodes`, `--gpus-per-node`: one run over
+/// several ranks).
 #[derive(Debug, Clone, Default)]
 pub struct SbatchOptions {
     /// `#SBATCH --partition`.
@@ -19,8 +21,15 @@ pub struct SbatchOptions {
     pub account: Option<String>,
     /// `#SBATCH --time`, in Slurm's format.
     pub time: Option<String>,
-    /// `#SBATCH --gpus`: at most 1, as a run uses one device.
+    /// `#SBATCH --gpus`: at most 1 (one device; several ranks take
+    /// `gpus_per_node`).
     pub gpus: Option<u32>,
+    /// `#SBATCH --ntasks` of a run's task: its ranks, started with `srun`.
+    pub ntasks: Option<u32>,
+    /// `#SBATCH --nodes` of a run's task.
+    pub nodes: Option<u32>,
+    /// `#SBATCH --gpus-per-node` of a run's task (one GPU a rank).
+    pub gpus_per_node: Option<u32>,
     /// `#SBATCH --cpus-per-task`.
     pub cpus: Option<u32>,
     /// `#SBATCH --mem`.
@@ -48,12 +57,53 @@ impl SbatchOptions {
         }
         if let Some(gpus) = self.gpus.filter(|&g| g > 1) {
             problems.push(format!(
-                "--gpus {gpus}: a run uses one device, so the other GPUs would sit idle; use --gpus 1"
+                "--gpus {gpus}: one process uses one device, so the other GPUs would sit idle; \
+                 use --gpus 1, or --ntasks N --gpus-per-node G to share a run among N ranks"
             ));
         }
+        problems.extend(self.rank_problems());
         for extra in &self.extra {
             if let Err(why) = sbatch_option(extra) {
                 problems.push(format!("--sbatch {}: {why}", shown(Some(extra))));
+            }
+        }
+        problems
+    }
+}
+
+impl SbatchOptions {
+    /// The ranks of one run's task: `--ntasks` (default 1).
+    pub fn ranks(&self) -> u32 {
+        self.ntasks.unwrap_or(1)
+    }
+
+    /// Problems of `--ntasks`, `--nodes` and `--gpus-per-node` together.
+    fn rank_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (flag, value) in [
+            ("--ntasks", self.ntasks),
+            ("--nodes", self.nodes),
+            ("--gpus-per-node", self.gpus_per_node),
+        ] {
+            if value == Some(0) {
+                problems.push(format!("{flag} 0: give at least 1"));
+            }
+        }
+        let (ranks, nodes) = (self.ranks(), self.nodes.unwrap_or(1));
+        if nodes > ranks && ranks > 0 {
+            problems.push(format!(
+                "--nodes {nodes}: a run's {ranks} rank(s) (--ntasks) cannot fill {nodes} nodes"
+            ));
+        }
+        if self.gpus.is_some() && self.gpus_per_node.is_some() {
+            problems.push("--gpus and --gpus-per-node: give one of them".into());
+        }
+        if let Some(g) = self.gpus_per_node.filter(|&g| g > 0 && nodes > 0) {
+            let per_node = ranks.div_ceil(nodes);
+            if g < per_node {
+                problems.push(format!(
+                    "--gpus-per-node {g}: {per_node} rank(s) on a node need one GPU each"
+                ));
             }
         }
         problems
@@ -249,7 +299,13 @@ impl ScriptContext {
         if let JobKind::Runs(tasks) = kind {
             s += &task_run_ids(tasks)?;
         }
-        s += &format!("exec {}\n", self.command(kind)?.join(" "));
+        // Several ranks a run: srun starts them in the task's allocation,
+        // and each joins the group from Slurm's variables.
+        let launcher = match kind {
+            JobKind::Runs(_) if self.sbatch.ranks() > 1 => "srun ",
+            _ => "",
+        };
+        s += &format!("exec {launcher}{}\n", self.command(kind)?.join(" "));
         Ok(s)
     }
 
@@ -287,7 +343,7 @@ impl ScriptContext {
             options.push("--requeue".into());
             options.push("--open-mode=append".into());
         }
-        options.extend(self.options()?);
+        options.extend(self.options(kind)?);
         Ok(options)
     }
 
@@ -319,7 +375,7 @@ impl ScriptContext {
 
     /// The `#SBATCH` options from the Slurm arguments, each value checked
     /// and quoted as sbatch reads it.
-    fn options(&self) -> std::result::Result<Vec<String>, String> {
+    fn options(&self, kind: &JobKind) -> std::result::Result<Vec<String>, String> {
         if let Some(problem) = self.sbatch.problems().into_iter().next() {
             return Err(problem);
         }
@@ -334,6 +390,11 @@ impl ScriptContext {
         add("account", a.account.clone());
         add("time", a.time.clone());
         add("gpus", a.gpus.map(|g| g.to_string()));
+        if let JobKind::Runs(_) = kind {
+            add("ntasks", a.ntasks.map(|n| n.to_string()));
+            add("nodes", a.nodes.map(|n| n.to_string()));
+        }
+        add("gpus-per-node", a.gpus_per_node.map(|g| g.to_string()));
         add("cpus-per-task", a.cpus.map(|c| c.to_string()));
         add("mem", a.mem.clone());
         for extra in &a.extra {
@@ -568,9 +629,31 @@ mod tests {
         };
         let p = gpus.problems();
         assert!(
-            p[0].contains("a run uses one device") && p[0].contains("--gpus 1"),
+            p[0].contains("one process uses one device") && p[0].contains("--gpus-per-node"),
             "{p:?}"
         );
+        let ranks = |ntasks, nodes, gpus_per_node, gpus| SbatchOptions {
+            ntasks,
+            nodes,
+            gpus_per_node,
+            gpus,
+            ..SbatchOptions::default()
+        };
+        assert!(ranks(Some(4), Some(2), Some(2), None).problems().is_empty());
+        for (bad, says) in [
+            (ranks(Some(0), None, None, None), "--ntasks 0"),
+            (ranks(Some(2), Some(3), None, None), "cannot fill 3 nodes"),
+            (ranks(None, Some(2), None, None), "cannot fill 2 nodes"),
+            (
+                ranks(Some(4), Some(1), Some(2), None),
+                "4 rank(s) on a node need one GPU each",
+            ),
+            (ranks(Some(2), None, Some(2), Some(1)), "give one of them"),
+        ] {
+            let p = bad.problems();
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].contains(says), "{p:?}");
+        }
         let fine = SbatchOptions {
             partition: Some("gpu,debug".into()),
             account: Some("my lab".into()),
@@ -587,6 +670,33 @@ mod tests {
             ..SbatchOptions::default()
         };
         assert_eq!(quoted.problems().len(), 2, "{:?}", quoted.problems());
+    }
+
+    #[test]
+    fn a_run_of_several_ranks_starts_them_with_srun_and_prepare_stays_one_task() {
+        let mut ctx = context("/data");
+        ctx.sbatch.ntasks = Some(2);
+        ctx.sbatch.nodes = Some(1);
+        ctx.sbatch.gpus_per_node = Some(2);
+        ctx.sbatch.gpus = None;
+        let array = ctx.script(&runs(&[0, 1])).unwrap();
+        assert!(array.contains("#SBATCH --ntasks=2\n"), "{array}");
+        assert!(array.contains("#SBATCH --nodes=1\n"), "{array}");
+        assert!(array.contains("#SBATCH --gpus-per-node=2\n"), "{array}");
+        let last = array.lines().last().unwrap();
+        assert!(last.starts_with("exec srun /data/bin/lpo run "), "{last}");
+        let prepare = ctx.script(&JobKind::Prepare).unwrap();
+        assert!(!prepare.contains("--ntasks"), "{prepare}");
+        assert!(!prepare.contains("srun"), "{prepare}");
+        ctx.sbatch.ntasks = Some(1);
+        let one = ctx.script(&runs(&[0])).unwrap();
+        assert!(
+            one.lines()
+                .last()
+                .unwrap()
+                .starts_with("exec /data/bin/lpo run "),
+            "{one}"
+        );
     }
 
     #[test]

@@ -1,0 +1,8 @@
+// See ../README.md: a declaration-only stand-in for gloo's header of this name.
+#pragma once
+namespace gloo {
+namespace transport {
+class Device;
+class UnboundBuffer;
+}  // namespace transport
+}  // namespace gloo
