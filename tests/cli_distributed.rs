@@ -10,9 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// 8 lists a step in 2 micro-batches; 40 eval prompts x 8 samples, so the
+/// evaluation's generation (64 rows a chunk) and KL passes (32 prompts a
+/// chunk) have chunks on both ranks.
 fn recipe(steps: u32, checkpoint_every: u32) -> String {
     small_recipe("dp", steps, checkpoint_every, "every = 5", "")
         .replace("batch_size = 4", "batch_size = 8\ngrad_accum = 2")
+        .replace("prompts = 12", "prompts = 40")
 }
 
 fn lpo(dir: &Path, args: &[&str]) -> Output {

@@ -147,6 +147,27 @@ impl Group {
         Ok(values.into_iter().map(|v| v as u64).collect())
     }
 
+    /// Every rank's `data` (of any length), in rank order: the lengths are
+    /// gathered first, then one buffer where each rank fills its own span
+    /// (so the sum is exact).
+    pub fn all_gather_i64(&self, data: &[i64]) -> Result<Vec<Vec<i64>>> {
+        let lengths = self.all_gather_u64(data.len() as u64)?;
+        let total: u64 = lengths.iter().sum();
+        let start: u64 = lengths[..self.rank].iter().sum();
+        let mut buffer = vec![0i64; total as usize];
+        buffer[start as usize..start as usize + data.len()].copy_from_slice(data);
+        let mut t = Tensor::from_slice(&buffer);
+        self.all_reduce(&mut t, Reduce::Sum)?;
+        let all = Vec::<i64>::try_from(&t)?;
+        let mut out = Vec::with_capacity(self.world);
+        let mut at = 0usize;
+        for n in lengths {
+            out.push(all[at..at + n as usize].to_vec());
+            at += n as usize;
+        }
+        Ok(out)
+    }
+
     /// Waits until every rank arrives.
     pub fn barrier(&self) -> Result<()> {
         let mut t = Tensor::zeros([1], (Kind::Int64, Device::Cpu));
@@ -252,6 +273,9 @@ mod tests {
                     let mut m = Tensor::from_slice(&[rank as f64 * 2.0 - 1.0]);
                     g.all_reduce(&mut m, Reduce::Max).unwrap();
                     let gathered = g.all_gather_u64(u64::MAX - rank as u64).unwrap();
+                    let ragged: Vec<i64> = (0..=rank as i64 * 2).map(|v| v - 7).collect();
+                    let spans = g.all_gather_i64(&ragged).unwrap();
+                    assert_eq!(spans, vec![vec![-7], vec![-7, -6, -5]]);
                     g.barrier().unwrap();
                     (sum, m.double_value(&[0]), gathered)
                 })

@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use lpo_torch::dist::{Group, Reduce};
 use tch::{Kind, Tensor};
 
@@ -94,6 +94,64 @@ fn reduce_bucket(group: &Group, grads: &[Tensor]) -> Result<()> {
         offset += n;
     }
     Ok(())
+}
+
+/// Whether `group`'s rank computes chunk `chunk` of a shared loop (chunks
+/// go round the ranks); every chunk without a group.
+pub fn owns(group: Option<&Group>, chunk: usize) -> bool {
+    group.is_none_or(|g| chunk % g.world() == g.rank())
+}
+
+/// The rows of `count` chunks in chunk order, each computed by the rank
+/// that [`owns`] it: `mine` holds this rank's chunks (index, rows).
+pub fn gather_chunks(
+    group: Option<&Group>,
+    mine: Vec<(usize, Vec<Vec<i64>>)>,
+    count: usize,
+) -> Result<Vec<Vec<i64>>> {
+    let Some(group) = group else {
+        return Ok(mine.into_iter().flat_map(|(_, rows)| rows).collect());
+    };
+    // Encoded as [chunk, rows, each row's length, the rows' values].
+    let mut encoded = Vec::new();
+    for (chunk, rows) in &mine {
+        encoded.push(*chunk as i64);
+        encoded.push(rows.len() as i64);
+        encoded.extend(rows.iter().map(|r| r.len() as i64));
+        encoded.extend(rows.iter().flatten());
+    }
+    let mut chunks: Vec<Option<Vec<Vec<i64>>>> = vec![None; count];
+    for (rank, data) in group.all_gather_i64(&encoded)?.into_iter().enumerate() {
+        let mut rest: &[i64] = &data;
+        let mut next = |n: usize| -> Result<Vec<i64>> {
+            if rest.len() < n {
+                bail!("rank {rank} sent a truncated share");
+            }
+            let (span, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(span.to_vec())
+        };
+        let mut left = data.len();
+        while left > 0 {
+            let head = next(2)?;
+            let (chunk, rows) = (head[0] as usize, head[1] as usize);
+            let lengths: Vec<usize> = next(rows)?.iter().map(|&n| n as usize).collect();
+            let mut out = Vec::with_capacity(rows);
+            for &n in &lengths {
+                out.push(next(n)?);
+            }
+            left -= 2 + rows + lengths.iter().sum::<usize>();
+            let slot = chunks
+                .get_mut(chunk)
+                .with_context(|| format!("rank {rank} sent chunk {chunk} of {count}"))?;
+            *slot = Some(out);
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        rows.extend(chunk.with_context(|| format!("no rank sent chunk {i} of {count}"))?);
+    }
+    Ok(rows)
 }
 
 /// Fails unless every rank of `group` holds the same `value` (a hash of

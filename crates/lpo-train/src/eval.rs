@@ -22,11 +22,13 @@ use lpo_results::{
     Status, Summary,
 };
 use lpo_tasks::{Part, Task};
+use lpo_torch::dist::{Group, Reduce};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
 use crate::batch::TrainSet;
+use crate::data_parallel;
 use crate::reference::Reference;
 use crate::request::{Baseline, RunRequest};
 use crate::rewards::{Rewards, Scorable};
@@ -81,34 +83,55 @@ fn short_source(source: &str) -> String {
 }
 
 /// Summed log-probabilities and token counts of every list in `set`, `[N, K]`,
-/// computed without gradients in chunks.
+/// computed without gradients in chunks. With a group, each rank computes
+/// its share of the chunks (the same chunks one process computes, so the
+/// same numbers) and the ranks gather them.
 pub fn set_logps(
     model: &Mistral,
     set: &TrainSet,
     pad: i64,
+    group: Option<&Group>,
     progress: &mut dyn Progress,
     phase: &str,
-) -> (Tensor, Tensor) {
-    let mut sums = Vec::new();
-    let mut counts = Vec::new();
+) -> Result<(Tensor, Tensor)> {
+    let mut chunks = Vec::new();
     progress.start(phase, set.len() as u64);
     tch::no_grad(|| {
-        for start in (0..set.len()).step_by(LOGPS_CHUNK) {
+        for (c, start) in (0..set.len()).step_by(LOGPS_CHUNK).enumerate() {
+            if !data_parallel::owns(group, c) {
+                continue;
+            }
             let indices: Vec<usize> = (start..(start + LOGPS_CHUNK).min(set.len())).collect();
             let (prompts, responses) = set.select(&indices);
             let out = response_logps(model, &prompts, &responses, set.k, pad);
-            sums.push(out.sum.to_kind(Kind::Float));
-            counts.push(out.tokens);
+            chunks.push((start, out.sum.to_kind(Kind::Float), out.tokens));
             progress.update((start + indices.len()) as u64, "");
         }
     });
     progress.finish();
-    if sums.is_empty() {
-        let device = model.device();
-        let empty = Tensor::zeros([0, set.k as i64], (Kind::Float, device));
-        return (empty.shallow_clone(), empty);
+    let Some(group) = group else {
+        if chunks.is_empty() {
+            let device = model.device();
+            let empty = Tensor::zeros([0, set.k as i64], (Kind::Float, device));
+            return Ok((empty.shallow_clone(), empty));
+        }
+        let sums: Vec<Tensor> = chunks.iter().map(|c| c.1.shallow_clone()).collect();
+        let counts: Vec<Tensor> = chunks.iter().map(|c| c.2.shallow_clone()).collect();
+        return Ok((Tensor::cat(&sums, 0), Tensor::cat(&counts, 0)));
+    };
+    // Each rank fills the rows of its chunks; the sum over ranks is exact.
+    let shape = [set.len() as i64, set.k as i64];
+    let mut sums = Tensor::zeros(shape, (Kind::Float, model.device()));
+    let mut counts = Tensor::zeros(shape, (Kind::Float, model.device()));
+    for (start, sum, tokens) in &chunks {
+        let rows = sum.size()[0];
+        sums.narrow(0, *start as i64, rows).copy_(sum);
+        counts.narrow(0, *start as i64, rows).copy_(tokens);
     }
-    (Tensor::cat(&sums, 0), Tensor::cat(&counts, 0))
+    group.all_reduce(&mut sums, Reduce::Sum)?;
+    group.all_reduce(&mut counts, Reduce::Sum)?;
+    let kind = chunks.first().map_or(Kind::Float, |c| c.2.kind());
+    Ok((sums, counts.to_kind(kind)))
 }
 
 /// The held-out lists, tokenized, with their reference log-probabilities.
@@ -130,6 +153,10 @@ pub struct HeldoutSet {
     pad: i64,
 }
 
+/// A held-out list's metrics and the implicit rewards of its best and
+/// worst response (`None` without responses).
+type ListRow = (HeldoutRecord, Option<(f64, f64)>);
+
 impl HeldoutSet {
     /// Tokenizes `lists` and scores them under the reference.
     pub fn build(
@@ -137,6 +164,7 @@ impl HeldoutSet {
         lists: &[SourcedList],
         tokenizer: &dyn Tokenize,
         reference: &Mistral,
+        group: Option<&Group>,
         progress: &mut dyn Progress,
     ) -> Result<HeldoutSet> {
         let k = recipe.data.list_size as usize;
@@ -167,7 +195,7 @@ impl HeldoutSet {
         };
         if !held.reference_free {
             held.reference = held
-                .logps(reference, progress, "held-out reference log-probs")
+                .logps(reference, group, progress, "held-out reference log-probs")?
                 .0;
         }
         Ok(held)
@@ -188,20 +216,22 @@ impl HeldoutSet {
     fn logps(
         &self,
         model: &Mistral,
+        group: Option<&Group>,
         progress: &mut dyn Progress,
         phase: &str,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let (sum, tokens) = set_logps(model, &self.set, self.pad, progress, phase);
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (sum, tokens) = set_logps(model, &self.set, self.pad, group, progress, phase)?;
         let per_token = &sum / tokens.clamp_min(1.0);
         let values = match self.normalize {
             Normalize::Sum => sum,
             Normalize::Mean => per_token.shallow_clone(),
         };
-        let host = |t: Tensor| {
-            Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu).view(-1))
-                .expect("log-probabilities to the host")
+        let host = |t: Tensor| -> Result<Vec<f64>> {
+            Ok(Vec::<f64>::try_from(
+                t.to_kind(Kind::Double).to_device(tch::Device::Cpu).view(-1),
+            )?)
         };
-        (host(values), host(per_token))
+        Ok((host(values)?, host(per_token)?))
     }
 
     /// The implicit reward of slot `j`: `beta (lp - lr)`, or for a
@@ -221,11 +251,12 @@ impl HeldoutSet {
         &self,
         policy: &Mistral,
         beta: f64,
+        group: Option<&Group>,
         progress: &mut dyn Progress,
-    ) -> Vec<(HeldoutRecord, Option<(f64, f64)>)> {
-        let (lp, per_token) = self.logps(policy, progress, "held-out lists");
+    ) -> Result<Vec<ListRow>> {
+        let (lp, per_token) = self.logps(policy, group, progress, "held-out lists")?;
         let k = self.set.k;
-        (0..self.len())
+        Ok((0..self.len())
             .map(|i| {
                 let range = i * k..(i + 1) * k;
                 let valid: Vec<usize> = range.clone().filter(|&j| self.set.mask[j]).collect();
@@ -252,7 +283,7 @@ impl HeldoutSet {
                 };
                 (record, rewards)
             })
-            .collect()
+            .collect())
     }
 
     /// The training curve point at `step`: the validation lists only.
@@ -261,9 +292,10 @@ impl HeldoutSet {
         policy: &Mistral,
         beta: f64,
         step: u32,
+        group: Option<&Group>,
         progress: &mut dyn Progress,
-    ) -> CurveRow {
-        let lists = self.lists(policy, beta, progress);
+    ) -> Result<CurveRow> {
+        let lists = self.lists(policy, beta, group, progress)?;
         let validation: Vec<&(HeldoutRecord, Option<(f64, f64)>)> = lists
             .iter()
             .filter(|(l, _)| l.split == Split::Validation)
@@ -277,7 +309,7 @@ impl HeldoutSet {
             chosen_reward += chosen / n;
             rejected_reward += rejected / n;
         }
-        CurveRow {
+        Ok(CurveRow {
             step,
             chosen_logp,
             rejected_logp,
@@ -285,7 +317,7 @@ impl HeldoutSet {
             rejected_reward,
             margin: mean(records().filter_map(|l| l.margin)),
             ranking_accuracy: pooled_accuracy(records()),
-        }
+        })
     }
 
     /// Every held-out list's metrics for the final policy, and the test headline.
@@ -293,10 +325,11 @@ impl HeldoutSet {
         &self,
         policy: &Mistral,
         beta: f64,
+        group: Option<&Group>,
         progress: &mut dyn Progress,
-    ) -> (Vec<HeldoutRecord>, HeldoutHeadline) {
+    ) -> Result<(Vec<HeldoutRecord>, HeldoutHeadline)> {
         let lists: Vec<HeldoutRecord> = self
-            .lists(policy, beta, progress)
+            .lists(policy, beta, group, progress)?
             .into_iter()
             .map(|(l, _)| l)
             .collect();
@@ -310,7 +343,7 @@ impl HeldoutSet {
             margin: mean(test.iter().filter_map(|l| l.margin)),
             ndcg: mean(test.iter().filter_map(|l| l.ndcg)),
         };
-        (lists, headline)
+        Ok((lists, headline))
     }
 }
 
@@ -424,9 +457,10 @@ fn respond(
     tokenizer: &dyn Tokenize,
     prompts: &[Vec<i64>],
     recipe: &Recipe,
+    group: Option<&Group>,
     progress: &mut dyn Progress,
     phase: &str,
-) -> Vec<Vec<i64>> {
+) -> Result<Vec<Vec<i64>>> {
     let n = recipe.eval.samples as usize;
     let options = GenerateOptions {
         max_new_tokens: recipe.eval.max_new_tokens as usize,
@@ -438,18 +472,27 @@ fn respond(
         .iter()
         .flat_map(|p| std::iter::repeat_n(p.clone(), n))
         .collect();
-    let mut out = Vec::with_capacity(rows.len());
+    let mut mine = Vec::new();
+    let mut done = 0;
     progress.start(phase, rows.len() as u64);
-    for (i, chunk) in rows.chunks(GENERATION_CHUNK).enumerate() {
+    // With a group, each rank generates its share of the chunks; a chunk's
+    // stream and batch are the same on any rank.
+    let chunks = rows.chunks(GENERATION_CHUNK);
+    let count = chunks.len();
+    for (i, chunk) in chunks.enumerate() {
+        if !data_parallel::owns(group, i) {
+            continue;
+        }
         let mut rng = StdRng::seed_from_u64(derive_seed(
             recipe.train.seed,
             &format!("eval-sampling-{i}"),
         ));
-        out.extend(generate(model, chunk, &options, &mut rng));
-        progress.update(out.len() as u64, "");
+        mine.push((i, generate(model, chunk, &options, &mut rng)));
+        done += chunk.len();
+        progress.update(done as u64, "");
     }
     progress.finish();
-    out
+    data_parallel::gather_chunks(group, mine, count)
 }
 
 /// The reference's responses to the eval prompts, cached per (reference,
@@ -492,14 +535,16 @@ fn reference_responses(
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     };
     lpo_results::cache::cached(&path, &lock, read, |path| {
+        // Not shared among ranks: a cache entry is computed under its lock.
         let ids = respond(
             &reference.model,
             tokenizer,
             prompts,
             recipe,
+            None,
             progress,
             "reference responses",
-        );
+        )?;
         let responses: Vec<String> = ids.iter().map(|r| tokenizer.decode(r)).collect();
         write_atomic(path, &serde_json::to_vec(&responses)?)?;
         Ok(responses)
@@ -509,14 +554,14 @@ fn reference_responses(
 /// Mean over each example's `n` samples of log pi(y|x) - log pi_ref(y|x), the
 /// samples ending with the end token where generation stopped on it.
 fn kl_estimates(
-    policy: &Mistral,
-    reference: &Mistral,
+    (policy, reference): (&Mistral, &Mistral),
     tokenizer: &dyn Tokenize,
     prompts: &[Vec<i64>],
     samples: &[Vec<i64>],
     recipe: &Recipe,
+    group: Option<&Group>,
     progress: &mut dyn Progress,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let n = recipe.eval.samples as usize;
     let max_len = policy.config().max_position_embeddings as usize;
     let max_new = recipe.eval.max_new_tokens as usize;
@@ -541,10 +586,13 @@ fn kl_estimates(
         truncated: Default::default(),
     };
     let pad = tokenizer.pad();
-    let (policy_sum, _) = set_logps(policy, &set, pad, progress, "KL: policy log-probs");
-    let (reference_sum, _) = set_logps(reference, &set, pad, progress, "KL: reference log-probs");
+    let logps = |model, phase, progress: &mut dyn Progress| {
+        set_logps(model, &set, pad, group, progress, phase).map(|(sum, _)| sum)
+    };
+    let policy_sum = logps(policy, "KL: policy log-probs", progress)?;
+    let reference_sum = logps(reference, "KL: reference log-probs", progress)?;
     let kl = (policy_sum - reference_sum).mean_dim(-1, false, Kind::Double);
-    Vec::<f64>::try_from(kl.to_device(tch::Device::Cpu)).expect("KL estimates to the host")
+    Ok(Vec::<f64>::try_from(kl.to_device(tch::Device::Cpu))?)
 }
 
 /// The report-table name of each example: its task, or its file's short
@@ -611,16 +659,25 @@ pub fn generations(
         .iter()
         .map(|e| encode_prompt(tokenizer, e.context(), e.prompt(), &window))
         .collect::<Result<_>>()?;
-    let samples = respond(policy, tokenizer, &prompts, recipe, progress, "evaluation");
-    let kl = kl_estimates(
+    let group = request.group;
+    let samples = respond(
         policy,
-        &reference.model,
+        tokenizer,
+        &prompts,
+        recipe,
+        group,
+        progress,
+        "evaluation",
+    )?;
+    let kl = kl_estimates(
+        (policy, &reference.model),
         tokenizer,
         &prompts,
         &samples,
         recipe,
+        group,
         progress,
-    );
+    )?;
     let texts: Vec<String> = samples.iter().map(|r| tokenizer.decode(r)).collect();
     let tasks = group_names(examples);
     let ids = ids(&tasks, recipe.train.seed);

@@ -272,8 +272,15 @@ impl RunInputs<'_> {
             Ok((get("sum")?, get("tokens")?))
         };
         lpo_results::cache::cached(&path, &lock, read, |path| {
-            let (sum, tokens) =
-                crate::eval::set_logps(model, set, self.pad(), progress, "reference log-probs");
+            // Not shared among ranks: a cache entry is computed under its lock.
+            let (sum, tokens) = crate::eval::set_logps(
+                model,
+                set,
+                self.pad(),
+                None,
+                progress,
+                "reference log-probs",
+            )?;
             let tensors = BTreeMap::from([
                 ("sum".to_string(), sum.shallow_clone()),
                 ("tokens".to_string(), tokens.shallow_clone()),

@@ -457,6 +457,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         &lists.heldout,
         tokenizer.as_ref(),
         &reference.model,
+        request.group,
         progress,
     )?;
     let inputs = RunInputs {
@@ -511,7 +512,14 @@ pub fn prepare(request: &RunRequest<'_>, progress: &mut dyn Progress) -> Result<
         ..
     } = shared_data(request, progress)?;
     // The held-out lists are scored by each run itself (not cached).
-    let heldout = HeldoutSet::build(recipe, &[], tokenizer.as_ref(), &reference.model, progress)?;
+    let heldout = HeldoutSet::build(
+        recipe,
+        &[],
+        tokenizer.as_ref(),
+        &reference.model,
+        None,
+        progress,
+    )?;
     let inputs = RunInputs {
         request,
         reference,
@@ -541,7 +549,10 @@ fn evaluate(
     let total = u64::from(recipe.train.steps * recipe.train.rounds);
     let final_beta = recipe.loss.beta.at(total, total);
     if !inputs.heldout.is_empty() {
-        let (rows, headline) = inputs.heldout.evaluate(policy, final_beta, progress);
+        let group = inputs.request.group;
+        let (rows, headline) = inputs
+            .heldout
+            .evaluate(policy, final_beta, group, progress)?;
         if state.primary {
             write_atomic(&state.dir.join(records::HELDOUT), &records::to_csv(&rows)?)?;
         }
@@ -694,7 +705,10 @@ fn train(
     let measure_curves = every > 0 && !inputs.heldout.is_empty();
     if measure_curves && start == 0 {
         let beta = recipe.loss.beta.at(0, u64::from(total));
-        let row = inputs.heldout.curve(&policy, beta, 0, &mut crate::Silent);
+        let group = inputs.request.group;
+        let row = inputs
+            .heldout
+            .curve(&policy, beta, 0, group, &mut crate::Silent)?;
         state.push_curve(row)?;
     }
     let mut data: Option<(u32, RoundData)> = None;
@@ -729,9 +743,13 @@ fn train(
         let done = step + 1;
         if measure_curves && (done % every == 0 || done == total) {
             let beta = recipe.loss.beta.at(u64::from(done), u64::from(total));
-            let row = inputs
-                .heldout
-                .curve(&policy, beta, done, &mut crate::Silent);
+            let row = inputs.heldout.curve(
+                &policy,
+                beta,
+                done,
+                inputs.request.group,
+                &mut crate::Silent,
+            )?;
             state.push_curve(row)?;
         }
         state.write_live()?;

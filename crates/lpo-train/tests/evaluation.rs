@@ -171,11 +171,14 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
         &built.heldout,
         tok.as_ref(),
         &reference.model,
+        None,
         &mut Silent,
     )
     .unwrap();
     let beta = 0.5;
-    let (rows, headline) = held.evaluate(&policy.model, beta, &mut Silent);
+    let (rows, headline) = held
+        .evaluate(&policy.model, beta, None, &mut Silent)
+        .unwrap();
     assert_eq!(rows.len(), held_out);
     let window = sources::Window::new(
         &recipe,
@@ -234,7 +237,9 @@ fn heldout_metrics_match_a_list_by_list_recomputation() {
     let accuracy = f64::from(correct) / f64::from(pairs);
     assert!((headline.ranking_accuracy - accuracy).abs() < 1e-12);
     // The curve at the reference itself: every implicit reward is 0.
-    let curve = held.curve(&reference.model, beta, 0, &mut Silent);
+    let curve = held
+        .curve(&reference.model, beta, 0, None, &mut Silent)
+        .unwrap();
     assert_eq!((curve.margin, curve.ranking_accuracy), (0.0, 0.0));
 }
 
