@@ -102,7 +102,8 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
     let mut recipe = (*run.recipe).clone();
     apply_threads(&mut recipe, args.threads);
     if let Some(at) = &rendezvous {
-        if let Some(problem) = shared_run_problem(&recipe, at.world) {
+        let grad_accum = recipe.train.grad_accum;
+        if let Some(problem) = lpo_train::data_parallel::sharing_problem(grad_accum, at.world) {
             eprintln!("error: run {}: {problem}", run.id);
             return Ok(crate::exit::code(crate::exit::BAD_INPUT));
         }
@@ -183,18 +184,6 @@ fn reported(outcome: RunOutcome, mode: Mode, id: &str) -> ExitCode {
             crate::exit::code(crate::exit::LOCKED)
         }
     }
-}
-
-/// Why `recipe` cannot be shared by `world` ranks, if so.
-fn shared_run_problem(recipe: &lpo_recipe::Recipe, world: usize) -> Option<String> {
-    if recipe.train.rounds > 1 {
-        return Some(format!(
-            "train.rounds = {}: on-policy rounds are not shared among ranks yet; \
-             run it in one process (without --nproc, RANK/WORLD_SIZE or a multi-task srun)",
-            recipe.train.rounds
-        ));
-    }
-    lpo_train::data_parallel::sharing_problem(recipe.train.grad_accum, world)
 }
 
 /// With no thread count set, the ranks on a node share its cores

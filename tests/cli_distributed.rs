@@ -241,6 +241,27 @@ fn two_ranks_train_what_one_process_accumulating_two_micro_batches_trains() {
 }
 
 #[test]
+fn on_policy_rounds_on_two_ranks_train_what_one_process_trains() {
+    let dir = scratch("dp-rounds");
+    let recipe = recipe(6, 0).replace(
+        "[train]\n",
+        "[train]\nrounds = 2\nreference_update = \"round\"\n",
+    );
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let one = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars", "--results", "one"]);
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    let two = lpo(
+        &dir,
+        &["run", "r.toml", "--index", "0", "--no-bars", "--results", "two", "--nproc", "2"],
+    );
+    assert!(two.status.success(), "{}", text(&two.stderr));
+    let (one, two) = (the_run(&dir.join("one")), the_run(&dir.join("two")));
+    assert_eq!(csv_rows(&one.join("metrics.csv")).len(), 12);
+    assert_eq!(summary(&two)["round_lists"].as_array().unwrap().len(), 2);
+    assert_same_run(&one, &two);
+}
+
+#[test]
 fn a_killed_rank_is_named_by_the_other_within_a_minute_and_a_rerun_resumes() {
     let dir = scratch("dp-kill");
     std::fs::write(dir.join("r.toml"), recipe(400, 5)).unwrap();

@@ -81,7 +81,10 @@ impl RunInputs<'_> {
 
     /// On-policy round `round` (>= 1). `policy` is the current policy; when
     /// `at_start` it is saved as the round's starting point first (a resumed
-    /// run mid-round reads the one saved when the round began).
+    /// run mid-round reads the one saved when the round began). With a group,
+    /// the round's lists and reference log-probs come from the shared cache:
+    /// the first rank to take an entry's lock samples and scores them, the
+    /// others read them.
     pub fn later_round(
         &self,
         round: u32,
@@ -91,10 +94,18 @@ impl RunInputs<'_> {
         progress: &mut dyn Progress,
     ) -> Result<RoundData> {
         let dir = round_start_dir(run_dir);
-        if at_start {
-            self.save_round_start(policy, &dir, round)?;
-        } else {
-            recover_round_start(&dir)?;
+        // Rank 0 of a group writes the round's start; the others read it
+        // once it is there.
+        let group = self.request.group;
+        if group.is_none_or(|g| g.rank() == 0) {
+            if at_start {
+                self.save_round_start(policy, &dir, round)?;
+            } else {
+                recover_round_start(&dir)?;
+            }
+        }
+        if let Some(g) = group {
+            g.barrier()?;
         }
         let saved: u32 = std::fs::read_to_string(dir.join("round.txt"))
             .with_context(|| format!("reading {}", dir.join("round.txt").display()))?
