@@ -2,14 +2,15 @@
 //! itself, and `lpo run` joins a group described by torchrun's environment
 //! variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`,
 //! `MASTER_PORT`) or by those of a multi-task `srun` step (`SLURM_PROCID`,
-//! `SLURM_NTASKS`, `SLURM_LOCALID`, the first node of `SLURM_JOB_NODELIST`).
+//! `SLURM_STEP_NUM_TASKS` or `SLURM_NTASKS`, `SLURM_LOCALID`, the first node
+//! of `SLURM_JOB_NODELIST`).
 
 use std::ffi::OsString;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use lpo_torch::dist::Rendezvous;
+use lpo_torch::dist::{Group, Rendezvous};
 
 /// The group this process joins, from its environment: torchrun's variables
 /// first, then a Slurm step's; `None` for one process (no variables, or a
@@ -44,7 +45,11 @@ fn rendezvous_from(var: impl Fn(&str) -> Option<String>) -> Result<Option<Rendez
         });
     }
     // A Slurm step of several tasks (srun); a batch script alone is one task.
-    let (Some(world), Some(_step)) = (number("SLURM_NTASKS")?, var("SLURM_STEP_ID")) else {
+    let tasks = match number("SLURM_STEP_NUM_TASKS")? {
+        Some(n) => Some(n),
+        None => number("SLURM_NTASKS")?,
+    };
+    let (Some(world), Some(_step)) = (tasks, var("SLURM_STEP_ID")) else {
         return Ok(None);
     };
     if world <= 1 {
@@ -110,12 +115,43 @@ pub fn first_host(list: &str) -> Result<String> {
     Ok(prefix.to_string())
 }
 
+/// `lpo run --nproc N`, unless this process is already a rank of a group
+/// (exit 2): [`local`], giving the ranks `timeout` seconds and 30 more to
+/// fail by themselves after one fails.
+pub fn nproc(nproc: u32, at: Option<&Rendezvous>, timeout: u64) -> Result<ExitCode> {
+    if let Some(at) = at {
+        eprintln!(
+            "error: --nproc {nproc}, but this process is already rank {} of a group of {} \
+             (RANK/WORLD_SIZE or a Slurm step): start one rank per process there",
+            at.rank, at.world
+        );
+        return Ok(crate::exit::code(crate::exit::BAD_INPUT));
+    }
+    local(nproc, Duration::from_secs(timeout + 30))
+}
+
+/// Joins the group `at` describes (none without one), every wait bounded
+/// by `timeout` seconds; on CUDA, says that Gloo sums through the host.
+pub fn join(at: Option<&Rendezvous>, timeout: u64, device: tch::Device) -> Result<Option<Group>> {
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    let group = Group::connect(at, Duration::from_secs(timeout), 1)?;
+    if device.is_cuda() {
+        eprintln!(
+            "rank {}: gradients are summed by Gloo through host copies (NCCL is not wired)",
+            at.rank
+        );
+    }
+    Ok(Some(group))
+}
+
 /// `lpo run --nproc N`: starts this command N times without `--nproc`, as
 /// ranks 0..N of a group on 127.0.0.1, and waits for them. When a rank
 /// fails, the others get `grace` to fail too (they name the rank that
 /// stopped answering) before they are killed. The exit status is the first
 /// failed rank's, else 0.
-pub fn local(nproc: u32, grace: Duration) -> Result<ExitCode> {
+fn local(nproc: u32, grace: Duration) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("locating the lpo executable")?;
     let args = without_nproc(std::env::args_os().skip(1));
     let port = lpo_torch::dist::free_local_port()?;
@@ -262,6 +298,10 @@ mod tests {
         assert_eq!(from(&step[..1]).unwrap(), None);
         let one = [("SLURM_NTASKS", "1"), ("SLURM_STEP_ID", "0")];
         assert_eq!(from(&one).unwrap(), None);
+        // A one-task step inside an allocation of several tasks.
+        let mut single = step.to_vec();
+        single.push(("SLURM_STEP_NUM_TASKS", "1"));
+        assert_eq!(from(&single).unwrap(), None);
     }
 
     #[test]

@@ -29,14 +29,20 @@ pub fn available(placement: Placement) -> Option<u64> {
     }
 }
 
-/// Why `recipe` cannot fit here, if its estimate exceeds the memory available.
-pub fn problem(recipe: &Recipe, placement: Placement) -> Option<String> {
+/// Why `recipe` cannot fit here, if its estimate (times `sharing`, the
+/// ranks of one run that share this memory) exceeds the memory available.
+pub fn problem(recipe: &Recipe, placement: Placement, sharing: u32) -> Option<String> {
     let e = estimate(recipe, placement);
     let limit = available(placement)?;
-    (e.total() > limit).then(|| {
+    let total = e.total().saturating_mul(u64::from(sharing.max(1)));
+    let ranks = match sharing {
+        0 | 1 => String::new(),
+        n => format!(" for {n} ranks on this machine"),
+    };
+    (total > limit).then(|| {
         format!(
-            "estimated peak memory {} exceeds the {} this machine has for {} ({}); {HELP}",
-            human(e.total()),
+            "estimated peak memory {}{ranks} exceeds the {} this machine has for {} ({}); {HELP}",
+            human(total),
             human(limit),
             match placement {
                 Placement::Cpu => "the CPU",

@@ -49,9 +49,11 @@ pub struct RunArgs {
     /// N; results equal one process's up to float summation order.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub nproc: Option<u32>,
-    /// Seconds a rank waits for the others (to join, or in a collective)
-    /// before it fails naming the ranks that do not answer.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Seconds a rank waits for the others (to join, or in a collective:
+    /// rank 0 writing a checkpoint holds the others there) before it fails
+    /// naming the ranks that do not answer. A rank that dies is noticed at
+    /// once, whatever this says.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dist_timeout: u64,
 }
 
@@ -73,18 +75,15 @@ pub fn baseline_for(plan: &Plan, run: &PlannedRun, layout: &Layout) -> Baseline 
 /// `lpo run`: one planned run in this process, or (`--nproc N`) in N
 /// local ranks of it.
 pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
-    let rendezvous = crate::launch::rendezvous_from_env()?;
-    if let Some(nproc) = args.nproc.filter(|&n| n > 1) {
-        if let Some(at) = rendezvous {
-            eprintln!(
-                "error: --nproc {nproc}, but this process is already rank {} of a group of {} \
-                 (RANK/WORLD_SIZE or a Slurm step): start one rank per process there",
-                at.rank, at.world
-            );
+    let rendezvous = match crate::launch::rendezvous_from_env() {
+        Ok(at) => at,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             return Ok(crate::exit::code(crate::exit::BAD_INPUT));
         }
-        let grace = std::time::Duration::from_secs(args.dist_timeout + 30);
-        return crate::launch::local(nproc, grace);
+    };
+    if let Some(nproc) = args.nproc.filter(|&n| n > 1) {
+        return crate::launch::nproc(nproc, rendezvous.as_ref(), args.dist_timeout);
     }
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
@@ -114,24 +113,18 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         tch::Device::Cpu => lpo_plan::memory::Placement::Cpu,
         _ => lpo_plan::memory::Placement::Cuda,
     };
-    if let Some(problem) =
-        crate::memory::problem(&recipe, placement).filter(|_| !args.ignore_memory_estimate)
+    if let Some(problem) = crate::memory::problem(
+        &recipe,
+        placement,
+        ranks_sharing(placement, rendezvous.as_ref()),
+    )
+    .filter(|_| !args.ignore_memory_estimate)
     {
         eprintln!("error: run {}: {problem}", run.id);
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     }
     let baseline = baseline_for(&plan, run, &layout);
-    let timeout = std::time::Duration::from_secs(args.dist_timeout);
-    let group = rendezvous
-        .as_ref()
-        .map(|at| lpo_torch::dist::Group::connect(at, timeout, 1))
-        .transpose()?;
-    if let (Some(g), true) = (&group, device.is_cuda()) {
-        eprintln!(
-            "rank {}: gradients are summed by Gloo through host copies (NCCL is not wired)",
-            g.rank()
-        );
-    }
+    let group = crate::launch::join(rendezvous.as_ref(), args.dist_timeout, device)?;
     let request = RunRequest {
         recipe: &recipe,
         run_id: &run.id,
@@ -200,6 +193,22 @@ fn share_cores(recipe: &mut lpo_recipe::Recipe) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     if let Some(local) = local {
         recipe.train.threads = (cores / local).max(1);
+    }
+}
+
+/// How many ranks share this machine's memory of `placement`: on the CPU
+/// the ranks of this node (`LOCAL_WORLD_SIZE`, as `--nproc` and torchrun
+/// set it, or Slurm's tasks on this node); a GPU is one rank's.
+fn ranks_sharing(
+    placement: lpo_plan::memory::Placement,
+    at: Option<&lpo_torch::dist::Rendezvous>,
+) -> u32 {
+    let env = |name: &str| std::env::var(name).ok()?.trim().parse::<u32>().ok();
+    match (placement, at) {
+        (lpo_plan::memory::Placement::Cpu, Some(_)) => env("LOCAL_WORLD_SIZE")
+            .or_else(|| env("SLURM_NTASKS_PER_NODE"))
+            .unwrap_or(1),
+        _ => 1,
     }
 }
 

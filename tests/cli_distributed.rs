@@ -217,6 +217,47 @@ fn two_ranks_train_what_one_process_accumulating_two_micro_batches_trains() {
     }
     assert_same_run(&one, &the_run(&dir.join("env")));
 
+    // A rank asked to start ranks, and variables that describe no group,
+    // are refused before anything runs.
+    for (vars, says) in [
+        (
+            vec![("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_PORT", "1")],
+            "already rank 0 of a group of 2",
+        ),
+        (
+            vec![("RANK", "0"), ("WORLD_SIZE", "two"), ("MASTER_PORT", "1")],
+            "WORLD_SIZE=\"two\" is not a whole number",
+        ),
+        (
+            vec![("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_PORT", "1")],
+            "rank 2 is not below the world size 2",
+        ),
+        (
+            vec![("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_PORT", "99999")],
+            "is not a TCP port",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_lpo"))
+            .args([
+                "run",
+                "r.toml",
+                "--index",
+                "0",
+                "--results",
+                "bad",
+                "--nproc",
+                "2",
+            ])
+            .current_dir(&dir)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{vars:?}: {stderr}");
+        assert!(stderr.contains(says), "{vars:?}: {stderr}");
+    }
+    assert!(!dir.join("bad").exists());
+
     // A grad_accum the ranks cannot share is refused before anything runs.
     let out = lpo(
         &dir,
@@ -248,11 +289,32 @@ fn on_policy_rounds_on_two_ranks_train_what_one_process_trains() {
         "[train]\nrounds = 2\nreference_update = \"round\"\n",
     );
     std::fs::write(dir.join("r.toml"), recipe).unwrap();
-    let one = lpo(&dir, &["run", "r.toml", "--index", "0", "--no-bars", "--results", "one"]);
+    let one = lpo(
+        &dir,
+        &[
+            "run",
+            "r.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--results",
+            "one",
+        ],
+    );
     assert!(one.status.success(), "{}", text(&one.stderr));
     let two = lpo(
         &dir,
-        &["run", "r.toml", "--index", "0", "--no-bars", "--results", "two", "--nproc", "2"],
+        &[
+            "run",
+            "r.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--results",
+            "two",
+            "--nproc",
+            "2",
+        ],
     );
     assert!(two.status.success(), "{}", text(&two.stderr));
     let (one, two) = (the_run(&dir.join("one")), the_run(&dir.join("two")));

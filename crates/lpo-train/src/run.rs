@@ -301,7 +301,11 @@ fn opening(request: &RunRequest<'_>, dir: &Path, config: &str) -> Result<Opening
         };
     }
     if matches!(found, Opening::Start(_)) {
-        let what = format!("{}\n{config}", request.run_id);
+        // Threads may differ between nodes: they change no result's meaning.
+        let mut recipe = request.recipe.clone();
+        recipe.train.threads = 0;
+        let recipe = toml::to_string(&recipe).context("serializing the run's recipe")?;
+        let what = format!("{}\n{recipe}", request.run_id);
         crate::data_parallel::agree(
             group,
             "run id and recipe",
