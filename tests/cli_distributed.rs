@@ -4,10 +4,10 @@
 //! the other fail within 60 s naming it, and a rerun resumes.
 
 mod common;
-use common::{run_dirs, scratch, small_recipe, text};
+use common::{lpo, run_dirs, scratch, small_recipe, text};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// 8 lists a step in 2 micro-batches; 40 eval prompts x 8 samples, so the
@@ -17,14 +17,6 @@ fn recipe(steps: u32, checkpoint_every: u32) -> String {
     small_recipe("dp", steps, checkpoint_every, "every = 5", "")
         .replace("batch_size = 4", "batch_size = 8\ngrad_accum = 2")
         .replace("prompts = 12", "prompts = 40")
-}
-
-fn lpo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lpo"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
 }
 
 /// `lpo run r.toml --index 0 --results RESULTS` as rank `rank` of 2, from
@@ -153,39 +145,32 @@ fn assert_same_run(one: &Path, two: &Path) {
     );
 }
 
+/// Runs `recipe` (as `dir/r.toml`) in one process (results `one/`) and on
+/// two ranks with `--nproc 2` (results `two/`); both must succeed. Returns
+/// the two run directories.
+fn alone_and_on_two_ranks(dir: &Path, recipe: &str) -> (PathBuf, PathBuf) {
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    for (results, extra) in [("one", &[][..]), ("two", &["--nproc", "2"][..])] {
+        let mut args = vec![
+            "run",
+            "r.toml",
+            "--index",
+            "0",
+            "--no-bars",
+            "--results",
+            results,
+        ];
+        args.extend(extra);
+        let out = lpo(dir, &args);
+        assert!(out.status.success(), "{results}: {}", text(&out.stderr));
+    }
+    (the_run(&dir.join("one")), the_run(&dir.join("two")))
+}
+
 #[test]
 fn two_ranks_train_what_one_process_accumulating_two_micro_batches_trains() {
     let dir = scratch("dp-equal");
-    std::fs::write(dir.join("r.toml"), recipe(20, 10)).unwrap();
-    let one = lpo(
-        &dir,
-        &[
-            "run",
-            "r.toml",
-            "--index",
-            "0",
-            "--no-bars",
-            "--results",
-            "one",
-        ],
-    );
-    assert!(one.status.success(), "{}", text(&one.stderr));
-    let two = lpo(
-        &dir,
-        &[
-            "run",
-            "r.toml",
-            "--index",
-            "0",
-            "--no-bars",
-            "--results",
-            "two",
-            "--nproc",
-            "2",
-        ],
-    );
-    assert!(two.status.success(), "{}", text(&two.stderr));
-    let (one, two) = (the_run(&dir.join("one")), the_run(&dir.join("two")));
+    let (one, two) = alone_and_on_two_ranks(&dir, &recipe(20, 10));
     assert_eq!(
         one.file_name(),
         two.file_name(),
@@ -288,39 +273,24 @@ fn on_policy_rounds_on_two_ranks_train_what_one_process_trains() {
         "[train]\n",
         "[train]\nrounds = 2\nreference_update = \"round\"\n",
     );
-    std::fs::write(dir.join("r.toml"), recipe).unwrap();
-    let one = lpo(
-        &dir,
-        &[
-            "run",
-            "r.toml",
-            "--index",
-            "0",
-            "--no-bars",
-            "--results",
-            "one",
-        ],
-    );
-    assert!(one.status.success(), "{}", text(&one.stderr));
-    let two = lpo(
-        &dir,
-        &[
-            "run",
-            "r.toml",
-            "--index",
-            "0",
-            "--no-bars",
-            "--results",
-            "two",
-            "--nproc",
-            "2",
-        ],
-    );
-    assert!(two.status.success(), "{}", text(&two.stderr));
-    let (one, two) = (the_run(&dir.join("one")), the_run(&dir.join("two")));
+    let (one, two) = alone_and_on_two_ranks(&dir, &recipe);
     assert_eq!(csv_rows(&one.join("metrics.csv")).len(), 12);
     assert_eq!(summary(&two)["round_lists"].as_array().unwrap().len(), 2);
     assert_same_run(&one, &two);
+}
+
+#[test]
+fn lora_with_dropout_on_two_ranks_draws_the_masks_one_process_draws() {
+    let dir = scratch("dp-lora");
+    let recipe = recipe(6, 0)
+        + "[model.lora]\nrank = 4\ndropout = 0.2\ntargets = [\"q_proj\", \"v_proj\", \"up_proj\"]\n";
+    let (one, two) = alone_and_on_two_ranks(&dir, &recipe);
+    assert_same_csv(&one.join("metrics.csv"), &two.join("metrics.csv"), &[]);
+    assert_same_csv(&one.join("eval.csv"), &two.join("eval.csv"), &[]);
+    assert_same_weights(
+        &one.join("checkpoint/adapter_model.safetensors"),
+        &two.join("checkpoint/adapter_model.safetensors"),
+    );
 }
 
 #[test]
