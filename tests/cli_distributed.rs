@@ -201,7 +201,12 @@ fn two_ranks_train_what_one_process_accumulating_two_micro_batches_trains() {
         }
     }
     assert_same_run(&one, &the_run(&dir.join("env")));
+}
 
+#[test]
+fn rank_variables_that_describe_no_group_and_batches_ranks_cannot_share_are_refused() {
+    let dir = scratch("dp-refused");
+    std::fs::write(dir.join("r.toml"), recipe(20, 10)).unwrap();
     // A rank asked to start ranks, and variables that describe no group,
     // are refused before anything runs.
     for (vars, says) in [
