@@ -22,6 +22,11 @@ fn recipe(steps: u32, checkpoint_every: u32) -> String {
 /// `lpo run r.toml --index 0 --results RESULTS` as rank `rank` of 2, from
 /// torchrun's environment variables.
 fn rank(dir: &Path, results: &str, rank: usize, port: u16) -> Child {
+    rank_with(dir, results, rank, port, &[])
+}
+
+/// [`rank`] with more arguments.
+fn rank_with(dir: &Path, results: &str, rank: usize, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lpo"))
         .args([
             "run",
@@ -32,6 +37,7 @@ fn rank(dir: &Path, results: &str, rank: usize, port: u16) -> Child {
             "--results",
             results,
         ])
+        .args(extra)
         .current_dir(dir)
         .env("RANK", rank.to_string())
         .env("LOCAL_RANK", rank.to_string())
@@ -298,24 +304,60 @@ fn lora_with_dropout_on_two_ranks_draws_the_masks_one_process_draws() {
     );
 }
 
+/// The run under `family` once it has a checkpoint at step `step` or later.
+fn checkpointed(family: &Path, step: u64) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "no checkpoint within 5 minutes");
+        let runs = run_dirs(family);
+        if let Some(saved) = runs.first().and_then(|r| common::checkpoint_step(r)) {
+            if saved >= step {
+                return runs[0].clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_hung_rank_is_named_by_the_other_once_the_timeout_passes() {
+    let dir = scratch("dp-hang");
+    std::fs::write(dir.join("r.toml"), recipe(400, 5)).unwrap();
+    let port = free_port();
+    let timeout = ["--dist-timeout", "15"];
+    let mut ranks: Vec<Child> = (0..2)
+        .map(|r| rank_with(&dir, "results", r, port, &timeout))
+        .collect();
+    let run = checkpointed(&dir.join("results/dp"), 10);
+    // SIGSTOP: rank 1 stays alive, its connections open, and answers nothing.
+    let pid = ranks[1].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stopped = Instant::now();
+    let out = ranks.remove(0).wait_with_output().unwrap();
+    let waited = stopped.elapsed();
+    let _ = ranks[0].kill();
+    let _ = ranks[0].wait();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        waited < Duration::from_secs(60),
+        "rank 0 took {waited:?}: {stderr}"
+    );
+    assert!(stderr.contains("rank 1 of 2 does not answer"), "{stderr}");
+    assert_eq!(summary(&run)["status"], "failed");
+}
+
 #[test]
 fn a_killed_rank_is_named_by_the_other_within_a_minute_and_a_rerun_resumes() {
     let dir = scratch("dp-kill");
     std::fs::write(dir.join("r.toml"), recipe(400, 5)).unwrap();
     let port = free_port();
     let mut ranks: Vec<Child> = (0..2).map(|r| rank(&dir, "results", r, port)).collect();
-    // Wait for a checkpoint past step 5, then SIGKILL rank 1.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let run = loop {
-        assert!(Instant::now() < deadline, "no checkpoint within 5 minutes");
-        let runs = run_dirs(&dir.join("results/dp"));
-        if let Some(step) = runs.first().and_then(|r| common::checkpoint_step(r)) {
-            if step >= 10 {
-                break runs[0].clone();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let run = checkpointed(&dir.join("results/dp"), 10);
     ranks[1].kill().unwrap(); // SIGKILL
     ranks[1].wait().unwrap();
     let killed = Instant::now();
