@@ -66,10 +66,11 @@ fn rendezvous_from(var: impl Fn(&str) -> Option<String>) -> Result<Option<Rendez
     };
     let port = match var("MASTER_PORT") {
         Some(port) => parse_port("MASTER_PORT", &port)?,
-        // Every task of the step derives the same port from the job id.
+        // Every task of the step derives the same port from the job id,
+        // below Linux's ephemeral ports (32768 and up).
         None => {
             let job = number("SLURM_JOB_ID")?.context("SLURM_JOB_ID is not set")?;
-            20_000 + (job % 30_000) as u16
+            20_000 + (job % 10_000) as u16
         }
     };
     checked(Rendezvous {
@@ -95,30 +96,39 @@ fn parse_port(name: &str, value: &str) -> Result<u16> {
     }
 }
 
-/// The first host of a Slurm node list: `node[03-05,07],gpu1` → `node03`.
+/// The first host of a Slurm node list: `node[03-05,07],gpu1` → `node03`,
+/// `n[1-2]-ib` → `n1-ib` (each bracket's first value in its place).
 pub fn first_host(list: &str) -> Result<String> {
     let list = list.trim();
-    let end = list.find([',', '[']).unwrap_or(list.len());
-    let prefix = &list[..end];
-    if list[end..].starts_with('[') {
-        let inner = &list[end + 1..];
-        let first = inner
-            .split([',', '-', ']'])
-            .next()
-            .filter(|s| !s.is_empty())
-            .with_context(|| format!("cannot read the node list {list:?}"))?;
-        return Ok(format!("{prefix}{first}"));
+    let bad = || format!("cannot read the node list {list:?}");
+    let mut host = String::new();
+    let mut chars = list.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' => break,
+            '[' => {
+                let inner: String = chars.by_ref().take_while(|&c| c != ']').collect();
+                let first = inner.split([',', '-']).next().unwrap_or_default();
+                if first.is_empty() || !first.chars().all(|c| c.is_ascii_digit()) {
+                    bail!("{}", bad());
+                }
+                host.push_str(first);
+            }
+            ']' => bail!("{}", bad()),
+            c => host.push(c),
+        }
     }
-    if prefix.is_empty() {
-        bail!("cannot read the node list {list:?}");
+    if host.is_empty() {
+        bail!("{}", bad());
     }
-    Ok(prefix.to_string())
+    Ok(host)
 }
 
 /// `lpo run --nproc N`, unless this process is already a rank of a group
-/// (exit 2): [`local`], giving the ranks `timeout` seconds and 30 more to
-/// fail by themselves after one fails.
-pub fn nproc(nproc: u32, at: Option<&Rendezvous>, timeout: u64) -> Result<ExitCode> {
+/// (exit 2): [`local`]. After a rank fails the others get a minute to fail
+/// by themselves (a rank in a collective with a dead one fails at once; one
+/// still waiting for it to join would wait the whole timeout).
+pub fn nproc(nproc: u32, at: Option<&Rendezvous>) -> Result<ExitCode> {
     if let Some(at) = at {
         eprintln!(
             "error: --nproc {nproc}, but this process is already rank {} of a group of {} \
@@ -127,7 +137,7 @@ pub fn nproc(nproc: u32, at: Option<&Rendezvous>, timeout: u64) -> Result<ExitCo
         );
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
     }
-    local(nproc, Duration::from_secs(timeout + 30))
+    local(nproc, Duration::from_secs(60))
 }
 
 /// Joins the group `at` describes (none without one), every wait bounded
@@ -174,7 +184,10 @@ fn local(nproc: u32, grace: Duration) -> Result<ExitCode> {
     while children.iter().any(Option::is_some) {
         for (rank, slot) in children.iter_mut().enumerate() {
             let Some(child) = slot else { continue };
-            let Some(status) = child.try_wait()? else {
+            let Some(status) = child
+                .try_wait()
+                .with_context(|| format!("waiting for rank {rank}"))?
+            else {
                 continue;
             };
             *slot = None;
@@ -293,7 +306,7 @@ mod tests {
         let at = from(&step).unwrap().unwrap();
         assert_eq!((at.rank, at.world, at.local_rank), (1, 2, 1));
         assert_eq!(at.host, "gpu07");
-        assert_eq!(at.port, 20_000 + (123_456 % 30_000) as u16);
+        assert_eq!(at.port, 20_000 + (123_456 % 10_000) as u16);
         // The batch script itself (no step) is one process.
         assert_eq!(from(&step[..1]).unwrap(), None);
         let one = [("SLURM_NTASKS", "1"), ("SLURM_STEP_ID", "0")];
@@ -312,10 +325,12 @@ mod tests {
             ("node[03-05,07],gpu1", "node03"),
             ("n[1,4]", "n1"),
             ("gpu-a[009]", "gpu-a009"),
+            ("n[1-2]-ib,x", "n1-ib"),
+            ("rack[2-3]n[07-08]", "rack2n07"),
         ] {
             assert_eq!(first_host(list).unwrap(), host, "{list}");
         }
-        for bad in ["", "[", ",x"] {
+        for bad in ["", "[", ",x", "n[]", "n[a-b]", "n]"] {
             assert!(first_host(bad).is_err(), "{bad:?}");
         }
     }

@@ -83,7 +83,7 @@ pub fn run_one(args: &RunArgs) -> Result<ExitCode> {
         }
     };
     if let Some(nproc) = args.nproc.filter(|&n| n > 1) {
-        return crate::launch::nproc(nproc, rendezvous.as_ref(), args.dist_timeout);
+        return crate::launch::nproc(nproc, rendezvous.as_ref());
     }
     let Some(plan) = crate::recipes::fetch_and_plan(&args.recipe)? else {
         return Ok(crate::exit::code(crate::exit::BAD_INPUT));
@@ -206,13 +206,23 @@ fn ranks_sharing(
     let env = |name: &str| std::env::var(name).ok()?.trim().parse::<u32>().ok();
     match (placement, at) {
         (lpo_plan::memory::Placement::Cpu, Some(_)) => env("LOCAL_WORLD_SIZE")
-            .or_else(|| env("SLURM_NTASKS_PER_NODE"))
+            .or_else(|| slurm_tasks_here(&std::env::var("SLURM_STEP_TASKS_PER_NODE").ok()?))
             .unwrap_or(1),
         _ => 1,
     }
 }
 
-/// A rank's device: on CUDA, GPU `LOCAL_RANK` of its node.
+/// The most tasks of a Slurm step on one node, from its
+/// `SLURM_STEP_TASKS_PER_NODE` (`2(x3),1`: 2).
+fn slurm_tasks_here(value: &str) -> Option<u32> {
+    value
+        .split(',')
+        .filter_map(|part| part.split('(').next()?.trim().parse::<u32>().ok())
+        .max()
+}
+
+/// A rank's device: on CUDA, GPU `LOCAL_RANK` of its node, or its one GPU
+/// when Slurm or `CUDA_VISIBLE_DEVICES` shows each rank a single device.
 fn rank_device(
     device: tch::Device,
     at: Option<&lpo_torch::dist::Rendezvous>,
@@ -220,14 +230,16 @@ fn rank_device(
     match (device, at) {
         (tch::Device::Cuda(_), Some(at)) => {
             let count = tch::Cuda::device_count() as usize;
-            if at.local_rank >= count {
-                bail!(
-                    "rank {} has local rank {} but this node has {count} CUDA device(s)",
+            match count {
+                1 => Ok(tch::Device::Cuda(0)),
+                n if at.local_rank < n => Ok(tch::Device::Cuda(at.local_rank)),
+                n => bail!(
+                    "rank {} has local rank {} but sees {n} CUDA devices: give each node \
+                     at least as many GPUs as ranks (--gpus-per-node), or each rank one",
                     at.rank,
                     at.local_rank
-                );
+                ),
             }
-            Ok(tch::Device::Cuda(at.local_rank))
         }
         _ => Ok(device),
     }
@@ -323,5 +335,18 @@ fn report_line(summary: &Summary, what: &str) -> String {
             h.baseline_reward
         ),
         (None, None) => format!("{} {} {what}", summary.run_id, summary.label),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slurm_tasks_here;
+
+    #[test]
+    fn the_most_tasks_a_node_of_a_slurm_step_has() {
+        assert_eq!(slurm_tasks_here("2(x3),1"), Some(2));
+        assert_eq!(slurm_tasks_here("1,4"), Some(4));
+        assert_eq!(slurm_tasks_here("8"), Some(8));
+        assert_eq!(slurm_tasks_here("x"), None);
     }
 }

@@ -377,6 +377,24 @@ fn a_killed_rank_is_named_by_the_other_within_a_minute_and_a_rerun_resumes() {
     let saved = common::checkpoint_step(&run).unwrap();
     assert!((10..400).contains(&saved), "{saved}");
 
+    // Ranks that would resume from different steps (rank 1 sees another
+    // results directory, without the checkpoint) stop before training.
+    let port = free_port();
+    let ranks = [
+        rank(&dir, "results", 0, port),
+        rank(&dir, "elsewhere", 1, port),
+    ];
+    for (r, child) in ranks.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr) + &text(&out.stdout);
+        assert!(!out.status.success(), "rank {r}: {stderr}");
+        assert!(
+            stderr.contains("rank(s) 1 of 2 run a different checkpoint (the step to resume from)"),
+            "rank {r}: {stderr}"
+        );
+    }
+    assert_eq!(common::checkpoint_step(&run), Some(saved));
+
     // A rerun (here with --nproc 2) resumes from the checkpoint and completes.
     let out = lpo(
         &dir,

@@ -52,13 +52,16 @@ pub fn sharing_problem(grad_accum: u32, world: usize) -> Option<String> {
 pub fn all_reduce_grads(group: &Group, params: &[Tensor]) -> Result<()> {
     let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
     let defined: Vec<i64> = grads.iter().map(|g| i64::from(g.defined())).collect();
-    let mut anywhere = Tensor::from_slice(&defined);
-    group.all_reduce(&mut anywhere, Reduce::Max)?;
-    if Vec::<i64>::try_from(&anywhere)? != defined {
-        bail!(
-            "rank {}: a parameter has a gradient on some ranks and none on others",
-            group.rank()
-        );
+    // How many ranks have each gradient: every rank sees the same counts,
+    // so all of them stop together when one differs.
+    let mut ranks = Tensor::from_slice(&defined);
+    group.all_reduce(&mut ranks, Reduce::Sum)?;
+    let world = group.world() as i64;
+    if let Some(i) = Vec::<i64>::try_from(&ranks)?
+        .iter()
+        .position(|&n| n != 0 && n != world)
+    {
+        bail!("parameter {i} has a gradient on some ranks and none on others");
     }
     let grads: Vec<Tensor> = grads.into_iter().filter(Tensor::defined).collect();
     tch::no_grad(|| {

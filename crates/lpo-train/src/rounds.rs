@@ -107,11 +107,25 @@ impl RunInputs<'_> {
         if let Some(g) = group {
             g.barrier()?;
         }
-        let saved: u32 = std::fs::read_to_string(dir.join("round.txt"))
-            .with_context(|| format!("reading {}", dir.join("round.txt").display()))?
-            .trim()
-            .parse()
-            .with_context(|| format!("parsing {}", dir.join("round.txt").display()))?;
+        let read_saved = || -> Result<u32> {
+            let path = dir.join("round.txt");
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .parse()
+                .with_context(|| format!("parsing {}", path.display()))
+        };
+        let mut saved = read_saved()?;
+        // Another node's view of the shared file system may lag rank 0's
+        // rename by a few seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while group.is_some_and(|g| g.rank() > 0)
+            && saved != round
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            saved = read_saved()?;
+        }
         ensure!(
             saved == round,
             "{} holds the start of round {}, not round {}",

@@ -275,23 +275,32 @@ fn opening(request: &RunRequest<'_>, dir: &Path, config: &str) -> Result<Opening
     const START: u64 = 0;
     const LOCKED: u64 = 1;
     const COMPLETE: u64 = 2;
+    const FAILED: u64 = 3;
     let primary = request.group.is_none_or(|g| g.rank() == 0);
-    let mut found = if primary {
-        open_dir(request, dir, config)?
-    } else {
-        Opening::Start(None)
-    };
     let Some(group) = request.group else {
-        return Ok(found);
+        return open_dir(request, dir, config);
     };
-    let code = match &found {
-        Opening::Start(_) => START,
-        Opening::Locked => LOCKED,
-        Opening::Complete(_) => COMPLETE,
+    if let Some(problem) =
+        crate::data_parallel::sharing_problem(request.recipe.train.grad_accum, group.world())
+    {
+        bail!("{problem}");
+    }
+    let opened = if primary {
+        open_dir(request, dir, config)
+    } else {
+        Ok(Opening::Start(None))
+    };
+    let code = match &opened {
+        Ok(Opening::Start(_)) => START,
+        Ok(Opening::Locked) => LOCKED,
+        Ok(Opening::Complete(_)) => COMPLETE,
+        Err(_) => FAILED,
     };
     let codes = group.all_gather_u64(if primary { code } else { 0 })?;
+    let mut found = opened?;
     if !primary {
         found = match codes[0] {
+            FAILED => bail!("rank 0 could not open {} (its log says why)", dir.display()),
             LOCKED => Opening::Locked,
             COMPLETE => Opening::Complete(Box::new(
                 Summary::read(dir)?
@@ -456,6 +465,19 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
     state.summary.lists = lists.id.clone();
     state.summary.repeated = lists::repeated_draws(&sources, &lists.lists);
     state.summary.sandbox = rewards.isolation().map(ToString::to_string);
+    if let Some(group) = request.group {
+        // Every rank read the same shared data (a cache seen differently,
+        // or another device kind, would make them compute different things).
+        let what = format!(
+            "{}\n{}\n{}\n{}",
+            reference.meta.id,
+            lists.id,
+            lists.heldout.len(),
+            request.device.is_cuda()
+        );
+        let what_hash = crate::data_parallel::fingerprint(&what);
+        crate::data_parallel::agree(group, "data (reference, lists, device kind)", what_hash)?;
+    }
     let heldout = HeldoutSet::build(
         recipe,
         &lists.heldout,
@@ -700,6 +722,12 @@ fn train(
     let t = &recipe.train;
     let total = t.steps * t.rounds;
     let (vs, policy, mut opt, start) = resume_point(inputs, state)?;
+    if let Some(group) = inputs.request.group {
+        // A rank that could not load the newest checkpoint fell back to an
+        // older one: the ranks would train from different steps.
+        let what = "checkpoint (the step to resume from)";
+        crate::data_parallel::agree(group, what, u64::from(start))?;
+    }
     if state.primary {
         state
             .tracker

@@ -301,9 +301,14 @@ impl ScriptContext {
         }
         // Several ranks a run: srun starts them in the task's allocation,
         // and each joins the group from Slurm's variables.
-        let launcher = match kind {
-            JobKind::Runs(_) if self.sbatch.ranks() > 1 => "srun ",
-            _ => "",
+        // srun does not pass the job's --cpus-per-task on to its tasks
+        // (Slurm 22.05 and later): it is repeated.
+        let launcher = match (kind, self.sbatch.cpus) {
+            (JobKind::Runs(_), Some(cpus)) if self.sbatch.ranks() > 1 => {
+                format!("srun --cpus-per-task={cpus} ")
+            }
+            (JobKind::Runs(_), None) if self.sbatch.ranks() > 1 => "srun ".to_string(),
+            _ => String::new(),
         };
         s += &format!("exec {launcher}{}\n", self.command(kind)?.join(" "));
         Ok(s)
@@ -393,8 +398,9 @@ impl ScriptContext {
         if let JobKind::Runs(_) = kind {
             add("ntasks", a.ntasks.map(|n| n.to_string()));
             add("nodes", a.nodes.map(|n| n.to_string()));
+            add("gpus-per-node", a.gpus_per_node.map(|g| g.to_string()));
         }
-        add("gpus-per-node", a.gpus_per_node.map(|g| g.to_string()));
+
         add("cpus-per-task", a.cpus.map(|c| c.to_string()));
         add("mem", a.mem.clone());
         for extra in &a.extra {
@@ -684,9 +690,13 @@ mod tests {
         assert!(array.contains("#SBATCH --nodes=1\n"), "{array}");
         assert!(array.contains("#SBATCH --gpus-per-node=2\n"), "{array}");
         let last = array.lines().last().unwrap();
-        assert!(last.starts_with("exec srun /data/bin/lpo run "), "{last}");
+        assert!(
+            last.starts_with("exec srun --cpus-per-task=4 /data/bin/lpo run "),
+            "{last}"
+        );
         let prepare = ctx.script(&JobKind::Prepare).unwrap();
         assert!(!prepare.contains("--ntasks"), "{prepare}");
+        assert!(!prepare.contains("--gpus-per-node"), "{prepare}");
         assert!(!prepare.contains("srun"), "{prepare}");
         ctx.sbatch.ntasks = Some(1);
         let one = ctx.script(&runs(&[0])).unwrap();
