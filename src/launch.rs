@@ -36,12 +36,21 @@ fn rendezvous_from(var: impl Fn(&str) -> Option<String>) -> Result<Option<Rendez
         }
         let rank = number("RANK")?.context("WORLD_SIZE is set but RANK is not")?;
         let port = var("MASTER_PORT").context("WORLD_SIZE is set but MASTER_PORT is not")?;
+        // torchrun's agent serves the store itself (as torch's env://
+        // rendezvous does, lpo then connects to it, keys under a prefix of
+        // this attempt's).
+        let agent_store =
+            (var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True")).then(|| {
+                let attempt = var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into());
+                format!("/worker/lpo/attempt-{attempt}/")
+            });
         return checked(Rendezvous {
             host: var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
             port: parse_port("MASTER_PORT", &port)?,
             rank,
             world,
             local_rank: number("LOCAL_RANK")?.unwrap_or(rank),
+            agent_store,
         });
     }
     // A Slurm step of several tasks (srun); a batch script alone is one task.
@@ -79,6 +88,7 @@ fn rendezvous_from(var: impl Fn(&str) -> Option<String>) -> Result<Option<Rendez
         rank,
         world,
         local_rank: number("SLURM_LOCALID")?.unwrap_or(0),
+        agent_store: None,
     })
 }
 
@@ -277,9 +287,20 @@ mod tests {
                 port: 29500,
                 rank: 3,
                 world: 4,
-                local_rank: 1
+                local_rank: 1,
+                agent_store: None,
             }
         );
+        let agent = from(&[
+            ("RANK", "0"),
+            ("WORLD_SIZE", "2"),
+            ("MASTER_PORT", "29500"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+            ("TORCHELASTIC_RESTART_COUNT", "3"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(agent.agent_store.as_deref(), Some("/worker/lpo/attempt-3/"));
         assert_eq!(from(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
         assert_eq!(from(&[]).unwrap(), None);
         for bad in [

@@ -8,6 +8,7 @@
 // that header names (only pointers to them are ever held here).
 #define USE_C10D_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
@@ -44,20 +45,25 @@ const char* guarded(F&& body) {
 
 extern "C" {
 
-// Joins the group of `world` ranks whose rank 0 serves the store at
-// host:port; every rank waits up to `timeout_ms` for the others, and every
-// later collective fails after that long without its peers.
+// Joins the group of `world` ranks whose store is at host:port: served by
+// rank 0, or (agent_store = 1) by a launcher such as torchrun's agent, every
+// key then under `prefix`. Every rank waits up to `timeout_ms` for the
+// others, and every later collective fails after that long without its peers.
 const char* lpo_dist_connect(const char* host, int port, int rank, int world, long long timeout_ms,
-                             int threads, Group** out) {
+                             int threads, int agent_store, const char* prefix, Group** out) {
   return guarded([&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(port);
-    options.isServer = rank == 0;
+    options.isServer = rank == 0 && agent_store == 0;
     options.numWorkers = static_cast<std::size_t>(world);
-    options.waitWorkers = true;
+    options.waitWorkers = agent_store == 0;
     options.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    c10::intrusive_ptr<c10d::Store> store =
+        c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    if (prefix[0] != '\0') {
+      store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store);
+    }
     auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(timeout);
     gloo_options->threads = threads;
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, gloo_options);

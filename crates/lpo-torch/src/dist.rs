@@ -24,6 +24,8 @@ extern "C" {
         world: c_int,
         timeout_ms: c_longlong,
         threads: c_int,
+        agent_store: c_int,
+        prefix: *const c_char,
         out: *mut *mut c_void,
     ) -> *const c_char;
     fn lpo_dist_allreduce(group: *mut c_void, t: *const C_tensor, op: c_int) -> *const c_char;
@@ -53,6 +55,10 @@ pub struct Rendezvous {
     pub world: usize,
     /// This process's rank on its node (which GPU it takes).
     pub local_rank: usize,
+    /// The store is served by the launcher (torchrun's agent:
+    /// `TORCHELASTIC_USE_AGENT_STORE`), not by rank 0; lpo's keys then go
+    /// under this prefix.
+    pub agent_store: Option<String>,
 }
 
 /// How an element-wise reduction combines the ranks' tensors.
@@ -78,8 +84,10 @@ impl Group {
     pub fn connect(at: &Rendezvous, timeout: Duration, threads: usize) -> Result<Group> {
         let host = CString::new(at.host.as_str())
             .map_err(|_| anyhow!("the rendezvous host {:?} holds a NUL byte", at.host))?;
+        let prefix = CString::new(at.agent_store.as_deref().unwrap_or_default())
+            .map_err(|_| anyhow!("the store prefix holds a NUL byte"))?;
         let mut handle = std::ptr::null_mut();
-        // SAFETY: host is NUL-terminated; `handle` receives a new group.
+        // SAFETY: host and prefix are NUL-terminated; `handle` receives a new group.
         let error = unsafe {
             lpo_dist_connect(
                 host.as_ptr(),
@@ -88,6 +96,8 @@ impl Group {
                 at.world as c_int,
                 timeout.as_millis().min(i64::MAX as u128) as c_longlong,
                 threads.max(1) as c_int,
+                c_int::from(at.agent_store.is_some()),
+                prefix.as_ptr(),
                 &mut handle,
             )
         };
@@ -256,6 +266,7 @@ mod tests {
             rank,
             world,
             local_rank: rank,
+            agent_store: None,
         }
     }
 
