@@ -83,9 +83,9 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
         println!("{source}: {n} training lists repeat a record (data.oversample = true)");
     }
     let (batch, accum) = (recipe.train.batch_size, recipe.train.grad_accum);
-    let epoch = lpo_train::batch::epoch_steps(shown.len(), batch, accum);
+    let epoch = lpo_train::batch::epoch_steps(shown.len(), batch);
     println!(
-        "one epoch over the {} training lists is {epoch} optimizer steps (batch_size {batch} x grad_accum {accum})",
+        "one epoch over the {} training lists is {epoch} optimizer steps (batch_size {batch} lists a step, in {accum} micro-batch(es))",
         shown.len(),
     );
     if let Some(epochs) = recipe.train.epochs {

@@ -337,6 +337,13 @@ fn train_epochs_counts_the_steps_from_the_lists_and_train_steps_leaves_the_id() 
         stdout.contains("train.epochs = 2: 12 optimizer steps per round"),
         "{stdout}"
     );
+    // Accumulation splits a step's lists; an epoch takes as many steps.
+    let set = ["data", "preview", "e.toml", "--set", "train.grad_accum=2"];
+    let stdout = text(&lpo(&dir, &hub, &set).stdout);
+    assert!(
+        stdout.contains("one epoch over the 48 training lists is 6 optimizer steps (batch_size 8 lists a step, in 2 micro-batch(es))"),
+        "{stdout}"
+    );
     let out = lpo(&dir, &hub, &["sweep", "e.toml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let run = &run_dirs(&dir.join("results/own"))[0];

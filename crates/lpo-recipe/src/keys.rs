@@ -256,7 +256,7 @@ pub const KEYS: &[KeySpec] = &[
     key("data.unknown_chars", Ty::Enum(&["error", "skip"]), "\"error\"", "Under the character tokenizer, a file record with a character outside its alphabet stops the run (file:line), or is skipped and counted."),
     key("train", Ty::Section, "", "Optimisation."),
     key("train.steps", COUNT, "200", "Optimizer steps (per on-policy round); see train.epochs."),
-    key("train.epochs", count_to(1 << 20), "-", "Train whole epochs instead of train.steps: each round takes epochs x ceil(training lists / (batch_size x grad_accum)) optimizer steps, counted once the lists are built (summary.json's `steps`; `lpo data preview` prints the steps of one epoch). train.steps is then ignored and leaves the run id."),
+    key("train.epochs", count_to(1 << 20), "-", "Train whole epochs instead of train.steps: each round takes epochs x ceil(training lists / batch_size) optimizer steps (grad_accum splits a step's lists, it does not add to them), counted once the lists are built (summary.json's `steps`; `lpo data preview` prints the steps of one epoch). train.steps is then ignored and leaves the run id."),
     key("train.rounds", Ty::Int { min: 1, max: 64 }, "1", "On-policy rounds (iterative DPO/LPO): after each round of train.steps steps, every training prompt's K responses are sampled again from the policy and scored; 1 = offline. Needs every source to be a built-in task or a prompt file with a `reward`."),
     key("train.reference_update", Ty::Enum(&["fixed", "round"]), "\"fixed\"", "Reference of rounds after the first: the SFT model (`fixed`) or the policy at the round's start (`round`)."),
     key("train.batch_size", count_to(1 << 16), "8", "Prompts per optimizer step, each with its K responses."),

@@ -142,11 +142,11 @@ impl TrainSet {
 }
 
 /// Optimizer steps of one pass over `lists` training lists, `batch_size`
-/// lists a micro-batch and `grad_accum` micro-batches a step (the last step
-/// of an epoch is completed from the next epoch's permutation).
-pub fn epoch_steps(lists: usize, batch_size: u32, grad_accum: u32) -> usize {
-    let per_step = (batch_size as usize * grad_accum as usize).max(1);
-    lists.div_ceil(per_step)
+/// lists a step (`train.grad_accum` splits a step's lists into micro-batches
+/// without changing how many a step takes; the last step of an epoch is
+/// completed from the next epoch's permutation).
+pub fn epoch_steps(lists: usize, batch_size: u32) -> usize {
+    lists.div_ceil((batch_size as usize).max(1))
 }
 
 /// The lists of micro-batch `micro` of optimizer step `step`: consecutive
@@ -180,10 +180,18 @@ mod tests {
 
     #[test]
     fn an_epoch_is_the_steps_that_cover_every_list() {
-        assert_eq!(epoch_steps(48, 8, 1), 6);
-        assert_eq!(epoch_steps(49, 8, 1), 7);
-        assert_eq!(epoch_steps(48, 4, 2), 6);
-        assert_eq!(epoch_steps(3, 8, 1), 1);
+        assert_eq!(epoch_steps(48, 8), 6);
+        assert_eq!(epoch_steps(49, 8), 7);
+        assert_eq!(epoch_steps(3, 8), 1);
+        // With accumulation a step still takes batch_size lists, in
+        // micro-batches of batch_size / grad_accum (as the training loop
+        // draws them): 12 steps of 4 lists, 2 micro-batches each, cover 48.
+        assert_eq!(epoch_steps(48, 4), 12);
+        let mut drawn: Vec<usize> = (0..12)
+            .flat_map(|s| (0..2).flat_map(move |m| batch_indices(48, 2, 2, s, m, 1)))
+            .collect();
+        drawn.sort();
+        assert_eq!(drawn, (0..48).collect::<Vec<_>>());
         // Six steps of eight lists draw each of 48 lists exactly once.
         let mut drawn: Vec<usize> = (0..6)
             .flat_map(|s| batch_indices(48, 8, 1, s, 0, 1))

@@ -444,8 +444,7 @@ fn run(request: &RunRequest<'_>, state: &mut RunState, progress: &mut dyn Progre
         let r = request.recipe;
         let n = lists.in_form(r.data.form, r.train.seed).0.len();
         let mut counted = r.clone();
-        let steps =
-            epochs as usize * crate::batch::epoch_steps(n, r.train.batch_size, r.train.grad_accum);
+        let steps = epochs as usize * crate::batch::epoch_steps(n, r.train.batch_size);
         counted.train.steps = u32::try_from(steps.max(1)).unwrap_or(u32::MAX);
         counted
     });
