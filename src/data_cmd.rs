@@ -101,12 +101,42 @@ fn preview(args: &PreviewArgs) -> Result<std::process::ExitCode> {
     let max_len = data.reference.model.config().max_position_embeddings as usize;
     let window = lpo_train::sources::Window::new(recipe, max_len);
     let set = lpo_train::batch::TrainSet::build(&shown, data.tokenizer.as_ref(), k, &window)?;
+    print_padding(&set, recipe, epoch);
     println!();
     let tokens = args.tokens.then_some(data.tokenizer.as_ref());
     print_lists(&shown, args.show, tokens)?;
     println!();
     print_stats(&shown, &set.truncated);
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The share of padding in the token slots one epoch's micro-batches
+/// compute (in the training order, prompts shared by their K responses).
+fn print_padding(set: &lpo_train::batch::TrainSet, recipe: &lpo_recipe::Recipe, epoch: usize) {
+    use lpo_train::batch::{batch_indices, Padding};
+    let t = &recipe.train;
+    let micro = t.grad_accum.max(1) as usize;
+    let per_micro = (t.batch_size as usize / micro).max(1);
+    let mut total = Padding::default();
+    for step in 0..epoch {
+        for m in 0..micro {
+            let indices = batch_indices(set.len(), per_micro, micro, step, m, t.seed);
+            total.add(set.padding(&indices));
+        }
+    }
+    let pct = |slots, tokens| 100.0 * Padding::share(slots, tokens);
+    println!(
+        "padding in one epoch's micro-batches of {per_micro} lists: prompts {:.1}% of {} token slots, \
+         responses {:.1}% of {}, all {:.1}%",
+        pct(total.prompt_slots, total.prompt_tokens),
+        total.prompt_slots,
+        pct(total.response_slots, total.response_tokens),
+        total.response_slots,
+        pct(
+            total.prompt_slots + total.response_slots,
+            total.prompt_tokens + total.response_tokens
+        ),
+    );
 }
 
 /// What a run trains on: its sources, reference model and reward lists.

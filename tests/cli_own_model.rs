@@ -344,6 +344,14 @@ fn train_epochs_counts_the_steps_from_the_lists_and_train_steps_leaves_the_id() 
         stdout.contains("one epoch over the 48 training lists is 6 optimizer steps (batch_size 8 lists a step, in 2 micro-batch(es))"),
         "{stdout}"
     );
+    let padding = stdout
+        .lines()
+        .find(|l| l.starts_with("padding in one epoch's micro-batches of 4 lists: prompts "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        padding.contains("% of ") && padding.contains(", all "),
+        "{padding}"
+    );
     let out = lpo(&dir, &hub, &["sweep", "e.toml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let run = &run_dirs(&dir.join("results/own"))[0];

@@ -126,6 +126,24 @@ impl TrainSet {
         )
     }
 
+    /// The token slots of the lists at `indices` as one micro-batch of the
+    /// prompt-sharing pass computes them (prompts padded to the longest, the
+    /// K responses of each to the longest response) and the real tokens.
+    pub fn padding(&self, indices: &[usize]) -> Padding {
+        let prompts = indices.iter().map(|&i| self.prompts[i].len() as u64);
+        let responses = indices
+            .iter()
+            .flat_map(|&i| &self.responses[i * self.k..(i + 1) * self.k])
+            .map(|r| r.len() as u64);
+        let n = indices.len() as u64;
+        Padding {
+            prompt_slots: n * prompts.clone().max().unwrap_or(0),
+            prompt_tokens: prompts.sum(),
+            response_slots: n * self.k as u64 * responses.clone().max().unwrap_or(0),
+            response_tokens: responses.sum(),
+        }
+    }
+
     /// Tokens processed for these lists: each prompt once, every response.
     pub fn token_count(&self, indices: &[usize]) -> u64 {
         indices
@@ -138,6 +156,39 @@ impl TrainSet {
                         .sum::<usize>()
             })
             .sum::<usize>() as u64
+    }
+}
+
+/// Token slots a padded forward pass computes, and how many hold a real
+/// token: what padding-free lists would save.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Padding {
+    /// Prompt slots: lists x the longest prompt of their micro-batch.
+    pub prompt_slots: u64,
+    /// Real prompt tokens.
+    pub prompt_tokens: u64,
+    /// Response slots: lists x K x the longest response of the micro-batch.
+    pub response_slots: u64,
+    /// Real response tokens.
+    pub response_tokens: u64,
+}
+
+impl Padding {
+    /// Adds another micro-batch's counts.
+    pub fn add(&mut self, other: Padding) {
+        self.prompt_slots += other.prompt_slots;
+        self.prompt_tokens += other.prompt_tokens;
+        self.response_slots += other.response_slots;
+        self.response_tokens += other.response_tokens;
+    }
+
+    /// The share of `slots` that is padding (0 without slots).
+    pub fn share(slots: u64, tokens: u64) -> f64 {
+        if slots == 0 {
+            0.0
+        } else {
+            (slots - tokens) as f64 / slots as f64
+        }
     }
 }
 
@@ -198,6 +249,31 @@ mod tests {
             .collect();
         drawn.sort();
         assert_eq!(drawn, (0..48).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn padding_counts_the_slots_of_the_longest_prompt_and_response() {
+        let set = TrainSet {
+            k: 2,
+            prompts: vec![vec![1, 2], vec![3]],
+            responses: vec![vec![5], vec![6, 7, 8], vec![9, 9], vec![]],
+            rewards: vec![0.0; 4],
+            mask: vec![true, true, true, false],
+            truncated: BTreeMap::new(),
+        };
+        let p = set.padding(&[0, 1]);
+        assert_eq!(
+            p,
+            Padding {
+                prompt_slots: 4,
+                prompt_tokens: 3,
+                response_slots: 12,
+                response_tokens: 6,
+            }
+        );
+        assert_eq!(Padding::share(12, 6), 0.5);
+        assert_eq!(Padding::share(0, 0), 0.0);
+        assert_eq!(set.padding(&[1]).response_slots, 4);
     }
 
     #[test]
