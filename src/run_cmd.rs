@@ -186,10 +186,7 @@ fn share_cores(recipe: &mut lpo_recipe::Recipe) {
     if recipe.train.threads > 0 {
         return;
     }
-    let local = std::env::var("LOCAL_WORLD_SIZE")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|&n| n > 0);
+    let local = local_world_size();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     if let Some(local) = local {
         recipe.train.threads = (cores / local).max(1);
@@ -203,13 +200,22 @@ fn ranks_sharing(
     placement: lpo_plan::memory::Placement,
     at: Option<&lpo_torch::dist::Rendezvous>,
 ) -> u32 {
-    let env = |name: &str| std::env::var(name).ok()?.trim().parse::<u32>().ok();
     match (placement, at) {
-        (lpo_plan::memory::Placement::Cpu, Some(_)) => env("LOCAL_WORLD_SIZE")
+        (lpo_plan::memory::Placement::Cpu, Some(_)) => local_world_size()
             .or_else(|| slurm_tasks_here(&std::env::var("SLURM_STEP_TASKS_PER_NODE").ok()?))
             .unwrap_or(1),
         _ => 1,
     }
+}
+
+/// The ranks on this node as `--nproc` and torchrun say (`LOCAL_WORLD_SIZE`).
+fn local_world_size() -> Option<u32> {
+    let n = std::env::var("LOCAL_WORLD_SIZE")
+        .ok()?
+        .trim()
+        .parse::<u32>()
+        .ok()?;
+    (n > 0).then_some(n)
 }
 
 /// The most tasks of a Slurm step on one node, from its

@@ -253,6 +253,22 @@ fn rank_variables_that_describe_no_group_and_batches_ranks_cannot_share_are_refu
         assert!(stderr.contains(says), "{vars:?}: {stderr}");
     }
     assert!(!dir.join("bad").exists());
+    // Counts that are not counts.
+    for bad in [
+        ["--nproc", "0"],
+        ["--nproc=-2", "--no-bars"],
+        ["--dist-timeout", "0"],
+        ["--nproc", "2;touch pwned"],
+    ] {
+        let mut args = vec!["run", "r.toml", "--index", "0", "--results", "bad"];
+        args.extend(bad);
+        let out = lpo(&dir, &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        let flag = bad[0].split('=').next().unwrap();
+        assert!(stderr.contains(flag), "{bad:?}: {stderr}");
+    }
+    assert!(!dir.join("bad").exists() && !dir.join("pwned").exists());
 
     // A grad_accum the ranks cannot share is refused before anything runs.
     let out = lpo(

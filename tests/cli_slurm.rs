@@ -784,6 +784,31 @@ fn slurm_values_that_would_leave_their_sbatch_line_exit_2_and_write_nothing() {
         stderr.contains("--gpus 4: one process uses one device") && stderr.contains("use --gpus 1"),
         "{stderr}"
     );
+    // Ranks a run's task cannot hold, or values that are not counts: exit 2,
+    // named, nothing written or submitted.
+    for (extra, says) in [
+        (&["--ntasks", "0"][..], "--ntasks 0: give at least 1"),
+        (
+            &["--nodes", "3", "--ntasks", "2"][..],
+            "cannot fill 3 nodes",
+        ),
+        (
+            &["--ntasks", "4", "--gpus-per-node", "1"][..],
+            "need one GPU each",
+        ),
+        (&["--ntasks", "2;touch pwned"][..], "--ntasks"),
+        (&["--gpus-per-node=-1"][..], "--gpus-per-node"),
+    ] {
+        let out = slurm_sweep(&dir, extra);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(
+            !dir.join("res").exists(),
+            "{extra:?} wrote under the results"
+        );
+        assert!(!dir.join("pwned").exists(), "{extra:?} ran a command");
+    }
     // A results directory an #SBATCH line cannot carry: refused, not written.
     let quoted = "res\"q";
     let out = common::lpo(

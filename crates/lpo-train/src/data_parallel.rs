@@ -176,11 +176,11 @@ pub fn agree(group: &Group, what: &str, value: u64) -> Result<()> {
     Ok(())
 }
 
-/// A stable 64-bit hash (FNV-1a) of `text`, equal in every process.
+/// A stable 64-bit hash of `text`, equal in every process: the project's
+/// content id ([`lpo_results::content_id`], 8 bytes of SHA-256) as a number.
 pub fn fingerprint(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    let id = lpo_results::content_id("rank-agreement", &text);
+    u64::from_str_radix(&id, 16).expect("a content id is 16 hex digits")
 }
 
 #[cfg(test)]
@@ -199,10 +199,9 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_are_fnv1a() {
-        // Published FNV-1a 64 test vectors.
-        assert_eq!(fingerprint(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fingerprint("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fingerprint("foobar"), 0x8594_4171_f739_67e8);
+    fn fingerprints_are_the_content_id_of_the_text() {
+        let id = lpo_results::content_id("rank-agreement", &"foobar");
+        assert_eq!(format!("{:016x}", fingerprint("foobar")), id);
+        assert_ne!(fingerprint("a"), fingerprint("b"));
     }
 }
