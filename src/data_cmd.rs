@@ -127,7 +127,7 @@ fn print_padding(set: &lpo_train::batch::TrainSet, recipe: &lpo_recipe::Recipe, 
     let pct = |slots, tokens| 100.0 * Padding::share(slots, tokens);
     println!(
         "padding in one epoch's micro-batches of {per_micro} lists: prompts {:.1}% of {} token slots, \
-         responses {:.1}% of {}, all {:.1}%",
+         responses {:.1}% of {}, all {:.1}% ({})",
         pct(total.prompt_slots, total.prompt_tokens),
         total.prompt_slots,
         pct(total.response_slots, total.response_tokens),
@@ -136,6 +136,10 @@ fn print_padding(set: &lpo_train::batch::TrainSet, recipe: &lpo_recipe::Recipe, 
             total.prompt_slots + total.response_slots,
             total.prompt_tokens + total.response_tokens
         ),
+        match t.packed {
+            true => "train.packed: the policy's training passes compute none of it",
+            false => "train.packed = true computes none of it in the policy's training passes",
+        },
     );
 }
 

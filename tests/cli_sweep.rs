@@ -682,32 +682,26 @@ fn runs_record_their_memory_and_one_that_cannot_fit_is_refused_before_it_starts(
     );
 }
 
+/// Activation checkpointing and packed lists (`train.packed`) train the
+/// same run as the plain padded loop, to float rounding; packing enters the
+/// run id (it sums in another order), checkpointing does not.
 #[test]
-fn activation_checkpointing_trains_the_same_run() {
+fn activation_checkpointing_and_packed_lists_train_the_same_run() {
     let dir = scratch("sweep-checkpointing");
     std::fs::write(dir.join("r.toml"), small(4, 0, "seeds = [0]")).unwrap();
-    let losses = |results: &str, checkpointing: bool| {
-        let set = format!("train.activation_checkpointing={checkpointing}");
-        let out = lpo(
-            &dir,
-            &[
-                "run",
-                "r.toml",
-                "--index",
-                "0",
-                "--results",
-                results,
-                "--set",
-                &set,
-            ],
-        );
+    let losses = |results: &str, sets: &[&str]| {
+        let mut args = vec!["run", "r.toml", "--index", "0", "--results", results];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = lpo(&dir, &args);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let run = &run_dirs(&dir.join(results))[0];
+        let run = run_dirs(&dir.join(results)).remove(0);
         let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
         let headers = reader.headers().unwrap().clone();
         let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
         let (loss, norm) = (at("loss"), at("grad_norm"));
-        reader
+        let rows = reader
             .records()
             .map(|r| {
                 let r = r.unwrap();
@@ -716,21 +710,30 @@ fn activation_checkpointing_trains_the_same_run() {
                     r[norm].parse::<f64>().unwrap(),
                 )
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (rows, run.file_name().unwrap().to_owned())
     };
-    let plain = losses("plain", false);
-    let checkpointed = losses("checkpointed", true);
+    let (plain, plain_id) = losses("plain", &[]);
     assert_eq!(plain.len(), 4);
-    assert_eq!(plain.len(), checkpointed.len());
-    for (a, b) in plain.iter().zip(&checkpointed) {
-        assert!(
-            (a.0 - b.0).abs() < 1e-4 * a.0.abs().max(1.0),
-            "loss {a:?} vs {b:?}"
-        );
-        assert!(
-            (a.1 - b.1).abs() < 1e-4 * a.1.abs().max(1.0),
-            "grad norm {a:?} vs {b:?}"
-        );
+    let checkpointing = "train.activation_checkpointing=true";
+    for (results, sets, same_id) in [
+        ("checkpointed", &[checkpointing][..], true),
+        ("packed", &["train.packed=true"][..], false),
+        ("both", &["train.packed=true", checkpointing][..], false),
+    ] {
+        let (other, id) = losses(results, sets);
+        assert_eq!(id == plain_id, same_id, "{results}: {id:?} vs {plain_id:?}");
+        assert_eq!(plain.len(), other.len());
+        for (a, b) in plain.iter().zip(&other) {
+            assert!(
+                (a.0 - b.0).abs() < 1e-4 * a.0.abs().max(1.0),
+                "{results}: loss {a:?} vs {b:?}"
+            );
+            assert!(
+                (a.1 - b.1).abs() < 1e-4 * a.1.abs().max(1.0),
+                "{results}: grad norm {a:?} vs {b:?}"
+            );
+        }
     }
 }
 

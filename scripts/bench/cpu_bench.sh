@@ -27,7 +27,9 @@
 #      SIZES ("tiny small"), SHAPES ("arith long"), SAMPLING (1 = run it),
 #      OUT (directory for logs and results.txt), ONEDNN (0 = lpo's oneDNN
 #      products off, LPO_ONEDNN=0: both sides multiply with MKL's sgemm, so
-#      the ratios measure lpo's design apart from its choice of BLAS).
+#      the ratios measure lpo's design apart from its choice of BLAS),
+#      PACKED (1 = train.packed, padding-free lists, the default; 0 = padded
+#      rows like the peers), PEERS ("trl shared-hf shared-mini").
 #
 # The header names the CPU and which kernels multiply on each side.
 set -euo pipefail
@@ -40,6 +42,8 @@ SIZES=${SIZES:-tiny small}
 SHAPES=${SHAPES:-arith long}
 SAMPLING=${SAMPLING:-1}
 ONEDNN=${ONEDNN:-1}
+PACKED=${PACKED:-1}
+PEERS=${PEERS:-trl shared-hf shared-mini}
 [[ $ONEDNN == 0 ]] && export LPO_ONEDNN=0
 OUT=${OUT:-$(mktemp -d /tmp/cpu_bench.XXXXXX)}
 mkdir -p "$OUT"
@@ -58,6 +62,7 @@ SAMPLER="$ROOT/target/release/examples/sample_bench"
 echo "== cpu_bench $(date -u +%FT%TZ) on $(nproc) cores; $("$LPO" --version)"
 echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') (flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512f\|avx2' | sort -u | tr '\n' ' '))"
 echo "lpo products: $("$LPO" doctor | sed -n 's/^products *//p')"
+echo "lpo lists: $([[ $PACKED == 1 ]] && echo "packed (train.packed = true)" || echo "padded")"
 echo "peer products: at::linear (torch's MKL sgemm for f32 on the CPU)"
 "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 
@@ -91,6 +96,7 @@ mix = [{ path = "$1", format = "native", weight = 1.0 }, { task = "arith", weigh
 steps = $((WARMUP + STEPS))
 batch_size = 8
 checkpoint_every = 0
+packed = $([[ $PACKED == 1 ]] && echo true || echo false)
 lr_schedule = "constant"
 warmup_steps = 0
 [eval]
@@ -124,7 +130,7 @@ for size in $SIZES; do
     "$LPO" run "$WORK/r.toml" --index 0 --results "$WORK/res" --no-bars --threads 1 \
       >"$OUT/lpo-$size-$shape.log" 2>&1
     lpo=$(lpo_cpu_s "$(ls "$WORK"/res/cpubench/*/timing.csv)")
-    for peer in trl shared-hf shared-mini; do
+    for peer in $PEERS; do
       mode=${peer%%-*}
       impl=hf
       [[ $peer == shared-mini ]] && impl=mini

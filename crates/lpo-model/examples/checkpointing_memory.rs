@@ -11,7 +11,7 @@
 
 use std::process::Command;
 
-use lpo_model::logps::{checkpointed_response_logps, response_logps};
+use lpo_model::logps::{checkpointed_response_logps, response_logps, Layout};
 use lpo_model::{Config, Mistral};
 use lpo_recipe::{ModelDims, SizePreset};
 use tch::{nn, Device, Kind};
@@ -83,7 +83,8 @@ fn measure(checkpointed: bool) -> u64 {
         .collect();
     let before = lpo_torch::memory::host_peak().expect("VmHWM");
     if checkpointed {
-        let (out, recompute) = checkpointed_response_logps(&model, &prompts, &responses, K, 0);
+        let (out, recompute) =
+            checkpointed_response_logps(&model, &prompts, &responses, K, 0, Layout::Padded);
         out.sum.sum(Kind::Float).backward();
         recompute.backward();
     } else {

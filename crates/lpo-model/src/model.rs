@@ -129,6 +129,115 @@ impl RopeAt {
     }
 }
 
+/// Where a pass's token states lie when packed: only the real tokens of
+/// `[R, T]` padded rows, in row-major order, at `offset..offset + N` of a
+/// packed sequence `[1, M, ..]` ([`PackedPasses`]). Norms, linear layers and
+/// the head then compute no padding; attention spreads its queries, keys
+/// and values back over the padded rows and gathers its output again.
+///
+/// A padding slot holds a copy of a real token's state (one gather, no
+/// zero-filled buffer): the mask never lets a real query see a padding key,
+/// and a padding query's output is dropped, so no value and no gradient
+/// (exactly zero) reaches a real token from it.
+#[derive(Debug)]
+pub struct Packing {
+    /// `[N]` flat indices into the `R*T` slots of the real tokens.
+    index: Tensor,
+    /// `[R*T]` the packed token each slot holds: its own for a real slot,
+    /// the row's (or the pass's) first for padding; `None` when `N = 0`.
+    source: Option<Tensor>,
+    /// Where the pass starts in the packed sequence.
+    offset: i64,
+    /// Whether every row is full (no padding: unpacking is a view).
+    full: bool,
+    rows: i64,
+    width: i64,
+}
+
+impl Packing {
+    /// The real tokens of `R = lengths.len()` rows of width `T`, left-aligned
+    /// (right padding) or right-aligned (left padding, as prompts are), from
+    /// `offset` on in the packed sequence.
+    pub fn new(
+        lengths: &[usize],
+        width: i64,
+        left_padded: bool,
+        offset: i64,
+        device: Device,
+    ) -> Packing {
+        let n: usize = lengths.iter().sum();
+        let mut index = Vec::with_capacity(n);
+        let mut source = Vec::with_capacity(lengths.len() * width as usize);
+        for (r, &len) in lengths.iter().enumerate() {
+            let (len, packed) = (len as i64, offset + index.len() as i64);
+            let fill = width - len;
+            let first = r as i64 * width + if left_padded { fill } else { 0 };
+            index.extend(first..first + len);
+            // Padding copies the row's first token (or the batch's first).
+            let filler = if len > 0 { packed } else { offset };
+            let real = packed..packed + len;
+            match left_padded {
+                true => source.extend(std::iter::repeat_n(filler, fill as usize).chain(real)),
+                false => source.extend(real.chain(std::iter::repeat_n(filler, fill as usize))),
+            }
+        }
+        let to_device = |v: &[i64]| Tensor::from_slice(v).to_device(device);
+        Packing {
+            index: to_device(&index),
+            source: (n > 0).then(|| to_device(&source)),
+            offset,
+            full: n as i64 == lengths.len() as i64 * width,
+            rows: lengths.len() as i64,
+            width,
+        }
+    }
+
+    /// Real tokens `N`.
+    pub fn len(&self) -> i64 {
+        self.index.size()[0]
+    }
+
+    /// Whether no row has a token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether no row has padding.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// `[R*T]` the slots of the real tokens.
+    pub fn slots(&self) -> &Tensor {
+        &self.index
+    }
+
+    /// `[R, T, ..] -> [N, ..]`: the real tokens' slots.
+    pub fn pack(&self, padded: &Tensor) -> Tensor {
+        padded.flatten(0, 1).index_select(0, &self.index)
+    }
+
+    /// `[1, M, C] -> [R, T, C]`: this pass's tokens of a packed sequence in
+    /// their padded rows, a real token's copy at padding (zeros when there
+    /// is no real token).
+    pub fn unpack(&self, packed: &Tensor) -> Tensor {
+        let c = packed.size()[2];
+        if self.full {
+            return packed
+                .narrow(1, self.offset, self.rows * self.width)
+                .view([self.rows, self.width, c]);
+        }
+        let flat = match &self.source {
+            Some(source) => packed.squeeze_dim(0).index_select(0, source),
+            None => packed.new_zeros(
+                [self.rows * self.width, c],
+                (packed.kind(), packed.device()),
+            ),
+        };
+        flat.view([self.rows, self.width, c])
+    }
+}
+
 /// Cached keys and values of one block, `[B, G, S, E]` each, and (when
 /// recording) the router logits of each pass through a sparse block.
 #[derive(Debug, Default)]
@@ -200,43 +309,117 @@ impl Attention {
     /// [B, 1, T, S]` (true = may attend) -> `[B, T, D]`. Appends this step's
     /// keys and values to `cache`.
     fn forward(&self, x: &Tensor, rope: &RopeAt, mask: &Tensor, cache: &mut LayerCache) -> Tensor {
-        let (b, t, _) = x.size3().expect("3-d");
-        let split = |proj: &Linear, heads: i64, norm: &Option<RmsNorm>| {
-            let y = proj.forward(x).view([b, t, heads, self.head_dim]); // [B, T, heads, E]
-            match norm {
-                Some(norm) => norm.forward(&y).transpose(1, 2),
-                None => y.transpose(1, 2),
-            }
-        };
-        let q = rope.apply(&split(&self.q_proj, self.heads, &self.q_norm)); // [B, H, T, E]
-        let k = rope.apply(&split(&self.k_proj, self.kv_heads, &self.k_norm)); // [B, G, T, E]
-        let v = split(&self.v_proj, self.kv_heads, &None); // [B, G, T, E]
+        let q = rope.apply(&self.split(self.q_proj.forward(x), self.heads, &self.q_norm)); // [B, H, T, E]
+        let k = rope.apply(&self.split(self.k_proj.forward(x), self.kv_heads, &self.k_norm)); // [B, G, T, E]
+        let v = self.split(self.v_proj.forward(x), self.kv_heads, &None); // [B, G, T, E]
         let (k, v) = match cache.kv.take() {
             Some((k0, v0)) => (Tensor::cat(&[k0, k], 2), Tensor::cat(&[v0, v], 2)), // [B, G, S, E]
             None => (k, v),
         };
         cache.kv = Some((k.shallow_clone(), v.shallow_clone()));
+        self.o_proj.forward(&self.attend(&q, &k, &v, mask))
+    }
+
+    /// A batch's prompts and their K responses packed into one sequence
+    /// (`x: [1, Np + N, D]`, see [`PackedPasses`]) -> `[1, Np + N, D]`: one
+    /// product per projection for both passes; the prompts attend among
+    /// themselves, each response to its prompt and itself.
+    fn forward_packed(&self, x: &Tensor, p: &PackedPasses) -> Tensor {
+        // A projection's output in the two passes' padded rows.
+        let spread = |y: Tensor| match p.real {
+            // No padding: both passes are views of the sequence.
+            None => {
+                let (prompts, responses) = (p.prompts.packing, p.responses.packing);
+                let parts = y.split_with_sizes([prompts.len(), responses.len()], 1);
+                let view = |t: &Tensor, of: &Packing| t.view([of.rows, of.width, -1]);
+                (view(&parts[0], prompts), view(&parts[1], responses))
+            }
+            Some(_) => (p.prompts.packing.unpack(&y), p.responses.packing.unpack(&y)),
+        };
+        let (qp, qr) = spread(self.q_proj.forward(x)); // [R, T, H*E] each pass
+        let (kp, kr) = spread(self.k_proj.forward(x)); // [R, T, G*E]
+        let (vp, vr) = spread(self.v_proj.forward(x));
+        let heads = |pass: &PackedPass, q, k, v| {
+            (
+                pass.rope.apply(&self.split(q, self.heads, &self.q_norm)), // [R, H, T, E]
+                pass.rope.apply(&self.split(k, self.kv_heads, &self.k_norm)), // [R, G, T, E]
+                self.split(v, self.kv_heads, &None),
+            )
+        };
+        let (qp, kp, vp) = heads(&p.prompts, qp, kp, vp);
+        let yp = self.attend(&qp, &kp, &vp, p.prompts.mask); // [B, Tp, H*E]
+        let (qr, kr, vr) = heads(&p.responses, qr, kr, vr);
+        let shared = |prompt: &Tensor, own: Tensor| {
+            Tensor::cat(&[prompt.repeat_interleave_self_int(p.k, 0, None), own], 2)
+        }; // [B*K, G, Tp + Tr, E]
+        let yr = self.attend(&qr, &shared(&kp, kr), &shared(&vp, vr), p.responses.mask); // [B*K, Tr, H*E]
+        let c = self.heads * self.head_dim;
+        let y = Tensor::cat(&[yp.reshape([-1, c]), yr.reshape([-1, c])], 0); // padded slots of both
+        let y = match p.real {
+            Some(real) => y.index_select(0, real),
+            None => y,
+        }
+        .unsqueeze(0); // [1, Np + N, H*E]
+        self.o_proj.forward(&y)
+    }
+
+    /// `[B, T, heads*E] -> [B, heads, T, E]`, each head normalised by `norm`.
+    fn split(&self, y: Tensor, heads: i64, norm: &Option<RmsNorm>) -> Tensor {
+        let (b, t, _) = y.size3().expect("3-d");
+        let y = y.view([b, t, heads, self.head_dim]); // [B, T, heads, E]
+        match norm {
+            Some(norm) => norm.forward(&y).transpose(1, 2),
+            None => y.transpose(1, 2),
+        }
+    }
+
+    /// Scaled dot-product attention of `q: [B, H, T, E]` over `k, v: [B, G,
+    /// S, E]` where `mask: [B, 1, T, S]` allows -> `[B, T, H*E]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tensor {
         // On the CPU, SDPA shares each key/value head among its query heads
         // itself (`enable_gqa`), which is faster than expanding them; CUDA's
         // memory-efficient kernel (the one that takes a mask) does not
         // support that, so there the heads are expanded.
         let groups = self.heads / self.kv_heads;
-        let shared = groups > 1 && x.device() == Device::Cpu;
+        let shared = groups > 1 && q.device() == Device::Cpu;
         let (k, v) = if groups > 1 && !shared {
             (
                 k.repeat_interleave_self_int(groups, 1, None), // [B, H, S, E]
                 v.repeat_interleave_self_int(groups, 1, None),
             )
         } else {
-            (k, v)
+            (k.shallow_clone(), v.shallow_clone())
         };
         let y =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, shared); // [B, H, T, E]
-        self.o_proj.forward(
-            &y.transpose(1, 2)
-                .reshape([b, t, self.heads * self.head_dim]),
-        )
+            Tensor::scaled_dot_product_attention(q, &k, &v, Some(mask), 0.0, false, None, shared); // [B, H, T, E]
+        let (b, _, t, _) = y.size4().expect("4-d");
+        y.transpose(1, 2)
+            .reshape([b, t, self.heads * self.head_dim])
     }
+}
+
+/// One pass's attention in [`PackedPasses`]: where its tokens lie in the
+/// packed sequence and its padded rows' rotary table and mask.
+pub struct PackedPass<'a> {
+    pub packing: &'a Packing,
+    pub rope: &'a RopeAt,
+    /// `[R, 1, T, S]`.
+    pub mask: &'a Tensor,
+}
+
+/// A batch of B prompts and their B*K responses as one packed sequence
+/// `[1, Np + N, ..]`: the prompts' real tokens, then the responses'. Every
+/// per-token layer runs once over it; attention runs per pass on padded
+/// rows, the responses' after their prompt's keys and values.
+pub struct PackedPasses<'a> {
+    pub prompts: PackedPass<'a>,
+    pub responses: PackedPass<'a>,
+    /// Responses per prompt.
+    pub k: i64,
+    /// `[Np + N]`: the real tokens' slots among the prompts' `B*Tp` padded
+    /// slots followed by the responses' `B*K*Tr` (`None` when there is no
+    /// padding: every slot is real).
+    pub real: Option<&'a Tensor>,
 }
 
 /// A block's feed-forward: a dense SwiGLU MLP, or Mixtral's sparse mixture
@@ -369,6 +552,23 @@ impl Block {
         let h = x + self
             .self_attn
             .forward(&self.input_layernorm.forward(x), rope, mask, cache);
+        &h + self
+            .ffn
+            .forward(&self.post_attention_layernorm.forward(&h), cache)
+    }
+
+    /// A packed batch of prompts and responses ([`PackedPasses`]):
+    /// `[1, Np + N, D] -> [1, Np + N, D]`; `cache` only records a sparse
+    /// block's router logits (one pass).
+    pub(crate) fn forward_packed(
+        &self,
+        x: &Tensor,
+        passes: &PackedPasses,
+        cache: &mut LayerCache,
+    ) -> Tensor {
+        let h = x + self
+            .self_attn
+            .forward_packed(&self.input_layernorm.forward(x), passes);
         &h + self
             .ffn
             .forward(&self.post_attention_layernorm.forward(&h), cache)

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::generate::{generate, generate_k, sample_rows, Decoding, GenerateOptions};
-use crate::logps::response_logps;
+use crate::logps::{response_logps, response_logps_in, Layout};
 use crate::{checkpoint, Config, Mistral};
 
 const PAD: i64 = 0;
@@ -31,9 +31,14 @@ fn nano(seed: i64, window: u32, layers: u32) -> (nn::VarStore, Mistral) {
 
 /// A model of `dims` from torch's seed `seed`, its matrices scaled up.
 fn scaled(seed: i64, dims: &ModelDims) -> (nn::VarStore, Mistral) {
+    scaled_config(seed, &Config::from_dims(dims))
+}
+
+/// A model of `config` from torch's seed `seed`, its matrices scaled up.
+fn scaled_config(seed: i64, config: &Config) -> (nn::VarStore, Mistral) {
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = Mistral::new(&vs.root(), &Config::from_dims(dims));
+    let model = Mistral::new(&vs.root(), config);
     // Larger weights than the 0.02 init so logits vary visibly between inputs.
     tch::no_grad(|| {
         for (_, mut v) in vs.variables() {
@@ -526,10 +531,13 @@ fn wrong_shapes_and_foreign_configs_are_errors() {
     assert!(err.contains("gpt2"), "{err}");
 }
 
-/// Gradients of a weighted sum of response log-probabilities, by name.
+/// Gradients of a weighted sum of response log-probabilities (plus, with
+/// `router`, 3 times a sparse model's router loss, which then ends the
+/// returned log-probabilities), by name.
 fn logps_gradients(
     vs: &nn::VarStore,
-    checkpointed: bool,
+    (checkpointed, router): (bool, bool),
+    layout: Layout,
     model: &Mistral,
 ) -> (Tensor, BTreeMap<String, Tensor>) {
     let prompts = vec![vec![1, 5, 9, 7], vec![1, 12]];
@@ -548,14 +556,24 @@ fn logps_gradients(
     }
     let sum = if checkpointed {
         let (out, recompute) =
-            crate::logps::checkpointed_response_logps(model, &prompts, &responses, 3, 0);
+            crate::logps::checkpointed_response_logps(model, &prompts, &responses, 3, 0, layout);
         (&out.sum * &weights).sum(Kind::Float).backward();
         recompute.backward();
         out.sum
     } else {
-        let out = response_logps(model, &prompts, &responses, 3, 0);
-        (&out.sum * &weights).sum(Kind::Float).backward();
-        out.sum
+        let out = response_logps_in(model, &prompts, &responses, 3, 0, layout);
+        let mut loss = (&out.sum * &weights).sum(Kind::Float);
+        match out.router_aux.filter(|_| router) {
+            Some(aux) => {
+                loss += &aux * 3.0;
+                loss.backward();
+                Tensor::cat(&[out.sum.flatten(0, -1), aux.view([1])], 0)
+            }
+            None => {
+                loss.backward();
+                out.sum
+            }
+        }
     };
     let grads = vs
         .variables()
@@ -565,23 +583,131 @@ fn logps_gradients(
     (sum.detach(), grads)
 }
 
+/// Asserts two runs' log-probabilities and gradients agree to `tol`
+/// relative, and that every parameter received a gradient.
+fn assert_same_gradients(
+    a: &(Tensor, BTreeMap<String, Tensor>),
+    b: &(Tensor, BTreeMap<String, Tensor>),
+    tol: f64,
+) {
+    let scale = a.0.abs().max().double_value(&[]).max(1e-3);
+    let diff = max_diff(&a.0, &b.0);
+    assert!(diff / scale < tol, "log-probs: {diff} of {scale}");
+    assert_eq!(a.1.len(), b.1.len());
+    for (name, g) in &a.1 {
+        let scale = g.abs().max().double_value(&[]).max(1e-3);
+        let diff = max_diff(g, &b.1[name]);
+        assert!(diff / scale < tol, "{name}: {diff} of {scale}");
+        assert!(
+            g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "{name} has a gradient"
+        );
+    }
+}
+
 #[test]
 fn activation_checkpointing_gives_the_same_log_probs_and_gradients() {
     for window in [0, 3] {
         let (vs, model) = nano(11, window, 3);
-        let (plain_sum, plain) = logps_gradients(&vs, false, &model);
-        let (ckpt_sum, ckpt) = logps_gradients(&vs, true, &model);
-        assert!(max_diff(&plain_sum, &ckpt_sum) < 1e-6);
-        assert_eq!(plain.len(), ckpt.len());
-        for (name, g) in &plain {
-            let scale = g.abs().max().double_value(&[]).max(1e-3);
-            let diff = max_diff(g, &ckpt[name]);
-            assert!(diff / scale < 1e-5, "{name}: {diff} of {scale}");
-            assert!(
-                g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
-                "{name} has a gradient"
-            );
+        for layout in [Layout::Padded, Layout::Packed] {
+            let plain = logps_gradients(&vs, (false, false), layout, &model);
+            let ckpt = logps_gradients(&vs, (true, false), layout, &model);
+            assert!(max_diff(&plain.0, &ckpt.0) < 1e-6);
+            assert_same_gradients(&plain, &ckpt, 1e-5);
         }
+    }
+}
+
+/// The packed layout computes the padded one's log-probabilities and
+/// gradients (sliding window, grouped heads, q/k norms, biases, a sparse
+/// model with its router loss, LoRA adapters), and no padded slot of the
+/// responses' or prompts' rows reaches a linear layer.
+#[test]
+fn packed_lists_give_the_log_probs_and_gradients_of_padded_ones() {
+    let family = |family| {
+        let mut config = Config::from_dims(&SizePreset::Nano.dims());
+        config.family = family;
+        config
+    };
+    let models = [
+        nano(13, 0, 2),
+        nano(14, 3, 2),
+        scaled_config(15, &family(crate::Family::Qwen3)),
+        scaled_config(18, &family(crate::Family::Qwen2)),
+        moe_nano(16, 2),
+    ];
+    let (_base_vs, base) = nano(17, 0, 2);
+    let lora_vs = nn::VarStore::new(Device::Cpu);
+    let spec = crate::lora::LoraSpec::from_recipe(&lpo_recipe::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec![
+            lpo_recipe::LoraTarget::QProj,
+            lpo_recipe::LoraTarget::VProj,
+            lpo_recipe::LoraTarget::DownProj,
+        ],
+    })
+    .unwrap();
+    let adapted = base.with_adapters(&lora_vs.root(), &spec);
+    // B starts at zero; random values let every adapter matrix get a
+    // gradient. (At 10x this scale down_proj's A gradient cancels to 7e-5
+    // relative in f32; in f64 both layouts agree to 1e-13.)
+    tch::no_grad(|| {
+        for (_, mut v) in lora_vs.variables() {
+            let r = v.randn_like() * 0.1;
+            v.copy_(&r);
+        }
+    });
+    for (vs, model) in &models {
+        let padded = logps_gradients(vs, (false, true), Layout::Padded, model);
+        let packed = logps_gradients(vs, (false, true), Layout::Packed, model);
+        assert_same_gradients(&padded, &packed, 1e-5);
+    }
+    let padded = logps_gradients(&lora_vs, (false, false), Layout::Padded, &adapted);
+    let packed = logps_gradients(&lora_vs, (false, false), Layout::Packed, &adapted);
+    assert_same_gradients(&padded, &packed, 1e-5);
+}
+
+#[test]
+fn packing_keeps_real_tokens_in_row_order() {
+    // Rows of width 4: right-padded lengths 2, 0, 3 from offset 5 of the
+    // packed sequence; left-padded 1, 4 from 0.
+    let right = crate::model::Packing::new(&[2, 0, 3], 4, false, 5, Device::Cpu);
+    let left = crate::model::Packing::new(&[1, 4], 4, true, 0, Device::Cpu);
+    let x = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([3, 4, 1]);
+    let values = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+    assert_eq!(values(&right.pack(&x)), [0.0, 1.0, 8.0, 9.0, 10.0]);
+    let y = Tensor::arange(8, (Kind::Float, Device::Cpu)).view([2, 4, 1]);
+    assert_eq!(values(&left.pack(&y)), [3.0, 4.0, 5.0, 6.0, 7.0]);
+    // Unpacked from the sequence [left's 5 tokens, right's 5]: padding holds
+    // a copy of its row's first token (right's row 1 has none: the pass's
+    // first).
+    let sequence = Tensor::cat(&[left.pack(&y), right.pack(&x)], 0).unsqueeze(0);
+    assert_eq!(
+        values(&right.unpack(&sequence)),
+        [0., 1., 0., 0., 0., 0., 0., 0., 8., 9., 10., 8.]
+    );
+    assert_eq!(
+        values(&left.unpack(&sequence)),
+        [3., 3., 3., 3., 4., 5., 6., 7.]
+    );
+    assert_eq!((right.len(), left.len()), (5, 5));
+    // Full rows (no padding anywhere) unpack as views and agree too.
+    let (_vs, model) = nano(20, 0, 2);
+    let prompts = vec![vec![1, 5, 9], vec![1, 6, 7]];
+    let full: Vec<Vec<i64>> = (0..4).map(|r| vec![4 + r, 9, 2]).collect();
+    let [padded, packed] = [Layout::Padded, Layout::Packed]
+        .map(|layout| response_logps_in(&model, &prompts, &full, 2, PAD, layout).sum);
+    assert!(max_diff(&padded, &packed) < 1e-5 * padded.abs().max().double_value(&[]));
+    // A batch of empty responses packs nothing and scores 0 in both layouts.
+    let (_vs, model) = nano(19, 0, 1);
+    let prompts = vec![vec![1, 5], vec![1, 6, 7]];
+    let empty = vec![vec![]; 4];
+    for layout in [Layout::Padded, Layout::Packed] {
+        let out = response_logps_in(&model, &prompts, &empty, 2, PAD, layout);
+        assert_eq!(out.sum.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(out.tokens.sum(Kind::Float).double_value(&[]), 0.0);
     }
 }
 
@@ -797,8 +923,8 @@ fn a_sparse_model_generates_with_its_cache_as_without_and_shares_prefixes() {
 #[test]
 fn activation_checkpointing_gives_a_sparse_model_the_same_gradients() {
     let (vs, model) = moe_nano(11, 3);
-    let (plain_sum, plain) = logps_gradients(&vs, false, &model);
-    let (ckpt_sum, ckpt) = logps_gradients(&vs, true, &model);
+    let (plain_sum, plain) = logps_gradients(&vs, (false, false), Layout::Padded, &model);
+    let (ckpt_sum, ckpt) = logps_gradients(&vs, (true, false), Layout::Padded, &model);
     assert!(max_diff(&plain_sum, &ckpt_sum) < 1e-6);
     for (name, g) in &plain {
         let scale = g.abs().max().double_value(&[]).max(1e-3);

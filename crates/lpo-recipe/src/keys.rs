@@ -272,6 +272,7 @@ pub const KEYS: &[KeySpec] = &[
     key("train.seed", Ty::Int { min: 0, max: i64::MAX }, "0", "Seed of data, initialisation and evaluation."),
     not_in_id(key("train.activation_checkpointing", Ty::Bool, "false", "Keep only each block's input in the forward pass and recompute the block in backward: the same gradients with less activation memory.")),
     key("train.moments", Ty::Enum(&["f32", "bf16"]), "\"f32\"", "Precision of AdamW's moments; bf16 halves optimizer memory (docs/performance.md)."),
+    key("train.packed", Ty::Bool, "false", "Padding-free lists: the policy's training passes send only real tokens through norms, linear layers and the head (attention still runs on padded rows). The same log-probabilities and gradients up to float rounding, less compute the more lengths vary (`lpo data preview` prints the padding share); with LoRA dropout, other masks are drawn. Reference and evaluation passes stay padded (docs/performance.md, \"Packed lists\")."),
     key("train.reproducible", Ty::Bool, "false", "Byte-identical metrics.csv and eval.csv on every x86-64 CPU at the same thread count (ATen's baseline kernels, MKL's compatible mode, no oneDNN products; train.threads, 1 when unset); CPU only, slower (docs/performance.md). Also `--reproducible`."),
     key("eval", Ty::Section, "", "Held-out evaluation."),
     key("eval.prompts", count_to(1_000_000), "200", "Held-out prompts."),

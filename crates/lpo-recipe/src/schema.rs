@@ -969,6 +969,11 @@ pub struct TrainConfig {
     /// on, since it computes other (equally valid) roundings.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reproducible: bool,
+    /// Training passes of the policy compute real tokens only (padding-free
+    /// lists; docs/performance.md, "Packed lists"); part of run ids when on,
+    /// since float sums then run in another order.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub packed: bool,
 }
 
 impl TrainConfig {
@@ -1024,6 +1029,7 @@ impl Default for TrainConfig {
             seed: 0,
             activation_checkpointing: false,
             reproducible: false,
+            packed: false,
             moments: Moments::F32,
         }
     }

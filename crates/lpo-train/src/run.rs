@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use lpo_loss::{LossInput, LossParams};
 use lpo_model::checkpoint;
-use lpo_model::logps::{checkpointed_response_logps, response_logps, Recompute};
+use lpo_model::logps::{checkpointed_response_logps, response_logps_in, Layout, Recompute};
 use lpo_model::lora::LoraSpec;
 use lpo_model::Mistral;
 use lpo_recipe::Normalize;
@@ -1076,13 +1076,18 @@ fn micro_batch_loss<'a>(
     let device = inputs.request.device;
     let set = &data.set;
     let (prompts, responses) = set.select(indices);
-    let (out, recompute) = if inputs.request.recipe.train.activation_checkpointing {
+    let train = &inputs.request.recipe.train;
+    let layout = match train.packed {
+        true => Layout::Packed,
+        false => Layout::Padded,
+    };
+    let (out, recompute) = if train.activation_checkpointing {
         let (out, r) =
-            checkpointed_response_logps(policy, &prompts, &responses, set.k, inputs.pad());
+            checkpointed_response_logps(policy, &prompts, &responses, set.k, inputs.pad(), layout);
         (out, Some(r))
     } else {
         (
-            response_logps(policy, &prompts, &responses, set.k, inputs.pad()),
+            response_logps_in(policy, &prompts, &responses, set.k, inputs.pad(), layout),
             None,
         )
     };
