@@ -137,8 +137,8 @@ fn print_padding(set: &lpo_train::batch::TrainSet, recipe: &lpo_recipe::Recipe, 
             total.prompt_tokens + total.response_tokens
         ),
         match t.packed {
-            true => "train.packed: the policy's training passes compute none of it",
-            false => "train.packed = true computes none of it in the policy's training passes",
+            true => "train.packed: the policy's training passes compute none of it outside attention",
+            false => "train.packed = true skips it outside attention in the policy's training passes",
         },
     );
 }

@@ -108,6 +108,7 @@ const CASES: &[Case] = &[
     case("range-steps-zero", b"[train]\nsteps = 0\n", "r.toml:2:1", "`train.steps` is 0, outside"),
     case("range-seed-negative", b"[train]\nseed = -1\n", "r.toml:2:1", "`train.seed` is -1, outside"),
     case("type-string-for-reproducible", b"[train]\nreproducible = \"yes\"\n", "r.toml:2:1", "`train.reproducible` must be true or false, found string \"yes\""),
+    case("type-number-for-packed", b"[train]\npacked = 1\n", "r.toml:2:1", "`train.packed` must be true or false, found integer 1"),
     case("reproducible-on-cuda", b"[train]\nreproducible = true\ndevice = \"cuda\"\n", "r.toml:2:1", "`train.reproducible` is true, but train.device is \"cuda\""),
     case("range-equivalence-margin-negative", b"[report]\nequivalence_margin = -1\n", "r.toml:2:1", "`report.equivalence_margin` is -1, but must be > 0"),
     case("family-method-against-itself", b"[report]\nfamily = [{ a = \"lpo\", b = \"lpo\" }]\n", "r.toml:2:24", "`report.family[0].b` is \"lpo\", the same method as `a`"),

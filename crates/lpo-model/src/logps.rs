@@ -59,10 +59,10 @@ struct Packed {
     /// `[B]` each prompt's last token in the sequence.
     prompt_last: Tensor,
     /// `[N]` where each response token's predicting state lies in
-    /// `cat(sequence [Np + N], prompts' last states repeated K times
+    /// `cat(responses' states [N], prompts' last states repeated K times
     /// [B*K])`: the token before it, or (for a response's first) its row's
     /// copy of its prompt's last state. The indices are distinct, so the
-    /// gather's backward adds nothing twice (deterministic on CUDA too).
+    /// gather's backward adds no two terms into one slot.
     predictors: Tensor,
     /// `[Np + N]` the real tokens' slots among the prompts' `B*Tp` padded
     /// slots followed by the responses' `B*K*Tr` ([`PackedPasses::real`]).
@@ -83,16 +83,15 @@ impl Packed {
                 Some(*end - 1)
             })
             .collect();
+        if let Some(row) = prompt_lengths.iter().position(|&len| len == 0) {
+            panic!("packed lists need non-empty prompts; prompt {row} is empty");
+        }
         let n: usize = lengths.iter().sum();
         let mut predictors = Vec::with_capacity(n);
         for (row, &len) in lengths.iter().enumerate() {
             for t in 0..len {
-                let at = (np + predictors.len()) as i64; // this token's place
-                predictors.push(if t == 0 {
-                    (np + n + row) as i64
-                } else {
-                    at - 1
-                });
+                let at = predictors.len() as i64; // this token among the responses'
+                predictors.push(if t == 0 { (n + row) as i64 } else { at - 1 });
             }
         }
         let prompts = Packing::new(&prompt_lengths, tp, true, 0, device);
@@ -195,7 +194,10 @@ impl Inputs {
             valid,
             packed: None,
         };
-        if layout == Layout::Packed {
+        // A batch without padding has nothing to skip: packing it would
+        // only add copies (the padded passes compute the same numbers).
+        let pads = |rows: &[Vec<i64>], width: i64| rows.iter().any(|r| r.len() as i64 != width);
+        if layout == Layout::Packed && (pads(prompts, tp) || pads(responses, tr)) {
             x.packed = Some(Packed::new(prompts, responses, &x));
         }
         x
@@ -235,24 +237,27 @@ impl Inputs {
     /// the head sees the response tokens' predictors only.
     fn score_packed(&self, model: &Mistral, packed: &Packed, hidden: &Tensor) -> ResponseLogps {
         let hidden = hidden.squeeze_dim(0); // [Np + N, D]
+        let np = packed.prompts.len();
         let firsts = hidden
             .index_select(0, &packed.prompt_last)
             .repeat_interleave_self_int(self.k, 0, None); // [B*K, D]
-        let predictors = Tensor::cat(&[hidden, firsts], 0).index_select(0, &packed.predictors); // [N, D]
+        let responses = hidden.narrow(0, np, packed.responses.len()); // [N, D]
+        let predictors = Tensor::cat(&[responses, firsts], 0).index_select(0, &packed.predictors); // [N, D]
         let logp = model
             .logits(&predictors)
             .to_kind(Kind::Float)
             .log_softmax(-1, Kind::Float)
             .gather(1, &packed.targets.unsqueeze(1), false)
             .squeeze_dim(1); // [N]
-                             // Each row's sum from its padded slots (distinct indices, and a sum
-                             // in a fixed order: deterministic on CUDA too).
+
+        // Each row's sum over its padded slots, in the padded layout's order
+        // (distinct indices: no order-dependent adds).
         let tr = self.tokens.size()[1];
         let sum = Tensor::zeros([self.b * self.k * tr], (Kind::Float, logp.device()))
             .index_copy(0, packed.responses.slots(), &logp)
             .view([self.b * self.k, tr])
             .sum_dim_intlist(1, false, Kind::Float)
-            .view([self.b, self.k]);
+            .view([self.b, self.k]); // [B, K]
         ResponseLogps {
             sum,
             tokens: self.token_counts(),
@@ -324,16 +329,46 @@ pub fn response_logps_in(
 ) -> ResponseLogps {
     let x = Inputs::new(model, prompts, responses, k, pad, layout);
     let record = model.config().is_moe();
-    let mut states = embed(model, &x);
-    let mut router = Vec::with_capacity(model.blocks.len());
-    for i in 0..model.blocks.len() {
-        let (next, logits) = block_step(model, i, &x, &states, record);
-        router.push(logits);
-        states = next;
-    }
+    let (states, router) = match x.packed {
+        Some(_) => {
+            let mut states = embed(model, &x);
+            let mut router = Vec::with_capacity(model.blocks.len());
+            for i in 0..model.blocks.len() {
+                let (next, logits) = block_step(model, i, &x, &states, record);
+                router.push(logits);
+                states = next;
+            }
+            (states, router)
+        }
+        None => padded_passes(model, &x, record),
+    };
     let mut out = x.score(model, &final_norm(model, &states));
     out.router_aux = x.router_aux(model, router);
     out
+}
+
+/// The padded layout's passes: the prompts through every block, then the
+/// responses through every block after their prompts' keys and values (the
+/// order LoRA dropout draws its masks in), with each block's router logits
+/// (prompts', responses') when `record_router`.
+fn padded_passes(model: &Mistral, x: &Inputs, record_router: bool) -> (States, Vec<Vec<Tensor>>) {
+    let mut caches: Vec<LayerCache> = model.blocks.iter().map(|_| LayerCache::default()).collect();
+    if record_router {
+        caches.iter_mut().for_each(|c| c.router = Some(Vec::new()));
+    }
+    let mut states = embed(model, x);
+    for (block, cache) in model.blocks.iter().zip(&mut caches) {
+        states[0] = block.forward(&states[0], &x.ropes.0, &x.masks.0, cache); // [B, Tp, D]
+    }
+    caches.iter_mut().for_each(|c| c.repeat_rows(x.k));
+    for (block, cache) in model.blocks.iter().zip(&mut caches) {
+        states[1] = block.forward(&states[1], &x.ropes.1, &x.masks.1, cache); // [B*K, Tr, D]
+    }
+    let router = caches
+        .into_iter()
+        .map(|c| c.router.unwrap_or_default())
+        .collect();
+    (states, router)
 }
 
 /// The backward pass of [`checkpointed_response_logps`], block by block:
@@ -425,10 +460,7 @@ fn block_step(
                 prompts: pass(&p.prompts, &x.ropes.0, &x.masks.0),
                 responses: pass(&p.responses, &x.ropes.1, &x.masks.1),
                 k: x.k,
-                real: match p.prompts.is_full() && p.responses.is_full() {
-                    true => None,
-                    false => Some(&p.real),
-                },
+                real: &p.real,
             };
             vec![block.forward_packed(&states[0], &passes, &mut cache)]
         }

@@ -136,11 +136,12 @@ impl RopeAt {
 /// and values back over the padded rows and gathers its output again.
 ///
 /// A padding slot holds a copy of a real token's state (one gather, no
-/// zero-filled buffer): the mask never lets a real query see a padding key,
-/// and a padding query's output is dropped, so no value and no gradient
-/// (exactly zero) reaches a real token from it.
+/// zero-filled buffer, except for a pass without tokens): the mask never
+/// lets a real query see a padding key, and a padding query's output is
+/// dropped, so no value reaches a real token from it, and the gradients it
+/// receives are exact zeros (adding them in any order changes nothing).
 #[derive(Debug)]
-pub struct Packing {
+pub(crate) struct Packing {
     /// `[N]` flat indices into the `R*T` slots of the real tokens.
     index: Tensor,
     /// `[R*T]` the packed token each slot holds: its own for a real slot,
@@ -148,7 +149,8 @@ pub struct Packing {
     source: Option<Tensor>,
     /// Where the pass starts in the packed sequence.
     offset: i64,
-    /// Whether every row is full (no padding: unpacking is a view).
+    /// Whether every row is full (no padding: unpacking is a view; a batch
+    /// with no padding in either pass is not packed at all).
     full: bool,
     rows: i64,
     width: i64,
@@ -169,6 +171,7 @@ impl Packing {
         let mut index = Vec::with_capacity(n);
         let mut source = Vec::with_capacity(lengths.len() * width as usize);
         for (r, &len) in lengths.iter().enumerate() {
+            debug_assert!(len as i64 <= width, "a row longer than its width");
             let (len, packed) = (len as i64, offset + index.len() as i64);
             let fill = width - len;
             let first = r as i64 * width + if left_padded { fill } else { 0 };
@@ -195,16 +198,6 @@ impl Packing {
     /// Real tokens `N`.
     pub fn len(&self) -> i64 {
         self.index.size()[0]
-    }
-
-    /// Whether no row has a token.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether no row has padding.
-    pub fn is_full(&self) -> bool {
-        self.full
     }
 
     /// `[R*T]` the slots of the real tokens.
@@ -326,19 +319,10 @@ impl Attention {
     /// themselves, each response to its prompt and itself.
     fn forward_packed(&self, x: &Tensor, p: &PackedPasses) -> Tensor {
         // A projection's output in the two passes' padded rows.
-        let spread = |y: Tensor| match p.real {
-            // No padding: both passes are views of the sequence.
-            None => {
-                let (prompts, responses) = (p.prompts.packing, p.responses.packing);
-                let parts = y.split_with_sizes([prompts.len(), responses.len()], 1);
-                let view = |t: &Tensor, of: &Packing| t.view([of.rows, of.width, -1]);
-                (view(&parts[0], prompts), view(&parts[1], responses))
-            }
-            Some(_) => (p.prompts.packing.unpack(&y), p.responses.packing.unpack(&y)),
-        };
+        let spread = |y: Tensor| (p.prompts.packing.unpack(&y), p.responses.packing.unpack(&y));
         let (qp, qr) = spread(self.q_proj.forward(x)); // [R, T, H*E] each pass
         let (kp, kr) = spread(self.k_proj.forward(x)); // [R, T, G*E]
-        let (vp, vr) = spread(self.v_proj.forward(x));
+        let (vp, vr) = spread(self.v_proj.forward(x)); // [R, T, G*E]
         let heads = |pass: &PackedPass, q, k, v| {
             (
                 pass.rope.apply(&self.split(q, self.heads, &self.q_norm)), // [R, H, T, E]
@@ -354,12 +338,9 @@ impl Attention {
         }; // [B*K, G, Tp + Tr, E]
         let yr = self.attend(&qr, &shared(&kp, kr), &shared(&vp, vr), p.responses.mask); // [B*K, Tr, H*E]
         let c = self.heads * self.head_dim;
-        let y = Tensor::cat(&[yp.reshape([-1, c]), yr.reshape([-1, c])], 0); // padded slots of both
-        let y = match p.real {
-            Some(real) => y.index_select(0, real),
-            None => y,
-        }
-        .unsqueeze(0); // [1, Np + N, H*E]
+        let y = Tensor::cat(&[yp.reshape([-1, c]), yr.reshape([-1, c])], 0) // [B*Tp + B*K*Tr, H*E]
+            .index_select(0, p.real)
+            .unsqueeze(0); // [1, Np + N, H*E]
         self.o_proj.forward(&y)
     }
 
@@ -400,7 +381,7 @@ impl Attention {
 
 /// One pass's attention in [`PackedPasses`]: where its tokens lie in the
 /// packed sequence and its padded rows' rotary table and mask.
-pub struct PackedPass<'a> {
+pub(crate) struct PackedPass<'a> {
     pub packing: &'a Packing,
     pub rope: &'a RopeAt,
     /// `[R, 1, T, S]`.
@@ -411,15 +392,14 @@ pub struct PackedPass<'a> {
 /// `[1, Np + N, ..]`: the prompts' real tokens, then the responses'. Every
 /// per-token layer runs once over it; attention runs per pass on padded
 /// rows, the responses' after their prompt's keys and values.
-pub struct PackedPasses<'a> {
+pub(crate) struct PackedPasses<'a> {
     pub prompts: PackedPass<'a>,
     pub responses: PackedPass<'a>,
     /// Responses per prompt.
     pub k: i64,
     /// `[Np + N]`: the real tokens' slots among the prompts' `B*Tp` padded
-    /// slots followed by the responses' `B*K*Tr` (`None` when there is no
-    /// padding: every slot is real).
-    pub real: Option<&'a Tensor>,
+    /// slots followed by the responses' `B*K*Tr`.
+    pub real: &'a Tensor,
 }
 
 /// A block's feed-forward: a dense SwiGLU MLP, or Mixtral's sparse mixture

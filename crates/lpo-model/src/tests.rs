@@ -620,8 +620,8 @@ fn activation_checkpointing_gives_the_same_log_probs_and_gradients() {
 
 /// The packed layout computes the padded one's log-probabilities and
 /// gradients (sliding window, grouped heads, q/k norms, biases, a sparse
-/// model with its router loss, LoRA adapters), and no padded slot of the
-/// responses' or prompts' rows reaches a linear layer.
+/// model with its router loss, LoRA adapters), and never embeds a padding
+/// token.
 #[test]
 fn packed_lists_give_the_log_probs_and_gradients_of_padded_ones() {
     let family = |family| {
@@ -664,6 +664,16 @@ fn packed_lists_give_the_log_probs_and_gradients_of_padded_ones() {
         let packed = logps_gradients(vs, (false, true), Layout::Packed, model);
         assert_same_gradients(&padded, &packed, 1e-5);
     }
+    // Packed passes never embed a padding token: with the padding token's
+    // embedding NaN they still give the padded layout's numbers, finite.
+    let (vs, model) = &models[0];
+    let padded = logps_gradients(vs, (false, true), Layout::Padded, model);
+    tch::no_grad(|| {
+        let mut row = vs.variables()["model.embed_tokens.weight"].get(PAD);
+        let _ = row.fill_(f64::NAN);
+    });
+    let packed = logps_gradients(vs, (false, true), Layout::Packed, model);
+    assert_same_gradients(&padded, &packed, 1e-5);
     let padded = logps_gradients(&lora_vs, (false, false), Layout::Padded, &adapted);
     let packed = logps_gradients(&lora_vs, (false, false), Layout::Packed, &adapted);
     assert_same_gradients(&padded, &packed, 1e-5);
@@ -693,13 +703,18 @@ fn packing_keeps_real_tokens_in_row_order() {
         [3., 3., 3., 3., 4., 5., 6., 7.]
     );
     assert_eq!((right.len(), left.len()), (5, 5));
-    // Full rows (no padding anywhere) unpack as views and agree too.
+    // Full prompts (a pass without padding unpacks as a view) with ragged
+    // responses agree; a batch with no padding at all is not packed (the
+    // padded passes, to the bit).
     let (_vs, model) = nano(20, 0, 2);
     let prompts = vec![vec![1, 5, 9], vec![1, 6, 7]];
     let full: Vec<Vec<i64>> = (0..4).map(|r| vec![4 + r, 9, 2]).collect();
-    let [padded, packed] = [Layout::Padded, Layout::Packed]
-        .map(|layout| response_logps_in(&model, &prompts, &full, 2, PAD, layout).sum);
-    assert!(max_diff(&padded, &packed) < 1e-5 * padded.abs().max().double_value(&[]));
+    let ragged: Vec<Vec<i64>> = (0..4).map(|r| vec![4 + r; 1 + r as usize]).collect();
+    for (responses, tol) in [(&ragged, 1e-5), (&full, 0.0)] {
+        let [padded, packed] = [Layout::Padded, Layout::Packed]
+            .map(|layout| response_logps_in(&model, &prompts, responses, 2, PAD, layout).sum);
+        assert!(max_diff(&padded, &packed) <= tol * padded.abs().max().double_value(&[]));
+    }
     // A batch of empty responses packs nothing and scores 0 in both layouts.
     let (_vs, model) = nano(19, 0, 1);
     let prompts = vec![vec![1, 5], vec![1, 6, 7]];
