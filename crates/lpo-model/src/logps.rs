@@ -13,7 +13,9 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::generate::{left_pad, pad_rows};
-use crate::model::{positions_of, LayerCache, Mistral, PackedPass, PackedPasses, Packing, RopeAt};
+use crate::model::{
+    positions_of, KvCache, LayerCache, Mistral, PackedPass, PackedPasses, Packing, RopeAt,
+};
 
 /// Summed log-probabilities and token counts of responses, both `[B, K]`.
 pub struct ResponseLogps {
@@ -352,23 +354,15 @@ pub fn response_logps_in(
 /// order LoRA dropout draws its masks in), with each block's router logits
 /// (prompts', responses') when `record_router`.
 fn padded_passes(model: &Mistral, x: &Inputs, record_router: bool) -> (States, Vec<Vec<Tensor>>) {
-    let mut caches: Vec<LayerCache> = model.blocks.iter().map(|_| LayerCache::default()).collect();
+    let mut cache = KvCache::new(model);
     if record_router {
-        caches.iter_mut().for_each(|c| c.router = Some(Vec::new()));
+        cache.record_router_logits();
     }
-    let mut states = embed(model, x);
-    for (block, cache) in model.blocks.iter().zip(&mut caches) {
-        states[0] = block.forward(&states[0], &x.ropes.0, &x.masks.0, cache); // [B, Tp, D]
-    }
-    caches.iter_mut().for_each(|c| c.repeat_rows(x.k));
-    for (block, cache) in model.blocks.iter().zip(&mut caches) {
-        states[1] = block.forward(&states[1], &x.ropes.1, &x.masks.1, cache); // [B*K, Tr, D]
-    }
-    let router = caches
-        .into_iter()
-        .map(|c| c.router.unwrap_or_default())
-        .collect();
-    (states, router)
+    let [prompts, responses]: [Tensor; 2] = embed(model, x).try_into().expect("two passes");
+    let prompts = model.run_blocks(prompts, &x.ropes.0, &x.masks.0, &mut cache); // [B, Tp, D]
+    cache.repeat_rows(x.k);
+    let responses = model.run_blocks(responses, &x.ropes.1, &x.masks.1, &mut cache); // [B*K, Tr, D]
+    (vec![prompts, responses], cache.take_router_logits())
 }
 
 /// The backward pass of [`checkpointed_response_logps`], block by block:

@@ -713,11 +713,24 @@ impl Mistral {
         let mask = self.attention_mask(past, t, &key_valid);
         cache.valid = Some(key_valid);
         let rope = self.rotary.at(positions);
-        let mut x = self.embed_tokens.forward(tokens); // [B, T, D]
+        let x = self.embed_tokens.forward(tokens); // [B, T, D]
+        self.norm.forward(&self.run_blocks(x, &rope, &mask, cache))
+    }
+
+    /// Every block on `x: [B, T, D]` at the positions `rope` was gathered
+    /// for, attending where `mask: [B, 1, T, S]` allows after the keys in
+    /// `cache` (this pass's are appended) -> `[B, T, D]`, before the final norm.
+    pub(crate) fn run_blocks(
+        &self,
+        mut x: Tensor,
+        rope: &RopeAt,
+        mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
         for (block, layer_cache) in self.blocks.iter().zip(&mut cache.layers) {
-            x = block.forward(&x, &rope, &mask, layer_cache);
+            x = block.forward(&x, rope, mask, layer_cache);
         }
-        self.norm.forward(&x)
+        x
     }
 
     /// Next-token logits from hidden states: `[.., D] -> [.., V]`.
