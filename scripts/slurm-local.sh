@@ -6,6 +6,7 @@
 #                                      # writes DIR/slurm.conf, starts munged,
 #                                      # slurmctld and slurmd, waits for the node
 #   scripts/slurm-local.sh stop DIR    # cancels its jobs, stops the daemons started in DIR
+#   scripts/slurm-local.sh install     # only installs slurm-wlm and munge
 #
 # Then point the client commands at the cluster: `export SLURM_CONF=DIR/slurm.conf`.
 # Works in a container without systemd or cgroups (proctrack/linuxproc,
@@ -18,30 +19,45 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop DIR | install" >&2
     exit 2
 }
+installed() {
+    command -v slurmctld >/dev/null && command -v slurmd >/dev/null &&
+        command -v sbatch >/dev/null && command -v munged >/dev/null
+}
+
+install() {
+    installed && return
+    if [ "$(id -u)" != 0 ]; then
+        echo "slurm-wlm is not installed and this is not root: install slurm-wlm and munge" >&2
+        exit 1
+    fi
+    # One installer at a time (scripts/test.sh starts one while it builds,
+    # and a test may start a cluster meanwhile): the others wait for it.
+    (
+        if ! flock -w 1200 9; then
+            echo "waited 20 minutes for another slurm-wlm install (/var/lock/lpo-slurm-install.lock)" >&2
+            exit 1
+        fi
+        installed && exit 0
+        echo "installing slurm-wlm and munge with apt-get" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        timeout 600 apt-get update -qq >&2
+        timeout 600 apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2
+    ) 9>/var/lock/lpo-slurm-install.lock
+}
+
+if [ "${1:-}" = install ] && [ $# -eq 1 ]; then
+    install
+    exit 0
+fi
 [ $# -eq 2 ] || usage
 action=$1
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
 port=${LPO_SLURM_PORT:-6817}
 host=$(hostname -s)
-
-install() {
-    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null &&
-        command -v sbatch >/dev/null && command -v munged >/dev/null; then
-        return
-    fi
-    if [ "$(id -u)" != 0 ]; then
-        echo "slurm-wlm is not installed and this is not root: install slurm-wlm and munge" >&2
-        exit 1
-    fi
-    echo "installing slurm-wlm and munge with apt-get" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -qq >&2
-    timeout 600 apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2
-}
 
 write_conf() {
     local cpus memory

@@ -19,6 +19,8 @@ phase scripts/setup-libtorch.sh
 # install it themselves when run alone.
 mkdir -p target
 scripts/mlflow-local.sh install > target/mlflow-install.log 2>&1 &
+# Likewise Slurm for the Slurm tests (apt-get, when missing and root).
+scripts/slurm-local.sh install > target/slurm-install.log 2>&1 &
 phase cargo fmt --all --check
 phase cargo clippy --workspace --all-targets --locked -- -D warnings
 # Libraries, binaries and integration tests; not the doc tests (no crate has
