@@ -5,18 +5,15 @@
 
 use tch::Tensor;
 
-/// Products with fewer multiply-adds than this stay on `at::linear`: below
-/// it oneDNN's fixed cost per call (about 10 µs) outweighs its faster kernel.
-const ONEDNN_MIN_MACS: i64 = 1 << 20;
-
 /// `x: [.., in]` times `weight: [out, in]` transposed, plus `bias: [out]`.
-/// f32 products on an AVX-512 CPU of at least [`ONEDNN_MIN_MACS`] run on
-/// oneDNN's inner product (forward and backward; [`lpo_torch::linear`]),
-/// about twice MKL's speed there; the rest, CUDA and bf16 included, on
-/// `at::linear`.
+/// f32 products on an AVX-512 CPU of at least
+/// [`lpo_torch::linear::onednn_min_macs`] multiply-adds (2^20 on AMD Zen 5,
+/// 2^26 elsewhere: where oneDNN wins on that CPU) run on oneDNN's inner
+/// product (forward and backward; [`lpo_torch::linear`]); the rest, CUDA and
+/// bf16 included, on `at::linear`.
 pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let macs = x.numel() as i64 * weight.size()[0];
-    if macs >= ONEDNN_MIN_MACS && onednn_allowed() && lpo_torch::linear::onednn_applies(x, weight) {
+    if macs >= min_macs() && lpo_torch::linear::onednn_applies(x, weight) {
         // linear.cpp multiplies what oneDNN refuses with at::matmul; what
         // fails there too (mismatched shapes) at::linear reports below.
         if let Ok(y) = lpo_torch::linear::onednn_linear(x, weight) {
@@ -32,11 +29,13 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tens
 }
 
 #[cfg(test)]
-fn onednn_allowed() -> bool {
-    !crate::tests::AT_LINEAR_ONLY.with(std::cell::Cell::get)
+fn min_macs() -> i64 {
+    crate::tests::ONEDNN_MIN_MACS
+        .with(std::cell::Cell::get)
+        .unwrap_or_else(lpo_torch::linear::onednn_min_macs)
 }
 
 #[cfg(not(test))]
-fn onednn_allowed() -> bool {
-    true
+fn min_macs() -> i64 {
+    lpo_torch::linear::onednn_min_macs()
 }

@@ -31,9 +31,10 @@ pub fn onednn_available() -> bool {
     *AVAILABLE.get_or_init(|| unsafe { lpo_onednn_linear_available() } == 1)
 }
 
-/// Whether [`onednn_linear`] is the faster choice for `x` and `w`: f32
+/// Whether [`onednn_linear`] can be the faster choice for `x` and `w`: f32
 /// tensors on the CPU, oneDNN present, and a CPU with AVX-512 (where its
-/// advantage over MKL was measured; elsewhere `at::linear` stays).
+/// advantage over MKL was measured; elsewhere `at::linear` stays). Whether
+/// it is depends on the product's size too: [`onednn_min_macs`].
 pub fn onednn_applies(x: &Tensor, w: &Tensor) -> bool {
     x.device() == Device::Cpu
         && w.device() == Device::Cpu
@@ -52,13 +53,66 @@ pub fn onednn_preferred() -> bool {
         && !crate::numerics::onednn_disabled()
 }
 
+/// The fewest multiply-adds of a product that [`onednn_linear`] multiplies
+/// faster than `at::linear` on this CPU, forward and backward on one thread
+/// (`cargo run --release -p lpo-torch --example linear_bench`): 2^20 on AMD
+/// Zen 5 and later, which run AVX-512 at full width where MKL's kernels for
+/// AMD use AVX2 (oneDNN about twice as fast from there up; below, its fixed
+/// ~10 µs a call loses), and 2^26 elsewhere: on Zen 4 (AVX-512 on 256-bit
+/// units) oneDNN is 0.6-0.95x MKL's speed below 2^24 multiply-adds and
+/// 1.0-1.5x from 2^26 up, and Intel's MKL uses AVX-512 itself
+/// (`docs/performance.md`).
+pub fn onednn_min_macs() -> i64 {
+    match amd_family().is_some_and(|family| family >= ZEN5_FAMILY) {
+        true => 1 << 20,
+        false => 1 << 26,
+    }
+}
+
+/// AMD's CPU family of Zen 5 (Zen 4 is 0x19).
+const ZEN5_FAMILY: u32 = 0x1A;
+
+/// This CPU's family when it is an AMD one (CPUID leaf 1's base family, plus
+/// the extended family when the base is 0xF).
+#[cfg(target_arch = "x86_64")]
+fn amd_family() -> Option<u32> {
+    use std::arch::x86_64::__cpuid;
+    static FAMILY: OnceLock<Option<u32>> = OnceLock::new();
+    *FAMILY.get_or_init(|| {
+        // SAFETY: CPUID leaves 0 and 1 exist on every x86_64 CPU.
+        #[allow(unused_unsafe)]
+        let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1).eax) };
+        let name: Vec<u8> = [vendor.ebx, vendor.edx, vendor.ecx]
+            .iter()
+            .flat_map(|r| r.to_le_bytes())
+            .collect();
+        (name == b"AuthenticAMD").then(|| family_of(signature))
+    })
+}
+
+/// The family in a CPUID leaf 1 signature (`eax`): the base family, plus
+/// the extended family when the base is 0xF.
+fn family_of(signature: u32) -> u32 {
+    let base = (signature >> 8) & 0xF;
+    match base {
+        0xF => base + ((signature >> 20) & 0xFF),
+        _ => base,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn amd_family() -> Option<u32> {
+    None
+}
+
 /// Which kernels multiply f32 linear layers on the CPU in this process, and
 /// why: what `lpo doctor` and the CPU benchmark print.
 pub fn product_path() -> String {
     let aten = "at::linear (MKL sgemm)";
     if onednn_preferred() {
         return format!(
-            "oneDNN inner product for f32 products of >= 2^20 multiply-adds (AVX-512), {aten} below"
+            "oneDNN inner product for f32 products of >= 2^{} multiply-adds (AVX-512), {aten} below",
+            onednn_min_macs().trailing_zeros()
         );
     }
     let why = if crate::numerics::reproducible() {
@@ -162,6 +216,7 @@ mod tests {
         let w = float(&ws, &[4, 5]).set_requires_grad(true);
         let dy = float(&dys, &[2, 3, 4]);
         assert!(onednn_applies(&x, &w) || !onednn_preferred());
+        assert!([1 << 20, 1 << 26].contains(&onednn_min_macs()));
         let y = onednn_linear(&x, &w).unwrap();
         assert_eq!(y.size(), [2, 3, 4]);
         (&y * &dy).sum(Kind::Float).backward();
@@ -204,6 +259,15 @@ mod tests {
             let [_, _, dw_ref] = reference(&xs, &ws, &dys, m, k, n);
             assert_close(&values(&w.grad()), &dw_ref, "dw");
         }
+    }
+
+    #[test]
+    fn cpu_families_decode_as_amd_and_intel_document_them() {
+        // EPYC 9004 (Zen 4): family 0x19; EPYC 9005 (Zen 5): 0x1A; Xeon
+        // Scalable (Skylake-SP): family 6, no extended family.
+        assert_eq!(family_of(0x00A1_0F11), 0x19);
+        assert_eq!(family_of(0x00B0_0F21), ZEN5_FAMILY);
+        assert_eq!(family_of(0x0005_0654), 6);
     }
 
     #[test]

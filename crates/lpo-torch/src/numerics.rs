@@ -56,7 +56,9 @@ pub fn onednn_disabled() -> bool {
 /// Names how this process computes, in cache identities of what it computes
 /// (SFT references, sampled lists, generated text): a new name whenever the
 /// same weights and seed would give other numbers (v1: oneDNN products for
-/// f32 on AVX-512 CPUs; `aten-linear-v1`: those off by [`ONEDNN_ENV`];
+/// f32 on AVX-512 CPUs from 2^20 multiply-adds; v2: from
+/// [`crate::linear::onednn_min_macs`], which depends on the CPU;
+/// `aten-linear-v1`: those off by [`ONEDNN_ENV`];
 /// `reproducible-v1`: [`REPRODUCIBLE_ENV`]).
 pub fn identity() -> &'static str {
     if reproducible() {
@@ -64,6 +66,6 @@ pub fn identity() -> &'static str {
     } else if onednn_disabled() {
         "aten-linear-v1"
     } else {
-        "onednn-linear-v1"
+        "onednn-linear-v2"
     }
 }
