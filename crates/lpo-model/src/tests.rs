@@ -14,7 +14,6 @@ const PAD: i64 = 0;
 const EOS: i64 = 2;
 
 thread_local! {
-    /// Set by a test to keep every product on at::linear (the reference).
     /// Overrides the size from which products run on oneDNN (`i64::MAX`:
     /// never) on this test's thread.
     pub(crate) static ONEDNN_MIN_MACS: Cell<Option<i64>> = const { Cell::new(None) };

@@ -2,7 +2,8 @@
 //! `at::linear` (MKL's sgemm) on one CPU thread: forward + backward (input
 //! and weight gradients) of `x: [M, in]` times `w: [out, in]` transposed, for
 //! the layer shapes of the tiny and small presets and a range of row counts
-//! M. Prints CPU µs per pass, the median of interleaved repeats, and the
+//! M. Prints µs per pass (wall clock, one thread), the median of
+//! interleaved repeats, and the
 //! ratio (> 1: oneDNN faster); what `lpo_model`'s choice of kernel rests on.
 //!
 //!   cargo run --release -p lpo-torch --example linear_bench [-- REPEATS]
@@ -35,7 +36,7 @@ fn main() {
     let repeats: usize = std::env::args()
         .nth(1)
         .map_or(20, |s| s.parse().expect("REPEATS is a number"));
-    println!("products: at::linear vs oneDNN, one thread, CPU µs per forward + backward");
+    println!("products: at::linear vs oneDNN, one thread, µs per forward + backward");
     let shapes = [
         ("tiny q/o", 128, 128),
         ("tiny k/v", 128, 64),

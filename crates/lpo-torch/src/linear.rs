@@ -92,6 +92,7 @@ fn amd_family() -> Option<u32> {
 
 /// The family in a CPUID leaf 1 signature (`eax`): the base family, plus
 /// the extended family when the base is 0xF.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn family_of(signature: u32) -> u32 {
     let base = (signature >> 8) & 0xF;
     match base {
