@@ -48,11 +48,12 @@ install() {
     ) 9>/var/lock/lpo-slurm-install.lock
 }
 
-if [ "${1:-}" = install ] && [ $# -eq 1 ]; then
-    install
-    exit 0
-fi
-[ $# -eq 2 ] || usage
+# The action and its arguments are checked before anything is written.
+case "${1:-} $#" in
+"install 1") install; exit 0 ;;
+"start 2" | "stop 2") ;;
+*) usage ;;
+esac
 action=$1
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
@@ -166,5 +167,4 @@ stop() {
 case $action in
 start) start ;;
 stop) stop ;;
-*) usage ;;
 esac
